@@ -1,0 +1,155 @@
+"""Argument handling shared by every public wrapper.
+
+The wrappers turn keyword arguments into the positional ``()`` operands of the
+C gufuncs (attnnorm._core).  They validate parameters *before* any work starts
+and raise ``ValueError`` naming the parameter and its value.  Score/query
+arrays are handed to the gufunc untouched, so array-likes that implement
+``__array_ufunc__`` (dask) can dispatch.
+"""
+import numbers
+import operator
+
+import numpy as np
+
+EMPTY_CODES = {"zero": 0, "nan": 1, "raise": 2}
+
+
+def empty_code(empty):
+    """'zero' | 'nan' | 'raise' -> the integer the kernels understand."""
+    try:
+        return EMPTY_CODES[empty]
+    except (KeyError, TypeError):
+        raise ValueError(f"empty must be one of 'zero', 'nan', 'raise'; got {empty!r}") from None
+
+
+def window_bounds(window):
+    """window=(left, right) -> (left, right) as ints, -1 meaning unbounded."""
+    if window is None:
+        return -1, -1
+    try:
+        left, right = window
+    except (TypeError, ValueError):
+        raise ValueError(f"window must be None or a pair (left, right); got {window!r}") from None
+    out = []
+    for side, v in (("left", left), ("right", right)):
+        if v is None:
+            out.append(-1)
+            continue
+        try:
+            iv = operator.index(v)
+        except TypeError:
+            raise ValueError(f"window {side} must be an integer >= 0 or None; got {v!r}") from None
+        if iv < 0:
+            raise ValueError(f"window {side} must be >= 0 or None; got {v!r}")
+        out.append(iv)
+    return out[0], out[1]
+
+
+def real_dtype_of(x):
+    """float32 or float64: the loop dtype NumPy will pick for x."""
+    dt = getattr(x, "dtype", None)
+    if dt is None:
+        dt = np.asarray(x).dtype
+    dt = np.dtype(dt)
+    if dt == np.float32 or dt == np.float16:
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
+def real_param(name, value, *, dtype=None, positive=False, nonneg=False,
+               allow_inf=True, minimum=None, exclusive_min=None):
+    """Validate a real parameter (scalar or broadcastable array).
+
+    NaN is always rejected; the other checks are opt-in.  Returns the value as
+    an array of ``dtype`` (so a per-head float64 array does not drag a float32
+    call into the float64 loop)."""
+    if isinstance(value, (str, bytes)) or value is None:
+        raise ValueError(f"{name} must be a real number or array of them; got {value!r}")
+    try:
+        arr = np.asarray(value)
+    except Exception:
+        raise ValueError(f"{name} must be a real number or array of them; got {value!r}") from None
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be real; got {value!r} (dtype {arr.dtype})")
+    a = arr.astype(np.float64, copy=False)
+    shown = value if arr.ndim == 0 else f"array with values such as {a.ravel()[:3]}"
+
+    def bad(cond, what):
+        if np.any(cond):
+            if arr.ndim == 0:
+                raise ValueError(f"{name} must be {what}; got {value!r}")
+            raise ValueError(f"{name} must be {what}; got {shown} (offending: {a[cond].ravel()[:3]})")
+
+    bad(np.isnan(a), "a number, not NaN")
+    if not allow_inf:
+        bad(np.isinf(a), "finite")
+    if positive:
+        bad(a <= 0, "> 0")
+    if nonneg:
+        bad(a < 0, ">= 0")
+    if minimum is not None:
+        bad(a < minimum, f">= {minimum}")
+    if exclusive_min is not None:
+        bad(a <= exclusive_min, f"> {exclusive_min}")
+    return arr.astype(dtype if dtype is not None else np.float64, copy=False)
+
+
+def int_param(name, value, *, minimum=None):
+    """Validate an integer parameter (scalar or array of integers)."""
+    if isinstance(value, bool):
+        value = int(value)
+    if isinstance(value, numbers.Integral):
+        arr = np.asarray(int(value), dtype=np.int64)
+    else:
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "iu":
+            raise ValueError(f"{name} must be an integer; got {value!r}")
+        arr = arr.astype(np.int64)
+    if minimum is not None and np.any(arr < minimum):
+        raise ValueError(f"{name} must be >= {minimum}; got {value!r}")
+    return arr
+
+
+def core_shape(name, x, ndim):
+    """Shape of x (works for dask arrays), checking it has >= ndim axes."""
+    shape = np.shape(x)
+    if len(shape) < ndim:
+        raise ValueError(f"{name} must have at least {ndim} dimensions; got shape {shape}")
+    return shape
+
+
+def mask_operand(mask, lead, n, m):
+    """A boolean (..., n, m) operand for the gufunc (True = keep).
+
+    None gives a zero-stride all-True view (the kernels recognise it and skip
+    the mask entirely); anything else must broadcast to (..., n, m)."""
+    if mask is None:
+        return np.broadcast_to(np.True_, (n, m))
+    mk = np.asarray(mask)
+    if mk.dtype != np.bool_:
+        if mk.dtype.kind not in "biu":
+            raise ValueError(f"mask must be boolean (True = keep); got dtype {mk.dtype}")
+        mk = mk != 0
+    if mk.ndim < 2:
+        mk = mk.reshape((1,) * (2 - mk.ndim) + mk.shape)
+    try:
+        core = np.broadcast_shapes(mk.shape[-2:], (n, m))
+        if core != (n, m):
+            raise ValueError
+        np.broadcast_shapes(mk.shape[:-2], tuple(lead))
+    except ValueError:
+        raise ValueError(
+            f"mask of shape {np.shape(mask)} does not broadcast to the scores' shape "
+            f"{tuple(lead) + (n, m)}") from None
+    return np.broadcast_to(mk, mk.shape[:-2] + (n, m))
+
+
+def move_axes(x, axes, name):
+    """Apply a gufunc-style axes=(a, b) to x: a view with those axes last."""
+    if axes is None:
+        return x
+    try:
+        a, b = axes
+        return np.moveaxis(x, (a, b), (-2, -1))
+    except Exception as exc:
+        raise ValueError(f"axes for {name} must be a pair of axis indices; got {axes!r} ({exc})") from None

@@ -1,0 +1,2 @@
+"""Diagnostics of attention weights and scores (DESIGN "Diagnostics")."""
+__all__ = []

@@ -1,0 +1,2 @@
+"""Linear-time attention family (DESIGN "Attention", linear-time family)."""
+__all__ = []

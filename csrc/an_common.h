@@ -1,0 +1,88 @@
+/*
+ * an_common.h -- shared definitions for attnnorm kernels.
+ *
+ * Kernels see plain pointers, sizes (int64) and byte strides; nothing here
+ * includes Python.h.  The CPython/NumPy glue lives in module.c.
+ */
+#ifndef AN_COMMON_H
+#define AN_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <math.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+typedef int64_t an_int;   /* every size and index is 64-bit */
+
+/* Error codes returned by kernels; module.c turns them into exceptions. */
+enum {
+    AN_OK = 0,
+    AN_ERR_NOMEM = 1,       /* MemoryError */
+    AN_ERR_EMPTY_ROW = 2,   /* ValueError: empty="raise" and a row sees no key */
+    AN_ERR_VALUE = 3,       /* ValueError: a parameter found bad inside the loop */
+};
+
+/* Empty-row policy (DESIGN "Masks and lengths"). */
+enum { AN_EMPTY_ZERO = 0, AN_EMPTY_NAN = 1, AN_EMPTY_RAISE = 2 };
+
+/* Strided element access: p is a char*, s a byte stride. */
+#define AN_AT(T, p, s, i) (*(T *)((char *)(p) + (ptrdiff_t)(s) * (ptrdiff_t)(i)))
+
+#ifdef _OPENMP
+#define AN_OMP_TID(t) ((t) = omp_get_thread_num())
+#else
+#define AN_OMP_TID(t) ((void)0)
+#endif
+
+/* Number of OpenMP threads for the next parallel region (attnnorm.set_num_threads,
+ * OMP_NUM_THREADS and threadpoolctl all act on this). */
+int an_num_threads(void);
+void an_set_num_threads(int n);
+
+/*
+ * Visibility of keys for query row i of an (n, m) score matrix
+ * (DESIGN "Masks and lengths"):
+ *   causal:  j <= i + (m - n)                       (bottom-right alignment)
+ *   window:  i + (m - n) - left <= j <= i + (m - n) + right   (left/right < 0: unbounded)
+ * The result is the half-open range [*lo, *hi) of keys that are not excluded
+ * by causal/window; a boolean mask (if any) is applied on top by the caller.
+ */
+static inline void an_visible_range(an_int i, an_int n, an_int m, int causal,
+                                    an_int wleft, an_int wright,
+                                    an_int *lo, an_int *hi)
+{
+    an_int diag = i + (m - n);
+    an_int l = 0, h = m;
+    if (causal && diag + 1 < h) h = diag + 1;
+    if (wleft >= 0 && diag - wleft > l) l = diag - wleft;
+    if (wright >= 0 && diag + wright + 1 < h) h = diag + wright + 1;
+    if (h < 0) h = 0;
+    if (l > m) l = m;
+    if (h < l) h = l;
+    *lo = l; *hi = h;
+}
+
+/* ---- counter-based random numbers (same stream for any thread count) ----
+ * splitmix64 finaliser applied to (key, counter): a stateless hash, so the
+ * number drawn for (matrix seed, row, draw) does not depend on scheduling. */
+static inline uint64_t an_mix64(uint64_t z)
+{
+    z += 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+static inline uint64_t an_rand_u64(uint64_t key, uint64_t ctr)
+{
+    return an_mix64(an_mix64(key) ^ (ctr * 0xD1B54A32D192ED03ULL));
+}
+/* uniform double in (0, 1) */
+static inline double an_rand_uniform(uint64_t key, uint64_t ctr)
+{
+    return ((double)(an_rand_u64(key, ctr) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+}
+
+#endif

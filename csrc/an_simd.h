@@ -1,0 +1,42 @@
+/*
+ * an_simd.h -- vectorised row primitives with run-time CPU dispatch.
+ *
+ * simd_impl.inc is compiled three times (portable, AVX2+FMA, AVX-512F) into
+ * tables of function pointers; an_simd_init() picks one at import from
+ * __builtin_cpu_supports, or from ATTNNORM_CPU=default|avx2|avx512 to force a
+ * path (the tests use it to exercise the portable code).  The wheel therefore
+ * runs on any x86-64 (and any other CPU through the portable table).
+ */
+#ifndef AN_SIMD_H
+#define AN_SIMD_H
+#include "an_common.h"
+
+#define AN_VECOPS_FIELDS(T)                                                   \
+    /* max over x[0..n) (NaN-propagating: returns NaN if any x is NaN) */     \
+    T (*max)(const T *x, an_int n);                                           \
+    /* x[i] = exp((x[i] - shift) * mul); returns sum of the new x */          \
+    double (*exp_shift_sum)(T *x, an_int n, T shift, T mul);                  \
+    /* x[i] *= c */                                                           \
+    void (*scale)(T *x, an_int n, T c);                                       \
+    /* y[i] += a * x[i] */                                                    \
+    void (*axpy)(T *y, const T *x, an_int n, T a);                            \
+    /* sum x[i] * y[i] */                                                     \
+    T (*dot)(const T *x, const T *y, an_int n);
+
+typedef struct { AN_VECOPS_FIELDS(float) const char *name; } an_vecops_f;
+typedef struct { AN_VECOPS_FIELDS(double) const char *name; } an_vecops_d;
+
+extern const an_vecops_f *an_vf;   /* the chosen float table */
+extern const an_vecops_d *an_vd;   /* the chosen double table */
+
+/* Choose the tables; returns the name of the chosen path. */
+const char *an_simd_init(void);
+/* Name of the best path this CPU supports ("avx512", "avx2", "default"). */
+const char *an_simd_best(void);
+
+/* Scalar exp with the same algorithm as the vector code (used in scalar tails
+ * and by kernels that need one value at a time). */
+double an_exp_d(double x);
+float an_exp_f(float x);
+
+#endif

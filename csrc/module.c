@@ -1,0 +1,224 @@
+/*
+ * module.c -- attnnorm._core: the one table of gufuncs and their registration.
+ *
+ * Every kernel is registered here as a NumPy gufunc with a float32 and a
+ * float64 loop.  Loop functions only unpack arguments (pointers, sizes, byte
+ * strides) and call kernels; kernels live in the other .c files.
+ */
+#include "glue.h"
+#include "an_simd.h"
+#include "normalize.h"
+
+void an_raise(int code, const char *what, an_int detail)
+{
+    PyGILState_STATE st = PyGILState_Ensure();
+    if (!PyErr_Occurred()) {
+        switch (code) {
+        case AN_ERR_NOMEM:
+            PyErr_Format(PyExc_MemoryError, "%s: could not allocate its workspace", what);
+            break;
+        case AN_ERR_EMPTY_ROW:
+            PyErr_Format(PyExc_ValueError,
+                         "%s: empty='raise' and query row %lld sees no key "
+                         "(fully masked or all scores -inf)", what, (long long)detail);
+            break;
+        default:
+            PyErr_Format(PyExc_ValueError, "%s: invalid input (code %d, at %lld)",
+                         what, code, (long long)detail);
+        }
+    }
+    PyGILState_Release(st);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Normalizers: operands                                                     */
+/*   scores (n,m), mask (n,m) bool, causal (), wleft (), wright (), empty (), */
+/*   <nreal real ()>, <nint int64 ()>  ->  weights (n,m) [, tau (n), support (n)] */
+/* ------------------------------------------------------------------------ */
+typedef struct { const char *name; const an_normdesc *desc; } an_normdata;
+
+#define AN_NORM_LOOP(T, TS)                                                   \
+static void norm_loop_##TS(char **args, npy_intp const *dims,                 \
+                           npy_intp const *steps, void *data)                 \
+{                                                                             \
+    const an_normdata *nd = (const an_normdata *)data;                        \
+    const an_normdesc *d = nd->desc;                                          \
+    const npy_intp N = dims[0], n = dims[1], m = dims[2];                     \
+    const int nin = 6 + d->nreal + d->nint;                                   \
+    const int nargs = nin + 1 + (d->has_extra ? 2 : 0);                       \
+    const npy_intp *cs = steps + nargs;   /* core strides */                  \
+    if (N <= 0) return;                                                       \
+    an_normmat *mats = (an_normmat *)malloc(sizeof(an_normmat) * (size_t)N);  \
+    if (!mats) { an_raise(AN_ERR_NOMEM, nd->name, 0); return; }               \
+    for (npy_intp k = 0; k < N; k++) {                                        \
+        an_normmat *M = &mats[k];                                             \
+        memset(M, 0, sizeof(*M));                                             \
+        M->n = n; M->m = m; M->index = k;                                     \
+        M->s = args[0] + k * steps[0]; M->s_n = cs[0]; M->s_m = cs[1];        \
+        M->mask = args[1] + k * steps[1]; M->mk_n = cs[2]; M->mk_m = cs[3];   \
+        if (cs[2] == 0 && cs[3] == 0 && *(const npy_bool *)M->mask)           \
+            M->mask = NULL;   /* a broadcast True: no mask */                 \
+        M->causal = *(const int64_t *)(args[2] + k * steps[2]) != 0;          \
+        M->wleft = *(const int64_t *)(args[3] + k * steps[3]);                \
+        M->wright = *(const int64_t *)(args[4] + k * steps[4]);               \
+        M->empty = (int)*(const int64_t *)(args[5] + k * steps[5]);           \
+        for (int r = 0; r < d->nreal; r++)                                    \
+            M->p[r] = (double)*(const T *)(args[6 + r] + k * steps[6 + r]);   \
+        for (int r = 0; r < d->nint; r++) {                                   \
+            int a = 6 + d->nreal + r;                                         \
+            M->ip[r] = *(const int64_t *)(args[a] + k * steps[a]);            \
+        }                                                                     \
+        M->out = args[nin] + k * steps[nin]; M->o_n = cs[4]; M->o_m = cs[5]; \
+        if (d->has_extra) {                                                   \
+            M->tau = args[nin + 1] + k * steps[nin + 1]; M->tau_s = cs[6];    \
+            M->sup = args[nin + 2] + k * steps[nin + 2]; M->sup_s = cs[7];    \
+        }                                                                     \
+    }                                                                         \
+    an_int bad = -1;                                                          \
+    int rc = an_normalize_##TS(d, mats, N, &bad);                             \
+    free(mats);                                                               \
+    AN_CLEAR_FPE();                                                           \
+    if (rc) an_raise(rc, nd->name, bad >= 0 ? bad % (n > 0 ? n : 1) : bad);   \
+}
+AN_NORM_LOOP(float, f)
+AN_NORM_LOOP(double, d)
+
+#define NORM_SIG(params, extra) "(n,m),(n,m),(),(),(),()" params "->(n,m)" extra
+#define NORM_TYPES(params, extra) "Tbqqqq" params "-T" extra
+#define NORM_ENTRY(nm, params, ptypes, extra, etypes, doc)                    \
+    { #nm, NORM_SIG(params, extra), NORM_TYPES(ptypes, etypes), doc,          \
+      norm_loop_f, norm_loop_d, (void *)&norm_data_##nm }
+#define NORM_DATA(nm) static const an_normdata norm_data_##nm = { #nm, &an_norm_##nm };
+
+NORM_DATA(softmax)
+
+/* ------------------------------------------------------------------------ */
+/* THE TABLE: every gufunc of attnnorm._core                                 */
+/* ------------------------------------------------------------------------ */
+static const an_gufunc_entry an_gufuncs[] = {
+    /* ---- normalizers (DESIGN "Normalizers") ---- */
+    NORM_ENTRY(softmax, ",()", "T", "", "",
+        "softmax(scores, mask, causal, wleft, wright, empty, temperature) -> weights"),
+    /* ---- end normalizers ---- */
+
+    /* ---- attention (DESIGN "Attention") ---- */
+    /* ---- end attention ---- */
+
+    /* ---- linear-time attention ---- */
+    /* ---- end linear-time attention ---- */
+
+    /* ---- diagnostics (DESIGN "Diagnostics") ---- */
+    /* ---- end diagnostics ---- */
+};
+
+/* ------------------------------------------------------------------------ */
+
+static int type_code(char c, int real)
+{
+    switch (c) {
+    case 'T': return real;
+    case 'b': return NPY_BOOL;
+    case 'q': return NPY_INT64;
+    case 'Q': return NPY_UINT64;
+    default: return -1;
+    }
+}
+
+static int add_gufunc(PyObject *module, const an_gufunc_entry *e)
+{
+    int nin = 0, nout = 0, out = 0;
+    for (const char *c = e->types; *c; c++) {
+        if (*c == '-') { out = 1; continue; }
+        if (*c == ' ') continue;
+        if (out) nout++; else nin++;
+    }
+    int nargs = nin + nout;
+    /* storage that lives as long as the ufunc: types (2 loops), funcs, data */
+    char *types = (char *)PyMem_Malloc((size_t)(2 * nargs));
+    PyUFuncGenericFunction *funcs = (PyUFuncGenericFunction *)PyMem_Malloc(2 * sizeof(*funcs));
+    void **data = (void **)PyMem_Malloc(2 * sizeof(void *));
+    if (!types || !funcs || !data) { PyErr_NoMemory(); return -1; }
+    for (int loop = 0; loop < 2; loop++) {
+        int real = loop == 0 ? NPY_FLOAT : NPY_DOUBLE, k = 0;
+        for (const char *c = e->types; *c; c++) {
+            if (*c == '-' || *c == ' ') continue;
+            int tc = type_code(*c, real);
+            if (tc < 0) {
+                PyErr_Format(PyExc_RuntimeError, "bad type code '%c' for %s", *c, e->name);
+                return -1;
+            }
+            types[loop * nargs + k++] = (char)tc;
+        }
+    }
+    funcs[0] = e->loop_f; funcs[1] = e->loop_d;
+    data[0] = e->data; data[1] = e->data;
+    PyObject *uf = PyUFunc_FromFuncAndDataAndSignature(
+        funcs, data, types, 2, nin, nout, PyUFunc_None, e->name, e->doc, 0, e->signature);
+    if (!uf) return -1;
+    if (PyModule_AddObject(module, e->name, uf) < 0) { Py_DECREF(uf); return -1; }
+    return 0;
+}
+
+static PyObject *py_set_num_threads(PyObject *self, PyObject *arg)
+{
+    long n = PyLong_AsLong(arg);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    if (n < 1) {
+        PyErr_Format(PyExc_ValueError, "set_num_threads: n must be >= 1, got %ld", n);
+        return NULL;
+    }
+    an_set_num_threads((int)n);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_get_num_threads(PyObject *self, PyObject *noargs)
+{
+    return PyLong_FromLong(an_num_threads());
+}
+
+static PyObject *py_simd_path(PyObject *self, PyObject *noargs)
+{
+    return PyUnicode_FromString(an_vf->name);
+}
+
+static PyObject *py_simd_best(PyObject *self, PyObject *noargs)
+{
+    return PyUnicode_FromString(an_simd_best());
+}
+
+static PyObject *py_has_openmp(PyObject *self, PyObject *noargs)
+{
+#ifdef _OPENMP
+    Py_RETURN_TRUE;
+#else
+    Py_RETURN_FALSE;
+#endif
+}
+
+static PyMethodDef an_methods[] = {
+    {"set_num_threads", py_set_num_threads, METH_O, "set_num_threads(n): cap the OpenMP threads used by attnnorm's kernels."},
+    {"get_num_threads", py_get_num_threads, METH_NOARGS, "get_num_threads() -> threads the next kernel call will use."},
+    {"simd_path", py_simd_path, METH_NOARGS, "simd_path() -> the SIMD path in use ('avx512', 'avx2' or 'default')."},
+    {"simd_best", py_simd_best, METH_NOARGS, "simd_best() -> the best SIMD path this CPU supports."},
+    {"has_openmp", py_has_openmp, METH_NOARGS, "has_openmp() -> whether the extension was built with OpenMP."},
+    {NULL, NULL, 0, NULL}
+};
+
+static struct PyModuleDef an_module = {
+    PyModuleDef_HEAD_INIT, "_core",
+    "attnnorm._core: C gufuncs for attention normalisation (see attnnorm).",
+    -1, an_methods
+};
+
+PyMODINIT_FUNC PyInit__core(void)
+{
+    import_array();
+    import_umath();
+    an_simd_init();
+    PyObject *m = PyModule_Create(&an_module);
+    if (!m) return NULL;
+    for (size_t i = 0; i < sizeof(an_gufuncs) / sizeof(an_gufuncs[0]); i++) {
+        if (add_gufunc(m, &an_gufuncs[i]) < 0) { Py_DECREF(m); return NULL; }
+    }
+    return m;
+}

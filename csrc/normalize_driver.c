@@ -1,0 +1,115 @@
+/* normalize_driver.c -- gather / row kernel / scatter over every row. */
+#include <stdlib.h>
+#include <string.h>
+#include "normalize.h"
+
+an_int an_row_visible(const an_normmat *M, an_int i, an_int *idx)
+{
+    an_int lo, hi, nv = 0;
+    an_visible_range(i, M->n, M->m, M->causal, M->wleft, M->wright, &lo, &hi);
+    if (M->mask) {
+        const char *mk = M->mask + M->mk_n * i;
+        for (an_int j = lo; j < hi; j++)
+            if (AN_AT(uint8_t, mk, M->mk_m, j)) idx[nv++] = j;
+    } else {
+        for (an_int j = lo; j < hi; j++) idx[nv++] = j;
+    }
+    return nv;
+}
+
+#define AN_DRIVER(T, TS)                                                      \
+int an_normalize_##TS(const an_normdesc *d, const an_normmat *mats,           \
+                      an_int nmat, an_int *bad_row)                           \
+{                                                                             \
+    if (nmat <= 0) return AN_OK;                                              \
+    if (d->mat_##TS) {                                                        \
+        for (an_int k = 0; k < nmat; k++) {                                   \
+            int rc = d->mat_##TS(&mats[k]);                                   \
+            if (rc) { *bad_row = -1; return rc; }                             \
+        }                                                                     \
+        return AN_OK;                                                         \
+    }                                                                         \
+    const an_int n = mats[0].n, m = mats[0].m;                                \
+    const an_int nrows = nmat * n;                                            \
+    if (nrows == 0) return AN_OK;                                             \
+    int nthr = an_num_threads();                                              \
+    if ((double)nrows * (double)(m + 1) < 32768.0) nthr = 1;                  \
+    if (nthr > nrows) nthr = (int)nrows;                                      \
+    /* per thread: x (m of T), idx (m of an_int), workspace */                \
+    size_t per = (size_t)(m + 1) * (sizeof(T) + sizeof(an_int)                \
+                 + sizeof(double) * (size_t)d->ws_mult) + 64;                 \
+    char *buf = (char *)malloc(per * (size_t)nthr);                           \
+    if (!buf) return AN_ERR_NOMEM;                                            \
+    int err = AN_OK; an_int err_row = -1;                                     \
+    _Pragma("omp parallel num_threads(nthr)")                                 \
+    {                                                                         \
+        int tid = 0;                                                          \
+        AN_OMP_TID(tid);                                                      \
+        char *mine = buf + per * (size_t)tid;                                 \
+        double *ws = (double *)mine;                                          \
+        an_int *idx = (an_int *)(mine + sizeof(double) * (size_t)(m + 1) * d->ws_mult); \
+        T *x = (T *)(idx + m + 1);                                            \
+        _Pragma("omp for schedule(static)")                                   \
+        for (an_int r = 0; r < nrows; r++) {                                  \
+            const an_normmat *M = &mats[r / n];                               \
+            an_int i = r % n;                                                 \
+            an_int lo, hi, nv;                                                \
+            an_visible_range(i, n, m, M->causal, M->wleft, M->wright, &lo, &hi); \
+            const int dense = M->mask == NULL;  /* visible keys = [lo, hi) */ \
+            nv = dense ? hi - lo : an_row_visible(M, i, idx);                 \
+            const char *srow = M->s + M->s_n * i;                             \
+            char *orow = M->out + M->o_n * i;                                 \
+            an_rowctx c = { i, n, m, M, NAN, 0, ws };                         \
+            int rc = AN_OK;                                                   \
+            if (nv == 0) {                                                    \
+                T fill = M->empty == AN_EMPTY_NAN ? (T)NAN : (T)0;            \
+                for (an_int j = 0; j < m; j++) AN_AT(T, orow, M->o_m, j) = fill; \
+                if (M->empty == AN_EMPTY_RAISE) rc = AN_ERR_EMPTY_ROW;        \
+            } else {                                                          \
+                if (dense && M->s_m == (an_int)sizeof(T))                     \
+                    memcpy(x, srow + lo * (an_int)sizeof(T), (size_t)nv * sizeof(T)); \
+                else if (dense)                                               \
+                    for (an_int k = 0; k < nv; k++) x[k] = AN_AT(T, srow, M->s_m, lo + k); \
+                else                                                          \
+                    for (an_int k = 0; k < nv; k++) x[k] = AN_AT(T, srow, M->s_m, idx[k]); \
+                c.support = -1;                                               \
+                rc = d->row_##TS(x, nv, &c);                                  \
+                if (rc == AN_ROW_EMPTY) {                                     \
+                    T fill = M->empty == AN_EMPTY_NAN ? (T)NAN : (T)0;        \
+                    for (an_int k = 0; k < nv; k++) x[k] = fill;              \
+                    c.tau = NAN; c.support = 0;                               \
+                    rc = M->empty == AN_EMPTY_RAISE ? AN_ERR_EMPTY_ROW : AN_OK; \
+                }                                                             \
+                if (dense) {                                                  \
+                    for (an_int j = 0; j < lo; j++) AN_AT(T, orow, M->o_m, j) = 0; \
+                    if (M->o_m == (an_int)sizeof(T))                          \
+                        memcpy(orow + lo * (an_int)sizeof(T), x, (size_t)nv * sizeof(T)); \
+                    else                                                      \
+                        for (an_int k = 0; k < nv; k++) AN_AT(T, orow, M->o_m, lo + k) = x[k]; \
+                    for (an_int j = hi; j < m; j++) AN_AT(T, orow, M->o_m, j) = 0; \
+                } else {                                                      \
+                    for (an_int j = 0; j < m; j++) AN_AT(T, orow, M->o_m, j) = 0; \
+                    for (an_int k = 0; k < nv; k++)                           \
+                        AN_AT(T, orow, M->o_m, idx[k]) = x[k];                \
+                }                                                             \
+                if (c.support < 0) {                                          \
+                    an_int cnt = 0;                                           \
+                    for (an_int k = 0; k < nv; k++) cnt += (x[k] != 0);       \
+                    c.support = cnt;                                          \
+                }                                                             \
+            }                                                                 \
+            if (M->tau) AN_AT(T, M->tau, M->tau_s, i) = (T)c.tau;             \
+            if (M->sup) AN_AT(int64_t, M->sup, M->sup_s, i) = c.support;      \
+            if (rc) {                                                         \
+                _Pragma("omp critical(an_norm_err)")                          \
+                { if (!err || r < err_row) { err = rc; err_row = r; } }       \
+            }                                                                 \
+        }                                                                     \
+    }                                                                         \
+    free(buf);                                                                \
+    *bad_row = err_row;                                                       \
+    return err;                                                               \
+}
+
+AN_DRIVER(float, f)
+AN_DRIVER(double, d)

@@ -1,0 +1,70 @@
+/* simd.c -- compiles simd_impl.inc per target and dispatches at run time. */
+#include <stdlib.h>
+#include <string.h>
+#include "an_simd.h"
+
+/* portable path: compiled for the compiler's baseline */
+#define AN_SFX _default
+#define AN_SFX_NAME "default"
+#include "simd_impl.inc"
+#undef AN_SFX
+#undef AN_SFX_NAME
+
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+#define AN_HAVE_X86_DISPATCH 1
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define AN_SFX _avx2
+#define AN_SFX_NAME "avx2"
+#include "simd_impl.inc"
+#undef AN_SFX
+#undef AN_SFX_NAME
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,avx2,fma")
+#define AN_SFX _avx512
+#define AN_SFX_NAME "avx512"
+#include "simd_impl.inc"
+#undef AN_SFX
+#undef AN_SFX_NAME
+#pragma GCC pop_options
+#endif
+
+const an_vecops_f *an_vf = &an_vecops_f__default;
+const an_vecops_d *an_vd = &an_vecops_d__default;
+
+double an_exp_d(double x) { return expd__default(x); }
+float an_exp_f(float x) { return expf__default(x); }
+
+const char *an_simd_best(void)
+{
+#ifdef AN_HAVE_X86_DISPATCH
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq"))
+        return "avx512";
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return "avx2";
+#endif
+    return "default";
+}
+
+const char *an_simd_init(void)
+{
+    const char *best = an_simd_best();
+    const char *want = getenv("ATTNNORM_CPU");
+    const char *use = best;
+    if (want && *want) {
+        /* a forced path is honoured only if the CPU supports it */
+        if (strcmp(want, "default") == 0) use = "default";
+        else if (strcmp(want, "avx2") == 0 && strcmp(best, "default") != 0) use = "avx2";
+        else if (strcmp(want, "avx512") == 0 && strcmp(best, "avx512") == 0) use = "avx512";
+    }
+    an_vf = &an_vecops_f__default;
+    an_vd = &an_vecops_d__default;
+#ifdef AN_HAVE_X86_DISPATCH
+    if (strcmp(use, "avx2") == 0) { an_vf = &an_vecops_f__avx2; an_vd = &an_vecops_d__avx2; }
+    if (strcmp(use, "avx512") == 0) { an_vf = &an_vecops_f__avx512; an_vd = &an_vecops_d__avx512; }
+#endif
+    return an_vf->name;
+}

@@ -1,0 +1,73 @@
+"""Build attnnorm._core (C gufuncs) with OpenMP where the compiler has it.
+
+Set ATTNNORM_NO_OPENMP=1 to build without OpenMP (everything then runs
+serially).  SIMD paths are chosen at run time, so the build never uses
+-march=native.
+"""
+import glob
+import os
+import sys
+import tempfile
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+
+def _compiler_accepts(compiler, flags, link_flags):
+    """Compile and link a tiny OpenMP program to see whether the flags work."""
+    src = "#include <omp.h>\nint main(void){return omp_get_max_threads() < 1;}\n"
+    with tempfile.TemporaryDirectory() as tmp:
+        fn = os.path.join(tmp, "t.c")
+        with open(fn, "w") as f:
+            f.write(src)
+        try:
+            objs = compiler.compile([fn], output_dir=tmp, extra_postargs=flags)
+            compiler.link_executable(objs, os.path.join(tmp, "t"), extra_postargs=link_flags)
+        except Exception:
+            return False
+    return True
+
+
+class BuildExt(build_ext):
+    """Per-compiler flags: OpenMP (-fopenmp, /openmp, Apple clang -Xpreprocessor),
+    C11 and optimisation."""
+
+    def build_extensions(self):
+        import numpy
+
+        ctype = self.compiler.compiler_type
+        if ctype == "msvc":
+            cflags, omp_c, omp_l = ["/O2"], ["/openmp"], []
+        else:
+            cflags = ["-O3", "-std=c11", "-fno-strict-aliasing", "-Wall",
+                      "-Wno-unknown-pragmas", "-Wno-unused-function",
+                      "-fno-trapping-math"]
+            if sys.platform == "darwin":
+                omp_c, omp_l = ["-Xpreprocessor", "-fopenmp"], ["-lomp"]
+            else:
+                omp_c, omp_l = ["-fopenmp"], ["-fopenmp"]
+        use_omp = os.environ.get("ATTNNORM_NO_OPENMP", "") in ("", "0")
+        if use_omp and not _compiler_accepts(self.compiler, omp_c, omp_l):
+            print("attnnorm: OpenMP not available with this compiler; building serial code")
+            use_omp = False
+        for ext in self.extensions:
+            ext.include_dirs.append(numpy.get_include())
+            ext.extra_compile_args = cflags + (omp_c if use_omp else [])
+            ext.extra_link_args = omp_l if use_omp else []
+        super().build_extensions()
+
+
+here = os.path.dirname(os.path.abspath(__file__))
+sources = sorted(os.path.relpath(p, here) for p in glob.glob(os.path.join(here, "csrc", "*.c")))
+
+setup(
+    ext_modules=[
+        Extension(
+            "attnnorm._core",
+            sources=sources,
+            depends=sorted(glob.glob("csrc/*.h") + glob.glob("csrc/*.inc")),
+            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
+        )
+    ],
+    cmdclass={"build_ext": BuildExt},
+)
