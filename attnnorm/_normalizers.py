@@ -85,7 +85,16 @@ def softmax(scores, *, temperature=1.0, mask=None, causal=False, window=None,
                 window=window, empty=empty, out=out, axes=axes)
 
 
+# ---- section: softmax family and elementwise maps (H1) ----
+_H1_NORMALIZERS = []
+# ---- end section H1 ----
+
+
+# ---- section: sparse, stochastic and Sinkhorn normalizers (H2) ----
+_H2_NORMALIZERS = []
+# ---- end section H2 ----
+
+
 #: name -> function, for every normalizer of the DESIGN table
-NORMALIZERS = {
-    "softmax": softmax,
-}
+NORMALIZERS = {f.__name__: f for f in [softmax] + _H1_NORMALIZERS + _H2_NORMALIZERS}
+__all__ = __all__ + [f.__name__ for f in _H1_NORMALIZERS + _H2_NORMALIZERS]

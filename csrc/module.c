@@ -8,6 +8,9 @@
 #include "glue.h"
 #include "an_simd.h"
 #include "normalize.h"
+#include "glue_attention.h"
+#include "glue_linear.h"
+#include "glue_diagnostics.h"
 
 void an_raise(int code, const char *what, an_int detail)
 {
@@ -91,6 +94,11 @@ AN_NORM_LOOP(double, d)
 #define NORM_DATA(nm) static const an_normdata norm_data_##nm = { #nm, &an_norm_##nm };
 
 NORM_DATA(softmax)
+/* ---- NORM_DATA: softmax family and elementwise maps (H1) ---- */
+/* ---- end NORM_DATA H1 ---- */
+
+/* ---- NORM_DATA: sparse, stochastic, Sinkhorn (H2) ---- */
+/* ---- end NORM_DATA H2 ---- */
 
 /* ------------------------------------------------------------------------ */
 /* THE TABLE: every gufunc of attnnorm._core                                 */
@@ -99,6 +107,17 @@ static const an_gufunc_entry an_gufuncs[] = {
     /* ---- normalizers (DESIGN "Normalizers") ---- */
     NORM_ENTRY(softmax, ",()", "T", "", "",
         "softmax(scores, mask, causal, wleft, wright, empty, temperature) -> weights"),
+    /* ---- table: softmax family and elementwise maps (H1) ----
+     * softmax_sink: reals [sink]; ssmax: reals [c]; sigmoid: reals [bias], ints [use_length_bias];
+     * relu: reals [power]; polynomial: reals [power]; softpick: reals [eps];
+     * nap: reals [gain, bias, eps]; affine_softmax: reals [a, b] */
+    /* ---- end table H1 ---- */
+
+    /* ---- table: sparse, stochastic, Sinkhorn (H2) ----
+     * sparsemax: no params, extra outputs tau (n) T and support (n) int64;
+     * entmax: reals [alpha], ints [n_iter], extra outputs; stochastic_softmax: ints [trials, seed];
+     * sinkhorn: reals [eps], ints [n_iter] */
+    /* ---- end table H2 ---- */
     /* ---- end normalizers ---- */
 
     /* ---- attention (DESIGN "Attention") ---- */
