@@ -36,7 +36,8 @@ void an_raise(int code, const char *what, an_int detail)
 /* ------------------------------------------------------------------------ */
 /* Normalizers: operands                                                     */
 /*   scores (n,m), mask (n,m) bool, causal (), wleft (), wright (), empty (), */
-/*   <nreal real ()>, <nint int64 ()>  ->  weights (n,m) [, tau (n), support (n)] */
+/*   <nreal real ()>, <nint int64 ()>, <nrowp real (n)>                       */
+/*   ->  weights (n,m) [, tau (n), support (n)]                               */
 /* ------------------------------------------------------------------------ */
 typedef struct { const char *name; const an_normdesc *desc; } an_normdata;
 
@@ -47,7 +48,7 @@ static void norm_loop_##TS(char **args, npy_intp const *dims,                 \
     const an_normdata *nd = (const an_normdata *)data;                        \
     const an_normdesc *d = nd->desc;                                          \
     const npy_intp N = dims[0], n = dims[1], m = dims[2];                     \
-    const int nin = 6 + d->nreal + d->nint;                                   \
+    const int nin = 6 + d->nreal + d->nint + d->nrowp;                        \
     const int nargs = nin + 1 + (d->has_extra ? 2 : 0);                       \
     const npy_intp *cs = steps + nargs;   /* core strides */                  \
     if (N <= 0) return;                                                       \
@@ -71,10 +72,15 @@ static void norm_loop_##TS(char **args, npy_intp const *dims,                 \
             int a = 6 + d->nreal + r;                                         \
             M->ip[r] = *(const int64_t *)(args[a] + k * steps[a]);            \
         }                                                                     \
-        M->out = args[nin] + k * steps[nin]; M->o_n = cs[4]; M->o_m = cs[5]; \
+        for (int r = 0; r < d->nrowp; r++) {                                  \
+            int a = 6 + d->nreal + d->nint + r;                               \
+            M->rp[r] = args[a] + k * steps[a]; M->rp_s[r] = cs[4 + r];        \
+        }                                                                     \
+        const npy_intp *co = cs + 4 + d->nrowp;  /* output core strides */    \
+        M->out = args[nin] + k * steps[nin]; M->o_n = co[0]; M->o_m = co[1]; \
         if (d->has_extra) {                                                   \
-            M->tau = args[nin + 1] + k * steps[nin + 1]; M->tau_s = cs[6];    \
-            M->sup = args[nin + 2] + k * steps[nin + 2]; M->sup_s = cs[7];    \
+            M->tau = args[nin + 1] + k * steps[nin + 1]; M->tau_s = co[2];    \
+            M->sup = args[nin + 2] + k * steps[nin + 2]; M->sup_s = co[3];    \
         }                                                                     \
     }                                                                         \
     an_int bad = -1;                                                          \
@@ -110,12 +116,15 @@ static const an_gufunc_entry an_gufuncs[] = {
     /* ---- table: softmax family and elementwise maps (H1) ----
      * softmax_sink: reals [sink]; ssmax: reals [c]; sigmoid: reals [bias], ints [use_length_bias];
      * relu: reals [power]; polynomial: reals [power]; softpick: reals [eps];
-     * nap: reals [gain, bias, eps]; affine_softmax: reals [a, b] */
+     * nap: reals [gain, bias, eps];
+     * affine_softmax: no () params, per-row (n) params [a, b] (nrowp = 2):
+     *   sig "(n,m),(n,m),(),(),(),(),(n),(n)->(n,m)", types "TbqqqqTT-T" */
     /* ---- end table H1 ---- */
 
     /* ---- table: sparse, stochastic, Sinkhorn (H2) ----
      * sparsemax: no params, extra outputs tau (n) T and support (n) int64;
-     * entmax: reals [alpha], ints [n_iter], extra outputs; stochastic_softmax: ints [trials, seed];
+     * entmax: reals [alpha], ints [n_iter], extra outputs;
+     * stochastic_softmax: ints [trials, seed, stream] (stream: per-matrix index from the wrapper);
      * sinkhorn: reals [eps], ints [n_iter] */
     /* ---- end table H2 ---- */
     /* ---- end normalizers ---- */

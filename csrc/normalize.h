@@ -14,6 +14,9 @@
 
 #define AN_MAXPARAM 6
 
+/* Per-row parameter r of row i, as double (row kernels call this). */
+#define AN_ROWPARAM(T, M, r, i) ((double)AN_AT(T, (M)->rp[r], (M)->rp_s[r], (i)))
+
 /* One (n, m) problem: a matrix of scores and everything that goes with it. */
 typedef struct {
     an_int n, m;
@@ -25,6 +28,7 @@ typedef struct {
     int causal, empty;
     an_int wleft, wright;                   /* < 0: unbounded */
     double p[AN_MAXPARAM];                  /* real parameters, this matrix */
+    const char *rp[2]; an_int rp_s[2];      /* per-row real parameters (T), core (n) */
     int64_t ip[AN_MAXPARAM];                /* integer parameters, this matrix */
     an_int index;                           /* position of this matrix in the call */
 } an_normmat;
@@ -54,6 +58,7 @@ typedef struct {
     an_matfn_f mat_f;  an_matfn_d mat_d;    /* matrix kernel, or NULL */
     int ws_mult;                            /* workspace doubles per key */
     int nreal, nint;                        /* number of () parameters */
+    int nrowp;                              /* number of (n) per-row real parameters (<= 2) */
     int has_extra;                          /* outputs tau and support */
 } an_normdesc;
 

@@ -40,4 +40,5 @@ static int softmax_row_f(float *x, an_int nv, an_rowctx *c)
 { return an_softmax_inplace_f(x, nv, 1.0 / c->mat->p[0]); }
 static int softmax_row_d(double *x, an_int nv, an_rowctx *c)
 { return an_softmax_inplace_d(x, nv, 1.0 / c->mat->p[0]); }
-const an_normdesc an_norm_softmax = { softmax_row_f, softmax_row_d, NULL, NULL, 0, 1, 0, 0 };
+const an_normdesc an_norm_softmax = {
+    .row_f = softmax_row_f, .row_d = softmax_row_d, .nreal = 1 };
