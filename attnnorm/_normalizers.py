@@ -67,6 +67,20 @@ def _run(gufunc, name, scores, reals=(), ints=(), *, mask=None, causal=False,
     return res
 
 
+#: name -> function(dtype, **params) -> (reals, ints): validates a normalizer's
+#: keyword parameters and returns its () gufunc operands in order.  Shared by
+#: the normalizer wrappers, attention and diagnose, so every entry point
+#: validates identically.  (Length-aware defaults are resolved in C from n_i.)
+PARAMS = {}
+
+
+def _softmax_params(dt, temperature=1.0):
+    return (real_param("temperature", temperature, dtype=dt, positive=True),), ()
+
+
+PARAMS["softmax"] = _softmax_params
+
+
 def softmax(scores, *, temperature=1.0, mask=None, causal=False, window=None,
             empty="zero", out=None, axes=None):
     """Softmax with temperature over the last axis.
@@ -79,9 +93,8 @@ def softmax(scores, *, temperature=1.0, mask=None, causal=False, window=None,
     Limits: ``+inf`` scores share the row's mass equally; a row whose visible
     scores are all ``-inf`` is treated as empty; NaN in a row gives a NaN row.
     """
-    dt = real_dtype_of(scores)
-    t = real_param("temperature", temperature, dtype=dt, positive=True)
-    return _run(_core.softmax, "softmax", scores, (t,), mask=mask, causal=causal,
+    reals, ints = _softmax_params(real_dtype_of(scores), temperature=temperature)
+    return _run(_core.softmax, "softmax", scores, reals, ints, mask=mask, causal=causal,
                 window=window, empty=empty, out=out, axes=axes)
 
 

@@ -70,6 +70,14 @@ int an_normalize_d(const an_normdesc *d, const an_normmat *mats, an_int nmat, an
 /* Visible key indices of row i: fills idx[0..nv) and returns nv. */
 an_int an_row_visible(const an_normmat *M, an_int i, an_int *idx);
 
+/* X-macro lists of the implemented normalizers, so other areas (attention,
+ * diagnose) can generate one entry per normalizer: X(name).  Each helper
+ * appends to its own list. */
+#define AN_NORMALIZERS_BASE(X) X(softmax)
+#define AN_NORMALIZERS_H1(X)
+#define AN_NORMALIZERS_H2(X)
+#define AN_ALL_NORMALIZERS(X) AN_NORMALIZERS_BASE(X) AN_NORMALIZERS_H1(X) AN_NORMALIZERS_H2(X)
+
 /* The normalizers (defined in normalizers.c, sparse.c, sinkhorn.c, ...). */
 extern const an_normdesc an_norm_softmax, an_norm_softmax_sink, an_norm_ssmax,
     an_norm_sigmoid, an_norm_relu, an_norm_polynomial, an_norm_sparsemax,
