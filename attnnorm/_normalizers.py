@@ -109,7 +109,7 @@ def _softmax_sink_params(dt, sink=0.0):
 
 
 def _ssmax_params(dt, c=0.43):
-    return (real_param("c", c, dtype=dt, nonneg=True),), ()
+    return (real_param("c", c, dtype=dt, nonneg=True, allow_inf=False),), ()
 
 
 def _sigmoid_params(dt, bias=None):
@@ -198,7 +198,7 @@ def ssmax(scores, *, c=0.43, mask=None, causal=False, window=None,
     """Scalable-Softmax: ``softmax(c * log(n_i) * s)`` over the visible keys.
 
     ``n_i`` is the number of keys query ``i`` sees after masking (Nakanishi
-    2025; papers.md A0 and #11).  ``c >= 0`` (default 0.43, the
+    2025; papers.md A0 and #11).  ``c >= 0`` finite (default 0.43, the
     scalable-softmax package's default) may be an array broadcasting against
     the leading axes (one per head).
 
