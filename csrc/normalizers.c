@@ -211,8 +211,10 @@ static int softpick_row_##TS(T *x, an_int nv, an_rowctx *c)                   \
     if (mx != mx) { fill_nan_##TS(x, nv); return AN_OK; }                     \
     if (mx == INFINITY) { posinf_share_##TS(x, nv, 0); return AN_OK; }        \
     if (!(mx > 0)) { for (an_int k = 0; k < nv; k++) x[k] = 0; return AN_OK; } \
-    double den = VOPS->softpick_terms(x, nv, mx, (T)exp(-(double)mx));        \
-    VOPS->scale(x, nv, (T)(1.0 / (den + c->mat->p[0])));                      \
+    double den = VOPS->softpick_terms(x, nv, mx, (T)exp(-(double)mx))        \
+                 + c->mat->p[0];                                              \
+    /* den = 0 only if every term is 0 (eps underflowed to 0 in float32) */  \
+    VOPS->scale(x, nv, den > 0 ? (T)(1.0 / den) : (T)0);                      \
     return AN_OK;                                                             \
 }
 AN_SOFTPICK(float, f, an_vf)
@@ -295,7 +297,7 @@ static int nap_row_##TS(T *x, an_int nv, an_rowctx *c)                        \
         }                                                                     \
     }                                                                         \
     const double sd = sqrt(var / len) * scl;                                  \
-    const double f = g / (sd + eps);                                          \
+    const double f = sd + eps > 0 ? g / (sd + eps) : 0.0;  /* eps may be 0 in float32 */ \
     _Pragma("omp simd")                                                       \
     for (an_int k = 0; k < nv; k++) x[k] = (T)(((double)x[k] - mean) * f + b); \
     return AN_OK;                                                             \
