@@ -149,16 +149,20 @@ def _affine_softmax_params(dt, a=1.0, b=0.0):
             real_param("b", b, dtype=dt, allow_inf=False)), ()
 
 
-def _rowparam_operand(name, value, n):
+def _rowparam_operand(name, value, n, lead=()):
     """A per-query-row parameter as an ``(..., n)`` gufunc operand: scalars
-    and arrays broadcasting against ``(..., n)`` (last axis 1 or n)."""
+    and arrays broadcasting against ``lead + (n,)`` (last axis 1 or n)."""
     arr = np.asarray(value)
     if arr.ndim == 0:
         return np.broadcast_to(arr, (n,))
-    if arr.shape[-1] not in (1, n):
+    try:
+        if arr.shape[-1] not in (1, n):
+            raise ValueError
+        np.broadcast_shapes(arr.shape[:-1], tuple(lead))
+    except ValueError:
         raise ValueError(f"{name} of shape {arr.shape} does not broadcast against the "
-                         f"query axis of length {n} (its last axis must be 1 or {n}; "
-                         f"use shape (H, 1) for one value per head)")
+                         f"scores' (..., n) = {tuple(lead) + (n,)} (one value per query "
+                         f"row; use shape (H, 1) for one value per head)") from None
     return np.broadcast_to(arr, arr.shape[:-1] + (n,))
 
 
@@ -295,16 +299,20 @@ def nap(scores, *, gain=1.0, bias=0.0, eps=1e-3, mask=None, causal=False, window
                 window=window, empty=empty, out=out, axes=axes)
 
 
-def _query_len(scores, axes):
+def _query_layout(scores, axes):
+    """(lead, n) of the scores in the (query, key)-last layout."""
     shape = np.shape(scores)
     if len(shape) <= 1:
-        return 1
+        return (), 1
     if axes is not None:
         try:
-            return shape[axes[0][0]]
+            qa, ka = axes[0]
+            order = [i for i in range(len(shape)) if i not in
+                     (qa % len(shape), ka % len(shape))]
+            return tuple(shape[i] for i in order), shape[qa]
         except (TypeError, IndexError, ValueError):
             raise ValueError(f"axes must be [(q_axis, k_axis), (q_axis, k_axis)]; got {axes!r}") from None
-    return shape[-2]
+    return tuple(shape[:-2]), shape[-2]
 
 
 def affine_softmax(scores, *, a=1.0, b=0.0, mask=None, causal=False, window=None,
@@ -320,8 +328,8 @@ def affine_softmax(scores, *, a=1.0, b=0.0, mask=None, causal=False, window=None
     """
     dt = real_dtype_of(scores)
     (a_arr, b_arr), ints = _affine_softmax_params(dt, a=a, b=b)
-    n = _query_len(scores, axes)
-    reals = (_rowparam_operand("a", a_arr, n), _rowparam_operand("b", b_arr, n))
+    lead, n = _query_layout(scores, axes)
+    reals = (_rowparam_operand("a", a_arr, n, lead), _rowparam_operand("b", b_arr, n, lead))
     return _run(_core.affine_softmax, "affine_softmax", scores, reals, ints, mask=mask,
                 causal=causal, window=window, empty=empty, out=out, axes=axes)
 

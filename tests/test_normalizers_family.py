@@ -367,6 +367,13 @@ def test_affine_softmax_parameters(rng, dtype):
         an.affine_softmax(s, b=np.nan)
     with pytest.raises(ValueError, match="a"):
         an.affine_softmax(s, a=np.inf)
+    with pytest.raises(ValueError, match="a of shape"):
+        an.affine_softmax(s, a=np.ones((4, 1)))   # leading (4,) vs heads (2, 3)
+    # with axes=, (..., n) is the query-last layout: scores (n, B, m) -> (B, n, m)
+    t = rng.normal(size=(4, 2, 5)).astype(dtype)
+    a = np.array([1.0, 2.0, 3.0, 4.0])
+    wa = an.affine_softmax(t, a=a, b=0.5, axes=[(0, 2), (0, 2)])
+    check(wa, np.moveaxis(ref.affine_softmax(np.moveaxis(t, 0, 1), a=a, b=0.5), 1, 0), dtype)
     # 1-D scores: a single row
     x = rng.normal(size=6)
     assert_allclose(an.affine_softmax(x, a=2.0, b=1.0), 2 * ref.softmax(x) + 1, 1e-14)
