@@ -557,3 +557,27 @@ def test_property_sink_mass(s, sink):
     mx = max(s.max(-1).max(), sink)
     lse = mx + np.log(np.exp(s - mx).sum(-1) + np.exp(sink - mx))
     assert_allclose(1 - w.sum(-1), np.exp(sink - lse), 1e-9, 1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(s=score_mats, shift=st.floats(-50, 50))
+def test_property_shift_invariance(s, shift):
+    """ssmax (a softmax) and nap (a standardisation) ignore a constant added to
+    a row; softpick and softmax_sink do not (their 1 / sink is absolute)."""
+    assert_allclose(an.ssmax(s + shift), an.ssmax(s), 1e-9, 1e-12)
+    sd = s.std(-1)
+    rows = sd > 1e-3
+    assert_allclose(an.nap(s + shift)[rows], an.nap(s)[rows], 1e-7, 1e-9)
+    # softmax_sink: moving the sink with the scores is a shift of everything
+    assert_allclose(an.softmax_sink(s + shift, sink=shift), an.softmax_sink(s), 1e-9, 1e-12)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("shape", [(2, 0), (0, 3), (3, 0, 4), (0, 2, 5)])
+def test_zero_size_inputs(name, shape):
+    w = fn(name)(np.zeros(shape, dtype=np.float32))
+    assert w.shape == shape and w.dtype == np.float32
+    # m = 0: every row is empty, so empty="raise" raises when there are rows
+    if shape[-1] == 0 and shape[-2] > 0:
+        with pytest.raises(ValueError, match="empty='raise'"):
+            fn(name)(np.zeros(shape), empty="raise")
