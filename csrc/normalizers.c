@@ -225,81 +225,51 @@ const an_normdesc an_norm_softpick = {
 /* ---- NAP, Normalized Attention Pooling (papers A1, title paper):
  *   a_j = g (s_j - mu) / (sigma + eps) + b,  mu, sigma = mean and population
  *   std of the visible scores;  p = [g, b, eps]
- * Statistics in double, two passes.  Limits with infinite scores: the
+ * Statistics in double, two passes, on y = s * inv where inv = 1 unless
+ * max |s| > 1e100 (then inv = 1 / max |s|, so sums and squares cannot
+ * overflow; eps is rescaled with it).  Limits with infinite scores: the
  * standardisation is scale-free, so it becomes that of u_j = +1 / -1 / 0 for
- * s_j = +inf / -inf / finite (eps / sigma -> 0); a constant u (e.g. a row of
- * -inf) gives (s - mu) = 0, i.e. weights b.  Sums that overflow for huge
- * finite scores are redone on scores divided by max |s|.  NaN: NaN row. ---- */
+ * s_j = +inf / -inf / finite (eps / sigma -> 0); a constant row (e.g. all
+ * -inf) gives (s - mu) = 0, i.e. weights b.  NaN gives a NaN row. ---- */
 #define AN_NAP(T, TS)                                                         \
+static void nap_apply_##TS(T *x, an_int nv, double inv, double g, double b,   \
+                           double eps)                                        \
+{                                                                             \
+    const double len = (double)nv;                                            \
+    double sum = 0, var = 0;                                                  \
+    _Pragma("omp simd reduction(+:sum)")                                      \
+    for (an_int k = 0; k < nv; k++) sum += (double)x[k] * inv;                \
+    const double mean = sum / len;                                            \
+    _Pragma("omp simd reduction(+:var)")                                      \
+    for (an_int k = 0; k < nv; k++) {                                         \
+        double d = (double)x[k] * inv - mean;                                 \
+        var += d * d;                                                         \
+    }                                                                         \
+    const double den = sqrt(var / len) + eps * inv;                           \
+    const double f = den > 0 ? g / den : 0.0;  /* 0: constant row, eps 0 */   \
+    _Pragma("omp simd")                                                       \
+    for (an_int k = 0; k < nv; k++) x[k] = (T)(((double)x[k] * inv - mean) * f + b); \
+}                                                                             \
 static int nap_row_##TS(T *x, an_int nv, an_rowctx *c)                        \
 {                                                                             \
     const double g = c->mat->p[0], b = c->mat->p[1], eps = c->mat->p[2];      \
-    const double len = (double)nv;                                            \
-    double sum = 0, scl = 1, mean, var = 0;                                   \
-    int ninf = 0;                                                             \
-    _Pragma("omp simd reduction(+:sum, ninf)")                                \
+    double amax = 0;                                                          \
+    int nan = 0, ninf = 0;                                                    \
+    _Pragma("omp simd reduction(max:amax) reduction(|:nan) reduction(+:ninf)") \
     for (an_int k = 0; k < nv; k++) {                                         \
-        double v = (double)x[k];                                              \
-        sum += v;                                                             \
-        ninf += (v == INFINITY) | (v == -INFINITY);                           \
+        double v = (double)x[k], a = v < 0 ? -v : v;                          \
+        nan |= v != v;                                                        \
+        ninf += a == INFINITY;                                                \
+        amax = a > amax ? a : amax;                                           \
     }                                                                         \
-    if (sum != sum && !ninf) {  /* NaN, or overflow of opposite signs */      \
+    if (nan) { fill_nan_##TS(x, nv); return AN_OK; }                          \
+    if (ninf) {   /* standardise the signs of the infinities, eps -> 0 */     \
         for (an_int k = 0; k < nv; k++)                                       \
-            if (x[k] != x[k]) { fill_nan_##TS(x, nv); return AN_OK; }         \
-    }                                                                         \
-    if (ninf) {   /* standardise the signs of the infinities */               \
-        int nan = 0;                                                          \
-        for (an_int k = 0; k < nv; k++) {                                     \
-            nan |= x[k] != x[k];                                              \
             x[k] = x[k] == INFINITY ? (T)1 : (x[k] == -INFINITY ? (T)-1 : (T)0); \
-        }                                                                     \
-        if (nan) { fill_nan_##TS(x, nv); return AN_OK; }                      \
-        sum = 0;                                                              \
-        for (an_int k = 0; k < nv; k++) sum += (double)x[k];                  \
-        mean = sum / len;                                                     \
-        for (an_int k = 0; k < nv; k++) {                                     \
-            double d = (double)x[k] - mean;                                   \
-            var += d * d;                                                     \
-        }                                                                     \
-        double sd = sqrt(var / len);                                          \
-        for (an_int k = 0; k < nv; k++) {                                     \
-            double d = (double)x[k] - mean;                                   \
-            x[k] = (T)(sd > 0 ? g * d / sd + b : b);                          \
-        }                                                                     \
+        nap_apply_##TS(x, nv, 1.0, g, b, 0.0);                                \
         return AN_OK;                                                         \
     }                                                                         \
-    mean = sum / len;                                                         \
-    if (!(sum - sum == 0)) {  /* sum overflowed: huge finite scores */        \
-        double amax = 0, s2 = 0;                                              \
-        for (an_int k = 0; k < nv; k++) {                                     \
-            double a = fabs((double)x[k]);                                    \
-            amax = a > amax ? a : amax;                                       \
-        }                                                                     \
-        scl = amax;                                                           \
-        for (an_int k = 0; k < nv; k++) s2 += (double)x[k] / scl;             \
-        mean = s2 / len * scl;                                                \
-    }                                                                         \
-    _Pragma("omp simd reduction(+:var)")                                      \
-    for (an_int k = 0; k < nv; k++) {                                         \
-        double d = ((double)x[k] - mean) / scl;                               \
-        var += d * d;                                                         \
-    }                                                                         \
-    if (var == INFINITY) {                                                    \
-        double amax = 0;                                                      \
-        for (an_int k = 0; k < nv; k++) {                                     \
-            double a = fabs((double)x[k] - mean);                             \
-            amax = a > amax ? a : amax;                                       \
-        }                                                                     \
-        scl = amax; var = 0;                                                  \
-        for (an_int k = 0; k < nv; k++) {                                     \
-            double d = ((double)x[k] - mean) / scl;                           \
-            var += d * d;                                                     \
-        }                                                                     \
-    }                                                                         \
-    const double sd = sqrt(var / len) * scl;                                  \
-    const double f = sd + eps > 0 ? g / (sd + eps) : 0.0;  /* eps may be 0 in float32 */ \
-    _Pragma("omp simd")                                                       \
-    for (an_int k = 0; k < nv; k++) x[k] = (T)(((double)x[k] - mean) * f + b); \
+    nap_apply_##TS(x, nv, amax > 1e100 ? 1.0 / amax : 1.0, g, b, eps);        \
     return AN_OK;                                                             \
 }
 AN_NAP(float, f)
