@@ -5,8 +5,8 @@ run on the same scores.
     python benchmarks/bench_normalizers.py [--shape 8,1024,1024] [--repeat 5]
         [--ref-repeat 1] [--threads 2] [--dtype float32] [--only softmax,sigmoid]
 
-Each timing is the median of its repetitions (the first call is a warm-up and
-is not timed).  Ratios > 1 mean attnnorm is faster.  The NumPy references are
+Each timing is the median of its repetitions (for attnnorm and torch the first
+call is a warm-up and is not timed; the NumPy references are not warmed up).  Ratios > 1 mean attnnorm is faster.  The NumPy references are
 plain float64 code written for clarity, so they are slow: --ref-repeat (default
 1) times them fewer times.  torch and the entmax package are imported lazily
 and skipped if missing; torch uses the same number of threads.
@@ -68,8 +68,9 @@ def _torch_equivalents(torch, m):
     return eq
 
 
-def _median_time(f, repeat):
-    f()  # warm-up
+def _median_time(f, repeat, warmup=True):
+    if warmup:
+        f()
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -129,7 +130,7 @@ def main(argv=None):
         rf = getattr(ref, name, None)
         if rf is not None and not args.no_ref:
             try:
-                t_np = _median_time(lambda: rf(s, **kw), args.ref_repeat)
+                t_np = _median_time(lambda: rf(s, **kw), args.ref_repeat, warmup=False)
             except Exception as exc:
                 print(f"  ({name}: reference failed: {type(exc).__name__}: {exc})")
         if name in torch_eq and ts is not None:
