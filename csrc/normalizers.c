@@ -227,7 +227,9 @@ const an_normdesc an_norm_softpick = {
  *   std of the visible scores;  p = [g, b, eps]
  * Statistics in double, two passes, on y = s * inv where inv = 1 unless
  * max |s| > 1e100 (then inv = 1 / max |s|, so sums and squares cannot
- * overflow; eps is rescaled with it).  Limits with infinite scores: the
+ * overflow; eps is rescaled with it), shifted by the pivot y_0 (mean =
+ * y_0 + mean(y - y_0)) so a constant row has deviations exactly 0 instead of
+ * rounding noise that a tiny eps would blow up to +-1.  Limits with infinite scores: the
  * standardisation is scale-free, so it becomes that of u_j = +1 / -1 / 0 for
  * s_j = +inf / -inf / finite (eps / sigma -> 0); a constant row (e.g. all
  * -inf) gives (s - mu) = 0, i.e. weights b.  NaN gives a NaN row. ---- */
@@ -235,20 +237,21 @@ const an_normdesc an_norm_softpick = {
 static void nap_apply_##TS(T *x, an_int nv, double inv, double g, double b,   \
                            double eps)                                        \
 {                                                                             \
-    const double len = (double)nv;                                            \
+    const double len = (double)nv, pivot = (double)x[0] * inv;                \
     double sum = 0, var = 0;                                                  \
     _Pragma("omp simd reduction(+:sum)")                                      \
-    for (an_int k = 0; k < nv; k++) sum += (double)x[k] * inv;                \
-    const double mean = sum / len;                                            \
+    for (an_int k = 0; k < nv; k++) sum += (double)x[k] * inv - pivot;        \
+    const double mean = sum / len;             /* of y - pivot */             \
     _Pragma("omp simd reduction(+:var)")                                      \
     for (an_int k = 0; k < nv; k++) {                                         \
-        double d = (double)x[k] * inv - mean;                                 \
+        double d = ((double)x[k] * inv - pivot) - mean;                       \
         var += d * d;                                                         \
     }                                                                         \
     const double den = sqrt(var / len) + eps * inv;                           \
     const double f = den > 0 ? g / den : 0.0;  /* 0: constant row, eps 0 */   \
     _Pragma("omp simd")                                                       \
-    for (an_int k = 0; k < nv; k++) x[k] = (T)(((double)x[k] * inv - mean) * f + b); \
+    for (an_int k = 0; k < nv; k++)                                           \
+        x[k] = (T)((((double)x[k] * inv - pivot) - mean) * f + b);            \
 }                                                                             \
 static int nap_row_##TS(T *x, an_int nv, an_rowctx *c)                        \
 {                                                                             \

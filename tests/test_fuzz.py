@@ -1,0 +1,334 @@
+"""Hypothesis fuzzing of the public API: random shapes (0 and 1 sizes
+included), dtypes, strides, masks, causal/window combinations, parameters at
+the edges of their domains and scores with +-inf / NaN / +-1e30.
+
+For every call: no crash, the right shape and dtype, masked keys exactly 0,
+NaN only in rows whose visible scores contain NaN (never NaN by default
+otherwise), and agreement with the float64 reference in attnnorm._reference
+where one exists.  Sizes are small and example counts modest so the file runs
+in seconds; set HYPOTHESIS_PROFILE=fuzz-long for a longer run.
+"""
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from numpy.testing import assert_allclose, assert_array_equal
+
+import attnnorm as an
+from attnnorm import _reference as ref
+
+settings.register_profile("fuzz", max_examples=60, deadline=None, derandomize=True,
+                          suppress_health_check=[HealthCheck.too_slow,
+                                                 HealthCheck.data_too_large])
+settings.register_profile("fuzz-long", max_examples=3000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow,
+                                                 HealthCheck.data_too_large])
+FUZZ = settings.get_profile(os.environ.get("HYPOTHESIS_PROFILE", "fuzz")
+                            if os.environ.get("HYPOTHESIS_PROFILE", "").startswith("fuzz")
+                            else "fuzz")
+
+NAMES = sorted(an.NORMALIZERS)
+RANDOM = {"stochastic_softmax"}          # no deterministic reference
+COUPLED = {"sinkhorn"}                   # rows interact: NaN isolation is per matrix
+
+# ---------------------------------------------------------------------------
+# strategies
+# ---------------------------------------------------------------------------
+
+#: score values: ordinary, large, tiny, and the special ones
+SPECIAL = [0.0, -0.0, 1.0, -1.0, 1e30, -1e30, 1e-30, 5e-324, 88.0, -88.0, 1e4, -1e4,
+           np.inf, -np.inf, np.nan]
+DTYPES = [np.float64, np.float32, np.float16, np.int64, np.int32, np.uint8, np.bool_]
+
+
+def loop_dtype(dt):
+    """The dtype a normalizer returns for scores of dtype dt."""
+    return np.dtype(np.float32) if np.dtype(dt) in (np.float16, np.float32) else np.dtype(np.float64)
+
+
+@st.composite
+def score_arrays(draw, max_lead=2, max_n=5, max_m=7, specials=True):
+    """(scores view, dtype): a random array of random dtype and layout."""
+    lead = tuple(draw(st.lists(st.integers(0, 3), max_size=max_lead)))
+    n = draw(st.integers(0, max_n))
+    m = draw(st.integers(0, max_m))
+    dt = np.dtype(draw(st.sampled_from(DTYPES)))
+    shape = lead + (n, m)
+    seed = draw(st.integers(0, 2 ** 32 - 1))
+    rng = np.random.default_rng(seed)
+    base = rng.normal(scale=draw(st.sampled_from([0.1, 1.0, 10.0])), size=shape)
+    if specials and base.size and draw(st.booleans()):
+        k = draw(st.integers(1, max(1, base.size // 2)))
+        pos = rng.integers(0, base.size, size=k)
+        vals = draw(st.lists(st.sampled_from(SPECIAL), min_size=k, max_size=k))
+        flat = base.reshape(-1)
+        flat[pos] = vals
+    if dt.kind in "iub":
+        with np.errstate(invalid="ignore"):
+            base = np.nan_to_num(base, nan=0.0, posinf=100, neginf=-100)
+            lo, hi = (0, 255) if dt == np.uint8 else (-1000, 1000)
+            base = np.clip(np.round(base), lo, hi)
+        s = base.astype(dt)
+    else:
+        with np.errstate(over="ignore"):
+            s = base.astype(dt)
+    layout = draw(st.sampled_from(["contiguous", "transposed", "reversed", "sliced",
+                                   "broadcast_row", "broadcast_lead", "fortran"]))
+    if layout == "transposed":
+        s = np.ascontiguousarray(np.swapaxes(s, -1, -2)).swapaxes(-1, -2)
+    elif layout == "reversed":
+        s = np.ascontiguousarray(s[..., ::-1, ::-1])[..., ::-1, ::-1]
+    elif layout == "sliced":
+        big = np.zeros(lead + (2 * n + 1, 3 * m + 2), dt)
+        big[..., 1::2, 2::3][..., :n, :m] = s
+        s = big[..., 1::2, 2::3][..., :n, :m]
+    elif layout == "broadcast_row" and n > 0:
+        s = np.broadcast_to(s[..., :1, :], shape)        # zero stride over queries
+    elif layout == "broadcast_lead" and lead and lead[0] > 0:
+        s = np.broadcast_to(s[:1], shape)                 # zero stride over a batch axis
+    elif layout == "fortran":
+        s = np.asfortranarray(s)
+    return s, dt
+
+
+@st.composite
+def masking(draw, lead, n, m):
+    """Keyword arguments causal/window/mask (any may be absent)."""
+    kw = {}
+    if draw(st.booleans()):
+        kw["causal"] = True
+    if draw(st.booleans()):
+        side = st.one_of(st.none(), st.integers(0, 3), st.just(2 ** 40))
+        kw["window"] = (draw(side), draw(side))
+    kind = draw(st.sampled_from(["none", "random", "row", "col", "lead", "empty_rows",
+                                 "list", "int"]))
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
+    if kind == "random":
+        kw["mask"] = rng.random((n, m)) > draw(st.sampled_from([0.2, 0.5, 0.9]))
+    elif kind == "row":
+        kw["mask"] = rng.random((1, m)) > 0.4            # broadcast over queries
+    elif kind == "col":
+        kw["mask"] = rng.random((n, 1)) > 0.4            # broadcast over keys
+    elif kind == "lead" and lead:
+        kw["mask"] = rng.random(lead[-1:] + (1, m)) > 0.4
+    elif kind == "empty_rows":
+        mk = rng.random((n, m)) > 0.3
+        mk[rng.random(n) > 0.5] = False                  # some rows fully masked
+        kw["mask"] = mk[::-1][::-1]
+    elif kind == "list":
+        kw["mask"] = (rng.random((n, m)) > 0.5).tolist() if n and m else None
+    elif kind == "int":
+        kw["mask"] = (rng.random((n, m)) > 0.5).astype(np.int8)
+    if kw.get("mask", 0) is None:
+        del kw["mask"]
+    return kw
+
+
+def _finite(lo, hi):
+    return st.floats(lo, hi, allow_nan=False, allow_infinity=False)
+
+
+#: valid parameters of each normalizer, including the edges of their domains
+PARAM_STRATEGIES = {
+    "softmax": {"temperature": st.one_of(st.sampled_from([1e-30, 1e-3, 0.5, 1.0, 1e30, np.inf]),
+                                         _finite(1e-3, 1e3))},
+    "softmax_sink": {"sink": st.one_of(st.sampled_from([-np.inf, -1e30, 0.0, 1e30, np.inf]),
+                                       _finite(-50, 50))},
+    "ssmax": {"c": st.one_of(st.sampled_from([0.0, 0.43, 1.0, 1e6]), _finite(0, 5))},
+    "sigmoid": {"bias": st.one_of(st.none(), st.sampled_from([0.0, -1e30, 1e30]),
+                                  _finite(-50, 50))},
+    "relu": {"power": st.one_of(st.sampled_from([1, 2, 1e-3, 0.5, 7.5]), _finite(1e-3, 8))},
+    "polynomial": {"power": st.sampled_from([1, 2, 3, 4, 5, 3.0])},
+    "softpick": {"eps": st.one_of(st.sampled_from([1e-30, 1e-8, 1.0, 1e30]), _finite(1e-12, 10))},
+    "nap": {"gain": st.one_of(st.sampled_from([0.0, 1.0, -2.0, 1e10]), _finite(-10, 10)),
+            "bias": st.one_of(st.sampled_from([0.0, 1.0, -1e10]), _finite(-10, 10)),
+            "eps": st.one_of(st.sampled_from([1e-30, 1e-3, 1.0, 1e30]), _finite(1e-9, 10))},
+    "affine_softmax": {"a": st.one_of(st.sampled_from([1.0, 0.0, -1.0]), _finite(-10, 10)),
+                       "b": st.one_of(st.sampled_from([0.0, 1.0, -0.5]), _finite(-10, 10))},
+    "entmax": {"alpha": st.one_of(st.sampled_from([1.0 + 1e-6, 1.5, 2.0, 3.0]), _finite(1.01, 4)),
+               "n_iter": st.sampled_from([1, 5, 50])},
+    "sparsemax": {},
+    "sinkhorn": {"n_iter": st.sampled_from([1, 2, 5]),
+                 "eps": st.one_of(st.sampled_from([1e-3, 1.0, 1e3]), _finite(0.01, 10))},
+    "stochastic_softmax": {"trials": st.sampled_from([1, 2, 100]),
+                           "seed": st.integers(0, 2 ** 63 - 1)},
+}
+
+
+def params_for(name):
+    strategies = PARAM_STRATEGIES.get(name, {})
+    return st.fixed_dictionaries({}, optional=strategies)
+
+
+def _float32_safe(name, params):
+    """Parameters that survive rounding to float32 (1e30 -> finite, 1e-30 -> > 0)."""
+    return params
+
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+
+
+def visible_mask(shape, kw):
+    n, m = shape[-2:]
+    vis = ref.visible(n, m, causal=kw.get("causal", False), window=kw.get("window"),
+                      mask=None if "mask" not in kw else np.asarray(kw["mask"]) != 0)
+    return np.broadcast_to(vis, np.broadcast_shapes(vis.shape, shape))
+
+
+def check_contract(name, s, dt, w, kw, empty):
+    """Shape, dtype, masked keys 0, NaN rows exactly those with visible NaN."""
+    assert w.shape == s.shape
+    assert w.dtype == loop_dtype(dt)
+    if w.size == 0:
+        return
+    vis = visible_mask(s.shape, kw)
+    s64 = np.broadcast_to(np.asarray(s, dtype=np.float64), vis.shape)
+    nan_in = np.isnan(np.where(vis, s64, 0.0)).any(axis=-1)
+    row_empty = ~vis.any(axis=-1)
+    nan_out = np.isnan(w)
+    # masked keys are exactly 0 (also in NaN rows), except in rows that see no
+    # key at all under empty="nan" (all NaN)
+    keep = ~row_empty if empty == "nan" else np.ones_like(row_empty)
+    assert_array_equal(w[keep[..., None] & ~vis], 0.0)
+    if name in COUPLED:
+        # a NaN row may not leak into other matrices
+        mats_nan = nan_in.any(axis=-1)
+        assert not nan_out[~mats_nan].any() or empty == "nan"
+        return
+    # NaN only where the input row has NaN or the row is empty with empty="nan"
+    allowed = nan_in | (row_empty if empty == "nan" else False)
+    bad = nan_out.any(axis=-1) & ~allowed
+    if empty == "nan":
+        # rows whose visible scores are all -inf may be empty too
+        allinf = np.all(np.where(vis, np.isneginf(s64), True), axis=-1)
+        bad &= ~allinf
+    assert not bad.any(), f"NaN in rows without NaN input: {np.argwhere(bad)[:3]}"
+    # every row with NaN input is NaN somewhere (DESIGN Errors)
+    assert nan_out.any(axis=-1)[nan_in].all(), "a NaN input row lost its NaN"
+
+
+def compare_reference(name, s, dt, w, kw, params, empty):
+    fn = getattr(ref, name, None)
+    if fn is None or name in RANDOM or w.size == 0:
+        return
+    s64 = np.asarray(s, dtype=np.float64)
+    p64 = {}
+    for k, v in params.items():
+        # the parameter as the kernel sees it (rounded to the loop dtype)
+        p64[k] = v if v is None or isinstance(v, (int, np.integer)) and k in (
+            "n_iter", "trials", "seed") else np.float64(np.asarray(v, dtype=loop_dtype(dt)))
+    with np.errstate(all="ignore"):
+        expect = fn(s64, empty=empty, **kw, **p64)
+    # the references mark a NaN input row NaN everywhere; the kernels keep its
+    # masked keys 0 (checked in check_contract): compare visible keys only there
+    vis = visible_mask(s.shape, kw)
+    nan_in = np.isnan(np.where(vis, np.broadcast_to(s64, vis.shape), 0.0)).any(axis=-1)
+    expect = np.where(nan_in[..., None] & ~vis, 0.0, expect)
+    if loop_dtype(dt) == np.float32:
+        with np.errstate(all="ignore"):
+            expect32 = expect.astype(np.float32).astype(np.float64)
+        # where float32 overflows, the reference in float64 may still be finite
+        fin = np.isfinite(expect32) & np.isfinite(w)
+        assert_array_equal(np.isnan(w), np.isnan(expect32))
+        scale = np.max(np.abs(expect32[fin]), initial=1.0)
+        assert_allclose(w[fin], expect32[fin], rtol=2e-3, atol=2e-5 * max(scale, 1.0))
+    else:
+        fin = np.isfinite(expect)
+        assert_array_equal(np.isnan(w), np.isnan(expect))
+        assert_array_equal(w[~fin], expect[~fin])
+        scale = np.max(np.abs(expect[fin]), initial=1.0)
+        assert_allclose(w[fin], expect[fin], rtol=1e-7, atol=1e-12 * max(scale, 1.0))
+
+
+# ---------------------------------------------------------------------------
+# normalizers
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+@FUZZ
+@given(data=st.data())
+def test_fuzz_normalizer(name, data):
+    s, dt = data.draw(score_arrays(), label="scores")
+    kw = data.draw(masking(s.shape[:-2], *s.shape[-2:]), label="masking")
+    params = data.draw(params_for(name), label="params")
+    empty = data.draw(st.sampled_from(["zero", "zero", "nan"]), label="empty")
+    if name == "affine_softmax" and data.draw(st.booleans(), label="per-row a/b"):
+        # one (a, b) per query row, broadcasting against the leading axes
+        n = s.shape[-2]
+        params = {"a": np.linspace(-1, 2, n), "b": np.linspace(0, 0.1, n)}
+    before = np.array(s, copy=True)
+    # the kernels must not leave FP flags behind (NumPy would warn); rounding a
+    # tiny parameter to float32 may underflow, which is fine
+    with np.errstate(all="raise", under="ignore"):
+        w = an.NORMALIZERS[name](s, empty=empty, **kw, **params)
+    assert_array_equal(s, before)               # inputs are never modified
+    check_contract(name, s, dt, w, kw, empty)
+    compare_reference(name, s, dt, w, kw, params, empty)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@FUZZ
+@given(data=st.data())
+def test_fuzz_empty_raise_and_out(name, data):
+    """empty='raise' raises exactly when a row sees no key; out= of any layout
+    gives the same values as a fresh result."""
+    s, dt = data.draw(score_arrays(specials=False), label="scores")
+    kw = data.draw(masking(s.shape[:-2], *s.shape[-2:]), label="masking")
+    vis = visible_mask(s.shape, kw)
+    fn = an.NORMALIZERS[name]
+    expect = fn(s, **kw)
+    has_empty = (~vis.any(axis=-1)).any()       # also m = 0 with n > 0
+    if has_empty and name != "sinkhorn":
+        with pytest.raises(ValueError, match="empty"):
+            fn(s, empty="raise", **kw)
+    elif not has_empty:
+        assert_array_equal(fn(s, empty="raise", **kw), expect)
+    layout = data.draw(st.sampled_from(["c", "f", "reversed", "strided"]), label="out layout")
+    shape = s.shape
+    dto = loop_dtype(dt)
+    if layout == "c":
+        out = np.full(shape, np.nan, dto)
+    elif layout == "f":
+        out = np.asfortranarray(np.full(shape, np.nan, dto))
+    elif layout == "reversed":
+        out = np.full(shape, np.nan, dto)[..., ::-1, ::-1]
+    else:
+        out = np.full(shape[:-1] + (2 * shape[-1] + 1,), np.nan, dto)[..., 1::2]
+    res = fn(s, out=out, **kw)
+    assert res is out
+    if name in RANDOM:
+        return
+    assert_array_equal(out, expect)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@FUZZ
+@given(m=st.integers(1, 2000), n=st.integers(1, 3),
+       value=st.sampled_from([0.0, 1e30, -1e30, np.inf, -np.inf, 1e-300]),
+       dt=st.sampled_from([np.float32, np.float64]))
+def test_fuzz_constant_rows(name, m, n, value, dt):
+    """Rows of one repeated (possibly extreme) value: no crash, no NaN unless
+    the formula is undefined there, and a reference match."""
+    with np.errstate(over="ignore", under="ignore"):
+        s = np.full((n, m), value, dtype=dt)
+    w = an.NORMALIZERS[name](s)
+    check_contract(name, s, dt, w, {}, "zero")
+    compare_reference(name, s, dt, w, {}, {}, "zero")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_long_rows_and_many_rows(name):
+    """A single long row and many short rows: the sizes where SIMD tails and
+    threading chunks change."""
+    rng = np.random.default_rng(0)
+    for shape in [(1, 100003), (5000, 3), (2, 1025, 17)]:
+        s = rng.normal(size=shape).astype(np.float32)
+        w = an.NORMALIZERS[name](s, causal=True)
+        assert w.shape == s.shape and not np.isnan(w).any()
+        if name not in RANDOM and s.size <= 40000:
+            compare_reference(name, s, np.float32, w, {"causal": True}, {}, "zero")
