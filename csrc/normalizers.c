@@ -247,11 +247,13 @@ static void nap_apply_##TS(T *x, an_int nv, double inv, double g, double b,   \
         double d = ((double)x[k] * inv - pivot) - mean;                       \
         var += d * d;                                                         \
     }                                                                         \
+    /* |d| / den <= sqrt(nv) when sigma > 0 and d = 0 when sigma = 0, so      \
+     * g * (d / den) neither overflows nor forms 0 * inf (g / den could). */  \
     const double den = sqrt(var / len) + eps * inv;                           \
-    const double f = den > 0 ? g / den : 0.0;  /* 0: constant row, eps 0 */   \
+    const double rden = den > 0 ? den : 1.0;   /* den 0: constant row, eps 0 */ \
     _Pragma("omp simd")                                                       \
     for (an_int k = 0; k < nv; k++)                                           \
-        x[k] = (T)((((double)x[k] * inv - pivot) - mean) * f + b);            \
+        x[k] = (T)(g * ((((double)x[k] * inv - pivot) - mean) / rden) + b);   \
 }                                                                             \
 static int nap_row_##TS(T *x, an_int nv, an_rowctx *c)                        \
 {                                                                             \

@@ -18,6 +18,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 import attnnorm as an
 from attnnorm import _reference as ref
+from attnnorm._common import real_param
 
 settings.register_profile("fuzz", max_examples=60, deadline=None, derandomize=True,
                           suppress_health_check=[HealthCheck.too_slow,
@@ -132,21 +133,21 @@ def _finite(lo, hi):
 
 #: valid parameters of each normalizer, including the edges of their domains
 PARAM_STRATEGIES = {
-    "softmax": {"temperature": st.one_of(st.sampled_from([1e-30, 1e-3, 0.5, 1.0, 1e30, np.inf]),
+    "softmax": {"temperature": st.one_of(st.sampled_from([1e-300, 1e-30, 1e-3, 0.5, 1.0, 1e30, 1e300, np.inf]),
                                          _finite(1e-3, 1e3))},
-    "softmax_sink": {"sink": st.one_of(st.sampled_from([-np.inf, -1e30, 0.0, 1e30, np.inf]),
+    "softmax_sink": {"sink": st.one_of(st.sampled_from([-np.inf, -1e300, -1e30, 0.0, 1e30, 1e300, np.inf]),
                                        _finite(-50, 50))},
-    "ssmax": {"c": st.one_of(st.sampled_from([0.0, 0.43, 1.0, 1e6]), _finite(0, 5))},
-    "sigmoid": {"bias": st.one_of(st.none(), st.sampled_from([0.0, -1e30, 1e30]),
+    "ssmax": {"c": st.one_of(st.sampled_from([0.0, 1e-300, 0.43, 1.0, 1e6, 1e300]), _finite(0, 5))},
+    "sigmoid": {"bias": st.one_of(st.none(), st.sampled_from([0.0, -1e30, 1e30, -1e300, 1e300]),
                                   _finite(-50, 50))},
-    "relu": {"power": st.one_of(st.sampled_from([1, 2, 1e-3, 0.5, 7.5]), _finite(1e-3, 8))},
+    "relu": {"power": st.one_of(st.sampled_from([1, 2, 1e-300, 1e-3, 0.5, 7.5, 1e300]), _finite(1e-3, 8))},
     "polynomial": {"power": st.sampled_from([1, 2, 3, 4, 5, 3.0])},
-    "softpick": {"eps": st.one_of(st.sampled_from([1e-30, 1e-8, 1.0, 1e30]), _finite(1e-12, 10))},
-    "nap": {"gain": st.one_of(st.sampled_from([0.0, 1.0, -2.0, 1e10]), _finite(-10, 10)),
-            "bias": st.one_of(st.sampled_from([0.0, 1.0, -1e10]), _finite(-10, 10)),
-            "eps": st.one_of(st.sampled_from([1e-30, 1e-3, 1.0, 1e30]), _finite(1e-9, 10))},
-    "affine_softmax": {"a": st.one_of(st.sampled_from([1.0, 0.0, -1.0]), _finite(-10, 10)),
-                       "b": st.one_of(st.sampled_from([0.0, 1.0, -0.5]), _finite(-10, 10))},
+    "softpick": {"eps": st.one_of(st.sampled_from([1e-300, 1e-30, 1e-8, 1.0, 1e30, 1e300]), _finite(1e-12, 10))},
+    "nap": {"gain": st.one_of(st.sampled_from([0.0, 1.0, -2.0, 1e10, 1e300, -1e300]), _finite(-10, 10)),
+            "bias": st.one_of(st.sampled_from([0.0, 1.0, -1e10, 1e300]), _finite(-10, 10)),
+            "eps": st.one_of(st.sampled_from([1e-300, 1e-30, 1e-3, 1.0, 1e30, 1e300]), _finite(1e-9, 10))},
+    "affine_softmax": {"a": st.one_of(st.sampled_from([1.0, 0.0, -1.0, 1e300, -1e300]), _finite(-10, 10)),
+                       "b": st.one_of(st.sampled_from([0.0, 1.0, -0.5, 1e300]), _finite(-10, 10))},
     "entmax": {"alpha": st.one_of(st.sampled_from([1.0 + 1e-6, 1.5, 2.0, 3.0]), _finite(1.01, 4)),
                "n_iter": st.sampled_from([1, 5, 50])},
     "sparsemax": {},
@@ -160,11 +161,6 @@ PARAM_STRATEGIES = {
 def params_for(name):
     strategies = PARAM_STRATEGIES.get(name, {})
     return st.fixed_dictionaries({}, optional=strategies)
-
-
-def _float32_safe(name, params):
-    """Parameters that survive rounding to float32 (1e30 -> finite, 1e-30 -> > 0)."""
-    return params
 
 
 # ---------------------------------------------------------------------------
@@ -218,9 +214,9 @@ def compare_reference(name, s, dt, w, kw, params, empty):
     s64 = np.asarray(s, dtype=np.float64)
     p64 = {}
     for k, v in params.items():
-        # the parameter as the kernel sees it (rounded to the loop dtype)
-        p64[k] = v if v is None or isinstance(v, (int, np.integer)) and k in (
-            "n_iter", "trials", "seed") else np.float64(np.asarray(v, dtype=loop_dtype(dt)))
+        # a real parameter as the kernel sees it (rounded to the loop dtype)
+        p64[k] = v if v is None or k in ("n_iter", "trials", "seed") else \
+            real_param(k, v, dtype=loop_dtype(dt)).astype(np.float64)
     with np.errstate(all="ignore"):
         expect = fn(s64, empty=empty, **kw, **p64)
     # the references mark a NaN input row NaN everywhere; the kernels keep its
