@@ -23,7 +23,7 @@ from attnnorm._common import real_param
 settings.register_profile("fuzz", max_examples=60, deadline=None, derandomize=True,
                           suppress_health_check=[HealthCheck.too_slow,
                                                  HealthCheck.data_too_large])
-settings.register_profile("fuzz-long", max_examples=3000, deadline=None,
+settings.register_profile("fuzz-long", max_examples=500, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow,
                                                  HealthCheck.data_too_large])
 FUZZ = settings.get_profile(os.environ.get("HYPOTHESIS_PROFILE", "fuzz")
