@@ -213,8 +213,11 @@ static int softpick_row_##TS(T *x, an_int nv, an_rowctx *c)                   \
     if (!(mx > 0)) { for (an_int k = 0; k < nv; k++) x[k] = 0; return AN_OK; } \
     double den = VOPS->softpick_terms(x, nv, mx, (T)exp(-(double)mx))        \
                  + c->mat->p[0];                                              \
-    /* den = 0 only if every term is 0 (eps underflowed to 0 in float32) */  \
-    VOPS->scale(x, nv, den > 0 ? (T)(1.0 / den) : (T)0);                      \
+    /* den = 0 only if every term is 0 (eps underflowed to 0 in float32);    \
+     * 1/den may overflow T (den ~ a subnormal eps): then x_k <= den, divide */ \
+    const T inv = den > 0 ? (T)(1.0 / den) : (T)0;                            \
+    if (inv - inv == 0) VOPS->scale(x, nv, inv);                              \
+    else for (an_int k = 0; k < nv; k++) x[k] = (T)((double)x[k] / den);      \
     return AN_OK;                                                             \
 }
 AN_SOFTPICK(float, f, an_vf)
