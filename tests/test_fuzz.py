@@ -454,3 +454,123 @@ def test_attention_nan_query_row_stays_in_its_row(name):
         assert_allclose(out[others], clean[others], rtol=1e-13, atol=1e-15)
     else:
         assert not np.isnan(out[0]).any()
+
+
+# ---------------------------------------------------------------------------
+# linear-time family (skipped until merged)
+# ---------------------------------------------------------------------------
+
+needs_linear = pytest.mark.skipif(not hasattr(an, "linear_attention"),
+                                  reason="linear family not merged yet")
+
+
+@st.composite
+def real_array(draw, shape, label, amp=1.0):
+    """A random array of the given shape in a random dtype and layout."""
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1), label=f"{label} seed"))
+    x = rng.normal(scale=amp, size=shape)
+    dt = np.dtype(draw(st.sampled_from([np.float64, np.float32, np.float16, np.int64]),
+                       label=f"{label} dtype"))
+    x = np.round(x).astype(dt) if dt.kind == "i" else x.astype(dt)
+    how = draw(st.sampled_from(["c", "t", "rev", "f"]), label=f"{label} layout")
+    if how == "t" and x.ndim >= 2:
+        x = np.ascontiguousarray(np.swapaxes(x, -1, -2)).swapaxes(-1, -2)
+    elif how == "rev" and x.ndim >= 2:
+        x = np.ascontiguousarray(x[..., ::-1, :])[..., ::-1, :]
+    elif how == "f":
+        x = np.asfortranarray(x)
+    return x
+
+
+def _check_linear(got, expect, inputs):
+    dt = _attn_dtype(*inputs)
+    assert got.shape == expect.shape and got.dtype == dt
+    assert not np.isnan(got).any()
+    big = max(np.max(np.abs(expect), initial=0.0), 1.0)
+    rt, at = (2e-3, 2e-4) if dt == np.float32 else (1e-7, 1e-9)
+    assert_allclose(got, expect, rtol=rt, atol=at * big)
+
+
+@needs_linear
+@pytest.mark.parametrize("fmap", ["elu1", "relu", "exp", "log_attention"])
+@FUZZ
+@given(data=st.data())
+def test_fuzz_linear_attention(fmap, data):
+    lead = tuple(data.draw(st.lists(st.integers(1, 2), max_size=2), label="lead"))
+    n, m = data.draw(st.integers(0, 6), label="n"), data.draw(st.integers(0, 6), label="m")
+    d, e = data.draw(st.integers(1, 4), label="d"), data.draw(st.integers(0, 3), label="e")
+    causal = data.draw(st.booleans(), label="causal")
+    amp = data.draw(st.sampled_from([0.5, 1.0, 5.0]), label="amp")
+    q = data.draw(real_array(lead + (n, d), "q", amp))
+    k = data.draw(real_array(((1,) + lead[1:] if lead else ()) + (m, d), "k", amp))
+    v = data.draw(real_array(lead + (m, e), "v"))
+    ok = n > 0 and m > 0                      # (the references need keys and queries)
+    if fmap == "log_attention":
+        got = an.log_attention(q, k, v, causal=causal)
+        expect = ref.log_attention_quadratic(q, k, v, causal=causal) if ok and hasattr(
+            ref, "log_attention_quadratic") else None
+    else:
+        got = an.linear_attention(q, k, v, fmap, causal=causal)
+        expect = ref.linear_attention(q, k, v, fmap, causal=causal) if ok and hasattr(
+            ref, "linear_attention") else None
+    assert got.shape == np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2]) + (n, e)
+    if m == 0:
+        assert_array_equal(got, 0.0)          # no key: output 0
+    if expect is not None and got.size:
+        if fmap == "relu":
+            # relu features can give a zero denominator; then eps decides and
+            # float32 rounding of phi(q).phi(k) ~ 0 is not comparable
+            return
+        _check_linear(got, np.broadcast_to(expect, got.shape), (q, k, v))
+
+
+@needs_linear
+@FUZZ
+@given(data=st.data())
+def test_fuzz_cheap_and_zeros(data):
+    lead = tuple(data.draw(st.lists(st.integers(1, 2), max_size=1), label="lead"))
+    n, m = data.draw(st.integers(0, 5), label="n"), data.draw(st.integers(0, 5), label="m")
+    d, e = data.draw(st.integers(1, 4), label="d"), data.draw(st.integers(0, 3), label="e")
+    causal = data.draw(st.booleans(), label="causal")
+    h = data.draw(real_array(lead + (m, d), "h"))
+    q = data.draw(real_array(lead + (n, d), "q"))
+    got = an.cheap_linear_attention(h, q, causal=causal)
+    assert got.shape == lead + (n, d)
+    if got.size and hasattr(ref, "cheap_linear_attention"):
+        _check_linear(got, ref.cheap_linear_attention(h, q, causal=causal), (h, q))
+    k = data.draw(real_array(lead + (m, d), "k"))
+    v = data.draw(real_array(lead + (m, e), "v"))
+    s = data.draw(real_array(lead + (m,), "s", 3.0))
+    g1 = data.draw(st.sampled_from([0.0, 0.5, 1.0, -2.0]), label="gate_linear")
+    gh = data.draw(st.sampled_from([0.0, 0.5, 1.0, 3.0]), label="gate_softmax")
+    got = an.zeros_attention(q, k, v, s, g1, gh, causal=causal)
+    assert got.shape == lead + (n, e)
+    w = an.zeros_weights(s, g1, gh, causal=causal, n=n)
+    assert w.shape == lead + (n, m)
+    if m == 0:
+        assert_array_equal(got, 0.0)
+        assert w.size == 0
+        return
+    if hasattr(ref, "zeros_attention") and got.size:
+        _check_linear(got, ref.zeros_attention(q, k, v, s, g1, gh, causal=causal), (q, k, v, s))
+    if hasattr(ref, "zeros_weights") and w.size:
+        _check_linear(w, ref.zeros_weights(s, g1, gh, causal=causal, n=n), (s,))
+
+
+@needs_linear
+@FUZZ
+@given(data=st.data())
+def test_fuzz_soft_attention(data):
+    n = data.draw(st.integers(1, 6), label="n")
+    d, e = data.draw(st.integers(1, 4), label="d"), data.draw(st.integers(0, 3), label="e")
+    q = data.draw(real_array((n, d), "q"))
+    v = data.draw(real_array((n, e), "v"))
+    L = data.draw(st.integers(1, n), label="n_landmarks")
+    iters = data.draw(st.sampled_from([1, 3, 20]), label="newton_iters")
+    got = an.soft_attention(q, v, n_landmarks=L, newton_iters=iters)
+    assert got.shape == (n, e) and got.dtype == _attn_dtype(q, v)
+    assert np.isfinite(got).all()
+    if hasattr(ref, "soft_attention") and got.size and got.dtype == np.float64:
+        expect, _ = ref.soft_attention(q, v, n_landmarks=L, newton_iters=iters)
+        big = max(np.max(np.abs(expect), initial=0.0), 1.0)
+        assert_allclose(got, expect, rtol=1e-6, atol=1e-8 * big)
