@@ -574,3 +574,73 @@ def test_fuzz_soft_attention(data):
         expect, _ = ref.soft_attention(q, v, n_landmarks=L, newton_iters=iters)
         big = max(np.max(np.abs(expect), initial=0.0), 1.0)
         assert_allclose(got, expect, rtol=1e-6, atol=1e-8 * big)
+
+
+# ---------------------------------------------------------------------------
+# diagnostics (skipped until merged)
+# ---------------------------------------------------------------------------
+
+needs_diagnostics = pytest.mark.skipif(not hasattr(an, "entropy"),
+                                       reason="diagnostics not merged yet")
+ROW_DIAGNOSTICS = ["entropy", "participation_ratio", "support_size", "negative_mass",
+                   "separation_margin", "effective_support"]
+MATRIX_DIAGNOSTICS = ["row_residual", "column_residual", "frobenius_norm", "rank_collapse"]
+
+
+@needs_diagnostics
+@pytest.mark.parametrize("diag", ROW_DIAGNOSTICS + ["column_mass"])
+@FUZZ
+@given(data=st.data())
+def test_fuzz_row_diagnostics(diag, data):
+    """Row diagnostics of random weights (from a random normalizer, or raw
+    scores with inf/NaN): shape, dtype, reference agreement, NaN only where
+    the reference has NaN."""
+    s, dt = data.draw(score_arrays(), label="scores")
+    kw = data.draw(masking(s.shape[:-2], *s.shape[-2:]), label="masking")
+    name = data.draw(st.sampled_from(["raw"] + DETERMINISTIC), label="weights from")
+    a = s if name == "raw" else an.NORMALIZERS[name](s, **kw)
+    got = getattr(an, diag)(a, **kw)
+    n, m = a.shape[-2:]
+    want_shape = a.shape[:-2] + ((m,) if diag == "column_mass" else (n,))
+    assert got.shape == want_shape
+    fn = getattr(ref, diag, None)
+    if diag == "effective_support" and hasattr(ref, "entropy"):
+        def fn(x, **k):
+            with np.errstate(over="ignore"):
+                return np.exp(ref.entropy(x, **k))
+    if fn is None or not got.size or not a.size:
+        return
+    with np.errstate(all="ignore"):
+        expect = np.broadcast_to(fn(np.asarray(a, dtype=np.float64), **kw), got.shape)
+    assert_array_equal(np.isnan(got), np.isnan(expect))
+    fin = np.isfinite(expect)
+    assert_array_equal(got[~fin], expect[~fin])
+    if diag == "support_size":
+        assert_array_equal(got, expect)
+        return
+    rt = 2e-4 if got.dtype == np.float32 else 1e-9
+    big = max(np.max(np.abs(expect[fin]), initial=0.0), 1.0)
+    assert_allclose(got[fin], expect[fin], rtol=rt, atol=rt * big)
+
+
+@needs_diagnostics
+@pytest.mark.parametrize("diag", MATRIX_DIAGNOSTICS)
+@FUZZ
+@given(data=st.data())
+def test_fuzz_matrix_diagnostics(diag, data):
+    s, dt = data.draw(score_arrays(specials=False), label="scores")
+    got = getattr(an, diag)(s)
+    assert got.shape == s.shape[:-2]
+    if dt.kind == "f":
+        assert got.dtype == loop_dtype(dt)
+    fn = getattr(ref, diag, None)
+    if fn is None or not got.size or not s.size:
+        return
+    with np.errstate(all="ignore"):
+        expect = np.broadcast_to(fn(np.asarray(s, dtype=np.float64)), got.shape)
+    assert_array_equal(np.isnan(got), np.isnan(expect))
+    fin = np.isfinite(expect)
+    # (integer inputs: NumPy may pick the float32 loop for small integer types)
+    rt = 2e-4 if got.dtype == np.float32 else 1e-9
+    big = max(np.max(np.abs(expect[fin]), initial=0.0), 1.0)
+    assert_allclose(got[fin], expect[fin], rtol=rt, atol=rt * big)
