@@ -1,0 +1,220 @@
+/*
+ * sparse.c -- sparsemax and alpha-entmax row kernels (papers.md A6).
+ *
+ *   alpha-entmax(z)_i = [(alpha - 1) z_i - tau]_+ ^ (1 / (alpha - 1)),  sum_i p_i = 1
+ *
+ * alpha = 2 is sparsemax (Euclidean projection onto the simplex), alpha = 1.5
+ * has an exact sort-based threshold (Peters, Niculae & Martins 2019, as in
+ * the entmax package's entmax15), any other alpha > 1 is solved by bisection
+ * on tau, and alpha = 1 is softmax (tau reported as the log-sum-exp).
+ *
+ * Every row is shifted by its maximum first (X_i = (alpha - 1)(z_i - max z));
+ * since p_max <= 1 the shifted threshold tau' lies in [-1, 0), so only the
+ * candidates with X_i > -1 can be in the support.  The threshold is computed
+ * in double on those candidates only (workspace: one double per key), which
+ * makes the cost O(m) for the max / filter / output passes plus a sort of
+ * the (usually few) candidates.  The reported tau is in the units of the
+ * formula above: tau = tau' + (alpha - 1) max z.
+ *
+ * Limits: NaN anywhere in a row -> NaN row (tau NaN); all -inf -> empty row;
+ * +inf entries share the mass equally (tau = +inf).
+ */
+#include <float.h>
+#include <string.h>
+#include "normalize.h"
+#include "an_simd.h"
+#include "normalizers_shared.h"
+
+/* ---- descending sort of doubles (candidates; in place) ----
+ * quicksort with median-of-three, insertion sort below 24 elements; the
+ * smaller side is recursed on, so the stack depth is O(log k). */
+static void sort_desc(double *a, an_int n)
+{
+    while (n > 24) {
+        an_int mid = n / 2;
+        /* median of a[0], a[mid], a[n-1] into a[mid] */
+        if (a[0] < a[mid]) { double t = a[0]; a[0] = a[mid]; a[mid] = t; }
+        if (a[mid] < a[n - 1]) { double t = a[mid]; a[mid] = a[n - 1]; a[n - 1] = t; }
+        if (a[0] < a[mid]) { double t = a[0]; a[0] = a[mid]; a[mid] = t; }
+        double piv = a[mid];
+        an_int i = 0, j = n - 1;
+        for (;;) {                       /* Hoare partition, descending */
+            while (a[i] > piv) i++;
+            while (a[j] < piv) j--;
+            if (i >= j) break;
+            double t = a[i]; a[i] = a[j]; a[j] = t;
+            i++; j--;
+        }
+        an_int left = j + 1;             /* a[0..left) >= piv >= a[left..n) */
+        if (left < n - left) { sort_desc(a, left); a += left; n -= left; }
+        else { sort_desc(a + left, n - left); n = left; }
+    }
+    for (an_int i = 1; i < n; i++) {
+        double v = a[i]; an_int j = i;
+        while (j > 0 && a[j - 1] < v) { a[j] = a[j - 1]; j--; }
+        a[j] = v;
+    }
+}
+
+/* ---- sparsemax threshold on sorted candidates X (descending, X[0] = 0) ----
+ *   k* = max{k : 1 + k X_(k) > sum_{j<=k} X_(j)},  tau' = (sum_{j<=k*} X_(j) - 1) / k*
+ * (Martins & Astudillo 2016). */
+static double sparsemax_tau_sorted(const double *X, an_int k)
+{
+    double cum = 0, tau = X[0] - 1.0;
+    for (an_int r = 0; r < k; r++) {
+        cum += X[r];
+        if (1.0 + (double)(r + 1) * X[r] > cum) tau = (cum - 1.0) / (double)(r + 1);
+        else break;
+    }
+    return tau;
+}
+
+/* ---- 1.5-entmax threshold on sorted candidates X = (z - max z) / 2 ----
+ * For the top-k: mean_k, ss_k = sum (X - mean_k)^2, delta_k = (1 - ss_k) / k,
+ * tau_k = mean_k - sqrt(max(delta_k, 0)); support = #{k : tau_k <= X_(k)},
+ * tau' = tau_support (Peters et al. 2019, exact for alpha = 1.5). */
+static double entmax15_tau_sorted(const double *X, an_int k)
+{
+    double cum = 0, cum2 = 0, tau_sel = X[0] - 1.0;
+    an_int support = 0;
+    for (an_int r = 0; r < k; r++) {
+        double kk = (double)(r + 1);
+        cum += X[r]; cum2 += X[r] * X[r];
+        double mean = cum / kk;
+        double ss = kk * (cum2 / kk - mean * mean);
+        double delta = (1.0 - ss) / kk;
+        double tau = mean - sqrt(delta > 0 ? delta : 0.0);
+        if (tau <= X[r]) { support++; if (support == r + 1) tau_sel = tau; }
+    }
+    /* the count equals the largest k with tau_k <= X_(k) (the condition holds
+     * exactly on a prefix); tau_sel is tau at that k */
+    return tau_sel;
+}
+
+/* ---- alpha-entmax by bisection, alpha > 1, alpha != 1.5, 2 ----
+ * Parametrised as p_i = [1 + (alpha-1)(z_i - max z - theta)]_+^(1/(alpha-1)),
+ * i.e. tau' = (alpha-1) theta - 1, with theta in [0, (1 - n^(1-alpha))/(alpha-1)]
+ * (p_max <= 1 and p_max >= 1/n).  The power is evaluated as
+ * exp(log1p(u) / (alpha-1)), which tends to exp(z - max z - theta) as alpha -> 1,
+ * so the map is continuous into softmax.  n_iter halvings, then the weights
+ * are renormalised to sum to 1 (as the entmax package's entmax_bisect). */
+static inline double entmax_pow(double u, double am1)
+{
+    /* [1 + u]_+^(1/am1) */
+    return u > -1.0 ? exp(log1p(u) / am1) : 0.0;
+}
+
+static double entmax_bisect_theta(const double *d, an_int k, an_int nv,
+                                  double am1, int64_t n_iter)
+{
+    /* d: candidates z - max z (> -1/am1) */
+    double lo = 0.0, hi = -expm1(-am1 * log((double)nv)) / am1;
+    for (int64_t it = 0; it < n_iter; it++) {
+        double mid = 0.5 * (lo + hi), s = 0;
+        for (an_int r = 0; r < k; r++) s += entmax_pow(am1 * (d[r] - mid), am1);
+        if (s >= 1.0) lo = mid; else hi = mid;
+    }
+    return 0.5 * (lo + hi);
+}
+
+/* Common prologue of every sparse row: max, NaN, empty and +inf rows.
+ * Returns 1 if the row is finished (weights written, *rc set). */
+#define AN_SPARSE_PROLOGUE(T, VOPS)                                           \
+    T mxT = VOPS->max(x, nv);                                                 \
+    if (mxT != mxT) {                                                         \
+        for (an_int k = 0; k < nv; k++) x[k] = (T)NAN;                        \
+        c->tau = NAN; return AN_OK;                                           \
+    }                                                                         \
+    if (mxT == -INFINITY) return AN_ROW_EMPTY;                                \
+    if (mxT == INFINITY) {                                                    \
+        an_int cnt = 0;                                                       \
+        for (an_int k = 0; k < nv; k++) cnt += (x[k] == INFINITY);            \
+        for (an_int k = 0; k < nv; k++) x[k] = x[k] == INFINITY ? (T)1 / (T)cnt : (T)0; \
+        c->tau = INFINITY; return AN_OK;                                      \
+    }                                                                         \
+    const double mx = (double)mxT;
+
+/* Gather the candidates d_r = z - max z with (alpha-1) d_r > -1 into ws. */
+#define AN_GATHER_CANDIDATES(T, lim)                                          \
+    double *cand = (double *)c->ws;                                           \
+    an_int ncand = 0;                                                         \
+    for (an_int k = 0; k < nv; k++) {                                         \
+        double dk = (double)x[k] - mx;                                        \
+        if (dk > (lim)) cand[ncand++] = dk;                                   \
+    }
+
+/* sparsemax:  p = [z - tau]_+ ; exact, sort-based on the candidates z > max z - 1 */
+#define AN_SPARSEMAX_ROW(T, TS, VOPS)                                         \
+static int sparsemax_row_##TS(T *x, an_int nv, an_rowctx *c)                  \
+{                                                                             \
+    AN_SPARSE_PROLOGUE(T, VOPS)                                               \
+    AN_GATHER_CANDIDATES(T, -1.0)                                             \
+    sort_desc(cand, ncand);                                                   \
+    const double tau = sparsemax_tau_sorted(cand, ncand);                     \
+    _Pragma("omp simd")                                                       \
+    for (an_int k = 0; k < nv; k++) {                                         \
+        double u = ((double)x[k] - mx) - tau;                                 \
+        x[k] = (T)(u > 0 ? u : 0.0);                                          \
+    }                                                                         \
+    c->tau = tau + mx;                                                        \
+    return AN_OK;                                                             \
+}
+
+/* entmax: dispatch on alpha = p[0]; n_iter = ip[0] (bisection only) */
+#define AN_ENTMAX_ROW(T, TS, VOPS)                                            \
+static int entmax_row_##TS(T *x, an_int nv, an_rowctx *c)                     \
+{                                                                             \
+    const double alpha = c->mat->p[0];                                        \
+    if (alpha == 2.0) return sparsemax_row_##TS(x, nv, c);                    \
+    if (alpha == 1.0) {                                                       \
+        /* softmax; tau = log-sum-exp = max z - log(max p), so p = exp(z - tau) */ \
+        T mxs = VOPS->max(x, nv);                                             \
+        int rc = an_softmax_inplace_##TS(x, nv, 1.0);                         \
+        if (rc != AN_OK) return rc;                                           \
+        c->tau = mxs != mxs ? NAN : (mxs == INFINITY ? INFINITY               \
+                 : (double)mxs - log((double)VOPS->max(x, nv)));              \
+        return AN_OK;                                                         \
+    }                                                                         \
+    if (!(alpha > 1.0)) return AN_ERR_VALUE;                                  \
+    AN_SPARSE_PROLOGUE(T, VOPS)                                               \
+    const double am1 = alpha - 1.0;                                           \
+    if (alpha == 1.5) {                                                       \
+        /* p = [X - tau']_+^2 with X = (z - max z) / 2 */                     \
+        AN_GATHER_CANDIDATES(T, -2.0)                                         \
+        for (an_int r = 0; r < ncand; r++) cand[r] *= 0.5;                    \
+        sort_desc(cand, ncand);                                               \
+        const double tau = entmax15_tau_sorted(cand, ncand);                  \
+        _Pragma("omp simd")                                                   \
+        for (an_int k = 0; k < nv; k++) {                                     \
+            double u = 0.5 * ((double)x[k] - mx) - tau;                       \
+            u = u > 0 ? u : 0.0;                                              \
+            x[k] = (T)(u * u);                                                \
+        }                                                                     \
+        c->tau = tau + 0.5 * mx;                                              \
+        return AN_OK;                                                         \
+    }                                                                         \
+    AN_GATHER_CANDIDATES(T, -1.0 / am1)                                       \
+    const double theta = entmax_bisect_theta(cand, ncand, nv, am1, c->mat->ip[0]); \
+    double sum = 0;                                                           \
+    for (an_int k = 0; k < nv; k++) {                                         \
+        double p = entmax_pow(am1 * (((double)x[k] - mx) - theta), am1);      \
+        cand[k] = p; sum += p;                                                \
+    }                                                                         \
+    const double inv = 1.0 / sum;                                             \
+    for (an_int k = 0; k < nv; k++) x[k] = (T)(cand[k] * inv);                \
+    c->tau = am1 * (theta + mx) - 1.0;                                        \
+    return AN_OK;                                                             \
+}
+
+AN_SPARSEMAX_ROW(float, f, an_vf)
+AN_SPARSEMAX_ROW(double, d, an_vd)
+AN_ENTMAX_ROW(float, f, an_vf)
+AN_ENTMAX_ROW(double, d, an_vd)
+
+const an_normdesc an_norm_sparsemax = {
+    .row_f = sparsemax_row_f, .row_d = sparsemax_row_d,
+    .ws_mult = 1, .has_extra = 1 };
+const an_normdesc an_norm_entmax = {
+    .row_f = entmax_row_f, .row_d = entmax_row_d,
+    .ws_mult = 1, .nreal = 1, .nint = 1, .has_extra = 1 };
