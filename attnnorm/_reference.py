@@ -225,6 +225,8 @@ def sinkhorn(scores, *, n_iter=5, eps=1.0, mask=None, causal=False, window=None,
         K = np.where(pinf_rows[..., None], np.where(np.isposinf(K), 0.0, -np.inf), K)
         used = ~(nan_rows | empty_rows)
         K = np.where(used[..., None], K, -np.inf)
+        # shift rows by their maximum (absorbed by f; keeps potentials small)
+        K = K - np.where(used, K.max(axis=-1), 0.0)[..., None]
         colok = np.isfinite(K).any(axis=-2)
         n_r = used.sum(axis=-1)
         m_c = colok.sum(axis=-1)

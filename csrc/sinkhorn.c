@@ -23,6 +23,9 @@
  * as softmax).  With a causal mask the plan exists (the iterations are well
  * defined) but may converge slowly; nothing special is done for it.
  *
+ * Each row of K is shifted by its maximum first (exact: the row step absorbs
+ * any per-row shift), so the potentials stay small for huge scores.
+ *
  * Work: one contiguous copy K (n x m) and its transpose (m x n) so both steps
  * read rows; the row step is parallel over rows, the column step over columns,
  * and every row/column LSE is computed by one thread in a fixed order, so the
@@ -100,6 +103,10 @@ static int sinkhorn_mat_##TS(const an_normmat *M)                             \
             state[i] = nan ? ROW_NAN : (mx == -INFINITY ? ROW_EMPTY : ROW_OK); \
             if (state[i] != ROW_OK)                                           \
                 for (an_int j = 0; j < m; j++) Ki[j] = (T)-INFINITY;          \
+            else if (!pinf && mx != INFINITY)                                 \
+                /* K_i - max K_i: the row step absorbs any row shift, and the \
+                 * potentials then stay O(log m) even for scores of 1e30 */   \
+                for (an_int j = 0; j < m; j++) Ki[j] -= mx;                   \
             f[i] = 0;                                                         \
         }                                                                     \
         /* 2. KT = K^T in 32 x 32 tiles; non-empty columns */                 \
