@@ -98,22 +98,38 @@ static double entmax15_tau_sorted(const double *X, an_int k)
  * (p_max <= 1 and p_max >= 1/n).  The power is evaluated as
  * exp(log1p(u) / (alpha-1)), which tends to exp(z - max z - theta) as alpha -> 1,
  * so the map is continuous into softmax.  n_iter halvings, then the weights
- * are renormalised to sum to 1 (as the entmax package's entmax_bisect). */
+ * are renormalised to sum to 1 (as the entmax package's entmax_bisect).
+ * Candidates that reach 0 at the lower bracket are dropped as it rises. */
 static inline double entmax_pow(double u, double am1)
 {
     /* [1 + u]_+^(1/am1) */
     return u > -1.0 ? exp(log1p(u) / am1) : 0.0;
 }
 
-static double entmax_bisect_theta(const double *d, an_int k, an_int nv,
+static double entmax_bisect_theta(double *d, an_int k, an_int nv,
                                   double am1, int64_t n_iter)
 {
-    /* d: candidates z - max z (> -1/am1) */
+    /* d: candidates z - max z (> -1/am1); overwritten (pruned) */
     double lo = 0.0, hi = -expm1(-am1 * log((double)nv)) / am1;
     for (int64_t it = 0; it < n_iter; it++) {
         double mid = 0.5 * (lo + hi), s = 0;
-        for (an_int r = 0; r < k; r++) s += entmax_pow(am1 * (d[r] - mid), am1);
-        if (s >= 1.0) lo = mid; else hi = mid;
+        an_int zeros = 0;
+        for (an_int r = 0; r < k; r++) {
+            double u = am1 * (d[r] - mid);
+            if (u > -1.0) s += exp(log1p(u) / am1); else zeros++;
+        }
+        if (s >= 1.0) {
+            lo = mid;
+            /* theta >= mid from now on: entries already at 0 stay at 0 */
+            if (zeros) {
+                an_int w = 0;
+                for (an_int r = 0; r < k; r++)
+                    if (am1 * (d[r] - mid) > -1.0) d[w++] = d[r];
+                k = w;
+            }
+        } else {
+            hi = mid;
+        }
     }
     return 0.5 * (lo + hi);
 }

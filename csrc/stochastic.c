@@ -12,7 +12,8 @@
  * U_(k) = S_k / S_(N+1) with S_k = E_1 + ... + E_k and E_j ~ Exp(1) i.i.d.
  * (exponential spacings).  A first pass sums the N+1 exponentials; a second
  * pass regenerates them (the generator is stateless) and merges the sorted
- * uniforms against the CDF of softmax(s): c_j = #{k : cdf_(j-1) < U_(k) <= cdf_j}.
+ * uniforms against the CDF of softmax(s): c_j = #{k : cdf_(j-1) < U_(k) <= cdf_j},
+ * skipping blocks of 64 keys that no draw falls into with one vectorised sum.
  * Keys with probability 0 (e.g. -inf scores) never receive a count.
  *
  * NaN in a row gives a NaN row; a row of -inf is empty; +inf scores share the
@@ -47,32 +48,45 @@ static int stochastic_softmax_row_##TS(T *x, an_int nv, an_rowctx *c)         \
     double total_e = 0;                                                       \
     for (int64_t k = 0; k <= N; k++) total_e += exp_draw(key, (uint64_t)k);   \
     double total_p = 0;                                                       \
-    an_int jlast = 0;                /* last key with positive probability */ \
-    for (an_int j = 0; j < nv; j++) {                                         \
-        total_p += (double)x[j];                                              \
-        if (x[j] > 0) jlast = j;                                              \
-    }                                                                         \
-    /* merge U_(k) * total_p against the running (unnormalised) CDF; the     \
-     * last positive key takes every draw left (its CDF is total_p), which   \
-     * also absorbs rounding at the top end */                                \
+    _Pragma("omp simd reduction(+:total_p)")                                  \
+    for (an_int j = 0; j < nv; j++) total_p += (double)x[j];                  \
+    an_int jlast = nv - 1;           /* last key with positive probability */ \
+    while (jlast > 0 && !(x[jlast] > 0)) jlast--;                             \
+    /* merge the sorted draws U_(k) * total_p against the running CDF, one   \
+     * block of keys at a time: a block whose mass does not reach the next   \
+     * draw is skipped with one vectorised sum.  The last positive key takes \
+     * every draw left (its CDF is total_p), absorbing rounding at the top. */ \
     const double scale = total_p / total_e;                                   \
     const double invN = 1.0 / (double)N;                                      \
     double cdf = 0;                                                           \
     double s = exp_draw(key, 0);     /* S_1 */                                \
+    double next = s * scale;         /* position of the next draw */          \
     int64_t k = 0;                   /* draws placed so far */                \
-    for (an_int j = 0; j < nv; j++) {                                         \
-        double p = (double)x[j];                                              \
-        int64_t cnt = 0;                                                      \
-        cdf += p;                                                             \
-        if (j == jlast) { cnt = N - k; k = N; }                               \
-        else if (p > 0) {                                                     \
-            while (k < N && s * scale <= cdf) {                               \
-                cnt++; k++;                                                   \
-                s += exp_draw(key, (uint64_t)k);                              \
-            }                                                                 \
+    an_int j = 0;                                                             \
+    while (j < jlast) {                                                       \
+        const an_int je = j + 64 < jlast ? j + 64 : jlast;                    \
+        double bs = 0;                                                        \
+        _Pragma("omp simd reduction(+:bs)")                                   \
+        for (an_int q = j; q < je; q++) bs += (double)x[q];                   \
+        if (k >= N || cdf + bs < next) {                                      \
+            for (an_int q = j; q < je; q++) x[q] = 0;                         \
+            cdf += bs; j = je; continue;                                      \
         }                                                                     \
-        x[j] = (T)((double)cnt * invN);                                       \
+        for (; j < je; j++) {                                                 \
+            double p = (double)x[j];                                          \
+            int64_t cnt = 0;                                                  \
+            cdf += p;                                                         \
+            if (p > 0)                                                        \
+                while (k < N && next <= cdf) {                                \
+                    cnt++; k++;                                               \
+                    s += exp_draw(key, (uint64_t)k);                          \
+                    next = s * scale;                                         \
+                }                                                             \
+            x[j] = (T)((double)cnt * invN);                                   \
+        }                                                                     \
     }                                                                         \
+    x[jlast] = (T)((double)(N - k) * invN);                                   \
+    for (an_int q = jlast + 1; q < nv; q++) x[q] = 0;                         \
     return AN_OK;                                                             \
 }
 
