@@ -265,6 +265,8 @@ def stochastic_softmax(scores, *, trials=100, seed=0, mask=None, causal=False, w
 
 def _sinkhorn_params(dt, n_iter=5, eps=1.0):
     e = real_param("eps", eps, dtype=dt, positive=True, allow_inf=False)
+    if np.any(e <= 0) or not np.all(np.isfinite(e)):
+        raise ValueError(f"eps must be > 0 and finite in {np.dtype(dt).name}; got {eps!r}")
     return (e,), (int_param("n_iter", n_iter, minimum=1),)
 
 

@@ -210,7 +210,7 @@ def stochastic_softmax(scores, *, trials=100, seed=0, mask=None, causal=False, w
 
 
 def sinkhorn(scores, *, n_iter=5, eps=1.0, mask=None, causal=False, window=None, empty="zero"):
-    """Log-domain Sinkhorn (Sinkformers, papers.md A5): K = s/eps, alternate
+    """Log-domain Sinkhorn (Sinkformers, papers.md A5): K = (s - max_j s)/eps, alternate
     n_iter steps starting with rows, f_i = log(1/n_r) - LSE_j(K_ij + g_j),
     g_j = log(1/m_c) - LSE_i(K_ij + f_i), A = n_r exp(K + f + g).  n_r, m_c:
     rows / columns with a visible entry (NaN rows and empty rows excluded);
@@ -220,13 +220,13 @@ def sinkhorn(scores, *, n_iter=5, eps=1.0, mask=None, causal=False, window=None,
     s, vis, row = _prepare(scores, causal, window, mask)
     z, nan_rows, pinf_rows, empty_rows = _row_classes(s, vis)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        K = np.where(vis, z / eps, -np.inf)
-        pinf_rows = pinf_rows | (~nan_rows & np.isposinf(K).any(axis=-1))
-        K = np.where(pinf_rows[..., None], np.where(np.isposinf(K), 0.0, -np.inf), K)
         used = ~(nan_rows | empty_rows)
+        # shift rows by their maximum before dividing by eps (absorbed by f;
+        # keeps potentials small for huge scores and tiny eps)
+        mx = np.where(used & ~pinf_rows, np.max(np.where(used[..., None], z, 0.0), axis=-1), 0.0)
+        K = np.where(vis, (z - mx[..., None]) / eps, -np.inf)
+        K = np.where(pinf_rows[..., None], np.where(np.isposinf(z), 0.0, -np.inf), K)
         K = np.where(used[..., None], K, -np.inf)
-        # shift rows by their maximum (absorbed by f; keeps potentials small)
-        K = K - np.where(used, K.max(axis=-1), 0.0)[..., None]
         colok = np.isfinite(K).any(axis=-2)
         n_r = used.sum(axis=-1)
         m_c = colok.sum(axis=-1)

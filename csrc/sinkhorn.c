@@ -23,8 +23,9 @@
  * as softmax).  With a causal mask the plan exists (the iterations are well
  * defined) but may converge slowly; nothing special is done for it.
  *
- * Each row of K is shifted by its maximum first (exact: the row step absorbs
- * any per-row shift), so the potentials stay small for huge scores.
+ * Each row of K is shifted by its maximum first, K_ij = (s_ij - max_j s_ij) / eps
+ * (exact: the row step absorbs any per-row shift), so the potentials stay
+ * small for huge scores and tiny eps.
  *
  * Work: one contiguous copy K (n x m) and its transpose (m x n) so both steps
  * read rows; the row step is parallel over rows, the column step over columns,
@@ -58,7 +59,7 @@ static int sinkhorn_mat_##TS(const an_normmat *M)                             \
     const double eps = M->p[0];                                               \
     const int64_t n_iter = M->ip[0];                                          \
     if (n <= 0 || m <= 0) return AN_OK;                                       \
-    if (!(eps > 0) || n_iter < 1) return AN_ERR_VALUE;                        \
+    if (!(eps > 0) || eps == INFINITY || n_iter < 1) return AN_ERR_VALUE;                        \
     if ((double)n * (double)m > (double)(SIZE_MAX / (4 * sizeof(T))))         \
         return AN_ERR_NOMEM;                                                  \
     int nthr = an_num_threads();                                              \
@@ -73,14 +74,15 @@ static int sinkhorn_mat_##TS(const an_normmat *M)                             \
     T *tb = (T *)malloc((size_t)len * sizeof(T) * (size_t)nthr);              \
     int rc = AN_OK;                                                           \
     if (!K || !KT || !f || !g || !state || !colok || !tb) { rc = AN_ERR_NOMEM; goto done; } \
-    const T inv_eps = (T)(1.0 / eps);                                         \
     an_int n_r = 0, m_c = 0;                                                  \
     _Pragma("omp parallel num_threads(nthr)")                                 \
     {                                                                         \
         int tid = 0;                                                          \
         AN_OMP_TID(tid);                                                      \
         T *t = tb + (size_t)len * (size_t)tid;                                \
-        /* 1. K = s / eps on visible entries, -inf elsewhere; row states */   \
+        /* 1. K = (s - max s) / eps on visible entries, -inf elsewhere;      \
+         *    row states.  (The row shift is absorbed by f, exactly; it keeps \
+         *    the potentials O(log m) for huge scores and tiny eps.) */       \
         _Pragma("omp for schedule(static)")                                   \
         for (an_int i = 0; i < n; i++) {                                      \
             an_int lo, hi;                                                    \
@@ -88,25 +90,22 @@ static int sinkhorn_mat_##TS(const an_normmat *M)                             \
             const char *srow = M->s + M->s_n * i;                             \
             const char *mrow = M->mask ? M->mask + M->mk_n * i : NULL;        \
             T *Ki = K + (size_t)i * (size_t)m;                                \
-            int nan = 0, pinf = 0; T mx = -INFINITY;                          \
-            for (an_int j = 0; j < m; j++) {                                  \
-                int vis = j >= lo && j < hi && (!mrow || AN_AT(uint8_t, mrow, M->mk_m, j)); \
-                T v = vis ? AN_AT(T, srow, M->s_m, j) : (T)-INFINITY;         \
-                nan |= v != v; pinf |= v == INFINITY;                         \
-                v = v * inv_eps;                                              \
-                mx = v > mx ? v : mx;                                         \
-                Ki[j] = v;                                                    \
-            }                                                                 \
-            if (nan) pinf = 0;                                                \
-            if (pinf || mx == INFINITY) /* +inf (also from overflow of s/eps) */ \
-                for (an_int j = 0; j < m; j++) Ki[j] = Ki[j] == INFINITY ? (T)0 : (T)-INFINITY; \
-            state[i] = nan ? ROW_NAN : (mx == -INFINITY ? ROW_EMPTY : ROW_OK); \
+            for (an_int j = 0; j < lo; j++) Ki[j] = (T)-INFINITY;             \
+            for (an_int j = hi; j < m; j++) Ki[j] = (T)-INFINITY;             \
+            for (an_int j = lo; j < hi; j++)                                  \
+                Ki[j] = (!mrow || AN_AT(uint8_t, mrow, M->mk_m, j))           \
+                        ? AN_AT(T, srow, M->s_m, j) : (T)-INFINITY;           \
+            T mx = VOPS->max(Ki, m);                                          \
+            if (mx != mx) state[i] = ROW_NAN;                                 \
+            else if (mx == -INFINITY) state[i] = ROW_EMPTY;                   \
+            else state[i] = ROW_OK;                                           \
             if (state[i] != ROW_OK)                                           \
                 for (an_int j = 0; j < m; j++) Ki[j] = (T)-INFINITY;          \
-            else if (!pinf && mx != INFINITY)                                 \
-                /* K_i - max K_i: the row step absorbs any row shift, and the \
-                 * potentials then stay O(log m) even for scores of 1e30 */   \
-                for (an_int j = 0; j < m; j++) Ki[j] -= mx;                   \
+            else if (mx == INFINITY)  /* +inf entries share: equal scores */  \
+                for (an_int j = 0; j < m; j++) Ki[j] = Ki[j] == INFINITY ? (T)0 : (T)-INFINITY; \
+            else                                                              \
+                for (an_int j = 0; j < m; j++)                                \
+                    Ki[j] = (T)(((double)Ki[j] - (double)mx) / eps);          \
             f[i] = 0;                                                         \
         }                                                                     \
         /* 2. KT = K^T in 32 x 32 tiles; non-empty columns */                 \
