@@ -76,8 +76,8 @@ static double sparsemax_tau_sorted(const double *X, an_int k)
  * tau' = tau_support (Peters et al. 2019, exact for alpha = 1.5). */
 static double entmax15_tau_sorted(const double *X, an_int k)
 {
+    /* the condition holds on a prefix k = 1..support: stop at the first failure */
     double cum = 0, cum2 = 0, tau_sel = X[0] - 1.0;
-    an_int support = 0;
     for (an_int r = 0; r < k; r++) {
         double kk = (double)(r + 1);
         cum += X[r]; cum2 += X[r] * X[r];
@@ -85,10 +85,8 @@ static double entmax15_tau_sorted(const double *X, an_int k)
         double ss = kk * (cum2 / kk - mean * mean);
         double delta = (1.0 - ss) / kk;
         double tau = mean - sqrt(delta > 0 ? delta : 0.0);
-        if (tau <= X[r]) { support++; if (support == r + 1) tau_sel = tau; }
+        if (tau <= X[r]) tau_sel = tau; else break;
     }
-    /* the count equals the largest k with tau_k <= X_(k) (the condition holds
-     * exactly on a prefix); tau_sel is tau at that k */
     return tau_sel;
 }
 

@@ -449,3 +449,15 @@ def test_property_simplex_and_equivariance(s, alpha, seed):
     w = an.entmax(s, alpha=alpha)
     i = np.argsort(s, axis=-1, kind="stable")
     assert np.all(np.diff(np.take_along_axis(w, i, -1), axis=-1) >= -1e-12)
+
+
+ties = hnp.arrays(np.float64, st.tuples(st.integers(1, 3), st.integers(1, 10)),
+                  elements=st.one_of(st.integers(-3, 3).map(float), st.floats(-4, 4)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(s=ties, alpha=st.sampled_from([1.0, 1.5, 1.7, 2.0]))
+def test_property_matches_reference_with_ties(s, alpha):
+    assert_allclose(an.entmax(s, alpha=alpha), ref.entmax(s, alpha=alpha), 1e-9, 1e-12)
+    assert_allclose(an.sparsemax(s), ref.sparsemax(s), 1e-12, 1e-13)
+    assert_allclose(an.sinkhorn(s, n_iter=4), ref.sinkhorn(s, n_iter=4), 1e-10, 1e-13)
