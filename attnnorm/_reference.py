@@ -150,8 +150,9 @@ def _sparse_finish(w, tau, empty_rows, empty, row, return_tau):
 def entmax(scores, *, alpha=1.5, n_iter=50, return_tau=False, mask=None, causal=False,
            window=None, empty="zero"):
     """alpha-entmax p = [(alpha-1) z - tau]_+^(1/(alpha-1)), sum p = 1, found by
-    200 bisection steps on tau in float64 (independent of n_iter, which only
-    matters to the C bisection), then renormalised.  alpha = 2 is sparsemax
+    64 bisection steps on tau in [-1, 0] after shifting by the row maximum
+    (2^-64 < double resolution; independent of n_iter, which only matters to
+    the C bisection), then renormalised.  alpha = 2 is sparsemax
     (sorting), alpha = 1 softmax (tau = log-sum-exp).  Scalar alpha only."""
     alpha = float(alpha)
     if alpha == 2.0:
@@ -173,7 +174,7 @@ def entmax(scores, *, alpha=1.5, n_iter=50, return_tau=False, mask=None, causal=
             X = am1 * d                                   # max 0; tau in [-1, 0]
             lo = np.full(mx.shape, -1.0)
             hi = np.zeros(mx.shape)
-            for _ in range(200):
+            for _ in range(64):
                 mid = 0.5 * (lo + hi)
                 p = np.maximum(X - mid[..., None], 0.0) ** (1.0 / am1)
                 big = p.sum(axis=-1) >= 1.0
