@@ -252,7 +252,7 @@ def stochastic_softmax(scores, *, trials=100, seed=0, mask=None, causal=False, w
     if axes is not None:
         try:
             ax_in = axes[0]
-            shape = np.shape(np.moveaxis(np.empty(shape, dtype=np.int8), ax_in, (-2, -1)))
+            shape = np.moveaxis(np.broadcast_to(np.int8(0), shape), ax_in, (-2, -1)).shape
         except Exception:
             pass  # _run reports bad axes
     lead = shape[:-2] if len(shape) >= 2 else ()
