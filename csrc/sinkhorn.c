@@ -129,8 +129,10 @@ static int sinkhorn_mat_##TS(const an_normmat *M)                             \
             for (an_int j = 0; j < m; j++) m_c += colok[j];                   \
         }                                                                     \
         const double log_col = n_r > 0 ? log((double)n_r / (double)m_c) : 0.0; \
-        /* 3. alternate row step (first) and column step */                   \
-        for (int64_t it = 0; it < n_iter && n_r > 0; it++) {                  \
+        /* 3. alternate row step (first) and column step; the last step's  \
+         *    weights are written in step 4 */                                \
+        const int64_t last = n_r > 0 ? n_iter - 1 : 0;                        \
+        for (int64_t it = 0; it < last; it++) {                               \
             if (it % 2 == 0) {                                                \
                 _Pragma("omp for schedule(static)")                           \
                 for (an_int i = 0; i < n; i++)                                \
@@ -143,14 +145,29 @@ static int sinkhorn_mat_##TS(const an_normmat *M)                             \
                         g[j] = (T)(log_col - sk_lse_##TS(KT + (size_t)j * (size_t)n, f, n, t)); \
             }                                                                 \
         }                                                                     \
-        /* 4. A = exp(K + f + g), written with the output strides */          \
+        const int last_is_row = last % 2 == 0;                               \
+        if (!last_is_row) {                                                   \
+            _Pragma("omp for schedule(static)")                               \
+            for (an_int j = 0; j < m; j++)                                    \
+                if (colok[j])                                                 \
+                    g[j] = (T)(log_col - sk_lse_##TS(KT + (size_t)j * (size_t)n, f, n, t)); \
+        }                                                                     \
+        /* 4. A = exp(K + f + g), written with the output strides.  After a  \
+         *    final row step this is the row softmax of K + g (computed as    \
+         *    softmax is, so n_iter = 1 gives softmax(s / eps) exactly). */   \
         _Pragma("omp for schedule(static)")                                   \
         for (an_int i = 0; i < n; i++) {                                      \
             char *orow = M->out + M->o_n * i;                                 \
             if (state[i] == ROW_OK) {                                         \
                 memcpy(t, K + (size_t)i * (size_t)m, (size_t)m * sizeof(T));  \
                 VOPS->axpy(t, g, m, (T)1);                                    \
-                VOPS->exp_shift_sum(t, m, -f[i], (T)1);                       \
+                if (last_is_row) {                                            \
+                    T mx = VOPS->max(t, m);                                   \
+                    double sum = VOPS->exp_shift_sum(t, m, mx, (T)1);         \
+                    VOPS->scale(t, m, (T)(1.0 / sum));                        \
+                } else {                                                      \
+                    VOPS->exp_shift_sum(t, m, -f[i], (T)1);                   \
+                }                                                             \
                 for (an_int j = 0; j < m; j++) AN_AT(T, orow, M->o_m, j) = t[j]; \
             } else if (state[i] == ROW_NAN) {                                 \
                 an_int lo, hi;                                                \
