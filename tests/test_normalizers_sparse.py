@@ -127,8 +127,7 @@ def test_empty_rows_all_policies(rng, dtype, name, kw):
     assert_allclose(w[ok].sum(-1), 1.0, *_tol32(dtype, 4))
     wn = f(s, mask=mask, empty="nan", **kw)
     assert np.isnan(wn[1]).all()
-    assert np.isnan(wn[3]).all() or name not in ("sinkhorn",)
-    assert np.isnan(wn[3][mask[3]]).all()
+    assert np.isnan(wn[3]).all()
     assert_array_equal(wn[ok], w[ok])
     with pytest.raises(ValueError, match="empty='raise'"):
         f(s, mask=mask, empty="raise", **kw)
@@ -222,7 +221,7 @@ def test_entmax_identities(rng, dtype):
     assert_allclose(an.entmax(s, alpha=2.0 - 1e-12), an.sparsemax(s), 0, 1e-6)
     # alpha as a per-head array
     alphas = np.array([1.0, 1.5, 2.0])
-    w = an.entmax(s, alpha=alphas[:, None, None] if False else alphas.reshape(3))
+    w = an.entmax(s, alpha=alphas)
     for h, a in enumerate(alphas):
         assert_allclose(w[h], an.entmax(s[h], alpha=a), *_tol32(dtype))
 
