@@ -152,8 +152,9 @@ def sparsemax(scores, *, return_tau=False, mask=None, causal=False, window=None,
 
     ``p_j = max(s_j - tau, 0)`` with the threshold ``tau`` chosen so that the
     visible weights sum to 1 (Martins & Astudillo 2016; alpha-entmax with
-    alpha = 2, papers.md A6).  Exact: the threshold is found by sorting the
-    candidates ``s_j > max s - 1`` (only they can be in the support).
+    alpha = 2, papers.md A6).  Exact: only the candidates ``s_j > max s - 1``
+    can be in the support; the threshold is the sort-based closed form on
+    them (sorted when few, support found without sorting when many).
 
     ``return_tau=True`` returns ``(weights, tau, support)``: ``tau (..., n)``
     and ``support (..., n)`` int64, the number of nonzero weights per row.
@@ -183,7 +184,8 @@ def entmax(scores, *, alpha=1.5, n_iter=50, return_tau=False, mask=None, causal=
     leading axes):
 
     * ``alpha == 2``: sparsemax (same code, exact);
-    * ``alpha == 1.5``: exact sort-based threshold (as ``entmax.entmax15``);
+    * ``alpha == 1.5``: exact threshold, the sort-based closed form of
+      ``entmax.entmax15`` (on the candidates ``s_j > max s - 2``);
     * other ``alpha > 1``: ``n_iter`` bisection steps on tau starting from the
       bracket given by the row maximum, then renormalised to sum to 1 (as
       ``entmax.entmax_bisect``).  The power is evaluated as

@@ -13,8 +13,9 @@
  * candidates with X_i > -1 can be in the support.  The threshold is computed
  * in double on those candidates only (workspace: one double per key), which
  * makes the cost O(m) for the max / filter / output passes plus a sort of
- * the (usually few) candidates.  The reported tau is in the units of the
- * formula above: tau = tau' + (alpha - 1) max z.
+ * the candidates when they are few, or a sort-free exact search of the
+ * support when they are many (exact_tau).  The reported tau is in the units
+ * of the formula above: tau = tau' + (alpha - 1) max z.
  *
  * Limits: NaN anywhere in a row -> NaN row (tau NaN); all -inf -> empty row;
  * +inf entries share the mass equally (tau = +inf).
@@ -90,6 +91,74 @@ static double entmax15_tau_sorted(const double *X, an_int k)
     return tau_sel;
 }
 
+/* ---- exact threshold for power q = 1 (sparsemax) or q = 2 (1.5-entmax) ----
+ * X[0..k): candidates in (-1, 0] (max 0), overwritten.  tau' solves
+ * h(tau) = sum_i [X_i - tau]_+^q = 1.  Few candidates (k <= 64): sort and use
+ * the sort-based formulas above.  Many: find the support without sorting.
+ *  1. Lower bounds: for any set S of candidates, tau' >= (sum_S X - 1) / |S|
+ *     (q = 1) and tau' >= mean_S X - 1 / sqrt(|S|) (q = 2, by Cauchy-Schwarz),
+ *     so the candidates <= that bound are out; repeat on the rest while it
+ *     shrinks (for q = 1 this is Michelot's algorithm and ends exactly).
+ *  2. Bisection on [lo, hi] (h(lo) >= 1 >= h(hi); hi = -1/k^(1/q) as
+ *     p_max >= 1/k), keeping only the candidates inside (lo, hi]: those
+ *     <= lo are out for good, those > hi in the support for good and enter h
+ *     through running sums.  When none is left inside, the support
+ *     S = {X > hi} is exact and tau' is the sort-based closed form on S:
+ *       q = 1: tau' = (sum_S X - 1) / |S|
+ *       q = 2: tau' = mean_S - sqrt(max(0, (1 - ss_S) / |S|)),  ss_S = sum_S (X - mean_S)^2
+ *     Candidates still inside after 64 halvings lie within 2^-64 of tau'
+ *     (zero weight either way) and are counted in S, leaving tau' unchanged. */
+static double exact_tau(double *X, an_int k, int q)
+{
+    if (k <= 64) {
+        sort_desc(X, k);
+        return q == 1 ? sparsemax_tau_sorted(X, k) : entmax15_tau_sorted(X, k);
+    }
+    double lo = -1.0, hi = q == 1 ? -1.0 / (double)k : -1.0 / sqrt((double)k);
+    /* 1. lower bounds from the candidate set itself */
+    for (;;) {
+        double sum = 0;
+        _Pragma("omp simd reduction(+:sum)")
+        for (an_int r = 0; r < k; r++) sum += X[r];
+        const double lb = q == 1 ? (sum - 1.0) / (double)k
+                                 : sum / (double)k - 1.0 / sqrt((double)k);
+        if (q == 1 || lb > lo) lo = lb;
+        an_int w = 0;
+        for (an_int r = 0; r < k; r++) { const double x = X[r]; X[w] = x; w += x > lo; }
+        if (w == k) break;
+        k = w;
+    }
+    if (q == 1) return lo;          /* Michelot: every kept X is above lo */
+    if (lo > hi) lo = hi;
+    /* 2. bisection isolating the support */
+    double n_in = 0, s1 = 0, s2 = 0;
+    an_int na = k;
+    for (int it = 0; it < 64 && na > 0; it++) {
+        const double mid = 0.5 * (lo + hi);
+        double h = s2 - 2.0 * mid * s1 + n_in * mid * mid;
+        _Pragma("omp simd reduction(+:h)")
+        for (an_int r = 0; r < na; r++) {
+            double d = X[r] - mid;
+            d = d > 0 ? d : 0.0;
+            h += d * d;
+        }
+        if (h >= 1.0) lo = mid; else hi = mid;
+        an_int w = 0;
+        for (an_int r = 0; r < na; r++) {
+            const double x = X[r];
+            const int in = x > hi;
+            n_in += in; s1 += in ? x : 0.0; s2 += in ? x * x : 0.0;
+            X[w] = x; w += (x > lo) & !in;
+        }
+        na = w;
+    }
+    for (an_int r = 0; r < na; r++) { n_in += 1; s1 += X[r]; s2 += X[r] * X[r]; }
+    const double mean = s1 / n_in;
+    const double ss = s2 - n_in * mean * mean;
+    const double delta = (1.0 - ss) / n_in;
+    return mean - sqrt(delta > 0 ? delta : 0.0);
+}
+
 /* ---- alpha-entmax by bisection, alpha > 1, alpha != 1.5, 2 ----
  * Parametrised as p_i = [1 + (alpha-1)(z_i - max z - theta)]_+^(1/(alpha-1)),
  * i.e. tau' = (alpha-1) theta - 1, with theta in [0, (1 - n^(1-alpha))/(alpha-1)]
@@ -158,14 +227,13 @@ static double entmax_bisect_theta(double *d, an_int k, an_int nv,
         if (dk > (lim)) cand[ncand++] = dk;                                   \
     }
 
-/* sparsemax:  p = [z - tau]_+ ; exact, sort-based on the candidates z > max z - 1 */
+/* sparsemax:  p = [z - tau]_+ ; exact, on the candidates z > max z - 1 */
 #define AN_SPARSEMAX_ROW(T, TS, VOPS)                                         \
 static int sparsemax_row_##TS(T *x, an_int nv, an_rowctx *c)                  \
 {                                                                             \
     AN_SPARSE_PROLOGUE(T, VOPS)                                               \
     AN_GATHER_CANDIDATES(T, -1.0)                                             \
-    sort_desc(cand, ncand);                                                   \
-    const double tau = sparsemax_tau_sorted(cand, ncand);                     \
+    const double tau = exact_tau(cand, ncand, 1);                             \
     _Pragma("omp simd")                                                       \
     for (an_int k = 0; k < nv; k++) {                                         \
         double u = ((double)x[k] - mx) - tau;                                 \
@@ -197,8 +265,7 @@ static int entmax_row_##TS(T *x, an_int nv, an_rowctx *c)                     \
         /* p = [X - tau']_+^2 with X = (z - max z) / 2 */                     \
         AN_GATHER_CANDIDATES(T, -2.0)                                         \
         for (an_int r = 0; r < ncand; r++) cand[r] *= 0.5;                    \
-        sort_desc(cand, ncand);                                               \
-        const double tau = entmax15_tau_sorted(cand, ncand);                  \
+        const double tau = exact_tau(cand, ncand, 2);                         \
         _Pragma("omp simd")                                                   \
         for (an_int k = 0; k < nv; k++) {                                     \
             double u = 0.5 * ((double)x[k] - mx) - tau;                       \

@@ -227,6 +227,24 @@ def test_entmax_identities(rng, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("scale", [0.0, 1e-3, 1e-2, 0.1, 0.5])
+def test_sparse_many_candidates(rng, dtype, scale):
+    # > 64 candidates per row: the threshold is found without sorting
+    s = scale * rng.normal(size=(3, 4, 300))
+    s[0, 0] = np.round(s[0, 0] * 7 / max(scale, 1e-9)) * max(scale, 1e-9) / 7   # many ties
+    s[0, 1, :150] = s[0, 1, 150:]                                               # pairs of equal scores
+    s = s.astype(dtype)
+    for alpha in (1.5, 2.0):
+        w, tau, sup = an.entmax(s, alpha=alpha, return_tau=True)
+        rw, rtau, rsup = ref.entmax(s, alpha=alpha, return_tau=True)
+        assert_allclose(w, rw, *_tol32(dtype, 4))
+        assert_allclose(tau, rtau, *_tol32(dtype, 4))
+        assert_array_equal(sup, np.count_nonzero(w, axis=-1))
+        assert_allclose(w.sum(-1), 1.0, *_tol32(dtype, 4))
+    assert_array_equal(an.sparsemax(s), an.entmax(s, alpha=2.0))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_sparsemax_tau_formula(rng, dtype):
     s = (2 * rng.normal(size=(4, 13))).astype(dtype)
     w, tau, sup = an.sparsemax(s, return_tau=True)
