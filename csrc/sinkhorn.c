@@ -66,14 +66,15 @@ static int sinkhorn_mat_##TS(const an_normmat *M)                             \
     if ((double)n * (double)m < 32768.0) nthr = 1;                            \
     const an_int len = (n > m ? n : m) + 1;                                   \
     T *K = (T *)malloc((size_t)n * (size_t)m * sizeof(T));                    \
-    T *KT = (T *)malloc((size_t)n * (size_t)m * sizeof(T));                   \
+    T *KT = n_iter > 1 ? (T *)malloc((size_t)n * (size_t)m * sizeof(T)) : NULL; \
     T *f = (T *)malloc((size_t)n * sizeof(T));                                \
     T *g = (T *)malloc((size_t)m * sizeof(T));                                \
     unsigned char *state = (unsigned char *)malloc((size_t)n);                \
     unsigned char *colok = (unsigned char *)malloc((size_t)m);                \
     T *tb = (T *)malloc((size_t)len * sizeof(T) * (size_t)nthr);              \
     int rc = AN_OK;                                                           \
-    if (!K || !KT || !f || !g || !state || !colok || !tb) { rc = AN_ERR_NOMEM; goto done; } \
+    if (!K || (!KT && n_iter > 1) || !f || !g || !state || !colok || !tb) { rc = AN_ERR_NOMEM; goto done; } \
+    for (an_int j = 0; j < m; j++) g[j] = 0;                                  \
     an_int n_r = 0, m_c = 0;                                                  \
     _Pragma("omp parallel num_threads(nthr)")                                 \
     {                                                                         \
@@ -108,9 +109,10 @@ static int sinkhorn_mat_##TS(const an_normmat *M)                             \
                     Ki[j] = (T)(((double)Ki[j] - (double)mx) / eps);          \
             f[i] = 0;                                                         \
         }                                                                     \
-        /* 2. KT = K^T in 32 x 32 tiles; non-empty columns */                 \
+        /* 2. KT = K^T in 32 x 32 tiles; non-empty columns (only if there  \
+         *    is a column step) */                                            \
         _Pragma("omp for schedule(static)")                                   \
-        for (an_int jb = 0; jb < m; jb += 32) {                               \
+        for (an_int jb = 0; jb < (n_iter > 1 ? m : 0); jb += 32) {            \
             an_int je = jb + 32 < m ? jb + 32 : m;                            \
             for (an_int ib = 0; ib < n; ib += 32) {                           \
                 an_int ie = ib + 32 < n ? ib + 32 : n;                        \
@@ -128,7 +130,7 @@ static int sinkhorn_mat_##TS(const an_normmat *M)                             \
             for (an_int i = 0; i < n; i++) n_r += state[i] == ROW_OK;         \
             for (an_int j = 0; j < m; j++) m_c += colok[j];                   \
         }                                                                     \
-        const double log_col = n_r > 0 ? log((double)n_r / (double)m_c) : 0.0; \
+        const double log_col = m_c > 0 ? log((double)n_r / (double)m_c) : 0.0; \
         /* 3. alternate row step (first) and column step; the last step's  \
          *    weights are written in step 4 */                                \
         const int64_t last = n_r > 0 ? n_iter - 1 : 0;                        \
