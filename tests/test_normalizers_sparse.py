@@ -411,6 +411,23 @@ def test_threads_bit_identical(rng, name, kw, dtype):
     assert_array_equal(w1, w2)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sinkhorn_threads_bit_identical_large_matrix(rng, dtype):
+    # n * m above the threshold: rows / columns split across threads inside one matrix
+    s = rng.normal(size=(2, 130, 300)).astype(dtype)
+    mask = rng.random((130, 300)) > 0.2
+    old = an.get_num_threads()
+    try:
+        res = []
+        for k in (1, 2):
+            an.set_num_threads(k)
+            res.append(an.sinkhorn(s, n_iter=4, mask=mask, window=(200, 40)))
+    finally:
+        an.set_num_threads(old)
+    assert_array_equal(res[0], res[1])
+    assert_allclose(res[0], ref.sinkhorn(s, n_iter=4, mask=mask, window=(200, 40)), *_tol32(dtype, 10))
+
+
 # --------------------------------------------------------------------------
 # parameter validation
 # --------------------------------------------------------------------------
