@@ -183,7 +183,7 @@ static double entmax_bisect_theta(double *d, an_int k, an_int nv,
         an_int zeros = 0;
         for (an_int r = 0; r < k; r++) {
             double u = am1 * (d[r] - mid);
-            if (u > -1.0) s += exp(log1p(u) / am1); else zeros++;
+            if (u > -1.0) s += entmax_pow(u, am1); else zeros++;
         }
         if (s >= 1.0) {
             lo = mid;
@@ -201,8 +201,10 @@ static double entmax_bisect_theta(double *d, an_int k, an_int nv,
     return 0.5 * (lo + hi);
 }
 
-/* Common prologue of every sparse row: max, NaN, empty and +inf rows.
- * Returns 1 if the row is finished (weights written, *rc set). */
+/* Common prologue of every sparse row kernel: takes the row maximum and
+ * returns from the kernel for NaN rows (NaN weights, tau NaN), rows of -inf
+ * (AN_ROW_EMPTY) and rows with +inf (equal shares, tau = +inf); otherwise
+ * defines mx, the finite row maximum, as double. */
 #define AN_SPARSE_PROLOGUE(T, VOPS)                                           \
     T mxT = VOPS->max(x, nv);                                                 \
     if (mxT != mxT) {                                                         \
