@@ -31,7 +31,7 @@ BAD_NORMALIZER_PARAMS = {
               [("n_iter", v) for v in (0, -1, 2.5)],
     "sinkhorn": [("n_iter", v) for v in (0, -1, 1.5)] +
                 [("eps", v) for v in (0.0, -1.0, NAN, INF)],
-    "stochastic_softmax": [("trials", v) for v in (-1, 0, 1.5)] + [("seed", v) for v in (-1, 1.5, "s")],
+    "stochastic_softmax": [("trials", v) for v in (-1, 0, 1.5)] + [("seed", v) for v in (2 ** 63, 1.5, "s")],
 }
 
 #: arguments every normalizer shares -> bad values
