@@ -109,6 +109,9 @@ def softmax(scores, *, temperature=1.0, mask=None, causal=False, window=None, em
 # tests/test_linear.py).  Causal masks come from visible() (bottom-right).
 
 
+import warnings  # noqa: E402
+
+
 def _lin_phi(x, feature_map):
     if feature_map == "elu1":
         return np.where(x > 0, x + 1.0, np.exp(np.minimum(x, 0.0)))
@@ -143,7 +146,8 @@ def linear_attention(q, k, v, feature_map="elu1", *, causal=False, eps=1e-6):
             o = np.where(den > 0, (w @ v) / den, 0.0)
         return o
     w = (_lin_phi(q, feature_map) @ np.swapaxes(_lin_phi(k, feature_map), -1, -2)) * vis
-    o = (w @ v) / (w.sum(-1, keepdims=True) + eps)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        o = (w @ v) / (w.sum(-1, keepdims=True) + eps)
     return np.where(vis.any(-1)[:, None], o, 0.0)
 
 
@@ -220,7 +224,8 @@ def zeros_weights(s, gate_linear, gate_softmax, *, causal=True, n=None):
     vis = visible(n, m, causal=causal)
     t = vis.sum(-1)[:, None].astype(np.float64)
     sv = np.where(vis, s[..., None, :], np.nan)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # rows that see no key
         sbar = np.nanmean(sv, axis=-1, keepdims=True) if m else sv
         mx = np.nanmax(np.where(vis, sv, -np.inf), axis=-1, keepdims=True)
         ex = np.where(vis, np.exp(sv - mx), 0.0)
