@@ -21,7 +21,13 @@
     /* y[i] += a * x[i] */                                                    \
     void (*axpy)(T *y, const T *x, an_int n, T a);                            \
     /* sum x[i] * y[i] */                                                     \
-    T (*dot)(const T *x, const T *y, an_int n);
+    T (*dot)(const T *x, const T *y, an_int n);                               \
+    /* C[M x N] += A[M x K] B[K x N], row-major with leading dimensions      \
+     * (elements).  Each C element adds its K products in order k = 0..K-1  \
+     * (no FMA contraction), so the result does not depend on the blocking  \
+     * or the target: a register-blocked small GEMM for the linear kernels. */ \
+    void (*gemm_acc)(T *C, an_int ldc, const T *A, an_int lda,                \
+                     const T *B, an_int ldb, an_int M, an_int N, an_int K);
 
 typedef struct { AN_VECOPS_FIELDS(float) const char *name; } an_vecops_f;
 typedef struct { AN_VECOPS_FIELDS(double) const char *name; } an_vecops_d;

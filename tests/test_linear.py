@@ -416,3 +416,22 @@ def test_property_zeros_rows_sum_to_zero(s, g1, gh):
     r = an.zeros_weights(s, g1, gh)
     assert np.abs(r.sum(-1)).max() <= 1e-13 * (1 + np.abs(s).max()) * (1 + abs(g1) + abs(gh))
     assert_allclose(r, ref.zeros_weights(s, g1, gh), 1e-12, 1e-13)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("nm", [(150, 150), (130, 200), (200, 130)])
+def test_chunk_boundaries(rng, dtype, nm):
+    # several key chunks of the blocked kernels (64 keys), n != m both ways
+    n, m = nm
+    q, k, v = qkv(rng, (), n, m, 6, 70, dtype)
+    rtol, atol = tol(dtype)
+    for fmap in ("elu1", "exp"):
+        for causal in (False, True):
+            o = an.linear_attention(q, k, v, fmap, causal=causal)
+            assert_allclose(o, ref.linear_attention(q, k, v, fmap, causal=causal),
+                            rtol * 20, atol * 20, err_msg=f"{fmap} {causal}")
+            call = lambda: an.linear_attention(q, k, v, fmap, causal=causal)
+            assert_array_equal(with_threads(1, call), with_threads(2, call))
+    h = k[:, :5]
+    assert_allclose(an.cheap_linear_attention(h, q[:, :5], causal=True),
+                    ref.cheap_linear_attention(h, q[:, :5], causal=True), rtol * 50, atol * 50)
