@@ -435,3 +435,24 @@ def test_chunk_boundaries(rng, dtype, nm):
     h = k[:, :5]
     assert_allclose(an.cheap_linear_attention(h, q[:, :5], causal=True),
                     ref.cheap_linear_attention(h, q[:, :5], causal=True), rtol * 50, atol * 50)
+    s = rng.normal(size=m).astype(dtype)
+    for causal in (False, True):
+        o = an.zeros_attention(q, k, v, s, 0.3, 0.8, causal=causal)
+        assert_allclose(o, ref.zeros_attention(q, k, v, s, 0.3, 0.8, causal=causal),
+                        rtol * 50, atol * 50, err_msg=f"zeros {causal}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_jumps_inside_a_chunk_stay_accurate(rng, dtype):
+    # a key whose logit jumps far above the earlier ones in the middle of a
+    # chunk: queries before it must not lose their keys to the shared shift
+    n = 150
+    q, k, v = qkv(rng, (), n, n, 4, 3, dtype)
+    s = rng.normal(size=n).astype(dtype)
+    s[100] = 120.0
+    k[100, 2] = 150.0
+    rtol, atol = tol(dtype)
+    assert_allclose(an.zeros_attention(q, k, v, s, 0.4, 0.6),
+                    ref.zeros_attention(q, k, v, s, 0.4, 0.6), rtol * 50, atol * 50)
+    assert_allclose(an.linear_attention(q, k, v, "exp", causal=True),
+                    ref.linear_attention(q, k, v, "exp", causal=True), rtol * 20, atol * 20)
