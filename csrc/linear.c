@@ -56,19 +56,6 @@ static inline an_int an_keys_seen(an_int i, an_int n, an_int m, int causal)
     return hi;
 }
 
-/* double row helpers of SOFT (restrict: they vectorise) */
-static void an_daxpy(double *restrict y, const double *restrict x, double a, an_int n)
-{
-    #pragma omp simd
-    for (an_int i = 0; i < n; i++) y[i] += a * x[i];
-}
-/* acc[a] += (qc - l[a])^2 */
-static void an_dsqdiff_add(double *restrict acc, const double *restrict l, double qc, an_int n)
-{
-    #pragma omp simd
-    for (an_int i = 0; i < n; i++) { const double df = qc - l[i]; acc[i] += df * df; }
-}
-
 #define T float
 #define TS f
 #define AN_VOPS an_vf
