@@ -456,3 +456,25 @@ def test_jumps_inside_a_chunk_stay_accurate(rng, dtype):
                     ref.zeros_attention(q, k, v, s, 0.4, 0.6), rtol * 50, atol * 50)
     assert_allclose(an.linear_attention(q, k, v, "exp", causal=True),
                     ref.linear_attention(q, k, v, "exp", causal=True), rtol * 20, atol * 20)
+
+
+def test_out_and_dtype_promotion(rng):
+    q, k, v = qkv(rng, (2,), 5, 6, 3, 4, np.float64)
+    # float16 runs in float32, ints and mixed float32/float64 in float64
+    assert an.linear_attention(q.astype(np.float16), k.astype(np.float16),
+                               v.astype(np.float16)).dtype == np.float32
+    assert an.log_attention(q.astype(np.float32), k, v).dtype == np.float64
+    qi, ki, vi = (np.round(a * 3).astype(np.int64) for a in (q, k, v))
+    assert_allclose(an.linear_attention(qi, ki, vi, "relu"),
+                    ref.linear_attention(qi, ki, vi, "relu"), 1e-12, 1e-13)
+    # out= for the two-output SOFT gufunc and the others
+    o = np.empty((2, 6, 4))
+    r = an.soft_attention(k, v, n_landmarks=3, out=o)
+    assert r is o
+    assert_allclose(o, an.soft_attention(k, v, n_landmarks=3), 1e-15)
+    o2 = np.empty((2, 5, 4), dtype=np.float32)
+    an.log_attention(q.astype(np.float32), k.astype(np.float32), v.astype(np.float32), out=o2)
+    assert_allclose(o2, ref.log_attention_quadratic(q.astype(np.float32), k.astype(np.float32),
+                                                    v.astype(np.float32)), 2e-5, 2e-6)
+    w = np.empty((2, 6, 6))
+    assert an.zeros_weights(rng.normal(size=(2, 6)), 0.5, 0.5, out=w) is w
