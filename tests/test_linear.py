@@ -392,7 +392,7 @@ def test_bad_parameters(rng):
 finite = st.floats(-4, 4, allow_nan=False, width=64)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(st.integers(1, 6), st.integers(1, 6), st.booleans(), st.integers(0, 2 ** 32 - 1))
 def test_property_outputs_are_convex_combinations(n, m, causal, seed):
     rng = np.random.default_rng(seed)
