@@ -98,7 +98,7 @@ def linear_attention(q, k, v, feature_map="elu1", *, causal=False, eps=1e-6, out
     return _core.linear_attention(q, k, v, FEATURE_MAPS[feature_map], bool(causal), e, **_kw(out))
 
 
-def log_attention(q, k, v, *, causal=False, out=None):
+def log_attention(q, k, v, *, causal=False, state=None, return_state=False, out=None):
     """Heinsen's log-space attention (papers.md A8), for values of any sign.
 
     ``out = softmax(log(exp(Q) exp(K)^T)) V = [exp(Q) exp(K)^T / rowsum] V``
@@ -107,12 +107,32 @@ def log_attention(q, k, v, *, causal=False, out=None):
     parts of V separately, ``log S+-_ie = LSE_c(q_ic + LSE_j(k_jc + log|v_je|))``;
     ``out = exp(log S+ - log Z) - exp(log S- - log Z)``.  This lifts the
     original's restriction to positive values.  ``causal=True`` runs the LSEs
-    over keys as a log-cumulative-sum-exp scan (constant O(d e) state per
-    token, as the paper's streaming form).  Equal to
+    over keys as a log-cumulative-sum-exp scan.  Equal to
     ``linear_attention(q, k, v, "exp")``.
+
+    Streaming (the paper's constant cost per token): with
+    ``return_state=True`` the call also returns the log-space state of all
+    its keys, shape ``(..., d, 4 e + 2)`` (per feature: the log-sum-exp of
+    k and of k + log|v| for each sign of v, as (max, scaled sum) pairs);
+    passing it as ``state=`` to the next call on the following chunk of
+    tokens makes every query of that call also see all earlier keys.  The
+    causal form over chunks of any length then equals the causal form over
+    the whole sequence, in O(d e) memory whatever its length.
     """
-    _check_qkv(q, k, v)
-    return _core.log_attention(q, k, v, bool(causal), **_kw(out))
+    qs, ks, vs = _check_qkv(q, k, v)
+    d, e = qs[-1], vs[-1]
+    dt = _loop_dtype(q, k, v)
+    if state is None:
+        st, has = np.broadcast_to(np.zeros((), dt), (d, 4 * e + 2)), False
+    else:
+        ss = np.shape(state)
+        if len(ss) < 2 or ss[-2:] != (d, 4 * e + 2):
+            raise ValueError(f"state must have shape (..., d, 4 e + 2) = (..., {d}, {4 * e + 2}) "
+                             f"as returned by log_attention(return_state=True); got {ss}")
+        st, has = state, True
+    kw = {} if out is None else {"out": (out, None)}
+    res, new_state = _core.log_attention(q, k, v, st, bool(causal), has, **kw)
+    return (res, new_state) if return_state else res
 
 
 def cheap_linear_attention(h, q, *, causal=False, out=None):

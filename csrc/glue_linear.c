@@ -66,15 +66,18 @@ AN_LIN_LOOP(cheap_linear, TS, T, an_linear_attention,                         \
 CHEAP_LINEAR_LOOP(f, float)
 CHEAP_LINEAR_LOOP(d, double)
 
-/* log_attention: (n,d),(m,d),(m,e),() -> (n,e)   q, k, v, causal -> out */
+/* log_attention: (n,d),(m,d),(m,e),(d,w),(),() -> (n,e),(d,w)
+ *   q, k, v, state, causal, has_state -> out, new state   (w = 4e + 2) */
 #define LOG_ATTENTION_LOOP(TS, T)                                             \
 AN_LIN_LOOP(log_attention, TS, T, an_log_attention,                           \
-    const npy_intp *cs = steps + 5;                                           \
+    const npy_intp *cs = steps + 8;                                           \
     P.n = dims[1]; P.d = dims[2]; P.m = dims[3]; P.e = dims[4];               \
     P.q_n = cs[0]; P.q_d = cs[1]; P.k_m = cs[2]; P.k_d = cs[3];               \
-    P.v_m = cs[4]; P.v_e = cs[5]; P.o_n = cs[6]; P.o_e = cs[7];,              \
-    M->q = ARG(0); M->k = ARG(1); M->v = ARG(2);                              \
-    M->causal = I64(3) != 0; M->out = ARG(4);)
+    P.v_m = cs[4]; P.v_e = cs[5]; P.si_d = cs[6]; P.si_w = cs[7];             \
+    P.o_n = cs[8]; P.o_e = cs[9]; P.so_d = cs[10]; P.so_w = cs[11];,          \
+    M->q = ARG(0); M->k = ARG(1); M->v = ARG(2); M->st_in = ARG(3);           \
+    M->causal = I64(4) != 0; M->has_state = I64(5) != 0;                     \
+    M->out = ARG(6); M->st_out = ARG(7);)
 LOG_ATTENTION_LOOP(f, float)
 LOG_ATTENTION_LOOP(d, double)
 

@@ -15,7 +15,8 @@ enum { AN_FMAP_ELU1 = 0, AN_FMAP_RELU = 1, AN_FMAP_EXP = 2, AN_FMAP_IDENTITY = 3
 typedef struct {
     const char *q, *k, *v, *s, *lm;   /* queries, keys, values, ZeroS logits, SOFT landmarks */
     char *out, *res;                  /* output (n, e); SOFT Newton residuals (K) */
-    int fmap, causal, normalize, mean_landmarks;
+    const char *st_in; char *st_out;  /* log_attention streaming state (d, 4e + 2) */
+    int fmap, causal, normalize, mean_landmarks, has_state;
     double eps, g_lin, g_soft;        /* linear eps; ZeroS gates sigma_1, sigma_h */
 } an_linmat;
 
@@ -23,6 +24,7 @@ typedef struct {
 typedef struct {
     an_int N, n, m, d, e, l, K;       /* l: SOFT landmarks, K: Newton iterations */
     ptrdiff_t q_n, q_d, k_m, k_d, v_m, v_e, s_m, lm_l, lm_d, o_n, o_e, r_k;
+    ptrdiff_t si_d, si_w, so_d, so_w;  /* state in / out core strides */
     const an_linmat *mats;
 } an_linprob;
 

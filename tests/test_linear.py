@@ -112,11 +112,41 @@ def test_c2_heinsen_equivalence():
     chunked = ref.log_attention_chunked(q, k, v, chunk_len=3)
     assert np.allclose(quad, lin) and np.allclose(quad, chunked)
     assert_allclose(lin, quad, 1e-12, 1e-14)
-    # the streamed form run chunk by chunk through the C kernel: each chunk's
-    # queries against all keys so far (n < m: bottom-right alignment)
-    streamed = np.concatenate([an.log_attention(q[s:s + 3], k[:s + 3], v[:s + 3], causal=True)
-                               for s in range(0, 10, 3)])
-    assert_allclose(streamed, quad, 1e-12, 1e-14)
+    # bottom-right alignment: each chunk's queries against all keys so far
+    prefix = np.concatenate([an.log_attention(q[s:s + 3], k[:s + 3], v[:s + 3], causal=True)
+                             for s in range(0, 10, 3)])
+    assert_allclose(prefix, quad, 1e-12, 1e-14)
+    # the chunked sequential form in the C kernel: chunks of 3 tokens with the
+    # log-space state carried from call to call
+    state, parts = None, []
+    for s in range(0, 10, 3):
+        o, state = an.log_attention(q[s:s + 3], k[s:s + 3], v[s:s + 3], causal=True,
+                                    state=state, return_state=True)
+        parts.append(o)
+        assert state.shape == (4, 4 * 4 + 2)
+    assert_allclose(np.concatenate(parts), quad, 1e-12, 1e-14)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_log_attention_streaming_state(rng, dtype):
+    q, k, v = qkv(rng, (2,), 70, 70, 3, 5, dtype)        # signed values
+    full = an.log_attention(q, k, v, causal=True)
+    for chunk in (1, 7, 70):
+        state, parts = None, []
+        for s in range(0, 70, chunk):
+            o, state = an.log_attention(q[:, s:s + chunk], k[:, s:s + chunk], v[:, s:s + chunk],
+                                        causal=True, state=state, return_state=True)
+            parts.append(o)
+        assert_allclose(np.concatenate(parts, axis=1), full, *(10 * np.array(tol(dtype))))
+        # the final state is the whole sequence: a non-causal query reads all keys
+        qn = rng.normal(size=(2, 1, 3)).astype(dtype)
+        assert_allclose(an.log_attention(qn, k[:, :0], v[:, :0], state=state),
+                        an.log_attention(qn, k, v), *(10 * np.array(tol(dtype))))
+    # the state is deterministic for any thread count and any column split
+    call = lambda: an.log_attention(q[:1], k[:1], v[:1], causal=True, return_state=True)[1]
+    assert_array_equal(with_threads(1, call), with_threads(2, call))
+    with pytest.raises(ValueError, match="state"):
+        an.log_attention(q, k, v, state=np.zeros((3, 5)))
 
 
 def test_log_attention_extreme_magnitudes():
