@@ -118,3 +118,80 @@ def test_valid_edges_are_accepted(name):
             for v in values:
                 w = an.NORMALIZERS[name](s.astype(dt), **{param: v})
                 assert w.shape == s.shape and not np.isnan(w).any(), (param, v, dt)
+
+
+# ---------------------------------------------------------------------------
+# attention, the linear family and the diagnostics: (function, positional
+# operands as shapes, parameter, bad value).  Functions not yet in the
+# package are skipped.
+# ---------------------------------------------------------------------------
+
+QKV = [(2, 3, 4), (2, 5, 4), (2, 5, 2)]
+ZEROS = QKV + [(2, 5), 0.5, 0.5]
+BAD_OTHER = [
+    ("attention", QKV, "normalizer", "softmaxx"),
+    ("attention", QKV, "normalizer", 3),
+    ("attention", QKV, "scale", 0.0),
+    ("attention", QKV, "scale", NAN),
+    ("attention", QKV, "scale", INF),
+    ("attention", QKV, "window", (-1, 1)),
+    ("attention", QKV, "empty", "skip"),
+    ("attention", QKV, "mask", np.ones((4, 5), bool)),
+    ("attention", QKV, "temperature", 0.0),
+    ("attention_weights", QKV[:2], "scale", 0.0),
+    ("attention_weights", QKV[:2], "normalizer", "nope"),
+    ("linear_attention", QKV, "feature_map", "elu"),
+    ("linear_attention", QKV, "feature_map", None),
+    ("linear_attention", QKV, "eps", -1e-6),
+    ("linear_attention", QKV, "eps", NAN),
+    ("linear_attention", QKV, "eps", INF),
+    ("zeros_attention", ZEROS[:4] + [{"gate_softmax": 0.5}], "gate_linear", NAN),
+    ("zeros_attention", ZEROS[:4] + [{"gate_linear": 0.5}], "gate_softmax", INF),
+    ("zeros_weights", [(2, 5), {"gate_softmax": 0.5}], "gate_linear", -INF),
+    ("zeros_weights", [(2, 5), 0.5, 0.5], "n", -1),
+    ("zeros_weights", [(2, 5), 0.5, 0.5], "n", 2.5),
+    ("soft_attention", [(6, 3), (6, 2)], "newton_iters", 0),
+    ("soft_attention", [(6, 3), (6, 2)], "newton_iters", 1.5),
+    ("soft_attention", [(6, 3), (6, 2)], "n_landmarks", 0),
+    ("soft_attention", [(6, 3), (6, 2)], "n_landmarks", 7),
+    ("entropy", [(3, 4)], "base", 1.0),
+    ("entropy", [(3, 4)], "base", -2.0),
+    ("entropy", [(3, 4)], "base", NAN),
+    ("entropy", [(3, 4)], "window", (0, -1)),
+    ("support_size", [(3, 4)], "threshold", NAN),
+    ("sink_mass", [(3, 4)], "sink", 4),
+    ("sink_mass", [(3, 4)], "sink", 1.5),
+    ("row_residual", [(3, 4)], "ord", 3),
+    ("column_residual", [(3, 4)], "ord", "fro2"),
+    ("jacobian_norm", [(3, 4)], "normalizer", "nope"),
+    ("jacobian_norm", [(3, 4)], "ord", 7),
+    ("vanishing_bounds", [(2, 3), (4, 3)], "temperature", 0.0),
+    ("vanishing_bounds", [(2, 3), (4, 3)], "temperature", NAN),
+]
+
+
+def _operands(spec):
+    """Positional operands (shapes become random row-stochastic Spy arrays)
+    and the extra keyword arguments (a dict at the end of spec)."""
+    rng = np.random.default_rng(0)
+    ops, kw = [], {}
+    for x in spec:
+        if isinstance(x, tuple):
+            a = rng.random(x)
+            ops.append(Spy(a / a.sum(-1, keepdims=True)))
+        elif isinstance(x, dict):
+            kw.update(x)
+        else:
+            ops.append(x)
+    return ops, kw
+
+
+@pytest.mark.parametrize("fname,spec,param,value", [
+    pytest.param(f, s, p, v, id=f"{f}-{p}={v!r}"[:60],
+                 marks=() if hasattr(an, f) else pytest.mark.skip(reason=f"{f} not merged yet"))
+    for f, s, p, v in BAD_OTHER])
+def test_bad_parameter_other_functions(fname, spec, param, value):
+    ops, kw = _operands(spec)
+    with pytest.raises(ValueError, match=param):
+        getattr(an, fname)(*ops, **kw, **{param: value})
+    assert not any(o.called for o in ops if isinstance(o, Spy)), "kernel ran first"
