@@ -211,6 +211,8 @@ def compare_reference(name, s, dt, w, kw, params, empty):
     fn = getattr(ref, name, None)
     if fn is None or name in RANDOM or w.size == 0:
         return
+    if name == "entmax" and params.get("n_iter", 50) < 50:
+        return        # a truncated bisection is approximate by design; the reference converges
     s64 = np.asarray(s, dtype=np.float64)
     if name in COUPLED and np.max(np.abs(s64[np.isfinite(s64)]), initial=0.0) > 1e8:
         # KNOWN LIMITATION (reported): log-domain Sinkhorn's dual potentials
