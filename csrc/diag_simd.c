@@ -1,0 +1,47 @@
+/* diag_simd.c -- compiles diag_simd.inc for the portable baseline and for
+ * AVX2+FMA, and picks one per call from the path attnnorm chose at import
+ * (an_vf->name, so ATTNNORM_CPU=default also forces these helpers). */
+#include <string.h>
+#include "diagnostics.h"
+#include "an_simd.h"
+
+#define AN_DSFX _default
+#include "diag_simd.inc"
+#undef AN_DSFX
+
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+#define AN_DIAG_X86 1
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define AN_DSFX _avx2
+#include "diag_simd.inc"
+#undef AN_DSFX
+#pragma GCC pop_options
+#endif
+
+static int use_avx2(void)
+{
+#ifdef AN_DIAG_X86
+    return strcmp(an_vf->name, "default") != 0;   /* avx2 or avx512 chosen */
+#else
+    return 0;
+#endif
+}
+
+#ifdef AN_DIAG_X86
+#define AN_DISPATCH(call_avx2, call_default) \
+    do { if (use_avx2()) call_avx2; else call_default; } while (0)
+#else
+#define AN_DISPATCH(call_avx2, call_default) call_default
+#endif
+
+void an_rowstats_f(const float *x, an_int n, int want_log, double thr, an_rowstats *r)
+{ AN_DISPATCH(rowstats_f_avx2(x, n, want_log, thr, r), rowstats_f_default(x, n, want_log, thr, r)); }
+void an_rowstats_d(const double *x, an_int n, int want_log, double thr, an_rowstats *r)
+{ AN_DISPATCH(rowstats_d_avx2(x, n, want_log, thr, r), rowstats_d_default(x, n, want_log, thr, r)); }
+void an_gemm_nt_f(const float *qp, an_int bq, an_int d, const float *kt, an_int nb,
+                  float *out, an_int ldo)
+{ AN_DISPATCH(gemm_nt_f_avx2(qp, bq, d, kt, nb, out, ldo), gemm_nt_f_default(qp, bq, d, kt, nb, out, ldo)); }
+void an_gemm_nt_d(const double *qp, an_int bq, an_int d, const double *kt, an_int nb,
+                  double *out, an_int ldo)
+{ AN_DISPATCH(gemm_nt_d_avx2(qp, bq, d, kt, nb, out, ldo), gemm_nt_d_default(qp, bq, d, kt, nb, out, ldo)); }

@@ -1,0 +1,178 @@
+/*
+ * diagnostics.h -- kernels of the diagnostics (DESIGN "Diagnostics",
+ * papers.md section B), materialised (diagnostics.c) and streamed (diagnose.c).
+ * No Python.h here: kernels see pointers, sizes and byte strides.
+ */
+#ifndef AN_DIAGNOSTICS_H
+#define AN_DIAGNOSTICS_H
+#include "an_common.h"
+#include "normalize.h"
+
+/* ---- vector helpers (diag_simd.c, dispatched like an_simd.h) ---- */
+
+/* One pass over a contiguous row x[0..n): the sums every row diagnostic needs.
+ * xlogx = sum over x > 0 of x log x (only if want_log), neg = sum min(x, 0),
+ * max = NaN if any x is NaN, pos = #{x > thr}, nonzero = #{x != 0}. */
+typedef struct {
+    double sum, sumsq, xlogx, neg, max;
+    an_int pos, nonzero;
+} an_rowstats;
+void an_rowstats_f(const float *x, an_int n, int want_log, double thr, an_rowstats *r);
+void an_rowstats_d(const double *x, an_int n, int want_log, double thr, an_rowstats *r);
+
+/* out[i*ldo + j] = sum_k qp[i*d + k] * kt[k*nb + j]  for i < bq, j < nb
+ * (qp: bq packed query rows, kt: d x nb packed transposed key tile). */
+void an_gemm_nt_f(const float *qp, an_int bq, an_int d, const float *kt, an_int nb,
+                  float *out, an_int ldo);
+void an_gemm_nt_d(const double *qp, an_int bq, an_int d, const double *kt, an_int nb,
+                  double *out, an_int ldo);
+
+/* ---- shared row/column pieces ---- */
+
+/* Separation margin of visible scores x[0..n): top-1 minus top-2 (papers.md
+ * B6/#1 use it as the score gap).  NaN if n < 2 or any score is NaN;
+ * +inf if only one score is finite and the rest are -inf; inf - inf = NaN. */
+#define AN_TOP2_MARGIN(T, x, n, out)                                          \
+    do {                                                                      \
+        double t1_ = -INFINITY, t2_ = -INFINITY; int nan_ = 0;                \
+        for (an_int k_ = 0; k_ < (n); k_++) {                                 \
+            double v_ = (double)(x)[k_];                                      \
+            if (v_ != v_) { nan_ = 1; break; }                                \
+            if (v_ > t1_) { t2_ = t1_; t1_ = v_; }                            \
+            else if (v_ > t2_) t2_ = v_;                                      \
+        }                                                                     \
+        (out) = (nan_ || (n) < 2) ? NAN : t1_ - t2_;                          \
+    } while (0)
+
+/* Visibility description of an (n, m) matrix: causal/window plus an optional
+ * uint8 mask (NULL = none).  Rows use an_visible_range, then the mask. */
+typedef struct {
+    an_int n, m;
+    int causal;
+    an_int wleft, wright;
+    const char *mask; an_int mk_n, mk_m;
+} an_vis;
+
+/* Visible entries of row i of a matrix whose row i starts at `row` (byte
+ * stride a_m between keys): x[0..nv) and their key indices idx[0..nv). */
+#define AN_GATHER(T, TS)                                                      \
+static inline an_int an_gather_##TS(const an_vis *v, an_int i, const char *row,  \
+                                 an_int a_m, T *x, an_int *idx)              \
+{                                                                             \
+    an_int lo, hi, nv = 0;                                                    \
+    an_visible_range(i, v->n, v->m, v->causal, v->wleft, v->wright, &lo, &hi); \
+    if (v->mask) {                                                            \
+        const char *mk = v->mask + v->mk_n * i;                               \
+        for (an_int j = lo; j < hi; j++)                                      \
+            if (AN_AT(uint8_t, mk, v->mk_m, j)) {                             \
+                idx[nv] = j; x[nv++] = AN_AT(T, row, a_m, j);                 \
+            }                                                                 \
+    } else {                                                                  \
+        for (an_int j = lo; j < hi; j++) {                                    \
+            idx[nv] = j; x[nv++] = AN_AT(T, row, a_m, j);                     \
+        }                                                                     \
+    }                                                                         \
+    return nv;                                                                \
+}
+AN_GATHER(float, f)
+AN_GATHER(double, d)
+#undef AN_GATHER
+
+/* Number of queries that see each key: cnt[0..m). */
+void an_column_counts(const an_vis *v, an_int *cnt);
+
+/* ---- materialised kernels (diagnostics.c) ---- */
+
+/* Row diagnostic kinds (row_diag gufunc): one (n) output per matrix. */
+enum {
+    AN_RD_ENTROPY = 0,       /* -sum a log a (times p = 1/log base) */
+    AN_RD_ENTROPY_NORM = 1,  /* entropy / log n_i */
+    AN_RD_EFF_SUPPORT = 2,   /* exp(entropy) */
+    AN_RD_PARTICIPATION = 3, /* 1 / sum a^2 */
+    AN_RD_NEG_MASS = 4,      /* sum min(a, 0) */
+    AN_RD_MARGIN = 5,        /* top-1 minus top-2 score */
+    AN_RD_SUPPORT = 6,       /* #{a > p} (int64 output) */
+    AN_RD_MAX = 7,           /* max weight */
+    AN_RD_ROW_SUM = 8        /* sum a */
+};
+typedef struct {
+    an_vis v;
+    const char *a; an_int a_n, a_m;
+    char *out; an_int o_n;
+    int kind;
+    double p;
+} an_rowdiag;
+int an_row_diag_f(const an_rowdiag *P, an_int nmat);
+int an_row_diag_d(const an_rowdiag *P, an_int nmat);
+
+/* Column mass of columns [j0, j1): out[j] = mean of a_ij over the queries i
+ * that see key j (NaN if none). */
+typedef struct {
+    an_vis v;
+    const char *a; an_int a_n, a_m;
+    char *out; an_int o_m;
+    an_int j0, j1;
+} an_colmass;
+int an_column_mass_f(const an_colmass *P, an_int nmat);
+int an_column_mass_d(const an_colmass *P, an_int nmat);
+
+/* Matrix diagnostic kinds (matrix_diag gufunc): one () output per matrix. */
+enum {
+    AN_MD_ROW_RESIDUAL = 0,  /* || a 1 - 1 ||_ord */
+    AN_MD_COL_RESIDUAL = 1,  /* || a^T 1 - (n/m) 1 ||_ord */
+    AN_MD_FROBENIUS = 2,     /* || a ||_F */
+    AN_MD_RANK_COLLAPSE = 3  /* || x - 1 xbar^T ||_F / || x ||_F */
+};
+/* ord codes for the residuals */
+enum { AN_ORD_1 = 1, AN_ORD_2 = 2, AN_ORD_INF = 3 };
+typedef struct {
+    an_int n, m;
+    const char *a; an_int a_n, a_m;
+    char *out;
+    int kind, ord;
+} an_matdiag;
+int an_matrix_diag_f(const an_matdiag *P, an_int nmat);
+int an_matrix_diag_d(const an_matdiag *P, an_int nmat);
+
+/* Jacobian norms (papers.md B6, B7): normalizer codes */
+enum {
+    AN_JN_SOFTMAX = 0,    /* (diag(a) - a a^T) / T,          p = T */
+    AN_JN_SPARSEMAX = 1,  /* diag(s) - s s^T / |S|, s = 1[a > 0] */
+    AN_JN_ENTMAX = 2,     /* diag(s) - s s^T / sum s, s = a^(2 - alpha), p = alpha */
+    AN_JN_SIGMOID = 3,    /* diag(a (1 - a)) */
+    AN_JN_RELU = 4,       /* diag(p relu(s)^(p-1) / n_i), relu(s) = (n_i a)^(1/p) */
+    AN_JN_POLYNOMIAL = 5  /* diag(p |s|^(p-1) / sqrt(n_i)), |s| = (sqrt(n_i) |a|)^(1/p) */
+};
+typedef struct {
+    an_vis v;
+    const char *a; an_int a_n, a_m;
+    char *out; an_int o_n;
+    int norm, fro;
+    double p;
+} an_jacnorm;
+int an_jacobian_norm_f(const an_jacnorm *P, an_int nmat);
+int an_jacobian_norm_d(const an_jacnorm *P, an_int nmat);
+
+/* Largest eigenvalue of diag(d) - z z^T (z_i = zs * w_i), exactly, from the
+ * secular equation (see diagnostics.c). */
+double an_downdate_max_eig(const double *d, const double *w, double zs2, an_int n);
+
+/* ---- streamed diagnose (diagnose.c) ---- */
+typedef struct {
+    an_vis v;
+    an_int d;
+    const char *q; an_int q_n, q_d;
+    const char *k; an_int k_m, k_d;
+    double scale;
+    an_normmat nm;            /* parameters for the row kernel (p, ip, rp, index) */
+    char *ent; an_int ent_s;  /* outputs (n) */
+    char *mxw; an_int mxw_s;
+    char *snk; an_int snk_s;
+    char *mrg; an_int mrg_s;
+    char *sup; an_int sup_s;  /* int64 */
+    char *col; an_int col_s;  /* (m) */
+} an_diagnose;
+int an_diagnose_f(const an_normdesc *nd, const an_diagnose *P, an_int nmat, an_int *bad_row);
+int an_diagnose_d(const an_normdesc *nd, const an_diagnose *P, an_int nmat, an_int *bad_row);
+
+#endif
