@@ -13,8 +13,11 @@
 #define AN_DIAG_X86 1
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
+#include <immintrin.h>
 #define AN_DSFX _avx2
+#define AN_DIAG_INTRIN 1
 #include "diag_simd.inc"
+#undef AN_DIAG_INTRIN
 #undef AN_DSFX
 #pragma GCC pop_options
 #endif
@@ -45,3 +48,7 @@ void an_gemm_nt_f(const float *qp, an_int bq, an_int d, const float *kt, an_int 
 void an_gemm_nt_d(const double *qp, an_int bq, an_int d, const double *kt, an_int nb,
                   double *out, an_int ldo)
 { AN_DISPATCH(gemm_nt_d_avx2(qp, bq, d, kt, nb, out, ldo), gemm_nt_d_default(qp, bq, d, kt, nb, out, ldo)); }
+double an_margin_f(const float *x, an_int n)
+{ double r; AN_DISPATCH(r = margin_f_avx2(x, n), r = margin_f_default(x, n)); return r; }
+double an_margin_d(const double *x, an_int n)
+{ double r; AN_DISPATCH(r = margin_d_avx2(x, n), r = margin_d_default(x, n)); return r; }

@@ -43,7 +43,7 @@ int an_diagnose_##TS(const an_normdesc *nd, const an_diagnose *P, an_int nmat, \
     if (nthr > AN_NCHUNK) nthr = AN_NCHUNK;                                   \
     const size_t per = sizeof(T) * ((size_t)bq_max * (size_t)(m + 1)          \
                                     + (size_t)bq_max * (size_t)(d + 1)        \
-                                    + (size_t)(d + 1) * AN_BK + (size_t)(m + 1)) \
+                                    + (size_t)(d + 1) * (AN_BK + 16) + (size_t)(m + 1)) \
                        + sizeof(an_int) * (size_t)(m + 1)                     \
                        + sizeof(double) * (size_t)(m + 1) * (size_t)nd->ws_mult + 256; \
     char *buf = (char *)malloc(per * (size_t)nthr);                           \
@@ -61,7 +61,7 @@ int an_diagnose_##TS(const an_normdesc *nd, const an_diagnose *P, an_int nmat, \
         T *S = (T *)(idx + m + 1);                                            \
         T *qp = S + (size_t)bq_max * (size_t)(m + 1);                         \
         T *kt = qp + (size_t)bq_max * (size_t)(d + 1);                        \
-        T *x = kt + (size_t)(d + 1) * AN_BK;                                  \
+        T *x = kt + (size_t)(d + 1) * (AN_BK + 16);                                  \
         for (an_int t = 0; t < nmat; t++) {                                   \
             const an_diagnose *D = &P[t];                                     \
             const T sc = (T)D->scale;                                         \
@@ -89,20 +89,35 @@ int an_diagnose_##TS(const an_normdesc *nd, const an_diagnose *P, an_int nmat, \
                             qp[r * d + k] = sc * AN_AT(T, D->q + D->q_n * (ib + r), D->q_d, k); \
                     for (an_int jb = cmin; jb < cmax; jb += AN_BK) {          \
                         const an_int nb = cmax - jb < AN_BK ? cmax - jb : AN_BK; \
+                        const an_int W = AN_PW_##TS;                          \
                         for (an_int j = 0; j < nb; j++) {                     \
                             const char *kr = D->k + D->k_m * (jb + j);        \
+                            T *pan = kt + (j / W) * d * W + (j % W);          \
                             for (an_int k = 0; k < d; k++)                    \
-                                kt[k * nb + j] = AN_AT(T, kr, D->k_d, k);     \
+                                pan[k * W] = AN_AT(T, kr, D->k_d, k);         \
+                        }                                                     \
+                        for (an_int j = nb; j % W; j++) {   /* zero padding */ \
+                            T *pan = kt + (j / W) * d * W + (j % W);          \
+                            for (an_int k = 0; k < d; k++) pan[k * W] = 0;    \
                         }                                                     \
                         an_gemm_nt_##TS(qp, bq, d, kt, nb, S + (jb - cmin), width); \
                     }                                                         \
                     for (an_int r = 0; r < bq; r++) {                         \
                         const an_int i = ib + r;                              \
-                        const char *rowp = (const char *)(S + r * width) - cmin * (an_int)sizeof(T); \
-                        const an_int nv = an_gather_##TS(&D->v, i, rowp, (an_int)sizeof(T), x, idx); \
-                        double margin, ent = NAN, mxw = 0, snk = 0;           \
+                        const T *srow = S + r * width;                        \
+                        an_int lo, hi, nv;                                    \
+                        const int dense = D->v.mask == NULL;                  \
+                        if (dense) {   /* visible keys = [lo, hi) */          \
+                            an_visible_range(i, n, m, D->v.causal, D->v.wleft, D->v.wright, &lo, &hi); \
+                            nv = hi - lo;                                     \
+                            memcpy(x, srow + (lo - cmin), sizeof(T) * (size_t)nv); \
+                        } else {                                              \
+                            const char *rowp = (const char *)srow - cmin * (an_int)sizeof(T); \
+                            nv = an_gather_##TS(&D->v, i, rowp, (an_int)sizeof(T), x, idx); \
+                            lo = nv ? idx[0] : 0;                             \
+                        }                                                     \
+                        double margin = an_margin_##TS(x, nv), ent = NAN, mxw = 0, snk = 0; \
                         an_int sup = 0;                                       \
-                        AN_TOP2_MARGIN(T, x, nv, margin);                     \
                         an_rowctx cx = { i, n, m, &D->nm, NAN, -1, ws };      \
                         int rc = nv ? nd->row_##TS(x, nv, &cx) : AN_ROW_EMPTY; \
                         if (rc == AN_OK) {                                    \
@@ -110,8 +125,14 @@ int an_diagnose_##TS(const an_normdesc *nd, const an_diagnose *P, an_int nmat, \
                             an_rowstats_##TS(x, nv, 1, 0.0, &st);             \
                             ent = (st.nonzero == 0 || st.sum != st.sum) ? NAN : -st.xlogx; \
                             mxw = st.max; sup = st.pos;                       \
-                            snk = idx[0] == 0 ? (double)x[0] : 0.0;           \
-                            for (an_int k = 0; k < nv; k++) pc[idx[k]] += (double)x[k]; \
+                            snk = lo == 0 ? (double)x[0] : 0.0;               \
+                            if (dense) {                                      \
+                                double *pl = pc + lo;                         \
+                                _Pragma("omp simd")                           \
+                                for (an_int k = 0; k < nv; k++) pl[k] += (double)x[k]; \
+                            } else {                                          \
+                                for (an_int k = 0; k < nv; k++) pc[idx[k]] += (double)x[k]; \
+                            }                                                 \
                         } else if (rc != AN_ROW_EMPTY) {                      \
                             ent = mxw = snk = NAN;                            \
                             _Pragma("omp critical(an_diagnose_err)")          \

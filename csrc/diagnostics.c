@@ -73,7 +73,7 @@ int an_row_diag_##TS(const an_rowdiag *P, an_int nmat)                        \
             const int kind = R->kind;                                         \
             double val;                                                       \
             if (kind == AN_RD_MARGIN) {                                       \
-                AN_TOP2_MARGIN(T, x, nv, val);                                \
+                val = an_margin_##TS(x, nv);                                \
             } else {                                                          \
                 an_rowstats st;                                               \
                 const int want_log = kind <= AN_RD_EFF_SUPPORT;               \

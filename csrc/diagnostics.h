@@ -20,8 +20,11 @@ typedef struct {
 void an_rowstats_f(const float *x, an_int n, int want_log, double thr, an_rowstats *r);
 void an_rowstats_d(const double *x, an_int n, int want_log, double thr, an_rowstats *r);
 
-/* out[i*ldo + j] = sum_k qp[i*d + k] * kt[k*nb + j]  for i < bq, j < nb
- * (qp: bq packed query rows, kt: d x nb packed transposed key tile). */
+/* out[i*ldo + j] = sum_k qp[i*d + k] * K[j][k]  for i < bq, j < nb, with
+ * qp the bq packed query rows and kt the key tile packed in panels of
+ * AN_PW_<f|d> keys: kt[p*d*W + k*W + w] = K[p*W + w][k] (zero padded). */
+#define AN_PW_f 16
+#define AN_PW_d 8
 void an_gemm_nt_f(const float *qp, an_int bq, an_int d, const float *kt, an_int nb,
                   float *out, an_int ldo);
 void an_gemm_nt_d(const double *qp, an_int bq, an_int d, const double *kt, an_int nb,
@@ -29,20 +32,12 @@ void an_gemm_nt_d(const double *qp, an_int bq, an_int d, const double *kt, an_in
 
 /* ---- shared row/column pieces ---- */
 
-/* Separation margin of visible scores x[0..n): top-1 minus top-2 (papers.md
- * B6/#1 use it as the score gap).  NaN if n < 2 or any score is NaN;
- * +inf if only one score is finite and the rest are -inf; inf - inf = NaN. */
-#define AN_TOP2_MARGIN(T, x, n, out)                                          \
-    do {                                                                      \
-        double t1_ = -INFINITY, t2_ = -INFINITY; int nan_ = 0;                \
-        for (an_int k_ = 0; k_ < (n); k_++) {                                 \
-            double v_ = (double)(x)[k_];                                      \
-            if (v_ != v_) { nan_ = 1; break; }                                \
-            if (v_ > t1_) { t2_ = t1_; t1_ = v_; }                            \
-            else if (v_ > t2_) t2_ = v_;                                      \
-        }                                                                     \
-        (out) = (nan_ || (n) < 2) ? NAN : t1_ - t2_;                          \
-    } while (0)
+/* Separation margin of visible scores x[0..n): top-1 minus top-2 (#1's
+ * score gap).  NaN if n < 2 or any score is NaN; a tie for the top gives 0;
+ * +inf if only one score is finite and the rest are -inf; two +inf (or all
+ * -inf) scores give inf - inf = NaN. */
+double an_margin_f(const float *x, an_int n);
+double an_margin_d(const double *x, an_int n);
 
 /* Visibility description of an (n, m) matrix: causal/window plus an optional
  * uint8 mask (NULL = none).  Rows use an_visible_range, then the mask. */
