@@ -245,8 +245,9 @@ AN_MATRIX_DIAG(double, d)
 /* which interlace the distinct poles; the largest lies in (d2, d1), d1 > d2 */
 /* the two largest poles.  With mu = d1 - lambda it is the root of           */
 /*   G(mu) = mu (1 + zs2 sum_{i != 1} w_i^2 / (d1 - d_i - mu)) - zs2 w_1^2,  */
-/* increasing and convex on (0, d1 - d2), G(0) < 0: safeguarded Newton from  */
-/* the left bracket converges monotonically after its first step.           */
+/* increasing and convex on (0, d1 - d2), G(0) < 0: Newton safeguarded by    */
+/* bisection on the bracket (bisection whenever |G| fails to halve), stopped */
+/* when the bracket or the residual reaches rounding level.                  */
 /* ------------------------------------------------------------------------ */
 double an_downdate_max_eig(const double *d, const double *w, double zs2, an_int n)
 {
@@ -264,8 +265,8 @@ double an_downdate_max_eig(const double *d, const double *w, double zs2, an_int 
     else if (d2 == -INFINITY) lam = d1 - zs2 * w1 * w1;
     else {
         const double gap = d1 - d2, c = zs2 * w1 * w1;
-        double lo = 0, hi = gap, mu = 0;
-        for (int it = 0; it < 200; it++) {
+        double lo = 0, hi = gap, mu = 0, gprev = INFINITY;
+        for (int it = 0; it < 400; it++) {
             double R = 1, dR = 0;
             for (an_int i = 0; i < n; i++) {
                 if (i == i1 || w[i] == 0) continue;
@@ -273,13 +274,17 @@ double an_downdate_max_eig(const double *d, const double *w, double zs2, an_int 
                 R += t; dR += t / den;
             }
             double G = mu * R - c, dG = R + mu * dR;
-            if (G < 0) lo = mu; else hi = mu;
             if (G == 0) break;
+            if (G < 0) lo = mu; else hi = mu;
+            if (hi - lo <= 4 * DBL_EPSILON * hi) { mu = 0.5 * (lo + hi); break; }
             double next = mu - G / dG;
-            if (!(next > lo && next < hi)) next = 0.5 * (lo + hi);
-            if (fabs(next - mu) <= 2 * DBL_EPSILON * fabs(next) || hi - lo <= 2 * DBL_EPSILON * hi) {
-                mu = next; break;
-            }
+            /* Newton while it converges (|G| at least halves and stays inside
+             * the bracket); bisection otherwise, e.g. next to the pole d2 */
+            if (!(next > lo && next < hi) || !(fabs(G) <= 0.5 * gprev))
+                next = 0.5 * (lo + hi);
+            if (fabs(next - mu) <= 2 * DBL_EPSILON * next
+                && fabs(G) <= 64 * DBL_EPSILON * (c + fabs(mu * R))) { mu = next; break; }
+            gprev = fabs(G);
             mu = next;
         }
         lam = d1 - mu;
