@@ -593,9 +593,6 @@ def diagnose(q, k, normalizer="softmax", *, scale=None, causal=False, window=Non
     if scale is None:
         scale = 1.0 / math.sqrt(d) if d > 0 else 1.0
     sc = real_param("scale", scale, dtype=dt, allow_inf=False)
-    rowp = {}
-    if normalizer == "affine_softmax":   # per-row (n) parameters a, b
-        rowp = {"a": normalizer_params.pop("a", 1.0), "b": normalizer_params.pop("b", 0.0)}
     reals, ints = PARAMS[normalizer](dt, **normalizer_params)
     wl, wr = window_bounds(window)
     try:
@@ -603,15 +600,16 @@ def diagnose(q, k, normalizer="softmax", *, scale=None, causal=False, window=Non
     except ValueError:
         raise ValueError(f"q {qs} and k {ks} leading axes do not broadcast") from None
     mk = mask_operand(mask, lead, n, m)
-    rv = _stack_params(list(reals), dt, 0.0)
-    iv = _stack_params(list(ints), np.int64, 0)
-    if rowp:
-        ra = real_param("a", rowp["a"], dtype=dt)
-        rb = real_param("b", rowp["b"], dtype=dt)
-        ra = ra if ra.ndim else np.broadcast_to(ra, (n,))
-        rb = rb if rb.ndim else np.broadcast_to(rb, (n,))
+    if normalizer == "affine_softmax":
+        # a and b are per-query-row (n) operands of the row kernel
+        from ._normalizers import _rowparam_operand
+        ra = _rowparam_operand("a", reals[0], n, lead)
+        rb = _rowparam_operand("b", reals[1], n, lead)
+        reals = ()
     else:
         ra = np.broadcast_to(np.asarray(1.0, dt), (n,))
         rb = np.broadcast_to(np.asarray(0.0, dt), (n,))
+    rv = _stack_params(list(reals), dt, 0.0)
+    iv = _stack_params(list(ints), np.int64, 0)
     res = gufunc(q, k, mk, bool(causal), wl, wr, sc, rv, iv, ra, rb)
     return Diagnosis(*res)

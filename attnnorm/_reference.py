@@ -380,7 +380,7 @@ def diagnose(q, k, normalize, *, scale=None, causal=False, window=None, mask=Non
     vis = np.broadcast_to(visible(s.shape[-2], s.shape[-1], causal=causal, window=window,
                                   mask=mask), s.shape)
     return dict(entropy=entropy(w, causal=causal, window=window, mask=mask),
-                max_weight=np.where(vis.any(-1), w.max(-1), 0.0),
+                max_weight=np.where(vis.any(-1), np.where(vis, w, -np.inf).max(-1), 0.0),
                 sink_weight=w[..., 0],
                 margin=separation_margin(s, causal=causal, window=window, mask=mask),
                 support=support_size(w, causal=causal, window=window, mask=mask),

@@ -41,7 +41,7 @@ static int use_avx2(void)
 void an_rowstats_f(const float *x, an_int n, int want_log, double thr, an_rowstats *r)
 { AN_DISPATCH(rowstats_f_avx2(x, n, want_log, thr, r), rowstats_f_default(x, n, want_log, thr, r)); }
 void an_rowstats_d(const double *x, an_int n, int want_log, double thr, an_rowstats *r)
-{ AN_DISPATCH(rowstats_d_avx2(x, n, want_log, thr, r), rowstats_d_default(x, n, want_log, thr, r)); }
+{ AN_DISPATCH(rowstatsd_d_avx2(x, n, want_log, thr, r), rowstatsd_d_default(x, n, want_log, thr, r)); }
 void an_gemm_nt_f(const float *qp, an_int bq, an_int d, const float *kt, an_int nb,
                   float *out, an_int ldo)
 { AN_DISPATCH(gemm_nt_f_avx2(qp, bq, d, kt, nb, out, ldo), gemm_nt_f_default(qp, bq, d, kt, nb, out, ldo)); }

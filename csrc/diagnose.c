@@ -25,6 +25,26 @@
 #define AN_NCHUNK 16
 #define AN_BK 256
 #define AN_SCRATCH_BYTES (8u << 20)   /* score scratch per thread */
+#define AN_PREPACK_BYTES (16u << 20)  /* keys packed once per matrix up to this size */
+
+/* Pack keys j0 .. j0+nb-1 of D into GEMM panels of W keys (diagnostics.h),
+ * zero padded to a multiple of W. */
+#define AN_PACK(T, TS)                                                        \
+static void pack_keys_##TS(const an_diagnose *D, an_int j0, an_int nb, an_int d, T *dst) \
+{                                                                             \
+    const an_int W = AN_PW_##TS;                                              \
+    for (an_int j = 0; j < nb; j++) {                                         \
+        const char *kr = D->k + D->k_m * (j0 + j);                            \
+        T *pan = dst + (j / W) * d * W + (j % W);                             \
+        for (an_int k = 0; k < d; k++) pan[k * W] = AN_AT(T, kr, D->k_d, k);  \
+    }                                                                         \
+    for (an_int j = nb; j % W; j++) {                                         \
+        T *pan = dst + (j / W) * d * W + (j % W);                             \
+        for (an_int k = 0; k < d; k++) pan[k * W] = 0;                        \
+    }                                                                         \
+}
+AN_PACK(float, f)
+AN_PACK(double, d)
 
 #define AN_DIAGNOSE(T, TS)                                                    \
 int an_diagnose_##TS(const an_normdesc *nd, const an_diagnose *P, an_int nmat, \
@@ -34,14 +54,17 @@ int an_diagnose_##TS(const an_normdesc *nd, const an_diagnose *P, an_int nmat, \
     if (nmat <= 0) return AN_OK;                                              \
     if (!nd->row_##TS) return AN_ERR_VALUE;                                   \
     const an_int n = P[0].v.n, m = P[0].v.m, d = P[0].d;                      \
-    an_int bq_max = (an_int)(AN_SCRATCH_BYTES / ((size_t)(m + 1) * sizeof(T))); \
+    const an_int W = AN_PW_##TS, npan = (m + W - 1) / W, mw = m + W;          \
+    an_int bq_max = (an_int)(AN_SCRATCH_BYTES / ((size_t)mw * sizeof(T)));    \
     bq_max = bq_max / 6 * 6;                                                  \
     if (bq_max < 6) bq_max = 6;                                               \
-    if (bq_max > 48) bq_max = 48;                                             \
+    if (bq_max > 96) bq_max = 96;                                             \
+    /* keys packed once per matrix (shared), or per block of queries */       \
+    const int prepack = (size_t)npan * (size_t)W * (size_t)d * sizeof(T) <= AN_PREPACK_BYTES; \
     int nthr = an_num_threads();                                              \
     if ((double)n * (double)(m + 1) * (double)(d + 8) < 200000.0) nthr = 1;   \
     if (nthr > AN_NCHUNK) nthr = AN_NCHUNK;                                   \
-    const size_t per = sizeof(T) * ((size_t)bq_max * (size_t)(m + 1)          \
+    const size_t per = sizeof(T) * ((size_t)bq_max * (size_t)mw               \
                                     + (size_t)bq_max * (size_t)(d + 1)        \
                                     + (size_t)(d + 1) * (AN_BK + 16) + (size_t)(m + 1)) \
                        + sizeof(an_int) * (size_t)(m + 1)                     \
@@ -49,7 +72,10 @@ int an_diagnose_##TS(const an_normdesc *nd, const an_diagnose *P, an_int nmat, \
     char *buf = (char *)malloc(per * (size_t)nthr);                           \
     double *part = (double *)malloc(sizeof(double) * (size_t)(m + 1) * AN_NCHUNK); \
     an_int *cnt = (an_int *)malloc(sizeof(an_int) * (size_t)(m + 2));         \
-    if (!buf || !part || !cnt) { free(buf); free(part); free(cnt); return AN_ERR_NOMEM; } \
+    T *kpk = prepack ? (T *)malloc(sizeof(T) * (size_t)(npan + 1) * (size_t)W * (size_t)(d + 1)) : NULL; \
+    if (!buf || !part || !cnt || (prepack && !kpk)) {                         \
+        free(buf); free(part); free(cnt); free(kpk); return AN_ERR_NOMEM;     \
+    }                                                                         \
     int err = AN_OK; an_int err_row = -1;                                     \
     _Pragma("omp parallel num_threads(nthr)")                                 \
     {                                                                         \
@@ -59,7 +85,7 @@ int an_diagnose_##TS(const an_normdesc *nd, const an_diagnose *P, an_int nmat, \
         double *ws = (double *)mine;                                          \
         an_int *idx = (an_int *)(ws + (size_t)(m + 1) * nd->ws_mult);         \
         T *S = (T *)(idx + m + 1);                                            \
-        T *qp = S + (size_t)bq_max * (size_t)(m + 1);                         \
+        T *qp = S + (size_t)bq_max * (size_t)mw;                              \
         T *kt = qp + (size_t)bq_max * (size_t)(d + 1);                        \
         T *x = kt + (size_t)(d + 1) * (AN_BK + 16);                                  \
         for (an_int t = 0; t < nmat; t++) {                                   \
@@ -68,6 +94,11 @@ int an_diagnose_##TS(const an_normdesc *nd, const an_diagnose *P, an_int nmat, \
             _Pragma("omp for schedule(static)")                               \
             for (an_int c = 0; c < AN_NCHUNK; c++)                            \
                 memset(part + (size_t)(m + 1) * c, 0, sizeof(double) * (size_t)(m + 1)); \
+            if (prepack) {                                                    \
+                _Pragma("omp for schedule(static)")                           \
+                for (an_int p = 0; p < npan; p++)                             \
+                    pack_keys_##TS(D, p * W, m - p * W < W ? m - p * W : W, d, kpk + p * d * W); \
+            }                                                                 \
             _Pragma("omp for schedule(dynamic, 1)")                           \
             for (an_int c = 0; c < AN_NCHUNK; c++) {                          \
                 double *pc = part + (size_t)(m + 1) * c;                      \
@@ -83,24 +114,20 @@ int an_diagnose_##TS(const an_normdesc *nd, const an_diagnose *P, an_int nmat, \
                             if (hi > cmax) cmax = hi;                         \
                         }                                                     \
                     }                                                         \
+                    if (prepack && cmax > cmin) {   /* align to the panels */ \
+                        cmin = cmin / W * W;                                  \
+                        cmax = (cmax + W - 1) / W * W;                        \
+                    }                                                         \
                     const an_int width = cmax > cmin ? cmax - cmin : 0;       \
                     for (an_int r = 0; r < bq; r++)                           \
                         for (an_int k = 0; k < d; k++)                        \
                             qp[r * d + k] = sc * AN_AT(T, D->q + D->q_n * (ib + r), D->q_d, k); \
                     for (an_int jb = cmin; jb < cmax; jb += AN_BK) {          \
                         const an_int nb = cmax - jb < AN_BK ? cmax - jb : AN_BK; \
-                        const an_int W = AN_PW_##TS;                          \
-                        for (an_int j = 0; j < nb; j++) {                     \
-                            const char *kr = D->k + D->k_m * (jb + j);        \
-                            T *pan = kt + (j / W) * d * W + (j % W);          \
-                            for (an_int k = 0; k < d; k++)                    \
-                                pan[k * W] = AN_AT(T, kr, D->k_d, k);         \
-                        }                                                     \
-                        for (an_int j = nb; j % W; j++) {   /* zero padding */ \
-                            T *pan = kt + (j / W) * d * W + (j % W);          \
-                            for (an_int k = 0; k < d; k++) pan[k * W] = 0;    \
-                        }                                                     \
-                        an_gemm_nt_##TS(qp, bq, d, kt, nb, S + (jb - cmin), width); \
+                        const T *kp = kt;                                     \
+                        if (prepack) kp = kpk + (jb / W) * d * W;             \
+                        else pack_keys_##TS(D, jb, nb, d, kt);                \
+                        an_gemm_nt_##TS(qp, bq, d, kp, nb, S + (jb - cmin), width); \
                     }                                                         \
                     for (an_int r = 0; r < bq; r++) {                         \
                         const an_int i = ib + r;                              \
@@ -156,7 +183,7 @@ int an_diagnose_##TS(const an_normdesc *nd, const an_diagnose *P, an_int nmat, \
             }                                                                 \
         }                                                                     \
     }                                                                         \
-    free(buf); free(part); free(cnt);                                         \
+    free(buf); free(part); free(cnt); free(kpk);                              \
     *bad_row = err_row;                                                       \
     return err;                                                               \
 }
