@@ -13,6 +13,12 @@
  * while the weights are added to per-key column sums.  Memory: O(BQ m) per
  * thread + 16 m doubles, never n x m.
  *
+ * Softmax rows without a mask take a fused path: one pass for the top-2
+ * scores (margin and the shift M), exp_shift_sum (the softmax kernel's own
+ * primitive), one pass for sum e (s - M) and one that scales by 1/Z while
+ * adding to the column sums; entropy = log Z - (1/T) sum a (s - M) needs no
+ * per-weight log.  Special rows (NaN, +-inf maximum) use the generic path.
+ *
  * Determinism: the n rows are cut into AN_NCHUNK = 16 fixed chunks (not one
  * per thread); each chunk is processed by one thread in row order and adds
  * into its own m-length partial; the partials are summed in chunk order.  So
@@ -20,7 +26,9 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <float.h>
 #include "diagnostics.h"
+#include "an_simd.h"
 
 #define AN_NCHUNK 16
 #define AN_BK 256
@@ -46,7 +54,7 @@ static void pack_keys_##TS(const an_diagnose *D, an_int j0, an_int nb, an_int d,
 AN_PACK(float, f)
 AN_PACK(double, d)
 
-#define AN_DIAGNOSE(T, TS)                                                    \
+#define AN_DIAGNOSE(T, TS, VOPS, TMAX)                                                    \
 int an_diagnose_##TS(const an_normdesc *nd, const an_diagnose *P, an_int nmat, \
                      an_int *bad_row)                                         \
 {                                                                             \
@@ -60,6 +68,8 @@ int an_diagnose_##TS(const an_normdesc *nd, const an_diagnose *P, an_int nmat, \
     if (bq_max < 6) bq_max = 6;                                               \
     if (bq_max > 96) bq_max = 96;                                             \
     /* keys packed once per matrix (shared), or per block of queries */       \
+    /* softmax has a fused row path (same formula, no per-weight log) */      \
+    const int fused = nd == &an_norm_softmax;                                 \
     const int prepack = (size_t)npan * (size_t)W * (size_t)d * sizeof(T) <= AN_PREPACK_BYTES; \
     int nthr = an_num_threads();                                              \
     if ((double)n * (double)(m + 1) * (double)(d + 8) < 200000.0) nthr = 1;   \
@@ -143,10 +153,27 @@ int an_diagnose_##TS(const an_normdesc *nd, const an_diagnose *P, an_int nmat, \
                             nv = an_gather_##TS(&D->v, i, rowp, (an_int)sizeof(T), x, idx); \
                             lo = nv ? idx[0] : 0;                             \
                         }                                                     \
-                        double margin = an_margin_##TS(x, nv), ent = NAN, mxw = 0, snk = 0; \
+                        double top1;                                          \
+                        double margin = an_margin_##TS(x, nv, &top1), ent = NAN, mxw = 0, snk = 0; \
                         an_int sup = 0;                                       \
+                        int rc;                                               \
+                        if (fused && dense && nv > 0 && isfinite(top1)) {     \
+                            /* softmax, fused: e = exp(mul (s - M)), Z = sum e, \
+                             * a = e / Z, H = log Z - mul sum a (s - M),     \
+                             * max a = 1 / Z (e = 1 at the maximum) */      \
+                            const double mul_d = 1.0 / D->nm.p[0];            \
+                            const T mul = mul_d > (double)TMAX ? TMAX : (T)mul_d; \
+                            const double Z = VOPS->exp_shift_sum(x, nv, (T)top1, mul); \
+                            const T invZ = (T)(1.0 / Z);                      \
+                            const double se = an_xdot_shift_##TS(x, srow + (lo - cmin), nv, (T)top1); \
+                            ent = log(Z) - (double)mul * se / Z;              \
+                            mxw = (double)invZ;                               \
+                            snk = lo == 0 ? (double)(x[0] * invZ) : 0.0;      \
+                            sup = an_scale_acc_##TS(x, nv, invZ, pc + lo);    \
+                            rc = AN_OK;                                       \
+                        } else {                                              \
                         an_rowctx cx = { i, n, m, &D->nm, NAN, -1, ws };      \
-                        int rc = nv ? nd->row_##TS(x, nv, &cx) : AN_ROW_EMPTY; \
+                        rc = nv ? nd->row_##TS(x, nv, &cx) : AN_ROW_EMPTY;    \
                         if (rc == AN_OK) {                                    \
                             an_rowstats st;                                   \
                             an_rowstats_##TS(x, nv, 1, 0.0, &st);             \
@@ -160,7 +187,9 @@ int an_diagnose_##TS(const an_normdesc *nd, const an_diagnose *P, an_int nmat, \
                             } else {                                          \
                                 for (an_int k = 0; k < nv; k++) pc[idx[k]] += (double)x[k]; \
                             }                                                 \
-                        } else if (rc != AN_ROW_EMPTY) {                      \
+                        }                                                     \
+                        }                                                     \
+                        if (rc != AN_OK && rc != AN_ROW_EMPTY) {              \
                             ent = mxw = snk = NAN;                            \
                             _Pragma("omp critical(an_diagnose_err)")          \
                             { if (!err || i < err_row) { err = rc; err_row = i; } } \
@@ -187,5 +216,5 @@ int an_diagnose_##TS(const an_normdesc *nd, const an_diagnose *P, an_int nmat, \
     *bad_row = err_row;                                                       \
     return err;                                                               \
 }
-AN_DIAGNOSE(float, f)
-AN_DIAGNOSE(double, d)
+AN_DIAGNOSE(float, f, an_vf, FLT_MAX)
+AN_DIAGNOSE(double, d, an_vd, DBL_MAX)

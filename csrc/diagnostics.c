@@ -73,7 +73,7 @@ int an_row_diag_##TS(const an_rowdiag *P, an_int nmat)                        \
             const int kind = R->kind;                                         \
             double val;                                                       \
             if (kind == AN_RD_MARGIN) {                                       \
-                val = an_margin_##TS(x, nv);                                \
+                double top1_; val = an_margin_##TS(x, nv, &top1_);                                \
             } else {                                                          \
                 an_rowstats st;                                               \
                 const int want_log = kind <= AN_RD_EFF_SUPPORT;               \

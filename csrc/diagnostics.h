@@ -35,9 +35,15 @@ void an_gemm_nt_d(const double *qp, an_int bq, an_int d, const double *kt, an_in
 /* Separation margin of visible scores x[0..n): top-1 minus top-2 (#1's
  * score gap).  NaN if n < 2 or any score is NaN; a tie for the top gives 0;
  * +inf if only one score is finite and the rest are -inf; two +inf (or all
- * -inf) scores give inf - inf = NaN. */
-double an_margin_f(const float *x, an_int n);
-double an_margin_d(const double *x, an_int n);
+ * -inf) scores give inf - inf = NaN.  *top1 gets max x (NaN if any is NaN). */
+double an_margin_f(const float *x, an_int n, double *top1);
+double an_margin_d(const double *x, an_int n, double *top1);
+/* sum_k e_k (s_k - shift) in double (the softmax entropy identity) */
+double an_xdot_shift_f(const float *e, const float *s, an_int n, float shift);
+double an_xdot_shift_d(const double *e, const double *s, an_int n, double shift);
+/* dst[k] += e_k c (column sums); returns #{e_k c > 0} */
+an_int an_scale_acc_f(const float *e, an_int n, float c, double *dst);
+an_int an_scale_acc_d(const double *e, an_int n, double c, double *dst);
 
 /* Visibility description of an (n, m) matrix: causal/window plus an optional
  * uint8 mask (NULL = none).  Rows use an_visible_range, then the mask. */
