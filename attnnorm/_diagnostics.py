@@ -555,7 +555,7 @@ def _stack_params(vals, dtype, fill):
 
 
 def diagnose(q, k, normalizer="softmax", *, scale=None, causal=False, window=None, mask=None,
-             **normalizer_params):
+             out=None, **normalizer_params):
     """Streamed per-query and per-key diagnostics of the attention weights
     ``normalizer(scale * q k^T)`` without the ``n x m`` matrix.
 
@@ -571,7 +571,8 @@ def diagnose(q, k, normalizer="softmax", *, scale=None, causal=False, window=Non
     and ``column_mass``; they are bit-identical for every thread count.
 
     Returns ``Diagnosis(entropy, max_weight, sink_weight, margin, support,
-    column_mass)``.  A row with no visible key (or all scores ``-inf``) has
+    column_mass)`` (max weight over the visible keys); ``out=`` takes a tuple
+    of six arrays of those shapes and dtypes (support int64).  A row with no visible key (or all scores ``-inf``) has
     entropy and margin NaN and max/sink weight and support 0.  Sinkhorn
     normalises the whole matrix and is not supported (ValueError).
     """
@@ -611,5 +612,11 @@ def diagnose(q, k, normalizer="softmax", *, scale=None, causal=False, window=Non
         rb = np.broadcast_to(np.asarray(0.0, dt), (n,))
     rv = _stack_params(list(reals), dt, 0.0)
     iv = _stack_params(list(ints), np.int64, 0)
-    res = gufunc(q, k, mk, bool(causal), wl, wr, sc, rv, iv, ra, rb)
+    kw = {}
+    if out is not None:
+        if not isinstance(out, tuple) or len(out) != 6:
+            raise ValueError("out must be a tuple of 6 arrays (entropy, max_weight, sink_weight, "
+                             "margin, support, column_mass)")
+        kw["out"] = out
+    res = gufunc(q, k, mk, bool(causal), wl, wr, sc, rv, iv, ra, rb, **kw)
     return Diagnosis(*res)

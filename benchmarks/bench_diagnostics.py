@@ -17,7 +17,7 @@ Methods:
                   diagnostics (entropy, support_size, column_mass, margin)
 
 Usage: python benchmarks/bench_diagnostics.py [--sizes 4096 16384] [--dtype float32]
-       [--repeat 2] [--threads N]
+       [--repeat R] [--threads N]
 """
 import argparse
 import json
@@ -104,14 +104,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[4096, 16384])
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=0,
+                    help="runs per method (best is reported); default 2, 1 for n >= 16384")
     ap.add_argument("--threads", type=int, default=0, help="OMP/BLAS threads (0: default)")
     args = ap.parse_args()
     print(f"# diagnose vs materialised, d=64, {args.dtype}, softmax, one head; "
           f"threads={args.threads or 'default'}")
     print(f"{'n=m':>7} {'method':>13} {'time [s]':>10} {'peak MiB':>10} {'speedup':>8} {'mem ratio':>9}")
     for n in args.sizes:
-        res = {m: run(m, n, args.dtype, args.repeat, args.threads)
+        rep = args.repeat or (1 if n >= 16384 else 2)
+        res = {m: run(m, n, args.dtype, rep, args.threads)
                for m in ("diagnose", "numpy", "attnnorm-mat")}
         ref = res["diagnose"]
         for m, r in res.items():

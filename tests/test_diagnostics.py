@@ -462,3 +462,71 @@ def test_diagnose_bad_parameters(rng):
         an.diagnose(q, rng.normal(size=(3, 5)))
     with pytest.raises(ValueError, match="scale"):
         an.diagnose(q, q, scale=np.nan)
+
+
+def test_diagnose_special_scores_match_materialised():
+    # +inf, -inf and NaN scores: the fused softmax path must hand these rows
+    # to the generic kernel and agree with the materialised diagnostics
+    q = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [np.nan, 0.0]])
+    k = np.array([[np.inf, 0.0], [1.0, 0.0], [np.inf, 1.0], [-np.inf, 2.0]])
+    with np.errstate(invalid="ignore"):
+        D = an.diagnose(q, k, scale=1.0)
+        s = q @ k.T
+    R = ref.diagnose(q, k, an.softmax, scale=1.0)
+    for key in ("entropy", "max_weight", "sink_weight", "margin", "column_mass"):
+        assert_allclose(getattr(D, key), R[key], 1e-12, 1e-14, err_msg=key)
+    assert_array_equal(D.support, R["support"])
+    # row 0 has two +inf scores (mass 1/2 each); 0 * inf = NaN poisons row 1
+    assert_allclose(D.entropy[0], np.log(2), 1e-15)
+    assert np.isnan(D.entropy[1]) and np.isnan(D.entropy[3])
+    del s
+
+
+def test_diagnose_out_and_portable_path(rng, tmp_path):
+    import subprocess
+    import sys
+    q = rng.normal(size=(40, 8))
+    k = rng.normal(size=(50, 8))
+    outs = (np.empty(40), np.empty(40), np.empty(40), np.empty(40),
+            np.empty(40, np.int64), np.empty(50))
+    D = an.diagnose(q, k, causal=True, out=outs)
+    assert all(a is b for a, b in zip(D, outs))
+    # the portable (non-AVX2) helpers give the same answers
+    np.save(tmp_path / "q.npy", q)
+    np.save(tmp_path / "k.npy", k)
+    code = ("import numpy as np, attnnorm as an;"
+            f"q=np.load(r'{tmp_path / 'q.npy'}'); k=np.load(r'{tmp_path / 'k.npy'}');"
+            "D=an.diagnose(q,k,causal=True); w=an.softmax(q@k.T/np.sqrt(8),causal=True);"
+            f"np.savez(r'{tmp_path / 'r.npz'}', *D, ent=an.entropy(w,causal=True),"
+            "j=an.jacobian_norm(w,'softmax'), m=an.separation_margin(w))")
+    import os
+    root = os.path.dirname(os.path.dirname(os.path.abspath(an.__file__)))
+    env = dict(os.environ, ATTNNORM_CPU="default", PYTHONPATH=root)
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=str(tmp_path))
+    r = np.load(tmp_path / "r.npz")
+    for i, x in enumerate(D):
+        assert_allclose(r[f"arr_{i}"], x, 1e-12, 1e-14)
+    w = an.softmax(q @ k.T / np.sqrt(8), causal=True)
+    assert_allclose(r["ent"], an.entropy(w, causal=True), 1e-13)
+    assert_allclose(r["j"], an.jacobian_norm(w, "softmax"), 1e-12)
+    assert_allclose(r["m"], an.separation_margin(w), 1e-14)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(1, 9), st.integers(0, 2 ** 31 - 1), st.booleans())
+def test_row_diagnostic_bounds_property(m, seed, causal):
+    r = np.random.default_rng(seed)
+    s = r.normal(size=(4, m)) * r.uniform(0.1, 10)
+    w = an.softmax(s, causal=causal)
+    ni = ref.visible(4, m, causal=causal).sum(-1)
+    H = an.entropy(w, causal=causal)
+    ok = ni > 0
+    assert np.all(H[ok] >= -1e-12) and np.all(H[ok] <= np.log(ni[ok]) + 1e-12)
+    pr = an.participation_ratio(w, causal=causal)
+    assert np.all(pr[ok] >= 1 - 1e-12) and np.all(pr[ok] <= ni[ok] * (1 + 1e-12))
+    es = an.effective_support(w, causal=causal)
+    # 1 <= exp(H) and 1/sum a^2 <= exp(H) (Renyi entropies decrease in the order)
+    assert np.all(es[ok] >= 1 - 1e-12) and np.all(pr[ok] <= es[ok] * (1 + 1e-12))
+    if ok.all():     # row-stochastic: sqrt(n/m) <= ||A||_F <= sqrt(n)
+        f = an.frobenius_norm(w)
+        assert np.sqrt(4 / m) - 1e-12 <= f <= 2 + 1e-12
