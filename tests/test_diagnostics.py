@@ -530,3 +530,22 @@ def test_row_diagnostic_bounds_property(m, seed, causal):
     if ok.all():     # row-stochastic: sqrt(n/m) <= ||A||_F <= sqrt(n)
         f = an.frobenius_norm(w)
         assert np.sqrt(4 / m) - 1e-12 <= f <= 2 + 1e-12
+
+
+def test_diagnose_memory_is_linear(tmp_path):
+    # n = m = 8192: the weights alone would be 512 MiB in float64
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(an.__file__)))
+    code = ("import numpy as np, resource, os, attnnorm as an\n"
+            "r = np.random.default_rng(0); q = r.normal(size=(8192, 16)); k = r.normal(size=(8192, 16))\n"
+            "base = int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE')\n"
+            "D = an.diagnose(q, k, causal=True)\n"
+            "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024\n"
+            "print((peak - base) / 2 ** 20, float(np.nansum(D.column_mass)))\n")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=root), cwd=str(tmp_path))
+    mib, colsum = map(float, out.stdout.split())
+    assert mib < 64
+    assert colsum > 0
