@@ -601,6 +601,11 @@ def diagnose(q, k, normalizer="softmax", *, scale=None, causal=False, window=Non
     except ValueError:
         raise ValueError(f"q {qs} and k {ks} leading axes do not broadcast") from None
     mk = mask_operand(mask, lead, n, m)
+    if normalizer == "stochastic_softmax":
+        # one random stream per matrix, numbered as the normalizer numbers them
+        from ._normalizers import stochastic_streams
+        full = np.broadcast_shapes(tuple(lead), np.shape(mk)[:-2])
+        ints = tuple(ints) + (stochastic_streams(full),)
     if normalizer == "affine_softmax":
         # a and b are per-query-row (n) operands of the row kernel
         from ._normalizers import _rowparam_operand

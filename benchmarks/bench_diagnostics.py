@@ -4,8 +4,8 @@ computing the same diagnostics in NumPy (issue 5, item 8).
 For n = m in --sizes (default 4096 16384), d = 64, one head, softmax with
 scale 1/sqrt(d), each method runs in its own subprocess (so peak memory is
 its own).  Reported: best wall time of --repeat runs and the peak resident
-memory beyond the inputs (ru_maxrss of the subprocess minus its RSS just
-before the first call).
+memory beyond the inputs (VmHWM of the subprocess minus its RSS just before
+the first call).
 
 Methods:
   diagnose        attnnorm.diagnose(q, k): entropy, max weight, sink weight,
@@ -27,7 +27,7 @@ import sys
 import time
 
 CHILD = r"""
-import json, os, resource, sys, time
+import json, os, sys, time
 import numpy as np
 sys.path.insert(0, {root!r})
 import attnnorm as an
@@ -82,7 +82,8 @@ for _ in range(repeat):
     ent, col = fn()
     best = min(best, time.perf_counter() - t0)
     del ent, col
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+# VmHWM: this process's peak RSS (ru_maxrss would include the parent's at fork)
+peak = [int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM")][0]
 print(json.dumps({{"time": best, "peak_beyond_inputs": max(peak - base, 0)}}))
 """
 
