@@ -60,3 +60,7 @@ an_int an_scale_acc_f(const float *e, an_int n, float c, double *dst)
 { an_int r; AN_DISPATCH(r = scale_acc_f_avx2(e, n, c, dst), r = scale_acc_f_default(e, n, c, dst)); return r; }
 an_int an_scale_acc_d(const double *e, an_int n, double c, double *dst)
 { an_int r; AN_DISPATCH(r = scale_acc_d_avx2(e, n, c, dst), r = scale_acc_d_default(e, n, c, dst)); return r; }
+void an_secular_sums(const double *d, const double *w, an_int n, an_int i1, double d1,
+                     double mu, double zs2, double *R, double *dR)
+{ AN_DISPATCH(secular_sums__avx2(d, w, n, i1, d1, mu, zs2, R, dR),
+              secular_sums__default(d, w, n, i1, d1, mu, zs2, R, dR)); }

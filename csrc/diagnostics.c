@@ -109,51 +109,63 @@ AN_ROW_DIAG(double, d)
 
 /* ------------------------------------------------------------------------ */
 /* Column mass (papers.md B8): m_j = (1/|Q_j|) sum_{i in Q_j} a_ij, Q_j the  */
-/* queries that see key j; NaN if Q_j is empty.  One thread per (matrix,     */
-/* block of columns), rows summed in order.                                  */
+/* queries that see key j; NaN if Q_j is empty.  Rows are cut into 16 fixed  */
+/* chunks (not one per thread), each summed in row order into its own        */
+/* partial, and the partials are added in chunk order: contiguous row reads  */
+/* and the same result for any thread count.                                 */
 /* ------------------------------------------------------------------------ */
-#define AN_COLBLK 256
+#define AN_CM_CHUNKS 16
 #define AN_COLUMN_MASS(T, TS)                                                 \
 int an_column_mass_##TS(const an_colmass *P, an_int nmat)                     \
 {                                                                             \
     if (nmat <= 0) return AN_OK;                                              \
-    const an_int n = P[0].v.n;                                                \
+    const an_int n = P[0].v.n, m = P[0].v.m;                                  \
     const an_int width = P[0].j1 - P[0].j0;                                   \
     if (width <= 0) return AN_OK;                                             \
-    const an_int nblk = (width + AN_COLBLK - 1) / AN_COLBLK;                  \
-    const an_int ntask = nmat * nblk;                                         \
-    int nthr = threads_for((double)nmat * (double)(n + 1) * (double)width, ntask); \
-    _Pragma("omp parallel for num_threads(nthr) schedule(dynamic, 1)")       \
-    for (an_int t = 0; t < ntask; t++) {                                      \
-        const an_colmass *C = &P[t / nblk];                                   \
-        const an_int c0 = C->j0 + (t % nblk) * AN_COLBLK;                     \
-        const an_int c1 = c0 + AN_COLBLK < C->j1 ? c0 + AN_COLBLK : C->j1;    \
-        double acc[AN_COLBLK]; an_int cnt[AN_COLBLK];                         \
-        for (an_int j = 0; j < c1 - c0; j++) { acc[j] = 0; cnt[j] = 0; }      \
-        for (an_int i = 0; i < n; i++) {                                      \
-            an_int lo, hi;                                                    \
-            an_visible_range(i, n, C->v.m, C->v.causal, C->v.wleft, C->v.wright, &lo, &hi); \
-            if (lo < c0) lo = c0;                                             \
-            if (hi > c1) hi = c1;                                             \
-            const char *row = C->a + C->a_n * i;                              \
-            if (C->v.mask) {                                                  \
-                const char *mk = C->v.mask + C->v.mk_n * i;                   \
-                for (an_int j = lo; j < hi; j++)                              \
-                    if (AN_AT(uint8_t, mk, C->v.mk_m, j)) {                   \
-                        acc[j - c0] += (double)AN_AT(T, row, C->a_m, j);      \
-                        cnt[j - c0]++;                                        \
-                    }                                                         \
-            } else {                                                          \
-                for (an_int j = lo; j < hi; j++) {                            \
-                    acc[j - c0] += (double)AN_AT(T, row, C->a_m, j);          \
-                    cnt[j - c0]++;                                            \
+    int nthr = threads_for((double)nmat * (double)(n + 1) * (double)width, AN_CM_CHUNKS); \
+    double *part = (double *)malloc(sizeof(double) * (size_t)width * AN_CM_CHUNKS); \
+    an_int *cnt = (an_int *)malloc(sizeof(an_int) * (size_t)(m + 2));         \
+    if (!part || !cnt) { free(part); free(cnt); return AN_ERR_NOMEM; }        \
+    _Pragma("omp parallel num_threads(nthr)")                                 \
+    for (an_int t = 0; t < nmat; t++) {                                       \
+        const an_colmass *C = &P[t];                                          \
+        const an_int j0 = C->j0, j1 = C->j1;                                  \
+        _Pragma("omp single nowait")                                          \
+        an_column_counts(&C->v, cnt);                                         \
+        _Pragma("omp for schedule(dynamic, 1)")                               \
+        for (an_int c = 0; c < AN_CM_CHUNKS; c++) {                           \
+            double *pc = part + (size_t)width * c;                            \
+            for (an_int j = 0; j < width; j++) pc[j] = 0;                     \
+            for (an_int i = c * n / AN_CM_CHUNKS; i < (c + 1) * n / AN_CM_CHUNKS; i++) { \
+                an_int lo, hi;                                                \
+                an_visible_range(i, n, m, C->v.causal, C->v.wleft, C->v.wright, &lo, &hi); \
+                if (lo < j0) lo = j0;                                         \
+                if (hi > j1) hi = j1;                                         \
+                const char *row = C->a + C->a_n * i;                          \
+                double *pl = pc - j0;                                         \
+                if (C->v.mask) {                                              \
+                    const char *mk = C->v.mask + C->v.mk_n * i;               \
+                    for (an_int j = lo; j < hi; j++)                          \
+                        if (AN_AT(uint8_t, mk, C->v.mk_m, j))                 \
+                            pl[j] += (double)AN_AT(T, row, C->a_m, j);        \
+                } else if (C->a_m == (an_int)sizeof(T)) {                     \
+                    const T *ar = (const T *)row;                             \
+                    _Pragma("omp simd")                                       \
+                    for (an_int j = lo; j < hi; j++) pl[j] += (double)ar[j];  \
+                } else {                                                      \
+                    for (an_int j = lo; j < hi; j++) pl[j] += (double)AN_AT(T, row, C->a_m, j); \
                 }                                                             \
             }                                                                 \
         }                                                                     \
-        for (an_int j = c0; j < c1; j++)                                      \
-            AN_AT(T, C->out, C->o_m, j - C->j0) =                             \
-                cnt[j - c0] ? (T)(acc[j - c0] / (double)cnt[j - c0]) : (T)NAN; \
+        /* (implicit barrier: partials and counts are complete) */            \
+        _Pragma("omp for schedule(static)")                                   \
+        for (an_int j = j0; j < j1; j++) {                                    \
+            double sum = 0;                                                   \
+            for (an_int c = 0; c < AN_CM_CHUNKS; c++) sum += part[(size_t)width * c + (j - j0)]; \
+            AN_AT(T, C->out, C->o_m, j - j0) = cnt[j] ? (T)(sum / (double)cnt[j]) : (T)NAN; \
+        }                                                                     \
     }                                                                         \
+    free(part); free(cnt);                                                    \
     return AN_OK;                                                             \
 }
 AN_COLUMN_MASS(float, f)
@@ -267,12 +279,8 @@ double an_downdate_max_eig(const double *d, const double *w, double zs2, an_int 
         const double gap = d1 - d2, c = zs2 * w1 * w1;
         double lo = 0, hi = gap, mu = 0, gprev = INFINITY;
         for (int it = 0; it < 400; it++) {
-            double R = 1, dR = 0;
-            for (an_int i = 0; i < n; i++) {
-                if (i == i1 || w[i] == 0) continue;
-                double den = (d1 - d[i]) - mu, t = zs2 * w[i] * w[i] / den;
-                R += t; dR += t / den;
-            }
+            double R, dR;
+            an_secular_sums(d, w, n, i1, d1, mu, zs2, &R, &dR);
             double G = mu * R - c, dG = R + mu * dR;
             if (G == 0) break;
             if (G < 0) lo = mu; else hi = mu;

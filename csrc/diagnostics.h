@@ -30,6 +30,10 @@ void an_gemm_nt_f(const float *qp, an_int bq, an_int d, const float *kt, an_int 
 void an_gemm_nt_d(const double *qp, an_int bq, an_int d, const double *kt, an_int nb,
                   double *out, an_int ldo);
 
+/* sums of the secular equation (see an_downdate_max_eig), vectorised */
+void an_secular_sums(const double *d, const double *w, an_int n, an_int i1, double d1,
+                     double mu, double zs2, double *R, double *dR);
+
 /* ---- shared row/column pieces ---- */
 
 /* Separation margin of visible scores x[0..n): top-1 minus top-2 (#1's
