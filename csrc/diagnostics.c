@@ -88,8 +88,6 @@ int an_row_diag_##TS(const an_rowdiag *P, an_int nmat)                        \
                 case AN_RD_EFF_SUPPORT: val = nomass ? NAN : exp(H); break;   \
                 case AN_RD_PARTICIPATION: val = nomass ? NAN : 1.0 / st.sumsq; break; \
                 case AN_RD_NEG_MASS: val = st.neg; break;                     \
-                case AN_RD_MAX: val = nv == 0 ? NAN : st.max; break;          \
-                case AN_RD_ROW_SUM: val = st.sum; break;                      \
                 default: val = (double)st.pos; break;                         \
                 }                                                             \
                 if (bad) val = NAN;                                           \

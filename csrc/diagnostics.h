@@ -96,9 +96,7 @@ enum {
     AN_RD_PARTICIPATION = 3, /* 1 / sum a^2 */
     AN_RD_NEG_MASS = 4,      /* sum min(a, 0) */
     AN_RD_MARGIN = 5,        /* top-1 minus top-2 score */
-    AN_RD_SUPPORT = 6,       /* #{a > p} (int64 output) */
-    AN_RD_MAX = 7,           /* max weight */
-    AN_RD_ROW_SUM = 8        /* sum a */
+    AN_RD_SUPPORT = 6        /* #{a > p} (int64 output) */
 };
 typedef struct {
     an_vis v;
@@ -162,12 +160,15 @@ int an_jacobian_norm_d(const an_jacnorm *P, an_int nmat);
  * secular equation (see diagnostics.c). */
 double an_downdate_max_eig(const double *d, const double *w, double zs2, an_int n);
 
-/* ---- streamed diagnose (diagnose.c) ---- */
+/* ---- streamed diagnose (diagnose.c) ----
+ * One (n, m) problem: scores scale * q k^T under the visibility v, weights
+ * from the normalizer's row kernel; outputs per query: entropy, max weight,
+ * sink weight (key 0), margin, support (int64); per key: column mass. */
 typedef struct {
     an_vis v;
-    an_int d;
-    const char *q; an_int q_n, q_d;
-    const char *k; an_int k_m, k_d;
+    an_int d;                               /* feature size */
+    const char *q; an_int q_n, q_d;         /* queries (n, d), byte strides */
+    const char *k; an_int k_m, k_d;         /* keys (m, d) */
     double scale;
     an_normmat nm;            /* parameters for the row kernel (p, ip, rp, index) */
     char *ent; an_int ent_s;  /* outputs (n) */

@@ -25,7 +25,6 @@ typedef struct { const char *name; const an_normdesc *desc; } an_diagnose_data;
 #define AN_DIAGNOSE_DATA_DECL(nm) extern const an_diagnose_data an_diagnose_data_##nm;
 AN_ALL_NORMALIZERS(AN_DIAGNOSE_DATA_DECL)
 
-#define AN_DIAG_VIS_SIG "(n,m),(),(),()"
 /* diagnose: q, k, mask, causal, wleft, wright, scale, reals (r), ints (i),
  * per-row params (n), (n) -> entropy, max weight, sink weight, margin,
  * support (int64), column mass (m) */

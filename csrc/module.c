@@ -168,7 +168,7 @@ static const an_gufunc_entry an_gufuncs[] = {
     /* ---- end linear-time attention ---- */
 
     /* ---- diagnostics (DESIGN "Diagnostics") ---- */
-    { "diag_row", "(n,m),(n,m),(),(),(),(),()->(n)", "Tbqqqq T-T",
+    { "diag_row", "(n,m),(n,m),(),(),(),(),()->(n)", "TbqqqqT-T",
       "diag_row(a, mask, causal, wleft, wright, kind, p) -> per-row diagnostic",
       diag_row_loop_f, diag_row_loop_d, NULL },
     { "diag_support", "(n,m),(n,m),(),(),(),()->(n)", "TbqqqT-q",
