@@ -46,7 +46,8 @@ _RD_NEG_MASS, _RD_MARGIN = 4, 5
 _MD_ROW, _MD_COL, _MD_FRO, _MD_RANK = 0, 1, 2, 3
 _ORDS = {1: 1, 2: 2, np.inf: 3, "inf": 3}
 # normalizer codes of diag_jacobian_norm
-_JN = {"softmax": 0, "sparsemax": 1, "entmax": 2, "sigmoid": 3, "relu": 4, "polynomial": 5}
+_JN = {"softmax": 0, "sparsemax": 1, "entmax": 2, "sigmoid": 3, "relu": 4, "polynomial": 5,
+       "ssmax": 6, "softmax_sink": 7}
 
 
 def _matrix_operand(name, a, ndim=2):
@@ -292,6 +293,11 @@ def jacobian_norm(a, normalizer="softmax", ord=2, *, mask=None, causal=False, wi
     dt = real_dtype_of(a)
     if normalizer == "softmax":
         p = real_param("temperature", params.pop("temperature", 1.0), dtype=dt, positive=True)
+    elif normalizer == "ssmax":
+        p = real_param("c", params.pop("c", 0.43), dtype=dt, positive=True)
+    elif normalizer == "softmax_sink":
+        p = np.asarray(1.0, dtype=dt)
+        params.pop("sink", None)
     elif normalizer == "entmax":
         p = real_param("alpha", params.pop("alpha", 1.5), dtype=dt, exclusive_min=1.0)
         params.pop("n_iter", None)

@@ -505,6 +505,10 @@ def jacobian_matrix(a, normalizer, *, n_i=None, **p):
     ni = a.size if n_i is None else n_i
     if normalizer == "softmax":
         return (np.diag(a) - np.outer(a, a)) / p.get("temperature", 1.0)
+    if normalizer == "ssmax":      # softmax(c log(n_i) s): T = 1 / (c log n_i)
+        return (np.diag(a) - np.outer(a, a)) * p.get("c", 0.43) * np.log(ni)
+    if normalizer == "softmax_sink":
+        return np.diag(a) - np.outer(a, a)
     if normalizer in ("sparsemax", "entmax"):
         alpha = 2.0 if normalizer == "sparsemax" else p.get("alpha", 1.5)
         s = np.where(a > 0, np.abs(a) ** (2 - alpha), 0.0)

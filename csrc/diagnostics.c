@@ -301,6 +301,7 @@ double an_downdate_max_eig(const double *d, const double *w, double zs2, an_int 
 /* ------------------------------------------------------------------------ */
 /* Jacobian norms per row (papers.md B6, B7), from the weights a alone:      */
 /*  softmax    J = (diag(a) - a a^T)/T: ||J||_2 = lambda_max (secular),       */
+/*             (ssmax: T = 1/(c log n_i); softmax_sink: T = 1, sum a < 1)     */
 /*             ||J||_F^2 = (sum a^2 - 2 sum a^3 + (sum a^2)^2) / T^2          */
 /*  sparsemax  J = diag(s) - s s^T/|S| (projection): 1 if |S| >= 2 else 0,    */
 /*             ||J||_F = sqrt(|S| - 1)                                        */
@@ -338,7 +339,8 @@ int an_jacobian_norm_##TS(const an_jacnorm *P, an_int nmat)                   \
             int nan = nv == 0;                                                \
             for (an_int k = 0; k < nv; k++) nan |= x[k] != x[k];              \
             if (!nan) switch (J->norm) {                                      \
-            case AN_JN_SOFTMAX: case AN_JN_ENTMAX: {                          \
+            case AN_JN_SOFTMAX: case AN_JN_ENTMAX: case AN_JN_SSMAX:          \
+            case AN_JN_SOFTMAX_SINK: {                                        \
                 const double e = J->norm == AN_JN_ENTMAX ? 2.0 - J->p : 1.0;  \
                 for (an_int k = 0; k < nv; k++) {                             \
                     double a = (double)x[k];                                  \
@@ -346,8 +348,9 @@ int an_jacobian_norm_##TS(const an_jacnorm *P, an_int nmat)                   \
                     dd[k] = s; ww[k] = s;                                     \
                     s1 += s; s2 += s * s; s3 += s * s * s;                    \
                 }                                                             \
-                if (J->norm == AN_JN_SOFTMAX) {                               \
-                    const double T_ = J->p;                                   \
+                if (J->norm != AN_JN_ENTMAX) {                                \
+                    const double T_ = J->norm == AN_JN_SOFTMAX ? J->p         \
+                        : J->norm == AN_JN_SSMAX ? 1.0 / (J->p * log((double)nv)) : 1.0; \
                     val = J->fro ? sqrt(fmax(s2 - 2 * s3 + s2 * s2, 0.0)) / T_ \
                                  : an_downdate_max_eig(dd, ww, 1.0, nv) / T_; \
                 } else if (s1 > 0) {                                          \

@@ -144,7 +144,9 @@ enum {
     AN_JN_ENTMAX = 2,     /* diag(s) - s s^T / sum s, s = a^(2 - alpha), p = alpha */
     AN_JN_SIGMOID = 3,    /* diag(a (1 - a)) */
     AN_JN_RELU = 4,       /* diag(p relu(s)^(p-1) / n_i), relu(s) = (n_i a)^(1/p) */
-    AN_JN_POLYNOMIAL = 5  /* diag(p |s|^(p-1) / sqrt(n_i)), |s| = (sqrt(n_i) |a|)^(1/p) */
+    AN_JN_POLYNOMIAL = 5, /* diag(p |s|^(p-1) / sqrt(n_i)), |s| = (sqrt(n_i) |a|)^(1/p) */
+    AN_JN_SSMAX = 6,      /* softmax at T = 1 / (p log n_i), p = c */
+    AN_JN_SOFTMAX_SINK = 7 /* diag(a) - a a^T (same form; sum a < 1) */
 };
 typedef struct {
     an_vis v;

@@ -218,13 +218,18 @@ def test_c4_frobenius_facts(rng):
 JAC_CASES = [("softmax", {"temperature": 0.7}), ("softmax", {}), ("sparsemax", {}),
              ("entmax", {"alpha": 1.5}), ("entmax", {"alpha": 1.25}), ("sigmoid", {}),
              ("relu", {"power": 1.0}), ("relu", {"power": 2.0}), ("polynomial", {"power": 3.0}),
-             ("polynomial", {"power": 1.0})]
+             ("polynomial", {"power": 1.0}), ("ssmax", {"c": 0.8}), ("softmax_sink", {})]
 
 
 def _jac_weights(rng, name, p, shape):
     s = rng.normal(size=shape)
     if name == "softmax":
         return an.softmax(s, temperature=p.get("temperature", 1.0))
+    if name == "ssmax":
+        return an.softmax(s * p["c"] * np.log(shape[-1]))
+    if name == "softmax_sink":
+        e = np.exp(s)
+        return e / (1 + e.sum(-1, keepdims=True))
     if name in ("sparsemax", "entmax"):
         from entmax import entmax_bisect
         import torch
@@ -577,3 +582,25 @@ def test_per_head_parameters_and_materialised_threads(rng):
         an.set_num_threads(old)
     for x, y in zip(*res):
         assert_array_equal(x, y)
+
+
+FD_CASES = [("softmax", {"temperature": 0.5}), ("ssmax", {"c": 0.8}), ("softmax_sink", {}),
+            ("sigmoid", {}), ("relu", {"power": 2.0}), ("polynomial", {"power": 3.0}),
+            ("sparsemax", {}), ("entmax", {"alpha": 1.5}), ("softpick", {})]
+
+
+@pytest.mark.parametrize("name,p", FD_CASES)
+def test_jacobian_norm_vs_finite_differences_of_the_normalizer(rng, name, p):
+    if name not in an.NORMALIZERS:
+        pytest.skip(f"{name} not built in this tree")
+    f = an.NORMALIZERS[name]
+    s = rng.normal(size=(5, 7)) * 1.5
+    a = f(s, **p)
+    extra = {"scores": s} if name == "softpick" else {}
+    for o in (2, "fro"):
+        j = an.jacobian_norm(a, name, o, **p, **extra)
+        for i in range(5):
+            h = 1e-6
+            J = np.array([(f(s[i] + h * e, **p) - f(s[i] - h * e, **p)) / (2 * h)
+                          for e in np.eye(7)]).T
+            assert_allclose(j[i], np.linalg.norm(J, 2 if o == 2 else "fro"), 1e-5, 1e-8)
