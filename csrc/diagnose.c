@@ -66,7 +66,7 @@ int an_diagnose_##TS(const an_normdesc *nd, const an_diagnose *P, an_int nmat, \
     an_int bq_max = (an_int)(AN_SCRATCH_BYTES / ((size_t)mw * sizeof(T)));    \
     bq_max = bq_max / 6 * 6;                                                  \
     if (bq_max < 6) bq_max = 6;                                               \
-    if (bq_max > 96) bq_max = 96;                                             \
+    if (bq_max > 48) bq_max = 48;   /* query block: its packed rows stay in L1 */ \
     /* keys packed once per matrix (shared), or per block of queries */       \
     /* softmax has a fused row path (same formula, no per-weight log) */      \
     const int fused = nd == &an_norm_softmax;                                 \
