@@ -231,9 +231,11 @@ def _jac_weights(rng, name, p, shape):
         e = np.exp(s)
         return e / (1 + e.sum(-1, keepdims=True))
     if name in ("sparsemax", "entmax"):
+        alpha = 2.0 if name == "sparsemax" else p["alpha"]
+        if "entmax" in an.NORMALIZERS:
+            return an.entmax(s * 2, alpha=alpha, n_iter=100)
         from entmax import entmax_bisect
         import torch
-        alpha = 2.0 if name == "sparsemax" else p["alpha"]
         return entmax_bisect(torch.tensor(s * 2), alpha=alpha, dim=-1, n_iter=100).numpy()
     m = shape[-1]
     if name == "sigmoid":
