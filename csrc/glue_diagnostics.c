@@ -1,8 +1,8 @@
 /* glue_diagnostics.c -- gufunc loops of the diagnostics: unpack operands into
  * the kernel structs of diagnostics.h and raise kernel errors. */
+#include "glue_diagnostics.h"   /* Python.h first */
 #include <stdlib.h>
 #include <string.h>
-#include "glue_diagnostics.h"
 #include "diagnostics.h"
 
 #define AN_DIAGNOSE_DATA_DEF(nm) \
