@@ -186,22 +186,22 @@ def check_contract(name, s, dt, w, kw, empty):
     nan_in = np.isnan(np.where(vis, s64, 0.0)).any(axis=-1)
     row_empty = ~vis.any(axis=-1)
     nan_out = np.isnan(w)
-    # masked keys are exactly 0 (also in NaN rows), except in rows that see no
-    # key at all under empty="nan" (all NaN)
-    keep = ~row_empty if empty == "nan" else np.ones_like(row_empty)
-    assert_array_equal(w[keep[..., None] & ~vis], 0.0)
+    # rows whose visible scores are all -inf are empty for the normalizers
+    # that need mass (softmax family, sparse): under empty="nan" they are all
+    # NaN like a row that sees no key
+    allinf = np.all(np.where(vis, np.isneginf(s64), True), axis=-1)
+    policy_nan = (row_empty | (allinf & nan_out.all(axis=-1))) if empty == "nan" \
+        else np.zeros_like(row_empty)
+    assert nan_out[policy_nan].all()
+    # masked keys are exactly 0 (also in NaN-input rows), except in policy-NaN rows
+    assert_array_equal(w[~policy_nan[..., None] & ~vis], 0.0)
     if name in COUPLED:
         # a NaN row may not leak into other matrices
         mats_nan = nan_in.any(axis=-1)
         assert not nan_out[~mats_nan].any() or empty == "nan"
         return
     # NaN only where the input row has NaN or the row is empty with empty="nan"
-    allowed = nan_in | (row_empty if empty == "nan" else False)
-    bad = nan_out.any(axis=-1) & ~allowed
-    if empty == "nan":
-        # rows whose visible scores are all -inf may be empty too
-        allinf = np.all(np.where(vis, np.isneginf(s64), True), axis=-1)
-        bad &= ~allinf
+    bad = nan_out.any(axis=-1) & ~(nan_in | policy_nan)
     assert not bad.any(), f"NaN in rows without NaN input: {np.argwhere(bad)[:3]}"
     # every row with NaN input is NaN somewhere (DESIGN Errors)
     assert nan_out.any(axis=-1)[nan_in].all(), "a NaN input row lost its NaN"
@@ -650,3 +650,21 @@ def test_fuzz_matrix_diagnostics(diag, data):
     rt = 2e-4 if got.dtype == np.float32 else 1e-9
     big = max(np.max(np.abs(expect[fin]), initial=0.0), 1.0)
     assert_allclose(got[fin], expect[fin], rtol=rt, atol=rt * big)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("empty", ["zero", "nan"])
+def test_all_neginf_row_is_like_a_fully_masked_row(name, empty):
+    """A row whose visible scores are all -inf is either empty (the same
+    output as a row that sees no key: all 0 or all NaN, masked keys included)
+    or has a defined limit (sigmoid, relu, ...: finite, masked keys 0)."""
+    s = np.array([[-np.inf, 0.5, 1.0], [0.2, 0.1, -0.3]])
+    fn = an.NORMALIZERS[name]
+    w = fn(s, mask=np.array([[True, False, False], [True] * 3]), empty=empty)
+    masked = fn(s, mask=np.array([[False] * 3, [True] * 3]), empty=empty)
+    if np.isnan(w[0]).any():
+        assert empty == "nan"
+        assert_array_equal(w[0], masked[0])        # all NaN, as a fully masked row
+    else:
+        assert_array_equal(w[0, 1:], 0.0)          # masked keys 0
+    assert not np.isnan(w[1]).any()
