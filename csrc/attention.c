@@ -1,0 +1,43 @@
+/*
+ * attention.c -- fused attention kernels (DESIGN "Attention"); the driver is
+ * attention_impl.inc, compiled here for float and double.  The matrix
+ * products go through the run-time dispatched micro-kernel table of
+ * attention_gemm.c; the row normalizers are the ones of normalize.h, so a
+ * new normalizer works in attention as soon as it has a row kernel.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include "attention.h"
+#include "an_simd.h"
+
+#define AN_ATT_QB 48     /* query rows per block (a multiple of AN_ATT_RM) */
+#define AN_ATT_KB 256    /* keys per packed chunk (a multiple of every nr) */
+#define AN_ROUNDUP(x, b) ((((x) + (b) - 1) / (b)) * (b))
+#define AN_ALIGN64(x) ((((x) + 63) / 64) * 64)
+
+/*
+ * The log-normaliser statistic, where the normalizer defines one:
+ *   lognorm_i = log( [exp(extra)] + sum_{j visible} exp(mul * s_ij) )
+ * softmax: mul = 1/T.  Returns 0 (statistic NaN) for the other normalizers.
+ */
+static int an_att_lognorm_form(const an_normdesc *d, const an_normmat *M, an_int i,
+                               an_int nv, double *mul, int *has_extra, double *extra)
+{
+    (void)i; (void)nv;
+    *has_extra = 0; *extra = 0.0;
+    if (d == &an_norm_softmax) { *mul = 1.0 / M->p[0]; return 1; }
+    return 0;
+}
+
+#define T float
+#define TS f
+#include "attention_impl.inc"
+#undef T
+#undef TS
+
+#define T double
+#define TS d
+#include "attention_impl.inc"
+#undef T
+#undef TS
