@@ -14,12 +14,14 @@
 #define AN_GSFX _default
 #define AN_GSFX_NAME "default"
 #define AN_GNR_F 8
+#define AN_GVB 16
 #define AN_GNR_D 4
 #include "attention_gemm.inc"
 #undef AN_GSFX
 #undef AN_GSFX_NAME
 #undef AN_GNR_F
 #undef AN_GNR_D
+#undef AN_GVB
 
 #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
 #define AN_ATT_HAVE_X86 1
@@ -28,12 +30,14 @@
 #define AN_GSFX _avx2
 #define AN_GSFX_NAME "avx2"
 #define AN_GNR_F 16
+#define AN_GVB 32
 #define AN_GNR_D 8
 #include "attention_gemm.inc"
 #undef AN_GSFX
 #undef AN_GSFX_NAME
 #undef AN_GNR_F
 #undef AN_GNR_D
+#undef AN_GVB
 #pragma GCC pop_options
 
 #pragma GCC push_options
@@ -41,12 +45,14 @@
 #define AN_GSFX _avx512
 #define AN_GSFX_NAME "avx512"
 #define AN_GNR_F 32
+#define AN_GVB 64
 #define AN_GNR_D 16
 #include "attention_gemm.inc"
 #undef AN_GSFX
 #undef AN_GSFX_NAME
 #undef AN_GNR_F
 #undef AN_GNR_D
+#undef AN_GVB
 #pragma GCC pop_options
 #endif
 
