@@ -21,7 +21,7 @@ import numpy as np
 from . import _core
 from ._common import (core_shape, empty_code, int_param, mask_operand, real_dtype_of,
                       real_param, window_bounds)
-from ._normalizers import NORMALIZERS, PARAMS
+from ._normalizers import NORMALIZERS, PARAMS, _rowparam_operand
 
 __all__ = ["attention", "attention_weights", "AttentionStats"]
 
@@ -123,13 +123,10 @@ def _operands(name, q, k, v, scale, causal, window, mask, empty, params):
     else:
         iop = np.zeros((0,), dtype=np.int64)
     if rows:
-        rws = [np.asarray(r, dtype=dt) for r in rows]
-        try:
-            shp = np.broadcast_shapes((n,), *[r.shape for r in rws])
-        except ValueError:
-            raise ValueError(f"per-row parameters of {name!r} must broadcast to (..., n={n}); "
-                             f"got shapes {[r.shape for r in rws]}") from None
-        rpop = np.stack([np.broadcast_to(r, shp) for r in rws], axis=-1)
+        names = list(inspect.signature(PARAMS[name]).parameters)[1:]
+        names = names[len(names) - nrow:] if len(names) >= nrow else [f"row parameter {r}" for r in range(nrow)]
+        rws = [_rowparam_operand(pn, np.asarray(r, dtype=dt), n, lead) for pn, r in zip(names, rows)]
+        rpop = np.stack(np.broadcast_arrays(*rws), axis=-1)
     else:
         rpop = np.zeros((n, 0), dtype=dt)
     mk = mask_operand(mask, lead, n, m)

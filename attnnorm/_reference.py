@@ -293,6 +293,29 @@ def attention(q, k, v, normalizer="softmax", *, scale=None, causal=False, window
     return out
 
 
+def _attention_lognorm(s, vis, normalizer, params):
+    """log([exp(sink)] + sum_visible exp(mul s)) for the softmax family, else NaN."""
+    extra = None
+    if normalizer == "softmax":
+        t = params.get("temperature", 1.0)
+        mul = 1.0 / (np.asarray(t, dtype=np.float64)[..., None, None] if np.ndim(t) else float(t))
+    elif normalizer == "softmax_sink":
+        mul, extra = 1.0, float(params.get("sink", 0.0))
+    elif normalizer == "ssmax":
+        mul = float(params.get("c", 0.43)) * np.log(np.maximum(vis.sum(-1, keepdims=True), 1))
+    elif normalizer == "affine_softmax":
+        mul = 1.0
+    else:
+        return np.full(s.shape[:-1], np.nan)
+    z = np.where(vis, mul * s, -np.inf)
+    if extra is not None:
+        z = np.concatenate([z, np.full(z.shape[:-1] + (1,), extra)], axis=-1)
+    mx = z.max(axis=-1, keepdims=True)
+    fin = np.where(np.isfinite(mx), mx, 0.0)
+    lse = (fin + np.log(np.exp(z - fin).sum(axis=-1, keepdims=True)))[..., 0]
+    return np.where(np.isposinf(mx[..., 0]), np.inf, lse)
+
+
 def attention_stats(q, k, normalizer="softmax", *, scale=None, causal=False, window=None,
                     mask=None, empty="zero", **params):
     """The per-query statistics of attention(..., return_stats=True), computed
@@ -309,17 +332,7 @@ def attention_stats(q, k, normalizer="softmax", *, scale=None, causal=False, win
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         # rows that carry no mass: fully masked, or every visible score -inf
         empty_rows = (nv == 0) | np.all(np.where(vis, np.isneginf(s), True), axis=-1)
-        if normalizer == "softmax":
-            t = params.get("temperature", 1.0)
-            t = np.asarray(t, dtype=np.float64)[..., None, None] if np.ndim(t) else float(t)
-            z = np.where(vis, s / t, -np.inf)
-            mx = z.max(axis=-1, keepdims=True)
-            lognorm = (np.where(np.isfinite(mx), mx, 0.0)
-                       + np.log(np.where(vis, np.exp(z - np.where(np.isfinite(mx), mx, 0.0)),
-                                         0.0).sum(axis=-1, keepdims=True)))[..., 0]
-            lognorm = np.where(np.isposinf(mx[..., 0]), np.inf, lognorm)
-        else:
-            lognorm = np.full(w.shape[:-1], np.nan)
+        lognorm = _attention_lognorm(s, vis, normalizer, params)
         wv = np.where(vis, w, 0.0)
         ent = -np.where(vis & (w != 0), w * np.log(np.where(w != 0, w, 1.0)), 0.0).sum(axis=-1)
         anynan = np.isnan(np.where(vis, w, 0.0)).any(axis=-1)

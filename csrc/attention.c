@@ -20,14 +20,21 @@
 /*
  * The log-normaliser statistic, where the normalizer defines one:
  *   lognorm_i = log( [exp(extra)] + sum_{j visible} exp(mul * s_ij) )
- * softmax: mul = 1/T.  Returns 0 (statistic NaN) for the other normalizers.
+ *   softmax:        mul = 1/T
+ *   softmax_sink:   mul = 1, extra = sink
+ *   ssmax:          mul = c log n_i
+ *   affine_softmax: mul = 1 (the softmax inside a . softmax(s) + b)
+ * Returns 0 (statistic NaN) for the other normalizers.
  */
 static int an_att_lognorm_form(const an_normdesc *d, const an_normmat *M, an_int i,
                                an_int nv, double *mul, int *has_extra, double *extra)
 {
-    (void)i; (void)nv;
-    *has_extra = 0; *extra = 0.0;
+    (void)i;
+    *has_extra = 0; *extra = 0.0; *mul = 1.0;
     if (d == &an_norm_softmax) { *mul = 1.0 / M->p[0]; return 1; }
+    if (d == &an_norm_softmax_sink) { *has_extra = 1; *extra = M->p[0]; return 1; }
+    if (d == &an_norm_ssmax) { *mul = M->p[0] * log((double)nv); return 1; }
+    if (d == &an_norm_affine_softmax) return 1;
     return 0;
 }
 

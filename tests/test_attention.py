@@ -220,8 +220,9 @@ def _stats_from(w, s, name, opts):
         wm = np.where(vis, w, -np.inf)
         top = np.sort(np.where(vis, s, -np.inf), -1)
         margin = np.where(nv >= 2, top[..., -1] - top[..., -2], np.nan)
+        lognorm = np.where(empty, np.nan, ref._attention_lognorm(s, vis, name, params(name)))
     return {
-        "lognorm": _lognorm(s, vis, name, empty),
+        "lognorm": lognorm,
         "entropy": np.where(bad, np.nan, ent),
         "max_weight": np.where(bad, np.nan, wm.max(-1)),
         "argmax": np.where(bad, -1, wm.argmax(-1)),
@@ -230,16 +231,6 @@ def _stats_from(w, s, name, opts):
         "support": (vis & (w > 0)).sum(-1),
         "weight_sum": np.where(nv == 0, w[..., 0], np.where(vis, w, 0).sum(-1)),
     }
-
-
-def _lognorm(s, vis, name, empty):
-    if name != "softmax":
-        return np.full(s.shape[:-1], np.nan)
-    with np.errstate(all="ignore"):
-        z = np.where(vis, s, -np.inf)
-        mx = z.max(-1, keepdims=True)
-        lse = (mx + np.log(np.exp(z - mx).sum(-1, keepdims=True)))[..., 0]
-    return np.where(empty, np.nan, lse)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -392,3 +383,31 @@ if given is not None:
             vv = v[vis[i]]
             assert np.all(out[i] >= vv.min(0) - 1e-12) and np.all(out[i] <= vv.max(0) + 1e-12)
         assert_array_equal(out[~rows], 0.0)
+
+
+def test_affine_softmax_per_row_and_per_head_parameters(rng):
+    if "affine_softmax" not in an.NORMALIZERS:
+        pytest.skip("affine_softmax not built")
+    q, k, v = qkv(rng, np.float64, lead_q=(2, 3), lead_kv=(2, 3), n=6, m=7)
+    a = rng.normal(size=(3, 6))          # per head and row
+    b = np.array([[0.1], [0.2], [-0.3]])  # per head
+    out = an.attention(q, k, v, "affine_softmax", a=a, b=b, causal=True)
+    w = an.attention_weights(q, k, "affine_softmax", a=a, b=b, causal=True)
+    assert_allclose(out, w @ v, 1e-12, 1e-13)
+    s = ref.attention_scores(q, k)
+    assert_allclose(w, an.affine_softmax(s, a=a, b=b, causal=True), 1e-12, 1e-13)
+    with pytest.raises(ValueError, match="a"):
+        an.attention(q, k, v, "affine_softmax", a=np.ones(5))
+
+
+def test_softmax_lognorm_identity(rng):
+    """lognorm_i = s_ij / T - log a_ij for every visible key with a_ij > 0."""
+    q, k, v = qkv(rng, np.float64, lead_q=(), lead_kv=(), n=9, m=11)
+    out, st = an.attention(q, k, v, temperature=0.7, causal=True, return_stats=True)
+    w = an.attention_weights(q, k, temperature=0.7, causal=True)
+    s = ref.attention_scores(q, k)
+    j = st.argmax
+    i = np.arange(9)
+    assert_allclose(st.lognorm, s[i, j] / 0.7 - np.log(w[i, j]), 1e-12, 1e-12)
+    assert_allclose(st.weight_sum, 1.0, 1e-13)
+    assert_array_equal(st.support, (w > 0).sum(-1))
