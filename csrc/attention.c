@@ -38,14 +38,25 @@ static int an_att_lognorm_form(const an_normdesc *d, const an_normmat *M, an_int
     return 0;
 }
 
+/* Sinkhorn row states (attention_impl.inc) */
+enum { AN_SK_OK = 0, AN_SK_EMPTY = 1, AN_SK_NAN = 2 };
+
 #define T float
 #define TS f
+#define AN_VOPS an_vf
+#define AN_EXPF an_exp_f
 #include "attention_impl.inc"
 #undef T
 #undef TS
+#undef AN_VOPS
+#undef AN_EXPF
 
 #define T double
 #define TS d
+#define AN_VOPS an_vd
+#define AN_EXPF an_exp_d
 #include "attention_impl.inc"
 #undef T
 #undef TS
+#undef AN_VOPS
+#undef AN_EXPF
