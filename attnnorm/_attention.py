@@ -111,6 +111,14 @@ def _operands(name, q, k, v, scale, causal, window, mask, empty, params):
     ecode = empty_code(empty)
     wl, wr = window_bounds(window)
     reals, ints = _params(name, dt, params)
+    if name == "stochastic_softmax":
+        # per-matrix stream operand, numbered as the normalizer numbers its
+        # matrices, so attention_weights equals stochastic_softmax(scores)
+        from ._normalizers import stochastic_streams
+        slead = lead
+        if mask is not None and np.ndim(mask) > 2:
+            slead = np.broadcast_shapes(lead, np.shape(mask)[:-2])
+        ints = tuple(ints) + (stochastic_streams(slead),)
     nrow = _n_row_params(name)
     scalars = list(reals[:len(reals) - nrow])
     rows = list(reals[len(reals) - nrow:]) if nrow else []
