@@ -38,6 +38,17 @@ static int an_att_lognorm_form(const an_normdesc *d, const an_normmat *M, an_int
     return 0;
 }
 
+/* Normalizers with an online (flash-attention style) fast path. */
+enum { AN_ATT_ONLINE_NONE = 0, AN_ATT_ONLINE_SOFTMAX, AN_ATT_ONLINE_SINK, AN_ATT_ONLINE_SSMAX };
+static int an_att_online_kind(const an_normdesc *d)
+{
+    if (getenv("ATTNNORM_ATTENTION_GENERIC")) return AN_ATT_ONLINE_NONE;   /* tests */
+    if (d == &an_norm_softmax) return AN_ATT_ONLINE_SOFTMAX;
+    if (d == &an_norm_softmax_sink) return AN_ATT_ONLINE_SINK;
+    if (d == &an_norm_ssmax) return AN_ATT_ONLINE_SSMAX;
+    return AN_ATT_ONLINE_NONE;
+}
+
 /* Sinkhorn row states (attention_impl.inc) */
 enum { AN_SK_OK = 0, AN_SK_EMPTY = 1, AN_SK_NAN = 2 };
 

@@ -179,7 +179,9 @@ def test_stats_equal_diagnostics_of_weights(rng, name, dtype):
     mk[6, 2] = True         # a single visible key: margin NaN
     opts = {"mask": mk, "causal": True}
     out, st = an.attention(q, k, v, name, return_stats=True, **opts, **params(name))
-    assert_array_equal(out, an.attention(q, k, v, name, **opts, **params(name)))
+    # (the output without stats may come from the online path: equal to rounding)
+    assert_allclose(out, an.attention(q, k, v, name, **opts, **params(name)), rtol(dtype),
+                    atol(dtype))
     w = an.attention_weights(q, k, name, **opts, **params(name))
     # the stats equal the diagnostics of the weights attention_weights returns,
     # with the scores rounded as the kernel rounds them
