@@ -134,10 +134,12 @@ def test_threads_bit_identical(rng, name):
         assert_array_equal(a, b)
 
 
-def test_portable_and_simd_paths_agree(tmp_path):
-    """Run the same problem with ATTNNORM_CPU=default in a subprocess."""
+def test_portable_simd_and_generic_paths_agree(tmp_path):
+    """The same problem with ATTNNORM_CPU=default (portable kernels), the best
+    SIMD path, and ATTNNORM_ATTENTION_GENERIC=1 (no online fast path), each in
+    a subprocess (the SIMD path is chosen at import)."""
     rng = np.random.default_rng(3)
-    q, k, v = qkv(rng, np.float32, lead_q=(2,), lead_kv=(2,), n=70, m=75, d=24, e=20)
+    q, k, v = qkv(rng, np.float32, lead_q=(2,), lead_kv=(2,), n=70, m=300, d=24, e=20)
     np.savez(tmp_path / "in.npz", q=q, k=k, v=v)
     code = (
         "import sys, numpy as np, attnnorm as an\n"
@@ -150,22 +152,26 @@ def test_portable_and_simd_paths_agree(tmp_path):
         "np.savez(sys.argv[2], path=an.simd_path(), **res)\n")
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     outs = {}
-    for path in ("default", ""):
-        env = dict(os.environ, ATTNNORM_CPU=path, PYTHONPATH=here)
-        fn = tmp_path / f"out_{path or 'best'}.npz"
+    for tag, extra in (("default", {"ATTNNORM_CPU": "default"}), ("best", {"ATTNNORM_CPU": ""}),
+                       ("generic", {"ATTNNORM_CPU": "", "ATTNNORM_ATTENTION_GENERIC": "1"})):
+        env = dict(os.environ, PYTHONPATH=here, **extra)
+        if tag != "generic":
+            env.pop("ATTNNORM_ATTENTION_GENERIC", None)
+        fn = tmp_path / f"out_{tag}.npz"
         subprocess.run([sys.executable, "-c", code, str(tmp_path / "in.npz"), str(fn)],
                        check=True, env=env, cwd=here)
-        outs[path] = np.load(fn)
+        outs[tag] = np.load(fn)
     assert str(outs["default"]["path"]) == "default"
-    assert str(outs[""]["path"]) == an.simd_best()
-    for key in outs["default"].files:
-        if key == "path":
-            continue
-        dt = np.float32 if key.endswith("float32") else np.float64
-        a, b = outs["default"][key], outs[""][key]
-        if key.startswith("stochastic_softmax") and dt == np.float32:
-            continue   # float32 score rounding can move a multinomial draw
-        assert_allclose(a, b, rtol(dt), atol(dt), err_msg=key)
+    assert str(outs["best"]["path"]) == an.simd_best()
+    for other in ("default", "generic"):
+        for key in outs["best"].files:
+            if key == "path":
+                continue
+            dt = np.float32 if key.endswith("float32") else np.float64
+            a, b = outs[other][key], outs["best"][key]
+            if key.startswith("stochastic_softmax") and dt == np.float32:
+                continue   # float32 score rounding can move a multinomial draw
+            assert_allclose(a, b, rtol(dt), atol(dt), err_msg=f"{other} {key}")
 
 
 @pytest.mark.parametrize("name", NAMES)
