@@ -419,3 +419,26 @@ def test_softmax_lognorm_identity(rng):
     assert_allclose(st.lognorm, s[i, j] / 0.7 - np.log(w[i, j]), 1e-12, 1e-12)
     assert_allclose(st.weight_sum, 1.0, 1e-13)
     assert_array_equal(st.support, (w > 0).sum(-1))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("opts", [{"window": (100, 40)}, {"causal": True}, "mask",
+                                  {"causal": True, "window": (300, None)}])
+def test_several_blocks_and_key_chunks(rng, name, opts):
+    """n and m larger than the query block (48) and the key chunk (256), so
+    chunk skipping and offsets are exercised; float64 against the reference."""
+    n, m = 60, 560
+    if opts == "mask":
+        mk = rng.random((n, m)) > 0.5
+        mk[:, 256:512] = False       # a whole key chunk masked
+        mk[50] = False
+        mk[:, 0] = True              # ... but every other row sees key 0
+        mk[50] = False
+        opts = {"mask": mk}
+    q, k, v = qkv(rng, np.float64, lead_q=(), lead_kv=(), n=n, m=m, d=6, e=3)
+    out = an.attention(q, k, v, name, **opts, **params(name))
+    w = an.attention_weights(q, k, name, **opts, **params(name))
+    assert_allclose(out, w @ v, 1e-10, 1e-11)
+    assert_allclose(w, reference_weights(name, q, k, np.float64, **opts), 1e-10, 1e-11)
+    _, st = an.attention(q, k, v, name, return_stats=True, **opts, **params(name))
+    assert_allclose(st.weight_sum, np.where(np.isnan(w).all(-1), np.nan, w.sum(-1)), 1e-10, 1e-11)
