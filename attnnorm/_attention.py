@@ -172,8 +172,16 @@ def attention(q, k, v, normalizer="softmax", *, scale=None, causal=False, window
     -------
     out : ``(..., n, e)``, or ``(out, stats)`` with ``return_stats=True``.
 
-    The n x m weight matrix is never materialised: memory is
-    O(threads x 48 x m) scratch beyond the inputs and output.
+    The n x m weight matrix is never materialised.  Extra memory: per
+    thread a 48 x m block of scores, plus packed copies of k and v (for a
+    group of problems of at most 32 MiB, shared by the threads); Sinkhorn
+    adds its O(n + m) potentials.  softmax, softmax_sink and ssmax use an
+    online (flash-attention style) pass with running maxima and sums; the
+    other normalizers, and any query block holding NaN/+inf scores or values,
+    use the generic pass (scores of the block -> the normalizer's row kernel
+    -> weights x values), which is also what ``attention_weights`` and
+    ``return_stats=True`` compute.  Results are identical for every thread
+    count.
     """
     dt, ops = _operands(normalizer, q, k, v, scale, causal, window, mask, empty,
                         normalizer_params)
