@@ -404,6 +404,10 @@ def test_affine_softmax_per_row_and_per_head_parameters(rng):
     assert_allclose(out, w @ v, 1e-12, 1e-13)
     s = ref.attention_scores(q, k)
     assert_allclose(w, an.affine_softmax(s, a=a, b=b, causal=True), 1e-12, 1e-13)
+    # b = 0: the online path (a folded into the final division)
+    out0 = an.attention(q, k, v, "affine_softmax", a=a, causal=True)
+    w0 = an.attention_weights(q, k, "affine_softmax", a=a, causal=True)
+    assert_allclose(out0, w0 @ v, 1e-12, 1e-13)
     with pytest.raises(ValueError, match="a"):
         an.attention(q, k, v, "affine_softmax", a=np.ones(5))
 
