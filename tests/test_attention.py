@@ -122,13 +122,16 @@ def test_threads_bit_identical(rng, name):
     try:
         an.set_num_threads(1)
         o1, s1 = an.attention(q, k, v, name, causal=True, return_stats=True, **params(name))
+        p1 = an.attention(q, k, v, name, causal=True, **params(name))   # online path
         w1 = an.attention_weights(q, k, name, causal=True, **params(name))
         an.set_num_threads(2)
         o2, s2 = an.attention(q, k, v, name, causal=True, return_stats=True, **params(name))
+        p2 = an.attention(q, k, v, name, causal=True, **params(name))
         w2 = an.attention_weights(q, k, name, causal=True, **params(name))
     finally:
         an.set_num_threads(old)
     assert_array_equal(o1, o2)
+    assert_array_equal(p1, p2)
     assert_array_equal(w1, w2)
     for a, b in zip(s1, s2):
         assert_array_equal(a, b)
