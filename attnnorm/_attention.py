@@ -32,8 +32,11 @@ class AttentionStats(NamedTuple):
 
     Over the keys a query sees (``w`` its weights, ``s`` its scaled scores):
 
-    * ``lognorm``: log-normaliser ``log sum_j exp(s_j / T)`` for softmax
-      (NaN for normalizers without one, and for empty rows);
+    * ``lognorm``: log-normaliser of the softmax family,
+      ``log([e^sink] + sum_j exp(mul s_j))`` with ``mul = 1/T`` (softmax),
+      ``c log n_i`` (ssmax), 1 (softmax_sink, affine_softmax, and the softmax
+      stochastic_softmax samples from); NaN for the other normalizers and for
+      empty rows;
     * ``entropy``: ``-sum_j w_j log w_j`` over ``w_j != 0`` (NaN for empty
       rows; NaN when a weight is negative, where the entropy is undefined);
     * ``max_weight``, ``argmax``: largest weight and its key index (first one;

@@ -454,7 +454,7 @@ def _attention_lognorm(s, vis, normalizer, params):
         mul, extra = 1.0, float(params.get("sink", 0.0))
     elif normalizer == "ssmax":
         mul = float(params.get("c", 0.43)) * np.log(np.maximum(vis.sum(-1, keepdims=True), 1))
-    elif normalizer == "affine_softmax":
+    elif normalizer in ("affine_softmax", "stochastic_softmax"):
         mul = 1.0
     else:
         return np.full(s.shape[:-1], np.nan)

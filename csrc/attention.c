@@ -24,6 +24,7 @@
  *   softmax_sink:   mul = 1, extra = sink
  *   ssmax:          mul = c log n_i
  *   affine_softmax: mul = 1 (the softmax inside a . softmax(s) + b)
+ *   stochastic_softmax: mul = 1 (the softmax the counts are drawn from)
  * Returns 0 (statistic NaN) for the other normalizers.
  */
 static int an_att_lognorm_form(const an_normdesc *d, const an_normmat *M, an_int i,
@@ -34,7 +35,7 @@ static int an_att_lognorm_form(const an_normdesc *d, const an_normmat *M, an_int
     if (d == &an_norm_softmax) { *mul = 1.0 / M->p[0]; return 1; }
     if (d == &an_norm_softmax_sink) { *has_extra = 1; *extra = M->p[0]; return 1; }
     if (d == &an_norm_ssmax) { *mul = M->p[0] * log((double)nv); return 1; }
-    if (d == &an_norm_affine_softmax) return 1;
+    if (d == &an_norm_affine_softmax || d == &an_norm_stochastic_softmax) return 1;
     return 0;
 }
 
