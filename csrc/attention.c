@@ -41,7 +41,7 @@ static int an_att_lognorm_form(const an_normdesc *d, const an_normmat *M, an_int
 
 /* Normalizers with an online (flash-attention style) fast path. */
 enum { AN_ATT_ONLINE_NONE = 0, AN_ATT_ONLINE_SOFTMAX, AN_ATT_ONLINE_SINK, AN_ATT_ONLINE_SSMAX,
-       AN_ATT_ONLINE_AFFINE };
+       AN_ATT_ONLINE_AFFINE, AN_ATT_ONLINE_SOFTPICK };
 static int an_att_online_kind(const an_normdesc *d)
 {
     if (getenv("ATTNNORM_ATTENTION_GENERIC")) return AN_ATT_ONLINE_NONE;   /* tests */
@@ -49,6 +49,7 @@ static int an_att_online_kind(const an_normdesc *d)
     if (d == &an_norm_softmax_sink) return AN_ATT_ONLINE_SINK;
     if (d == &an_norm_ssmax) return AN_ATT_ONLINE_SSMAX;
     if (d == &an_norm_affine_softmax) return AN_ATT_ONLINE_AFFINE;
+    if (d == &an_norm_softpick) return AN_ATT_ONLINE_SOFTPICK;
     return AN_ATT_ONLINE_NONE;
 }
 

@@ -449,3 +449,34 @@ def test_several_blocks_and_key_chunks(rng, name, opts):
     assert_allclose(w, reference_weights(name, q, k, np.float64, **opts), 1e-10, 1e-11)
     _, st = an.attention(q, k, v, name, return_stats=True, **opts, **params(name))
     assert_allclose(st.weight_sum, np.where(np.isnan(w).all(-1), np.nan, w.sum(-1)), 1e-10, 1e-11)
+
+
+@pytest.mark.parametrize("name", ["softmax", "softmax_sink", "ssmax", "affine_softmax",
+                                  "softpick"])
+@pytest.mark.parametrize("empty", ["zero", "nan"])
+def test_online_path_limits_match_weights(name, empty):
+    """Rows whose visible scores are all -inf, all <= 0, huge, or with one
+    +inf / NaN: the online pass (or its fallback) equals weights @ v."""
+    if name not in an.NORMALIZERS:
+        pytest.skip(f"{name} not built")
+    v = np.arange(8.0).reshape(4, 2)
+    cases = [
+        # every score -inf (no NaN: q's second component is 0)
+        (np.array([[1.0, 0.0], [2.0, 0.0]]), np.array([[-np.inf, 0.0], [-np.inf, 5.0]] * 2)),
+        # every score <= 0 (softpick: zeros), and mixed signs
+        (np.array([[1.0, 0.0], [-1.0, 0.0]]), np.array([[-1.0, 0.0], [-2.0, 0.0], [-3.0, 1.0],
+                                                        [-0.5, 0.0]])),
+        # huge scores
+        (np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([[700.0, 0.0], [0.0, 1e3], [1.0, 2.0],
+                                                       [-800.0, 0.0]])),
+    ]
+    for q, k in cases:
+        out = an.attention(q, k, v, name, scale=1.0, empty=empty)
+        w = an.attention_weights(q, k, name, scale=1.0, empty=empty)
+        assert_allclose(out, w @ v, 1e-12, 1e-12)
+    # a +inf and a NaN score in other rows: generic limits, other rows untouched
+    k2 = np.array([[np.inf, 0.0], [1.0, 0.0], [0.0, np.nan], [2.0, 1.0]])
+    q2 = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.5, 0.0]])
+    out2 = an.attention(q2, k2, v, name, scale=1.0, empty=empty)
+    w2 = an.attention_weights(q2, k2, name, scale=1.0, empty=empty)
+    assert_allclose(out2, w2 @ v, 1e-12, 1e-12)
