@@ -480,3 +480,29 @@ def test_online_path_limits_match_weights(name, empty):
     out2 = an.attention(q2, k2, v, name, scale=1.0, empty=empty)
     w2 = an.attention_weights(q2, k2, name, scale=1.0, empty=empty)
     assert_allclose(out2, w2 @ v, 1e-12, 1e-12)
+
+
+@pytest.mark.skipif("sinkhorn" not in an.NORMALIZERS, reason="sinkhorn not built")
+@pytest.mark.parametrize("opts", [{}, {"causal": True}, "mask"])
+def test_sinkhorn_one_large_problem_team_mode(rng, opts):
+    """One problem with n m > 65536: the threads share the Sinkhorn passes
+    (barriers between row and column steps); 1 and 2 threads bit-identical
+    and equal to the reference."""
+    n, m = 300, 260
+    if opts == "mask":
+        mk = rng.random((n, m)) > 0.3
+        mk[7] = False
+        opts = {"mask": mk}
+    q, k, v = qkv(rng, np.float64, lead_q=(), lead_kv=(), n=n, m=m, d=8, e=4)
+    old = an.get_num_threads()
+    try:
+        an.set_num_threads(1)
+        o1 = an.attention(q, k, v, "sinkhorn", n_iter=4, **opts)
+        an.set_num_threads(2)
+        o2 = an.attention(q, k, v, "sinkhorn", n_iter=4, **opts)
+        w2 = an.attention_weights(q, k, "sinkhorn", n_iter=4, **opts)
+    finally:
+        an.set_num_threads(old)
+    assert_array_equal(o1, o2)
+    assert_allclose(o2, w2 @ v, 1e-10, 1e-11)
+    assert_allclose(w2, ref.attention_weights(q, k, "sinkhorn", n_iter=4, **opts), 1e-9, 1e-11)
