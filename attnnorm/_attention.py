@@ -37,8 +37,8 @@ class AttentionStats(NamedTuple):
       ``c log n_i`` (ssmax), 1 (softmax_sink, affine_softmax, and the softmax
       stochastic_softmax samples from); NaN for the other normalizers and for
       empty rows;
-    * ``entropy``: ``-sum_j w_j log w_j`` over ``w_j != 0`` (NaN for empty
-      rows; NaN when a weight is negative, where the entropy is undefined);
+    * ``entropy``: ``-sum_j w_j log w_j`` over ``w_j > 0``, as
+      ``attnnorm.entropy`` (NaN for empty rows, rows without mass, NaN rows);
     * ``max_weight``, ``argmax``: largest weight and its key index (first one;
       NaN and -1 for empty rows or NaN weights);
     * ``weight0``: weight on key 0 (the sink), 0 if key 0 is not visible;

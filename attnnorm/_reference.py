@@ -485,7 +485,8 @@ def attention_stats(q, k, normalizer="softmax", *, scale=None, causal=False, win
         empty_rows = (nv == 0) | np.all(np.where(vis, np.isneginf(s), True), axis=-1)
         lognorm = _attention_lognorm(s, vis, normalizer, params)
         wv = np.where(vis, w, 0.0)
-        ent = -np.where(vis & (w != 0), w * np.log(np.where(w != 0, w, 1.0)), 0.0).sum(axis=-1)
+        ent = -np.where(vis & (w > 0), w * np.log(np.where(w > 0, w, 1.0)), 0.0).sum(axis=-1)
+        nomass = ~(vis & (w != 0)).any(axis=-1)
         anynan = np.isnan(np.where(vis, w, 0.0)).any(axis=-1)
         mxw = np.where(vis, w, -np.inf).max(axis=-1)
         arg = np.argmax(np.where(vis, w, -np.inf), axis=-1)
@@ -495,7 +496,7 @@ def attention_stats(q, k, normalizer="softmax", *, scale=None, causal=False, win
     bad = empty_rows | anynan
     return {
         "lognorm": np.where(empty_rows, np.nan, lognorm),
-        "entropy": np.where(bad, np.nan, ent),
+        "entropy": np.where(bad | nomass, np.nan, ent),
         "max_weight": np.where(bad, np.nan, mxw),
         "argmax": np.where(bad, -1, arg),
         "weight0": w[..., 0] if m > 0 else np.zeros(w.shape[:-1]),

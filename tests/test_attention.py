@@ -227,14 +227,15 @@ def _stats_from(w, s, name, opts):
         empty = (nv == 0) | np.all(np.where(vis, np.isneginf(s), True), axis=-1)
         anynan = np.isnan(np.where(vis, w, 0)).any(-1)
         bad = empty | anynan
-        ent = -np.where(vis & (w != 0), w * np.log(np.where(w != 0, w, 1)), 0).sum(-1)
+        ent = -np.where(vis & (w > 0), w * np.log(np.where(w > 0, w, 1)), 0).sum(-1)
+        nomass = ~(vis & (w != 0)).any(-1)
         wm = np.where(vis, w, -np.inf)
         top = np.sort(np.where(vis, s, -np.inf), -1)
         margin = np.where(nv >= 2, top[..., -1] - top[..., -2], np.nan)
         lognorm = np.where(empty, np.nan, ref._attention_lognorm(s, vis, name, params(name)))
     return {
         "lognorm": lognorm,
-        "entropy": np.where(bad, np.nan, ent),
+        "entropy": np.where(bad | nomass, np.nan, ent),
         "max_weight": np.where(bad, np.nan, wm.max(-1)),
         "argmax": np.where(bad, -1, wm.argmax(-1)),
         "weight0": w[..., 0],
@@ -506,3 +507,26 @@ def test_sinkhorn_one_large_problem_team_mode(rng, opts):
     assert_array_equal(o1, o2)
     assert_allclose(o2, w2 @ v, 1e-10, 1e-11)
     assert_allclose(w2, ref.attention_weights(q, k, "sinkhorn", n_iter=4, **opts), 1e-9, 1e-11)
+
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_stats_equal_the_diagnostics_module(rng, name):
+    """entropy, support size and margin of return_stats equal attnnorm's
+    diagnostics (entropy, support_size, separation_margin) applied to
+    attention_weights and the scores."""
+    if not hasattr(an, "entropy"):
+        pytest.skip("diagnostics not built")
+    q, k, v = qkv(rng, np.float64, lead_q=(2,), lead_kv=(2,), n=11, m=12)
+    mk = rng.random((11, 12)) > 0.3
+    mk[3] = False
+    mk[6] = False
+    mk[6, 2] = True
+    opts = {"mask": mk, "causal": True}
+    _, st = an.attention(q, k, v, name, return_stats=True, **opts, **params(name))
+    w = an.attention_weights(q, k, name, **opts, **params(name))
+    s = ref.attention_scores(q, k)
+    with np.errstate(all="ignore"):
+        assert_allclose(st.entropy, an.entropy(w, **opts), 1e-10, 1e-12)
+        assert_array_equal(st.support, an.support_size(w, **opts))
+        assert_allclose(st.margin, an.separation_margin(s, **opts), 1e-10, 1e-12)
