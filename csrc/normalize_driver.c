@@ -90,21 +90,19 @@ int an_normalize_##TS(const an_normdesc *d, const an_normmat *mats,           \
                     for (an_int k = 0; k < nv; k++) xr[k] = AN_AT(T, srow, M->s_m, idx[k]); \
                 c.support = -1;                                               \
                 rc = d->row_##TS(xr, nv, &c);                                 \
-                T pad = 0;   /* masked keys: 0, or the empty fill (see below) */ \
                 if (rc == AN_ROW_EMPTY) {                                     \
                     T fill = M->empty == AN_EMPTY_NAN ? (T)NAN : (T)0;        \
                     for (an_int k = 0; k < nv; k++) xr[k] = fill;             \
-                    pad = fill;  /* same row as a fully masked one */         \
                     c.tau = NAN; c.support = 0;                               \
                     rc = M->empty == AN_EMPTY_RAISE ? AN_ERR_EMPTY_ROW : AN_OK; \
                 }                                                             \
                 if (dense) {                                                  \
-                    for (an_int j = 0; j < lo; j++) AN_AT(T, orow, M->o_m, j) = pad; \
+                    for (an_int j = 0; j < lo; j++) AN_AT(T, orow, M->o_m, j) = 0; \
                     if (!inplace)                                             \
                         for (an_int k = 0; k < nv; k++) AN_AT(T, orow, M->o_m, lo + k) = xr[k]; \
-                    for (an_int j = hi; j < m; j++) AN_AT(T, orow, M->o_m, j) = pad; \
+                    for (an_int j = hi; j < m; j++) AN_AT(T, orow, M->o_m, j) = 0; \
                 } else {                                                      \
-                    for (an_int j = 0; j < m; j++) AN_AT(T, orow, M->o_m, j) = pad; \
+                    for (an_int j = 0; j < m; j++) AN_AT(T, orow, M->o_m, j) = 0; \
                     for (an_int k = 0; k < nv; k++)                           \
                         AN_AT(T, orow, M->o_m, idx[k]) = xr[k];               \
                 }                                                             \
