@@ -55,3 +55,40 @@ def loglog_slope(x, y):
     x, y = np.asarray(x, float), np.asarray(y, float)
     ok = (x > 0) & (y > 0) & np.isfinite(y)
     return float(np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)[0])
+
+
+# ---- NumPy fallbacks (used only when this build of attnnorm lacks the function) ----
+
+def fb_entropy(a, normalized=False, **_):
+    a = np.asarray(a, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -np.where(a > 0, a * np.log(np.where(a > 0, a, 1.0)), 0.0).sum(-1)
+        if normalized:
+            h = h / np.log(a.shape[-1])
+    return h
+
+
+def fb_column_mass(a, causal=False, **_):
+    a = np.asarray(a, float)
+    n, m = a.shape[-2:]
+    if not causal:
+        return a.mean(-2)
+    vis = np.arange(m)[None, :] <= np.arange(n)[:, None] + (m - n)
+    return (a * vis).sum(-2) / np.maximum(vis.sum(-2), 1)
+
+
+def fb_sink_mass(a, sink=0, causal=False, **_):
+    return fb_column_mass(a, causal=causal)[..., sink]
+
+
+def fb_separation_margin(s, **_):
+    s = np.sort(np.asarray(s, float), axis=-1)
+    return s[..., -1] - s[..., -2]
+
+
+def fb_row_residual(a, **_):
+    return np.abs(np.asarray(a, float).sum(-1) - 1.0)
+
+
+def fb_frobenius_norm(a, **_):
+    return np.sqrt((np.asarray(a, float) ** 2).sum((-2, -1)))
