@@ -92,3 +92,112 @@ def fb_row_residual(a, **_):
 
 def fb_frobenius_norm(a, **_):
     return np.sqrt((np.asarray(a, float) ** 2).sum((-2, -1)))
+
+
+def fb_column_residual(a, **_):
+    a = np.asarray(a, float)
+    n, m = a.shape[-2:]
+    return np.abs(a.sum(-2) - n / m)
+
+
+def _lse(x, axis):
+    mx = np.max(x, axis=axis, keepdims=True)
+    mx = np.where(np.isfinite(mx), mx, 0.0)
+    with np.errstate(divide="ignore"):
+        return np.log(np.exp(x - mx).sum(axis=axis, keepdims=True)) + mx
+
+
+def fb_sinkhorn(scores, n_iter=5, eps=1.0, **_):
+    """Log-domain Sinkhorn (papers.md A5): alternate row / column steps with
+    uniform marginals starting with a row step; returns n * pi."""
+    c = np.asarray(scores, float) / eps
+    n, m = c.shape[-2:]
+    u = np.zeros(c.shape[:-1] + (1,))
+    v = np.zeros(c.shape[:-2] + (1, m))
+    for it in range(n_iter):
+        if it % 2 == 0:
+            u = np.log(1.0 / n) - _lse(c + v, -1)
+        else:
+            v = np.log(1.0 / m) - _lse(c + u, -2)
+    return n * np.exp(c + u + v)
+
+
+# unmasked NumPy fallbacks of the normalizers (papers.md section A); n_i = m without masks
+def fb_softmax(s, temperature=1.0, **_):
+    z = np.asarray(s, float) / temperature
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def fb_sigmoid(s, bias=None, **_):
+    s = np.asarray(s, float)
+    b = -np.log(s.shape[-1]) if bias is None else bias
+    return 1.0 / (1.0 + np.exp(-(s + b)))
+
+
+def fb_polynomial(s, power=3, **_):
+    s = np.asarray(s, float)
+    return s ** power / np.sqrt(s.shape[-1])
+
+
+def fb_relu(s, power=1, **_):
+    s = np.asarray(s, float)
+    return np.maximum(s, 0.0) ** power / s.shape[-1]
+
+
+def fb_nap(s, gain=1.0, bias=0.0, eps=1e-3, **_):
+    s = np.asarray(s, float)
+    return gain * (s - s.mean(-1, keepdims=True)) / (s.std(-1, keepdims=True) + eps) + bias
+
+
+def fb_ssmax(s, c=0.43, **_):
+    s = np.asarray(s, float)
+    return fb_softmax(c * np.log(s.shape[-1]) * s)
+
+
+def fb_softpick(s, eps=1e-8, **_):
+    s = np.asarray(s, float)
+    m = s.max(-1, keepdims=True)
+    e = np.exp(s - m) - np.exp(-m)
+    return np.maximum(e, 0.0) / (np.abs(e).sum(-1, keepdims=True) + eps)
+
+
+def fb_entmax(s, alpha=1.5, n_iter=60, **_):
+    """alpha-entmax by bisection on tau (papers.md A6)."""
+    z = (alpha - 1.0) * np.asarray(s, float)
+    hi = z.max(-1, keepdims=True)
+    lo = hi - 1.0
+    for _ in range(n_iter):
+        tau = (lo + hi) / 2
+        p = np.maximum(z - tau, 0.0) ** (1.0 / (alpha - 1.0))
+        big = p.sum(-1, keepdims=True) >= 1.0
+        lo, hi = np.where(big, tau, lo), np.where(big, hi, tau)
+    p = np.maximum(z - (lo + hi) / 2, 0.0) ** (1.0 / (alpha - 1.0))
+    return p / p.sum(-1, keepdims=True)
+
+
+def fb_sparsemax(s, **_):
+    return fb_entmax(s, alpha=2.0)
+
+
+def fb_attention_weights(q, k, normalizer="softmax", *, scale=None, **params):
+    q, k = np.asarray(q, float), np.asarray(k, float)
+    sc = (q @ np.swapaxes(k, -1, -2)) * (1.0 / np.sqrt(q.shape[-1]) if scale is None else scale)
+    return normalizer_fn(normalizer)(sc, **params)
+
+
+def fb_attention(q, k, v, normalizer="softmax", **kw):
+    return fb_attention_weights(q, k, normalizer, **kw) @ np.asarray(v, float)
+
+
+_FB_NORM = {"softmax": fb_softmax, "sigmoid": fb_sigmoid, "polynomial": fb_polynomial,
+            "relu": fb_relu, "nap": fb_nap, "ssmax": fb_ssmax, "softpick": fb_softpick,
+            "entmax": fb_entmax, "sparsemax": fb_sparsemax, "sinkhorn": fb_sinkhorn}
+
+
+def normalizer_fn(name):
+    """attnnorm.NORMALIZERS[name], or the NumPy fallback (noted) if this build lacks it."""
+    if name in attnnorm.NORMALIZERS:
+        SOURCES[name] = "attnnorm (C)"
+        return attnnorm.NORMALIZERS[name]
+    return impl(name, _FB_NORM.get(name))
