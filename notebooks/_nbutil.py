@@ -29,17 +29,20 @@ def setup():
 def impl(name, fallback=None):
     """attnnorm.<name> if it exists, else the reference or the given fallback."""
     fn = getattr(attnnorm, name, None)
+    quiet = name in SOURCES  # say it once per name
     if fn is not None:
         SOURCES[name] = "attnnorm (C)"
         return fn
     ref = getattr(getattr(attnnorm, "_reference", None), name, None)
     if ref is not None:
         SOURCES[name] = "attnnorm._reference (NumPy float64; the C function is missing from this build)"
-        print(f"NOTE: attnnorm.{name} is missing from this build; using attnnorm._reference.{name}")
+        if not quiet:
+            print(f"NOTE: attnnorm.{name} is missing from this build; using attnnorm._reference.{name}")
         return ref
     if fallback is not None:
         SOURCES[name] = "notebook NumPy fallback (attnnorm has no such function in this build)"
-        print(f"NOTE: attnnorm.{name} is missing from this build; using the notebook's NumPy fallback")
+        if not quiet:
+            print(f"NOTE: attnnorm.{name} is missing from this build; using the notebook's NumPy fallback")
         return fallback
     raise AttributeError(f"attnnorm has no {name} and no fallback was given")
 
