@@ -204,3 +204,24 @@ def normalizer_fn(name):
         SOURCES[name] = "attnnorm (C)"
         return attnnorm.NORMALIZERS[name]
     return impl(name, _FB_NORM.get(name))
+
+
+def fb_jacobian_norm(a, normalizer="softmax", ord=2, **_):
+    """Exact norm of the softmax Jacobian diag(a) - a a^T per row (papers.md B6)."""
+    if normalizer != "softmax":
+        raise NotImplementedError("the notebook fallback covers softmax only")
+    a = np.asarray(a, float)
+    if ord == "fro":
+        s2 = (a ** 2).sum(-1)
+        return np.sqrt(np.maximum(s2 - 2 * (a ** 3).sum(-1) + s2 ** 2, 0.0))
+    J = a[..., :, None] * np.eye(a.shape[-1]) - a[..., :, None] * a[..., None, :]
+    return np.abs(np.linalg.eigvalsh(J)).max(-1)
+
+
+def fb_vanishing_bounds(q, k, temperature=1.0, **_):
+    """Corollary 1 of #1 (papers.md B4) for logits q.k: per row
+    (e^{-2D/T}/L, e^{2D/T}/L) with D = |q_i| max_j |k_j|."""
+    q, k = np.asarray(q, float), np.asarray(k, float)
+    delta = np.linalg.norm(q, axis=-1) * np.linalg.norm(k, axis=-1).max(-1, keepdims=True)
+    L = k.shape[-2]
+    return np.exp(-2 * delta / temperature) / L, np.exp(2 * delta / temperature) / L
