@@ -52,10 +52,14 @@ static void norm_loop_##TS(char **args, npy_intp const *dims,                 \
     const int nargs = nin + 1 + (d->has_extra ? 2 : 0);                       \
     const npy_intp *cs = steps + nargs;   /* core strides */                  \
     if (N <= 0) return;                                                       \
-    an_normmat *mats = (an_normmat *)malloc(sizeof(an_normmat) * (size_t)N);  \
+    /* matrices are described in chunks so the description stays small */    \
+    const npy_intp chunk = N < 1024 ? N : 1024;                               \
+    an_normmat *mats = (an_normmat *)malloc(sizeof(an_normmat) * (size_t)chunk); \
     if (!mats) { an_raise(AN_ERR_NOMEM, nd->name, 0); return; }               \
-    for (npy_intp k = 0; k < N; k++) {                                        \
-        an_normmat *M = &mats[k];                                             \
+    for (npy_intp k0 = 0; k0 < N; k0 += chunk) {                              \
+    const npy_intp kn = N - k0 < chunk ? N - k0 : chunk;                      \
+    for (npy_intp k = k0; k < k0 + kn; k++) {                                 \
+        an_normmat *M = &mats[k - k0];                                        \
         memset(M, 0, sizeof(*M));                                             \
         M->n = n; M->m = m; M->index = k;                                     \
         M->s = args[0] + k * steps[0]; M->s_n = cs[0]; M->s_m = cs[1];        \
@@ -84,10 +88,14 @@ static void norm_loop_##TS(char **args, npy_intp const *dims,                 \
         }                                                                     \
     }                                                                         \
     an_int bad = -1;                                                          \
-    int rc = an_normalize_##TS(d, mats, N, &bad);                             \
+    int rc = an_normalize_##TS(d, mats, kn, &bad);                            \
+    if (rc) {                                                                 \
+        an_raise(rc, nd->name, bad >= 0 ? bad % (n > 0 ? n : 1) : bad);       \
+        break;                                                                \
+    }                                                                         \
+    }                                                                         \
     free(mats);                                                               \
     AN_CLEAR_FPE();                                                           \
-    if (rc) an_raise(rc, nd->name, bad >= 0 ? bad % (n > 0 ? n : 1) : bad);   \
 }
 AN_NORM_LOOP(float, f)
 AN_NORM_LOOP(double, d)

@@ -38,7 +38,7 @@ typedef struct {
     an_int row, n, m;        /* query index i of n, number of keys m */
     const an_normmat *mat;   /* the matrix (parameters, seed) */
     double tau;              /* out: threshold (sparse normalizers) */
-    an_int support;          /* out: support size; driver counts nonzeros if < 0 */
+    an_int support;          /* out: support size; if left < 0 the driver counts nonzeros */
     void *ws;                /* workspace: ws_mult * m doubles, per thread */
 } an_rowctx;
 

@@ -66,35 +66,36 @@ int an_normalize_##TS(const an_normdesc *d, const an_normmat *mats,           \
                 for (an_int j = 0; j < m; j++) AN_AT(T, orow, M->o_m, j) = fill; \
                 if (M->empty == AN_EMPTY_RAISE) rc = AN_ERR_EMPTY_ROW;        \
             } else {                                                          \
+                /* dense rows with a contiguous output row work in place there */ \
+                const int inplace = dense && M->o_m == (an_int)sizeof(T);     \
+                T *xr = inplace ? (T *)(orow + lo * (an_int)sizeof(T)) : x;   \
                 if (dense && M->s_m == (an_int)sizeof(T))                     \
-                    memcpy(x, srow + lo * (an_int)sizeof(T), (size_t)nv * sizeof(T)); \
+                    memmove(xr, srow + lo * (an_int)sizeof(T), (size_t)nv * sizeof(T)); \
                 else if (dense)                                               \
-                    for (an_int k = 0; k < nv; k++) x[k] = AN_AT(T, srow, M->s_m, lo + k); \
+                    for (an_int k = 0; k < nv; k++) xr[k] = AN_AT(T, srow, M->s_m, lo + k); \
                 else                                                          \
-                    for (an_int k = 0; k < nv; k++) x[k] = AN_AT(T, srow, M->s_m, idx[k]); \
+                    for (an_int k = 0; k < nv; k++) xr[k] = AN_AT(T, srow, M->s_m, idx[k]); \
                 c.support = -1;                                               \
-                rc = d->row_##TS(x, nv, &c);                                  \
+                rc = d->row_##TS(xr, nv, &c);                                 \
                 if (rc == AN_ROW_EMPTY) {                                     \
                     T fill = M->empty == AN_EMPTY_NAN ? (T)NAN : (T)0;        \
-                    for (an_int k = 0; k < nv; k++) x[k] = fill;              \
+                    for (an_int k = 0; k < nv; k++) xr[k] = fill;             \
                     c.tau = NAN; c.support = 0;                               \
                     rc = M->empty == AN_EMPTY_RAISE ? AN_ERR_EMPTY_ROW : AN_OK; \
                 }                                                             \
                 if (dense) {                                                  \
                     for (an_int j = 0; j < lo; j++) AN_AT(T, orow, M->o_m, j) = 0; \
-                    if (M->o_m == (an_int)sizeof(T))                          \
-                        memcpy(orow + lo * (an_int)sizeof(T), x, (size_t)nv * sizeof(T)); \
-                    else                                                      \
-                        for (an_int k = 0; k < nv; k++) AN_AT(T, orow, M->o_m, lo + k) = x[k]; \
+                    if (!inplace)                                             \
+                        for (an_int k = 0; k < nv; k++) AN_AT(T, orow, M->o_m, lo + k) = xr[k]; \
                     for (an_int j = hi; j < m; j++) AN_AT(T, orow, M->o_m, j) = 0; \
                 } else {                                                      \
                     for (an_int j = 0; j < m; j++) AN_AT(T, orow, M->o_m, j) = 0; \
                     for (an_int k = 0; k < nv; k++)                           \
-                        AN_AT(T, orow, M->o_m, idx[k]) = x[k];                \
+                        AN_AT(T, orow, M->o_m, idx[k]) = xr[k];               \
                 }                                                             \
-                if (c.support < 0) {                                          \
+                if (c.support < 0 && M->sup) {                                \
                     an_int cnt = 0;                                           \
-                    for (an_int k = 0; k < nv; k++) cnt += (x[k] != 0);       \
+                    for (an_int k = 0; k < nv; k++) cnt += (xr[k] != 0);      \
                     c.support = cnt;                                          \
                 }                                                             \
             }                                                                 \
