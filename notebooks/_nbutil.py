@@ -225,3 +225,51 @@ def fb_vanishing_bounds(q, k, temperature=1.0, **_):
     delta = np.linalg.norm(q, axis=-1) * np.linalg.norm(k, axis=-1).max(-1, keepdims=True)
     L = k.shape[-2]
     return np.exp(-2 * delta / temperature) / L, np.exp(2 * delta / temperature) / L
+
+
+def fb_softmax_sink(s, sink=0.0, **_):
+    s = np.asarray(s, float)
+    m = np.maximum(s.max(-1, keepdims=True), sink)
+    e = np.exp(s - m)
+    return e / (np.exp(sink - m) + e.sum(-1, keepdims=True))
+
+
+def fb_affine_softmax(s, a=1.0, b=0.0, **_):
+    return a * fb_softmax(s) + b
+
+
+def fb_stochastic_softmax(s, trials=64, seed=0, **_):
+    p = fb_softmax(s)
+    rng = np.random.default_rng(seed)
+    flat = p.reshape(-1, p.shape[-1])
+    out = np.stack([rng.multinomial(trials, r / r.sum()) for r in flat]) / trials
+    return out.reshape(p.shape)
+
+
+_FB_NORM.update({"softmax_sink": fb_softmax_sink, "affine_softmax": fb_affine_softmax,
+                 "stochastic_softmax": fb_stochastic_softmax})
+
+
+def _with_masks(fn, name):
+    """Apply an unmasked row fallback to the visible keys of each row (n_i = visible count)."""
+    def wrapped(scores, *, mask=None, causal=False, window=None, **params):
+        s = np.asarray(scores, float)
+        if mask is None and not causal and window is None:
+            return fn(s, **params)
+        if name == "sinkhorn":
+            raise NotImplementedError("the notebook's Sinkhorn fallback has no masks")
+        from attnnorm._reference import visible
+        row = s.ndim == 1
+        s2 = s[None] if row else s
+        vis = np.broadcast_to(visible(*s2.shape[-2:], causal=causal, window=window, mask=mask), s2.shape)
+        out = np.zeros_like(s2)
+        for idx in np.ndindex(s2.shape[:-1]):
+            keep = vis[idx]
+            if keep.any():
+                out[idx + (keep,)] = fn(s2[idx][keep], **params)
+        return out[0] if row else out
+    return wrapped
+
+
+for _k, _f in list(_FB_NORM.items()):
+    _FB_NORM[_k] = _with_masks(_f, _k)
