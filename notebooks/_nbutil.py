@@ -161,7 +161,7 @@ def fb_ssmax(s, c=0.43, **_):
 def fb_softpick(s, eps=1e-8, **_):
     s = np.asarray(s, float)
     m = s.max(-1, keepdims=True)
-    e = np.exp(s - m) - np.exp(-m)
+    e = np.where(np.isfinite(s), np.exp(s - m) - np.exp(-m), 0.0)  # -inf keys contribute nothing
     return np.maximum(e, 0.0) / (np.abs(e).sum(-1, keepdims=True) + eps)
 
 
@@ -273,3 +273,13 @@ def _with_masks(fn, name):
 
 for _k, _f in list(_FB_NORM.items()):
     _FB_NORM[_k] = _with_masks(_f, _k)
+
+
+def fb_cheap_linear_attention(q, k, v, causal=False, **_):
+    """o_i = sum_j (q_i . k_j) v_j (no normalisation), i.e. q_i^T C with C = sum_j k_j v_j^T."""
+    q, k, v = (np.asarray(x, float) for x in (q, k, v))
+    s = q @ np.swapaxes(k, -1, -2)
+    if causal:
+        n, m = s.shape[-2:]
+        s = s * (np.arange(m)[None, :] <= np.arange(n)[:, None] + (m - n))
+    return s @ v
