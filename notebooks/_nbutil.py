@@ -275,11 +275,21 @@ for _k, _f in list(_FB_NORM.items()):
     _FB_NORM[_k] = _with_masks(_f, _k)
 
 
-def fb_cheap_linear_attention(q, k, v, causal=False, **_):
-    """o_i = sum_j (q_i . k_j) v_j (no normalisation), i.e. q_i^T C with C = sum_j k_j v_j^T."""
-    q, k, v = (np.asarray(x, float) for x in (q, k, v))
+def fb_cheap_linear_attention(h, q, causal=False, **_):
+    """r_i = H^T (H q_i) = C q_i with C = sum_j h_j h_j^T (no normalisation)."""
+    h, q = np.asarray(h, float), np.asarray(q, float)
+    k = v = h
     s = q @ np.swapaxes(k, -1, -2)
     if causal:
         n, m = s.shape[-2:]
         s = s * (np.arange(m)[None, :] <= np.arange(n)[:, None] + (m - n))
     return s @ v
+
+
+def fb_log_attention(q, k, v, causal=False, **_):
+    """[exp(Q) exp(K)^T / rowsum] V (Heinsen, papers.md A8), quadratic NumPy form."""
+    q, k, v = (np.asarray(x, float) for x in (q, k, v))
+    w = np.exp(q - q.max()) @ np.exp(k - k.max()).T
+    if causal:
+        w = np.tril(w)
+    return (w / w.sum(-1, keepdims=True)) @ v

@@ -31,8 +31,8 @@ column_residual = nbu.impl("column_residual", nbu.fb_column_residual)
 
 
 def resid(f, a):
-    """max over rows (or columns) of the absolute residual, whatever the diagnostic's layout."""
-    return float(np.max(np.abs(np.asarray(f(a)))))
+    """max-norm residual (ord=inf) of the rows or columns."""
+    return float(np.max(np.abs(np.asarray(f(a, ord=np.inf)))))
 
 # %% [markdown]
 # ## The toy set-up of `plot_normalizations.py`

@@ -14,7 +14,7 @@
 # that this equals the unnormalised quadratic form exactly and costs O(k²) per lookup.
 #
 # attnnorm functions: `softpick`, `softmax`, `stochastic_softmax(trials=N, seed=…)`,
-# `cheap_linear_attention(q, k, v, causal=…)`.
+# `cheap_linear_attention(h, q, causal=…)`.
 
 # %%
 # Parameters: edit for larger runs
@@ -98,8 +98,8 @@ plt.show()
 # %%
 h = rng.normal(size=(T_SEQ, D_HID)) / np.sqrt(D_HID)
 q = rng.normal(size=(T_SEQ, D_HID))
-full = cheap_linear_attention(q, h, h)                  # keys = values = hidden states, as in #19
-causal = cheap_linear_attention(q, h, h, causal=True)
+full = cheap_linear_attention(h, q)                     # r = Hᵀ(Hq): keys = values = hidden states
+causal = cheap_linear_attention(h, q, causal=True)
 quad_full = (q @ h.T) @ h                               # Hᵀ(Hq) for every query
 quad_causal = np.tril(q @ h.T) @ h
 C = np.zeros((D_HID, D_HID)); incr = np.empty_like(q)
