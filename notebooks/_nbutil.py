@@ -293,3 +293,44 @@ def fb_log_attention(q, k, v, causal=False, **_):
     if causal:
         w = np.tril(w)
     return (w / w.sum(-1, keepdims=True)) @ v
+
+
+def fb_zeros_weights(s, gate_linear, gate_softmax, causal=True, **_):
+    """Explicit ZeroS weights r_{t,i} (papers.md A9), causal, n = m."""
+    s = np.asarray(s, float)
+    m = s.shape[-1]
+    r = np.zeros((m, m))
+    for t in range(m):
+        si = s[:t + 1]; tt = t + 1
+        p = np.exp(si - si.max()); p /= p.sum()
+        dev = (si - si.mean()) / tt
+        r[t, :tt] = gate_linear * dev + gate_softmax * (p - 1.0 / tt - dev)
+    return r
+
+
+def fb_zeros_attention(q, k, v, s, gate_linear, gate_softmax, causal=True, **_):
+    r = fb_zeros_weights(s, gate_linear, gate_softmax)
+    return (r * (np.asarray(q, float) @ np.asarray(k, float).T)) @ np.asarray(v, float)
+
+
+def fb_soft_kernel(q, **_):
+    q = np.asarray(q, float)
+    d2 = ((q[:, None, :] - q[None, :, :]) ** 2).sum(-1)
+    return np.exp(-d2 / (2 * np.sqrt(q.shape[-1])))
+
+
+def fb_soft_attention(q, v, landmarks=None, *, n_landmarks=None, newton_iters=20, return_residuals=False, **_):
+    """Nyström + Newton-Schulz (papers.md A11) with segment-mean landmarks."""
+    q, v = np.asarray(q, float), np.asarray(v, float)
+    L = n_landmarks or min(len(q), 64)
+    lm = np.stack([seg.mean(0) for seg in np.array_split(q, L)]) if landmarks is None else np.asarray(landmarks, float)
+    c = 2 * np.sqrt(q.shape[-1])
+    A = np.exp(-((q[:, None] - lm[None]) ** 2).sum(-1) / c)
+    B = np.exp(-((lm[:, None] - lm[None]) ** 2).sum(-1) / c)
+    Vk = 2.0 / np.abs(B).sum(0).max() ** 2 * B
+    res = []
+    for _ in range(newton_iters):
+        Vk = 2 * Vk - Vk @ B @ Vk
+        res.append(np.linalg.norm(np.eye(len(B)) - B @ Vk))
+    out = A @ (Vk @ (A.T @ v))
+    return (out, np.array(res)) if return_residuals else out
