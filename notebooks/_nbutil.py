@@ -334,3 +334,32 @@ def fb_soft_attention(q, v, landmarks=None, *, n_landmarks=None, newton_iters=20
         res.append(np.linalg.norm(np.eye(len(B)) - B @ Vk))
     out = A @ (Vk @ (A.T @ v))
     return (out, np.array(res)) if return_residuals else out
+
+
+def fb_attention_norms(a, fx, **_):
+    return np.abs(np.asarray(a, float)) * np.linalg.norm(np.asarray(fx, float), axis=-1)[..., None, :]
+
+
+def fb_mixing_ratios(a, fx, x, *, gamma=None, beta=None, eps=1e-12, return_vectors=False, **_):
+    """Kobayashi et al. 2021 (papers.md B9), NumPy: per-pair vectors and mixing ratios."""
+    from collections import namedtuple
+    a, fx, x = (np.asarray(t, float) for t in (a, fx, x))
+    H, n, _ = a.shape
+    e = x.shape[-1]
+    gamma = np.ones(e) if gamma is None else np.asarray(gamma, float)
+    beta = np.zeros(e) if beta is None else np.asarray(beta, float)
+    w = np.einsum("hij,hje->ije", a, fx)                        # Attn vectors
+    v = w + np.eye(n)[:, :, None] * x[:, None, :]               # AttnRes vectors
+    pre = v.sum(1)                                              # y_i + x_i
+    sd = np.sqrt(pre.var(-1) + eps)
+    g = gamma * (v - v.mean(-1, keepdims=True)) / sd[:, None, None]
+    eye = np.eye(n, dtype=bool)
+
+    def ratio(t):
+        mix = np.linalg.norm(np.where(eye[:, :, None], 0.0, t).sum(1), axis=-1)
+        own = np.linalg.norm(t[eye], axis=-1)
+        return mix / (mix + own)
+    vec = {"attn": w, "attn_res": v, "attn_res_ln": g,
+           "ln_out": gamma * (pre - pre.mean(-1, keepdims=True)) / sd[:, None] + beta} if return_vectors else None
+    MR = namedtuple("MixingRatios", ["attn", "attn_res", "attn_res_ln", "vectors"])
+    return MR(ratio(w), ratio(v), ratio(g), vec)
