@@ -99,7 +99,243 @@ def softmax(scores, *, temperature=1.0, mask=None, causal=False, window=None,
 
 
 # ---- section: softmax family and elementwise maps (H1) ----
-_H1_NORMALIZERS = []
+# Formulas: papers.md section A; kernels in csrc/normalizers.c.  n_i-dependent
+# defaults (sigmoid's bias, ssmax's log n_i, relu's 1/n_i, polynomial's
+# 1/sqrt(n_i)) are resolved per row in C from the visible length.
+
+
+def _softmax_sink_params(dt, sink=0.0):
+    return (real_param("sink", sink, dtype=dt),), ()
+
+
+def _ssmax_params(dt, c=0.43):
+    return (real_param("c", c, dtype=dt, nonneg=True, allow_inf=False),), ()
+
+
+def _sigmoid_params(dt, bias=None):
+    if bias is None:
+        return (np.zeros((), dtype=dt),), (np.ones((), dtype=np.int64),)
+    return (real_param("bias", bias, dtype=dt, allow_inf=False),), (np.zeros((), dtype=np.int64),)
+
+
+def _relu_params(dt, power=1):
+    return (real_param("power", power, dtype=dt, positive=True, allow_inf=False),), ()
+
+
+def _polynomial_params(dt, power=3):
+    p = real_param("power", power, positive=True, allow_inf=False)
+    if np.any(p != np.round(p)):
+        raise ValueError(f"power must be a positive integer (s^p is then defined for "
+                         f"negative scores); got {power!r}")
+    if np.any(p > 2 ** 24):
+        raise ValueError(f"power must be <= 2**24; got {power!r}")
+    return (p.astype(dt),), ()
+
+
+def _softpick_params(dt, eps=1e-8):
+    return (real_param("eps", eps, dtype=dt, positive=True, allow_inf=False),), ()
+
+
+def _nap_params(dt, gain=1.0, bias=0.0, eps=1e-3):
+    return (real_param("gain", gain, dtype=dt, allow_inf=False),
+            real_param("bias", bias, dtype=dt, allow_inf=False),
+            real_param("eps", eps, dtype=dt, positive=True, allow_inf=False)), ()
+
+
+def _affine_softmax_params(dt, a=1.0, b=0.0):
+    """Validated a and b.  NOTE: these are per-row ``(n)`` core operands of the
+    gufunc (not ``()``): callers broadcast them with :func:`_rowparam_operand`."""
+    return (real_param("a", a, dtype=dt, allow_inf=False),
+            real_param("b", b, dtype=dt, allow_inf=False)), ()
+
+
+def _rowparam_operand(name, value, n, lead=()):
+    """A per-query-row parameter as an ``(..., n)`` gufunc operand: scalars
+    and arrays broadcasting against ``lead + (n,)`` (last axis 1 or n)."""
+    arr = np.asarray(value)
+    if arr.ndim == 0:
+        return np.broadcast_to(arr, (n,))
+    try:
+        if arr.shape[-1] not in (1, n):
+            raise ValueError
+        np.broadcast_shapes(arr.shape[:-1], tuple(lead))
+    except ValueError:
+        raise ValueError(f"{name} of shape {arr.shape} does not broadcast against the "
+                         f"scores' (..., n) = {tuple(lead) + (n,)} (one value per query "
+                         f"row; use shape (H, 1) for one value per head)") from None
+    return np.broadcast_to(arr, arr.shape[:-1] + (n,))
+
+
+PARAMS["softmax_sink"] = _softmax_sink_params
+PARAMS["ssmax"] = _ssmax_params
+PARAMS["sigmoid"] = _sigmoid_params
+PARAMS["relu"] = _relu_params
+PARAMS["polynomial"] = _polynomial_params
+PARAMS["softpick"] = _softpick_params
+PARAMS["nap"] = _nap_params
+PARAMS["affine_softmax"] = _affine_softmax_params
+
+
+def softmax_sink(scores, *, sink=0.0, mask=None, causal=False, window=None,
+                 empty="zero", out=None, axes=None):
+    """Softmax with an attention sink in the denominator (softmax_1 at sink=0).
+
+    ``a_j = exp(s_j) / (exp(sink) + sum_k exp(s_k))`` over the visible keys
+    (attention sinks, papers.md A / #4), computed with ``max(max s, sink)``
+    subtracted.  Rows sum to less than 1; the rest is the sink's mass.
+    ``sink`` may be an array broadcasting against the leading axes.
+
+    Limits: ``sink=-inf`` is exactly :func:`softmax`; ``sink=+inf`` gives zeros
+    (with ``+inf`` scores, the sink and each ``+inf`` score share the mass);
+    ``+inf`` scores share the mass equally; a row of ``-inf`` scores with a
+    finite sink gives zeros (the sink takes the mass; it is not an empty row,
+    so ``empty`` applies only to rows with no visible key, or to ``-inf`` rows
+    when ``sink=-inf``); NaN in a row gives a NaN row.
+    """
+    reals, ints = _softmax_sink_params(real_dtype_of(scores), sink=sink)
+    return _run(_core.softmax_sink, "softmax_sink", scores, reals, ints, mask=mask,
+                causal=causal, window=window, empty=empty, out=out, axes=axes)
+
+
+def ssmax(scores, *, c=0.43, mask=None, causal=False, window=None,
+          empty="zero", out=None, axes=None):
+    """Scalable-Softmax: ``softmax(c * log(n_i) * s)`` over the visible keys.
+
+    ``n_i`` is the number of keys query ``i`` sees after masking (Nakanishi
+    2025; papers.md A0 and #11).  ``c >= 0`` finite (default 0.43, the
+    scalable-softmax package's default) may be an array broadcasting against
+    the leading axes (one per head).
+
+    With ``n_i = 1`` (or ``c = 0``) the multiplier is ``log 1 = 0``: the result
+    is its limit as the multiplier goes to 0 from above, uniform over the finite
+    scores (weight 1 for a single key), 0 for ``-inf`` scores.  Otherwise the
+    limits are softmax's: ``+inf`` scores share the mass, a row of ``-inf`` is
+    empty, NaN gives a NaN row.
+    """
+    reals, ints = _ssmax_params(real_dtype_of(scores), c=c)
+    return _run(_core.ssmax, "ssmax", scores, reals, ints, mask=mask, causal=causal,
+                window=window, empty=empty, out=out, axes=axes)
+
+
+def sigmoid(scores, *, bias=None, mask=None, causal=False, window=None,
+            empty="zero", out=None, axes=None):
+    """Sigmoid attention: ``a_j = sigma(s_j + b)`` elementwise, no normalisation.
+
+    ``bias=None`` uses ``b = -log(n_i)`` per row, with ``n_i`` the number of
+    visible keys (papers.md A4, #9: then ``sigma(s - log n) ~ e^s / n``);
+    otherwise ``bias`` is a finite number or an array broadcasting against the
+    leading axes.  ``sigma(v)`` is computed as ``exp(-softplus(-v))`` in the
+    overflow-free form.  Masked keys get 0; a row of ``-inf`` scores is all 0
+    (not an empty row: ``empty`` applies to rows with no visible key).
+    """
+    reals, ints = _sigmoid_params(real_dtype_of(scores), bias=bias)
+    return _run(_core.sigmoid, "sigmoid", scores, reals, ints, mask=mask, causal=causal,
+                window=window, empty=empty, out=out, axes=axes)
+
+
+def relu(scores, *, power=1, mask=None, causal=False, window=None,
+         empty="zero", out=None, axes=None):
+    """ReLU attention: ``a_j = max(s_j, 0)**power / n_i`` (papers.md A12, #4).
+
+    ``power > 0`` (finite; may be an array over the leading axes).  ``n_i`` is
+    the row's visible length.  No normalisation: a row of non-positive or
+    ``-inf`` scores is all 0 (not an empty row); ``+inf`` gives ``+inf``; NaN
+    stays NaN (in its own row).
+    """
+    reals, ints = _relu_params(real_dtype_of(scores), power=power)
+    return _run(_core.relu, "relu", scores, reals, ints, mask=mask, causal=causal,
+                window=window, empty=empty, out=out, axes=axes)
+
+
+def polynomial(scores, *, power=3, mask=None, causal=False, window=None,
+               empty="zero", out=None, axes=None):
+    """Polynomial attention: ``a_j = s_j**power / sqrt(n_i)`` (papers.md A3, #3).
+
+    ``power`` must be a positive integer (``3``, the paper's default, or e.g.
+    ``1``; a float such as ``3.0`` is accepted): the power is then defined for
+    negative scores and odd powers keep the sign.  Non-integer powers raise
+    ValueError rather than giving NaN for negative scores.  Weights may be
+    negative and do not sum to 1; no max subtraction (papers.md A3), so large
+    scores overflow to ``+-inf`` as the formula does.
+    """
+    reals, ints = _polynomial_params(real_dtype_of(scores), power=power)
+    return _run(_core.polynomial, "polynomial", scores, reals, ints, mask=mask,
+                causal=causal, window=window, empty=empty, out=out, axes=axes)
+
+
+def softpick(scores, *, eps=1e-8, mask=None, causal=False, window=None,
+             empty="zero", out=None, axes=None):
+    """Softpick: ``ReLU(e^s_j - 1) / (sum_k |e^s_k - 1| + eps)`` (papers.md A13).
+
+    Computed in the stable form of the reference code with ``m = max s``:
+    ``ReLU(e^(s_j-m) - e^-m) / (sum_{k: s_k finite} |e^(s_k-m) - e^-m| + eps)``
+    (so ``eps`` acts on the rescaled denominator).  ``eps > 0``.  Rows sum to
+    at most 1 and are exactly 0 where ``s <= 0``; a row with ``max s <= 0``
+    (including all ``-inf``) is all 0, not an empty row.  ``+inf`` scores share
+    the mass equally; NaN gives a NaN row.
+    """
+    reals, ints = _softpick_params(real_dtype_of(scores), eps=eps)
+    return _run(_core.softpick, "softpick", scores, reals, ints, mask=mask,
+                causal=causal, window=window, empty=empty, out=out, axes=axes)
+
+
+def nap(scores, *, gain=1.0, bias=0.0, eps=1e-3, mask=None, causal=False, window=None,
+        empty="zero", out=None, axes=None):
+    """Normalized Attention Pooling: ``g (s_j - mu) / (sigma + eps) + b``.
+
+    ``mu`` and ``sigma`` are the mean and *population* standard deviation of
+    the row's visible scores (papers.md A1, the title paper); masked keys get 0
+    (``b`` is added to visible keys only).  ``gain``, ``bias`` (finite) and
+    ``eps > 0`` may be arrays broadcasting against the leading axes (one per
+    head).  Weights are signed and sum to ``n_i * b``.
+
+    Limits: with infinite scores the result is the standardisation of their
+    signs (``+1`` for ``+inf``, ``-1`` for ``-inf``, 0 for finite scores), its
+    limit as they grow; a constant row (e.g. all ``-inf``) gives ``b``.  NaN
+    gives a NaN row.
+    """
+    reals, ints = _nap_params(real_dtype_of(scores), gain=gain, bias=bias, eps=eps)
+    return _run(_core.nap, "nap", scores, reals, ints, mask=mask, causal=causal,
+                window=window, empty=empty, out=out, axes=axes)
+
+
+def _query_layout(scores, axes):
+    """(lead, n) of the scores in the (query, key)-last layout."""
+    shape = np.shape(scores)
+    if len(shape) <= 1:
+        return (), 1
+    if axes is not None:
+        try:
+            qa, ka = axes[0]
+            order = [i for i in range(len(shape)) if i not in
+                     (qa % len(shape), ka % len(shape))]
+            return tuple(shape[i] for i in order), shape[qa]
+        except (TypeError, IndexError, ValueError):
+            raise ValueError(f"axes must be [(q_axis, k_axis), (q_axis, k_axis)]; got {axes!r}") from None
+    return tuple(shape[:-2]), shape[-2]
+
+
+def affine_softmax(scores, *, a=1.0, b=0.0, mask=None, causal=False, window=None,
+                   empty="zero", out=None, axes=None):
+    """Affine-scaled softmax: ``a_i * softmax(s)_j + b_i`` (papers.md A2, #2).
+
+    ``a`` and ``b`` are finite scalars or arrays broadcasting against
+    ``(..., n)``: one value per query row, leading axes for per-head values
+    (for scores ``(B, H, n, m)`` a per-head ``a`` has shape ``(H, 1)``).  With
+    ``axes=``, ``(..., n)`` is the layout with the query axis last.  Masked keys
+    stay exactly 0 (``b`` is added to visible keys only).  A row of ``-inf``
+    scores is empty, as for softmax; ``a=1, b=0`` is exactly :func:`softmax`.
+    """
+    dt = real_dtype_of(scores)
+    (a_arr, b_arr), ints = _affine_softmax_params(dt, a=a, b=b)
+    lead, n = _query_layout(scores, axes)
+    reals = (_rowparam_operand("a", a_arr, n, lead), _rowparam_operand("b", b_arr, n, lead))
+    return _run(_core.affine_softmax, "affine_softmax", scores, reals, ints, mask=mask,
+                causal=causal, window=window, empty=empty, out=out, axes=axes)
+
+
+_H1_NORMALIZERS = [softmax_sink, ssmax, sigmoid, relu, polynomial, softpick, nap,
+                   affine_softmax]
 # ---- end section H1 ----
 
 

@@ -89,6 +89,157 @@ def softmax(scores, *, temperature=1.0, mask=None, causal=False, window=None, em
 # ---- section: more normalizers (softmax family and elementwise maps) ----
 # (helper H1 writes here)
 
+
+def _lead_param(p):
+    """A () parameter (scalar or per-head array over the leading axes) shaped
+    to broadcast against (..., n, m)."""
+    return np.asarray(p, dtype=np.float64)[..., None, None]
+
+
+def _nan_rows(s, vis):
+    return np.isnan(np.where(vis, s, 0.0)).any(axis=-1)
+
+
+def _share_posinf(z, vis, extra=0.0):
+    """Weights of the +inf limit: each visible +inf score gets 1/(count + extra)."""
+    inf = vis & np.isposinf(z)
+    return inf / (inf.sum(axis=-1, keepdims=True) + extra)
+
+
+def softmax_sink(scores, *, sink=0.0, mask=None, causal=False, window=None, empty="zero"):
+    """a_j = exp(s_j) / (exp(sink) + sum_k exp(s_k)) over visible keys, computed
+    with M = max(max s, sink) subtracted; +inf limits shared equally."""
+    s, vis, row = _prepare(scores, causal, window, mask)
+    sk = _lead_param(sink)
+    z = np.where(vis, s, -np.inf)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        mx = np.max(z, axis=-1, keepdims=True)
+        big = np.maximum(mx, sk)
+        inf_case = np.isposinf(big)
+        shift = np.where(np.isfinite(big), big, 0.0)
+        e = np.where(vis, np.exp(z - shift), 0.0)
+        den = e.sum(axis=-1, keepdims=True) + np.exp(sk - shift)
+        w = e / den
+        w = np.where(inf_case, _share_posinf(z, vis, np.isposinf(sk) * 1.0), w)
+    w = np.array(np.broadcast_to(w, s.shape))
+    has_nan = _nan_rows(s, vis)
+    w[has_nan] = np.nan
+    all_neginf = np.broadcast_to(np.isneginf(big[..., 0]), has_nan.shape)
+    empty_rows = ~has_nan & (all_neginf | ~vis.any(axis=-1))
+    return _finish(w, empty_rows, empty, row)
+
+
+def ssmax(scores, *, c=0.43, mask=None, causal=False, window=None, empty="zero"):
+    """softmax(c * log(n_i) * s) with n_i the visible length; multiplier 0 (n_i = 1)
+    taken as the limit from above (uniform over finite scores)."""
+    s, vis, row = _prepare(scores, causal, window, mask)
+    n_i = n_visible(vis)[..., None]
+    mul = _lead_param(c) * np.log(np.maximum(n_i, 1))
+    z = np.where(vis, s, -np.inf)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        pos = mul > 0
+        zz = np.where(pos, z, np.where(np.isfinite(z), 0.0, z))
+        mx = np.max(zz, axis=-1, keepdims=True)
+        d = zz - np.where(np.isfinite(mx), mx, 0.0)       # <= 0 on finite rows
+        t = np.where(pos, d * np.where(pos, mul, 1.0), d)
+        e = np.where(vis, np.exp(t), 0.0)
+        w = e / e.sum(axis=-1, keepdims=True)
+        w = np.where(np.isposinf(mx), _share_posinf(zz, vis), w)
+    w = np.array(np.broadcast_to(w, s.shape))
+    has_nan = _nan_rows(s, vis)
+    w[has_nan] = np.nan
+    empty_rows = ~has_nan & (np.isneginf(np.max(z, axis=-1)) | ~vis.any(axis=-1))
+    return _finish(w, empty_rows, empty, row)
+
+
+def sigmoid(scores, *, bias=None, mask=None, causal=False, window=None, empty="zero"):
+    """a_j = 1 / (1 + exp(-(s_j + b))), b = -log(n_i) by default; masked keys 0."""
+    s, vis, row = _prepare(scores, causal, window, mask)
+    if bias is None:
+        b = -np.log(np.maximum(n_visible(vis), 1))[..., None]
+    else:
+        b = _lead_param(bias)
+    with np.errstate(over="ignore"):
+        w = np.where(vis, 1.0 / (1.0 + np.exp(-(s + b))), 0.0)
+    return _finish(w, ~vis.any(axis=-1), empty, row)
+
+
+def relu(scores, *, power=1, mask=None, causal=False, window=None, empty="zero"):
+    """a_j = max(s_j, 0)**p / n_i."""
+    s, vis, row = _prepare(scores, causal, window, mask)
+    n_i = np.maximum(n_visible(vis), 1)[..., None]
+    with np.errstate(over="ignore"):
+        w = np.where(vis, np.maximum(s, 0.0) ** _lead_param(power) / n_i, 0.0)
+    return _finish(w, ~vis.any(axis=-1), empty, row)
+
+
+def polynomial(scores, *, power=3, mask=None, causal=False, window=None, empty="zero"):
+    """a_j = s_j**p / sqrt(n_i) (integer p)."""
+    s, vis, row = _prepare(scores, causal, window, mask)
+    n_i = np.maximum(n_visible(vis), 1)[..., None]
+    with np.errstate(over="ignore", invalid="ignore"):
+        w = np.where(vis, np.power(s, _lead_param(power)) / np.sqrt(n_i), 0.0)
+    return _finish(w, ~vis.any(axis=-1), empty, row)
+
+
+def softpick(scores, *, eps=1e-8, mask=None, causal=False, window=None, empty="zero"):
+    """Stable softpick of papers A13 with m = max s:
+    ReLU(e^(s-m) - e^-m) / (sum over finite s of |e^(s-m) - e^-m| + eps)."""
+    s, vis, row = _prepare(scores, causal, window, mask)
+    z = np.where(vis, s, -np.inf)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        m = np.max(z, axis=-1, keepdims=True)
+        mf = np.where(np.isfinite(m), m, 0.0)
+        d = np.exp(z - mf) - np.exp(-mf)
+        num = np.where(vis, np.maximum(d, 0.0), 0.0)
+        den = np.where(vis & np.isfinite(z), np.abs(d), 0.0).sum(axis=-1, keepdims=True)
+        w = num / (den + _lead_param(eps))
+        w = np.where(np.isneginf(m), 0.0, w)
+        w = np.where(np.isposinf(m), _share_posinf(z, vis), w)
+    w = np.array(np.broadcast_to(w, s.shape))
+    has_nan = _nan_rows(s, vis)
+    w[has_nan] = np.nan
+    return _finish(w, ~has_nan & ~vis.any(axis=-1), empty, row)
+
+
+def nap(scores, *, gain=1.0, bias=0.0, eps=1e-3, mask=None, causal=False, window=None,
+        empty="zero"):
+    """a_j = g (s_j - mu) / (sigma + eps) + b with mu, sigma the mean and population
+    std of the visible scores.  Rows with infinite scores: the standardisation of
+    u = +1 (+inf), -1 (-inf), 0 (finite), or b if u is constant."""
+    s, vis, row = _prepare(scores, causal, window, mask)
+    g, b, ep = _lead_param(gain), _lead_param(bias), _lead_param(eps)
+    n_i = np.maximum(n_visible(vis), 1)[..., None]
+    has_inf = (vis & np.isinf(s)).any(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        x = np.where(vis, np.where(has_inf, np.sign(s) * np.isinf(s), s), 0.0)
+        mu = x.sum(axis=-1, keepdims=True) / n_i
+        dev = np.where(vis, x - mu, 0.0)
+        sd = np.sqrt((dev ** 2).sum(axis=-1, keepdims=True) / n_i)
+        finite_w = g * dev / (sd + ep) + b
+        inf_w = np.where(sd > 0, g * dev / sd, 0.0) + b
+        w = np.where(vis, np.where(has_inf, inf_w, finite_w), 0.0)
+    w = np.array(np.broadcast_to(w, s.shape))
+    has_nan = _nan_rows(s, vis)
+    w[has_nan] = np.nan
+    return _finish(w, ~has_nan & ~vis.any(axis=-1), empty, row)
+
+
+def affine_softmax(scores, *, a=1.0, b=0.0, mask=None, causal=False, window=None,
+                   empty="zero"):
+    """a_i * softmax(s)_j + b_i on visible keys (a, b broadcast against (..., n));
+    masked keys 0; rows empty for softmax stay empty."""
+    s, vis, row = _prepare(scores, causal, window, mask)
+    w = softmax(s, mask=vis, empty="zero")
+    av = np.asarray(a, dtype=np.float64)[..., None]
+    bv = np.asarray(b, dtype=np.float64)[..., None]
+    z = np.where(vis, s, -np.inf)
+    has_nan = _nan_rows(s, vis)
+    empty_rows = ~has_nan & np.isneginf(np.max(z, axis=-1))
+    w = np.where(vis, av * w + bv, 0.0)
+    w = np.array(np.broadcast_to(w, np.broadcast_shapes(w.shape, empty_rows.shape + (1,))))
+    return _finish(w, np.broadcast_to(empty_rows, w.shape[:-1]), empty, row)
+
 # ---- end section: softmax family and elementwise maps ----
 
 

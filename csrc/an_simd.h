@@ -21,7 +21,14 @@
     /* y[i] += a * x[i] */                                                    \
     void (*axpy)(T *y, const T *x, an_int n, T a);                            \
     /* sum x[i] * y[i] */                                                     \
-    T (*dot)(const T *x, const T *y, an_int n);
+    T (*dot)(const T *x, const T *y, an_int n);                               \
+    /* (H1) x[i] = sigmoid(x[i] + shift) = 1 / (1 + exp(-(x[i] + shift))),    \
+     * overflow-free: e = exp(-|v|), v >= 0 ? 1/(1+e) : e/(1+e) */            \
+    void (*sigmoid_shift)(T *x, an_int n, T shift);                           \
+    /* (H1) softpick terms: d_i = exp(x[i] - shift) - t; x[i] = max(d_i, 0)  \
+     * where x[i] > 0, else 0 (t = exp(-shift): d_i = 0 there in exact math); \
+     * returns the sum of |d_i| over the x[i] != -inf (shift finite) */       \
+    double (*softpick_terms)(T *x, an_int n, T shift, T t);
 
 typedef struct { AN_VECOPS_FIELDS(float) const char *name; } an_vecops_f;
 typedef struct { AN_VECOPS_FIELDS(double) const char *name; } an_vecops_d;

@@ -109,6 +109,14 @@ AN_NORM_LOOP(double, d)
 
 NORM_DATA(softmax)
 /* ---- NORM_DATA: softmax family and elementwise maps (H1) ---- */
+NORM_DATA(softmax_sink)
+NORM_DATA(ssmax)
+NORM_DATA(sigmoid)
+NORM_DATA(relu)
+NORM_DATA(polynomial)
+NORM_DATA(softpick)
+NORM_DATA(nap)
+NORM_DATA(affine_softmax)
 /* ---- end NORM_DATA H1 ---- */
 
 /* ---- NORM_DATA: sparse, stochastic, Sinkhorn (H2) ---- */
@@ -127,6 +135,22 @@ static const an_gufunc_entry an_gufuncs[] = {
      * nap: reals [gain, bias, eps];
      * affine_softmax: no () params, per-row (n) params [a, b] (nrowp = 2):
      *   sig "(n,m),(n,m),(),(),(),(),(n),(n)->(n,m)", types "TbqqqqTT-T" */
+    NORM_ENTRY(softmax_sink, ",()", "T", "", "",
+        "softmax_sink(scores, mask, causal, wleft, wright, empty, sink) -> weights"),
+    NORM_ENTRY(ssmax, ",()", "T", "", "",
+        "ssmax(scores, mask, causal, wleft, wright, empty, c) -> weights"),
+    NORM_ENTRY(sigmoid, ",(),()", "Tq", "", "",
+        "sigmoid(scores, mask, causal, wleft, wright, empty, bias, use_length_bias) -> weights"),
+    NORM_ENTRY(relu, ",()", "T", "", "",
+        "relu(scores, mask, causal, wleft, wright, empty, power) -> weights"),
+    NORM_ENTRY(polynomial, ",()", "T", "", "",
+        "polynomial(scores, mask, causal, wleft, wright, empty, power) -> weights"),
+    NORM_ENTRY(softpick, ",()", "T", "", "",
+        "softpick(scores, mask, causal, wleft, wright, empty, eps) -> weights"),
+    NORM_ENTRY(nap, ",(),(),()", "TTT", "", "",
+        "nap(scores, mask, causal, wleft, wright, empty, gain, bias, eps) -> weights"),
+    NORM_ENTRY(affine_softmax, ",(n),(n)", "TT", "", "",
+        "affine_softmax(scores, mask, causal, wleft, wright, empty, a, b) -> weights"),
     /* ---- end table H1 ---- */
 
     /* ---- table: sparse, stochastic, Sinkhorn (H2) ----

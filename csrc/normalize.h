@@ -74,7 +74,8 @@ an_int an_row_visible(const an_normmat *M, an_int i, an_int *idx);
  * diagnose) can generate one entry per normalizer: X(name).  Each helper
  * appends to its own list. */
 #define AN_NORMALIZERS_BASE(X) X(softmax)
-#define AN_NORMALIZERS_H1(X)
+#define AN_NORMALIZERS_H1(X) X(softmax_sink) X(ssmax) X(sigmoid) X(relu) X(polynomial) \
+    X(softpick) X(nap) X(affine_softmax)
 #define AN_NORMALIZERS_H2(X)
 #define AN_ALL_NORMALIZERS(X) AN_NORMALIZERS_BASE(X) AN_NORMALIZERS_H1(X) AN_NORMALIZERS_H2(X)
 

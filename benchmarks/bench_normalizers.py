@@ -1,0 +1,151 @@
+"""Time every normalizer in attnnorm.NORMALIZERS against its NumPy reference
+(attnnorm._reference) and, where one exists, the PyTorch CPU equivalent, in one
+run on the same scores.
+
+    python benchmarks/bench_normalizers.py [--shape 8,1024,1024] [--repeat 5]
+        [--ref-repeat 1] [--threads 2] [--dtype float32] [--only softmax,sigmoid]
+
+Each timing is the median of its repetitions (for attnnorm and torch the first
+call is a warm-up and is not timed; the NumPy references are not warmed up).  Ratios > 1 mean attnnorm is faster.  The NumPy references are
+plain float64 code written for clarity, so they are slow: --ref-repeat (default
+1) times them fewer times.  torch and the entmax package are imported lazily
+and skipped if missing; torch uses the same number of threads.
+"""
+import argparse
+import math
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
+import attnnorm as an  # noqa: E402
+from attnnorm import _reference as ref  # noqa: E402
+
+# keyword arguments for normalizers whose defaults do not make a call on their own
+CALL_KW = {"stochastic_softmax": {"trials": 64, "seed": 0}}
+
+
+def _torch_equivalents(torch, m):
+    """name -> function(tensor) -> tensor: the PyTorch eager code a user would
+    write (no mask: n_i = m for every row).  Only what exists is returned."""
+    F = torch.nn.functional
+    log_m = math.log(m)
+    eq = {
+        "softmax": lambda t: torch.softmax(t, dim=-1),
+        "sigmoid": lambda t: torch.sigmoid(t - log_m),
+        "ssmax": lambda t: torch.softmax((0.43 * log_m) * t, dim=-1),
+        "relu": lambda t: F.relu(t) / m,
+        "polynomial": lambda t: t ** 3 / math.sqrt(m),
+        "affine_softmax": lambda t: 1.0 * torch.softmax(t, dim=-1) + 0.0,
+    }
+
+    def softmax_sink(t, sink=0.0):
+        mx = torch.clamp(t.amax(dim=-1, keepdim=True), min=sink)
+        e = torch.exp(t - mx)
+        return e / (e.sum(dim=-1, keepdim=True) + torch.exp(sink - mx))
+
+    def softpick(t, eps=1e-8):
+        mx = t.amax(dim=-1, keepdim=True)
+        d = torch.exp(t - mx) - torch.exp(-mx)
+        den = torch.where(t.isfinite(), d.abs(), 0).sum(dim=-1, keepdim=True)
+        return F.relu(d) / (den + eps)
+
+    def nap(t, gain=1.0, bias=0.0, eps=1e-3):
+        mu = t.mean(dim=-1, keepdim=True)
+        sd = t.std(dim=-1, keepdim=True, unbiased=False)
+        return gain * (t - mu) / (sd + eps) + bias
+
+    eq.update(softmax_sink=softmax_sink, softpick=softpick, nap=nap)
+    try:
+        import entmax
+        eq["sparsemax"] = lambda t: entmax.sparsemax(t, dim=-1)
+        eq["entmax"] = lambda t: entmax.entmax15(t, dim=-1)
+    except ImportError:
+        pass
+    return eq
+
+
+def _median_time(f, repeat, warmup=True):
+    if warmup:
+        f()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--shape", default="8,1024,1024", help="scores shape (..., n, m)")
+    ap.add_argument("--repeat", type=int, default=5, help="timed runs of attnnorm and torch")
+    ap.add_argument("--ref-repeat", type=int, default=1, help="timed runs of the NumPy reference")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    ap.add_argument("--only", default="", help="comma-separated subset of names")
+    ap.add_argument("--no-ref", action="store_true", help="skip the NumPy references")
+    ap.add_argument("--no-torch", action="store_true", help="skip PyTorch")
+    args = ap.parse_args(argv)
+
+    shape = tuple(int(x) for x in args.shape.split(","))
+    m = shape[-1]
+    rng = np.random.default_rng(0)
+    s = rng.normal(size=shape).astype(args.dtype)
+    an.set_num_threads(args.threads)
+
+    torch_eq, ts = {}, None
+    if not args.no_torch:
+        try:
+            import torch
+            torch.set_num_threads(args.threads)
+            torch_eq = _torch_equivalents(torch, m)
+            ts = torch.from_numpy(s)
+        except ImportError:
+            print("torch not installed: torch column skipped")
+
+    names = list(an.NORMALIZERS)
+    if args.only:
+        names = [x for x in args.only.split(",") if x in an.NORMALIZERS]
+
+    print(f"scores {shape} {args.dtype}, threads={args.threads}, simd={an.simd_path()}, "
+          f"repeat={args.repeat}, ref-repeat={args.ref_repeat}")
+    head = f"{'normalizer':<20}{'attnnorm ms':>12}{'numpy ms':>11}{'torch ms':>10}" \
+           f"{'numpy/an':>10}{'torch/an':>10}"
+    print(head)
+    print("-" * len(head))
+    for name in names:
+        f = an.NORMALIZERS[name]
+        kw = CALL_KW.get(name, {})
+        out = np.empty_like(s)
+        try:
+            t_an = _median_time(lambda: f(s, out=out, **kw), args.repeat)
+        except Exception as exc:  # a normalizer that cannot run with defaults
+            print(f"{name:<20}  skipped: {type(exc).__name__}: {exc}")
+            continue
+        t_np = t_t = None
+        rf = getattr(ref, name, None)
+        if rf is not None and not args.no_ref:
+            try:
+                t_np = _median_time(lambda: rf(s, **kw), args.ref_repeat, warmup=False)
+            except Exception as exc:
+                print(f"  ({name}: reference failed: {type(exc).__name__}: {exc})")
+        if name in torch_eq and ts is not None:
+            tf = torch_eq[name]
+            t_t = _median_time(lambda: tf(ts), args.repeat)
+
+        def ms(t):
+            return f"{1e3 * t:.1f}" if t is not None else "-"
+
+        def ratio(t):
+            return f"{t / t_an:.2f}" if t is not None else "-"
+
+        print(f"{name:<20}{ms(t_an):>12}{ms(t_np):>11}{ms(t_t):>10}"
+              f"{ratio(t_np):>10}{ratio(t_t):>10}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
