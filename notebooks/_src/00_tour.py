@@ -50,12 +50,11 @@ fig, axes = plt.subplots(rows, cols, figsize=(14, 2.7 * rows), constrained_layou
 for ax, name in zip(axes.ravel(), NAMES):
     w = W[name]
     lim = np.max(np.abs(w))
-    im = ax.imshow(w, cmap="RdBu_r", vmin=-lim, vmax=lim); ax.grid(False)
-    ax.set_title(name); ax.set_xlabel("key"); ax.set_ylabel("query")
-    fig.colorbar(im, ax=ax, shrink=0.75)
+    ax.imshow(w, cmap="RdBu_r", vmin=-lim, vmax=lim); ax.grid(False)
+    ax.set_title(f"{name}\n(colour scale ±{lim:.2g})", fontsize=9); ax.set_xlabel("key"); ax.set_ylabel("query")
 for ax in axes.ravel()[len(NAMES):]:
     ax.axis("off")
-fig.suptitle("weights on the same scores (red > 0, blue < 0; each panel its own scale)")
+fig.suptitle("weights on the same scores (red > 0, blue < 0, white 0; each panel its own scale)")
 plt.show()
 
 # %% [markdown]
