@@ -118,10 +118,8 @@ plt.show()
 # scale).
 
 # %%
-available = [name for name in ALTERNATIVES if name in attnnorm.NORMALIZERS]
-missing = [name for name in ALTERNATIVES if name not in attnnorm.NORMALIZERS]
-if missing:
-    print("NOTE: not in this build of attnnorm (left out below):", missing)
+available = [name for name in ALTERNATIVES if name in attnnorm.NORMALIZERS or name in nbu._FB_NORM]
+NORM = {name: nbu.normalizer_fn(name) for name in available}
 l_star, h_star = np.unravel_index(np.argmax(sink0), sink0.shape)
 sc = runs[0]["scores"][l_star][h_star]
 toks = runs[0]["tokens"]
@@ -129,7 +127,7 @@ cols = 5
 rows = int(np.ceil(len(available) / cols))
 fig, axes = plt.subplots(rows, cols, figsize=(13, 2.9 * rows), constrained_layout=True, squeeze=False)
 for ax, name in zip(axes.ravel(), available):
-    w = attnnorm.NORMALIZERS[name](sc)
+    w = NORM[name](sc)
     im = ax.imshow(w, cmap="viridis"); ax.grid(False)
     ax.set_title(name); ax.set_xlabel("key"); ax.set_ylabel("query")
     fig.colorbar(im, ax=ax, shrink=0.7)
@@ -147,7 +145,7 @@ plt.show()
 stats = {name: {"rowsum": np.zeros(L), "sink": np.zeros(L), "zeros": np.zeros(L), "ent": np.zeros(L)}
          for name in available}
 for name in available:
-    f = attnnorm.NORMALIZERS[name]
+    f = NORM[name]
     for r in runs:
         for l, sc_l in enumerate(r["scores"]):
             w = np.asarray(f(sc_l))
@@ -176,8 +174,9 @@ plt.show()
 # Softmax heads of this model spread their mass widely in the first layer and concentrate on
 # special tokens deeper in the network; the sink rate below is the fraction of heads that put
 # more than ε of their mass on [CLS]. The sparse normalisers zero out a large share of the weights
-# on the very same scores, and softpick / ReLU (no unit-sum constraint) put far less absolute mass
-# on key 0. The numbers are printed by the cell below (computed, not typed).
+# on the very same scores; the variants without a unit-sum constraint (sigmoid, ReLU, softpick, NAP)
+# change both the total mass and the absolute mass on key 0, each in its own direction. The numbers
+# are printed by the cell below (computed, not typed).
 
 # %%
 rate0 = float((sink0 > SINK_EPS).mean())
