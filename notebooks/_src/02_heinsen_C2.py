@@ -16,7 +16,8 @@
 # %%
 # Parameters: edit for larger runs
 N_TOK, D_KEY, D_VAL, CHUNK = 10, 4, 4, 3
-TIMING_NS = [128, 256, 512, 1024, 2048]
+TIMING_NS = [128, 256, 512, 1024, 2048]          # quadratic form
+LINEAR_NS = [1024, 4096, 16384, 65536]           # log_attention only
 TIMING_D = 16
 SEED = 0
 
@@ -72,7 +73,8 @@ print(f"values of any sign: max abs diff {err_neg:.1e}")
 # %% [markdown]
 # ## Cost against sequence length
 # Wall-clock time of the causal `log_attention` (O(n·d·e)) against the quadratic NumPy form
-# (scores, masked softmax, product: O(n²·d)). Timings on a shared machine are noisy; the slope is the
+# (scores, masked softmax, product: O(n²·d)); the linear form is timed at longer lengths, where its
+# per-call overhead no longer dominates. Timings on a shared machine are noisy; the slope is the
 # point, not the absolute numbers.
 
 # %%
@@ -82,18 +84,24 @@ def best_time(f, reps=2):
         t0 = time.perf_counter(); f(); t.append(time.perf_counter() - t0)
     return min(t)
 
+def qkv(n):
+    return (rng.normal(size=(n, TIMING_D)) * 0.3, rng.normal(size=(n, TIMING_D)) * 0.3,
+            rng.normal(size=(n, TIMING_D)))
+
+linear_ns = LINEAR_NS if nbu.SOURCES["log_attention"] == "attnnorm (C)" else TIMING_NS  # the fallback is quadratic
 t_lin, t_quad = [], []
-for n in TIMING_NS:
-    q = rng.normal(size=(n, TIMING_D)) * 0.3; k = rng.normal(size=(n, TIMING_D)) * 0.3
-    v = rng.normal(size=(n, TIMING_D))
+for n in linear_ns:
+    q, k, v = qkv(n)
     t_lin.append(best_time(lambda: log_attention(q, k, v, causal=True)))
+for n in TIMING_NS:
+    q, k, v = qkv(n)
     t_quad.append(best_time(lambda: attnnorm.softmax(np.log(np.exp(q) @ np.exp(k).T), causal=True) @ v))
 fig, ax = plt.subplots(figsize=(8, 3.8), constrained_layout=True)
-ax.loglog(TIMING_NS, t_lin, "o-", label="log_attention (causal, linear form)")
+ax.loglog(linear_ns, t_lin, "o-", label="log_attention (causal, linear form)")
 ax.loglog(TIMING_NS, t_quad, "s-", label="quadratic NumPy form")
-ns = np.array(TIMING_NS, float)
-ax.loglog(ns, t_lin[0] * ns / ns[0], "k:", label="∝ n")
-ax.loglog(ns, t_quad[0] * (ns / ns[0]) ** 2, "k--", label="∝ n²")
+nl, nq = np.array(linear_ns, float), np.array(TIMING_NS, float)
+ax.loglog(nl, t_lin[-1] * nl / nl[-1], "k:", label="∝ n")
+ax.loglog(nq, t_quad[0] * (nq / nq[0]) ** 2, "k--", label="∝ n²")
 ax.set_xlabel("sequence length n"); ax.set_ylabel("time (s), best of 2"); ax.legend()
 ax.set_title(f"cost vs length (d = e = {TIMING_D})")
 plt.show()
@@ -108,6 +116,6 @@ plt.show()
 for k_, e in errs.items():
     print(f"measured {k_}: {e:.1e} (claim: allclose, i.e. equal up to rounding)")
 print(f"measured values of both signs: {err_neg:.1e}")
-print(f"measured time slope: log_attention {nbu.loglog_slope(TIMING_NS, t_lin):.2f} (claim: 1, linear), "
+print(f"measured time slope: log_attention {nbu.loglog_slope(linear_ns, t_lin):.2f} (claim: 1, linear), "
       f"quadratic form {nbu.loglog_slope(TIMING_NS, t_quad):.2f} (2)")
 nbu.provenance()
