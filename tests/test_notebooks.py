@@ -4,6 +4,7 @@ The kernel imports attnnorm from the repository root when an in-place build
 (attnnorm/_core*.so) is there, otherwise from the installed package.  Each
 notebook runs with its own directory as the working directory.
 """
+import concurrent.futures
 import glob
 import os
 import pathlib
@@ -29,6 +30,7 @@ EXPECTED = [
 ]
 
 CELL_TIMEOUT = 120  # seconds per cell; the defaults take seconds per notebook
+WORKERS = 2         # notebooks executed at once (kernel start-up overlaps with work)
 
 
 def kernel_env():
@@ -42,6 +44,29 @@ def kernel_env():
     return env
 
 
+def _execute(path):
+    """Run one notebook in its own kernel; return (notebook, error text or None)."""
+    nb = nbformat.read(str(path), as_version=4)
+    client = nbclient.NotebookClient(
+        nb, timeout=CELL_TIMEOUT, kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}})
+    try:
+        client.execute(env=kernel_env())
+    except nbclient.exceptions.CellExecutionError as exc:  # the traceback names the cell
+        return nb, str(exc)
+    except Exception as exc:  # kernel died, timeout, ...
+        return nb, f"{type(exc).__name__}: {exc}"
+    return nb, None
+
+
+@pytest.fixture(scope="module")
+def executed():
+    """Execute every notebook once, WORKERS at a time (each in its own kernel process)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        results = dict(zip(NOTEBOOKS, pool.map(_execute, NOTEBOOKS)))
+    return results
+
+
 def test_every_expected_notebook_exists():
     names = {p.stem for p in NOTEBOOKS}
     missing = [n for n in EXPECTED if n not in names]
@@ -49,17 +74,10 @@ def test_every_expected_notebook_exists():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_executes(path, monkeypatch):
-    for key, value in kernel_env().items():
-        monkeypatch.setenv(key, value)
-    nb = nbformat.read(str(path), as_version=4)
-    client = nbclient.NotebookClient(
-        nb, timeout=CELL_TIMEOUT, kernel_name="python3",
-        resources={"metadata": {"path": str(path.parent)}})
-    try:
-        client.execute()
-    except nbclient.exceptions.CellExecutionError as exc:  # the traceback names the cell
-        pytest.fail(f"{path.name}: a cell raised:\n{exc}", pytrace=False)
+def test_notebook_executes(path, executed):
+    nb, error = executed[path]
+    if error is not None:
+        pytest.fail(f"{path.name}: a cell raised:\n{error}", pytrace=False)
     # every notebook ends with a printed conclusion from its last code cell
     code_cells = [c for c in nb.cells if c.cell_type == "code"]
     assert code_cells, f"{path.name} has no code cell"
