@@ -340,7 +340,209 @@ _H1_NORMALIZERS = [softmax_sink, ssmax, sigmoid, relu, polynomial, softpick, nap
 
 
 # ---- section: sparse, stochastic and Sinkhorn normalizers (H2) ----
-_H2_NORMALIZERS = []
+
+def _run_extra(gufunc, name, scores, reals, ints, return_tau, *, out=None, axes=None, **opts):
+    """_run for the gufuncs with the extra outputs (tau, support).
+
+    ``out`` is the weights array (or, with ``return_tau=True``, optionally a
+    tuple (weights, tau, support)); ``axes`` applies to scores and weights only."""
+    ax_out = None
+    if axes is not None:
+        try:
+            ax_in, ax_out = axes
+        except (TypeError, ValueError):
+            raise ValueError(f"axes must be [(q_axis, k_axis), (q_axis, k_axis)]; got {axes!r}") from None
+        scores = move_axes(np.asarray(scores), ax_in, "scores")
+    outs = None
+    if out is not None:
+        if isinstance(out, tuple):
+            if len(out) != 3:
+                raise ValueError(f"out for {name} must be an array or a tuple (weights, tau, support)")
+            w_out, tau_out, sup_out = out
+        else:
+            w_out, tau_out, sup_out = out, None, None
+        if ax_out is not None:
+            w_out = move_axes(w_out, ax_out, "out")
+        lead = np.shape(w_out)[:-1]
+        if tau_out is None:
+            tau_out = np.empty(lead, dtype=w_out.dtype)
+        if sup_out is None:
+            sup_out = np.empty(lead, dtype=np.int64)
+        outs = (w_out, tau_out, sup_out)
+    w, tau, sup = _run(gufunc, name, scores, reals, ints, out=outs, extra=True, **opts)
+    if ax_out is not None:
+        w = np.moveaxis(w, (-2, -1), ax_out)
+    return (w, tau, sup) if return_tau else w
+
+
+def _sparsemax_params(dt):
+    return (), ()
+
+
+PARAMS["sparsemax"] = _sparsemax_params
+
+
+def sparsemax(scores, *, return_tau=False, mask=None, causal=False, window=None,
+              empty="zero", out=None, axes=None):
+    """Sparsemax: the Euclidean projection of each row onto the simplex.
+
+    ``p_j = max(s_j - tau, 0)`` with the threshold ``tau`` chosen so that the
+    visible weights sum to 1 (Martins & Astudillo 2016; alpha-entmax with
+    alpha = 2, papers.md A6).  Exact: only the candidates ``s_j > max s - 1``
+    can be in the support; the threshold is the sort-based closed form on
+    them (sorted when few, support found without sorting when many).
+
+    ``return_tau=True`` returns ``(weights, tau, support)``: ``tau (..., n)``
+    and ``support (..., n)`` int64, the number of nonzero weights per row.
+    Empty rows have tau NaN and support 0; NaN rows tau NaN; rows with ``+inf``
+    scores share the mass equally among the ``+inf`` entries (tau = +inf).
+    """
+    reals, ints = _sparsemax_params(real_dtype_of(scores))
+    return _run_extra(_core.sparsemax, "sparsemax", scores, reals, ints, return_tau,
+                      mask=mask, causal=causal, window=window, empty=empty, out=out, axes=axes)
+
+
+def _entmax_params(dt, alpha=1.5, n_iter=50):
+    a = real_param("alpha", alpha, dtype=dt, allow_inf=False, minimum=1.0)
+    return (a,), (int_param("n_iter", n_iter, minimum=1),)
+
+
+PARAMS["entmax"] = _entmax_params
+
+
+def entmax(scores, *, alpha=1.5, n_iter=50, return_tau=False, mask=None, causal=False,
+           window=None, empty="zero", out=None, axes=None):
+    """alpha-entmax over the last axis (Peters et al. 2019; ASEntmax, papers.md A6).
+
+    ``p_j = [(alpha - 1) s_j - tau]_+ ** (1 / (alpha - 1))`` with ``tau`` such
+    that the visible weights sum to 1 (the maximiser of ``p.s + H_alpha(p)``,
+    Tsallis entropy).  ``alpha`` (>= 1, may be an array broadcasting against the
+    leading axes):
+
+    * ``alpha == 2``: sparsemax (same code, exact);
+    * ``alpha == 1.5``: exact threshold, the sort-based closed form of
+      ``entmax.entmax15`` (on the candidates ``s_j > max s - 2``);
+    * other ``alpha > 1``: ``n_iter`` bisection steps on tau starting from the
+      bracket given by the row maximum, then renormalised to sum to 1 (as
+      ``entmax.entmax_bisect``).  The power is evaluated as
+      ``exp(log1p(u) / (alpha - 1))`` so the result tends continuously to
+      softmax as ``alpha -> 1``;
+    * ``alpha == 1``: softmax; tau is then the row's log-sum-exp
+      (``p = exp(s - tau)``), not the limit of the formula above.
+
+    ``return_tau=True`` returns ``(weights, tau, support)`` as in
+    :func:`sparsemax`.  ``alpha < 1`` or ``n_iter < 1`` raise ValueError.
+    """
+    reals, ints = _entmax_params(real_dtype_of(scores), alpha=alpha, n_iter=n_iter)
+    return _run_extra(_core.entmax, "entmax", scores, reals, ints, return_tau,
+                      mask=mask, causal=causal, window=window, empty=empty, out=out, axes=axes)
+
+
+_INT64_MIN, _INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+
+
+def _stochastic_softmax_params(dt, trials=100, seed=0):
+    """ints (trials, seed).  Callers append the ``stream`` operand (an int64
+    array of the scores' leading shape numbering the matrices, see
+    :func:`stochastic_softmax`) after these."""
+    t = int_param("trials", trials, minimum=1)
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        sd = np.asarray(seed)
+        if sd.dtype.kind not in "iu":
+            raise ValueError(f"seed must be an integer; got {seed!r}")
+        sd = sd.astype(np.int64)
+    else:
+        if not _INT64_MIN <= int(seed) <= _INT64_MAX:
+            raise ValueError(f"seed must fit in a signed 64-bit integer; got {seed!r}")
+        sd = np.asarray(int(seed), dtype=np.int64)
+    return (), (t, sd)
+
+
+PARAMS["stochastic_softmax"] = _stochastic_softmax_params
+
+
+def stochastic_streams(lead):
+    """The ``stream`` operand of the stochastic_softmax gufunc for scores of
+    leading shape ``lead``: ``arange(prod(lead)).reshape(lead)``, so every
+    matrix of a batch draws from its own stream."""
+    lead = tuple(lead)
+    return np.arange(int(np.prod(lead, dtype=np.int64)), dtype=np.int64).reshape(lead)
+
+
+def stochastic_softmax(scores, *, trials=100, seed=0, mask=None, causal=False, window=None,
+                       empty="zero", out=None, axes=None):
+    """Stochastic softmax (Stochastic Attention #10, papers.md A7).
+
+    ``a~ = c / N`` with ``c ~ Multinomial(N, softmax(s))`` per row and
+    ``N = trials``: unbiased (``E[a~] = softmax(s)``), ``Var[a~_j] =
+    a_j (1 - a_j) / N``, and every weight a multiple of ``1 / N``.
+
+    Reproducible: the draws come from a counter-based generator keyed by
+    ``(seed, matrix index, row)``, so the result depends only on ``seed`` (any
+    signed 64-bit integer, negative ones included) and on the position of the
+    row in the batch, never on the thread count.  Matrix ``k`` of the
+    flattened leading axes uses stream ``k`` (the gufunc takes the streams as
+    an int64 operand after trials and seed; see :func:`stochastic_streams`).
+    Cost O(N + n_i) per row.  ``trials < 1`` raises ValueError.
+    """
+    reals, ints = _stochastic_softmax_params(real_dtype_of(scores), trials=trials, seed=seed)
+    shape = np.shape(scores)
+    if axes is not None:
+        try:
+            ax_in = axes[0]
+            shape = np.moveaxis(np.broadcast_to(np.int8(0), shape), ax_in, (-2, -1)).shape
+        except Exception:
+            pass  # _run reports bad axes
+    lead = shape[:-2] if len(shape) >= 2 else ()
+    if mask is not None and np.ndim(mask) > 2:
+        try:
+            lead = np.broadcast_shapes(lead, np.shape(mask)[:-2])
+        except ValueError:
+            pass  # _run reports the mask that does not broadcast
+    ints = ints + (stochastic_streams(lead),)
+    return _run(_core.stochastic_softmax, "stochastic_softmax", scores, reals, ints, mask=mask,
+                causal=causal, window=window, empty=empty, out=out, axes=axes)
+
+
+def _sinkhorn_params(dt, n_iter=5, eps=1.0):
+    e = real_param("eps", eps, dtype=dt, positive=True, allow_inf=False)
+    if np.any(e <= 0) or not np.all(np.isfinite(e)):
+        raise ValueError(f"eps must be > 0 and finite in {np.dtype(dt).name}; got {eps!r}")
+    return (e,), (int_param("n_iter", n_iter, minimum=1),)
+
+
+PARAMS["sinkhorn"] = _sinkhorn_params
+
+
+def sinkhorn(scores, *, n_iter=5, eps=1.0, mask=None, causal=False, window=None,
+             empty="zero", out=None, axes=None):
+    """Sinkhorn attention (Sinkformers #8, papers.md A5) on each whole (n, m) matrix.
+
+    Log domain: ``K = s / eps``, ``pi = exp(K + f 1' + 1 g')`` from ``f = g = 0``,
+    ``n_iter`` alternating steps starting with the row step
+    ``f_i = log mu_i - LSE_j(K_ij + g_j)``, then the column step
+    ``g_j = log nu_j - LSE_i(K_ij + f_i)``; returns ``A = n_r * pi``.  With
+    uniform marginals ``mu = 1/n_r`` and ``nu = 1/m_c``, rows of A sum to 1
+    after a row step and columns to ``n_r / m_c`` after a column step;
+    ``n_iter=1`` is exactly ``softmax(s / eps)``.
+
+    Masks exclude entries exactly.  ``n_r`` and ``m_c`` count the rows and
+    columns with at least one visible entry: empty rows (fully masked or all
+    ``-inf``) take no part and follow ``empty``.  (With ``causal=True`` this
+    is a Sinkhorn iteration on the causal support with those marginals; it is
+    well defined but, as the plan is forced towards the diagonal, converges
+    slowly.)  A row with NaN among its visible scores is NaN there and is left
+    out of the column step and of ``n_r``.  A row containing ``+inf`` keeps
+    only its ``+inf`` entries with equal scores (the row step's limit).
+    ``n_iter < 1`` or ``eps <= 0`` raise ValueError.  With ``empty="raise"``
+    the error does not name the row.
+    """
+    reals, ints = _sinkhorn_params(real_dtype_of(scores), n_iter=n_iter, eps=eps)
+    return _run(_core.sinkhorn, "sinkhorn", scores, reals, ints, mask=mask, causal=causal,
+                window=window, empty=empty, out=out, axes=axes)
+
+
+_H2_NORMALIZERS = [sparsemax, entmax, stochastic_softmax, sinkhorn]
 # ---- end section H2 ----
 
 

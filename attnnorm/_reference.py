@@ -244,7 +244,158 @@ def affine_softmax(scores, *, a=1.0, b=0.0, mask=None, causal=False, window=None
 
 
 # ---- section: sparse, stochastic and Sinkhorn normalizers ----
-# (helper H2 writes here)
+
+
+def _row_classes(s, vis):
+    """Visible scores z (-inf where masked) and the special rows: NaN rows,
+    rows with +inf, empty rows (nothing visible or all -inf), as booleans."""
+    z = np.where(vis, s, -np.inf)
+    nan_rows = np.isnan(z).any(axis=-1)
+    pinf_rows = ~nan_rows & np.isposinf(z).any(axis=-1)
+    empty_rows = ~nan_rows & np.all(np.isneginf(z), axis=-1)
+    return z, nan_rows, pinf_rows, empty_rows
+
+
+def _special_rows(w, z, vis, nan_rows, pinf_rows):
+    """NaN rows -> NaN on visible entries; +inf rows -> equal share of the +inf entries."""
+    share = np.isposinf(z) / np.maximum(np.isposinf(z).sum(axis=-1, keepdims=True), 1)
+    w = np.where(pinf_rows[..., None], share, w)
+    w = np.where(nan_rows[..., None] & vis, np.nan, w)
+    return w
+
+
+def sparsemax(scores, *, return_tau=False, mask=None, causal=False, window=None, empty="zero"):
+    """Euclidean projection onto the simplex by sorting (Martins & Astudillo 2016):
+    zs = sort(z) descending, k* = max{k : 1 + k zs_k > sum_{j<=k} zs_j},
+    tau = (sum_{j<=k*} zs_j - 1) / k*, p = max(z - tau, 0)."""
+    s, vis, row = _prepare(scores, causal, window, mask)
+    z, nan_rows, pinf_rows, empty_rows = _row_classes(s, vis)
+    ok = ~(nan_rows | pinf_rows | empty_rows)
+    with np.errstate(invalid="ignore", over="ignore"):
+        mx = np.where(ok, np.max(np.where(ok[..., None], z, 0.0), axis=-1), 0.0)
+        d = np.where(ok[..., None], z - mx[..., None], -np.inf)     # shifted, <= 0
+        ds = -np.sort(-d, axis=-1)
+        k = np.arange(1, d.shape[-1] + 1)
+        fin = np.isfinite(ds)
+        cs = np.cumsum(np.where(fin, ds, 0.0), axis=-1)
+        cond = fin & (1.0 + k * ds > cs)
+        kstar = np.maximum(cond.sum(axis=-1), 1)
+        csk = np.take_along_axis(cs, (kstar - 1)[..., None], axis=-1)[..., 0]
+        tau_s = (csk - 1.0) / kstar
+        w = np.where(vis & ok[..., None], np.maximum(d - tau_s[..., None], 0.0), 0.0)
+    w = _special_rows(w, z, vis, nan_rows, pinf_rows)
+    tau = np.where(ok, tau_s + mx, np.where(pinf_rows, np.inf, np.nan))
+    return _sparse_finish(w, tau, empty_rows, empty, row, return_tau)
+
+
+def _sparse_finish(w, tau, empty_rows, empty, row, return_tau):
+    w = _finish(w, empty_rows, empty, False)
+    tau = np.where(empty_rows, np.nan, tau)
+    sup = np.count_nonzero(w, axis=-1).astype(np.int64)
+    sup = np.where(empty_rows, 0, sup)
+    if row:
+        w, tau, sup = w[..., 0, :], tau[..., 0], sup[..., 0]
+    return (w, tau, sup) if return_tau else w
+
+
+def entmax(scores, *, alpha=1.5, n_iter=50, return_tau=False, mask=None, causal=False,
+           window=None, empty="zero"):
+    """alpha-entmax p = [(alpha-1) z - tau]_+^(1/(alpha-1)), sum p = 1, found by
+    64 bisection steps on tau in [-1, 0] after shifting by the row maximum
+    (2^-64 < double resolution; independent of n_iter, which only matters to
+    the C bisection), then renormalised.  alpha = 2 is sparsemax
+    (sorting), alpha = 1 softmax (tau = log-sum-exp).  Scalar alpha only."""
+    alpha = float(alpha)
+    if alpha == 2.0:
+        return sparsemax(scores, return_tau=return_tau, mask=mask, causal=causal,
+                         window=window, empty=empty)
+    s, vis, row = _prepare(scores, causal, window, mask)
+    z, nan_rows, pinf_rows, empty_rows = _row_classes(s, vis)
+    ok = ~(nan_rows | pinf_rows | empty_rows)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore", under="ignore"):
+        mx = np.where(ok, np.max(np.where(ok[..., None], z, 0.0), axis=-1), 0.0)
+        d = np.where(ok[..., None], z - mx[..., None], -np.inf)
+        if alpha == 1.0:
+            e = np.exp(d)
+            tot = e.sum(axis=-1)
+            w = e / np.where(ok, tot, 1.0)[..., None]
+            tau_full = mx + np.log(tot)
+        else:
+            am1 = alpha - 1.0
+            X = am1 * d                                   # max 0; tau in [-1, 0]
+            lo = np.full(mx.shape, -1.0)
+            hi = np.zeros(mx.shape)
+            for _ in range(64):
+                mid = 0.5 * (lo + hi)
+                p = np.maximum(X - mid[..., None], 0.0) ** (1.0 / am1)
+                big = p.sum(axis=-1) >= 1.0
+                lo = np.where(big, mid, lo)
+                hi = np.where(big, hi, mid)
+            tau_s = 0.5 * (lo + hi)
+            p = np.maximum(X - tau_s[..., None], 0.0) ** (1.0 / am1)
+            w = p / np.where(ok, p.sum(axis=-1), 1.0)[..., None]
+            tau_full = tau_s + am1 * mx
+        w = np.where(vis & ok[..., None], w, 0.0)
+    w = _special_rows(w, z, vis, nan_rows, pinf_rows)
+    tau = np.where(ok, tau_full, np.where(pinf_rows, np.inf, np.nan))
+    return _sparse_finish(w, tau, empty_rows, empty, row, return_tau)
+
+
+def stochastic_softmax(scores, *, trials=100, seed=0, mask=None, causal=False, window=None,
+                       empty="zero"):
+    """c / N with c ~ Multinomial(N, softmax(s)) per row, drawn with NumPy's
+    Generator (same distribution as the C kernel, not the same numbers)."""
+    p = softmax(scores, mask=mask, causal=causal, window=window, empty="nan")
+    bad = np.isnan(p).any(axis=-1)
+    rng = np.random.default_rng(seed)
+    pv = np.where(bad[..., None], 0.0, p)
+    pv[~bad] /= pv[~bad].sum(axis=-1, keepdims=True)
+    pv[bad] = 1.0 / pv.shape[-1]
+    c = rng.multinomial(int(trials), pv)
+    w = c / float(trials)
+    w = np.where(bad[..., None], p, w)
+    z = np.asarray(scores, dtype=np.float64)
+    _, vis, _ = _prepare(z, causal, window, mask)
+    vis = vis[0] if z.ndim == 1 else vis
+    empty_rows = bad & ~np.isnan(np.where(vis, np.broadcast_to(z, vis.shape), 0.0)).any(axis=-1)
+    return _finish(w, empty_rows, empty, False)
+
+
+def sinkhorn(scores, *, n_iter=5, eps=1.0, mask=None, causal=False, window=None, empty="zero"):
+    """Log-domain Sinkhorn (Sinkformers, papers.md A5): K = (s - max_j s)/eps, alternate
+    n_iter steps starting with rows, f_i = log(1/n_r) - LSE_j(K_ij + g_j),
+    g_j = log(1/m_c) - LSE_i(K_ij + f_i), A = n_r exp(K + f + g).  n_r, m_c:
+    rows / columns with a visible entry (NaN rows and empty rows excluded);
+    rows with +inf keep their +inf entries at equal scores."""
+    from scipy.special import logsumexp
+
+    s, vis, row = _prepare(scores, causal, window, mask)
+    z, nan_rows, pinf_rows, empty_rows = _row_classes(s, vis)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        used = ~(nan_rows | empty_rows)
+        # shift rows by their maximum before dividing by eps (absorbed by f;
+        # keeps potentials small for huge scores and tiny eps)
+        mx = np.where(used & ~pinf_rows, np.max(np.where(used[..., None], z, 0.0), axis=-1), 0.0)
+        K = np.where(vis, (z - mx[..., None]) / eps, -np.inf)
+        K = np.where(pinf_rows[..., None], np.where(np.isposinf(z), 0.0, -np.inf), K)
+        K = np.where(used[..., None], K, -np.inf)
+        colok = np.isfinite(K).any(axis=-2)
+        n_r = used.sum(axis=-1)
+        m_c = colok.sum(axis=-1)
+        f = np.zeros(K.shape[:-1])
+        g = np.zeros(K.shape[:-2] + K.shape[-1:])
+        for it in range(n_iter):
+            if it % 2 == 0:
+                lse = logsumexp(K + g[..., None, :], axis=-1)
+                f = np.where(used, -np.log(n_r)[..., None] - lse, 0.0)
+            else:
+                lse = logsumexp(K + f[..., :, None], axis=-2)
+                g = np.where(colok, -np.log(m_c)[..., None] - lse, 0.0)
+        A = n_r[..., None, None] * np.exp(K + f[..., :, None] + g[..., None, :])
+        A = np.where(used[..., None], A, 0.0)
+    A = np.where(nan_rows[..., None] & vis, np.nan, A)
+    return _finish(A, empty_rows, empty, row)
+
 
 # ---- end section: sparse, stochastic and Sinkhorn normalizers ----
 

@@ -120,6 +120,10 @@ NORM_DATA(affine_softmax)
 /* ---- end NORM_DATA H1 ---- */
 
 /* ---- NORM_DATA: sparse, stochastic, Sinkhorn (H2) ---- */
+NORM_DATA(sparsemax)
+NORM_DATA(entmax)
+NORM_DATA(stochastic_softmax)
+NORM_DATA(sinkhorn)
 /* ---- end NORM_DATA H2 ---- */
 
 /* ------------------------------------------------------------------------ */
@@ -158,6 +162,14 @@ static const an_gufunc_entry an_gufuncs[] = {
      * entmax: reals [alpha], ints [n_iter], extra outputs;
      * stochastic_softmax: ints [trials, seed, stream] (stream: per-matrix index from the wrapper);
      * sinkhorn: reals [eps], ints [n_iter] */
+    NORM_ENTRY(sparsemax, "", "", ",(n),(n)", "Tq",
+        "sparsemax(scores, mask, causal, wleft, wright, empty) -> weights, tau, support"),
+    NORM_ENTRY(entmax, ",(),()", "Tq", ",(n),(n)", "Tq",
+        "entmax(scores, mask, causal, wleft, wright, empty, alpha, n_iter) -> weights, tau, support"),
+    NORM_ENTRY(stochastic_softmax, ",(),(),()", "qqq", "", "",
+        "stochastic_softmax(scores, mask, causal, wleft, wright, empty, trials, seed, stream) -> weights"),
+    NORM_ENTRY(sinkhorn, ",(),()", "Tq", "", "",
+        "sinkhorn(scores, mask, causal, wleft, wright, empty, eps, n_iter) -> weights"),
     /* ---- end table H2 ---- */
     /* ---- end normalizers ---- */
 

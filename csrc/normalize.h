@@ -76,7 +76,7 @@ an_int an_row_visible(const an_normmat *M, an_int i, an_int *idx);
 #define AN_NORMALIZERS_BASE(X) X(softmax)
 #define AN_NORMALIZERS_H1(X) X(softmax_sink) X(ssmax) X(sigmoid) X(relu) X(polynomial) \
     X(softpick) X(nap) X(affine_softmax)
-#define AN_NORMALIZERS_H2(X)
+#define AN_NORMALIZERS_H2(X) X(sparsemax) X(entmax) X(stochastic_softmax) X(sinkhorn)
 #define AN_ALL_NORMALIZERS(X) AN_NORMALIZERS_BASE(X) AN_NORMALIZERS_H1(X) AN_NORMALIZERS_H2(X)
 
 /* The normalizers (defined in normalizers.c, sparse.c, sinkhorn.c, ...). */

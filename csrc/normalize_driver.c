@@ -23,11 +23,23 @@ int an_normalize_##TS(const an_normdesc *d, const an_normmat *mats,           \
 {                                                                             \
     if (nmat <= 0) return AN_OK;                                              \
     if (d->mat_##TS) {                                                        \
+        /* small matrices: one per thread (the kernel's own parallel region  \
+         * then runs on one thread); large ones parallelise inside */         \
+        int mthr = an_num_threads();                                          \
+        if (nmat < 2 || (double)mats[0].n * (double)mats[0].m >= 32768.0)     \
+            mthr = 1;                                                         \
+        if (mthr > nmat) mthr = (int)nmat;                                    \
+        int merr = AN_OK; an_int merr_k = -1;                                 \
+        _Pragma("omp parallel for num_threads(mthr) schedule(dynamic)")       \
         for (an_int k = 0; k < nmat; k++) {                                   \
             int rc = d->mat_##TS(&mats[k]);                                   \
-            if (rc) { *bad_row = -1; return rc; }                             \
+            if (rc) {                                                         \
+                _Pragma("omp critical(an_norm_err)")                          \
+                { if (!merr || k < merr_k) { merr = rc; merr_k = k; } }       \
+            }                                                                 \
         }                                                                     \
-        return AN_OK;                                                         \
+        *bad_row = -1;                                                        \
+        return merr;                                                          \
     }                                                                         \
     const an_int n = mats[0].n, m = mats[0].m;                                \
     const an_int nrows = nmat * n;                                            \

@@ -133,6 +133,8 @@ def test_small_and_empty_shapes(name, shape):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_leading_axes_broadcast_with_mask(name):
+    if name in RANDOM:
+        pytest.skip("each matrix of a batch draws from its own stream")
     rng = np.random.default_rng(4)
     s = rng.normal(size=(2, 3, 4, 6))
     mask = rng.random((2, 1, 4, 6)) > 0.3            # per batch, shared by heads

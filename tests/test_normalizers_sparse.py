@@ -1,0 +1,500 @@
+"""sparsemax, entmax, stochastic_softmax and sinkhorn against the float64
+references, their identities, edge cases and properties."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra import numpy as hnp
+from numpy.testing import assert_allclose, assert_array_equal
+
+import attnnorm as an
+from attnnorm import _reference as ref
+from conftest import tol
+
+DTYPES = [np.float32, np.float64]
+MASKINGS = [{}, {"causal": True}, {"window": (2, 1)}, {"causal": True, "window": (3, None)}]
+
+
+def _sums_one(w, dtype, opts):
+    """Rows that see a key sum to 1 (causal n > m leaves the first rows empty)."""
+    seen = ref.visible(*w.shape[-2:], **opts).any(-1)
+    assert_allclose(w.sum(-1)[..., seen], 1.0, *_tol32(dtype, 4))
+    assert_array_equal(w[..., ~seen, :], 0.0)
+
+
+def _tol32(dtype, scale=1.0):
+    rt, at = tol(dtype)
+    return rt * scale, at * scale
+
+
+# --------------------------------------------------------------------------
+# vs reference, float32 and float64, masks
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("opts", MASKINGS)
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (6, 4)])
+def test_sparsemax_matches_reference(rng, dtype, opts, shape):
+    s = (2 * rng.normal(size=shape)).astype(dtype)
+    w, tau, sup = an.sparsemax(s, return_tau=True, **opts)
+    assert w.dtype == dtype and w.shape == s.shape
+    assert tau.dtype == dtype and tau.shape == s.shape[:-1] and sup.dtype == np.int64
+    rw, rtau, rsup = ref.sparsemax(s, return_tau=True, **opts)
+    assert_allclose(w, rw, *_tol32(dtype, 4))
+    assert_allclose(tau, rtau, *_tol32(dtype, 4))
+    assert_array_equal(sup, np.count_nonzero(w, axis=-1))
+    _sums_one(w, dtype, opts)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("alpha", [1.0, 1.001, 1.25, 1.5, 1.75, 2.0, 3.0])
+@pytest.mark.parametrize("opts", MASKINGS[:2])
+def test_entmax_matches_reference(rng, dtype, alpha, opts):
+    s = (2 * rng.normal(size=(2, 5, 9))).astype(dtype)
+    w, tau, sup = an.entmax(s, alpha=alpha, return_tau=True, **opts)
+    assert w.dtype == dtype and w.shape == s.shape
+    rw, rtau, rsup = ref.entmax(s, alpha=alpha, return_tau=True, **opts)
+    assert_allclose(w, rw, *_tol32(dtype, 50 if alpha == 1.001 else 4))
+    assert_allclose(tau, rtau, *_tol32(dtype, 50 if alpha == 1.001 else 4))
+    assert_array_equal(sup, np.count_nonzero(w, axis=-1))
+    _sums_one(w, dtype, opts)
+
+
+def test_entmax_against_entmax_package(rng):
+    torch = pytest.importorskip("torch")
+    em = pytest.importorskip("entmax")
+    s = rng.normal(size=(7, 33)) * 3
+    ts = torch.from_numpy(s)
+    assert_allclose(an.entmax(s), em.entmax15(ts, dim=-1).numpy(), 1e-12, 1e-13)
+    assert_allclose(an.sparsemax(s), em.sparsemax(ts, dim=-1).numpy(), 1e-12, 1e-13)
+    assert_allclose(an.entmax(s, alpha=1.3), em.entmax_bisect(ts, alpha=1.3, dim=-1, n_iter=50).numpy(),
+                    1e-9, 1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("opts", MASKINGS)
+def test_sinkhorn_matches_reference(rng, dtype, opts):
+    s = rng.normal(size=(2, 6, 9)).astype(dtype)
+    for n_iter, eps in [(1, 1.0), (2, 0.5), (5, 1.0), (8, 2.0)]:
+        w = an.sinkhorn(s, n_iter=n_iter, eps=eps, **opts)
+        assert w.dtype == dtype and w.shape == s.shape
+        assert_allclose(w, ref.sinkhorn(s, n_iter=n_iter, eps=eps, **opts), *_tol32(dtype, 10))
+
+
+@pytest.mark.parametrize("nm", [(4, 9), (9, 4), (7, 7)])
+def test_sinkhorn_rectangular_causal(rng, nm):
+    s = rng.normal(size=nm)
+    for causal in (False, True):
+        w = an.sinkhorn(s, n_iter=6, causal=causal)
+        assert_allclose(w, ref.sinkhorn(s, n_iter=6, causal=causal), 1e-11, 1e-13)
+        if causal:
+            assert_array_equal(w[~ref.visible(*nm, causal=True)], 0.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_boolean_masks(rng, dtype):
+    s = rng.normal(size=(3, 5, 8)).astype(dtype)
+    mask = rng.random((3, 1, 5, 8)) > 0.3
+    s4 = np.broadcast_to(s, (3, 3, 5, 8))
+    for f, kw in [("sparsemax", {}), ("entmax", {}), ("entmax", {"alpha": 1.2}),
+                  ("sinkhorn", {"n_iter": 3})]:
+        w = getattr(an, f)(s4, mask=mask, **kw)
+        assert w.shape == (3, 3, 5, 8)
+        assert_array_equal(w[~np.broadcast_to(mask, w.shape)], 0)
+        assert_allclose(w, getattr(ref, f)(s4, mask=mask, **kw), *_tol32(dtype, 10))
+
+
+# --------------------------------------------------------------------------
+# edge cases: empty rows, -inf, NaN, +-inf, huge values, m = 1
+# --------------------------------------------------------------------------
+
+ALL = [("sparsemax", {}), ("entmax", {}), ("entmax", {"alpha": 1.3}), ("entmax", {"alpha": 1.0}),
+       ("stochastic_softmax", {"trials": 50}), ("sinkhorn", {}), ("sinkhorn", {"n_iter": 1})]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name,kw", ALL)
+def test_empty_rows_all_policies(rng, dtype, name, kw):
+    f = getattr(an, name)
+    s = rng.normal(size=(5, 6)).astype(dtype)
+    s[3] = -np.inf                     # a row of -inf
+    mask = np.ones((5, 6), bool)
+    mask[1] = False                    # a fully masked row
+    w = f(s, mask=mask, **kw)
+    assert_array_equal(w[[1, 3]], 0.0)
+    ok = [0, 2, 4]
+    assert np.all(np.isfinite(w[ok])) and np.all(w[ok] >= 0)
+    assert_allclose(w[ok].sum(-1), 1.0, *_tol32(dtype, 4))
+    wn = f(s, mask=mask, empty="nan", **kw)
+    assert np.isnan(wn[1]).all()
+    assert np.isnan(wn[3]).all()
+    assert_array_equal(wn[ok], w[ok])
+    with pytest.raises(ValueError, match="empty='raise'"):
+        f(s, mask=mask, empty="raise", **kw)
+    if name != "stochastic_softmax":
+        r = getattr(ref, name)(s, mask=mask, **kw)
+        assert_allclose(w, r, *_tol32(dtype, 10))
+
+
+@pytest.mark.parametrize("name", ["sparsemax", "entmax"])
+def test_tau_support_of_empty_and_nan_rows(name):
+    s = np.array([[0.0, 1.0, 2.0], [-np.inf] * 3, [np.nan, 1.0, 0.0], [np.inf, 1.0, np.inf]])
+    mask = np.ones((4, 3), bool)
+    w, tau, sup = getattr(an, name)(s, mask=mask, return_tau=True)
+    assert np.isnan(tau[1]) and sup[1] == 0
+    assert np.isnan(tau[2]) and np.isnan(w[2]).all()
+    assert tau[3] == np.inf and sup[3] == 2
+    assert_array_equal(w[3], [0.5, 0, 0.5])
+    w2, tau2, sup2 = getattr(an, name)(s, mask=np.array([[False] * 3] * 4), return_tau=True)
+    assert np.isnan(tau2).all() and (sup2 == 0).all() and (w2 == 0).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name,kw", ALL)
+def test_nan_only_affects_its_row(rng, dtype, name, kw):
+    s = rng.normal(size=(4, 7)).astype(dtype)
+    s[2, 3] = np.nan
+    w = getattr(an, name)(s, **kw)
+    assert np.isnan(w[2]).all()
+    assert np.isfinite(w[[0, 1, 3]]).all()
+    assert_allclose(w[[0, 1, 3]].sum(-1), 1.0, *_tol32(dtype, 4))
+    if name != "sinkhorn" or kw.get("n_iter") == 1:
+        # row-local normalizers (and one Sinkhorn step): other rows unchanged
+        s2 = s.copy()
+        s2[2] = 0
+        w2 = getattr(an, name)(s2, **kw)
+        assert_array_equal(w[[0, 1, 3]], w2[[0, 1, 3]])
+    else:
+        assert_allclose(w, ref.sinkhorn(s, **kw), *_tol32(dtype, 10))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name,kw", ALL)
+def test_infinities_and_huge_values(dtype, name, kw):
+    s = np.array([[np.inf, 1.0, np.inf, -np.inf],
+                  [1e30, -1e30, 0.0, 5.0],
+                  [-1e30, -1e30, -1e30, -1e30],
+                  [3.0, -np.inf, 3.0, 1e-30]], dtype=dtype)
+    w = getattr(an, name)(s, **kw)
+    assert np.all(np.isfinite(w)) and np.all(w >= 0)
+    assert_allclose(w.sum(-1), 1.0, *_tol32(dtype, 4))
+    if name == "stochastic_softmax":
+        assert_array_equal(w[1], [1, 0, 0, 0])
+        assert_array_equal(w[0, [1, 3]], 0)
+        return
+    if name == "sinkhorn" and kw.get("n_iter", 5) > 1:
+        assert_allclose(w, ref.sinkhorn(s, **kw), *_tol32(dtype, 10))
+        return
+    assert_array_equal(w[0], [0.5, 0, 0.5, 0])
+    assert_array_equal(w[1], [1, 0, 0, 0])
+    assert_allclose(w[2], 0.25, *_tol32(dtype))
+    assert w[3, 1] == 0 and w[3, 0] == w[3, 2]
+    r = getattr(ref, name)(s, **kw)
+    assert_allclose(w, r, *_tol32(dtype, 4))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name,kw", ALL)
+def test_single_key(rng, dtype, name, kw):
+    s = rng.normal(size=(3, 4, 1)).astype(dtype)
+    w = getattr(an, name)(s, **kw)
+    assert_array_equal(w, 1.0)
+    w1 = getattr(an, name)(s[0, 0], **kw)      # a 1-D row
+    assert w1.shape == (1,) and w1[0] == 1.0
+
+
+# --------------------------------------------------------------------------
+# identities between variants
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_entmax_identities(rng, dtype):
+    s = (3 * rng.normal(size=(3, 6, 11))).astype(dtype)
+    assert_array_equal(an.entmax(s, alpha=2.0), an.sparsemax(s))
+    assert_array_equal(an.entmax(s, alpha=1.0), an.softmax(s))
+    # continuity into softmax
+    assert_allclose(an.entmax(s, alpha=1 + 1e-3), an.softmax(s), 0, 0.03)
+    assert_allclose(an.entmax(s, alpha=1 + 1e-7), an.softmax(s), 0, 1e-5)
+    # exact alpha = 1.5 against bisection just next to it
+    assert_allclose(an.entmax(s, alpha=1.5 + 1e-12), an.entmax(s, alpha=1.5), 0, 1e-6)
+    assert_allclose(an.entmax(s, alpha=2.0 - 1e-12), an.sparsemax(s), 0, 1e-6)
+    # alpha as a per-head array
+    alphas = np.array([1.0, 1.5, 2.0])
+    w = an.entmax(s, alpha=alphas)
+    for h, a in enumerate(alphas):
+        assert_allclose(w[h], an.entmax(s[h], alpha=a), *_tol32(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("scale", [0.0, 1e-3, 1e-2, 0.1, 0.5])
+def test_sparse_many_candidates(rng, dtype, scale):
+    # > 64 candidates per row: the threshold is found without sorting
+    s = scale * rng.normal(size=(3, 4, 300))
+    s[0, 0] = np.round(s[0, 0] * 7 / max(scale, 1e-9)) * max(scale, 1e-9) / 7   # many ties
+    s[0, 1, :150] = s[0, 1, 150:]                                               # pairs of equal scores
+    s = s.astype(dtype)
+    for alpha in (1.5, 2.0):
+        w, tau, sup = an.entmax(s, alpha=alpha, return_tau=True)
+        rw, rtau, rsup = ref.entmax(s, alpha=alpha, return_tau=True)
+        assert_allclose(w, rw, *_tol32(dtype, 4))
+        assert_allclose(tau, rtau, *_tol32(dtype, 4))
+        assert_array_equal(sup, np.count_nonzero(w, axis=-1))
+        assert_allclose(w.sum(-1), 1.0, *_tol32(dtype, 4))
+    assert_array_equal(an.sparsemax(s), an.entmax(s, alpha=2.0))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sparsemax_tau_formula(rng, dtype):
+    s = (2 * rng.normal(size=(4, 13))).astype(dtype)
+    w, tau, sup = an.sparsemax(s, return_tau=True)
+    assert_allclose(w, np.maximum(s - tau[:, None], 0), *_tol32(dtype, 4))
+    w, tau, sup = an.entmax(s, return_tau=True)        # alpha = 1.5
+    assert_allclose(w, np.maximum(0.5 * s - tau[:, None], 0) ** 2, *_tol32(dtype, 4))
+    w, tau, sup = an.entmax(s, alpha=1.0, return_tau=True)  # log-sum-exp
+    assert_allclose(w, np.exp(s.astype(float) - tau[:, None]), *_tol32(dtype, 4))
+    assert (sup >= 1).all() and (sup <= 13).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sinkhorn_one_step_is_softmax(rng, dtype):
+    s = rng.normal(size=(2, 7, 5)).astype(dtype)
+    assert_array_equal(an.sinkhorn(s, n_iter=1), an.softmax(s))   # computed as softmax is
+    assert_allclose(an.sinkhorn(s, n_iter=1, eps=0.3), an.softmax(s, temperature=0.3), *_tol32(dtype))
+    assert_allclose(an.sinkhorn(s, n_iter=1, causal=True), an.softmax(s, causal=True), *_tol32(dtype))
+
+
+def test_sinkhorn_residuals_decrease(rng):
+    s = 2 * rng.normal(size=(12, 12))
+    n, m = s.shape
+
+    def col_res(w):
+        return np.linalg.norm(w.sum(0) - n / m)
+
+    def row_res(w):
+        return np.linalg.norm(w.sum(1) - 1)
+
+    cr = [col_res(an.sinkhorn(s, n_iter=k)) for k in (1, 3, 5, 7, 9)]   # end on a row step
+    assert all(a > b for a, b in zip(cr, cr[1:])), cr
+    assert all(row_res(an.sinkhorn(s, n_iter=k)) < 1e-12 for k in (1, 3, 5))
+    rr = [row_res(an.sinkhorn(s, n_iter=k)) for k in (2, 4, 6, 8)]      # end on a column step
+    assert all(a > b for a, b in zip(rr, rr[1:])), rr
+    assert all(col_res(an.sinkhorn(s, n_iter=k)) < 1e-12 for k in (2, 4))
+    assert col_res(an.sinkhorn(s, n_iter=301)) < 1e-6
+
+
+def test_sinkhorn_rectangular_marginals(rng):
+    s = rng.normal(size=(4, 10))
+    w = an.sinkhorn(s, n_iter=60)
+    assert_allclose(w.sum(1), 1, 1e-12)
+    assert_allclose(w.sum(0), 0.4, 1e-9)
+
+
+# --------------------------------------------------------------------------
+# stochastic softmax
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_stochastic_counts_and_determinism(rng, dtype):
+    s = rng.normal(size=(2, 3, 6, 9)).astype(dtype)
+    N = 37
+    w = an.stochastic_softmax(s, trials=N, seed=5)
+    assert w.dtype == dtype
+    c = w.astype(np.float64) * N
+    assert_allclose(c, np.round(c), 0, 1e-4)
+    assert_array_equal(np.round(c).sum(-1), N)
+    assert_array_equal(w, an.stochastic_softmax(s, trials=N, seed=5))
+    assert not np.array_equal(w, an.stochastic_softmax(s, trials=N, seed=6))
+    assert not np.array_equal(w, an.stochastic_softmax(s, trials=N, seed=-6))
+    # each matrix of the batch has its own stream
+    assert not np.array_equal(w[0, 0], w[0, 1])
+    # same row of a batch = same draws whatever the batch layout
+    assert_array_equal(an.stochastic_softmax(s[0], trials=N, seed=5), w[0])
+    # a cast (buffered) call draws the same numbers
+    assert_array_equal(an.stochastic_softmax(s.astype(np.float16), trials=N, seed=5),
+                       an.stochastic_softmax(s.astype(np.float16).astype(np.float32), trials=N, seed=5))
+    # masked / -inf keys never get a count
+    mask = rng.random((6, 9)) > 0.4
+    mask[:, 0] = True
+    wm = an.stochastic_softmax(s, trials=N, seed=1, mask=mask)
+    assert_array_equal(wm[..., ~mask], 0)
+
+
+def test_stochastic_mean_is_softmax(rng):
+    s = rng.normal(size=(3, 8))
+    acc = np.zeros_like(s)
+    K = 400
+    for seed in range(K):
+        acc += an.stochastic_softmax(s, trials=20, seed=seed)
+    p = an.softmax(s)
+    sd = np.sqrt(p * (1 - p) / (20 * K))
+    assert np.all(np.abs(acc / K - p) < 5 * sd + 1e-12)
+    # large N concentrates on softmax
+    w = an.stochastic_softmax(s, trials=200000, seed=3)
+    assert_allclose(w, p, 0, 0.01)
+    # the reference has the same distribution
+    r = np.mean([ref.stochastic_softmax(s, trials=20, seed=k) for k in range(K)], axis=0)
+    assert np.all(np.abs(r - p) < 5 * sd + 1e-12)
+
+
+def test_stochastic_variance(rng):
+    s = np.array([[0.0, 1.0, -1.0, 0.5]])
+    N = 10
+    draws = np.array([an.stochastic_softmax(s, trials=N, seed=k)[0] for k in range(3000)])
+    p = an.softmax(s)[0]
+    assert_allclose(draws.var(0), p * (1 - p) / N, rtol=0.15)
+
+
+# --------------------------------------------------------------------------
+# broadcasting, out=, axes=, strided views, threads
+# --------------------------------------------------------------------------
+
+DET = [("sparsemax", {}), ("entmax", {}), ("entmax", {"alpha": 1.3}), ("sinkhorn", {}),
+       ("stochastic_softmax", {"trials": 30, "seed": 2})]
+
+
+@pytest.mark.parametrize("name,kw", DET)
+def test_strided_views_out_axes(rng, name, kw):
+    f = getattr(an, name)
+    base = rng.normal(size=(9, 12))
+    for view in (base.T, base[::-1, ::-2], np.broadcast_to(base[:1], (4, 12))):
+        expect = f(np.ascontiguousarray(view), **kw)
+        assert_array_equal(f(view, **kw), expect)
+    s = rng.normal(size=(2, 5, 6))
+    expect = f(s, **kw)
+    out = np.full(s.shape, -7.0)
+    res = f(s, out=out, **kw)
+    assert_array_equal(out, expect)
+    assert np.shares_memory(res, out)
+    out_t = np.empty((2, 6, 5))
+    f(s, out=out_t, axes=[(1, 2), (2, 1)], **kw)
+    assert_array_equal(out_t, expect.transpose(0, 2, 1))
+    st_ = np.ascontiguousarray(s.transpose(1, 0, 2))          # (5, 2, 6): queries first
+    got = f(st_, axes=[(0, 2), (0, 2)], **kw)
+    if name == "stochastic_softmax":
+        assert got.shape == st_.shape     # streams follow the moved batch axes
+    else:
+        assert_array_equal(got, expect.transpose(1, 0, 2))
+    w32 = f(s.astype(np.float32), out=np.empty(s.shape, np.float32), **kw)
+    assert w32.dtype == np.float32
+
+
+@pytest.mark.parametrize("name", ["sparsemax", "entmax"])
+def test_return_tau_with_out(rng, name):
+    s = rng.normal(size=(3, 7))
+    w, tau, sup = getattr(an, name)(s, return_tau=True)
+    outs = (np.empty_like(s), np.empty(3), np.empty(3, np.int64))
+    r = getattr(an, name)(s, return_tau=True, out=outs)
+    assert_array_equal(outs[0], w)
+    assert_array_equal(outs[1], tau)
+    assert_array_equal(outs[2], sup)
+    assert r[0] is outs[0] or np.shares_memory(r[0], outs[0])
+    w1, tau1, sup1 = getattr(an, name)(s[1], return_tau=True)
+    assert w1.shape == (7,) and tau1.shape == () and sup1 == sup[1]
+
+
+@pytest.mark.parametrize("name,kw", DET)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_threads_bit_identical(rng, name, kw, dtype):
+    s = rng.normal(size=(3, 64, 256)).astype(dtype)   # above the parallel threshold
+    s[0, 5, :100] = -np.inf
+    mask = rng.random((64, 256)) > 0.1
+    old = an.get_num_threads()
+    try:
+        an.set_num_threads(1)
+        w1 = getattr(an, name)(s, mask=mask, causal=True, **kw)
+        an.set_num_threads(2)
+        w2 = getattr(an, name)(s, mask=mask, causal=True, **kw)
+    finally:
+        an.set_num_threads(old)
+    assert_array_equal(w1, w2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sinkhorn_threads_bit_identical_large_matrix(rng, dtype):
+    # n * m above the threshold: rows / columns split across threads inside one matrix
+    s = rng.normal(size=(2, 130, 300)).astype(dtype)
+    mask = rng.random((130, 300)) > 0.2
+    old = an.get_num_threads()
+    try:
+        res = []
+        for k in (1, 2):
+            an.set_num_threads(k)
+            res.append(an.sinkhorn(s, n_iter=4, mask=mask, window=(200, 40)))
+    finally:
+        an.set_num_threads(old)
+    assert_array_equal(res[0], res[1])
+    assert_allclose(res[0], ref.sinkhorn(s, n_iter=4, mask=mask, window=(200, 40)), *_tol32(dtype, 10))
+
+
+# --------------------------------------------------------------------------
+# parameter validation
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda s: an.entmax(s, alpha=0.5), "alpha"),
+    (lambda s: an.entmax(s, alpha=np.nan), "alpha"),
+    (lambda s: an.entmax(s, n_iter=0), "n_iter"),
+    (lambda s: an.stochastic_softmax(s, trials=0), "trials"),
+    (lambda s: an.stochastic_softmax(s, trials=-3), "trials"),
+    (lambda s: an.stochastic_softmax(s, seed=1.5), "seed"),
+    (lambda s: an.stochastic_softmax(s, seed=2 ** 64), "seed"),
+    (lambda s: an.sinkhorn(s, n_iter=0), "n_iter"),
+    (lambda s: an.sinkhorn(s, eps=0.0), "eps"),
+    (lambda s: an.sinkhorn(s, eps=-1.0), "eps"),
+    (lambda s: an.sparsemax(s, empty="bogus"), "empty"),
+])
+def test_bad_parameters(call, match):
+    with pytest.raises(ValueError, match=match):
+        call(np.ones((3, 4)))
+
+
+def test_registered():
+    for name in ("sparsemax", "entmax", "stochastic_softmax", "sinkhorn"):
+        assert an.NORMALIZERS[name] is getattr(an, name)
+        assert name in an.__all__
+    from attnnorm._normalizers import PARAMS
+    reals, ints = PARAMS["entmax"](np.dtype(np.float32), alpha=1.2)
+    assert reals[0].dtype == np.float32 and int(ints[0]) == 50
+    with pytest.raises(ValueError, match="alpha"):
+        PARAMS["entmax"](np.dtype(np.float64), alpha=0.9)
+    assert len(PARAMS["stochastic_softmax"](np.dtype(np.float64))[1]) == 2
+
+
+# --------------------------------------------------------------------------
+# hypothesis properties
+# --------------------------------------------------------------------------
+
+rows = hnp.arrays(np.float64, st.tuples(st.integers(1, 4), st.integers(1, 12)),
+                  elements=st.floats(-50, 50, allow_nan=False))
+
+
+@settings(max_examples=40, deadline=None)
+@given(s=rows, alpha=st.sampled_from([1.0, 1.2, 1.5, 2.0, 2.7]), seed=st.integers(0, 2 ** 31))
+def test_property_simplex_and_equivariance(s, alpha, seed):
+    perm = np.random.default_rng(seed).permutation(s.shape[-1])
+    for f in (lambda x: an.entmax(x, alpha=alpha), an.sparsemax, lambda x: an.sinkhorn(x, n_iter=3),
+              lambda x: an.stochastic_softmax(x, trials=7, seed=seed)):
+        w = f(s)
+        assert np.all(w >= 0)
+        assert_allclose(w.sum(-1), 1.0, 1e-9)
+    for f in (lambda x: an.entmax(x, alpha=alpha), an.sparsemax, lambda x: an.sinkhorn(x, n_iter=3)):
+        assert_allclose(f(s[:, perm]), f(s)[:, perm], 1e-9, 1e-12)
+    # sparse maps: monotone in the score (higher score, no lower weight)
+    w = an.entmax(s, alpha=alpha)
+    i = np.argsort(s, axis=-1, kind="stable")
+    assert np.all(np.diff(np.take_along_axis(w, i, -1), axis=-1) >= -1e-12)
+
+
+ties = hnp.arrays(np.float64, st.tuples(st.integers(1, 3), st.integers(1, 10)),
+                  elements=st.one_of(st.integers(-3, 3).map(float), st.floats(-4, 4)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(s=ties, alpha=st.sampled_from([1.0, 1.5, 1.7, 2.0]))
+def test_property_matches_reference_with_ties(s, alpha):
+    assert_allclose(an.entmax(s, alpha=alpha), ref.entmax(s, alpha=alpha), 1e-9, 1e-12)
+    assert_allclose(an.sparsemax(s), ref.sparsemax(s), 1e-12, 1e-13)
+    assert_allclose(an.sinkhorn(s, n_iter=4), ref.sinkhorn(s, n_iter=4), 1e-10, 1e-13)
