@@ -28,7 +28,13 @@
     /* (H1) softpick terms: d_i = exp(x[i] - shift) - t; x[i] = max(d_i, 0)  \
      * where x[i] > 0, else 0 (t = exp(-shift): d_i = 0 there in exact math); \
      * returns the sum of |d_i| over the x[i] != -inf (shift finite) */       \
-    double (*softpick_terms)(T *x, an_int n, T shift, T t);
+    double (*softpick_terms)(T *x, an_int n, T shift, T t);                  \
+    /* C[M x N] += A[M x K] B[K x N], row-major with leading dimensions      \
+     * (elements).  Each C element adds its K products in order k = 0..K-1  \
+     * (no FMA contraction), so the result does not depend on the blocking  \
+     * or the target: a register-blocked small GEMM for the linear kernels. */ \
+    void (*gemm_acc)(T *C, an_int ldc, const T *A, an_int lda,                \
+                     const T *B, an_int ldb, an_int M, an_int N, an_int K);
 
 typedef struct { AN_VECOPS_FIELDS(float) const char *name; } an_vecops_f;
 typedef struct { AN_VECOPS_FIELDS(double) const char *name; } an_vecops_d;

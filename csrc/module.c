@@ -177,6 +177,26 @@ static const an_gufunc_entry an_gufuncs[] = {
     /* ---- end attention ---- */
 
     /* ---- linear-time attention ---- */
+    { "linear_attention", "(n,d),(m,d),(m,e),(),(),()->(n,e)", "TTTqqT-T",
+      "linear_attention(q, k, v, feature_map, causal, eps) -> out",
+      linear_attention_loop_f, linear_attention_loop_d, NULL },
+    { "cheap_linear_attention", "(m,k),(n,k),()->(n,k)", "TTq-T",
+      "cheap_linear_attention(h, q, causal) -> r = H^T H q",
+      cheap_linear_loop_f, cheap_linear_loop_d, NULL },
+    { "log_attention", "(n,d),(m,d),(m,e),(d,w),(),()->(n,e),(d,w)", "TTTTqq-TT",
+      "log_attention(q, k, v, state, causal, has_state) -> out, state",
+      log_attention_loop_f, log_attention_loop_d, NULL },
+    { "zeros_attention", "(n,d),(m,d),(m,e),(m),(),(),()->(n,e)", "TTTTTTq-T",
+      "zeros_attention(q, k, v, s, gate_linear, gate_softmax, causal) -> out",
+      zeros_attention_loop_f, zeros_attention_loop_d, NULL },
+    { "zeros_weights", "(m),(n),(),(),()->(n,m)", "TTTTq-T",
+      "zeros_weights(s, rows, gate_linear, gate_softmax, causal) -> r",
+      zeros_weights_loop_f, zeros_weights_loop_d, NULL },
+    { "soft_attention", "(n,d),(n,e),(l,d),(k),()->(n,e),(k)", "TTTTq-TT",
+      "soft_attention(q, v, landmarks, iterations, mean_landmarks) -> out, residuals",
+      soft_attention_loop_f, soft_attention_loop_d, NULL },
+    { "soft_kernel", "(n,d)->(n,n)", "T-T", "soft_kernel(q) -> S",
+      soft_kernel_loop_f, soft_kernel_loop_d, NULL },
     /* ---- end linear-time attention ---- */
 
     /* ---- diagnostics (DESIGN "Diagnostics") ---- */
