@@ -40,7 +40,8 @@ logV = rng.normal(size=(N_TOK, D_VAL)); V = np.exp(logV)
 # * quadratic: `softmax(log((Q − c₁).exp() @ (K − c₂).exp()ᵀ))` with a causal mask, then `@ V`;
 # * linearised: H_S = logcumsumexp_j(K_j + log V_j), H_Z = logcumsumexp_j(K_j), then
 #   log S = LSE_{d_k}(q + H_S), log Z = LSE_{d_k}(q + H_Z), out = exp(log S − log Z);
-# * chunked: the same state carried across chunks of `CHUNK` tokens and merged with logaddexp.
+# * chunked: the same state carried across chunks of `CHUNK` tokens and merged with logaddexp;
+# * and attnnorm's `log_attention`, whole-sequence and chunked with its streaming `state=`.
 
 # %%
 c1, c2 = Q.max(), K.max()
@@ -62,9 +63,18 @@ chunked = np.vstack(chunked)
 ours = log_attention(Q, K, V, causal=True)
 forms = {"linearised vs quadratic": lin, "chunked vs quadratic": chunked,
          "log_attention vs quadratic": ours}
+try:  # attnnorm's own streaming form: carry the log-space state from chunk to chunk
+    state, parts = None, []
+    for s in range(0, N_TOK, CHUNK):
+        o, state = log_attention(Q[s:s + CHUNK], K[s:s + CHUNK], V[s:s + CHUNK], causal=True,
+                                 state=state, return_state=True)
+        parts.append(o)
+    forms["log_attention chunked (state=) vs quadratic"] = np.vstack(parts)
+except TypeError:
+    print("NOTE: this build's log_attention has no streaming state; the chunked form is NumPy only")
 errs = {k_: float(np.abs(f - quad).max()) for k_, f in forms.items()}
 for k_, f in forms.items():
-    print(f"{k_:28s} max abs diff {errs[k_]:.1e}   np.allclose: {np.allclose(f, quad)}")
+    print(f"{k_:44s} max abs diff {errs[k_]:.1e}   np.allclose: {np.allclose(f, quad)}")
 neg = rng.normal(size=(N_TOK, D_VAL))  # values of both signs: the quadratic form still applies
 err_neg = np.abs(log_attention(Q, K, neg, causal=True)
                  - attnnorm.softmax(np.log(np.exp(Q - c1) @ np.exp(K - c2).T), causal=True) @ neg).max()
