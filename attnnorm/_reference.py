@@ -582,6 +582,132 @@ def soft_attention(q, v, landmarks=None, *, n_landmarks=None, newton_iters=20):
 
 
 # ---- section: diagnostics ----
-# (helper H5 writes here)
+# Float64 references of attnnorm._diagnostics (papers.md section B), written
+# from the formulas with explicit (n, m) visibility masks.
+
+
+def _vis_of(a, causal=False, window=None, mask=None):
+    a = np.asarray(a, dtype=np.float64)
+    n, m = a.shape[-2:]
+    return a, np.broadcast_to(visible(n, m, causal=causal, window=window, mask=mask), a.shape)
+
+
+def entropy(a, *, normalized=False, base=None, mask=None, causal=False, window=None):
+    """-sum a log a over visible a > 0; NaN if no visible key or no mass;
+    normalized: / log n_i (NaN for n_i < 2)."""
+    a, vis = _vis_of(a, causal, window, mask)
+    av = np.where(vis, a, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(av > 0, av * np.log(np.where(av > 0, av, 1.0)), 0.0)
+        h = -terms.sum(-1)
+        ni = vis.sum(-1)
+        nomass = (ni == 0) | ~(np.where(vis, a != 0, False).any(-1))
+        h = np.where(nomass, np.nan, h)
+        h = np.where(np.isnan(np.where(vis, a, 0.0)).any(-1), np.nan, h)
+        if normalized:
+            h = np.where(ni >= 2, h / np.log(np.maximum(ni, 1)), np.nan)
+        elif base is not None:
+            h = h / np.log(base)
+    return h
+
+
+def participation_ratio(a, *, mask=None, causal=False, window=None):
+    a, vis = _vis_of(a, causal, window, mask)
+    av = np.where(vis, a, 0.0)
+    with np.errstate(divide="ignore"):
+        pr = 1.0 / (av ** 2).sum(-1)
+    return np.where((av != 0).any(-1), pr, np.nan)
+
+
+def support_size(a, *, threshold=0.0, mask=None, causal=False, window=None):
+    a, vis = _vis_of(a, causal, window, mask)
+    return (vis & (a > threshold)).sum(-1)
+
+
+def negative_mass(a, *, mask=None, causal=False, window=None):
+    a, vis = _vis_of(a, causal, window, mask)
+    return np.where(vis, np.minimum(a, 0.0), 0.0).sum(-1)
+
+
+def separation_margin(scores, *, mask=None, causal=False, window=None):
+    s, vis = _vis_of(scores, causal, window, mask)
+    z = np.sort(np.where(vis, s, -np.inf), axis=-1)
+    with np.errstate(invalid="ignore"):
+        mg = z[..., -1] - z[..., -2] if s.shape[-1] >= 2 else np.full(s.shape[:-1], np.nan)
+    ni = vis.sum(-1)
+    bad = (ni < 2) | np.isnan(np.where(vis, s, 0.0)).any(-1)
+    return np.where(bad, np.nan, mg)
+
+
+def column_mass(a, *, mask=None, causal=False, window=None):
+    a, vis = _vis_of(a, causal, window, mask)
+    cnt = vis.sum(-2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(cnt > 0, np.where(vis, a, 0.0).sum(-2) / cnt, np.nan)
+
+
+def row_residual(a, *, ord=2):
+    a = np.asarray(a, dtype=np.float64)
+    return np.linalg.norm(a.sum(-1) - 1.0, ord=ord, axis=-1)
+
+
+def column_residual(a, *, ord=2):
+    a = np.asarray(a, dtype=np.float64)
+    n, m = a.shape[-2:]
+    return np.linalg.norm(a.sum(-2) - n / m, ord=ord, axis=-1)
+
+
+def frobenius_norm(a):
+    return np.sqrt((np.asarray(a, dtype=np.float64) ** 2).sum((-2, -1)))
+
+
+def rank_collapse(x):
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (np.linalg.norm(x - x.mean(-2, keepdims=True), axis=(-2, -1))
+                / np.linalg.norm(x, axis=(-2, -1)))
+
+
+def jacobian_matrix(a, normalizer, *, n_i=None, **p):
+    """The Jacobian of one row as an explicit m x m matrix (for small m)."""
+    a = np.asarray(a, dtype=np.float64)
+    ni = a.size if n_i is None else n_i
+    if normalizer == "softmax":
+        return (np.diag(a) - np.outer(a, a)) / p.get("temperature", 1.0)
+    if normalizer == "ssmax":      # softmax(c log(n_i) s): T = 1 / (c log n_i)
+        return (np.diag(a) - np.outer(a, a)) * p.get("c", 0.43) * np.log(ni)
+    if normalizer == "softmax_sink":
+        return np.diag(a) - np.outer(a, a)
+    if normalizer in ("sparsemax", "entmax"):
+        alpha = 2.0 if normalizer == "sparsemax" else p.get("alpha", 1.5)
+        s = np.where(a > 0, np.abs(a) ** (2 - alpha), 0.0)
+        return np.diag(s) - np.outer(s, s) / s.sum()
+    if normalizer == "sigmoid":
+        return np.diag(a * (1 - a))
+    pw = p.get("power", 1.0 if normalizer == "relu" else 3.0)
+    if normalizer == "relu":
+        r = np.where(a > 0, (ni * np.maximum(a, 0)) ** (1 / pw), 0.0)
+        return np.diag(np.where(a > 0, pw * r ** (pw - 1) / ni, 0.0))
+    sabs = (np.sqrt(ni) * np.abs(a)) ** (1 / pw)
+    return np.diag(pw * sabs ** (pw - 1) / np.sqrt(ni))
+
+
+def diagnose(q, k, normalize, *, scale=None, causal=False, window=None, mask=None):
+    """Materialised diagnose: weights = normalize(scale q k^T) then the
+    row/column statistics of attnnorm.diagnose."""
+    q = np.asarray(q, dtype=np.float64)
+    k = np.asarray(k, dtype=np.float64)
+    d = q.shape[-1]
+    sc = 1 / np.sqrt(d) if scale is None else scale
+    s = sc * (q @ np.swapaxes(k, -1, -2))
+    w = np.asarray(normalize(s), dtype=np.float64)
+    vis = np.broadcast_to(visible(s.shape[-2], s.shape[-1], causal=causal, window=window,
+                                  mask=mask), s.shape)
+    return dict(entropy=entropy(w, causal=causal, window=window, mask=mask),
+                max_weight=np.where(vis.any(-1), np.where(vis, w, -np.inf).max(-1), 0.0),
+                sink_weight=w[..., 0],
+                margin=separation_margin(s, causal=causal, window=window, mask=mask),
+                support=support_size(w, causal=causal, window=window, mask=mask),
+                column_mass=column_mass(w, causal=causal, window=window, mask=mask))
 
 # ---- end section: diagnostics ----

@@ -200,6 +200,25 @@ static const an_gufunc_entry an_gufuncs[] = {
     /* ---- end linear-time attention ---- */
 
     /* ---- diagnostics (DESIGN "Diagnostics") ---- */
+    { "diag_row", "(n,m),(n,m),(),(),(),(),()->(n)", "TbqqqqT-T",
+      "diag_row(a, mask, causal, wleft, wright, kind, p) -> per-row diagnostic",
+      diag_row_loop_f, diag_row_loop_d, NULL },
+    { "diag_support", "(n,m),(n,m),(),(),(),()->(n)", "TbqqqT-q",
+      "diag_support(a, mask, causal, wleft, wright, threshold) -> #{a > threshold} per row",
+      diag_support_loop_f, diag_support_loop_d, NULL },
+    { "diag_column_mass", "(n,m),(n,m),(),(),()->(m)", "Tbqqq-T",
+      "diag_column_mass(a, mask, causal, wleft, wright) -> mean weight per key over the queries that see it",
+      diag_colmass_loop_f, diag_colmass_loop_d, NULL },
+    { "diag_sink_mass", "(n,m),(n,m),(),(),(),()->()", "Tbqqqq-T",
+      "diag_sink_mass(a, mask, causal, wleft, wright, sink) -> column mass of key sink",
+      diag_sinkmass_loop_f, diag_sinkmass_loop_d, NULL },
+    { "diag_matrix", "(n,m),(),()->()", "Tqq-T",
+      "diag_matrix(a, kind, ord) -> residual / Frobenius norm / rank collapse",
+      diag_matrix_loop_f, diag_matrix_loop_d, NULL },
+    { "diag_jacobian_norm", "(n,m),(n,m),(),(),(),(),(),()->(n)", "TbqqqqqT-T",
+      "diag_jacobian_norm(a, mask, causal, wleft, wright, normalizer, fro, p) -> per-row Jacobian norm",
+      diag_jacobian_loop_f, diag_jacobian_loop_d, NULL },
+    AN_ALL_NORMALIZERS(AN_DIAGNOSE_ENTRY)
     /* ---- end diagnostics ---- */
 };
 

@@ -1,0 +1,388 @@
+/*
+ * diagnostics.c -- materialised diagnostics of weights and scores
+ * (DESIGN "Diagnostics"; definitions papers.md section B).
+ *
+ * Row kernels gather the visible entries of one row (causal/window range,
+ * then the boolean mask), exactly as normalize_driver.c does, and reduce
+ * them; rows are independent, so results do not depend on the thread count.
+ * Column and matrix kernels give each output to one thread, which sums in a
+ * fixed order.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <float.h>
+#include "diagnostics.h"
+
+
+void an_column_counts(const an_vis *v, an_int *cnt)
+{
+    const an_int n = v->n, m = v->m;
+    memset(cnt, 0, sizeof(an_int) * (size_t)(m + 1));
+    for (an_int i = 0; i < n; i++) {
+        an_int lo, hi;
+        an_visible_range(i, n, m, v->causal, v->wleft, v->wright, &lo, &hi);
+        if (v->mask) {
+            const char *mk = v->mask + v->mk_n * i;
+            for (an_int j = lo; j < hi; j++) cnt[j] += AN_AT(uint8_t, mk, v->mk_m, j) != 0;
+        } else if (hi > lo) {          /* difference array, prefix-summed below */
+            cnt[lo] += 1; cnt[hi] -= 1;
+        }
+    }
+    if (!v->mask)
+        for (an_int j = 1; j <= m; j++) cnt[j] += cnt[j - 1];
+}
+
+static int threads_for(double work, an_int tasks)
+{
+    int nthr = an_num_threads();
+    if (work < 32768.0) nthr = 1;
+    if (nthr > tasks) nthr = (int)(tasks > 0 ? tasks : 1);
+    return nthr;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Row diagnostics (papers.md B1-B3, B6):                                    */
+/*   entropy H = -sum_{a>0} a log a (0 log 0 = 0), times p = 1/log(base);     */
+/*   normalised H / log n_i; effective support exp(H); participation          */
+/*   1 / sum a^2; negative mass sum min(a, 0); support #{a > p};              */
+/*   separation margin top-1 minus top-2 of the visible scores.               */
+/* Undefined -> NaN: a row with no visible key or no mass (all weights 0)     */
+/* has no entropy/participation; normalised entropy needs n_i >= 2.           */
+/* ------------------------------------------------------------------------ */
+#define AN_ROW_DIAG(T, TS)                                                    \
+int an_row_diag_##TS(const an_rowdiag *P, an_int nmat)                        \
+{                                                                             \
+    if (nmat <= 0) return AN_OK;                                              \
+    const an_int n = P[0].v.n, m = P[0].v.m, nrows = nmat * n;                \
+    if (nrows == 0) return AN_OK;                                             \
+    int nthr = threads_for((double)nrows * (double)(m + 1), nrows);           \
+    size_t per = (size_t)(m + 1) * (sizeof(T) + sizeof(an_int)) + 64;         \
+    char *buf = (char *)malloc(per * (size_t)nthr);                           \
+    if (!buf) return AN_ERR_NOMEM;                                            \
+    _Pragma("omp parallel num_threads(nthr)")                                 \
+    {                                                                         \
+        int tid = 0;                                                          \
+        AN_OMP_TID(tid);                                                      \
+        an_int *idx = (an_int *)(buf + per * (size_t)tid);                    \
+        T *x = (T *)(idx + m + 1);                                            \
+        _Pragma("omp for schedule(static)")                                   \
+        for (an_int r = 0; r < nrows; r++) {                                  \
+            const an_rowdiag *R = &P[r / n];                                  \
+            const an_int i = r % n;                                           \
+            const an_int nv = an_gather_##TS(&R->v, i, R->a + R->a_n * i, R->a_m, x, idx); \
+            const int kind = R->kind;                                         \
+            double val;                                                       \
+            if (kind == AN_RD_MARGIN) {                                       \
+                double top1_; val = an_margin_##TS(x, nv, &top1_);                                \
+            } else {                                                          \
+                an_rowstats st;                                               \
+                const int want_log = kind <= AN_RD_EFF_SUPPORT;               \
+                an_rowstats_##TS(x, nv, want_log, kind == AN_RD_SUPPORT ? R->p : 0.0, &st); \
+                const int nomass = nv == 0 || st.nonzero == 0;                \
+                const int bad = st.sum != st.sum;   /* NaN in the row */      \
+                double H = -st.xlogx;                                         \
+                switch (kind) {                                               \
+                case AN_RD_ENTROPY: val = nomass ? NAN : H * R->p; break;     \
+                case AN_RD_ENTROPY_NORM:                                      \
+                    val = (nomass || nv < 2) ? NAN : H / log((double)nv); break; \
+                case AN_RD_EFF_SUPPORT: val = nomass ? NAN : exp(H); break;   \
+                case AN_RD_PARTICIPATION: val = nomass ? NAN : 1.0 / st.sumsq; break; \
+                case AN_RD_NEG_MASS: val = st.neg; break;                     \
+                default: val = (double)st.pos; break;                         \
+                }                                                             \
+                if (bad) val = NAN;                                           \
+                if (kind == AN_RD_SUPPORT) {                                  \
+                    AN_AT(int64_t, R->out, R->o_n, i) = st.pos;               \
+                    continue;                                                 \
+                }                                                             \
+            }                                                                 \
+            AN_AT(T, R->out, R->o_n, i) = (T)val;                             \
+        }                                                                     \
+    }                                                                         \
+    free(buf);                                                                \
+    return AN_OK;                                                             \
+}
+AN_ROW_DIAG(float, f)
+AN_ROW_DIAG(double, d)
+
+/* ------------------------------------------------------------------------ */
+/* Column mass (papers.md B8): m_j = (1/|Q_j|) sum_{i in Q_j} a_ij, Q_j the  */
+/* queries that see key j; NaN if Q_j is empty.  Rows are cut into 16 fixed  */
+/* chunks (not one per thread), each summed in row order into its own        */
+/* partial, and the partials are added in chunk order: contiguous row reads  */
+/* and the same result for any thread count.                                 */
+/* ------------------------------------------------------------------------ */
+#define AN_CM_CHUNKS 16
+#define AN_COLUMN_MASS(T, TS)                                                 \
+int an_column_mass_##TS(const an_colmass *P, an_int nmat)                     \
+{                                                                             \
+    if (nmat <= 0) return AN_OK;                                              \
+    const an_int n = P[0].v.n, m = P[0].v.m;                                  \
+    const an_int width = P[0].j1 - P[0].j0;                                   \
+    if (width <= 0) return AN_OK;                                             \
+    int nthr = threads_for((double)nmat * (double)(n + 1) * (double)width, AN_CM_CHUNKS); \
+    double *part = (double *)malloc(sizeof(double) * (size_t)width * AN_CM_CHUNKS); \
+    an_int *cnt = (an_int *)malloc(sizeof(an_int) * (size_t)(m + 2));         \
+    if (!part || !cnt) { free(part); free(cnt); return AN_ERR_NOMEM; }        \
+    _Pragma("omp parallel num_threads(nthr)")                                 \
+    for (an_int t = 0; t < nmat; t++) {                                       \
+        const an_colmass *C = &P[t];                                          \
+        const an_int j0 = C->j0, j1 = C->j1;                                  \
+        _Pragma("omp single nowait")                                          \
+        an_column_counts(&C->v, cnt);                                         \
+        _Pragma("omp for schedule(dynamic, 1)")                               \
+        for (an_int c = 0; c < AN_CM_CHUNKS; c++) {                           \
+            double *pc = part + (size_t)width * c;                            \
+            for (an_int j = 0; j < width; j++) pc[j] = 0;                     \
+            for (an_int i = c * n / AN_CM_CHUNKS; i < (c + 1) * n / AN_CM_CHUNKS; i++) { \
+                an_int lo, hi;                                                \
+                an_visible_range(i, n, m, C->v.causal, C->v.wleft, C->v.wright, &lo, &hi); \
+                if (lo < j0) lo = j0;                                         \
+                if (hi > j1) hi = j1;                                         \
+                const char *row = C->a + C->a_n * i;                          \
+                double *pl = pc - j0;                                         \
+                if (C->v.mask) {                                              \
+                    const char *mk = C->v.mask + C->v.mk_n * i;               \
+                    for (an_int j = lo; j < hi; j++)                          \
+                        if (AN_AT(uint8_t, mk, C->v.mk_m, j))                 \
+                            pl[j] += (double)AN_AT(T, row, C->a_m, j);        \
+                } else if (C->a_m == (an_int)sizeof(T)) {                     \
+                    const T *ar = (const T *)row;                             \
+                    _Pragma("omp simd")                                       \
+                    for (an_int j = lo; j < hi; j++) pl[j] += (double)ar[j];  \
+                } else {                                                      \
+                    for (an_int j = lo; j < hi; j++) pl[j] += (double)AN_AT(T, row, C->a_m, j); \
+                }                                                             \
+            }                                                                 \
+        }                                                                     \
+        /* (implicit barrier: partials and counts are complete) */            \
+        _Pragma("omp for schedule(static)")                                   \
+        for (an_int j = j0; j < j1; j++) {                                    \
+            double sum = 0;                                                   \
+            for (an_int c = 0; c < AN_CM_CHUNKS; c++) sum += part[(size_t)width * c + (j - j0)]; \
+            AN_AT(T, C->out, C->o_m, j - j0) = cnt[j] ? (T)(sum / (double)cnt[j]) : (T)NAN; \
+        }                                                                     \
+    }                                                                         \
+    free(part); free(cnt);                                                    \
+    return AN_OK;                                                             \
+}
+AN_COLUMN_MASS(float, f)
+AN_COLUMN_MASS(double, d)
+
+/* ------------------------------------------------------------------------ */
+/* Matrix diagnostics: residuals (papers.md B1), ||a||_F (B7), rank collapse */
+/* (B15).  One thread per matrix.                                            */
+/* ------------------------------------------------------------------------ */
+static inline void norm_acc(double *acc, double r, int ord)
+{
+    double a = fabs(r);
+    if (ord == AN_ORD_1) *acc += a;
+    else if (ord == AN_ORD_INF) *acc = (a > *acc || a != a) ? a : *acc;
+    else *acc += r * r;
+}
+
+#define AN_MATRIX_DIAG(T, TS)                                                 \
+int an_matrix_diag_##TS(const an_matdiag *P, an_int nmat)                     \
+{                                                                             \
+    if (nmat <= 0) return AN_OK;                                              \
+    const an_int n = P[0].n, m = P[0].m;                                      \
+    int need = P[0].kind == AN_MD_COL_RESIDUAL || P[0].kind == AN_MD_RANK_COLLAPSE; \
+    int nthr = threads_for((double)nmat * (double)n * (double)m, nmat);       \
+    double *cols = NULL;                                                      \
+    if (need) {                                                               \
+        cols = (double *)malloc(sizeof(double) * (size_t)(m + 1) * (size_t)nthr); \
+        if (!cols) return AN_ERR_NOMEM;                                       \
+    }                                                                         \
+    _Pragma("omp parallel num_threads(nthr)")                                 \
+    {                                                                         \
+        int tid = 0;                                                          \
+        AN_OMP_TID(tid);                                                      \
+        double *cs = need ? cols + (size_t)(m + 1) * (size_t)tid : NULL;      \
+        _Pragma("omp for schedule(static)")                                   \
+        for (an_int t = 0; t < nmat; t++) {                                   \
+            const an_matdiag *D = &P[t];                                      \
+            double res = 0;                                                   \
+            if (need) for (an_int j = 0; j < m; j++) cs[j] = 0;               \
+            if (D->kind == AN_MD_ROW_RESIDUAL) {                              \
+                for (an_int i = 0; i < n; i++) {                              \
+                    double s = 0;                                             \
+                    for (an_int j = 0; j < m; j++) s += (double)AN_AT(T, D->a + D->a_n * i, D->a_m, j); \
+                    norm_acc(&res, s - 1.0, D->ord);                          \
+                }                                                             \
+            } else if (D->kind == AN_MD_FROBENIUS) {                          \
+                for (an_int i = 0; i < n; i++)                                \
+                    for (an_int j = 0; j < m; j++) {                          \
+                        double v = (double)AN_AT(T, D->a + D->a_n * i, D->a_m, j); \
+                        res += v * v;                                         \
+                    }                                                         \
+                res = sqrt(res);                                              \
+            } else {                                                          \
+                double ss = 0;                                                \
+                for (an_int i = 0; i < n; i++)                                \
+                    for (an_int j = 0; j < m; j++) {                          \
+                        double v = (double)AN_AT(T, D->a + D->a_n * i, D->a_m, j); \
+                        cs[j] += v; ss += v * v;                              \
+                    }                                                         \
+                if (D->kind == AN_MD_COL_RESIDUAL) {                          \
+                    const double target = (double)n / (double)m;              \
+                    for (an_int j = 0; j < m; j++) norm_acc(&res, cs[j] - target, D->ord); \
+                } else {   /* rank collapse: sum (x - xbar)^2, two-pass */    \
+                    for (an_int j = 0; j < m; j++) cs[j] /= (double)n;        \
+                    for (an_int i = 0; i < n; i++)                            \
+                        for (an_int j = 0; j < m; j++) {                      \
+                            double v = (double)AN_AT(T, D->a + D->a_n * i, D->a_m, j) - cs[j]; \
+                            res += v * v;                                     \
+                        }                                                     \
+                    res = ss > 0 ? sqrt(res / ss) : NAN;                      \
+                }                                                             \
+            }                                                                 \
+            if (D->ord == AN_ORD_2 && (D->kind == AN_MD_ROW_RESIDUAL || D->kind == AN_MD_COL_RESIDUAL)) \
+                res = sqrt(res);                                              \
+            *(T *)D->out = (T)res;                                            \
+        }                                                                     \
+    }                                                                         \
+    free(cols);                                                               \
+    return AN_OK;                                                             \
+}
+AN_MATRIX_DIAG(float, f)
+AN_MATRIX_DIAG(double, d)
+
+/* ------------------------------------------------------------------------ */
+/* Largest eigenvalue of A = diag(d) - zs2 w w^T, exactly (papers.md B6).    */
+/* Entries with w_i = 0 are eigenvalues d_i; a pole d shared by c >= 2      */
+/* entries is an eigenvalue (multiplicity c - 1).  The other eigenvalues are */
+/* the roots of the secular equation 1 = zs2 sum_i w_i^2 / (d_i - lambda),   */
+/* which interlace the distinct poles; the largest lies in (d2, d1), d1 > d2 */
+/* the two largest poles.  With mu = d1 - lambda it is the root of           */
+/*   G(mu) = mu (1 + zs2 sum_{i != 1} w_i^2 / (d1 - d_i - mu)) - zs2 w_1^2,  */
+/* increasing and convex on (0, d1 - d2), G(0) < 0: Newton safeguarded by    */
+/* bisection on the bracket (bisection whenever |G| fails to halve), stopped */
+/* when the bracket or the residual reaches rounding level.                  */
+/* ------------------------------------------------------------------------ */
+double an_downdate_max_eig(const double *d, const double *w, double zs2, an_int n)
+{
+    double defl = -INFINITY, d1 = -INFINITY, d2 = -INFINITY, w1 = 0;
+    an_int c1 = 0, i1 = -1;
+    for (an_int i = 0; i < n; i++) {
+        if (w[i] == 0) { if (d[i] > defl) defl = d[i]; continue; }
+        if (d[i] > d1) { d2 = d1; d1 = d[i]; c1 = 1; i1 = i; w1 = w[i]; }
+        else if (d[i] == d1) c1++;
+        else if (d[i] > d2) d2 = d[i];
+    }
+    if (i1 < 0) return defl == -INFINITY ? 0.0 : defl;
+    double lam;
+    if (c1 >= 2) lam = d1;
+    else if (d2 == -INFINITY) lam = d1 - zs2 * w1 * w1;
+    else {
+        const double gap = d1 - d2, c = zs2 * w1 * w1;
+        double lo = 0, hi = gap, mu = 0, gprev = INFINITY;
+        for (int it = 0; it < 400; it++) {
+            double R, dR;
+            an_secular_sums(d, w, n, i1, d1, mu, zs2, &R, &dR);
+            double G = mu * R - c, dG = R + mu * dR;
+            if (G == 0) break;
+            if (G < 0) lo = mu; else hi = mu;
+            if (hi - lo <= 4 * DBL_EPSILON * hi) { mu = 0.5 * (lo + hi); break; }
+            double next = mu - G / dG;
+            /* Newton while it converges (|G| at least halves and stays inside
+             * the bracket); bisection otherwise, e.g. next to the pole d2 */
+            if (!(next > lo && next < hi) || !(fabs(G) <= 0.5 * gprev))
+                next = 0.5 * (lo + hi);
+            if (fabs(next - mu) <= 2 * DBL_EPSILON * next
+                && fabs(G) <= 64 * DBL_EPSILON * (c + fabs(mu * R))) { mu = next; break; }
+            gprev = fabs(G);
+            mu = next;
+        }
+        lam = d1 - mu;
+    }
+    return lam > defl ? lam : defl;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Jacobian norms per row (papers.md B6, B7), from the weights a alone:      */
+/*  softmax    J = (diag(a) - a a^T)/T: ||J||_2 = lambda_max (secular),       */
+/*             (ssmax: T = 1/(c log n_i); softmax_sink: T = 1, sum a < 1)     */
+/*             ||J||_F^2 = (sum a^2 - 2 sum a^3 + (sum a^2)^2) / T^2          */
+/*  sparsemax  J = diag(s) - s s^T/|S| (projection): 1 if |S| >= 2 else 0,    */
+/*             ||J||_F = sqrt(|S| - 1)                                        */
+/*  entmax     J = diag(s) - s s^T / sum s, s = a^(2-alpha) on the support:   */
+/*             lambda_max (secular), ||J||_F^2 = S2 - 2 S3/S1 + S2^2/S1^2     */
+/*  sigmoid, relu, polynomial: diagonal J = diag(g), ||J||_2 = max |g|,       */
+/*             ||J||_F = sqrt(sum g^2) (g in diagnostics.h).                  */
+/* Every J here is symmetric PSD, so ||J||_2 is its largest eigenvalue.      */
+/* A row with no visible key, or NaN, gives NaN.                             */
+/* ------------------------------------------------------------------------ */
+#define AN_JACOBIAN_NORM(T, TS)                                               \
+int an_jacobian_norm_##TS(const an_jacnorm *P, an_int nmat)                   \
+{                                                                             \
+    if (nmat <= 0) return AN_OK;                                              \
+    const an_int n = P[0].v.n, m = P[0].v.m, nrows = nmat * n;                \
+    if (nrows == 0) return AN_OK;                                             \
+    int nthr = threads_for((double)nrows * (double)(m + 1) * 4, nrows);       \
+    size_t per = (size_t)(m + 1) * (sizeof(T) + sizeof(an_int) + 2 * sizeof(double)) + 64; \
+    char *buf = (char *)malloc(per * (size_t)nthr);                           \
+    if (!buf) return AN_ERR_NOMEM;                                            \
+    _Pragma("omp parallel num_threads(nthr)")                                 \
+    {                                                                         \
+        int tid = 0;                                                          \
+        AN_OMP_TID(tid);                                                      \
+        double *dd = (double *)(buf + per * (size_t)tid);                     \
+        double *ww = dd + m + 1;                                              \
+        an_int *idx = (an_int *)(ww + m + 1);                                 \
+        T *x = (T *)(idx + m + 1);                                            \
+        _Pragma("omp for schedule(static)")                                   \
+        for (an_int r = 0; r < nrows; r++) {                                  \
+            const an_jacnorm *J = &P[r / n];                                  \
+            const an_int i = r % n;                                           \
+            const an_int nv = an_gather_##TS(&J->v, i, J->a + J->a_n * i, J->a_m, x, idx); \
+            double val = 0, s1 = 0, s2 = 0, s3 = 0, gmax = 0;                 \
+            int nan = nv == 0;                                                \
+            for (an_int k = 0; k < nv; k++) nan |= x[k] != x[k];              \
+            if (!nan) switch (J->norm) {                                      \
+            case AN_JN_SOFTMAX: case AN_JN_ENTMAX: case AN_JN_SSMAX:          \
+            case AN_JN_SOFTMAX_SINK: {                                        \
+                const double e = J->norm == AN_JN_ENTMAX ? 2.0 - J->p : 1.0;  \
+                for (an_int k = 0; k < nv; k++) {                             \
+                    double a = (double)x[k];                                  \
+                    double s = a > 0 ? (e == 1.0 ? a : pow(a, e)) : 0.0;      \
+                    dd[k] = s; ww[k] = s;                                     \
+                    s1 += s; s2 += s * s; s3 += s * s * s;                    \
+                }                                                             \
+                if (J->norm != AN_JN_ENTMAX) {                                \
+                    const double T_ = J->norm == AN_JN_SOFTMAX ? J->p         \
+                        : J->norm == AN_JN_SSMAX ? 1.0 / (J->p * log((double)nv)) : 1.0; \
+                    val = J->fro ? sqrt(fmax(s2 - 2 * s3 + s2 * s2, 0.0)) / T_ \
+                                 : an_downdate_max_eig(dd, ww, 1.0, nv) / T_; \
+                } else if (s1 > 0) {                                          \
+                    val = J->fro ? sqrt(fmax(s2 - 2 * s3 / s1 + (s2 / s1) * (s2 / s1), 0.0)) \
+                                 : an_downdate_max_eig(dd, ww, 1.0 / s1, nv); \
+                }                                                             \
+                break; }                                                      \
+            case AN_JN_SPARSEMAX: {                                           \
+                an_int S = 0;                                                 \
+                for (an_int k = 0; k < nv; k++) S += x[k] > 0;                \
+                val = J->fro ? sqrt((double)(S > 1 ? S - 1 : 0)) : (S >= 2 ? 1.0 : 0.0); \
+                break; }                                                      \
+            default: {                                                        \
+                const double p = J->p, ni = (double)nv;                       \
+                for (an_int k = 0; k < nv; k++) {                             \
+                    double a = (double)x[k], g;                               \
+                    if (J->norm == AN_JN_SIGMOID) g = a * (1.0 - a);          \
+                    else if (J->norm == AN_JN_RELU)                           \
+                        g = a > 0 ? p * pow(ni * a, (p - 1.0) / p) / ni : 0.0; \
+                    else                                                      \
+                        g = p * pow(sqrt(ni) * fabs(a), (p - 1.0) / p) / sqrt(ni); \
+                    g = fabs(g);                                              \
+                    s2 += g * g; if (g > gmax) gmax = g;                      \
+                }                                                             \
+                val = J->fro ? sqrt(s2) : gmax;                               \
+                break; }                                                      \
+            }                                                                 \
+            AN_AT(T, J->out, J->o_n, i) = nan ? (T)NAN : (T)val;              \
+        }                                                                     \
+    }                                                                         \
+    free(buf);                                                                \
+    return AN_OK;                                                             \
+}
+AN_JACOBIAN_NORM(float, f)
+AN_JACOBIAN_NORM(double, d)

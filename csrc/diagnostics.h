@@ -1,0 +1,186 @@
+/*
+ * diagnostics.h -- kernels of the diagnostics (DESIGN "Diagnostics",
+ * papers.md section B), materialised (diagnostics.c) and streamed (diagnose.c).
+ * No Python.h here: kernels see pointers, sizes and byte strides.
+ */
+#ifndef AN_DIAGNOSTICS_H
+#define AN_DIAGNOSTICS_H
+#include "an_common.h"
+#include "normalize.h"
+
+/* ---- vector helpers (diag_simd.c, dispatched like an_simd.h) ---- */
+
+/* One pass over a contiguous row x[0..n): the sums every row diagnostic needs.
+ * xlogx = sum over x > 0 of x log x (only if want_log), neg = sum min(x, 0),
+ * max = NaN if any x is NaN, pos = #{x > thr}, nonzero = #{x != 0}. */
+typedef struct {
+    double sum, sumsq, xlogx, neg, max;
+    an_int pos, nonzero;
+} an_rowstats;
+void an_rowstats_f(const float *x, an_int n, int want_log, double thr, an_rowstats *r);
+void an_rowstats_d(const double *x, an_int n, int want_log, double thr, an_rowstats *r);
+
+/* out[i*ldo + j] = sum_k qp[i*d + k] * K[j][k]  for i < bq, j < nb, with
+ * qp the bq packed query rows and kt the key tile packed in panels of
+ * AN_PW_<f|d> keys: kt[p*d*W + k*W + w] = K[p*W + w][k] (zero padded). */
+#define AN_PW_f 16
+#define AN_PW_d 8
+void an_gemm_nt_f(const float *qp, an_int bq, an_int d, const float *kt, an_int nb,
+                  float *out, an_int ldo);
+void an_gemm_nt_d(const double *qp, an_int bq, an_int d, const double *kt, an_int nb,
+                  double *out, an_int ldo);
+
+/* sums of the secular equation (see an_downdate_max_eig), vectorised */
+void an_secular_sums(const double *d, const double *w, an_int n, an_int i1, double d1,
+                     double mu, double zs2, double *R, double *dR);
+
+/* ---- shared row/column pieces ---- */
+
+/* Separation margin of visible scores x[0..n): top-1 minus top-2 (#1's
+ * score gap).  NaN if n < 2 or any score is NaN; a tie for the top gives 0;
+ * +inf if only one score is finite and the rest are -inf; two +inf (or all
+ * -inf) scores give inf - inf = NaN.  *top1 gets max x (NaN if any is NaN). */
+double an_margin_f(const float *x, an_int n, double *top1);
+double an_margin_d(const double *x, an_int n, double *top1);
+/* sum_k e_k (s_k - shift) in double (the softmax entropy identity) */
+double an_xdot_shift_f(const float *e, const float *s, an_int n, float shift);
+double an_xdot_shift_d(const double *e, const double *s, an_int n, double shift);
+/* dst[k] += e_k c (column sums); returns #{e_k c > 0} */
+an_int an_scale_acc_f(const float *e, an_int n, float c, double *dst);
+an_int an_scale_acc_d(const double *e, an_int n, double c, double *dst);
+
+/* Visibility description of an (n, m) matrix: causal/window plus an optional
+ * uint8 mask (NULL = none).  Rows use an_visible_range, then the mask. */
+typedef struct {
+    an_int n, m;
+    int causal;
+    an_int wleft, wright;
+    const char *mask; an_int mk_n, mk_m;
+} an_vis;
+
+/* Visible entries of row i of a matrix whose row i starts at `row` (byte
+ * stride a_m between keys): x[0..nv) and their key indices idx[0..nv). */
+#define AN_GATHER(T, TS)                                                      \
+static inline an_int an_gather_##TS(const an_vis *v, an_int i, const char *row,  \
+                                 an_int a_m, T *x, an_int *idx)              \
+{                                                                             \
+    an_int lo, hi, nv = 0;                                                    \
+    an_visible_range(i, v->n, v->m, v->causal, v->wleft, v->wright, &lo, &hi); \
+    if (v->mask) {                                                            \
+        const char *mk = v->mask + v->mk_n * i;                               \
+        for (an_int j = lo; j < hi; j++)                                      \
+            if (AN_AT(uint8_t, mk, v->mk_m, j)) {                             \
+                idx[nv] = j; x[nv++] = AN_AT(T, row, a_m, j);                 \
+            }                                                                 \
+    } else {                                                                  \
+        for (an_int j = lo; j < hi; j++) {                                    \
+            idx[nv] = j; x[nv++] = AN_AT(T, row, a_m, j);                     \
+        }                                                                     \
+    }                                                                         \
+    return nv;                                                                \
+}
+AN_GATHER(float, f)
+AN_GATHER(double, d)
+#undef AN_GATHER
+
+/* Number of queries that see each key: cnt[0..m). */
+void an_column_counts(const an_vis *v, an_int *cnt);
+
+/* ---- materialised kernels (diagnostics.c) ---- */
+
+/* Row diagnostic kinds (row_diag gufunc): one (n) output per matrix. */
+enum {
+    AN_RD_ENTROPY = 0,       /* -sum a log a (times p = 1/log base) */
+    AN_RD_ENTROPY_NORM = 1,  /* entropy / log n_i */
+    AN_RD_EFF_SUPPORT = 2,   /* exp(entropy) */
+    AN_RD_PARTICIPATION = 3, /* 1 / sum a^2 */
+    AN_RD_NEG_MASS = 4,      /* sum min(a, 0) */
+    AN_RD_MARGIN = 5,        /* top-1 minus top-2 score */
+    AN_RD_SUPPORT = 6        /* #{a > p} (int64 output) */
+};
+typedef struct {
+    an_vis v;
+    const char *a; an_int a_n, a_m;
+    char *out; an_int o_n;
+    int kind;
+    double p;
+} an_rowdiag;
+int an_row_diag_f(const an_rowdiag *P, an_int nmat);
+int an_row_diag_d(const an_rowdiag *P, an_int nmat);
+
+/* Column mass of columns [j0, j1): out[j] = mean of a_ij over the queries i
+ * that see key j (NaN if none). */
+typedef struct {
+    an_vis v;
+    const char *a; an_int a_n, a_m;
+    char *out; an_int o_m;
+    an_int j0, j1;
+} an_colmass;
+int an_column_mass_f(const an_colmass *P, an_int nmat);
+int an_column_mass_d(const an_colmass *P, an_int nmat);
+
+/* Matrix diagnostic kinds (matrix_diag gufunc): one () output per matrix. */
+enum {
+    AN_MD_ROW_RESIDUAL = 0,  /* || a 1 - 1 ||_ord */
+    AN_MD_COL_RESIDUAL = 1,  /* || a^T 1 - (n/m) 1 ||_ord */
+    AN_MD_FROBENIUS = 2,     /* || a ||_F */
+    AN_MD_RANK_COLLAPSE = 3  /* || x - 1 xbar^T ||_F / || x ||_F */
+};
+/* ord codes for the residuals */
+enum { AN_ORD_1 = 1, AN_ORD_2 = 2, AN_ORD_INF = 3 };
+typedef struct {
+    an_int n, m;
+    const char *a; an_int a_n, a_m;
+    char *out;
+    int kind, ord;
+} an_matdiag;
+int an_matrix_diag_f(const an_matdiag *P, an_int nmat);
+int an_matrix_diag_d(const an_matdiag *P, an_int nmat);
+
+/* Jacobian norms (papers.md B6, B7): normalizer codes */
+enum {
+    AN_JN_SOFTMAX = 0,    /* (diag(a) - a a^T) / T,          p = T */
+    AN_JN_SPARSEMAX = 1,  /* diag(s) - s s^T / |S|, s = 1[a > 0] */
+    AN_JN_ENTMAX = 2,     /* diag(s) - s s^T / sum s, s = a^(2 - alpha), p = alpha */
+    AN_JN_SIGMOID = 3,    /* diag(a (1 - a)) */
+    AN_JN_RELU = 4,       /* diag(p relu(s)^(p-1) / n_i), relu(s) = (n_i a)^(1/p) */
+    AN_JN_POLYNOMIAL = 5, /* diag(p |s|^(p-1) / sqrt(n_i)), |s| = (sqrt(n_i) |a|)^(1/p) */
+    AN_JN_SSMAX = 6,      /* softmax at T = 1 / (p log n_i), p = c */
+    AN_JN_SOFTMAX_SINK = 7 /* diag(a) - a a^T (same form; sum a < 1) */
+};
+typedef struct {
+    an_vis v;
+    const char *a; an_int a_n, a_m;
+    char *out; an_int o_n;
+    int norm, fro;
+    double p;
+} an_jacnorm;
+int an_jacobian_norm_f(const an_jacnorm *P, an_int nmat);
+int an_jacobian_norm_d(const an_jacnorm *P, an_int nmat);
+
+/* Largest eigenvalue of diag(d) - z z^T (z_i = zs * w_i), exactly, from the
+ * secular equation (see diagnostics.c). */
+double an_downdate_max_eig(const double *d, const double *w, double zs2, an_int n);
+
+/* ---- streamed diagnose (diagnose.c) ----
+ * One (n, m) problem: scores scale * q k^T under the visibility v, weights
+ * from the normalizer's row kernel; outputs per query: entropy, max weight,
+ * sink weight (key 0), margin, support (int64); per key: column mass. */
+typedef struct {
+    an_vis v;
+    an_int d;                               /* feature size */
+    const char *q; an_int q_n, q_d;         /* queries (n, d), byte strides */
+    const char *k; an_int k_m, k_d;         /* keys (m, d) */
+    double scale;
+    an_normmat nm;            /* parameters for the row kernel (p, ip, rp, index) */
+    char *ent; an_int ent_s;  /* outputs (n) */
+    char *mxw; an_int mxw_s;
+    char *snk; an_int snk_s;
+    char *mrg; an_int mrg_s;
+    char *sup; an_int sup_s;  /* int64 */
+    char *col; an_int col_s;  /* (m) */
+} an_diagnose;
+int an_diagnose_f(const an_normdesc *nd, const an_diagnose *P, an_int nmat, an_int *bad_row);
+int an_diagnose_d(const an_normdesc *nd, const an_diagnose *P, an_int nmat, an_int *bad_row);
+
+#endif
