@@ -43,6 +43,8 @@ def build(src):
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     nb.cells = parse(src.read_text())
+    for i, cell in enumerate(nb.cells):  # stable ids: a rebuild changes only what the source changed
+        cell.id = f"{src.stem[:2]}-{i:02d}"
     out = HERE / (src.stem + ".ipynb")
     nbformat.write(nb, str(out))
     return out
