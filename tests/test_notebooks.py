@@ -89,3 +89,19 @@ def test_notebook_executes(path, executed):
     n_images = sum(1 for c in code_cells for o in c.get("outputs", [])
                    if "image/png" in o.get("data", {}))
     assert n_images >= 1, f"{path.name} produced no plot"
+
+
+def test_notebooks_match_their_sources():
+    """Each .ipynb holds exactly the cells of notebooks/_src/<name>.py (rebuild with
+    python notebooks/build_notebooks.py after editing a source)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("build_notebooks", NB_DIR / "build_notebooks.py")
+    builder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(builder)
+    sources = sorted((NB_DIR / "_src").glob("*.py"))
+    assert {s.stem for s in sources} == {p.stem for p in NOTEBOOKS}
+    for src in sources:
+        want = [(c.cell_type, c.source) for c in builder.parse(src.read_text())]
+        nb = nbformat.read(str(NB_DIR / (src.stem + ".ipynb")), as_version=4)
+        got = [(c.cell_type, c.source) for c in nb.cells]
+        assert got == want, f"{src.stem}.ipynb is out of date with _src/{src.name}"
