@@ -213,8 +213,10 @@ def nap(scores, *, gain=1.0, bias=0.0, eps=1e-3, mask=None, causal=False, window
     has_inf = (vis & np.isinf(s)).any(axis=-1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         x = np.where(vis, np.where(has_inf, np.sign(s) * np.isinf(s), s), 0.0)
-        mu = x.sum(axis=-1, keepdims=True) / n_i
-        dev = np.where(vis, x - mu, 0.0)
+        # shifted by one visible score, so constant rows have deviations exactly 0
+        pivot = np.take_along_axis(x, np.argmax(vis, axis=-1)[..., None], axis=-1)
+        mu = np.where(vis, x - pivot, 0.0).sum(axis=-1, keepdims=True) / n_i
+        dev = np.where(vis, (x - pivot) - mu, 0.0)
         sd = np.sqrt((dev ** 2).sum(axis=-1, keepdims=True) / n_i)
         finite_w = g * dev / (sd + ep) + b
         inf_w = np.where(sd > 0, g * dev / sd, 0.0) + b
