@@ -153,7 +153,9 @@ def test_portable_simd_and_generic_paths_agree(tmp_path):
         "        res[nm + dt.__name__] = an.attention(z['q'].astype(dt), z['k'].astype(dt),"
         " z['v'].astype(dt), nm, causal=True, **kw)\n"
         "np.savez(sys.argv[2], path=an.simd_path(), **res)\n")
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # the directory holding the attnnorm this process imported (source tree with
+    # an in-place build, or site-packages after pip install)
+    here = os.path.dirname(os.path.dirname(os.path.abspath(an.__file__)))
     outs = {}
     for tag, extra in (("default", {"ATTNNORM_CPU": "default"}), ("best", {"ATTNNORM_CPU": ""}),
                        ("generic", {"ATTNNORM_CPU": "", "ATTNNORM_ATTENTION_GENERIC": "1"})):
@@ -162,7 +164,7 @@ def test_portable_simd_and_generic_paths_agree(tmp_path):
             env.pop("ATTNNORM_ATTENTION_GENERIC", None)
         fn = tmp_path / f"out_{tag}.npz"
         subprocess.run([sys.executable, "-c", code, str(tmp_path / "in.npz"), str(fn)],
-                       check=True, env=env, cwd=here)
+                       check=True, env=env, cwd=str(tmp_path))
         outs[tag] = np.load(fn)
     assert str(outs["default"]["path"]) == "default"
     assert str(outs["best"]["path"]) == an.simd_best()

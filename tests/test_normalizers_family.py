@@ -451,9 +451,10 @@ def test_portable_simd_path_matches_reference():
         "    for nm in ['softmax_sink', 'sigmoid', 'softpick', 'ssmax', 'nap']:\n"
         "        np.testing.assert_allclose(getattr(an, nm)(x), getattr(ref, nm)(x), tl, tl / 10)\n"
         "print('ok')\n")
-    env = dict(os.environ, ATTNNORM_CPU="default")
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    res = subprocess.run([sys.executable, "-c", code], env=env, cwd=here,
+    # import the same attnnorm as this process (in-place build or installed)
+    here = os.path.dirname(os.path.dirname(os.path.abspath(an.__file__)))
+    env = dict(os.environ, ATTNNORM_CPU="default", PYTHONPATH=here)
+    res = subprocess.run([sys.executable, "-c", code], env=env, cwd=os.path.dirname(here),
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "ok"

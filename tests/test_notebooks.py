@@ -1,0 +1,107 @@
+"""Execute every notebook in notebooks/ at its default size; fail if a cell raises.
+
+The kernel imports attnnorm from the repository root when an in-place build
+(attnnorm/_core*.so) is there, otherwise from the installed package.  Each
+notebook runs with its own directory as the working directory.
+"""
+import concurrent.futures
+import glob
+import os
+import pathlib
+import sys
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+pytest.importorskip("matplotlib")
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+NB_DIR = ROOT / "notebooks"
+NOTEBOOKS = sorted(NB_DIR.glob("*.ipynb"))
+
+#: the notebooks the README promises; a missing one is a failure, not a skip
+EXPECTED = [
+    "00_tour", "01_sinkhorn_C1", "02_heinsen_C2", "03_init_scaling_C3", "04_frobenius_C4",
+    "05_vanishing_jacobian_C5", "06_sigmoid_C6", "08_norm_analysis_C8",
+    "09_zeros_soft_C9_C10", "11_entropy_dispersion_C11",
+    "13_softpick_stochastic_cheap_C13_C15", "17_oversmoothing_C17", "20_real_attention",
+]
+
+CELL_TIMEOUT = 120  # seconds per cell; the defaults take seconds per notebook
+WORKERS = 2         # notebooks executed at once (kernel start-up overlaps with work)
+
+
+def kernel_env():
+    """Environment for the kernel: the repo root first on sys.path only if it
+    holds a built extension (in-place build), so a pip-installed attnnorm is
+    used from a clean clone."""
+    env = dict(os.environ)
+    env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    if glob.glob(str(ROOT / "attnnorm" / "_core*.so")) or glob.glob(str(ROOT / "attnnorm" / "_core*.pyd")):
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+    return env
+
+
+def _execute(path):
+    """Run one notebook in its own kernel; return (notebook, error text or None)."""
+    nb = nbformat.read(str(path), as_version=4)
+    client = nbclient.NotebookClient(
+        nb, timeout=CELL_TIMEOUT, kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}})
+    try:
+        client.execute(env=kernel_env())
+    except nbclient.exceptions.CellExecutionError as exc:  # the traceback names the cell
+        return nb, str(exc)
+    except Exception as exc:  # kernel died, timeout, ...
+        return nb, f"{type(exc).__name__}: {exc}"
+    return nb, None
+
+
+@pytest.fixture(scope="module")
+def executed():
+    """Execute every notebook once, WORKERS at a time (each in its own kernel process)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        results = dict(zip(NOTEBOOKS, pool.map(_execute, NOTEBOOKS)))
+    return results
+
+
+def test_every_expected_notebook_exists():
+    names = {p.stem for p in NOTEBOOKS}
+    missing = [n for n in EXPECTED if n not in names]
+    assert not missing, f"notebooks missing from {NB_DIR}: {missing}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_executes(path, executed):
+    nb, error = executed[path]
+    if error is not None:
+        pytest.fail(f"{path.name}: a cell raised:\n{error}", pytrace=False)
+    # every notebook ends with a printed conclusion from its last code cell
+    code_cells = [c for c in nb.cells if c.cell_type == "code"]
+    assert code_cells, f"{path.name} has no code cell"
+    last_out = "".join(o.get("text", "") for o in code_cells[-1].get("outputs", [])
+                       if o.get("output_type") == "stream")
+    assert "measured" in last_out.lower(), (
+        f"{path.name}: the last code cell must print the measured conclusion; got {last_out!r}")
+    # every notebook shows at least one plot
+    n_images = sum(1 for c in code_cells for o in c.get("outputs", [])
+                   if "image/png" in o.get("data", {}))
+    assert n_images >= 1, f"{path.name} produced no plot"
+
+
+def test_notebooks_match_their_sources():
+    """Each .ipynb holds exactly the cells of notebooks/_src/<name>.py (rebuild with
+    python notebooks/build_notebooks.py after editing a source)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("build_notebooks", NB_DIR / "build_notebooks.py")
+    builder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(builder)
+    sources = sorted((NB_DIR / "_src").glob("*.py"))
+    assert {s.stem for s in sources} == {p.stem for p in NOTEBOOKS}
+    for src in sources:
+        want = [(c.cell_type, c.source) for c in builder.parse(src.read_text())]
+        nb = nbformat.read(str(NB_DIR / (src.stem + ".ipynb")), as_version=4)
+        got = [(c.cell_type, c.source) for c in nb.cells]
+        assert got == want, f"{src.stem}.ipynb is out of date with _src/{src.name}"
