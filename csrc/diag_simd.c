@@ -52,10 +52,6 @@ double an_margin_f(const float *x, an_int n, double *top1)
 { double r; AN_DISPATCH(r = margin_f_avx2(x, n, top1), r = margin_f_default(x, n, top1)); return r; }
 double an_margin_d(const double *x, an_int n, double *top1)
 { double r; AN_DISPATCH(r = margin_d_avx2(x, n, top1), r = margin_d_default(x, n, top1)); return r; }
-double an_xdot_shift_f(const float *e, const float *s, an_int n, float shift)
-{ double r; AN_DISPATCH(r = xdot_shift_f_avx2(e, s, n, shift), r = xdot_shift_f_default(e, s, n, shift)); return r; }
-double an_xdot_shift_d(const double *e, const double *s, an_int n, double shift)
-{ double r; AN_DISPATCH(r = xdot_shift_d_avx2(e, s, n, shift), r = xdot_shift_d_default(e, s, n, shift)); return r; }
 an_int an_scale_acc_f(const float *e, an_int n, float c, double *dst)
 { an_int r; AN_DISPATCH(r = scale_acc_f_avx2(e, n, c, dst), r = scale_acc_f_default(e, n, c, dst)); return r; }
 an_int an_scale_acc_d(const double *e, an_int n, double c, double *dst)

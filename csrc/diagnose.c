@@ -13,11 +13,13 @@
  * while the weights are added to per-key column sums.  Memory: O(BQ m) per
  * thread + 16 m doubles, never n x m.
  *
- * Softmax rows without a mask take a fused path: one pass for the top-2
- * scores (margin and the shift M), exp_shift_sum (the softmax kernel's own
- * primitive), one pass for sum e (s - M) and one that scales by 1/Z while
- * adding to the column sums; entropy = log Z - (1/T) sum a (s - M) needs no
- * per-weight log.  Special rows (NaN, +-inf maximum) use the generic path.
+ * Softmax rows without a mask take a fused path on the scores in place: one
+ * pass for the top-2 scores (margin and the shift M), one for e = exp(s - M)
+ * with Z = sum e and sum e (s - M) (exp_shift_sum_dot, the SIMD table's exp)
+ * and one that scales by 1/Z while adding to the column sums; entropy =
+ * log Z - (1/T) sum a (s - M) needs no per-weight log.  Special rows (NaN,
+ * +-inf maximum) use the generic path.  Query blocks are padded to a multiple
+ * of the micro-kernel's 6 rows (zero queries, their scores unused).
  *
  * Determinism: the n rows are cut into AN_NCHUNK = 16 fixed chunks (not one
  * per thread); each chunk is processed by one thread in row order and adds
@@ -132,46 +134,53 @@ int an_diagnose_##TS(const an_normdesc *nd, const an_diagnose *P, an_int nmat, \
                     for (an_int r = 0; r < bq; r++)                           \
                         for (an_int k = 0; k < d; k++)                        \
                             qp[r * d + k] = sc * AN_AT(T, D->q + D->q_n * (ib + r), D->q_d, k); \
+                    /* zero rows up to a multiple of 6: all rows go through the \
+                     * 6-row micro-kernel (bq_max is a multiple of 6) */      \
+                    const an_int bq6 = (bq + 5) / 6 * 6;                      \
+                    memset(qp + bq * d, 0, sizeof(T) * (size_t)((bq6 - bq) * d)); \
                     for (an_int jb = cmin; jb < cmax; jb += AN_BK) {          \
                         const an_int nb = cmax - jb < AN_BK ? cmax - jb : AN_BK; \
                         const T *kp = kt;                                     \
                         if (prepack) kp = kpk + (jb / W) * d * W;             \
                         else pack_keys_##TS(D, jb, nb, d, kt);                \
-                        an_gemm_nt_##TS(qp, bq, d, kp, nb, S + (jb - cmin), width); \
+                        an_gemm_nt_##TS(qp, bq6, d, kp, nb, S + (jb - cmin), width); \
                     }                                                         \
                     for (an_int r = 0; r < bq; r++) {                         \
                         const an_int i = ib + r;                              \
                         const T *srow = S + r * width;                        \
                         an_int lo, hi, nv;                                    \
                         const int dense = D->v.mask == NULL;                  \
-                        if (dense) {   /* visible keys = [lo, hi) */          \
+                        const T *sv = x;   /* the nv visible scores */   \
+                        if (dense) {   /* visible keys = [lo, hi), read in place */ \
                             an_visible_range(i, n, m, D->v.causal, D->v.wleft, D->v.wright, &lo, &hi); \
                             nv = hi - lo;                                     \
-                            memcpy(x, srow + (lo - cmin), sizeof(T) * (size_t)nv); \
+                            sv = srow + (lo - cmin);                          \
                         } else {                                              \
                             const char *rowp = (const char *)srow - cmin * (an_int)sizeof(T); \
                             nv = an_gather_##TS(&D->v, i, rowp, (an_int)sizeof(T), x, idx); \
                             lo = nv ? idx[0] : 0;                             \
                         }                                                     \
                         double top1;                                          \
-                        double margin = an_margin_##TS(x, nv, &top1), ent = NAN, mxw = 0, snk = 0; \
+                        double margin = an_margin_##TS(sv, nv, &top1), ent = NAN, mxw = 0, snk = 0; \
                         an_int sup = 0;                                       \
                         int rc;                                               \
                         if (fused && dense && nv > 0 && isfinite(top1)) {     \
                             /* softmax, fused: e = exp(mul (s - M)), Z = sum e, \
                              * a = e / Z, H = log Z - mul sum a (s - M),     \
-                             * max a = 1 / Z (e = 1 at the maximum) */      \
+                             * max a = 1 / Z (e = 1 at the maximum); e, Z and \
+                             * sum e (s - M) in one pass */                  \
                             const double mul_d = 1.0 / D->nm.p[0];            \
                             const T mul = mul_d > (double)TMAX ? TMAX : (T)mul_d; \
-                            const double Z = VOPS->exp_shift_sum(x, nv, (T)top1, mul); \
+                            double se;                                        \
+                            const double Z = VOPS->exp_shift_sum_dot(sv, x, nv, (T)top1, mul, &se); \
                             const T invZ = (T)(1.0 / Z);                      \
-                            const double se = an_xdot_shift_##TS(x, srow + (lo - cmin), nv, (T)top1); \
                             ent = log(Z) - (double)mul * se / Z;              \
                             mxw = (double)invZ;                               \
                             snk = lo == 0 ? (double)(x[0] * invZ) : 0.0;      \
                             sup = an_scale_acc_##TS(x, nv, invZ, pc + lo);    \
                             rc = AN_OK;                                       \
                         } else {                                              \
+                        if (sv != x) memcpy(x, sv, sizeof(T) * (size_t)nv);   \
                         an_rowctx cx = { i, n, m, &D->nm, NAN, -1, ws };      \
                         rc = nv ? nd->row_##TS(x, nv, &cx) : AN_ROW_EMPTY;    \
                         if (rc == AN_OK) {                                    \

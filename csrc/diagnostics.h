@@ -42,9 +42,6 @@ void an_secular_sums(const double *d, const double *w, an_int n, an_int i1, doub
  * -inf) scores give inf - inf = NaN.  *top1 gets max x (NaN if any is NaN). */
 double an_margin_f(const float *x, an_int n, double *top1);
 double an_margin_d(const double *x, an_int n, double *top1);
-/* sum_k e_k (s_k - shift) in double (the softmax entropy identity) */
-double an_xdot_shift_f(const float *e, const float *s, an_int n, float shift);
-double an_xdot_shift_d(const double *e, const double *s, an_int n, double shift);
 /* dst[k] += e_k c (column sums); returns #{e_k c > 0} */
 an_int an_scale_acc_f(const float *e, an_int n, float c, double *dst);
 an_int an_scale_acc_d(const double *e, an_int n, double c, double *dst);
