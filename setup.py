@@ -1,8 +1,10 @@
 """Build attnnorm._core (C gufuncs) with OpenMP where the compiler has it.
 
 Set ATTNNORM_NO_OPENMP=1 to build without OpenMP (everything then runs
-serially).  SIMD paths are chosen at run time, so the build never uses
--march=native.
+serially).  Set ATTNNORM_SANITIZE=1 to build with AddressSanitizer and UBSan
+(-O1 -g); run Python with LD_PRELOAD=$(gcc -print-file-name=libasan.so) and
+ASAN_OPTIONS=detect_leaks=0; rm -rf build before switching.  SIMD paths
+are chosen at run time, so the build never uses -march=native.
 """
 import glob
 import os
@@ -50,10 +52,15 @@ class BuildExt(build_ext):
         if use_omp and not _compiler_accepts(self.compiler, omp_c, omp_l):
             print("attnnorm: OpenMP not available with this compiler; building serial code")
             use_omp = False
+        san_c = san_l = []
+        if os.environ.get("ATTNNORM_SANITIZE", "") not in ("", "0") and ctype != "msvc":
+            san_l = ["-fsanitize=address,undefined"]
+            san_c = san_l + ["-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined",
+                             "-g", "-O1"]
         for ext in self.extensions:
             ext.include_dirs.append(numpy.get_include())
-            ext.extra_compile_args = cflags + (omp_c if use_omp else [])
-            ext.extra_link_args = omp_l if use_omp else []
+            ext.extra_compile_args = cflags + (omp_c if use_omp else []) + san_c
+            ext.extra_link_args = (omp_l if use_omp else []) + san_l
         super().build_extensions()
 
 

@@ -2,8 +2,9 @@
 
 Scores are scale * q k^T of seeded Gaussian queries and keys (default 8 heads,
 n = m = 512, d = 64).  For each normalizer the report gives the mean row sum,
-the mean row entropy (nats, over the positive weights of each row), the mean
-max weight, the mean support size (weights != 0) and the median time per call.
+the mean row entropy (nats, of each row rescaled to sum 1; NaN for signed
+weights), the mean max weight, the mean support size (weights != 0) and the
+median time per call.
 """
 import argparse
 import sys
@@ -14,17 +15,25 @@ import numpy as np
 import attnnorm
 
 
-def row_stats(w):
-    """mean row sum, entropy, max |weight| and support size of weights (..., n, m)."""
+def row_stats(w, causal):
+    """Means over rows of: row sum, entropy, max weight and support size.
+
+    Entropy (nats) is that of each row rescaled to sum 1, and only reported
+    when the weights are non-negative (for signed maps such as nap and
+    polynomial it is not defined: NaN)."""
     w64 = np.asarray(w, dtype=np.float64)
     rowsum = w64.sum(axis=-1)
-    pos = np.where(w64 > 0, w64, 1.0)
-    ent = -(np.where(w64 > 0, w64 * np.log(pos), 0.0)).sum(axis=-1)
+    if np.all(w64 >= 0):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            p = w64 / rowsum[..., None]
+        ent = float(np.nanmean(attnnorm.entropy(p, causal=causal)))
+    else:
+        ent = float("nan")
     return {
         "row_sum": float(np.mean(rowsum)),
-        "entropy": float(np.mean(ent)),
+        "entropy": ent,
         "max_weight": float(np.mean(np.max(w64, axis=-1))),
-        "support": float(np.mean(np.count_nonzero(w64, axis=-1))),
+        "support": float(np.mean(attnnorm.support_size(np.abs(w64)))),
     }
 
 
@@ -80,12 +89,12 @@ def main(argv=None):
     for name in names:
         fn = attnnorm.NORMALIZERS[name]
         w = fn(scores, causal=args.causal)
-        st = row_stats(w)
+        st = row_stats(w, args.causal)
         t = time_call(lambda: fn(scores, causal=args.causal), args.repeat)
         print(f"{name:<20}{st['row_sum']:>10.4f}{st['entropy']:>10.4f}{st['max_weight']:>10.4f}"
               f"{st['support']:>10.1f}{t * 1e3:>10.3f}")
-    print("entropy: nats over each row's positive weights; support: weights != 0; "
-          "values are means over all rows.")
+    print("means over all rows; entropy in nats of each row rescaled to sum 1 (nan for "
+          "signed weights); support: weights != 0")
     return 0
 
 

@@ -62,7 +62,10 @@ def real_param(name, value, *, dtype=None, positive=False, nonneg=False,
 
     NaN is always rejected; the other checks are opt-in.  Returns the value as
     an array of ``dtype`` (so a per-head float64 array does not drag a float32
-    call into the float64 loop)."""
+    call into the float64 loop).  Rounding to float32 keeps the checked domain:
+    finite values beyond float32's range become its largest finite value
+    (not inf: 1e300 * 0 must stay 0) and nonzero values below its smallest
+    subnormal keep their sign (not 0: a positive eps stays positive)."""
     if isinstance(value, (str, bytes)) or value is None:
         raise ValueError(f"{name} must be a real number or array of them; got {value!r}")
     try:
@@ -91,6 +94,13 @@ def real_param(name, value, *, dtype=None, positive=False, nonneg=False,
         bad(a < minimum, f">= {minimum}")
     if exclusive_min is not None:
         bad(a <= exclusive_min, f"> {exclusive_min}")
+    if dtype is not None and np.dtype(dtype) == np.float32:
+        fi = np.finfo(np.float32)
+        with np.errstate(invalid="ignore"):
+            a = np.where(np.isfinite(a), np.clip(a, -float(fi.max), float(fi.max)), a)
+            a = np.where((a != 0) & (np.abs(a) < float(fi.smallest_subnormal)),
+                         np.copysign(float(fi.smallest_subnormal), a), a)
+        return a.astype(np.float32)
     return arr.astype(dtype if dtype is not None else np.float64, copy=False)
 
 

@@ -52,6 +52,8 @@ _JN = {"softmax": 0, "sparsemax": 1, "entmax": 2, "sigmoid": 3, "relu": 4, "poly
 
 def _matrix_operand(name, a, ndim=2):
     shape = core_shape(name, a, 1)
+    if isinstance(a, np.ndarray) and a.dtype.kind in "biu":
+        a = a.astype(np.float64)   # else uint8/int16/bool pick the float32 loop (ints -> float64)
     if len(shape) < ndim:
         a = np.asarray(a)[None, :]
         return a, True

@@ -56,6 +56,10 @@ def _run(gufunc, name, scores, reals=(), ints=(), *, mask=None, causal=False,
     kw = {}
     if out is not None:
         kw["out"] = out
+    if real_dtype_of(scores) == np.float64:
+        # small integer/bool scores would pick the float32 loop when no float64
+        # parameter operand forces float64 (sparsemax); README: ints -> float64
+        kw["signature"] = (np.float64,) + (None,) * (gufunc.nargs - 1)
     res = gufunc(scores, mk, bool(causal), wl, wr, ecode, *reals, *ints, **kw)
     if row:
         res = tuple(r[0] for r in res) if isinstance(res, tuple) else res[0]

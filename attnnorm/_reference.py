@@ -213,8 +213,10 @@ def nap(scores, *, gain=1.0, bias=0.0, eps=1e-3, mask=None, causal=False, window
     has_inf = (vis & np.isinf(s)).any(axis=-1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         x = np.where(vis, np.where(has_inf, np.sign(s) * np.isinf(s), s), 0.0)
-        mu = x.sum(axis=-1, keepdims=True) / n_i
-        dev = np.where(vis, x - mu, 0.0)
+        # shifted by one visible score, so constant rows have deviations exactly 0
+        pivot = np.take_along_axis(x, np.argmax(vis, axis=-1)[..., None], axis=-1)
+        mu = np.where(vis, x - pivot, 0.0).sum(axis=-1, keepdims=True) / n_i
+        dev = np.where(vis, (x - pivot) - mu, 0.0)
         sd = np.sqrt((dev ** 2).sum(axis=-1, keepdims=True) / n_i)
         finite_w = g * dev / (sd + ep) + b
         inf_w = np.where(sd > 0, g * dev / sd, 0.0) + b
@@ -401,7 +403,109 @@ def sinkhorn(scores, *, n_iter=5, eps=1.0, mask=None, causal=False, window=None,
 
 
 # ---- section: attention ----
-# (helper H3 writes here)
+
+
+def attention_scores(q, k, *, scale=None):
+    """scale * q @ k^T in float64; scale=None means 1/sqrt(d)."""
+    q = np.asarray(q, dtype=np.float64)
+    k = np.asarray(k, dtype=np.float64)
+    d = q.shape[-1]
+    if scale is None:
+        scale = 1.0 / np.sqrt(d)
+    sc = np.asarray(scale, dtype=np.float64)
+    if sc.ndim:
+        sc = sc[..., None, None]
+    return (q @ np.swapaxes(k, -1, -2)) * sc
+
+
+def attention_weights(q, k, normalizer="softmax", *, scale=None, causal=False, window=None,
+                      mask=None, empty="zero", **params):
+    """The reference normalizer of this module applied to the float64 scores."""
+    s = attention_scores(q, k, scale=scale)
+    return globals()[normalizer](s, causal=causal, window=window, mask=mask, empty=empty,
+                                 **params)
+
+
+def attention(q, k, v, normalizer="softmax", *, scale=None, causal=False, window=None,
+              mask=None, empty="zero", **params):
+    """out_i = sum over the keys row i sees of a_ij v_j (masked keys excluded
+    exactly, so a non-finite value of a key the row cannot see never enters)."""
+    w = attention_weights(q, k, normalizer, scale=scale, causal=causal, window=window,
+                          mask=mask, empty=empty, **params)
+    v = np.asarray(v, dtype=np.float64)
+    n, m = w.shape[-2:]
+    vis = visible(n, m, causal=causal, window=window, mask=mask)
+    vis = np.broadcast_to(vis, np.broadcast_shapes(vis.shape, w.shape))
+    # empty rows keep their policy value (0 or NaN) in every output column
+    empty_rows = ~vis.any(axis=-1)
+    terms = np.where(vis[..., None], w[..., None] * v[..., None, :, :], 0.0)
+    out = terms.sum(axis=-2)
+    if np.any(empty_rows):
+        fill = np.nan if empty == "nan" else 0.0
+        out = np.where(empty_rows[..., None], fill, out)
+    return out
+
+
+def _attention_lognorm(s, vis, normalizer, params):
+    """log([exp(sink)] + sum_visible exp(mul s)) for the softmax family, else NaN."""
+    extra = None
+    if normalizer == "softmax":
+        t = params.get("temperature", 1.0)
+        mul = 1.0 / (np.asarray(t, dtype=np.float64)[..., None, None] if np.ndim(t) else float(t))
+    elif normalizer == "softmax_sink":
+        mul, extra = 1.0, float(params.get("sink", 0.0))
+    elif normalizer == "ssmax":
+        mul = float(params.get("c", 0.43)) * np.log(np.maximum(vis.sum(-1, keepdims=True), 1))
+    elif normalizer in ("affine_softmax", "stochastic_softmax"):
+        mul = 1.0
+    else:
+        return np.full(s.shape[:-1], np.nan)
+    z = np.where(vis, mul * s, -np.inf)
+    if extra is not None:
+        z = np.concatenate([z, np.full(z.shape[:-1] + (1,), extra)], axis=-1)
+    mx = z.max(axis=-1, keepdims=True)
+    fin = np.where(np.isfinite(mx), mx, 0.0)
+    lse = (fin + np.log(np.exp(z - fin).sum(axis=-1, keepdims=True)))[..., 0]
+    return np.where(np.isposinf(mx[..., 0]), np.inf, lse)
+
+
+def attention_stats(q, k, normalizer="softmax", *, scale=None, causal=False, window=None,
+                    mask=None, empty="zero", **params):
+    """The per-query statistics of attention(..., return_stats=True), computed
+    from the explicit weights: dict name -> (..., n) array (see
+    attnnorm.AttentionStats for the definitions)."""
+    s = attention_scores(q, k, scale=scale)
+    w = attention_weights(q, k, normalizer, scale=scale, causal=causal, window=window,
+                          mask=mask, empty=empty, **params)
+    n, m = w.shape[-2:]
+    vis = np.broadcast_to(visible(n, m, causal=causal, window=window, mask=mask), w.shape)
+    s = np.broadcast_to(s, w.shape)
+    nv = vis.sum(axis=-1)
+    sv = np.where(vis, s, -np.inf)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        # rows that carry no mass: fully masked, or every visible score -inf
+        empty_rows = (nv == 0) | np.all(np.where(vis, np.isneginf(s), True), axis=-1)
+        lognorm = _attention_lognorm(s, vis, normalizer, params)
+        wv = np.where(vis, w, 0.0)
+        ent = -np.where(vis & (w > 0), w * np.log(np.where(w > 0, w, 1.0)), 0.0).sum(axis=-1)
+        nomass = ~(vis & (w != 0)).any(axis=-1)
+        anynan = np.isnan(np.where(vis, w, 0.0)).any(axis=-1)
+        mxw = np.where(vis, w, -np.inf).max(axis=-1)
+        arg = np.argmax(np.where(vis, w, -np.inf), axis=-1)
+        top = np.sort(sv, axis=-1)
+        margin = np.where(nv >= 2, top[..., -1] - top[..., -2], np.nan)
+        margin = np.where(np.isnan(np.where(vis, s, 0.0)).any(axis=-1), np.nan, margin)
+    bad = empty_rows | anynan
+    return {
+        "lognorm": np.where(empty_rows, np.nan, lognorm),
+        "entropy": np.where(bad | nomass, np.nan, ent),
+        "max_weight": np.where(bad, np.nan, mxw),
+        "argmax": np.where(bad, -1, arg),
+        "weight0": w[..., 0] if m > 0 else np.zeros(w.shape[:-1]),
+        "margin": margin,
+        "support": (vis & (w > 0)).sum(axis=-1),
+        "weight_sum": np.where(nv == 0, w[..., 0] if m > 0 else 0.0, wv.sum(axis=-1)),
+    }
 
 # ---- end section: attention ----
 

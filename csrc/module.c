@@ -174,6 +174,9 @@ static const an_gufunc_entry an_gufuncs[] = {
     /* ---- end normalizers ---- */
 
     /* ---- attention (DESIGN "Attention") ---- */
+    /* attention_<nm>, attention_stats_<nm>, attention_weights_<nm> for every
+     * normalizer (glue_attention.h) */
+    AN_ALL_NORMALIZERS(AN_ATT_ENTRIES)
     /* ---- end attention ---- */
 
     /* ---- linear-time attention ---- */

@@ -50,6 +50,7 @@ int an_normalize_##TS(const an_normdesc *d, const an_normmat *mats,           \
     /* per thread: x (m of T), idx (m of an_int), workspace */                \
     size_t per = (size_t)(m + 1) * (sizeof(T) + sizeof(an_int)                \
                  + sizeof(double) * (size_t)d->ws_mult) + 64;                 \
+    per = (per + 63) & ~(size_t)63;  /* each thread's block 64-byte aligned */ \
     char *buf = (char *)malloc(per * (size_t)nthr);                           \
     if (!buf) return AN_ERR_NOMEM;                                            \
     int err = AN_OK; an_int err_row = -1;                                     \

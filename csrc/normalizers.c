@@ -213,8 +213,11 @@ static int softpick_row_##TS(T *x, an_int nv, an_rowctx *c)                   \
     if (!(mx > 0)) { for (an_int k = 0; k < nv; k++) x[k] = 0; return AN_OK; } \
     double den = VOPS->softpick_terms(x, nv, mx, (T)exp(-(double)mx))        \
                  + c->mat->p[0];                                              \
-    /* den = 0 only if every term is 0 (eps underflowed to 0 in float32) */  \
-    VOPS->scale(x, nv, den > 0 ? (T)(1.0 / den) : (T)0);                      \
+    /* den = 0 only if every term is 0 (eps underflowed to 0 in float32);    \
+     * 1/den may overflow T (den ~ a subnormal eps): then x_k <= den, divide */ \
+    const T inv = den > 0 ? (T)(1.0 / den) : (T)0;                            \
+    if (inv - inv == 0) VOPS->scale(x, nv, inv);                              \
+    else for (an_int k = 0; k < nv; k++) x[k] = (T)((double)x[k] / den);      \
     return AN_OK;                                                             \
 }
 AN_SOFTPICK(float, f, an_vf)
@@ -227,7 +230,9 @@ const an_normdesc an_norm_softpick = {
  *   std of the visible scores;  p = [g, b, eps]
  * Statistics in double, two passes, on y = s * inv where inv = 1 unless
  * max |s| > 1e100 (then inv = 1 / max |s|, so sums and squares cannot
- * overflow; eps is rescaled with it).  Limits with infinite scores: the
+ * overflow; eps is rescaled with it), shifted by the pivot y_0 (mean =
+ * y_0 + mean(y - y_0)) so a constant row has deviations exactly 0 instead of
+ * rounding noise that a tiny eps would blow up to +-1.  Limits with infinite scores: the
  * standardisation is scale-free, so it becomes that of u_j = +1 / -1 / 0 for
  * s_j = +inf / -inf / finite (eps / sigma -> 0); a constant row (e.g. all
  * -inf) gives (s - mu) = 0, i.e. weights b.  NaN gives a NaN row. ---- */
@@ -235,20 +240,23 @@ const an_normdesc an_norm_softpick = {
 static void nap_apply_##TS(T *x, an_int nv, double inv, double g, double b,   \
                            double eps)                                        \
 {                                                                             \
-    const double len = (double)nv;                                            \
+    const double len = (double)nv, pivot = (double)x[0] * inv;                \
     double sum = 0, var = 0;                                                  \
     _Pragma("omp simd reduction(+:sum)")                                      \
-    for (an_int k = 0; k < nv; k++) sum += (double)x[k] * inv;                \
-    const double mean = sum / len;                                            \
+    for (an_int k = 0; k < nv; k++) sum += (double)x[k] * inv - pivot;        \
+    const double mean = sum / len;             /* of y - pivot */             \
     _Pragma("omp simd reduction(+:var)")                                      \
     for (an_int k = 0; k < nv; k++) {                                         \
-        double d = (double)x[k] * inv - mean;                                 \
+        double d = ((double)x[k] * inv - pivot) - mean;                       \
         var += d * d;                                                         \
     }                                                                         \
+    /* |d| / den <= sqrt(nv) when sigma > 0 and d = 0 when sigma = 0, so      \
+     * g * (d / den) neither overflows nor forms 0 * inf (g / den could). */  \
     const double den = sqrt(var / len) + eps * inv;                           \
-    const double f = den > 0 ? g / den : 0.0;  /* 0: constant row, eps 0 */   \
+    const double rden = den > 0 ? den : 1.0;   /* den 0: constant row, eps 0 */ \
     _Pragma("omp simd")                                                       \
-    for (an_int k = 0; k < nv; k++) x[k] = (T)(((double)x[k] * inv - mean) * f + b); \
+    for (an_int k = 0; k < nv; k++)                                           \
+        x[k] = (T)(g * ((((double)x[k] * inv - pivot) - mean) / rden) + b);   \
 }                                                                             \
 static int nap_row_##TS(T *x, an_int nv, an_rowctx *c)                        \
 {                                                                             \

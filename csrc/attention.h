@@ -1,0 +1,60 @@
+/*
+ * attention.h -- fused attention for every normalizer (DESIGN "Attention").
+ *
+ * One (n, m) problem = one element of the gufunc's leading axes: queries q
+ * (n, d), keys k (m, d), values v (m, e), the normalizer's matrix record
+ * (mask, causal, window, empty policy, parameters) and the outputs.  The
+ * kernels never hold an n x m array: per thread they keep one query block of
+ * scores (AN_ATT_QB x m) plus packed key/value panels (see attention_impl.inc).
+ */
+#ifndef AN_ATTENTION_H
+#define AN_ATTENTION_H
+#include "normalize.h"
+
+/* Per-query statistics (return_stats=True), in output order. */
+enum {
+    AN_ST_LOGNORM = 0,  /* log normaliser (softmax family), else NaN   (T)     */
+    AN_ST_ENTROPY,      /* -sum a log a over a != 0                    (T)     */
+    AN_ST_MAXW,         /* max weight over visible keys                (T)     */
+    AN_ST_ARGMAX,       /* its key index (first), -1 if none           (int64) */
+    AN_ST_W0,           /* weight on key 0                             (T)     */
+    AN_ST_MARGIN,       /* top-1 minus top-2 visible score             (T)     */
+    AN_ST_SUPPORT,      /* count of a > 0                              (int64) */
+    AN_ST_WSUM,         /* sum of the weights                          (T)     */
+    AN_NSTATS
+};
+
+typedef struct {
+    an_int n, m, d, e;
+    const char *q; an_int q_n, q_d;
+    const char *k; an_int k_m, k_d;
+    const char *v; an_int v_m, v_e;     /* unused when o == NULL */
+    char *o; an_int o_n, o_e;           /* output (n, e), or NULL */
+    char *w; an_int w_n, w_m;           /* weights (n, m), or NULL */
+    char *st[AN_NSTATS]; an_int st_s[AN_NSTATS];   /* stats (n) or all NULL */
+    double scale;
+    an_normmat nm;   /* mask, causal, window, empty, parameters, index */
+} an_attnprob;
+
+/* Run attention over np problems (same n, m, d, e).  Returns AN_OK or an
+ * error code; *bad_row gets the query row that failed (-1 if none). */
+int an_attention_f(const an_normdesc *d, const an_attnprob *P, an_int np, an_int *bad_row);
+int an_attention_d(const an_normdesc *d, const an_attnprob *P, an_int np, an_int *bad_row);
+
+/* ---- register-blocked matrix product used for scores and weights x values ----
+ * C[M x N] (+)= A[M x K] . B[K x N], row-major with leading dimensions;
+ * M a multiple of AN_ATT_RM, N a multiple of the table's nr. */
+#define AN_ATT_RM 6
+typedef struct {
+    void (*gemm_f)(an_int M, an_int N, an_int K, const float *A, an_int lda,
+                   const float *B, an_int ldb, float *C, an_int ldc, int accumulate);
+    void (*gemm_d)(an_int M, an_int N, an_int K, const double *A, an_int lda,
+                   const double *B, an_int ldb, double *C, an_int ldc, int accumulate);
+    int nr_f, nr_d;       /* column block (elements) of the micro-kernel */
+    const char *name;
+} an_attn_gemm;
+
+/* The table matching the SIMD path chosen at import (an_vf->name). */
+const an_attn_gemm *an_attn_gemm_table(void);
+
+#endif

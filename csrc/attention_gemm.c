@@ -1,0 +1,66 @@
+/* attention_gemm.c -- compiles attention_gemm.inc per target (portable, AVX2+FMA,
+ * AVX-512F) and returns the table matching the SIMD path chosen at import
+ * (an_simd_init, which honours ATTNNORM_CPU=default|avx2|avx512). */
+#include <string.h>
+#include "attention.h"
+#include "an_simd.h"
+
+/* a*b+c contracts to FMA where the target has it (ISO C mode turns it off) */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("fp-contract=fast")
+#endif
+
+/* portable: two SSE2-width registers per row */
+#define AN_GSFX _default
+#define AN_GSFX_NAME "default"
+#define AN_GNR_F 8
+#define AN_GVB 16
+#define AN_GNR_D 4
+#include "attention_gemm.inc"
+#undef AN_GSFX
+#undef AN_GSFX_NAME
+#undef AN_GNR_F
+#undef AN_GNR_D
+#undef AN_GVB
+
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+#define AN_ATT_HAVE_X86 1
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define AN_GSFX _avx2
+#define AN_GSFX_NAME "avx2"
+#define AN_GNR_F 16
+#define AN_GVB 32
+#define AN_GNR_D 8
+#include "attention_gemm.inc"
+#undef AN_GSFX
+#undef AN_GSFX_NAME
+#undef AN_GNR_F
+#undef AN_GNR_D
+#undef AN_GVB
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,avx2,fma")
+#define AN_GSFX _avx512
+#define AN_GSFX_NAME "avx512"
+#define AN_GNR_F 32
+#define AN_GVB 64
+#define AN_GNR_D 16
+#include "attention_gemm.inc"
+#undef AN_GSFX
+#undef AN_GSFX_NAME
+#undef AN_GNR_F
+#undef AN_GNR_D
+#undef AN_GVB
+#pragma GCC pop_options
+#endif
+
+const an_attn_gemm *an_attn_gemm_table(void)
+{
+#ifdef AN_ATT_HAVE_X86
+    if (strcmp(an_vf->name, "avx512") == 0) return &an_attn_gemm__avx512;
+    if (strcmp(an_vf->name, "avx2") == 0) return &an_attn_gemm__avx2;
+#endif
+    return &an_attn_gemm__default;
+}
