@@ -16,8 +16,12 @@ Methods:
                   else softmax of the BLAS scores) + attnnorm's materialised
                   diagnostics (entropy, support_size, column_mass, margin)
 
+The default run stays under ~2 minutes: at n >= 16384 the NumPy pipeline runs
+once and attnnorm-mat is skipped (--full runs every method at every size; the
+NumPy path alone takes over a minute at 16384 with its 5 GiB of temporaries).
+
 Usage: python benchmarks/bench_diagnostics.py [--sizes 4096 16384] [--dtype float32]
-       [--repeat R] [--threads N]
+       [--repeat R] [--threads N] [--full]
 """
 import argparse
 import json
@@ -108,14 +112,18 @@ def main():
     ap.add_argument("--repeat", type=int, default=0,
                     help="runs per method (best is reported); default 2, 1 for n >= 16384")
     ap.add_argument("--threads", type=int, default=0, help="OMP/BLAS threads (0: default)")
+    ap.add_argument("--full", action="store_true",
+                    help="also run attnnorm-mat at n >= 16384 (slow)")
     args = ap.parse_args()
     print(f"# diagnose vs materialised, d=64, {args.dtype}, softmax, one head; "
           f"threads={args.threads or 'default'}")
     print(f"{'n=m':>7} {'method':>13} {'time [s]':>10} {'peak MiB':>10} {'speedup':>8} {'mem ratio':>9}")
     for n in args.sizes:
         rep = args.repeat or (1 if n >= 16384 else 2)
-        res = {m: run(m, n, args.dtype, rep, args.threads)
-               for m in ("diagnose", "numpy", "attnnorm-mat")}
+        methods = ["diagnose", "numpy", "attnnorm-mat"]
+        if n >= 16384 and not args.full:
+            methods.remove("attnnorm-mat")
+        res = {m: run(m, n, args.dtype, rep, args.threads) for m in methods}
         ref = res["diagnose"]
         for m, r in res.items():
             if "error" in r:

@@ -16,6 +16,11 @@
     T (*max)(const T *x, an_int n);                                           \
     /* x[i] = exp((x[i] - shift) * mul); returns sum of the new x */          \
     double (*exp_shift_sum)(T *x, an_int n, T shift, T mul);                  \
+    /* (H5) e[i] = exp((s[i] - shift) * mul); returns sum e[i] and sets      \
+     * *dot = sum e[i] (s[i] - shift) (in double): softmax mass and the      \
+     * entropy's mean score in one pass (diagnose) */                         \
+    double (*exp_shift_sum_dot)(const T *s, T *e, an_int n, T shift, T mul,  \
+                                double *dot);                                 \
     /* x[i] *= c */                                                           \
     void (*scale)(T *x, an_int n, T c);                                       \
     /* y[i] += a * x[i] */                                                    \

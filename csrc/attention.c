@@ -2,7 +2,7 @@
  * attention.c -- fused attention kernels (DESIGN "Attention"); the driver is
  * attention_impl.inc, compiled here for float and double.  The matrix
  * products go through the run-time dispatched micro-kernel table of
- * attention_gemm.c; the row normalizers are the ones of normalize.h, so a
+ * an_gemm.c (shared with diagnose.c); the row normalizers are the ones of normalize.h, so a
  * new normalizer works in attention as soon as it has a row kernel.
  */
 #include <stdlib.h>

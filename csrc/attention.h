@@ -10,6 +10,7 @@
 #ifndef AN_ATTENTION_H
 #define AN_ATTENTION_H
 #include "normalize.h"
+#include "an_gemm.h"
 
 /* Per-query statistics (return_stats=True), in output order. */
 enum {
@@ -41,20 +42,7 @@ typedef struct {
 int an_attention_f(const an_normdesc *d, const an_attnprob *P, an_int np, an_int *bad_row);
 int an_attention_d(const an_normdesc *d, const an_attnprob *P, an_int np, an_int *bad_row);
 
-/* ---- register-blocked matrix product used for scores and weights x values ----
- * C[M x N] (+)= A[M x K] . B[K x N], row-major with leading dimensions;
- * M a multiple of AN_ATT_RM, N a multiple of the table's nr. */
-#define AN_ATT_RM 6
-typedef struct {
-    void (*gemm_f)(an_int M, an_int N, an_int K, const float *A, an_int lda,
-                   const float *B, an_int ldb, float *C, an_int ldc, int accumulate);
-    void (*gemm_d)(an_int M, an_int N, an_int K, const double *A, an_int lda,
-                   const double *B, an_int ldb, double *C, an_int ldc, int accumulate);
-    int nr_f, nr_d;       /* column block (elements) of the micro-kernel */
-    const char *name;
-} an_attn_gemm;
-
-/* The table matching the SIMD path chosen at import (an_vf->name). */
-const an_attn_gemm *an_attn_gemm_table(void);
+/* The register-blocked matrix product (scores, weights x values) is shared
+ * with diagnose.c: an_gemm.h. */
 
 #endif

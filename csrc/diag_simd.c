@@ -13,11 +13,8 @@
 #define AN_DIAG_X86 1
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
-#include <immintrin.h>
 #define AN_DSFX _avx2
-#define AN_DIAG_INTRIN 1
 #include "diag_simd.inc"
-#undef AN_DIAG_INTRIN
 #undef AN_DSFX
 #pragma GCC pop_options
 #endif
@@ -42,20 +39,10 @@ void an_rowstats_f(const float *x, an_int n, int want_log, double thr, an_rowsta
 { AN_DISPATCH(rowstats_f_avx2(x, n, want_log, thr, r), rowstats_f_default(x, n, want_log, thr, r)); }
 void an_rowstats_d(const double *x, an_int n, int want_log, double thr, an_rowstats *r)
 { AN_DISPATCH(rowstatsd_d_avx2(x, n, want_log, thr, r), rowstatsd_d_default(x, n, want_log, thr, r)); }
-void an_gemm_nt_f(const float *qp, an_int bq, an_int d, const float *kt, an_int nb,
-                  float *out, an_int ldo)
-{ AN_DISPATCH(gemm_nt_f_avx2(qp, bq, d, kt, nb, out, ldo), gemm_nt_f_default(qp, bq, d, kt, nb, out, ldo)); }
-void an_gemm_nt_d(const double *qp, an_int bq, an_int d, const double *kt, an_int nb,
-                  double *out, an_int ldo)
-{ AN_DISPATCH(gemm_nt_d_avx2(qp, bq, d, kt, nb, out, ldo), gemm_nt_d_default(qp, bq, d, kt, nb, out, ldo)); }
 double an_margin_f(const float *x, an_int n, double *top1)
 { double r; AN_DISPATCH(r = margin_f_avx2(x, n, top1), r = margin_f_default(x, n, top1)); return r; }
 double an_margin_d(const double *x, an_int n, double *top1)
 { double r; AN_DISPATCH(r = margin_d_avx2(x, n, top1), r = margin_d_default(x, n, top1)); return r; }
-double an_xdot_shift_f(const float *e, const float *s, an_int n, float shift)
-{ double r; AN_DISPATCH(r = xdot_shift_f_avx2(e, s, n, shift), r = xdot_shift_f_default(e, s, n, shift)); return r; }
-double an_xdot_shift_d(const double *e, const double *s, an_int n, double shift)
-{ double r; AN_DISPATCH(r = xdot_shift_d_avx2(e, s, n, shift), r = xdot_shift_d_default(e, s, n, shift)); return r; }
 an_int an_scale_acc_f(const float *e, an_int n, float c, double *dst)
 { an_int r; AN_DISPATCH(r = scale_acc_f_avx2(e, n, c, dst), r = scale_acc_f_default(e, n, c, dst)); return r; }
 an_int an_scale_acc_d(const double *e, an_int n, double c, double *dst)

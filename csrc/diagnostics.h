@@ -20,15 +20,6 @@ typedef struct {
 void an_rowstats_f(const float *x, an_int n, int want_log, double thr, an_rowstats *r);
 void an_rowstats_d(const double *x, an_int n, int want_log, double thr, an_rowstats *r);
 
-/* out[i*ldo + j] = sum_k qp[i*d + k] * K[j][k]  for i < bq, j < nb, with
- * qp the bq packed query rows and kt the key tile packed in panels of
- * AN_PW_<f|d> keys: kt[p*d*W + k*W + w] = K[p*W + w][k] (zero padded). */
-#define AN_PW_f 16
-#define AN_PW_d 8
-void an_gemm_nt_f(const float *qp, an_int bq, an_int d, const float *kt, an_int nb,
-                  float *out, an_int ldo);
-void an_gemm_nt_d(const double *qp, an_int bq, an_int d, const double *kt, an_int nb,
-                  double *out, an_int ldo);
 
 /* sums of the secular equation (see an_downdate_max_eig), vectorised */
 void an_secular_sums(const double *d, const double *w, an_int n, an_int i1, double d1,
@@ -42,9 +33,6 @@ void an_secular_sums(const double *d, const double *w, an_int n, an_int i1, doub
  * -inf) scores give inf - inf = NaN.  *top1 gets max x (NaN if any is NaN). */
 double an_margin_f(const float *x, an_int n, double *top1);
 double an_margin_d(const double *x, an_int n, double *top1);
-/* sum_k e_k (s_k - shift) in double (the softmax entropy identity) */
-double an_xdot_shift_f(const float *e, const float *s, an_int n, float shift);
-double an_xdot_shift_d(const double *e, const double *s, an_int n, double shift);
 /* dst[k] += e_k c (column sums); returns #{e_k c > 0} */
 an_int an_scale_acc_f(const float *e, an_int n, float c, double *dst);
 an_int an_scale_acc_d(const double *e, an_int n, double c, double *dst);

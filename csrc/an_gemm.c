@@ -1,8 +1,8 @@
-/* attention_gemm.c -- compiles attention_gemm.inc per target (portable, AVX2+FMA,
+/* an_gemm.c -- compiles an_gemm.inc (an_gemm.h) per target (portable, AVX2+FMA,
  * AVX-512F) and returns the table matching the SIMD path chosen at import
  * (an_simd_init, which honours ATTNNORM_CPU=default|avx2|avx512). */
 #include <string.h>
-#include "attention.h"
+#include "an_gemm.h"
 #include "an_simd.h"
 
 /* a*b+c contracts to FMA where the target has it (ISO C mode turns it off) */
@@ -16,7 +16,7 @@
 #define AN_GNR_F 8
 #define AN_GVB 16
 #define AN_GNR_D 4
-#include "attention_gemm.inc"
+#include "an_gemm.inc"
 #undef AN_GSFX
 #undef AN_GSFX_NAME
 #undef AN_GNR_F
@@ -32,7 +32,7 @@
 #define AN_GNR_F 16
 #define AN_GVB 32
 #define AN_GNR_D 8
-#include "attention_gemm.inc"
+#include "an_gemm.inc"
 #undef AN_GSFX
 #undef AN_GSFX_NAME
 #undef AN_GNR_F
@@ -47,7 +47,7 @@
 #define AN_GNR_F 32
 #define AN_GVB 64
 #define AN_GNR_D 16
-#include "attention_gemm.inc"
+#include "an_gemm.inc"
 #undef AN_GSFX
 #undef AN_GSFX_NAME
 #undef AN_GNR_F
