@@ -492,6 +492,22 @@ def test_key_and_query_blocks(rng, dtype, nm):
                     ref.cheap_linear_attention(h, q), rtol * 100, atol * 100)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("causal", [False, True])
+def test_symmetric_state_gives_the_same_bits(rng, dtype, causal):
+    # values = keys with the identity map: the state sum h h^T is built from
+    # its upper bands and mirrored; a copy of the keys as values takes the
+    # full product: both must give the same bits (several blocks, d % 16 != 0)
+    q, h, _ = qkv(rng, (), 1000, 1100, 37, 1, dtype)
+    sym = an.linear_attention(q, h, h, "identity", causal=causal)
+    full = an.linear_attention(q, h, h.copy(), "identity", causal=causal)
+    assert_array_equal(sym, full)
+    r = an.cheap_linear_attention(h, q, causal=causal)
+    e = ref.cheap_linear_attention(h, q, causal=causal)
+    rtol = tol(dtype)[0]
+    assert_allclose(r, e, 50 * rtol, 50 * rtol * np.abs(e).max())   # sums of signed terms
+
+
 @pytest.mark.parametrize("causal", [False, True])
 def test_parallel_blocks_are_bit_identical(rng, causal):
     # large enough (n = m = 8300, d = e = 64) for the passes of the blocked
