@@ -502,10 +502,8 @@ def test_symmetric_state_gives_the_same_bits(rng, dtype, causal):
     sym = an.linear_attention(q, h, h, "identity", causal=causal)
     full = an.linear_attention(q, h, h.copy(), "identity", causal=causal)
     assert_array_equal(sym, full)
-    r = an.cheap_linear_attention(h, q, causal=causal)
-    e = ref.cheap_linear_attention(h, q, causal=causal)
-    rtol = tol(dtype)[0]
-    assert_allclose(r, e, 50 * rtol, 50 * rtol * np.abs(e).max())   # sums of signed terms
+    # (cheap_linear_attention takes this path; compared with the reference
+    # over several blocks in test_key_and_query_blocks)
 
 
 @pytest.mark.parametrize("causal", [False, True])
