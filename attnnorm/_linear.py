@@ -12,8 +12,10 @@ purpose.  Shapes follow DESIGN: ``q (..., n, d)``, ``k (..., m, d)``,
 ``n == m``); a query that sees no key gets a zero output row.
 
 All functions run in float32 or float64 (the dtype NumPy's promotion picks
-for the inputs), in C with OpenMP over the leading axes (and over output
-columns when there are fewer matrices than threads); results are
+for the inputs), in C with OpenMP over the leading axes; when there are
+fewer matrices than threads, linear_attention and cheap_linear_attention
+split one matrix into fixed key and query blocks, SOFT into fixed row chunks,
+the others into output columns.  Small calls run on one thread.  Results are
 bit-identical for every thread count.
 """
 import operator

@@ -4,8 +4,9 @@ NumPy implementation of the same formula (d = e = 64, float32, 2 threads).
     python benchmarks/bench_linear.py [--sizes 1024 2048 ...] [--threads 2]
                                       [--only linear_attention,log_attention]
 
-For each function and n the table prints attnnorm's time (best of up to 3
-runs; runs over 2 s are not repeated), NumPy's time for the same formula, their ratio (NumPy / attnnorm,
+For each function and n the table prints attnnorm's time (median of up to 5
+runs; runs over 2 s are not repeated), NumPy's time for the same formula
+(median of up to 5, over 0.5 s not repeated), their ratio (NumPy / attnnorm,
 > 1 means attnnorm is faster) and, per function, time(65536) / time(8192)
 (linear growth gives 8; the acceptance bound is 10).
 
@@ -141,17 +142,17 @@ def np_soft(q, v, L=64, iters=20):
     return A @ (V @ (A.T @ v))
 
 
-def best(f, budget=0.5, reps=3):
-    """Best of up to `reps` runs; runs taking over `budget` seconds are not repeated."""
-    t = np.inf
+def median_time(f, budget=0.5, reps=5):
+    """Median of up to `reps` runs; once a run takes over `budget` seconds no
+    more are started (the machine may be shared: medians, not minima)."""
+    ts = []
     for _ in range(reps):
         t0 = time.perf_counter()
         f()
-        dt = time.perf_counter() - t0
-        t = min(t, dt)
-        if dt > budget:
+        ts.append(time.perf_counter() - t0)
+        if ts[-1] > budget:
             break
-    return t
+    return float(np.median(ts))
 
 
 def main():
@@ -203,11 +204,11 @@ def main():
             continue
         ta = {}
         for n in args.sizes:
-            ta[n] = best(lambda: fa(n), budget=2.0)
+            ta[n] = median_time(lambda: fa(n), budget=2.0)
             if args.no_numpy or (name.startswith("log") and n > args.numpy_log_max):
                 print(f"{name:26s} {n:6d} {ta[n]:11.4f} {'-':>9s} {'-':>15s}", flush=True)
                 continue
-            tn = best(lambda: fn(n))
+            tn = median_time(lambda: fn(n))
             print(f"{name:26s} {n:6d} {ta[n]:11.4f} {tn:9.4f} {tn / ta[n]:15.2f}", flush=True)
         if 8192 in ta and 65536 in ta:
             print(f"{name:26s} time(65536)/time(8192) = {ta[65536] / ta[8192]:.2f}", flush=True)

@@ -34,10 +34,14 @@
      * where x[i] > 0, else 0 (t = exp(-shift): d_i = 0 there in exact math); \
      * returns the sum of |d_i| over the x[i] != -inf (shift finite) */       \
     double (*softpick_terms)(T *x, an_int n, T shift, T t);                  \
+    /* (H4) x[i] = elu(x[i]) + 1 = x[i] > 0 ? x[i] + 1 : exp(x[i])          \
+     * (the elu1 feature map of linear attention; NaN stays NaN) */          \
+    void (*elu1)(T *x, an_int n);                                             \
     /* C[M x N] += A[M x K] B[K x N], row-major with leading dimensions      \
      * (elements).  Each C element adds its K products in order k = 0..K-1  \
-     * (no FMA contraction), so the result does not depend on the blocking  \
-     * or the target: a register-blocked small GEMM for the linear kernels. */ \
+     * (c = fma(a, b, c) on FMA targets, c = a * b + c on the portable one), \
+     * so the result does not depend on the blocking or the thread count    \
+     * (paths differ by rounding): a register-blocked small GEMM. */        \
     void (*gemm_acc)(T *C, an_int ldc, const T *A, an_int lda,                \
                      const T *B, an_int ldb, an_int M, an_int N, an_int K);
 

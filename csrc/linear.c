@@ -45,6 +45,16 @@ static int an_run_column_tasks(const an_linprob *P, an_int ncols, an_coltask fn)
     return err;
 }
 
+/* Threads for a call of about `work` multiply-adds: 1 below AN_LIN_PAR_WORK
+ * (~5 ms of serial work), where a parallel region costs more than it saves
+ * (much more when the machine is oversubscribed).  The results do not depend
+ * on the thread count, so this only changes the speed. */
+#define AN_LIN_PAR_WORK 134217728.0   /* 2^27 */
+static int an_lin_threads(double work)
+{
+    return work < AN_LIN_PAR_WORK ? 1 : an_num_threads();
+}
+
 static inline an_int an_pad8(an_int x) { return (x + 7) & ~(an_int)7; }
 
 /* last key (exclusive) that query i of n sees among m keys: bottom-right

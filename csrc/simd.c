@@ -2,6 +2,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "an_simd.h"
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+#include <immintrin.h>   /* intrinsics usable inside the target regions below */
+#endif
 
 /* portable path: compiled for the compiler's baseline */
 #define AN_SFX _default
