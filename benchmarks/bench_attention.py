@@ -29,30 +29,20 @@ potentials plus the output pass).
 import argparse
 import math
 import os
-import statistics
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 import attnnorm as an  # noqa: E402
 from attnnorm import _reference as ref  # noqa: E402
+from _timing import median_time  # noqa: E402 (benchmarks/_timing.py)
 
 # keyword arguments a normalizer needs for a call (others use their defaults)
 CALL_KW = {"stochastic_softmax": {"trials": 64, "seed": 0}}
 SINKHORN_ITERS = 5
 
 
-def _median_time(f, repeat, warmup=True):
-    if warmup:
-        f()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def _torch_attention(torch, name, kw, causal):
@@ -211,7 +201,7 @@ def main(argv=None):
             for name in names:
                 kw = dict(CALL_KW.get(name, {}))
                 try:
-                    t_an = _median_time(lambda: an.attention(q, k, v, name, causal=causal, **kw),
+                    t_an = median_time(lambda: an.attention(q, k, v, name, causal=causal, **kw),
                                         args.repeat)
                 except Exception as exc:
                     print(f"{name:<20}  skipped: {type(exc).__name__}: {exc}")
@@ -226,14 +216,14 @@ def main(argv=None):
                     with torch.no_grad():
                         f, peer = _torch_attention(torch, name, kw, causal)
                         if f is not None:
-                            t_peer = _median_time(lambda: f(*tq), args.repeat)
+                            t_peer = median_time(lambda: f(*tq), args.repeat)
                 t_np = None
                 if not args.no_numpy:
                     key = (name, causal)
                     if key not in numpy_times:
                         f = _numpy_pipeline(name, kw, causal)
                         hb = args.numpy_heads if 0 < args.numpy_heads < B else B
-                        t = (_median_time(lambda: f(q[:hb], k[:hb], v[:hb]), args.numpy_repeat,
+                        t = (median_time(lambda: f(q[:hb], k[:hb], v[:hb]), args.numpy_repeat,
                                           warmup=False) if f else None)
                         numpy_times[key] = t * B / hb if t is not None else None
                     t_np = numpy_times[key]

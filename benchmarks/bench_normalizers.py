@@ -14,15 +14,14 @@ and skipped if missing; torch uses the same number of threads.
 import argparse
 import math
 import os
-import statistics
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 import attnnorm as an  # noqa: E402
 from attnnorm import _reference as ref  # noqa: E402
+from _timing import median_time  # noqa: E402 (benchmarks/_timing.py)
 
 # keyword arguments for normalizers whose defaults do not make a call on their own
 CALL_KW = {"stochastic_softmax": {"trials": 64, "seed": 0}}
@@ -68,15 +67,6 @@ def _torch_equivalents(torch, m):
     return eq
 
 
-def _median_time(f, repeat, warmup=True):
-    if warmup:
-        f()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main(argv=None):
@@ -122,7 +112,7 @@ def main(argv=None):
         kw = CALL_KW.get(name, {})
         out = np.empty_like(s)
         try:
-            t_an = _median_time(lambda: f(s, out=out, **kw), args.repeat)
+            t_an = median_time(lambda: f(s, out=out, **kw), args.repeat)
         except Exception as exc:  # a normalizer that cannot run with defaults
             print(f"{name:<20}  skipped: {type(exc).__name__}: {exc}")
             continue
@@ -130,12 +120,12 @@ def main(argv=None):
         rf = getattr(ref, name, None)
         if rf is not None and not args.no_ref:
             try:
-                t_np = _median_time(lambda: rf(s, **kw), args.ref_repeat, warmup=False)
+                t_np = median_time(lambda: rf(s, **kw), args.ref_repeat, warmup=False)
             except Exception as exc:
                 print(f"  ({name}: reference failed: {type(exc).__name__}: {exc})")
         if name in torch_eq and ts is not None:
             tf = torch_eq[name]
-            t_t = _median_time(lambda: tf(ts), args.repeat)
+            t_t = median_time(lambda: tf(ts), args.repeat)
 
         def ms(t):
             return f"{1e3 * t:.1f}" if t is not None else "-"
