@@ -29,6 +29,11 @@
      * where x[i] > 0, else 0 (t = exp(-shift): d_i = 0 there in exact math); \
      * returns the sum of |d_i| over the x[i] != -inf (shift finite) */       \
     double (*softpick_terms)(T *x, an_int n, T shift, T t);                  \
+    /* (H3) d_i = ((double)x[i] - s1) - s2: returns sum d_i, *sq = sum d_i^2 */ \
+    double (*dev_sums)(const T *x, an_int n, double s1, double s2, double *sq); \
+    /* (H3) x[i] = (T)(g * (d_i * r) + b), d_i as in dev_sums */              \
+    void (*dev_affine)(T *x, an_int n, double s1, double s2, double r,       \
+                       double g, double b);                                   \
     /* C[M x N] += A[M x K] B[K x N], row-major with leading dimensions      \
      * (elements).  Each C element adds its K products in order k = 0..K-1  \
      * (no FMA contraction), so the result does not depend on the blocking  \
