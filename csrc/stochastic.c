@@ -86,6 +86,17 @@ static inline double draw_at(draw_stream *d, int64_t k)
  * AN_STOCH_INNER keys, that no draw falls into are passed with one sum. */
 #define AN_STOCH_OUTER 64
 #define AN_STOCH_INNER 8
+/* The walk leaves x (the probabilities) as it is and records the keys that
+ * received draws; AN_STOCH_FLUSH(T, upto) then zeroes x[zeroed .. upto) in one
+ * pass and writes those keys' counts (all below upto). */
+#define AN_STOCH_HITS 128
+#define AN_STOCH_FLUSH(T, upto) do {                                             \
+        const an_int up_ = (upto);                                            \
+        for (an_int q = zeroed; q < up_; q++) x[q] = 0;                       \
+        for (an_int t = 0; t < nhit; t++)                                     \
+            x[hit_key[t]] = (T)((double)hit_cnt[t] * invN);                   \
+        nhit = 0; zeroed = up_;                                               \
+    } while (0)
 
 /* ---- stochastic_softmax: ints [trials N, seed, stream] ---- */
 #define AN_STOCHASTIC_ROW(T, TS)                                              \
@@ -125,13 +136,14 @@ static int stochastic_softmax_row_##TS(T *x, an_int nv, an_rowctx *c)         \
     double next = s * scale;         /* position of the next draw */          \
     int64_t k = 0;                   /* draws placed so far */                \
     an_int j = 0;                                                             \
+    an_int hit_key[AN_STOCH_HITS], nhit = 0, zeroed = 0;                      \
+    int64_t hit_cnt[AN_STOCH_HITS];                                           \
     while (j < jlast) {                                                       \
         const an_int je = j + AN_STOCH_OUTER < jlast ? j + AN_STOCH_OUTER : jlast; \
         double bs = 0;                                                        \
         _Pragma("omp simd reduction(+:bs)")                                   \
         for (an_int q = j; q < je; q++) bs += (double)x[q];                   \
         if (k >= N || cdf + bs < next) {                                      \
-            for (an_int q = j; q < je; q++) x[q] = 0;                         \
             cdf += bs; j = je; continue;                                      \
         }                                                                     \
         while (j < je) {                                                      \
@@ -145,7 +157,6 @@ static int stochastic_softmax_row_##TS(T *x, an_int nv, an_rowctx *c)         \
                 for (an_int q = j; q < ie; q++) is += (double)x[q];           \
             }                                                                 \
             if (k >= N || cdf + is < next) {                                  \
-                for (an_int q = j; q < ie; q++) x[q] = 0;                     \
                 cdf += is; j = ie; continue;                                  \
             }                                                                 \
             for (; j < ie; j++) {                                             \
@@ -158,12 +169,15 @@ static int stochastic_softmax_row_##TS(T *x, an_int nv, an_rowctx *c)         \
                         s += draw_at(&ds, k);                                 \
                         next = s * scale;                                     \
                     }                                                         \
-                x[j] = (T)((double)cnt * invN);                               \
+                if (cnt) {                                                    \
+                    hit_key[nhit] = j; hit_cnt[nhit] = cnt;                   \
+                    if (++nhit == AN_STOCH_HITS) AN_STOCH_FLUSH(T, j + 1);     \
+                }                                                             \
             }                                                                 \
         }                                                                     \
     }                                                                         \
+    AN_STOCH_FLUSH(T, nv);                                                    \
     x[jlast] = (T)((double)(N - k) * invN);                                   \
-    for (an_int q = jlast + 1; q < nv; q++) x[q] = 0;                         \
     return AN_OK;                                                             \
 }
 
