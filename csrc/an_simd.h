@@ -37,6 +37,11 @@
     /* (H4) x[i] = elu(x[i]) + 1 = x[i] > 0 ? x[i] + 1 : exp(x[i])          \
      * (the elu1 feature map of linear attention; NaN stays NaN) */          \
     void (*elu1)(T *x, an_int n);                                             \
+    /* (H3) d_i = ((double)x[i] - s1) - s2: returns sum d_i, *sq = sum d_i^2 */ \
+    double (*dev_sums)(const T *x, an_int n, double s1, double s2, double *sq); \
+    /* (H3) x[i] = (T)(g * (d_i * r) + b), d_i as in dev_sums */              \
+    void (*dev_affine)(T *x, an_int n, double s1, double s2, double r,       \
+                       double g, double b);                                   \
     /* C[M x N] += A[M x K] B[K x N], row-major with leading dimensions      \
      * (elements).  Each C element adds its K products in order k = 0..K-1  \
      * (c = fma(a, b, c) on FMA targets, c = a * b + c on the portable one), \

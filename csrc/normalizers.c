@@ -236,7 +236,7 @@ const an_normdesc an_norm_softpick = {
  * standardisation is scale-free, so it becomes that of u_j = +1 / -1 / 0 for
  * s_j = +inf / -inf / finite (eps / sigma -> 0); a constant row (e.g. all
  * -inf) gives (s - mu) = 0, i.e. weights b.  NaN gives a NaN row. ---- */
-#define AN_NAP(T, TS)                                                         \
+#define AN_NAP(T, TS, VOPS)                                                   \
 static void nap_apply_##TS(T *x, an_int nv, double inv, double g, double b,   \
                            double eps)                                        \
 {                                                                             \
@@ -258,9 +258,37 @@ static void nap_apply_##TS(T *x, an_int nv, double inv, double g, double b,   \
     for (an_int k = 0; k < nv; k++)                                           \
         x[k] = (T)(g * ((((double)x[k] * inv - pivot) - mean) / rden) + b);   \
 }                                                                             \
+/* Fast path when no rescaling is needed (inv = 1): the same two passes as   \
+ * nap_apply in double lanes (VOPS->dev_sums), the mean pass doubling as the  \
+ * NaN/inf check (its sum is finite iff every score is finite, as float      \
+ * sums cannot overflow a double), then one output pass multiplying by       \
+ * 1 / den (dividing if that overflows).  Returns 0 if the row needs the      \
+ * general path (non-finite scores, or double scores beyond 1e100). */       \
+static int nap_fast_##TS(T *x, an_int nv, double g, double b, double eps)    \
+{                                                                             \
+    const double len = (double)nv, pivot = (double)x[0];                      \
+    double sq;                                                                \
+    const double sum = VOPS->dev_sums(x, nv, pivot, 0.0, &sq);               \
+    if (!(sum - sum == 0)) return 0;                                          \
+    if (sizeof(T) == sizeof(double)) {   /* |s| <= 1e100 as in nap_row */     \
+        const double bound = 1e100 - (pivot < 0 ? -pivot : pivot);            \
+        if (!(bound > 0) || !(sq <= bound * bound)) return 0;                 \
+    }                                                                         \
+    const double mean = sum / len;             /* of s - pivot */             \
+    double var;                                                               \
+    VOPS->dev_sums(x, nv, pivot, mean, &var);                                 \
+    const double den = sqrt(var / len) + eps;                                 \
+    const double rden = den > 0 ? den : 1.0;   /* den 0: constant row, eps 0 */ \
+    const double r = 1.0 / rden;                                              \
+    if (r - r == 0) { VOPS->dev_affine(x, nv, pivot, mean, r, g, b); return 1; } \
+    for (an_int k = 0; k < nv; k++)                                           \
+        x[k] = (T)(g * ((((double)x[k] - pivot) - mean) / rden) + b);         \
+    return 1;                                                                 \
+}                                                                             \
 static int nap_row_##TS(T *x, an_int nv, an_rowctx *c)                        \
 {                                                                             \
     const double g = c->mat->p[0], b = c->mat->p[1], eps = c->mat->p[2];      \
+    if (nap_fast_##TS(x, nv, g, b, eps)) return AN_OK;                        \
     double amax = 0;                                                          \
     int nan = 0, ninf = 0;                                                    \
     _Pragma("omp simd reduction(max:amax) reduction(|:nan) reduction(+:ninf)") \
@@ -280,8 +308,8 @@ static int nap_row_##TS(T *x, an_int nv, an_rowctx *c)                        \
     nap_apply_##TS(x, nv, amax > 1e100 ? 1.0 / amax : 1.0, g, b, eps);        \
     return AN_OK;                                                             \
 }
-AN_NAP(float, f)
-AN_NAP(double, d)
+AN_NAP(float, f, an_vf)
+AN_NAP(double, d, an_vd)
 const an_normdesc an_norm_nap = { .row_f = nap_row_f, .row_d = nap_row_d, .nreal = 3 };
 
 /* ---- affine_softmax, Affine-Scaled Attention (papers A2, #2):

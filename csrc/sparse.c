@@ -220,14 +220,18 @@ static double entmax_bisect_theta(double *d, an_int k, an_int nv,
     }                                                                         \
     const double mx = (double)mxT;
 
-/* Gather the candidates d_r = z - max z with (alpha-1) d_r > -1 into ws. */
-#define AN_GATHER_CANDIDATES(T, lim)                                          \
+/* Gather the candidates mul * (z - max z) with (alpha-1)(z - max z) > -1
+ * into ws, branch-free (every value is stored, the count advances only for
+ * candidates: no mispredicted branch per key; ws holds nv + 1 doubles). */
+#define AN_GATHER_CANDIDATES_SCALED(T, lim, mul)                              \
     double *cand = (double *)c->ws;                                           \
     an_int ncand = 0;                                                         \
     for (an_int k = 0; k < nv; k++) {                                         \
         double dk = (double)x[k] - mx;                                        \
-        if (dk > (lim)) cand[ncand++] = dk;                                   \
+        cand[ncand] = (mul) * dk;                                             \
+        ncand += dk > (lim);                                                  \
     }
+#define AN_GATHER_CANDIDATES(T, lim) AN_GATHER_CANDIDATES_SCALED(T, lim, 1.0)
 
 /* sparsemax:  p = [z - tau]_+ ; exact, on the candidates z > max z - 1 */
 #define AN_SPARSEMAX_ROW(T, TS, VOPS)                                         \
@@ -265,8 +269,7 @@ static int entmax_row_##TS(T *x, an_int nv, an_rowctx *c)                     \
     const double am1 = alpha - 1.0;                                           \
     if (alpha == 1.5) {                                                       \
         /* p = [X - tau']_+^2 with X = (z - max z) / 2 */                     \
-        AN_GATHER_CANDIDATES(T, -2.0)                                         \
-        for (an_int r = 0; r < ncand; r++) cand[r] *= 0.5;                    \
+        AN_GATHER_CANDIDATES_SCALED(T, -2.0, 0.5)                             \
         const double tau = exact_tau(cand, ncand, 2);                         \
         _Pragma("omp simd")                                                   \
         for (an_int k = 0; k < nv; k++) {                                     \
