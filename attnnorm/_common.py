@@ -154,6 +154,15 @@ def mask_operand(mask, lead, n, m):
     return np.broadcast_to(mk, mk.shape[:-2] + (n, m))
 
 
+def split_axes(axes):
+    """axes=[(q_axis, k_axis), (q_axis, k_axis)] -> (input pair, output pair)."""
+    try:
+        ax_in, ax_out = axes
+    except (TypeError, ValueError):
+        raise ValueError(f"axes must be [(q_axis, k_axis), (q_axis, k_axis)]; got {axes!r}") from None
+    return ax_in, ax_out
+
+
 def move_axes(x, axes, name):
     """Apply a gufunc-style axes=(a, b) to x: a view with those axes last."""
     if axes is None:

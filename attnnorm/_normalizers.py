@@ -20,7 +20,7 @@ axes of the scores and of the output.
 import numpy as np
 
 from . import _core
-from ._common import (core_shape, empty_code, int_param, mask_operand, move_axes,
+from ._common import (split_axes, core_shape, empty_code, int_param, mask_operand, move_axes,
                       real_dtype_of, real_param, window_bounds)
 
 __all__ = ["softmax", "NORMALIZERS"]
@@ -35,10 +35,7 @@ def _run(gufunc, name, scores, reals=(), ints=(), *, mask=None, causal=False,
     ecode = empty_code(empty)
     wl, wr = window_bounds(window)
     if axes is not None:
-        try:
-            ax_in, ax_out = axes
-        except (TypeError, ValueError):
-            raise ValueError(f"axes must be [(q_axis, k_axis), (q_axis, k_axis)]; got {axes!r}") from None
+        ax_in, ax_out = split_axes(axes)
         scores = move_axes(np.asarray(scores), ax_in, "scores")
         if out is not None:
             out = move_axes(out, ax_out, "out")
@@ -352,10 +349,7 @@ def _run_extra(gufunc, name, scores, reals, ints, return_tau, *, out=None, axes=
     tuple (weights, tau, support)); ``axes`` applies to scores and weights only."""
     ax_out = None
     if axes is not None:
-        try:
-            ax_in, ax_out = axes
-        except (TypeError, ValueError):
-            raise ValueError(f"axes must be [(q_axis, k_axis), (q_axis, k_axis)]; got {axes!r}") from None
+        ax_in, ax_out = split_axes(axes)
         scores = move_axes(np.asarray(scores), ax_in, "scores")
     outs = None
     if out is not None:
