@@ -532,3 +532,29 @@ def test_stats_equal_the_diagnostics_module(rng, name):
         assert_allclose(st.entropy, an.entropy(w, **opts), 1e-10, 1e-12)
         assert_array_equal(st.support, an.support_size(w, **opts))
         assert_allclose(st.margin, an.separation_margin(s, **opts), 1e-10, 1e-12)
+
+
+@pytest.mark.parametrize("name", ["sparsemax", "entmax", "stochastic_softmax"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sparse_weights_path_matches_weights_at_v(name, dtype):
+    """Long rows give sparse weights: attention then accumulates only the
+    nonzero weights; it must still equal attention_weights @ v, also with a
+    non-finite value row (which switches the block back to the dense path)."""
+    rng = np.random.default_rng(11)
+    q = rng.normal(size=(2, 50, 16)).astype(dtype)
+    k = rng.normal(size=(2, 300, 16)).astype(dtype)
+    v = rng.normal(size=(2, 300, 8)).astype(dtype)
+    kw = {"seed": 3, "trials": 8} if name == "stochastic_softmax" else {}
+    for causal in (False, True):
+        w = an.attention_weights(q, k, name, causal=causal, **kw)
+        assert (w != 0).mean() < 1 / 8
+        o = an.attention(q, k, v, name, causal=causal, **kw)
+        np.testing.assert_allclose(o, w.astype(np.float64) @ v, rtol=1e-4 if dtype == np.float32 else 1e-12,
+                                   atol=1e-5 if dtype == np.float32 else 1e-13)
+    v2 = v.copy()
+    v2[0, 5] = np.inf
+    w = an.attention_weights(q, k, name, **kw)
+    with np.errstate(invalid="ignore"):
+        expect = w.astype(np.float64) @ v2
+    o = an.attention(q, k, v2, name, **kw)
+    assert_array_equal(np.isnan(o), np.isnan(expect))
