@@ -803,7 +803,8 @@ def diagnose(q, k, normalize, *, scale=None, causal=False, window=None, mask=Non
     k = np.asarray(k, dtype=np.float64)
     d = q.shape[-1]
     sc = 1 / np.sqrt(d) if scale is None else scale
-    s = sc * (q @ np.swapaxes(k, -1, -2))
+    with np.errstate(invalid="ignore", over="ignore"):   # inf * 0 in q k^T is NaN, as intended
+        s = sc * (q @ np.swapaxes(k, -1, -2))
     w = np.asarray(normalize(s), dtype=np.float64)
     vis = np.broadcast_to(visible(s.shape[-2], s.shape[-1], causal=causal, window=window,
                                   mask=mask), s.shape)
