@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _core
-from ._common import (core_shape, empty_code, int_param, mask_operand, real_dtype_of,
+from ._common import (core_shape, empty_code, mask_operand, real_dtype_of,
                       real_param, window_bounds)
 from ._normalizers import NORMALIZERS, PARAMS, _rowparam_operand
 

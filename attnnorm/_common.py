@@ -22,6 +22,22 @@ def empty_code(empty):
         raise ValueError(f"empty must be one of 'zero', 'nan', 'raise'; got {empty!r}") from None
 
 
+def int_scalar(name, value, *, low=None, high=None, what=None):
+    """Validate a scalar integer parameter: an int-like (operator.index) with
+    low <= value <= high (either bound optional).  ValueError names the
+    parameter, the allowed range (or `what`) and the value."""
+    rng = what or ("an integer" + (f" >= {low}" if low is not None and high is None else "")
+                   + (f" in [{low}, {high}]" if low is not None and high is not None else "")
+                   + (f" <= {high}" if high is not None and low is None else ""))
+    try:
+        iv = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be {rng}; got {value!r}") from None
+    if (low is not None and iv < low) or (high is not None and iv > high):
+        raise ValueError(f"{name} must be {rng}; got {value!r}")
+    return iv
+
+
 def window_bounds(window):
     """window=(left, right) -> (left, right) as ints, -1 meaning unbounded."""
     if window is None:
@@ -35,13 +51,7 @@ def window_bounds(window):
         if v is None:
             out.append(-1)
             continue
-        try:
-            iv = operator.index(v)
-        except TypeError:
-            raise ValueError(f"window {side} must be an integer >= 0 or None; got {v!r}") from None
-        if iv < 0:
-            raise ValueError(f"window {side} must be >= 0 or None; got {v!r}")
-        out.append(iv)
+        out.append(int_scalar(f"window {side}", v, low=0, what="an integer >= 0 or None"))
     return out[0], out[1]
 
 

@@ -23,13 +23,12 @@ sink weight, margin, support) and the per-key column mass from ``q`` and ``k``
 in one streamed pass, without the ``n x m`` matrix.
 """
 import math
-import operator
 from collections import namedtuple
 
 import numpy as np
 
 from . import _core
-from ._common import (core_shape, int_param, mask_operand, real_dtype_of, real_param,
+from ._common import (int_scalar, core_shape, mask_operand, real_dtype_of, real_param,
                       window_bounds)
 
 __all__ = ["entropy", "effective_support", "participation_ratio", "support_size",
@@ -157,13 +156,8 @@ def sink_mass(a, *, sink=0, mask=None, causal=False, window=None, out=None):
     Computes only that column."""
     a, _ = _matrix_operand("a", a)
     m = np.shape(a)[-1]
-    try:
-        s = operator.index(sink)
-    except TypeError:
-        raise ValueError(f"sink must be an integer key index; got {sink!r}") from None
-    if not -m <= s < m:
-        raise ValueError(f"sink must be a key index in [-{m}, {m}); got {sink!r}")
-    s %= m
+    s = int_scalar("sink", sink, low=-m, high=m - 1,
+                   what=f"an integer key index in [-{m}, {m})") % m
     mk, c, wl, wr = _vis_operands(a, mask, causal, window)
     kw = {} if out is None else {"out": out}
     return _core.diag_sink_mass(a, mk, c, wl, wr, s, **kw)
@@ -384,12 +378,8 @@ def _top_split(a, x, top):
     a = np.asarray(a)
     x = np.asarray(x)
     m = a.shape[-1]
-    try:
-        top = operator.index(top)
-    except TypeError:
-        raise ValueError(f"top must be an integer in [0, m]; got {top!r}") from None
-    if not 0 <= top <= m:
-        raise ValueError(f"top must be in [0, {m}] (the number of keys); got {top}")
+    top = int_scalar("top", top, low=0, high=m,
+                     what=f"an integer in [0, {m}] (the number of keys)")
     if x.shape[-2] != m:
         raise ValueError(f"x must be (..., m, e) with m = {m} keys; got shape {x.shape}")
     dt = np.result_type(real_dtype_of(a), real_dtype_of(x))

@@ -18,12 +18,11 @@ split one matrix into fixed key and query blocks, SOFT into fixed row chunks,
 the others into output columns.  Small calls run on one thread.  Results are
 bit-identical for every thread count.
 """
-import operator
 
 import numpy as np
 
 from . import _core
-from ._common import real_param
+from ._common import int_scalar, real_param
 
 __all__ = ["linear_attention", "log_attention", "cheap_linear_attention",
            "zeros_attention", "zeros_weights", "soft_attention", "soft_kernel"]
@@ -202,12 +201,7 @@ def zeros_weights(s, gate_linear, gate_softmax, *, causal=True, n=None, out=None
     m = ss[-1]
     if n is None:
         n = m
-    try:
-        n = operator.index(n)
-    except TypeError:
-        raise ValueError(f"n must be an integer >= 0 or None; got {n!r}") from None
-    if n < 0:
-        raise ValueError(f"n must be >= 0; got {n}")
+    n = int_scalar("n", n, low=0, what="an integer >= 0 or None")
     dt = _loop_dtype(s)
     g1, gh = _gates(dt, gate_linear, gate_softmax)
     rows = np.broadcast_to(np.zeros((), dt), (n,))
@@ -240,21 +234,12 @@ def soft_attention(q, v, landmarks=None, *, n_landmarks=None, newton_iters=20,
     n, d = qs[-2], qs[-1]
     if vs[-2] != n:
         raise ValueError(f"q and v must have the same length n; got q {qs}, v {vs}")
-    try:
-        iters = operator.index(newton_iters)
-    except TypeError:
-        raise ValueError(f"newton_iters must be an integer >= 1; got {newton_iters!r}") from None
-    if iters < 1:
-        raise ValueError(f"newton_iters must be >= 1; got {newton_iters!r}")
+    iters = int_scalar("newton_iters", newton_iters, low=1)
     if landmarks is None:
         if n_landmarks is None:
             n_landmarks = min(n, 64)
-        try:
-            L = operator.index(n_landmarks)
-        except TypeError:
-            raise ValueError(f"n_landmarks must be an integer; got {n_landmarks!r}") from None
-        if not 1 <= L <= n:
-            raise ValueError(f"n_landmarks must satisfy 1 <= n_landmarks <= n = {n}; got {n_landmarks!r}")
+        L = int_scalar("n_landmarks", n_landmarks, low=1, high=n,
+                       what=f"an integer with 1 <= n_landmarks <= n = {n}")
         dt = _loop_dtype(q, v)
         lm = np.broadcast_to(np.zeros((), dt), (L, d))
         mean = True

@@ -20,7 +20,7 @@ axes of the scores and of the output.
 import numpy as np
 
 from . import _core
-from ._common import (split_axes, core_shape, empty_code, int_param, mask_operand, move_axes,
+from ._common import (split_axes, empty_code, int_param, mask_operand, move_axes,
                       real_dtype_of, real_param, window_bounds)
 
 __all__ = ["softmax", "NORMALIZERS"]
