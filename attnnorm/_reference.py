@@ -543,14 +543,7 @@ def linear_attention(q, k, v, feature_map="elu1", *, causal=False, eps=1e-6):
     vis = visible(n, m, causal=causal)
     if feature_map == "exp":
         logits = _logsumexp(q[..., :, None, :] + k[..., None, :, :], axis=-1)
-        logits = np.where(vis, logits, -np.inf)
-        mx = np.max(logits, axis=-1, keepdims=True)
-        mx = np.where(np.isfinite(mx), mx, 0.0)
-        w = np.exp(logits - mx)
-        den = w.sum(-1, keepdims=True)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            o = np.where(den > 0, (w @ v) / den, 0.0)
-        return o
+        return _softmax_logits_at_v(logits, vis, v)
     w = (_lin_phi(q, feature_map) @ np.swapaxes(_lin_phi(k, feature_map), -1, -2)) * vis
     with np.errstate(invalid="ignore", divide="ignore"):
         o = (w @ v) / (w.sum(-1, keepdims=True) + eps)
@@ -566,7 +559,12 @@ def log_attention_quadratic(q, k, v, *, causal=False):
     c2 = k.max(axis=(-2, -1), keepdims=True)
     with np.errstate(divide="ignore"):
         logits = np.log(np.exp(q - c1) @ np.swapaxes(np.exp(k - c2), -1, -2))
-    vis = visible(n, m, causal=causal)
+    return _softmax_logits_at_v(logits, visible(n, m, causal=causal), v)
+
+
+def _softmax_logits_at_v(logits, vis, v):
+    """softmax over the visible logits of each row, times v; rows without
+    mass give 0 (shared by the exp-kernel and Heinsen quadratic forms)."""
     logits = np.where(vis, logits, -np.inf)
     mx = np.max(logits, axis=-1, keepdims=True)
     mx = np.where(np.isfinite(mx), mx, 0.0)
