@@ -8,11 +8,11 @@ median time per call.
 """
 import argparse
 import sys
-import time
 
 import numpy as np
 
 import attnnorm
+from attnnorm._timing import median_time
 
 
 def row_stats(w, causal):
@@ -35,16 +35,6 @@ def row_stats(w, causal):
         "max_weight": float(np.mean(np.max(w64, axis=-1))),
         "support": float(np.mean(attnnorm.support_size(np.abs(w64)))),
     }
-
-
-def time_call(fn, repeat):
-    fn()
-    ts = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts))
 
 
 def main(argv=None):
@@ -90,7 +80,7 @@ def main(argv=None):
         fn = attnnorm.NORMALIZERS[name]
         w = fn(scores, causal=args.causal)
         st = row_stats(w, args.causal)
-        t = time_call(lambda: fn(scores, causal=args.causal), args.repeat)
+        t = median_time(lambda: fn(scores, causal=args.causal), args.repeat)
         print(f"{name:<20}{st['row_sum']:>10.4f}{st['entropy']:>10.4f}{st['max_weight']:>10.4f}"
               f"{st['support']:>10.1f}{t * 1e3:>10.3f}")
     print("means over all rows; entropy in nats of each row rescaled to sum 1 (nan for "

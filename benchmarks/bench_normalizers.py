@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 import attnnorm as an  # noqa: E402
 from attnnorm import _reference as ref  # noqa: E402
-from _timing import median_time  # noqa: E402 (benchmarks/_timing.py)
+from attnnorm._timing import median_time  # noqa: E402
 
 # keyword arguments for normalizers whose defaults do not make a call on their own
 CALL_KW = {"stochastic_softmax": {"trials": 64, "seed": 0}}

@@ -1,4 +1,4 @@
-"""Timing helper shared by the benchmark scripts (public tools only)."""
+"""Median wall-time helper shared by `python -m attnnorm` and benchmarks/."""
 import statistics
 import time
 
