@@ -39,7 +39,9 @@ typedef struct {
     const an_normmat *mat;   /* the matrix (parameters, seed) */
     double tau;              /* out: threshold (sparse normalizers) */
     an_int support;          /* out: support size; if left < 0 the driver counts nonzeros */
-    void *ws;                /* workspace: ws_mult * m doubles, per thread */
+    void *ws;                /* workspace: ws_mult * (m + 1) doubles, per thread */
+    const an_int *nz;        /* out, optional: the positions k of x with x[k] != 0, */
+    an_int nnz;              /*   each once, nnz of them (NULL: not reported) */
 } an_rowctx;
 
 /* Row kernels: x[0..nv) visible scores in, weights out (nv >= 1).

@@ -8,13 +8,23 @@
  * wrapper, so every (matrix, row) draws the same numbers whatever the thread
  * count, the scheduling or the way NumPy chunks the outer loop.
  *
- * Sampling in O(N + n_i) per row and O(1) memory: the N sorted uniforms are
- * U_(k) = S_k / S_(N+1) with S_k = E_1 + ... + E_k and E_j ~ Exp(1) i.i.d.
- * (exponential spacings).  A first pass sums the N+1 exponentials; a second
- * pass regenerates them (the generator is stateless) and merges the sorted
- * uniforms against the CDF of softmax(s): c_j = #{k : cdf_(j-1) < U_(k) <= cdf_j},
- * skipping blocks of keys that no draw falls into with one sum.
- * Keys with probability 0 (e.g. -inf scores) never receive a count.
+ * Sampling in O(n_i + N log(n_i)) per row, by inversion: the N trials are
+ * independent uniforms u_k = an_rand_uniform(key, k) in (0, 1), and trial k
+ * lands on the key j with cdf_(j-1) < u_k * cdf_(n_i) <= cdf_j.  The CDF is
+ * kept at the ends of blocks of 8 keys, C[b] = sum_{j < 8(b+1)} p_j (each
+ * block summed in double as a tree, then accumulated); a trial finds its
+ * block by a branch-free binary search over C (16 trials side by side) and
+ * its key inside the block by
+ * 7 compares against C[b-1] + p_0 + ... + p_t.  No trial depends on another,
+ * so there is no branch on the data and no sort.  Counts go to an int32
+ * array; the keys that received a count are listed (in order of first hit)
+ * for the caller in c->nz.
+ *
+ * Keys with probability 0 (e.g. -inf scores) never receive a count: inside a
+ * block such a key's interval is empty (adding 0 is exact), and the one place
+ * where rounding could leave it a sliver of width ~1e-16 (the block's last
+ * key, bounded by C[b] instead of the in-block sum) is mended by moving the
+ * trial to the nearest key of the block that has mass.
  *
  * NaN in a row gives a NaN row; a row of -inf is empty; +inf scores share the
  * mass (softmax's limit) and then get multinomial counts among themselves.
@@ -30,73 +40,38 @@ static inline uint64_t stochastic_key(int64_t seed, int64_t stream, an_int row)
     return an_rand_u64(an_rand_u64((uint64_t)seed, (uint64_t)stream), (uint64_t)row);
 }
 
-/* Exp(1) draws number ctr0 .. ctr0 + n - 1 of a key into e[0..n):
- * E = -log(u), u = an_rand_uniform(key, ctr) in (0, 1), normal (u >= 2^-54).
- * The log is fdlibm's __ieee754_log written branch-free so that it
- * vectorises (< 1 ulp): u = 2^k m with m in [sqrt(2)/2, sqrt(2)), f = m - 1,
- * s = f / (2 + f), log u = k ln2 + f - (f^2/2 - s (f^2/2 + R(s^2))),
- * R the minimax polynomial Lg1..Lg7; no FMA (ISO C contraction off), so every
- * CPU gives the same numbers. */
-#define AN_DRAW_CHUNK 256
-static void exp_draws(uint64_t key, uint64_t ctr0, an_int n, double *e)
+/* Rows of up to AN_STOCH_STACK_BLOCKS blocks keep C on the stack, longer
+ * rows in the workspace.  Workspace (ws_mult = 2, 16 (m + 1) bytes):
+ * nz (m + 1 an_int: each trial writes one past the list) | C (nblk + 1
+ * doubles, long rows only) | counts (m int32). */
+#define AN_STOCH_STACK_BLOCKS 256
+
+/* Trials are placed in batches of AN_STOCH_BATCH: the binary searches of a
+ * batch run level by level side by side, so their chains of dependent loads
+ * overlap instead of following one another. */
+#define AN_STOCH_BATCH 16
+
+/* blk[u] = first b in [0, nblk) with C[b] >= P[u], or nblk: the branch-free
+ * lower bound (ceil(log2 nblk) levels whatever the P) */
+static inline void stoch_blocks_of(const double *C, an_int nblk, const double *P, an_int *blk)
 {
-    const double Lg1 = 6.666666666666735130e-01, Lg2 = 3.999999999940941908e-01,
-                 Lg3 = 2.857142874366239149e-01, Lg4 = 2.222219843214978396e-01,
-                 Lg5 = 1.818357216161805012e-01, Lg6 = 1.531383769920937332e-01,
-                 Lg7 = 1.479819860511658591e-01;
-    const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
-    for (an_int i = 0; i < n; i++) e[i] = an_rand_uniform(key, ctr0 + (uint64_t)i);
-    _Pragma("omp simd")
-    for (an_int i = 0; i < n; i++) {
-        uint64_t b, mb, kb;
-        memcpy(&b, &e[i], sizeof b);
-        mb = (b & 0x000FFFFFFFFFFFFFULL) | 0x3FF0000000000000ULL;  /* m in [1, 2) */
-        kb = (b >> 52) | 0x4330000000000000ULL;                       /* 2^52 + exponent */
-        double m, k;
-        memcpy(&m, &mb, sizeof m);
-        memcpy(&k, &kb, sizeof k);
-        k -= 4503599627371519.0;                                      /* 2^52 + 1023 */
-        const int big = m > 1.4142135623730951;
-        m = big ? 0.5 * m : m;
-        k = big ? k + 1.0 : k;
-        const double f = m - 1.0, hfsq = 0.5 * f * f, s = f / (2.0 + f);
-        const double z = s * s, w = z * z;
-        const double t1 = w * (Lg2 + w * (Lg4 + w * Lg6));
-        const double t2 = z * (Lg1 + w * (Lg3 + w * (Lg5 + w * Lg7)));
-        const double R = t2 + t1;
-        e[i] = -(k * ln2_hi - ((hfsq - (s * (hfsq + R) + k * ln2_lo)) - f));
+    for (int u = 0; u < AN_STOCH_BATCH; u++) blk[u] = 0;
+    for (an_int len = nblk; len > 1; ) {
+        const an_int half = len / 2;
+        for (int u = 0; u < AN_STOCH_BATCH; u++)     /* no branch */
+            blk[u] += half & -(an_int)(C[blk[u] + half - 1] < P[u]);
+        len -= half;
     }
+    for (int u = 0; u < AN_STOCH_BATCH; u++) blk[u] += C[blk[u]] < P[u];
 }
 
-/* The draws E_0, E_1, ... of a row in chunks of AN_DRAW_CHUNK: draw_at(d, k)
- * for k increasing (the chunk holding k is regenerated when needed; the
- * generator is stateless, so regenerated draws are the same numbers). */
-typedef struct { uint64_t key; int64_t k0, n; double e[AN_DRAW_CHUNK]; } draw_stream;
-static inline double draw_at(draw_stream *d, int64_t k)
+/* nearest key of the block (down first) with pv > 0 */
+static inline int nearest_positive(const double *pv, int t)
 {
-    if (k - d->k0 >= AN_DRAW_CHUNK || k < d->k0) {
-        d->k0 = k - k % AN_DRAW_CHUNK;
-        const int64_t left = d->n - d->k0;
-        exp_draws(d->key, (uint64_t)d->k0, left < AN_DRAW_CHUNK ? left : AN_DRAW_CHUNK, d->e);
-    }
-    return d->e[k - d->k0];
+    for (int u = t; u >= 0; u--) if (pv[u] > 0) return u;
+    for (int u = t + 1; u < 8; u++) if (pv[u] > 0) return u;
+    return t;
 }
-
-/* Skip blocks: a block of AN_STOCH_OUTER keys, then sub-blocks of
- * AN_STOCH_INNER keys, that no draw falls into are passed with one sum. */
-#define AN_STOCH_OUTER 64
-#define AN_STOCH_INNER 8
-/* The walk leaves x (the probabilities) as it is and records the keys that
- * received draws; AN_STOCH_FLUSH(T, upto) then zeroes x[zeroed .. upto) in one
- * pass and writes those keys' counts (all below upto). */
-#define AN_STOCH_HITS 128
-#define AN_STOCH_FLUSH(T, upto) do {                                             \
-        const an_int up_ = (upto);                                            \
-        for (an_int q = zeroed; q < up_; q++) x[q] = 0;                       \
-        for (an_int t = 0; t < nhit; t++)                                     \
-            x[hit_key[t]] = (T)((double)hit_cnt[t] * invN);                   \
-        nhit = 0; zeroed = up_;                                               \
-    } while (0)
 
 /* ---- stochastic_softmax: ints [trials N, seed, stream] ---- */
 #define AN_STOCHASTIC_ROW(T, TS)                                              \
@@ -108,76 +83,55 @@ static int stochastic_softmax_row_##TS(T *x, an_int nv, an_rowctx *c)         \
     const int64_t N = c->mat->ip[0];                                          \
     if (N < 1) return AN_ERR_VALUE;                                           \
     const uint64_t key = stochastic_key(c->mat->ip[1], c->mat->ip[2], c->row); \
-    draw_stream ds;                  /* E_0 .. E_N */                         \
-    ds.key = key; ds.n = N + 1;                                               \
-    double total_e = 0;                                                       \
-    for (ds.k0 = 0; ds.k0 <= N; ds.k0 += AN_DRAW_CHUNK) {                     \
-        const int64_t left = N + 1 - ds.k0;                                   \
-        const an_int cn = left < AN_DRAW_CHUNK ? left : AN_DRAW_CHUNK;        \
-        exp_draws(key, (uint64_t)ds.k0, cn, ds.e);                            \
-        for (an_int q = 0; q < cn; q++) total_e += ds.e[q];                   \
+    const an_int m = c->m, nblk = (nv + 7) / 8, nfull = nv / 8;               \
+    an_int *nz = (an_int *)c->ws;                                             \
+    double Cstack[AN_STOCH_STACK_BLOCKS + 1];                                 \
+    double *C = nblk <= AN_STOCH_STACK_BLOCKS ? Cstack : (double *)(nz + m + 1); \
+    int32_t *cnt = (int32_t *)(C == Cstack ? (double *)(nz + m + 1) : C + nblk + 1); \
+    /* block ends of the CDF */                                               \
+    double run = 0;                                                           \
+    for (an_int b = 0; b < nfull; b++) {                                      \
+        const T *y = x + 8 * b;                                               \
+        run += (((double)y[0] + (double)y[1]) + ((double)y[2] + (double)y[3])) \
+             + (((double)y[4] + (double)y[5]) + ((double)y[6] + (double)y[7])); \
+        C[b] = run;                                                           \
     }                                                                         \
-    ds.k0 -= AN_DRAW_CHUNK;          /* the last chunk is in ds.e */          \
-    double total_p = 0;                                                       \
-    _Pragma("omp simd reduction(+:total_p)")                                  \
-    for (an_int j = 0; j < nv; j++) total_p += (double)x[j];                  \
+    if (nfull < nblk) {                                                       \
+        for (an_int j = 8 * nfull; j < nv; j++) run += (double)x[j];          \
+        C[nfull] = run;                                                       \
+    }                                                                         \
+    memset(cnt, 0, sizeof(int32_t) * (size_t)nv);                             \
     an_int jlast = nv - 1;           /* last key with positive probability */ \
     while (jlast > 0 && !(x[jlast] > 0)) jlast--;                             \
-    /* merge the sorted draws U_(k) * total_p against the running CDF, one   \
-     * block of keys at a time: a block whose mass does not reach the next   \
-     * draw is skipped with one vectorised sum (blocks of AN_STOCH_OUTER      \
-     * keys, then of AN_STOCH_INNER inside a block holding draws).  The last  \
-     * positive key takes every draw left (its CDF is total_p), absorbing     \
-     * rounding at the top. */                                                \
-    const double scale = total_p / total_e;                                   \
-    const double invN = 1.0 / (double)N;                                      \
-    double cdf = 0;                                                           \
-    double s = draw_at(&ds, 0);      /* S_1 */                                \
-    double next = s * scale;         /* position of the next draw */          \
-    int64_t k = 0;                   /* draws placed so far */                \
-    an_int j = 0;                                                             \
-    an_int hit_key[AN_STOCH_HITS], nhit = 0, zeroed = 0;                      \
-    int64_t hit_cnt[AN_STOCH_HITS];                                           \
-    while (j < jlast) {                                                       \
-        const an_int je = j + AN_STOCH_OUTER < jlast ? j + AN_STOCH_OUTER : jlast; \
-        double bs = 0;                                                        \
-        _Pragma("omp simd reduction(+:bs)")                                   \
-        for (an_int q = j; q < je; q++) bs += (double)x[q];                   \
-        if (k >= N || cdf + bs < next) {                                      \
-            cdf += bs; j = je; continue;                                      \
-        }                                                                     \
-        while (j < je) {                                                      \
-            const an_int ie = j + AN_STOCH_INNER < je ? j + AN_STOCH_INNER : je; \
-            double is = 0;                                                    \
-            if (ie - j == 8) {          /* a tree: no chain of 8 additions */ \
-                const T *y = x + j;                                           \
-                is = (((double)y[0] + (double)y[1]) + ((double)y[2] + (double)y[3])) \
-                   + (((double)y[4] + (double)y[5]) + ((double)y[6] + (double)y[7])); \
-            } else {                                                          \
-                for (an_int q = j; q < ie; q++) is += (double)x[q];           \
-            }                                                                 \
-            if (k >= N || cdf + is < next) {                                  \
-                cdf += is; j = ie; continue;                                  \
-            }                                                                 \
-            for (; j < ie; j++) {                                             \
-                double p = (double)x[j];                                      \
-                int64_t cnt = 0;                                              \
-                cdf += p;                                                     \
-                if (p > 0)                                                    \
-                    while (k < N && next <= cdf) {                            \
-                        cnt++; k++;                                           \
-                        s += draw_at(&ds, k);                                 \
-                        next = s * scale;                                     \
-                    }                                                         \
-                if (cnt) {                                                    \
-                    hit_key[nhit] = j; hit_cnt[nhit] = cnt;                   \
-                    if (++nhit == AN_STOCH_HITS) AN_STOCH_FLUSH(T, j + 1);     \
-                }                                                             \
-            }                                                                 \
+    const an_int blast = jlast / 8;  /* rounding past the top lands here */   \
+    an_int nnz = 0;                                                           \
+    for (int64_t k0 = 0; k0 < N; k0 += AN_STOCH_BATCH) {                      \
+        const int nb = N - k0 < AN_STOCH_BATCH ? (int)(N - k0) : AN_STOCH_BATCH; \
+        double P[AN_STOCH_BATCH];                                             \
+        an_int blk[AN_STOCH_BATCH];                                           \
+        for (int u = 0; u < AN_STOCH_BATCH; u++)                              \
+            P[u] = u < nb ? an_rand_uniform(key, (uint64_t)(k0 + u)) * run : 0.0; \
+        stoch_blocks_of(C, nblk, P, blk);                                     \
+        for (int u = 0; u < nb; u++) {                                        \
+            const an_int b = blk[u] < blast ? blk[u] : blast;                 \
+            const an_int j0 = 8 * b;                                          \
+            const double base = b ? C[b - 1] : 0.0;                           \
+            double pv[8], acc = 0;                                            \
+            int t = 0;                                                        \
+            if (j0 + 8 <= nv) for (int q = 0; q < 8; q++) pv[q] = (double)x[j0 + q]; \
+            else for (int q = 0; q < 8; q++) pv[q] = j0 + q < nv ? (double)x[j0 + q] : 0.0; \
+            for (int q = 0; q < 7; q++) { acc += pv[q]; t += base + acc < P[u]; } \
+            if (!(pv[t] > 0)) t = nearest_positive(pv, t);                    \
+            const an_int j = j0 + t;                                          \
+            nz[nnz] = j;                                                      \
+            nnz += cnt[j]++ == 0;                                             \
         }                                                                     \
     }                                                                         \
-    AN_STOCH_FLUSH(T, nv);                                                    \
-    x[jlast] = (T)((double)(N - k) * invN);                                   \
+    /* weights c_j / N */                                                     \
+    const double invN = 1.0 / (double)N;                                      \
+    memset(x, 0, sizeof(T) * (size_t)nv);                                     \
+    for (an_int q = 0; q < nnz; q++) x[nz[q]] = (T)((double)cnt[nz[q]] * invN); \
+    c->nz = nz; c->nnz = nnz;                                                 \
     return AN_OK;                                                             \
 }
 
@@ -186,4 +140,4 @@ AN_STOCHASTIC_ROW(double, d)
 
 const an_normdesc an_norm_stochastic_softmax = {
     .row_f = stochastic_softmax_row_f, .row_d = stochastic_softmax_row_d,
-    .nint = 3 };
+    .ws_mult = 2, .nint = 3 };
