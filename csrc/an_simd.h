@@ -25,6 +25,9 @@
     void (*scale)(T *x, an_int n, T c);                                       \
     /* y[i] += a * x[i] */                                                    \
     void (*axpy)(T *y, const T *x, an_int n, T a);                            \
+    /* indices i (increasing) with x[i] > thr into idx[0..count), count      \
+     * returned; idx holds n entries (NaN is never above; n < 2^31) */        \
+    an_int (*above)(const T *x, an_int n, T thr, int32_t *idx);              \
     /* sum x[i] * y[i] */                                                     \
     T (*dot)(const T *x, const T *y, an_int n);                               \
     /* (H1) x[i] = sigmoid(x[i] + shift) = 1 / (1 + exp(-(x[i] + shift))),    \
@@ -60,6 +63,10 @@ extern const an_vecops_d *an_vd;   /* the chosen double table */
 const char *an_simd_init(void);
 /* Name of the best path this CPU supports ("avx512", "avx2", "default"). */
 const char *an_simd_best(void);
+
+/* an_pack_lut[m]: the positions of the set bits of the byte m, one per byte
+ * in increasing order (the left-pack table of the x86 `above`). */
+extern uint64_t an_pack_lut[256];
 
 /* Scalar exp with the same algorithm as the vector code (used in scalar tails
  * and by kernels that need one value at a time). */

@@ -34,6 +34,19 @@
 #pragma GCC pop_options
 #endif
 
+uint64_t an_pack_lut[256];
+
+static void an_pack_lut_init(void)
+{
+    for (int m = 0; m < 256; m++) {
+        uint64_t v = 0;
+        int k = 0;
+        for (int b = 0; b < 8; b++)
+            if (m >> b & 1) v |= (uint64_t)b << (8 * k++);
+        an_pack_lut[m] = v;
+    }
+}
+
 const an_vecops_f *an_vf = &an_vecops_f__default;
 const an_vecops_d *an_vd = &an_vecops_d__default;
 
@@ -54,6 +67,7 @@ const char *an_simd_best(void)
 
 const char *an_simd_init(void)
 {
+    an_pack_lut_init();
     const char *best = an_simd_best();
     const char *want = getenv("ATTNNORM_CPU");
     const char *use = best;

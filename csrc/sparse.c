@@ -220,31 +220,64 @@ static double entmax_bisect_theta(double *d, an_int k, an_int nv,
     }                                                                         \
     const double mx = (double)mxT;
 
-/* Gather the candidates mul * (z - max z) with (alpha-1)(z - max z) > -1
- * into ws, branch-free (every value is stored, the count advances only for
- * candidates: no mispredicted branch per key; ws holds nv + 1 doubles). */
-#define AN_GATHER_CANDIDATES_SCALED(T, lim, mul)                              \
+/* Gather the candidates mul * (z - max z) with z - max z > lim into cand and
+ * their keys into cidx (increasing).  VOPS->above first picks, vectorised,
+ * the keys above a threshold a little below max z + lim (a superset); the
+ * exact test in double then runs on those few only.  Workspace (ws_mult = 3):
+ * cand (m + 1 doubles) | cidx (m + 1 an_int) | raw (m + 1 int32). */
+#define AN_GATHER_CANDIDATES_SCALED(T, VOPS, lim, mul)                        \
     double *cand = (double *)c->ws;                                           \
+    an_int *cidx = (an_int *)(cand + c->m + 1);                               \
     an_int ncand = 0;                                                         \
-    for (an_int k = 0; k < nv; k++) {                                         \
-        double dk = (double)x[k] - mx;                                        \
-        cand[ncand] = (mul) * dk;                                             \
-        ncand += dk > (lim);                                                  \
+    if (nv <= INT32_MAX) {                                                    \
+        int32_t *raw = (int32_t *)(cidx + c->m + 1);                          \
+        const double tl = mx + (lim);                                         \
+        const an_int nraw = VOPS->above(x, nv, (T)(tl - (fabs(tl) * 1e-6 + 1e-30)), raw); \
+        for (an_int r = 0; r < nraw; r++) {                                   \
+            const an_int k = raw[r];                                          \
+            const double dk = (double)x[k] - mx;                              \
+            cand[ncand] = (mul) * dk; cidx[ncand] = k;                        \
+            ncand += dk > (lim);                                              \
+        }                                                                     \
+    } else {                                                                  \
+        for (an_int k = 0; k < nv; k++) {                                     \
+            const double dk = (double)x[k] - mx;                              \
+            cand[ncand] = (mul) * dk; cidx[ncand] = k;                        \
+            ncand += dk > (lim);                                              \
+        }                                                                     \
     }
-#define AN_GATHER_CANDIDATES(T, lim) AN_GATHER_CANDIDATES_SCALED(T, lim, 1.0)
+#define AN_GATHER_CANDIDATES(T, VOPS, lim) AN_GATHER_CANDIDATES_SCALED(T, VOPS, lim, 1.0)
+
+/* Weights from the candidates: WEIGHT(xk) gives the weight (double, > 0 in
+ * the support) of a candidate of score xk; every other key gets 0.  The
+ * support is listed in c->nz (attention accumulates only those keys). */
+#define AN_SPARSE_WRITE(T, WEIGHT)                                            \
+    an_int nnz = 0;                                                           \
+    for (an_int r = 0; r < ncand; r++) {                                      \
+        const an_int k = cidx[r];                                             \
+        const double w = WEIGHT((double)x[k]);                                \
+        cand[nnz] = w; cidx[nnz] = k;                                         \
+        nnz += w > 0;                                                         \
+    }                                                                         \
+    memset(x, 0, sizeof(T) * (size_t)nv);                                     \
+    for (an_int r = 0; r < nnz; r++) x[cidx[r]] = (T)cand[r];                 \
+    c->nz = cidx; c->nnz = nnz;
+
+/* the weights of a candidate of score xk (in the kernels' scope: mx, tau,
+ * theta, am1, inv) */
+#define AN_W_SPARSEMAX(xk) pos_part(((xk) - mx) - tau)
+#define AN_W_ENTMAX15(xk) (pos_part(0.5 * ((xk) - mx) - tau) * pos_part(0.5 * ((xk) - mx) - tau))
+#define AN_W_BISECT(xk) (entmax_pow(am1 * (((xk) - mx) - theta), am1) * inv)
+static inline double pos_part(double u) { return u > 0 ? u : 0.0; }
 
 /* sparsemax:  p = [z - tau]_+ ; exact, on the candidates z > max z - 1 */
 #define AN_SPARSEMAX_ROW(T, TS, VOPS)                                         \
 static int sparsemax_row_##TS(T *x, an_int nv, an_rowctx *c)                  \
 {                                                                             \
     AN_SPARSE_PROLOGUE(T, VOPS)                                               \
-    AN_GATHER_CANDIDATES(T, -1.0)                                             \
+    AN_GATHER_CANDIDATES(T, VOPS, -1.0)                                       \
     const double tau = exact_tau(cand, ncand, 1);                             \
-    _Pragma("omp simd")                                                       \
-    for (an_int k = 0; k < nv; k++) {                                         \
-        double u = ((double)x[k] - mx) - tau;                                 \
-        x[k] = (T)(u > 0 ? u : 0.0);                                          \
-    }                                                                         \
+    AN_SPARSE_WRITE(T, AN_W_SPARSEMAX)                                        \
     c->tau = tau + mx;                                                        \
     return AN_OK;                                                             \
 }
@@ -269,26 +302,21 @@ static int entmax_row_##TS(T *x, an_int nv, an_rowctx *c)                     \
     const double am1 = alpha - 1.0;                                           \
     if (alpha == 1.5) {                                                       \
         /* p = [X - tau']_+^2 with X = (z - max z) / 2 */                     \
-        AN_GATHER_CANDIDATES_SCALED(T, -2.0, 0.5)                             \
+        AN_GATHER_CANDIDATES_SCALED(T, VOPS, -2.0, 0.5)                       \
         const double tau = exact_tau(cand, ncand, 2);                         \
-        _Pragma("omp simd")                                                   \
-        for (an_int k = 0; k < nv; k++) {                                     \
-            double u = 0.5 * ((double)x[k] - mx) - tau;                       \
-            u = u > 0 ? u : 0.0;                                              \
-            x[k] = (T)(u * u);                                                \
-        }                                                                     \
+        AN_SPARSE_WRITE(T, AN_W_ENTMAX15)                                     \
         c->tau = tau + 0.5 * mx;                                              \
         return AN_OK;                                                         \
     }                                                                         \
-    AN_GATHER_CANDIDATES(T, -1.0 / am1)                                       \
+    AN_GATHER_CANDIDATES(T, VOPS, -1.0 / am1)                                 \
     const double theta = entmax_bisect_theta(cand, ncand, nv, am1, c->mat->ip[0]); \
+    /* renormalised: the sum in key order over the candidates (the other    \
+     * keys add exact zeros) */                                              \
     double sum = 0;                                                           \
-    for (an_int k = 0; k < nv; k++) {                                         \
-        double p = entmax_pow(am1 * (((double)x[k] - mx) - theta), am1);      \
-        cand[k] = p; sum += p;                                                \
-    }                                                                         \
+    for (an_int r = 0; r < ncand; r++)                                        \
+        sum += entmax_pow(am1 * (((double)x[cidx[r]] - mx) - theta), am1);    \
     const double inv = 1.0 / sum;                                             \
-    for (an_int k = 0; k < nv; k++) x[k] = (T)(cand[k] * inv);                \
+    AN_SPARSE_WRITE(T, AN_W_BISECT)                                           \
     c->tau = am1 * (theta + mx) - 1.0;                                        \
     return AN_OK;                                                             \
 }
@@ -300,7 +328,7 @@ AN_ENTMAX_ROW(double, d, an_vd)
 
 const an_normdesc an_norm_sparsemax = {
     .row_f = sparsemax_row_f, .row_d = sparsemax_row_d,
-    .ws_mult = 1, .has_extra = 1 };
+    .ws_mult = 3, .has_extra = 1 };
 const an_normdesc an_norm_entmax = {
     .row_f = entmax_row_f, .row_d = entmax_row_d,
-    .ws_mult = 1, .nreal = 1, .nint = 1, .has_extra = 1 };
+    .ws_mult = 3, .nreal = 1, .nint = 1, .has_extra = 1 };
