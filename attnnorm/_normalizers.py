@@ -481,7 +481,9 @@ def stochastic_softmax(scores, *, trials=100, seed=0, mask=None, causal=False, w
     row in the batch, never on the thread count.  Matrix ``k`` of the
     flattened leading axes uses stream ``k`` (the gufunc takes the streams as
     an int64 operand after trials and seed; see :func:`stochastic_streams`).
-    Cost O(N + n_i) per row.  ``trials < 1`` raises ValueError.
+    Sampled by inversion: each trial is one uniform placed on the row's CDF
+    (a binary search over blocks of 8 keys), cost O(n_i + N log n_i) per row.
+    ``trials < 1`` raises ValueError.
     """
     reals, ints = _stochastic_softmax_params(real_dtype_of(scores), trials=trials, seed=seed)
     shape = np.shape(scores)

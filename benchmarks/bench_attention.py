@@ -3,7 +3,7 @@ user would otherwise run on the same CPU, in one run on the same inputs.
 
     python benchmarks/bench_attention.py [--shape 8,2048,2048,64] [--repeat 3]
         [--threads 2] [--dtype float32,float64] [--causal both|yes|no]
-        [--only softmax,sigmoid] [--no-numpy] [--no-torch] [--numpy-repeat 1]
+        [--only softmax,sigmoid] [--no-numpy] [--no-torch] [--numpy-repeat 3]
         [--numpy-heads 2]
 
 Peers:
@@ -20,7 +20,8 @@ Peers:
   marked with '*'.
 
 Each time is the median of --repeat runs after one warm-up (the NumPy
-pipeline: --numpy-repeat runs, no warm-up).  GFLOP/s counts 4 n m d flops per
+pipeline: of --numpy-repeat runs after one warm-up; its first call alone is
+several times slower than the next ones).  GFLOP/s counts 4 n m d flops per
 head (half when causal).  Ratios > 1 mean attnnorm is faster; ``/softmax`` is
 the normalizer's time over softmax attention's own time (same dtype/mask);
 for sinkhorn it is per iteration (time / (n_iter + 1): n_iter passes for the
@@ -151,7 +152,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shape", default="8,2048,2048,64", help="batch*heads,n,m,d (e = d)")
     ap.add_argument("--repeat", type=int, default=3, help="timed runs of attnnorm and torch")
-    ap.add_argument("--numpy-repeat", type=int, default=1)
+    ap.add_argument("--numpy-repeat", type=int, default=3)
     ap.add_argument("--numpy-heads", type=int, default=2,
                     help="time the NumPy pipeline on this many heads and scale (0: all)")
     ap.add_argument("--threads", type=int, default=2)
@@ -223,8 +224,8 @@ def main(argv=None):
                     if key not in numpy_times:
                         f = _numpy_pipeline(name, kw, causal)
                         hb = args.numpy_heads if 0 < args.numpy_heads < B else B
-                        t = (median_time(lambda: f(q[:hb], k[:hb], v[:hb]), args.numpy_repeat,
-                                          warmup=False) if f else None)
+                        t = (median_time(lambda: f(q[:hb], k[:hb], v[:hb]), args.numpy_repeat)
+                             if f else None)
                         numpy_times[key] = t * B / hb if t is not None else None
                     t_np = numpy_times[key]
 

@@ -3,12 +3,13 @@
 run on the same scores.
 
     python benchmarks/bench_normalizers.py [--shape 8,1024,1024] [--repeat 5]
-        [--ref-repeat 1] [--threads 2] [--dtype float32] [--only softmax,sigmoid]
+        [--ref-repeat 3] [--threads 2] [--dtype float32] [--only softmax,sigmoid]
 
-Each timing is the median of its repetitions (for attnnorm and torch the first
-call is a warm-up and is not timed; the NumPy references are not warmed up).  Ratios > 1 mean attnnorm is faster.  The NumPy references are
-plain float64 code written for clarity, so they are slow: --ref-repeat (default
-1) times them fewer times.  torch and the entmax package are imported lazily
+Each timing is the median of its repetitions after one untimed warm-up call
+(a NumPy reference's first call alone is several times slower than the next
+ones).  Ratios > 1 mean attnnorm is faster.  The NumPy references are plain
+float64 code written for clarity, so they are slow: --ref-repeat (default 3)
+times them fewer times.  torch and the entmax package are imported lazily
 and skipped if missing; torch uses the same number of threads.
 """
 import argparse
@@ -73,7 +74,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shape", default="8,1024,1024", help="scores shape (..., n, m)")
     ap.add_argument("--repeat", type=int, default=5, help="timed runs of attnnorm and torch")
-    ap.add_argument("--ref-repeat", type=int, default=1, help="timed runs of the NumPy reference")
+    ap.add_argument("--ref-repeat", type=int, default=3, help="timed runs of the NumPy reference")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--only", default="", help="comma-separated subset of names")
@@ -120,7 +121,7 @@ def main(argv=None):
         rf = getattr(ref, name, None)
         if rf is not None and not args.no_ref:
             try:
-                t_np = median_time(lambda: rf(s, **kw), args.ref_repeat, warmup=False)
+                t_np = median_time(lambda: rf(s, **kw), args.ref_repeat)
             except Exception as exc:
                 print(f"  ({name}: reference failed: {type(exc).__name__}: {exc})")
         if name in torch_eq and ts is not None:

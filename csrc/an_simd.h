@@ -31,7 +31,7 @@
     /* sum x[i] * y[i] */                                                     \
     T (*dot)(const T *x, const T *y, an_int n);                               \
     /* (H1) x[i] = sigmoid(x[i] + shift) = 1 / (1 + exp(-(x[i] + shift))),    \
-     * overflow-free: e = exp(-|v|), v >= 0 ? 1/(1+e) : e/(1+e) */            \
+     * overflow-free through exp(-|v|) (simd_impl.inc: sigmoidf_/sigmoidd_) */ \
     void (*sigmoid_shift)(T *x, an_int n, T shift);                           \
     /* (H1) softpick terms: d_i = exp(x[i] - shift) - t; x[i] = max(d_i, 0)  \
      * where x[i] > 0, else 0 (t = exp(-shift): d_i = 0 there in exact math); \

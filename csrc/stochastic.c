@@ -16,7 +16,7 @@
  * block by a branch-free binary search over C (16 trials side by side) and
  * its key inside the block by
  * 7 compares against C[b-1] + p_0 + ... + p_t.  No trial depends on another,
- * so there is no branch on the data and no sort.  Counts go to an int32
+ * so there is no branch on the data and no sort.  Counts go to an int64
  * array; the keys that received a count are listed (in order of first hit)
  * for the caller in c->nz.
  *
@@ -41,9 +41,9 @@ static inline uint64_t stochastic_key(int64_t seed, int64_t stream, an_int row)
 }
 
 /* Rows of up to AN_STOCH_STACK_BLOCKS blocks keep C on the stack, longer
- * rows in the workspace.  Workspace (ws_mult = 2, 16 (m + 1) bytes):
+ * rows in the workspace.  Workspace (ws_mult = 3, 24 (m + 1) bytes):
  * nz (m + 1 an_int: each trial writes one past the list) | C (nblk + 1
- * doubles, long rows only) | counts (m int32). */
+ * doubles, long rows only) | counts (m int64). */
 #define AN_STOCH_STACK_BLOCKS 256
 
 /* Trials are placed in batches of AN_STOCH_BATCH: the binary searches of a
@@ -87,7 +87,7 @@ static int stochastic_softmax_row_##TS(T *x, an_int nv, an_rowctx *c)         \
     an_int *nz = (an_int *)c->ws;                                             \
     double Cstack[AN_STOCH_STACK_BLOCKS + 1];                                 \
     double *C = nblk <= AN_STOCH_STACK_BLOCKS ? Cstack : (double *)(nz + m + 1); \
-    int32_t *cnt = (int32_t *)(C == Cstack ? (double *)(nz + m + 1) : C + nblk + 1); \
+    int64_t *cnt = (int64_t *)(C == Cstack ? (double *)(nz + m + 1) : C + nblk + 1); \
     /* block ends of the CDF */                                               \
     double run = 0;                                                           \
     for (an_int b = 0; b < nfull; b++) {                                      \
@@ -100,7 +100,7 @@ static int stochastic_softmax_row_##TS(T *x, an_int nv, an_rowctx *c)         \
         for (an_int j = 8 * nfull; j < nv; j++) run += (double)x[j];          \
         C[nfull] = run;                                                       \
     }                                                                         \
-    memset(cnt, 0, sizeof(int32_t) * (size_t)nv);                             \
+    memset(cnt, 0, sizeof(int64_t) * (size_t)nv);                             \
     an_int jlast = nv - 1;           /* last key with positive probability */ \
     while (jlast > 0 && !(x[jlast] > 0)) jlast--;                             \
     const an_int blast = jlast / 8;  /* rounding past the top lands here */   \
@@ -140,4 +140,4 @@ AN_STOCHASTIC_ROW(double, d)
 
 const an_normdesc an_norm_stochastic_softmax = {
     .row_f = stochastic_softmax_row_f, .row_d = stochastic_softmax_row_d,
-    .ws_mult = 2, .nint = 3 };
+    .ws_mult = 3, .nint = 3 };
