@@ -23,8 +23,9 @@ Each time is the median of --repeat runs after one warm-up (the NumPy
 pipeline: of --numpy-repeat runs after one warm-up; its first call alone is
 several times slower than the next ones).  GFLOP/s counts 4 n m d flops per
 head (half when causal).  Ratios > 1 mean attnnorm is faster; ``/softmax`` is
-the normalizer's time over softmax attention's own time (same dtype/mask);
-for sinkhorn it is per iteration (time / (n_iter + 1): n_iter passes for the
+the normalizer's time over softmax attention's own time (same dtype/mask),
+the median over --repeat pairs of the two timed back to back (so that load
+drifting on a shared machine cancels out of the ratio); for sinkhorn it is per iteration (time / (n_iter + 1): n_iter passes for the
 potentials plus the output pass).
 """
 import argparse
@@ -37,7 +38,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 import attnnorm as an  # noqa: E402
 from attnnorm import _reference as ref  # noqa: E402
-from attnnorm._timing import median_time  # noqa: E402
+from attnnorm._timing import median_time, paired_times  # noqa: E402
 
 # keyword arguments a normalizer needs for a call (others use their defaults)
 CALL_KW = {"stochastic_softmax": {"trials": 64, "seed": 0}}
@@ -198,20 +199,22 @@ def main(argv=None):
                     f"{'numpy/an' + star:>10}")
             print(head)
             print("-" * len(head))
-            t_soft = None
+            def soft():
+                return an.attention(q, k, v, "softmax", causal=causal)
+
             for name in names:
                 kw = dict(CALL_KW.get(name, {}))
                 try:
-                    t_an = median_time(lambda: an.attention(q, k, v, name, causal=causal, **kw),
-                                        args.repeat)
+                    run = lambda: an.attention(q, k, v, name, causal=causal, **kw)  # noqa: E731
+                    if name == "softmax":
+                        t_an, rel = median_time(run, args.repeat), 1.0
+                    else:
+                        t_an, rel = paired_times(run, soft, args.repeat)
                 except Exception as exc:
                     print(f"{name:<20}  skipped: {type(exc).__name__}: {exc}")
                     continue
-                if name == "softmax":
-                    t_soft = t_an
-                rel = t_an / t_soft if t_soft else float("nan")
                 if name == "sinkhorn":
-                    rel = t_an / (kw.get("n_iter", SINKHORN_ITERS) + 1) / t_soft
+                    rel /= kw.get("n_iter", SINKHORN_ITERS) + 1
                 t_peer = peer = None
                 if torch is not None:
                     with torch.no_grad():

@@ -338,6 +338,36 @@ def test_stochastic_mean_is_softmax(rng):
     assert np.all(np.abs(r - p) < 5 * sd + 1e-12)
 
 
+def test_stochastic_long_rows_and_zero_keys(rng):
+    # rows of more than 256 blocks of 8 keys keep the block CDF in the
+    # workspace; -inf scores (each block's last key, and a tail after the
+    # last finite key) never get a count, and the mean over seeds is softmax
+    m, N, K = 3000, 5000, 40
+    s = rng.normal(size=(4, m))
+    s[:, 7::8] = -np.inf
+    s[:, 2990:] = -np.inf
+    w = an.stochastic_softmax(s, trials=N, seed=11)
+    assert_array_equal(w[np.isneginf(s)], 0)
+    assert_array_equal(np.round(w * N).sum(-1), N)
+    p = an.softmax(s)
+    acc = sum(an.stochastic_softmax(s, trials=N, seed=k) for k in range(K)) / K
+    sd = np.sqrt(p * (1 - p) / (N * K))
+    assert np.all(np.abs(acc - p) < 6 * sd + 1e-12)
+    # the same row in attention: the listed support gives weights @ v
+    q = rng.normal(size=(3, 4)); k = rng.normal(size=(m, 4)); v = rng.normal(size=(m, 5))
+    kw = dict(trials=N, seed=2)
+    o = an.attention(q, k, v, "stochastic_softmax", **kw)
+    assert_allclose(o, an.attention_weights(q, k, "stochastic_softmax", **kw) @ v, 1e-12, 1e-12)
+
+
+def test_stochastic_peaked_row():
+    # one key holds nearly all the mass: it takes (nearly) every trial
+    s = np.full((1, 50), -40.0)
+    s[0, 17] = 0.0
+    w = an.stochastic_softmax(s, trials=1000, seed=0)
+    assert w[0, 17] >= 0.999 and w.sum() == 1.0
+
+
 def test_stochastic_variance(rng):
     s = np.array([[0.0, 1.0, -1.0, 0.5]])
     N = 10
