@@ -130,6 +130,23 @@ def int_param(name, value, *, minimum=None):
     return arr
 
 
+def check_param_broadcast(lead, where, params):
+    """Raise ValueError naming the parameter when an array parameter (one per
+    head, say) does not broadcast against the leading axes ``lead`` of
+    ``where``; NumPy's own message would not say which operand it was.
+    Affine_softmax's per-row a and b are (..., n) and are checked elsewhere."""
+    lead = tuple(lead)
+    for pname, value in params.items():
+        shp = np.shape(value)
+        if len(shp) == 0:
+            continue
+        try:
+            np.broadcast_shapes(shp, lead)
+        except ValueError:
+            raise ValueError(f"{pname} has shape {shp}, which does not broadcast against the "
+                             f"leading axes {lead} of {where}") from None
+
+
 def core_shape(name, x, ndim):
     """Shape of x (works for dask arrays), checking it has >= ndim axes."""
     shape = np.shape(x)

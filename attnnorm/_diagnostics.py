@@ -28,8 +28,8 @@ from collections import namedtuple
 import numpy as np
 
 from . import _core
-from ._common import (int_scalar, core_shape, mask_operand, real_dtype_of, real_param,
-                      window_bounds)
+from ._common import (check_param_broadcast, int_scalar, core_shape, mask_operand, real_dtype_of,
+                      real_param, window_bounds)
 
 __all__ = ["entropy", "effective_support", "participation_ratio", "support_size",
            "column_mass", "sink_mass", "separation_margin", "row_residual",
@@ -598,6 +598,9 @@ def diagnose(q, k, normalizer="softmax", *, scale=None, causal=False, window=Non
         lead = np.broadcast_shapes(qs[:-2], ks[:-2])
     except ValueError:
         raise ValueError(f"q {qs} and k {ks} leading axes do not broadcast") from None
+    per_row = ("a", "b") if normalizer == "affine_softmax" else ()   # (..., n) operands
+    check_param_broadcast(lead, "q, k", dict({p: x for p, x in normalizer_params.items()
+                                              if p not in per_row}, scale=scale))
     mk = mask_operand(mask, lead, n, m)
     if normalizer == "stochastic_softmax":
         # one random stream per matrix, numbered as the normalizer numbers them

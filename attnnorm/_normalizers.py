@@ -20,17 +20,18 @@ axes of the scores and of the output.
 import numpy as np
 
 from . import _core
-from ._common import (split_axes, empty_code, int_param, mask_operand, move_axes,
-                      real_dtype_of, real_param, window_bounds)
+from ._common import (check_param_broadcast, split_axes, empty_code, int_param, mask_operand,
+                      move_axes, real_dtype_of, real_param, window_bounds)
 
 __all__ = ["softmax", "NORMALIZERS"]
 
 
 def _run(gufunc, name, scores, reals=(), ints=(), *, mask=None, causal=False,
-         window=None, empty="zero", out=None, axes=None, extra=False):
+         window=None, empty="zero", out=None, axes=None, extra=False, params=None):
     """Call a normalizer gufunc with the shared operands.
 
     reals/ints: the already validated ``()`` parameters, in gufunc order.
+    params: the user's keyword parameters by name (for the broadcast check).
     extra: the gufunc also returns the per-row threshold and support size."""
     ecode = empty_code(empty)
     wl, wr = window_bounds(window)
@@ -49,6 +50,7 @@ def _run(gufunc, name, scores, reals=(), ints=(), *, mask=None, causal=False,
             out = out[None, :] if not isinstance(out, tuple) else tuple(o[None] for o in out)
         shape = scores.shape
     lead, (n, m) = shape[:-2], shape[-2:]
+    check_param_broadcast(lead, "scores", params or {})
     mk = mask_operand(mask, lead, n, m)
     kw = {}
     if out is not None:
@@ -95,7 +97,8 @@ def softmax(scores, *, temperature=1.0, mask=None, causal=False, window=None,
     scores are all ``-inf`` is treated as empty; NaN in a row gives a NaN row.
     """
     reals, ints = _softmax_params(real_dtype_of(scores), temperature=temperature)
-    return _run(_core.softmax, "softmax", scores, reals, ints, mask=mask, causal=causal,
+    return _run(_core.softmax, "softmax", scores, reals, ints,
+                params=dict(temperature=temperature), mask=mask, causal=causal,
                 window=window, empty=empty, out=out, axes=axes)
 
 
@@ -194,7 +197,8 @@ def softmax_sink(scores, *, sink=0.0, mask=None, causal=False, window=None,
     when ``sink=-inf``); NaN in a row gives a NaN row.
     """
     reals, ints = _softmax_sink_params(real_dtype_of(scores), sink=sink)
-    return _run(_core.softmax_sink, "softmax_sink", scores, reals, ints, mask=mask,
+    return _run(_core.softmax_sink, "softmax_sink", scores, reals, ints,
+                params=dict(sink=sink), mask=mask,
                 causal=causal, window=window, empty=empty, out=out, axes=axes)
 
 
@@ -214,7 +218,8 @@ def ssmax(scores, *, c=0.43, mask=None, causal=False, window=None,
     empty, NaN gives a NaN row.
     """
     reals, ints = _ssmax_params(real_dtype_of(scores), c=c)
-    return _run(_core.ssmax, "ssmax", scores, reals, ints, mask=mask, causal=causal,
+    return _run(_core.ssmax, "ssmax", scores, reals, ints,
+                params=dict(c=c), mask=mask, causal=causal,
                 window=window, empty=empty, out=out, axes=axes)
 
 
@@ -230,7 +235,8 @@ def sigmoid(scores, *, bias=None, mask=None, causal=False, window=None,
     (not an empty row: ``empty`` applies to rows with no visible key).
     """
     reals, ints = _sigmoid_params(real_dtype_of(scores), bias=bias)
-    return _run(_core.sigmoid, "sigmoid", scores, reals, ints, mask=mask, causal=causal,
+    return _run(_core.sigmoid, "sigmoid", scores, reals, ints,
+                params=dict(bias=bias), mask=mask, causal=causal,
                 window=window, empty=empty, out=out, axes=axes)
 
 
@@ -244,7 +250,8 @@ def relu(scores, *, power=1, mask=None, causal=False, window=None,
     stays NaN (in its own row).
     """
     reals, ints = _relu_params(real_dtype_of(scores), power=power)
-    return _run(_core.relu, "relu", scores, reals, ints, mask=mask, causal=causal,
+    return _run(_core.relu, "relu", scores, reals, ints,
+                params=dict(power=power), mask=mask, causal=causal,
                 window=window, empty=empty, out=out, axes=axes)
 
 
@@ -260,7 +267,8 @@ def polynomial(scores, *, power=3, mask=None, causal=False, window=None,
     scores overflow to ``+-inf`` as the formula does.
     """
     reals, ints = _polynomial_params(real_dtype_of(scores), power=power)
-    return _run(_core.polynomial, "polynomial", scores, reals, ints, mask=mask,
+    return _run(_core.polynomial, "polynomial", scores, reals, ints,
+                params=dict(power=power), mask=mask,
                 causal=causal, window=window, empty=empty, out=out, axes=axes)
 
 
@@ -276,8 +284,8 @@ def softpick(scores, *, eps=1e-8, mask=None, causal=False, window=None,
     the mass equally; NaN gives a NaN row.
     """
     reals, ints = _softpick_params(real_dtype_of(scores), eps=eps)
-    return _run(_core.softpick, "softpick", scores, reals, ints, mask=mask,
-                causal=causal, window=window, empty=empty, out=out, axes=axes)
+    return _run(_core.softpick, "softpick", scores, reals, ints, params=dict(eps=eps),
+                mask=mask, causal=causal, window=window, empty=empty, out=out, axes=axes)
 
 
 def nap(scores, *, gain=1.0, bias=0.0, eps=1e-3, mask=None, causal=False, window=None,
@@ -296,7 +304,8 @@ def nap(scores, *, gain=1.0, bias=0.0, eps=1e-3, mask=None, causal=False, window
     gives a NaN row.
     """
     reals, ints = _nap_params(real_dtype_of(scores), gain=gain, bias=bias, eps=eps)
-    return _run(_core.nap, "nap", scores, reals, ints, mask=mask, causal=causal,
+    return _run(_core.nap, "nap", scores, reals, ints,
+                params=dict(gain=gain, bias=bias, eps=eps), mask=mask, causal=causal,
                 window=window, empty=empty, out=out, axes=axes)
 
 
@@ -433,7 +442,8 @@ def entmax(scores, *, alpha=1.5, n_iter=50, return_tau=False, mask=None, causal=
     """
     reals, ints = _entmax_params(real_dtype_of(scores), alpha=alpha, n_iter=n_iter)
     return _run_extra(_core.entmax, "entmax", scores, reals, ints, return_tau,
-                      mask=mask, causal=causal, window=window, empty=empty, out=out, axes=axes)
+                      params=dict(alpha=alpha, n_iter=n_iter), mask=mask, causal=causal,
+                      window=window, empty=empty, out=out, axes=axes)
 
 
 _INT64_MIN, _INT64_MAX = -(2 ** 63), 2 ** 63 - 1
@@ -500,7 +510,8 @@ def stochastic_softmax(scores, *, trials=100, seed=0, mask=None, causal=False, w
         except ValueError:
             pass  # _run reports the mask that does not broadcast
     ints = ints + (stochastic_streams(lead),)
-    return _run(_core.stochastic_softmax, "stochastic_softmax", scores, reals, ints, mask=mask,
+    return _run(_core.stochastic_softmax, "stochastic_softmax", scores, reals, ints,
+                params=dict(trials=trials, seed=seed), mask=mask,
                 causal=causal, window=window, empty=empty, out=out, axes=axes)
 
 
@@ -538,7 +549,8 @@ def sinkhorn(scores, *, n_iter=5, eps=1.0, mask=None, causal=False, window=None,
     the error does not name the row.
     """
     reals, ints = _sinkhorn_params(real_dtype_of(scores), n_iter=n_iter, eps=eps)
-    return _run(_core.sinkhorn, "sinkhorn", scores, reals, ints, mask=mask, causal=causal,
+    return _run(_core.sinkhorn, "sinkhorn", scores, reals, ints,
+                params=dict(n_iter=n_iter, eps=eps), mask=mask, causal=causal,
                 window=window, empty=empty, out=out, axes=axes)
 
 

@@ -195,3 +195,33 @@ def test_bad_parameter_other_functions(fname, spec, param, value):
     with pytest.raises(ValueError, match=param):
         getattr(an, fname)(*ops, **kw, **{param: value})
     assert not any(o.called for o in ops if isinstance(o, Spy)), "kernel ran first"
+
+
+#: a valid value of one parameter of each normalizer (affine_softmax's a and b
+#: are per-row and have their own check)
+ONE_PARAM = {"softmax": ("temperature", 1.0), "softmax_sink": ("sink", 0.0), "ssmax": ("c", 0.4),
+             "sigmoid": ("bias", 0.0), "relu": ("power", 1.0), "polynomial": ("power", 3),
+             "softpick": ("eps", 1e-8), "nap": ("gain", 1.0), "entmax": ("alpha", 1.5),
+             "stochastic_softmax": ("trials", 5), "sinkhorn": ("eps", 1.0)}
+
+
+@pytest.mark.parametrize("name", sorted(ONE_PARAM))
+def test_per_head_parameter_that_does_not_broadcast_is_named(name):
+    rng = np.random.default_rng(0)
+    param, value = ONE_PARAM[name]
+    bad = np.full((4,), value)                 # leading axes are (2, 3)
+    scores = Spy(rng.normal(size=(2, 3, 4, 5)))
+    with pytest.raises(ValueError, match=rf"{param} has shape \(4,\).*\(2, 3\)"):
+        an.NORMALIZERS[name](scores, **{param: bad})
+    assert not scores.called
+    q, k = rng.normal(size=(2, 3, 4, 8)), rng.normal(size=(2, 3, 5, 8))
+    with pytest.raises(ValueError, match=rf"{param} has shape \(4,\)"):
+        an.attention(q, k, k, name, **{param: bad})
+    if name != "sinkhorn":
+        with pytest.raises(ValueError, match=rf"{param} has shape \(4,\)"):
+            an.diagnose(q, k, name, **{param: bad})
+    # one value per head, (3,) against (2, 3), is fine
+    good = np.full((3,), value)
+    assert an.NORMALIZERS[name](rng.normal(size=(2, 3, 4, 5)), **{param: good}).shape == (2, 3, 4, 5)
+    with pytest.raises(ValueError, match=r"scale has shape \(7,\)"):
+        an.attention(q, k, k, name, scale=np.ones(7))
