@@ -171,17 +171,22 @@ static int sinkhorn_mat_##TS(const an_normmat *M)                             \
                     VOPS->exp_shift_sum(t, m, -f[i], (T)1);                   \
                 }                                                             \
                 for (an_int j = 0; j < m; j++) AN_AT(T, orow, M->o_m, j) = t[j]; \
-            } else if (state[i] == ROW_NAN) {                                 \
-                an_int lo, hi;                                                \
+            } else {                                                          \
+                /* as the row driver: a NaN row is NaN on its visible keys;  \
+                 * an empty row gets the fill on its visible (-inf) keys, or \
+                 * on every key when none is visible; masked keys stay 0 */  \
+                const T on = state[i] == ROW_NAN ? (T)NAN                     \
+                           : M->empty == AN_EMPTY_NAN ? (T)NAN : (T)0;        \
+                an_int lo, hi, nvis = 0;                                      \
                 an_visible_range(i, n, m, M->causal, M->wleft, M->wright, &lo, &hi); \
                 const char *mrow = M->mask ? M->mask + M->mk_n * i : NULL;    \
                 for (an_int j = 0; j < m; j++) {                              \
                     int vis = j >= lo && j < hi && (!mrow || AN_AT(uint8_t, mrow, M->mk_m, j)); \
-                    AN_AT(T, orow, M->o_m, j) = vis ? (T)NAN : (T)0;          \
+                    AN_AT(T, orow, M->o_m, j) = vis ? on : (T)0;              \
+                    nvis += vis;                                              \
                 }                                                             \
-            } else {                                                          \
-                T fill = M->empty == AN_EMPTY_NAN ? (T)NAN : (T)0;            \
-                for (an_int j = 0; j < m; j++) AN_AT(T, orow, M->o_m, j) = fill; \
+                if (nvis == 0)                                                \
+                    for (an_int j = 0; j < m; j++) AN_AT(T, orow, M->o_m, j) = on; \
             }                                                                 \
         }                                                                     \
     }                                                                         \

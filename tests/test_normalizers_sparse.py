@@ -528,3 +528,16 @@ def test_property_matches_reference_with_ties(s, alpha):
     assert_allclose(an.entmax(s, alpha=alpha), ref.entmax(s, alpha=alpha), 1e-9, 1e-12)
     assert_allclose(an.sparsemax(s), ref.sparsemax(s), 1e-12, 1e-13)
     assert_allclose(an.sinkhorn(s, n_iter=4), ref.sinkhorn(s, n_iter=4), 1e-10, 1e-13)
+
+
+def test_sinkhorn_empty_nan_leaves_masked_keys_zero(rng):
+    # as every row normalizer: an all -inf row is NaN on its visible keys
+    # only; a row with no visible key is NaN everywhere
+    s = rng.normal(size=(3, 4))
+    s[1, :2] = -np.inf
+    mask = np.ones((3, 4), bool)
+    mask[1, 2:] = False
+    mask[2, :] = False
+    w = an.sinkhorn(s, mask=mask, empty="nan")
+    assert_array_equal(w[1:], an.softmax(s, mask=mask, empty="nan")[1:])
+    assert np.isnan(w[1, :2]).all() and (w[1, 2:] == 0).all() and np.isnan(w[2]).all()
