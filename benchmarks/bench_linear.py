@@ -5,8 +5,8 @@ NumPy implementation of the same formula (d = e = 64, float32, 2 threads).
                                       [--only linear_attention,log_attention]
 
 For each function and n the table prints attnnorm's time (median of up to 5
-runs; runs over 2 s are not repeated), NumPy's time for the same formula
-(median of up to 5, over 0.5 s not repeated), their ratio (NumPy / attnnorm,
+runs after a warm-up call; runs over 2 s are not repeated), NumPy's time for
+the same formula (likewise, over 0.5 s not repeated), their ratio (NumPy / attnnorm,
 > 1 means attnnorm is faster) and, per function, time(65536) / time(8192)
 (linear growth gives 8; the acceptance bound is 10).
 
@@ -143,8 +143,11 @@ def np_soft(q, v, L=64, iters=20):
 
 
 def median_time(f, budget=0.5, reps=5):
-    """Median of up to `reps` runs; once a run takes over `budget` seconds no
-    more are started (the machine may be shared: medians, not minima)."""
+    """Median of up to `reps` runs after one untimed warm-up call (a first
+    call pays page faults and thread start-up); once a run takes over
+    `budget` seconds no more are started (the machine may be shared: medians,
+    not minima)."""
+    f()
     ts = []
     for _ in range(reps):
         t0 = time.perf_counter()
