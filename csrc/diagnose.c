@@ -81,11 +81,11 @@ int an_diagnose_##TS(const an_normdesc *nd, const an_diagnose *P, an_int nmat, \
     int nthr = an_num_threads();                                              \
     if ((double)n * (double)(m + 1) * (double)(d + 8) < 200000.0) nthr = 1;   \
     if (nthr > AN_NCHUNK) nthr = AN_NCHUNK;                                   \
-    const size_t per = sizeof(T) * ((size_t)bq_max * (size_t)mw               \
-                                    + (size_t)bq_max * (size_t)(d + 1)        \
-                                    + (size_t)(d + 1) * (size_t)(AN_BK + W) + (size_t)(m + 1)) \
-                       + sizeof(an_int) * (size_t)(m + 1)                     \
-                       + sizeof(double) * (size_t)(m + 1) * (size_t)nd->ws_mult + 256; \
+    /* per thread, 64-byte aligned: row scratch, S, qp, kt, x */             \
+    const size_t per = (sizeof(T) * ((size_t)bq_max * (size_t)mw              \
+                                     + (size_t)bq_max * (size_t)(d + 1)       \
+                                     + (size_t)(d + 1) * (size_t)(AN_BK + W) + (size_t)(m + 1)) \
+                        + an_row_scratch_bytes(nd, m) + 256 + 63) & ~(size_t)63; \
     char *buf = (char *)malloc(per * (size_t)nthr);                           \
     double *part = (double *)malloc(sizeof(double) * (size_t)(m + 1) * AN_NCHUNK); \
     an_int *cnt = (an_int *)malloc(sizeof(an_int) * (size_t)(m + 2));         \
@@ -98,10 +98,9 @@ int an_diagnose_##TS(const an_normdesc *nd, const an_diagnose *P, an_int nmat, \
     {                                                                         \
         int tid = 0;                                                          \
         AN_OMP_TID(tid);                                                      \
-        char *mine = buf + per * (size_t)tid;                                 \
-        double *ws = (double *)mine;                                          \
-        an_int *idx = (an_int *)(ws + (size_t)(m + 1) * nd->ws_mult);         \
-        T *S = (T *)(idx + m + 1);                                            \
+        double *ws;                                                           \
+        an_int *idx;                                                          \
+        T *S = (T *)an_row_scratch(nd, m, buf + per * (size_t)tid, &ws, &idx); \
         T *qp = S + (size_t)bq_max * (size_t)mw;                              \
         T *kt = qp + (size_t)bq_max * (size_t)(d + 1);                        \
         T *x = kt + (size_t)(d + 1) * (size_t)(AN_BK + W);                    \

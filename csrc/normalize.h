@@ -69,6 +69,22 @@ typedef struct {
 int an_normalize_f(const an_normdesc *d, const an_normmat *mats, an_int nmat, an_int *bad_row);
 int an_normalize_d(const an_normdesc *d, const an_normmat *mats, an_int nmat, an_int *bad_row);
 
+/* The scratch a caller of row kernels keeps per thread: the kernel's
+ * workspace (ws_mult (m + 1) doubles, first, so it is as aligned as the
+ * block) and the visible key indices idx (m + 1).  an_row_scratch carves it
+ * from `mine` and returns the first byte after it. */
+static inline size_t an_row_scratch_bytes(const an_normdesc *d, an_int m)
+{
+    return (size_t)(m + 1) * (sizeof(double) * (size_t)d->ws_mult + sizeof(an_int));
+}
+static inline char *an_row_scratch(const an_normdesc *d, an_int m, char *mine,
+                                   double **ws, an_int **idx)
+{
+    *ws = (double *)mine;
+    *idx = (an_int *)(mine + sizeof(double) * (size_t)(m + 1) * (size_t)d->ws_mult);
+    return (char *)(*idx + m + 1);
+}
+
 /* Visible key indices of row i: fills idx[0..nv) and returns nv. */
 an_int an_row_visible(const an_normmat *M, an_int i, an_int *idx);
 

@@ -47,9 +47,8 @@ int an_normalize_##TS(const an_normdesc *d, const an_normmat *mats,           \
     int nthr = an_num_threads();                                              \
     if ((double)nrows * (double)(m + 1) < 32768.0) nthr = 1;                  \
     if (nthr > nrows) nthr = (int)nrows;                                      \
-    /* per thread: x (m of T), idx (m of an_int), workspace */                \
-    size_t per = (size_t)(m + 1) * (sizeof(T) + sizeof(an_int)                \
-                 + sizeof(double) * (size_t)d->ws_mult) + 64;                 \
+    /* per thread: the row scratch (workspace, idx), then x (m of T) */       \
+    size_t per = an_row_scratch_bytes(d, m) + sizeof(T) * (size_t)(m + 1) + 64; \
     per = (per + 63) & ~(size_t)63;  /* each thread's block 64-byte aligned */ \
     char *buf = (char *)malloc(per * (size_t)nthr);                           \
     if (!buf) return AN_ERR_NOMEM;                                            \
@@ -58,10 +57,9 @@ int an_normalize_##TS(const an_normdesc *d, const an_normmat *mats,           \
     {                                                                         \
         int tid = 0;                                                          \
         AN_OMP_TID(tid);                                                      \
-        char *mine = buf + per * (size_t)tid;                                 \
-        double *ws = (double *)mine;                                          \
-        an_int *idx = (an_int *)(mine + sizeof(double) * (size_t)(m + 1) * d->ws_mult); \
-        T *x = (T *)(idx + m + 1);                                            \
+        double *ws;                                                           \
+        an_int *idx;                                                          \
+        T *x = (T *)an_row_scratch(d, m, buf + per * (size_t)tid, &ws, &idx); \
         _Pragma("omp for schedule(static)")                                   \
         for (an_int r = 0; r < nrows; r++) {                                  \
             const an_normmat *M = &mats[r / n];                               \
