@@ -8,6 +8,7 @@
 #define AN_COMMON_H
 
 #include <stddef.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <math.h>
 
@@ -36,6 +37,24 @@ enum { AN_EMPTY_ZERO = 0, AN_EMPTY_NAN = 1, AN_EMPTY_RAISE = 2 };
 #else
 #define AN_OMP_TID(t) ((void)0)
 #endif
+
+/* Per-thread scratch of one OpenMP region: nthr blocks of `per` bytes (the
+ * request rounded up to a multiple of 64, so the blocks start on separate
+ * cache lines) in one allocation; inside the region an_thread_block() is the
+ * calling thread's block.  Release with free(b.mem). */
+typedef struct { char *mem; size_t per; } an_thread_blocks;
+static inline int an_thread_blocks_alloc(an_thread_blocks *b, size_t bytes, int nthr)
+{
+    b->per = (bytes + 63) & ~(size_t)63;
+    b->mem = (char *)malloc(b->per * (size_t)(nthr > 0 ? nthr : 1));
+    return b->mem != NULL;
+}
+static inline char *an_thread_block(const an_thread_blocks *b)
+{
+    int tid = 0;
+    AN_OMP_TID(tid);
+    return b->mem + b->per * (size_t)tid;
+}
 
 /* Number of OpenMP threads for the next parallel region (attnnorm.set_num_threads,
  * OMP_NUM_THREADS and threadpoolctl all act on this). */

@@ -81,26 +81,25 @@ int an_diagnose_##TS(const an_normdesc *nd, const an_diagnose *P, an_int nmat, \
     int nthr = an_num_threads();                                              \
     if ((double)n * (double)(m + 1) * (double)(d + 8) < 200000.0) nthr = 1;   \
     if (nthr > AN_NCHUNK) nthr = AN_NCHUNK;                                   \
-    /* per thread, 64-byte aligned: row scratch, S, qp, kt, x */             \
-    const size_t per = (sizeof(T) * ((size_t)bq_max * (size_t)mw              \
-                                     + (size_t)bq_max * (size_t)(d + 1)       \
-                                     + (size_t)(d + 1) * (size_t)(AN_BK + W) + (size_t)(m + 1)) \
-                        + an_row_scratch_bytes(nd, m) + 256 + 63) & ~(size_t)63; \
-    char *buf = (char *)malloc(per * (size_t)nthr);                           \
+    /* per thread: row scratch, S, qp, kt, x */                              \
+    an_thread_blocks tb;                                                      \
+    an_thread_blocks_alloc(&tb, sizeof(T) * ((size_t)bq_max * (size_t)mw      \
+                                             + (size_t)bq_max * (size_t)(d + 1) \
+                                             + (size_t)(d + 1) * (size_t)(AN_BK + W) \
+                                             + (size_t)(m + 1))               \
+                                + an_row_scratch_bytes(nd, m) + 256, nthr);   \
     double *part = (double *)malloc(sizeof(double) * (size_t)(m + 1) * AN_NCHUNK); \
     an_int *cnt = (an_int *)malloc(sizeof(an_int) * (size_t)(m + 2));         \
     T *kpk = prepack ? (T *)malloc(sizeof(T) * (size_t)(npan + 1) * (size_t)W * (size_t)(d + 1)) : NULL; \
-    if (!buf || !part || !cnt || (prepack && !kpk)) {                         \
-        free(buf); free(part); free(cnt); free(kpk); return AN_ERR_NOMEM;     \
+    if (!tb.mem || !part || !cnt || (prepack && !kpk)) {                      \
+        free(tb.mem); free(part); free(cnt); free(kpk); return AN_ERR_NOMEM;  \
     }                                                                         \
     int err = AN_OK; an_int err_row = -1;                                     \
     _Pragma("omp parallel num_threads(nthr)")                                 \
     {                                                                         \
-        int tid = 0;                                                          \
-        AN_OMP_TID(tid);                                                      \
         double *ws;                                                           \
         an_int *idx;                                                          \
-        T *S = (T *)an_row_scratch(nd, m, buf + per * (size_t)tid, &ws, &idx); \
+        T *S = (T *)an_row_scratch(nd, m, an_thread_block(&tb), &ws, &idx);   \
         T *qp = S + (size_t)bq_max * (size_t)mw;                              \
         T *kt = qp + (size_t)bq_max * (size_t)(d + 1);                        \
         T *x = kt + (size_t)(d + 1) * (size_t)(AN_BK + W);                    \
@@ -230,7 +229,7 @@ int an_diagnose_##TS(const an_normdesc *nd, const an_diagnose *P, an_int nmat, \
             }                                                                 \
         }                                                                     \
     }                                                                         \
-    free(buf); free(part); free(cnt); free(kpk);                              \
+    free(tb.mem); free(part); free(cnt); free(kpk);                           \
     *bad_row = err_row;                                                       \
     return err;                                                               \
 }

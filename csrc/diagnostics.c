@@ -56,14 +56,12 @@ int an_row_diag_##TS(const an_rowdiag *P, an_int nmat)                        \
     const an_int n = P[0].v.n, m = P[0].v.m, nrows = nmat * n;                \
     if (nrows == 0) return AN_OK;                                             \
     int nthr = threads_for((double)nrows * (double)(m + 1), nrows);           \
-    size_t per = (size_t)(m + 1) * (sizeof(T) + sizeof(an_int)) + 64;         \
-    char *buf = (char *)malloc(per * (size_t)nthr);                           \
-    if (!buf) return AN_ERR_NOMEM;                                            \
+    an_thread_blocks tb;       /* per thread: idx, x */                      \
+    if (!an_thread_blocks_alloc(&tb, (size_t)(m + 1) * (sizeof(T) + sizeof(an_int)), nthr)) \
+        return AN_ERR_NOMEM;                                                  \
     _Pragma("omp parallel num_threads(nthr)")                                 \
     {                                                                         \
-        int tid = 0;                                                          \
-        AN_OMP_TID(tid);                                                      \
-        an_int *idx = (an_int *)(buf + per * (size_t)tid);                    \
+        an_int *idx = (an_int *)an_thread_block(&tb);                         \
         T *x = (T *)(idx + m + 1);                                            \
         _Pragma("omp for schedule(static)")                                   \
         for (an_int r = 0; r < nrows; r++) {                                  \
@@ -99,7 +97,7 @@ int an_row_diag_##TS(const an_rowdiag *P, an_int nmat)                        \
             AN_AT(T, R->out, R->o_n, i) = (T)val;                             \
         }                                                                     \
     }                                                                         \
-    free(buf);                                                                \
+    free(tb.mem);                                                             \
     return AN_OK;                                                             \
 }
 AN_ROW_DIAG(float, f)
@@ -319,14 +317,13 @@ int an_jacobian_norm_##TS(const an_jacnorm *P, an_int nmat)                   \
     const an_int n = P[0].v.n, m = P[0].v.m, nrows = nmat * n;                \
     if (nrows == 0) return AN_OK;                                             \
     int nthr = threads_for((double)nrows * (double)(m + 1) * 4, nrows);       \
-    size_t per = (size_t)(m + 1) * (sizeof(T) + sizeof(an_int) + 2 * sizeof(double)) + 64; \
-    char *buf = (char *)malloc(per * (size_t)nthr);                           \
-    if (!buf) return AN_ERR_NOMEM;                                            \
+    an_thread_blocks tb;       /* per thread: dd, ww, idx, x */              \
+    if (!an_thread_blocks_alloc(&tb, (size_t)(m + 1) * (sizeof(T) + sizeof(an_int) \
+                                                     + 2 * sizeof(double)), nthr)) \
+        return AN_ERR_NOMEM;                                                  \
     _Pragma("omp parallel num_threads(nthr)")                                 \
     {                                                                         \
-        int tid = 0;                                                          \
-        AN_OMP_TID(tid);                                                      \
-        double *dd = (double *)(buf + per * (size_t)tid);                     \
+        double *dd = (double *)an_thread_block(&tb);                          \
         double *ww = dd + m + 1;                                              \
         an_int *idx = (an_int *)(ww + m + 1);                                 \
         T *x = (T *)(idx + m + 1);                                            \
@@ -381,7 +378,7 @@ int an_jacobian_norm_##TS(const an_jacnorm *P, an_int nmat)                   \
             AN_AT(T, J->out, J->o_n, i) = nan ? (T)NAN : (T)val;              \
         }                                                                     \
     }                                                                         \
-    free(buf);                                                                \
+    free(tb.mem);                                                             \
     return AN_OK;                                                             \
 }
 AN_JACOBIAN_NORM(float, f)

@@ -48,18 +48,16 @@ int an_normalize_##TS(const an_normdesc *d, const an_normmat *mats,           \
     if ((double)nrows * (double)(m + 1) < 32768.0) nthr = 1;                  \
     if (nthr > nrows) nthr = (int)nrows;                                      \
     /* per thread: the row scratch (workspace, idx), then x (m of T) */       \
-    size_t per = an_row_scratch_bytes(d, m) + sizeof(T) * (size_t)(m + 1) + 64; \
-    per = (per + 63) & ~(size_t)63;  /* each thread's block 64-byte aligned */ \
-    char *buf = (char *)malloc(per * (size_t)nthr);                           \
-    if (!buf) return AN_ERR_NOMEM;                                            \
+    an_thread_blocks tb;                                                      \
+    if (!an_thread_blocks_alloc(&tb, an_row_scratch_bytes(d, m)               \
+                                + sizeof(T) * (size_t)(m + 1), nthr))         \
+        return AN_ERR_NOMEM;                                                  \
     int err = AN_OK; an_int err_row = -1;                                     \
     _Pragma("omp parallel num_threads(nthr)")                                 \
     {                                                                         \
-        int tid = 0;                                                          \
-        AN_OMP_TID(tid);                                                      \
         double *ws;                                                           \
         an_int *idx;                                                          \
-        T *x = (T *)an_row_scratch(d, m, buf + per * (size_t)tid, &ws, &idx); \
+        T *x = (T *)an_row_scratch(d, m, an_thread_block(&tb), &ws, &idx);    \
         _Pragma("omp for schedule(static)")                                   \
         for (an_int r = 0; r < nrows; r++) {                                  \
             const an_normmat *M = &mats[r / n];                               \
@@ -118,7 +116,7 @@ int an_normalize_##TS(const an_normdesc *d, const an_normmat *mats,           \
             }                                                                 \
         }                                                                     \
     }                                                                         \
-    free(buf);                                                                \
+    free(tb.mem);                                                             \
     *bad_row = err_row;                                                       \
     return err;                                                               \
 }
