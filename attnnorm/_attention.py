@@ -21,7 +21,7 @@ import numpy as np
 from . import _core
 from ._common import (check_param_broadcast, core_shape, empty_code, mask_operand, real_dtype_of,
                       real_param, window_bounds)
-from ._normalizers import NORMALIZERS, PARAMS, _rowparam_operand
+from ._normalizers import NORMALIZERS, PARAMS, ROW_PARAMS, _rowparam_operand
 
 __all__ = ["attention", "attention_weights", "AttentionStats"]
 
@@ -114,9 +114,8 @@ def _operands(name, q, k, v, scale, causal, window, mask, empty, params):
     ecode = empty_code(empty)
     wl, wr = window_bounds(window)
     reals, ints = _params(name, dt, params)
-    per_row = ("a", "b") if name == "affine_softmax" else ()   # (..., n): checked below
-    check_param_broadcast(lead, "q, k" + ("" if v is None else ", v"),
-                          dict({p: x for p, x in params.items() if p not in per_row}, scale=scale))
+    check_param_broadcast(lead, "q, k" + ("" if v is None else ", v"), dict(params, scale=scale),
+                          skip=ROW_PARAMS.get(name, ()))
     if name == "stochastic_softmax":
         # per-matrix stream operand, numbered as the normalizer numbers its
         # matrices, so attention_weights equals stochastic_softmax(scores)

@@ -130,13 +130,15 @@ def int_param(name, value, *, minimum=None):
     return arr
 
 
-def check_param_broadcast(lead, where, params):
+def check_param_broadcast(lead, where, params, skip=()):
     """Raise ValueError naming the parameter when an array parameter (one per
     head, say) does not broadcast against the leading axes ``lead`` of
     ``where``; NumPy's own message would not say which operand it was.
-    Affine_softmax's per-row a and b are (..., n) and are checked elsewhere."""
+    ``skip``: names of per-row ``(..., n)`` parameters, checked elsewhere."""
     lead = tuple(lead)
     for pname, value in params.items():
+        if pname in skip:
+            continue
         shp = np.shape(value)
         if len(shp) == 0:
             continue

@@ -574,7 +574,7 @@ def diagnose(q, k, normalizer="softmax", *, scale=None, causal=False, window=Non
     entropy and margin NaN and max/sink weight and support 0.  Sinkhorn
     normalises the whole matrix and is not supported (ValueError).
     """
-    from ._normalizers import PARAMS
+    from ._normalizers import PARAMS, ROW_PARAMS
     if normalizer == "sinkhorn":
         raise ValueError("diagnose does not support normalizer='sinkhorn' (it normalises the whole "
                          "matrix, not row by row); use attention_weights and the materialised "
@@ -598,9 +598,8 @@ def diagnose(q, k, normalizer="softmax", *, scale=None, causal=False, window=Non
         lead = np.broadcast_shapes(qs[:-2], ks[:-2])
     except ValueError:
         raise ValueError(f"q {qs} and k {ks} leading axes do not broadcast") from None
-    per_row = ("a", "b") if normalizer == "affine_softmax" else ()   # (..., n) operands
-    check_param_broadcast(lead, "q, k", dict({p: x for p, x in normalizer_params.items()
-                                              if p not in per_row}, scale=scale))
+    check_param_broadcast(lead, "q, k", dict(normalizer_params, scale=scale),
+                          skip=ROW_PARAMS.get(normalizer, ()))
     mk = mask_operand(mask, lead, n, m)
     if normalizer == "stochastic_softmax":
         # one random stream per matrix, numbered as the normalizer numbers them

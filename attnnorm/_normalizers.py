@@ -76,6 +76,10 @@ def _run(gufunc, name, scores, reals=(), ints=(), *, mask=None, causal=False,
 #: validates identically.  (Length-aware defaults are resolved in C from n_i.)
 PARAMS = {}
 
+#: name -> its per-query-row ``(..., n)`` parameters (the others are one per
+#: matrix and broadcast against the leading axes).
+ROW_PARAMS = {"affine_softmax": ("a", "b")}
+
 
 def _softmax_params(dt, temperature=1.0):
     return (real_param("temperature", temperature, dtype=dt, positive=True),), ()

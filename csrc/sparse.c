@@ -229,22 +229,18 @@ static double entmax_bisect_theta(double *d, an_int k, an_int nv,
     double *cand = (double *)c->ws;                                           \
     an_int *cidx = (an_int *)(cand + c->m + 1);                               \
     an_int ncand = 0;                                                         \
-    if (nv <= INT32_MAX) {                                                    \
-        int32_t *raw = (int32_t *)(cidx + c->m + 1);                          \
+    /* raw: the superset (all keys when nv does not fit int32) */             \
+    int32_t *raw = nv <= INT32_MAX ? (int32_t *)(cidx + c->m + 1) : NULL;    \
+    an_int nraw = nv;                                                         \
+    if (raw) {                                                                \
         const double tl = mx + (lim);                                         \
-        const an_int nraw = VOPS->above(x, nv, (T)(tl - (fabs(tl) * 1e-6 + 1e-30)), raw); \
-        for (an_int r = 0; r < nraw; r++) {                                   \
-            const an_int k = raw[r];                                          \
-            const double dk = (double)x[k] - mx;                              \
-            cand[ncand] = (mul) * dk; cidx[ncand] = k;                        \
-            ncand += dk > (lim);                                              \
-        }                                                                     \
-    } else {                                                                  \
-        for (an_int k = 0; k < nv; k++) {                                     \
-            const double dk = (double)x[k] - mx;                              \
-            cand[ncand] = (mul) * dk; cidx[ncand] = k;                        \
-            ncand += dk > (lim);                                              \
-        }                                                                     \
+        nraw = VOPS->above(x, nv, (T)(tl - (fabs(tl) * 1e-6 + 1e-30)), raw);  \
+    }                                                                         \
+    for (an_int r = 0; r < nraw; r++) {                                       \
+        const an_int k = raw ? raw[r] : r;                                    \
+        const double dk = (double)x[k] - mx;                                  \
+        cand[ncand] = (mul) * dk; cidx[ncand] = k;                            \
+        ncand += dk > (lim);                                                  \
     }
 #define AN_GATHER_CANDIDATES(T, VOPS, lim) AN_GATHER_CANDIDATES_SCALED(T, VOPS, lim, 1.0)
 
