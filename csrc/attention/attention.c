@@ -17,40 +17,29 @@
 #define AN_ROUNDUP(x, b) ((((x) + (b) - 1) / (b)) * (b))
 #define AN_ALIGN64(x) ((((x) + 63) / 64) * 64)
 
-/*
- * The log-normaliser statistic, where the normalizer defines one:
+/* The log-normaliser statistic where the normalizer defines one
+ * (d->lognorm, normalize.h):
  *   lognorm_i = log( [exp(extra)] + sum_{j visible} exp(mul * s_ij) )
- *   softmax:        mul = 1/T
- *   softmax_sink:   mul = 1, extra = sink
- *   ssmax:          mul = c log n_i
- *   affine_softmax: mul = 1 (the softmax inside a . softmax(s) + b)
- *   stochastic_softmax: mul = 1 (the softmax the counts are drawn from)
- * Returns 0 (statistic NaN) for the other normalizers.
- */
-static int an_att_lognorm_form(const an_normdesc *d, const an_normmat *M, an_int i,
+ * Returns 0 (statistic NaN) for the others. */
+static int an_att_lognorm_form(const an_normdesc *d, const an_normmat *M,
                                an_int nv, double *mul, int *has_extra, double *extra)
 {
-    (void)i;
     *has_extra = 0; *extra = 0.0; *mul = 1.0;
-    if (d == &an_norm_softmax) { *mul = 1.0 / M->p[0]; return 1; }
-    if (d == &an_norm_softmax_sink) { *has_extra = 1; *extra = M->p[0]; return 1; }
-    if (d == &an_norm_ssmax) { *mul = M->p[0] * log((double)nv); return 1; }
-    if (d == &an_norm_affine_softmax || d == &an_norm_stochastic_softmax) return 1;
-    return 0;
+    switch (d->lognorm) {
+    case AN_LOGNORM_INV_P0: *mul = 1.0 / M->p[0]; return 1;
+    case AN_LOGNORM_SINK_P0: *has_extra = 1; *extra = M->p[0]; return 1;
+    case AN_LOGNORM_P0_LOGN: *mul = M->p[0] * log((double)nv); return 1;
+    case AN_LOGNORM_UNIT: return 1;
+    default: return 0;
+    }
 }
 
-/* Normalizers with an online (flash-attention style) fast path. */
-enum { AN_ATT_ONLINE_NONE = 0, AN_ATT_ONLINE_SOFTMAX, AN_ATT_ONLINE_SINK, AN_ATT_ONLINE_SSMAX,
-       AN_ATT_ONLINE_AFFINE, AN_ATT_ONLINE_SOFTPICK };
+/* The online fast path of the normalizer (ATTNNORM_ATTENTION_GENERIC set:
+ * none, so the tests can compare both paths). */
 static int an_att_online_kind(const an_normdesc *d)
 {
-    if (getenv("ATTNNORM_ATTENTION_GENERIC")) return AN_ATT_ONLINE_NONE;   /* tests */
-    if (d == &an_norm_softmax) return AN_ATT_ONLINE_SOFTMAX;
-    if (d == &an_norm_softmax_sink) return AN_ATT_ONLINE_SINK;
-    if (d == &an_norm_ssmax) return AN_ATT_ONLINE_SSMAX;
-    if (d == &an_norm_affine_softmax) return AN_ATT_ONLINE_AFFINE;
-    if (d == &an_norm_softpick) return AN_ATT_ONLINE_SOFTPICK;
-    return AN_ATT_ONLINE_NONE;
+    if (getenv("ATTNNORM_ATTENTION_GENERIC")) return AN_ONLINE_NONE;
+    return d->online;
 }
 
 /* Sinkhorn row states (attention_impl.inc) */

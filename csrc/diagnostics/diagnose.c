@@ -76,7 +76,7 @@ int an_diagnose_##TS(const an_normdesc *nd, const an_diagnose *P, an_int nmat, \
     if (bq_max > 48) bq_max = 48;   /* query block: its packed rows stay in L1 */ \
     /* keys packed once per matrix (shared), or per block of queries */       \
     /* softmax has a fused row path (same formula, no per-weight log) */      \
-    const int fused = nd == &an_norm_softmax;                                 \
+    const int fused = nd->online == AN_ONLINE_SOFTMAX;                               \
     const int prepack = (size_t)npan * (size_t)W * (size_t)d * sizeof(T) <= AN_PREPACK_BYTES; \
     int nthr = an_num_threads();                                              \
     if ((double)n * (double)(m + 1) * (double)(d + 8) < 200000.0) nthr = 1;   \
@@ -189,7 +189,9 @@ int an_diagnose_##TS(const an_normdesc *nd, const an_diagnose *P, an_int nmat, \
                             rc = AN_OK;                                       \
                         } else {                                              \
                         if (sv != x) memcpy(x, sv, sizeof(T) * (size_t)nv);   \
-                        an_rowctx cx = { i, n, m, &D->nm, NAN, -1, ws };      \
+                        an_rowctx cx = { .row = i, .n = n, .m = m, .mat = &D->nm, .tau = NAN, \
+                                          .support = -1, .ws = ws, .key0 = lo, \
+                                          .keys = dense ? NULL : idx };  \
                         rc = nv ? nd->row_##TS(x, nv, &cx) : AN_ROW_EMPTY;    \
                         if (rc == AN_OK) {                                    \
                             an_rowstats st;                                   \

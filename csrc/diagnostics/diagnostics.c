@@ -296,90 +296,70 @@ double an_downdate_max_eig(const double *d, const double *w, double zs2, an_int 
     return lam > defl ? lam : defl;
 }
 
-/* ------------------------------------------------------------------------ */
-/* Jacobian norms per row (papers.md B6, B7), from the weights a alone:      */
-/*  softmax    J = (diag(a) - a a^T)/T: ||J||_2 = lambda_max (secular),       */
-/*             (ssmax: T = 1/(c log n_i); softmax_sink: T = 1, sum a < 1)     */
-/*             ||J||_F^2 = (sum a^2 - 2 sum a^3 + (sum a^2)^2) / T^2          */
-/*  sparsemax  J = diag(s) - s s^T/|S| (projection): 1 if |S| >= 2 else 0,    */
-/*             ||J||_F = sqrt(|S| - 1)                                        */
-/*  entmax     J = diag(s) - s s^T / sum s, s = a^(2-alpha) on the support:   */
-/*             lambda_max (secular), ||J||_F^2 = S2 - 2 S3/S1 + S2^2/S1^2     */
-/*  sigmoid, relu, polynomial: diagonal J = diag(g), ||J||_2 = max |g|,       */
-/*             ||J||_F = sqrt(sum g^2) (g in diagnostics.h).                  */
-/* Every J here is symmetric PSD, so ||J||_2 is its largest eigenvalue.      */
-/* A row with no visible key, or NaN, gives NaN.                             */
-/* ------------------------------------------------------------------------ */
-#define AN_JACOBIAN_NORM(T, TS)                                               \
-int an_jacobian_norm_##TS(const an_jacnorm *P, an_int nmat)                   \
-{                                                                             \
-    if (nmat <= 0) return AN_OK;                                              \
-    const an_int n = P[0].v.n, m = P[0].v.m, nrows = nmat * n;                \
-    if (nrows == 0) return AN_OK;                                             \
-    int nthr = threads_for((double)nrows * (double)(m + 1) * 4, nrows);       \
-    an_thread_blocks tb;       /* per thread: dd, ww, idx, x */              \
-    if (!an_thread_blocks_alloc(&tb, (size_t)(m + 1) * (sizeof(T) + sizeof(an_int) \
-                                                     + 2 * sizeof(double)), nthr)) \
-        return AN_ERR_NOMEM;                                                  \
-    _Pragma("omp parallel num_threads(nthr)")                                 \
-    {                                                                         \
-        double *dd = (double *)an_thread_block(&tb);                          \
-        double *ww = dd + m + 1;                                              \
-        an_int *idx = (an_int *)(ww + m + 1);                                 \
-        T *x = (T *)(idx + m + 1);                                            \
-        _Pragma("omp for schedule(static)")                                   \
-        for (an_int r = 0; r < nrows; r++) {                                  \
-            const an_jacnorm *J = &P[r / n];                                  \
-            const an_int i = r % n;                                           \
-            const an_int nv = an_gather_##TS(&J->v, i, J->a + J->a_n * i, J->a_m, x, idx); \
-            double val = 0, s1 = 0, s2 = 0, s3 = 0, gmax = 0;                 \
-            int nan = nv == 0;                                                \
-            for (an_int k = 0; k < nv; k++) nan |= x[k] != x[k];              \
-            if (!nan) switch (J->norm) {                                      \
-            case AN_JN_SOFTMAX: case AN_JN_ENTMAX: case AN_JN_SSMAX:          \
-            case AN_JN_SOFTMAX_SINK: {                                        \
-                const double e = J->norm == AN_JN_ENTMAX ? 2.0 - J->p : 1.0;  \
-                for (an_int k = 0; k < nv; k++) {                             \
-                    double a = (double)x[k];                                  \
-                    double s = a > 0 ? (e == 1.0 ? a : pow(a, e)) : 0.0;      \
-                    dd[k] = s; ww[k] = s;                                     \
-                    s1 += s; s2 += s * s; s3 += s * s * s;                    \
-                }                                                             \
-                if (J->norm != AN_JN_ENTMAX) {                                \
-                    const double T_ = J->norm == AN_JN_SOFTMAX ? J->p         \
-                        : J->norm == AN_JN_SSMAX ? 1.0 / (J->p * log((double)nv)) : 1.0; \
-                    val = J->fro ? sqrt(fmax(s2 - 2 * s3 + s2 * s2, 0.0)) / T_ \
-                                 : an_downdate_max_eig(dd, ww, 1.0, nv) / T_; \
-                } else if (s1 > 0) {                                          \
-                    val = J->fro ? sqrt(fmax(s2 - 2 * s3 / s1 + (s2 / s1) * (s2 / s1), 0.0)) \
-                                 : an_downdate_max_eig(dd, ww, 1.0 / s1, nv); \
-                }                                                             \
-                break; }                                                      \
-            case AN_JN_SPARSEMAX: {                                           \
-                an_int S = 0;                                                 \
-                for (an_int k = 0; k < nv; k++) S += x[k] > 0;                \
-                val = J->fro ? sqrt((double)(S > 1 ? S - 1 : 0)) : (S >= 2 ? 1.0 : 0.0); \
-                break; }                                                      \
-            default: {                                                        \
-                const double p = J->p, ni = (double)nv;                       \
-                for (an_int k = 0; k < nv; k++) {                             \
-                    double a = (double)x[k], g;                               \
-                    if (J->norm == AN_JN_SIGMOID) g = a * (1.0 - a);          \
-                    else if (J->norm == AN_JN_RELU)                           \
-                        g = a > 0 ? p * pow(ni * a, (p - 1.0) / p) / ni : 0.0; \
-                    else                                                      \
-                        g = p * pow(sqrt(ni) * fabs(a), (p - 1.0) / p) / sqrt(ni); \
-                    g = fabs(g);                                              \
-                    s2 += g * g; if (g > gmax) gmax = g;                      \
-                }                                                             \
-                val = J->fro ? sqrt(s2) : gmax;                               \
-                break; }                                                      \
-            }                                                                 \
-            AN_AT(T, J->out, J->o_n, i) = nan ? (T)NAN : (T)val;              \
-        }                                                                     \
-    }                                                                         \
-    free(tb.mem);                                                             \
-    return AN_OK;                                                             \
+/* Largest eigenvalue of the symmetric nv x nv matrix B (overwritten), by
+ * cyclic Jacobi rotations until the off-diagonal part is negligible. */
+static double sym_max_eig(double *B, an_int nv)
+{
+    for (int sweep = 0; sweep < 60; sweep++) {
+        double off = 0, diag = 0;
+        for (an_int p = 0; p < nv; p++) {
+            diag += B[p * nv + p] * B[p * nv + p];
+            for (an_int q = p + 1; q < nv; q++) off += B[p * nv + q] * B[p * nv + q];
+        }
+        if (!(off > 1e-32 * diag)) break;
+        for (an_int p = 0; p < nv; p++)
+            for (an_int q = p + 1; q < nv; q++) {
+                const double bpq = B[p * nv + q];
+                if (bpq == 0) continue;
+                const double theta = (B[q * nv + q] - B[p * nv + p]) / (2 * bpq);
+                const double t = (theta >= 0 ? 1.0 : -1.0) / (fabs(theta) + sqrt(theta * theta + 1));
+                const double c = 1 / sqrt(t * t + 1), s = t * c;
+                for (an_int k = 0; k < nv; k++) {   /* B <- B R (columns p, q) */
+                    const double bkp = B[k * nv + p], bkq = B[k * nv + q];
+                    B[k * nv + p] = c * bkp - s * bkq;
+                    B[k * nv + q] = s * bkp + c * bkq;
+                }
+                for (an_int k = 0; k < nv; k++) {   /* B <- R^T B (rows p, q) */
+                    const double bpk = B[p * nv + k], bqk = B[q * nv + k];
+                    B[p * nv + k] = c * bpk - s * bqk;
+                    B[q * nv + k] = s * bpk + c * bqk;
+                }
+            }
+    }
+    double mx = 0;
+    for (an_int p = 0; p < nv; p++) if (B[p * nv + p] > mx) mx = B[p * nv + p];
+    return mx;
 }
-AN_JACOBIAN_NORM(float, f)
-AN_JACOBIAN_NORM(double, d)
+
+/* ||J||_2 and ||J||_F of a dense nv x nv J: sqrt of the largest eigenvalue
+ * of J^T J (built in B), and sqrt(sum J^2). */
+static double dense_norm(const double *J, double *B, an_int nv, int fro)
+{
+    if (fro) {
+        double s = 0;
+        for (an_int k = 0; k < nv * nv; k++) s += J[k] * J[k];
+        return sqrt(s);
+    }
+    for (an_int p = 0; p < nv; p++)
+        for (an_int q = 0; q < nv; q++) {
+            double s = 0;
+            for (an_int k = 0; k < nv; k++) s += J[k * nv + p] * J[k * nv + q];
+            B[p * nv + q] = s;
+        }
+    return sqrt(sym_max_eig(B, nv));
+}
+
+#define AN_TCAT2(a, b) a##b
+#define AN_TCAT(a, b) AN_TCAT2(a, b)
+#define AT(name) AN_TCAT(name, TS)
+#define T float
+#define TS f
+#include "jacobian_impl.inc"
+#undef T
+#undef TS
+#define T double
+#define TS d
+#include "jacobian_impl.inc"
+#undef T
+#undef TS
+#undef AT

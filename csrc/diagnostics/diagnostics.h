@@ -125,23 +125,16 @@ typedef struct {
 int an_matrix_diag_f(const an_matdiag *P, an_int nmat);
 int an_matrix_diag_d(const an_matdiag *P, an_int nmat);
 
-/* Jacobian norms (papers.md B6, B7): normalizer codes */
-enum {
-    AN_JN_SOFTMAX = 0,    /* (diag(a) - a a^T) / T,          p = T */
-    AN_JN_SPARSEMAX = 1,  /* diag(s) - s s^T / |S|, s = 1[a > 0] */
-    AN_JN_ENTMAX = 2,     /* diag(s) - s s^T / sum s, s = a^(2 - alpha), p = alpha */
-    AN_JN_SIGMOID = 3,    /* diag(a (1 - a)) */
-    AN_JN_RELU = 4,       /* diag(p relu(s)^(p-1) / n_i), relu(s) = (n_i a)^(1/p) */
-    AN_JN_POLYNOMIAL = 5, /* diag(p |s|^(p-1) / sqrt(n_i)), |s| = (sqrt(n_i) |a|)^(1/p) */
-    AN_JN_SSMAX = 6,      /* softmax at T = 1 / (p log n_i), p = c */
-    AN_JN_SOFTMAX_SINK = 7 /* diag(a) - a a^T (same form; sum a < 1) */
-};
+/* Jacobian norms (papers.md B6, B7) of the normalizer desc at each row,
+ * from the weights a alone; the form of the Jacobian and its parameters come
+ * from the descriptor (normalize.h: jac, jac_*) and nm's parameters. */
 typedef struct {
     an_vis v;
     const char *a; an_int a_n, a_m;
     char *out; an_int o_n;
-    int norm, fro;
-    double p;
+    int fro;
+    const an_normdesc *desc;
+    an_normmat nm;
 } an_jacnorm;
 int an_jacobian_norm_f(const an_jacnorm *P, an_int nmat);
 int an_jacobian_norm_d(const an_jacnorm *P, an_int nmat);

@@ -23,7 +23,7 @@ void an_raise(int code, const char *what, an_int detail);
 
 /* One row of the gufunc table.  `types` spells the operand types of one loop
  * with 'T' standing for the loop's real type (float32 or float64):
- *   T real, b bool, q int64, Q uint64, '-' separates inputs from outputs
+ *   T real, b bool, q int64, '-' separates inputs from outputs
  * e.g. "Tbqqqq T-T" is (scores, mask, causal, wleft, wright, empty, temperature) -> weights. */
 typedef struct {
     const char *name;

@@ -1,5 +1,6 @@
 /*
- * module.c -- attnnorm._core: the one table of gufuncs and their registration.
+ * module.c -- attnnorm._core: the module, its functions and the table of the
+ * gufuncs that take no normalizer (those that do: glue_norm.c).
  *
  * Every kernel is registered here as a NumPy gufunc with a float32 and a
  * float64 loop.  Loop functions only unpack arguments (pointers, sizes, byte
@@ -8,7 +9,7 @@
 #include "glue.h"
 #include "an_simd.h"
 #include "normalize.h"
-#include "glue_attention.h"
+#include "glue_norm.h"
 #include "glue_linear.h"
 #include "glue_diagnostics.h"
 
@@ -34,151 +35,10 @@ void an_raise(int code, const char *what, an_int detail)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Normalizers: operands                                                     */
-/*   scores (n,m), mask (n,m) bool, causal (), wleft (), wright (), empty (), */
-/*   <nreal real ()>, <nint int64 ()>, <nrowp real (n)>                       */
-/*   ->  weights (n,m) [, tau (n), support (n)]                               */
-/* ------------------------------------------------------------------------ */
-typedef struct { const char *name; const an_normdesc *desc; } an_normdata;
-
-#define AN_NORM_LOOP(T, TS)                                                   \
-static void norm_loop_##TS(char **args, npy_intp const *dims,                 \
-                           npy_intp const *steps, void *data)                 \
-{                                                                             \
-    const an_normdata *nd = (const an_normdata *)data;                        \
-    const an_normdesc *d = nd->desc;                                          \
-    const npy_intp N = dims[0], n = dims[1], m = dims[2];                     \
-    const int nin = 6 + d->nreal + d->nint + d->nrowp;                        \
-    const int nargs = nin + 1 + (d->has_extra ? 2 : 0);                       \
-    const npy_intp *cs = steps + nargs;   /* core strides */                  \
-    if (N <= 0) return;                                                       \
-    /* matrices are described in chunks so the description stays small */    \
-    const npy_intp chunk = N < 1024 ? N : 1024;                               \
-    an_normmat *mats = (an_normmat *)malloc(sizeof(an_normmat) * (size_t)chunk); \
-    if (!mats) { an_raise(AN_ERR_NOMEM, nd->name, 0); return; }               \
-    for (npy_intp k0 = 0; k0 < N; k0 += chunk) {                              \
-    const npy_intp kn = N - k0 < chunk ? N - k0 : chunk;                      \
-    for (npy_intp k = k0; k < k0 + kn; k++) {                                 \
-        an_normmat *M = &mats[k - k0];                                        \
-        memset(M, 0, sizeof(*M));                                             \
-        M->n = n; M->m = m; M->index = k;                                     \
-        M->s = args[0] + k * steps[0]; M->s_n = cs[0]; M->s_m = cs[1];        \
-        M->mask = args[1] + k * steps[1]; M->mk_n = cs[2]; M->mk_m = cs[3];   \
-        if (cs[2] == 0 && cs[3] == 0 && *(const npy_bool *)M->mask)           \
-            M->mask = NULL;   /* a broadcast True: no mask */                 \
-        M->causal = *(const int64_t *)(args[2] + k * steps[2]) != 0;          \
-        M->wleft = *(const int64_t *)(args[3] + k * steps[3]);                \
-        M->wright = *(const int64_t *)(args[4] + k * steps[4]);               \
-        M->empty = (int)*(const int64_t *)(args[5] + k * steps[5]);           \
-        for (int r = 0; r < d->nreal; r++)                                    \
-            M->p[r] = (double)*(const T *)(args[6 + r] + k * steps[6 + r]);   \
-        for (int r = 0; r < d->nint; r++) {                                   \
-            int a = 6 + d->nreal + r;                                         \
-            M->ip[r] = *(const int64_t *)(args[a] + k * steps[a]);            \
-        }                                                                     \
-        for (int r = 0; r < d->nrowp; r++) {                                  \
-            int a = 6 + d->nreal + d->nint + r;                               \
-            M->rp[r] = args[a] + k * steps[a]; M->rp_s[r] = cs[4 + r];        \
-        }                                                                     \
-        const npy_intp *co = cs + 4 + d->nrowp;  /* output core strides */    \
-        M->out = args[nin] + k * steps[nin]; M->o_n = co[0]; M->o_m = co[1]; \
-        if (d->has_extra) {                                                   \
-            M->tau = args[nin + 1] + k * steps[nin + 1]; M->tau_s = co[2];    \
-            M->sup = args[nin + 2] + k * steps[nin + 2]; M->sup_s = co[3];    \
-        }                                                                     \
-    }                                                                         \
-    an_int bad = -1;                                                          \
-    int rc = an_normalize_##TS(d, mats, kn, &bad);                            \
-    if (rc) {                                                                 \
-        an_raise(rc, nd->name, bad >= 0 ? bad % (n > 0 ? n : 1) : bad);       \
-        break;                                                                \
-    }                                                                         \
-    }                                                                         \
-    free(mats);                                                               \
-    AN_CLEAR_FPE();                                                           \
-}
-AN_NORM_LOOP(float, f)
-AN_NORM_LOOP(double, d)
-
-#define NORM_SIG(params, extra) "(n,m),(n,m),(),(),(),()" params "->(n,m)" extra
-#define NORM_TYPES(params, extra) "Tbqqqq" params "-T" extra
-#define NORM_ENTRY(nm, params, ptypes, extra, etypes, doc)                    \
-    { #nm, NORM_SIG(params, extra), NORM_TYPES(ptypes, etypes), doc,          \
-      norm_loop_f, norm_loop_d, (void *)&norm_data_##nm }
-#define NORM_DATA(nm) static const an_normdata norm_data_##nm = { #nm, &an_norm_##nm };
-
-NORM_DATA(softmax)
-/* ---- NORM_DATA: softmax family and elementwise maps (H1) ---- */
-NORM_DATA(softmax_sink)
-NORM_DATA(ssmax)
-NORM_DATA(sigmoid)
-NORM_DATA(relu)
-NORM_DATA(polynomial)
-NORM_DATA(softpick)
-NORM_DATA(nap)
-NORM_DATA(affine_softmax)
-/* ---- end NORM_DATA H1 ---- */
-
-/* ---- NORM_DATA: sparse, stochastic, Sinkhorn (H2) ---- */
-NORM_DATA(sparsemax)
-NORM_DATA(entmax)
-NORM_DATA(stochastic_softmax)
-NORM_DATA(sinkhorn)
-/* ---- end NORM_DATA H2 ---- */
-
-/* ------------------------------------------------------------------------ */
-/* THE TABLE: every gufunc of attnnorm._core                                 */
+/* The gufuncs that do not take a normalizer (those that do are generated   */
+/* from the descriptors: glue_norm.c)                                       */
 /* ------------------------------------------------------------------------ */
 static const an_gufunc_entry an_gufuncs[] = {
-    /* ---- normalizers (DESIGN "Normalizers") ---- */
-    NORM_ENTRY(softmax, ",()", "T", "", "",
-        "softmax(scores, mask, causal, wleft, wright, empty, temperature) -> weights"),
-    /* ---- table: softmax family and elementwise maps (H1) ----
-     * softmax_sink: reals [sink]; ssmax: reals [c]; sigmoid: reals [bias], ints [use_length_bias];
-     * relu: reals [power]; polynomial: reals [power]; softpick: reals [eps];
-     * nap: reals [gain, bias, eps];
-     * affine_softmax: no () params, per-row (n) params [a, b] (nrowp = 2):
-     *   sig "(n,m),(n,m),(),(),(),(),(n),(n)->(n,m)", types "TbqqqqTT-T" */
-    NORM_ENTRY(softmax_sink, ",()", "T", "", "",
-        "softmax_sink(scores, mask, causal, wleft, wright, empty, sink) -> weights"),
-    NORM_ENTRY(ssmax, ",()", "T", "", "",
-        "ssmax(scores, mask, causal, wleft, wright, empty, c) -> weights"),
-    NORM_ENTRY(sigmoid, ",(),()", "Tq", "", "",
-        "sigmoid(scores, mask, causal, wleft, wright, empty, bias, use_length_bias) -> weights"),
-    NORM_ENTRY(relu, ",()", "T", "", "",
-        "relu(scores, mask, causal, wleft, wright, empty, power) -> weights"),
-    NORM_ENTRY(polynomial, ",()", "T", "", "",
-        "polynomial(scores, mask, causal, wleft, wright, empty, power) -> weights"),
-    NORM_ENTRY(softpick, ",()", "T", "", "",
-        "softpick(scores, mask, causal, wleft, wright, empty, eps) -> weights"),
-    NORM_ENTRY(nap, ",(),(),()", "TTT", "", "",
-        "nap(scores, mask, causal, wleft, wright, empty, gain, bias, eps) -> weights"),
-    NORM_ENTRY(affine_softmax, ",(n),(n)", "TT", "", "",
-        "affine_softmax(scores, mask, causal, wleft, wright, empty, a, b) -> weights"),
-    /* ---- end table H1 ---- */
-
-    /* ---- table: sparse, stochastic, Sinkhorn (H2) ----
-     * sparsemax: no params, extra outputs tau (n) T and support (n) int64;
-     * entmax: reals [alpha], ints [n_iter], extra outputs;
-     * stochastic_softmax: ints [trials, seed, stream] (stream: per-matrix index from the wrapper);
-     * sinkhorn: reals [eps], ints [n_iter] */
-    NORM_ENTRY(sparsemax, "", "", ",(n),(n)", "Tq",
-        "sparsemax(scores, mask, causal, wleft, wright, empty) -> weights, tau, support"),
-    NORM_ENTRY(entmax, ",(),()", "Tq", ",(n),(n)", "Tq",
-        "entmax(scores, mask, causal, wleft, wright, empty, alpha, n_iter) -> weights, tau, support"),
-    NORM_ENTRY(stochastic_softmax, ",(),(),()", "qqq", "", "",
-        "stochastic_softmax(scores, mask, causal, wleft, wright, empty, trials, seed, stream) -> weights"),
-    NORM_ENTRY(sinkhorn, ",(),()", "Tq", "", "",
-        "sinkhorn(scores, mask, causal, wleft, wright, empty, eps, n_iter) -> weights"),
-    /* ---- end table H2 ---- */
-    /* ---- end normalizers ---- */
-
-    /* ---- attention (DESIGN "Attention") ---- */
-    /* attention_<nm>, attention_stats_<nm>, attention_weights_<nm> for every
-     * normalizer (glue_attention.h) */
-    AN_ALL_NORMALIZERS(AN_ATT_ENTRIES)
-    /* ---- end attention ---- */
-
     /* ---- linear-time attention ---- */
     { "linear_attention", "(n,d),(m,d),(m,e),(),(),()->(n,e)", "TTTqqT-T",
       "linear_attention(q, k, v, feature_map, causal, eps) -> out",
@@ -218,10 +78,6 @@ static const an_gufunc_entry an_gufuncs[] = {
     { "diag_matrix", "(n,m),(),()->()", "Tqq-T",
       "diag_matrix(a, kind, ord) -> residual / Frobenius norm / rank collapse",
       diag_matrix_loop_f, diag_matrix_loop_d, NULL },
-    { "diag_jacobian_norm", "(n,m),(n,m),(),(),(),(),(),()->(n)", "TbqqqqqT-T",
-      "diag_jacobian_norm(a, mask, causal, wleft, wright, normalizer, fro, p) -> per-row Jacobian norm",
-      diag_jacobian_loop_f, diag_jacobian_loop_d, NULL },
-    AN_ALL_NORMALIZERS(AN_DIAGNOSE_ENTRY)
     /* ---- end diagnostics ---- */
 };
 
@@ -233,13 +89,13 @@ static int type_code(char c, int real)
     case 'T': return real;
     case 'b': return NPY_BOOL;
     case 'q': return NPY_INT64;
-    case 'Q': return NPY_UINT64;
     default: return -1;
     }
 }
 
-static int add_gufunc(PyObject *module, const an_gufunc_entry *e)
+static int add_gufunc(void *ctx, const an_gufunc_entry *e)
 {
+    PyObject *module = (PyObject *)ctx;
     int nin = 0, nout = 0, out = 0;
     for (const char *c = e->types; *c; c++) {
         if (*c == '-') { out = 1; continue; }
@@ -275,6 +131,7 @@ static int add_gufunc(PyObject *module, const an_gufunc_entry *e)
 
 static PyObject *py_set_num_threads(PyObject *self, PyObject *arg)
 {
+    (void)self;
     long n = PyLong_AsLong(arg);
     if (n == -1 && PyErr_Occurred()) return NULL;
     if (n < 1) {
@@ -287,21 +144,25 @@ static PyObject *py_set_num_threads(PyObject *self, PyObject *arg)
 
 static PyObject *py_get_num_threads(PyObject *self, PyObject *noargs)
 {
+    (void)self; (void)noargs;
     return PyLong_FromLong(an_num_threads());
 }
 
 static PyObject *py_simd_path(PyObject *self, PyObject *noargs)
 {
+    (void)self; (void)noargs;
     return PyUnicode_FromString(an_vf->name);
 }
 
 static PyObject *py_simd_best(PyObject *self, PyObject *noargs)
 {
+    (void)self; (void)noargs;
     return PyUnicode_FromString(an_simd_best());
 }
 
 static PyObject *py_has_openmp(PyObject *self, PyObject *noargs)
 {
+    (void)self; (void)noargs;
 #ifdef _OPENMP
     Py_RETURN_TRUE;
 #else
@@ -314,6 +175,9 @@ static PyMethodDef an_methods[] = {
     {"get_num_threads", py_get_num_threads, METH_NOARGS, "get_num_threads() -> threads the next kernel call will use."},
     {"simd_path", py_simd_path, METH_NOARGS, "simd_path() -> the SIMD path in use ('avx512', 'avx2' or 'default')."},
     {"simd_best", py_simd_best, METH_NOARGS, "simd_best() -> the best SIMD path this CPU supports."},
+    {"normalizer_info", an_normalizer_info, METH_NOARGS,
+     "normalizer_info() -> the normalizer descriptors: name, parameters (name, kind, "
+     "default, domain, per row), traits."},
     {"has_openmp", py_has_openmp, METH_NOARGS, "has_openmp() -> whether the extension was built with OpenMP."},
     {NULL, NULL, 0, NULL}
 };
@@ -321,7 +185,7 @@ static PyMethodDef an_methods[] = {
 static struct PyModuleDef an_module = {
     PyModuleDef_HEAD_INIT, "_core",
     "attnnorm._core: C gufuncs for attention normalisation (see attnnorm).",
-    -1, an_methods
+    -1, an_methods, NULL, NULL, NULL, NULL
 };
 
 PyMODINIT_FUNC PyInit__core(void)
@@ -334,5 +198,6 @@ PyMODINIT_FUNC PyInit__core(void)
     for (size_t i = 0; i < sizeof(an_gufuncs) / sizeof(an_gufuncs[0]); i++) {
         if (add_gufunc(m, &an_gufuncs[i]) < 0) { Py_DECREF(m); return NULL; }
     }
+    if (an_normalizer_gufuncs(add_gufunc, m) < 0) { Py_DECREF(m); return NULL; }
     return m;
 }

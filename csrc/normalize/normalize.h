@@ -12,7 +12,7 @@
 #define AN_NORMALIZE_H
 #include "an_common.h"
 
-#define AN_MAXPARAM 6
+#define AN_MAXPARAM 6   /* per kind: () reals, ints; at most 2 per-row reals */
 
 /* Per-row parameter r of row i, as double (row kernels call this). */
 #define AN_ROWPARAM(T, M, r, i) ((double)AN_AT(T, (M)->rp[r], (M)->rp_s[r], (i)))
@@ -42,6 +42,8 @@ typedef struct {
     void *ws;                /* workspace: ws_mult * (m + 1) doubles, per thread */
     const an_int *nz;        /* out, optional: the positions k of x with x[k] != 0, */
     an_int nnz;              /*   each once, nnz of them (NULL: not reported) */
+    an_int key0;             /* key index of x[k]: keys[k], or key0 + k when keys */
+    const an_int *keys;      /*   is NULL (rows without a boolean mask) */
 } an_rowctx;
 
 /* Row kernels: x[0..nv) visible scores in, weights out (nv >= 1).
@@ -55,14 +57,104 @@ typedef int (*an_rowfn_d)(double *x, an_int nv, an_rowctx *c);
 typedef int (*an_matfn_f)(const an_normmat *M);
 typedef int (*an_matfn_d)(const an_normmat *M);
 
+/* ---- the descriptor: everything the rest of the code asks about a
+ * normalizer.  One per normalizer, next to its kernel; the list of them is
+ * an_normalizers[] (registry.c).  The gufuncs (normalizer, attention_*,
+ * diagnose_*, jacobian_norm_*) and the Python wrappers are generated from it. */
+
+/* A parameter.  Real parameters reach the kernels as M->p[] (one per matrix)
+ * or M->rp[] (one per query row), integer ones as M->ip[], each in the order
+ * they are listed among parameters of their kind. */
+enum { AN_PARAM_REAL = 0, AN_PARAM_INT = 1 };
+enum {
+    AN_PF_ROW = 1,       /* one value per query row, operand (..., n) */
+    AN_PF_FINITE = 2,    /* +-inf rejected (NaN always is) */
+    AN_PF_INTEGER = 4,   /* a real parameter that must be a whole number */
+    AN_PF_NONE = 8,      /* default None: the kernel's length-aware value; NaN in the operand */
+    AN_PF_STREAM = 16    /* not a keyword: the matrix's position in the batch */
+};
+/* Valid values: lo < v (lo_open) or lo <= v, and v <= hi; text (if not
+ * NULL) says it in words for the error message. */
+typedef struct { double lo, hi; int lo_open; const char *text; } an_domain;
+#define AN_DOM_ANY { -INFINITY, INFINITY, 0, NULL }
+#define AN_DOM_POS { 0.0, INFINITY, 1, NULL }      /* > 0 */
+#define AN_DOM_NONNEG { 0.0, INFINITY, 0, NULL }   /* >= 0 */
+#define AN_DOM_SAME { 0.0, 0.0, 0, NULL }          /* jac_dom: as dom */
 typedef struct {
-    an_rowfn_f row_f;  an_rowfn_d row_d;    /* row kernel, or NULL */
-    an_matfn_f mat_f;  an_matfn_d mat_d;    /* matrix kernel, or NULL */
+    const char *name;
+    int kind;             /* AN_PARAM_REAL / AN_PARAM_INT */
+    unsigned flags;       /* AN_PF_* */
+    double def;           /* default (ignored with AN_PF_NONE and AN_PF_STREAM) */
+    an_domain dom;
+    an_domain jac_dom;    /* stricter domain in jacobian_norm (text NULL: dom) */
+} an_param;
+
+/* Online (flash-attention style) rescaling in fused attention. */
+enum { AN_ONLINE_NONE = 0, AN_ONLINE_SOFTMAX, AN_ONLINE_SINK, AN_ONLINE_SSMAX,
+       AN_ONLINE_AFFINE, AN_ONLINE_SOFTPICK };
+/* Log-normaliser statistic log([e^extra] + sum_j exp(mul s_j)) of attention's
+ * return_stats: mul = 1/p[0] (INV_P0), mul = 1 and extra = p[0] (SINK_P0),
+ * mul = p[0] log n_i (P0_LOGN), mul = 1 (UNIT); NONE: NaN. */
+enum { AN_LOGNORM_NONE = 0, AN_LOGNORM_INV_P0, AN_LOGNORM_SINK_P0, AN_LOGNORM_P0_LOGN,
+       AN_LOGNORM_UNIT };
+/* Form of the row Jacobian d a / d s, as jacobian_norm computes it from the
+ * weights a of the visible keys (diagnostics/diagnostics.c):
+ *   DIAG        diag(g(a_k)), g = jac_diag
+ *   DOWNDATE    (diag(t) - t t^T / S) / T with t_k = a_k^e (a_k > 0, else 0),
+ *               S = 1 or sum t (jac_sum), e and T from jac_downdate
+ *   PROJECTION  diag(t) - t t^T / |S|, t = 1[a > 0]
+ *   DENSE       the nv x nv matrix from jac_dense
+ *   SCORES      needs the scores (computed in Python)
+ *   NONE        not available */
+enum { AN_JAC_NONE = 0, AN_JAC_DIAG, AN_JAC_DOWNDATE, AN_JAC_PROJECTION, AN_JAC_DENSE,
+       AN_JAC_SCORES };
+
+#define AN_MAXPARAMS 8
+typedef struct an_normdesc {
+    const char *name;
+    an_param params[AN_MAXPARAMS];
+    int nparams;
+    /* kernels: a row kernel, or a matrix kernel (the whole problem) */
+    an_rowfn_f row_f;  an_rowfn_d row_d;
+    an_matfn_f mat_f;  an_matfn_d mat_d;
     int ws_mult;                            /* workspace doubles per key */
-    int nreal, nint;                        /* number of () parameters */
-    int nrowp;                              /* number of (n) per-row real parameters (<= 2) */
-    int has_extra;                          /* outputs tau and support */
+    /* row VJP: given the visible scores x as the row kernel saw them, its
+     * weights w and the upstream gradient g, write dx and add the gradient of
+     * the real parameters (in their order here) to dparam.  NULL: none. */
+    int (*vjp_f)(const float *x, const float *w, const float *g, float *dx,
+                 an_int nv, an_rowctx *c, double *dparam);
+    int (*vjp_d)(const double *x, const double *w, const double *g, double *dx,
+                 an_int nv, an_rowctx *c, double *dparam);
+    /* traits */
+    int tau_support;     /* the kernel reports a threshold and support size (outputs tau, support) */
+    int lists_support;   /* the kernel lists its nonzero weights (c->nz) */
+    int uses_length;     /* the weights depend on n_i beyond the scores */
+    int elementwise;     /* a_j depends on s_j (and n_i) only */
+    int online;          /* AN_ONLINE_* */
+    int lognorm;         /* AN_LOGNORM_* */
+    int jac;             /* AN_JAC_* */
+    int jac_sum;         /* DOWNDATE: S = sum t (else 1) */
+    double (*jac_diag)(double a, an_int nv, const an_normmat *M);
+    void (*jac_downdate)(const an_normmat *M, an_int nv, double *e, double *T);
+    /* DENSE: J[j * nv + l] = d a_j / d s_l from the weights a[0..nv) */
+    void (*jac_dense)(const double *a, an_int nv, const an_normmat *M, double *J);
 } an_normdesc;
+
+/* Number of parameters of a kind: per matrix reals (an_nreal), per-row
+ * reals (an_nrowp), integers including a stream (an_nint). */
+static inline int an_count_params(const an_normdesc *d, int kind, int row)
+{
+    int c = 0;
+    for (int k = 0; k < d->nparams; k++)
+        c += d->params[k].kind == kind && ((d->params[k].flags & AN_PF_ROW) != 0) == row;
+    return c;
+}
+#define an_nreal(d) an_count_params((d), AN_PARAM_REAL, 0)
+#define an_nrowp(d) an_count_params((d), AN_PARAM_REAL, 1)
+#define an_nint(d) an_count_params((d), AN_PARAM_INT, 0)
+
+/* The normalizers, NULL-terminated (registry.c). */
+extern const an_normdesc *const an_normalizers[];
 
 /* Run a normalizer over nmat problems (parallel over all rows).
  * Returns AN_OK or an error code; *bad_row gets the row that failed. */
@@ -87,20 +179,5 @@ static inline char *an_row_scratch(const an_normdesc *d, an_int m, char *mine,
 
 /* Visible key indices of row i: fills idx[0..nv) and returns nv. */
 an_int an_row_visible(const an_normmat *M, an_int i, an_int *idx);
-
-/* X-macro lists of the implemented normalizers, so other areas (attention,
- * diagnose) can generate one entry per normalizer: X(name).  Each helper
- * appends to its own list. */
-#define AN_NORMALIZERS_BASE(X) X(softmax)
-#define AN_NORMALIZERS_H1(X) X(softmax_sink) X(ssmax) X(sigmoid) X(relu) X(polynomial) \
-    X(softpick) X(nap) X(affine_softmax)
-#define AN_NORMALIZERS_H2(X) X(sparsemax) X(entmax) X(stochastic_softmax) X(sinkhorn)
-#define AN_ALL_NORMALIZERS(X) AN_NORMALIZERS_BASE(X) AN_NORMALIZERS_H1(X) AN_NORMALIZERS_H2(X)
-
-/* The normalizers (defined in normalizers.c, sparse.c, sinkhorn.c, ...). */
-extern const an_normdesc an_norm_softmax, an_norm_softmax_sink, an_norm_ssmax,
-    an_norm_sigmoid, an_norm_relu, an_norm_polynomial, an_norm_sparsemax,
-    an_norm_entmax, an_norm_softpick, an_norm_nap, an_norm_affine_softmax,
-    an_norm_stochastic_softmax, an_norm_sinkhorn;
 
 #endif

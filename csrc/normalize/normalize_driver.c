@@ -68,7 +68,8 @@ int an_normalize_##TS(const an_normdesc *d, const an_normmat *mats,           \
             nv = dense ? hi - lo : an_row_visible(M, i, idx);                 \
             const char *srow = M->s + M->s_n * i;                             \
             char *orow = M->out + M->o_n * i;                                 \
-            an_rowctx c = { i, n, m, M, NAN, 0, ws };                         \
+            an_rowctx c = { .row = i, .n = n, .m = m, .mat = M, .tau = NAN, .ws = ws, \
+                            .key0 = lo, .keys = dense ? NULL : idx };   \
             int rc = AN_OK;                                                   \
             if (nv == 0) {                                                    \
                 T fill = M->empty == AN_EMPTY_NAN ? (T)NAN : (T)0;            \

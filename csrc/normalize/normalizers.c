@@ -40,13 +40,17 @@ static int softmax_row_f(float *x, an_int nv, an_rowctx *c)
 { return an_softmax_inplace_f(x, nv, 1.0 / c->mat->p[0]); }
 static int softmax_row_d(double *x, an_int nv, an_rowctx *c)
 { return an_softmax_inplace_d(x, nv, 1.0 / c->mat->p[0]); }
+/* Jacobian (diag(a) - a a^T) / T */
+static void softmax_jac(const an_normmat *M, an_int nv, double *e, double *T)
+{ (void)nv; *e = 1.0; *T = M->p[0]; }
 const an_normdesc an_norm_softmax = {
-    .row_f = softmax_row_f, .row_d = softmax_row_d, .nreal = 1 };
+    .name = "softmax",
+    .params = { { "temperature", AN_PARAM_REAL, 0, 1.0, AN_DOM_POS, AN_DOM_SAME } },
+    .nparams = 1,
+    .row_f = softmax_row_f, .row_d = softmax_row_d,
+    .online = AN_ONLINE_SOFTMAX, .lognorm = AN_LOGNORM_INV_P0,
+    .jac = AN_JAC_DOWNDATE, .jac_downdate = softmax_jac };
 
-/* ======================================================================== */
-/* Softmax family and elementwise maps (H1).  Every kernel below is written  */
-/* once as a macro over T; x[0..nv) holds the row's visible scores, nv = n_i. */
-/* ======================================================================== */
 
 /* Give the mass of a row equally to its entries equal to +inf; `extra` more
  * +inf competitors (e.g. a sink at +inf) take their share elsewhere.  Shared
@@ -91,8 +95,16 @@ static int softmax_sink_row_##TS(T *x, an_int nv, an_rowctx *c)               \
 }
 AN_SOFTMAX_SINK(float, f, an_vf)
 AN_SOFTMAX_SINK(double, d, an_vd)
+/* Jacobian diag(a) - a a^T (sum a < 1: the sink keeps the rest) */
+static void softmax_sink_jac(const an_normmat *M, an_int nv, double *e, double *T)
+{ (void)M; (void)nv; *e = 1.0; *T = 1.0; }
 const an_normdesc an_norm_softmax_sink = {
-    .row_f = softmax_sink_row_f, .row_d = softmax_sink_row_d, .nreal = 1 };
+    .name = "softmax_sink",
+    .params = { { "sink", AN_PARAM_REAL, 0, 0.0, AN_DOM_ANY, AN_DOM_SAME } },
+    .nparams = 1,
+    .row_f = softmax_sink_row_f, .row_d = softmax_sink_row_d,
+    .online = AN_ONLINE_SINK, .lognorm = AN_LOGNORM_SINK_P0,
+    .jac = AN_JAC_DOWNDATE, .jac_downdate = softmax_sink_jac };
 
 /* ---- ssmax, Scalable-Softmax (papers A0 "SSMax", #11):
  *   a = softmax(c * log(n_i) * s),   p[0] = c >= 0
@@ -113,24 +125,42 @@ static int ssmax_row_##TS(T *x, an_int nv, an_rowctx *c)                      \
 }
 AN_SSMAX(float, f)
 AN_SSMAX(double, d)
-const an_normdesc an_norm_ssmax = { .row_f = ssmax_row_f, .row_d = ssmax_row_d, .nreal = 1 };
+/* Jacobian: softmax's at T = 1 / (c log n_i) */
+static void ssmax_jac(const an_normmat *M, an_int nv, double *e, double *T)
+{ *e = 1.0; *T = 1.0 / (M->p[0] * log((double)nv)); }
+const an_normdesc an_norm_ssmax = {
+    .name = "ssmax",
+    .params = { { "c", AN_PARAM_REAL, AN_PF_FINITE, 0.43, AN_DOM_NONNEG,
+                  { 0.0, INFINITY, 1, "> 0" } } },
+    .nparams = 1,
+    .row_f = ssmax_row_f, .row_d = ssmax_row_d, .uses_length = 1,
+    .online = AN_ONLINE_SSMAX, .lognorm = AN_LOGNORM_P0_LOGN,
+    .jac = AN_JAC_DOWNDATE, .jac_downdate = ssmax_jac };
 
 /* ---- sigmoid attention (papers A4, #6, #9):
- *   a_j = sigma(s_j + b),  b = p[0], or b = -log(n_i) when ip[0] (the default)
+ *   a_j = sigma(s_j + b),  b = p[0], or b = -log(n_i) when p[0] is NaN (bias=None)
  * sigma(v) = 1 / (1 + exp(-v)) evaluated without overflow as
  * e = exp(-|v|), v >= 0 ? 1/(1+e) : e/(1+e).  No row normalisation, so a
  * row of -inf scores is all 0 (not an empty row). ---- */
 #define AN_SIGMOID(T, TS, VOPS)                                               \
 static int sigmoid_row_##TS(T *x, an_int nv, an_rowctx *c)                    \
 {                                                                             \
-    const double b = c->mat->ip[0] ? -log((double)nv) : c->mat->p[0];         \
+    const double b = isnan(c->mat->p[0]) ? -log((double)nv) : c->mat->p[0];   \
     VOPS->sigmoid_shift(x, nv, (T)b);                                         \
     return AN_OK;                                                             \
 }
 AN_SIGMOID(float, f, an_vf)
 AN_SIGMOID(double, d, an_vd)
+/* Jacobian diag(a (1 - a)) */
+static double sigmoid_jac(double a, an_int nv, const an_normmat *M)
+{ (void)nv; (void)M; return a * (1.0 - a); }
 const an_normdesc an_norm_sigmoid = {
-    .row_f = sigmoid_row_f, .row_d = sigmoid_row_d, .nreal = 1, .nint = 1 };
+    .name = "sigmoid",
+    .params = { { "bias", AN_PARAM_REAL, AN_PF_FINITE | AN_PF_NONE, NAN, AN_DOM_ANY,
+                  AN_DOM_SAME } },
+    .nparams = 1,
+    .row_f = sigmoid_row_f, .row_d = sigmoid_row_d, .uses_length = 1, .elementwise = 1,
+    .jac = AN_JAC_DIAG, .jac_diag = sigmoid_jac };
 
 /* ---- ReLU attention (papers A12, #4):
  *   a_j = max(s_j, 0)^p / n_i,   p = p[0] > 0
@@ -162,7 +192,18 @@ static int relu_row_##TS(T *x, an_int nv, an_rowctx *c)                       \
 }
 AN_RELU(float, f)
 AN_RELU(double, d)
-const an_normdesc an_norm_relu = { .row_f = relu_row_f, .row_d = relu_row_d, .nreal = 1 };
+/* Jacobian diag(p relu(s)^(p-1) / n_i), relu(s) = (n_i a)^(1/p) */
+static double relu_jac(double a, an_int nv, const an_normmat *M)
+{
+    const double p = M->p[0], ni = (double)nv;
+    return a > 0 ? p * pow(ni * a, (p - 1.0) / p) / ni : 0.0;
+}
+const an_normdesc an_norm_relu = {
+    .name = "relu",
+    .params = { { "power", AN_PARAM_REAL, AN_PF_FINITE, 1.0, AN_DOM_POS, AN_DOM_SAME } },
+    .nparams = 1,
+    .row_f = relu_row_f, .row_d = relu_row_d, .uses_length = 1, .elementwise = 1,
+    .jac = AN_JAC_DIAG, .jac_diag = relu_jac };
 
 /* ---- polynomial attention (papers A3, #3):
  *   a_j = s_j^p / sqrt(n_i),   p = p[0] a positive integer (checked in Python)
@@ -194,8 +235,21 @@ static int polynomial_row_##TS(T *x, an_int nv, an_rowctx *c)                 \
 }
 AN_POLYNOMIAL(float, f)
 AN_POLYNOMIAL(double, d)
+/* Jacobian diag(p |s|^(p-1) / sqrt(n_i)), |s| = (sqrt(n_i) |a|)^(1/p) */
+static double polynomial_jac(double a, an_int nv, const an_normmat *M)
+{
+    const double p = M->p[0], ni = (double)nv;
+    return p * pow(sqrt(ni) * fabs(a), (p - 1.0) / p) / sqrt(ni);
+}
 const an_normdesc an_norm_polynomial = {
-    .row_f = polynomial_row_f, .row_d = polynomial_row_d, .nreal = 1 };
+    .name = "polynomial",
+    .params = { { "power", AN_PARAM_REAL, AN_PF_FINITE | AN_PF_INTEGER, 3.0,
+                  { 0.0, 16777216.0, 1,
+                    "a positive integer (s^p is then defined for negative scores)" },
+                  AN_DOM_SAME } },
+    .nparams = 1,
+    .row_f = polynomial_row_f, .row_d = polynomial_row_d, .uses_length = 1,
+    .elementwise = 1, .jac = AN_JAC_DIAG, .jac_diag = polynomial_jac };
 
 /* ---- softpick (papers A13):
  *   a_j = ReLU(e^{s_j} - 1) / (sum_k |e^{s_k} - 1| + eps),   eps = p[0] > 0
@@ -223,7 +277,11 @@ static int softpick_row_##TS(T *x, an_int nv, an_rowctx *c)                   \
 AN_SOFTPICK(float, f, an_vf)
 AN_SOFTPICK(double, d, an_vd)
 const an_normdesc an_norm_softpick = {
-    .row_f = softpick_row_f, .row_d = softpick_row_d, .nreal = 1 };
+    .name = "softpick",
+    .params = { { "eps", AN_PARAM_REAL, AN_PF_FINITE, 1e-8, AN_DOM_POS, AN_DOM_SAME } },
+    .nparams = 1,
+    .row_f = softpick_row_f, .row_d = softpick_row_d,
+    .online = AN_ONLINE_SOFTPICK, .jac = AN_JAC_SCORES };
 
 /* ---- NAP, Normalized Attention Pooling (papers A1, title paper):
  *   a_j = g (s_j - mu) / (sigma + eps) + b,  mu, sigma = mean and population
@@ -310,7 +368,13 @@ static int nap_row_##TS(T *x, an_int nv, an_rowctx *c)                        \
 }
 AN_NAP(float, f, an_vf)
 AN_NAP(double, d, an_vd)
-const an_normdesc an_norm_nap = { .row_f = nap_row_f, .row_d = nap_row_d, .nreal = 3 };
+const an_normdesc an_norm_nap = {
+    .name = "nap",
+    .params = { { "gain", AN_PARAM_REAL, AN_PF_FINITE, 1.0, AN_DOM_ANY, AN_DOM_SAME },
+                { "bias", AN_PARAM_REAL, AN_PF_FINITE, 0.0, AN_DOM_ANY, AN_DOM_SAME },
+                { "eps", AN_PARAM_REAL, AN_PF_FINITE, 1e-3, AN_DOM_POS, AN_DOM_SAME } },
+    .nparams = 3,
+    .row_f = nap_row_f, .row_d = nap_row_d };
 
 /* ---- affine_softmax, Affine-Scaled Attention (papers A2, #2):
  *   a_j = alpha_i * softmax(s)_j + beta_i   on the visible keys of row i
@@ -331,4 +395,9 @@ static int affine_softmax_row_##TS(T *x, an_int nv, an_rowctx *c)             \
 AN_AFFINE_SOFTMAX(float, f)
 AN_AFFINE_SOFTMAX(double, d)
 const an_normdesc an_norm_affine_softmax = {
-    .row_f = affine_softmax_row_f, .row_d = affine_softmax_row_d, .nrowp = 2 };
+    .name = "affine_softmax",
+    .params = { { "a", AN_PARAM_REAL, AN_PF_ROW | AN_PF_FINITE, 1.0, AN_DOM_ANY, AN_DOM_SAME },
+                { "b", AN_PARAM_REAL, AN_PF_ROW | AN_PF_FINITE, 0.0, AN_DOM_ANY, AN_DOM_SAME } },
+    .nparams = 2,
+    .row_f = affine_softmax_row_f, .row_d = affine_softmax_row_d,
+    .online = AN_ONLINE_AFFINE, .lognorm = AN_LOGNORM_UNIT };

@@ -202,4 +202,8 @@ AN_SINKHORN(float, f, an_vf)
 AN_SINKHORN(double, d, an_vd)
 
 const an_normdesc an_norm_sinkhorn = {
-    .mat_f = sinkhorn_mat_f, .mat_d = sinkhorn_mat_d, .nreal = 1, .nint = 1 };
+    .name = "sinkhorn",
+    .params = { { "n_iter", AN_PARAM_INT, 0, 5, { 1.0, INFINITY, 0, NULL }, AN_DOM_SAME },
+                { "eps", AN_PARAM_REAL, AN_PF_FINITE, 1.0, AN_DOM_POS, AN_DOM_SAME } },
+    .nparams = 2,
+    .mat_f = sinkhorn_mat_f, .mat_d = sinkhorn_mat_d };

@@ -323,8 +323,19 @@ AN_ENTMAX_ROW(float, f, an_vf)
 AN_ENTMAX_ROW(double, d, an_vd)
 
 const an_normdesc an_norm_sparsemax = {
-    .row_f = sparsemax_row_f, .row_d = sparsemax_row_d,
-    .ws_mult = 3, .has_extra = 1 };
+    .name = "sparsemax",
+    .row_f = sparsemax_row_f, .row_d = sparsemax_row_d, .ws_mult = 3,
+    .tau_support = 1, .lists_support = 1, .jac = AN_JAC_PROJECTION };
+
+/* Jacobian diag(t) - t t^T / sum t with t = a^(2 - alpha) on the support */
+static void entmax_jac(const an_normmat *M, an_int nv, double *e, double *T)
+{ (void)nv; *e = 2.0 - M->p[0]; *T = 1.0; }
 const an_normdesc an_norm_entmax = {
-    .row_f = entmax_row_f, .row_d = entmax_row_d,
-    .ws_mult = 3, .nreal = 1, .nint = 1, .has_extra = 1 };
+    .name = "entmax",
+    .params = { { "alpha", AN_PARAM_REAL, AN_PF_FINITE, 1.5, { 1.0, INFINITY, 0, NULL },
+                  { 1.0, INFINITY, 1, "> 1" } },
+                { "n_iter", AN_PARAM_INT, 0, 50, { 1.0, INFINITY, 0, NULL }, AN_DOM_SAME } },
+    .nparams = 2,
+    .row_f = entmax_row_f, .row_d = entmax_row_d, .ws_mult = 3,
+    .tau_support = 1, .lists_support = 1,
+    .jac = AN_JAC_DOWNDATE, .jac_sum = 1, .jac_downdate = entmax_jac };

@@ -139,5 +139,10 @@ AN_STOCHASTIC_ROW(float, f)
 AN_STOCHASTIC_ROW(double, d)
 
 const an_normdesc an_norm_stochastic_softmax = {
-    .row_f = stochastic_softmax_row_f, .row_d = stochastic_softmax_row_d,
-    .ws_mult = 3, .nint = 3 };
+    .name = "stochastic_softmax",
+    .params = { { "trials", AN_PARAM_INT, 0, 100, { 1.0, INFINITY, 0, NULL }, AN_DOM_SAME },
+                { "seed", AN_PARAM_INT, 0, 0, AN_DOM_ANY, AN_DOM_SAME },
+                { "stream", AN_PARAM_INT, AN_PF_STREAM, 0, AN_DOM_ANY, AN_DOM_SAME } },
+    .nparams = 3,
+    .row_f = stochastic_softmax_row_f, .row_d = stochastic_softmax_row_d, .ws_mult = 3,
+    .lists_support = 1, .lognorm = AN_LOGNORM_UNIT };
