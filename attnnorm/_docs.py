@@ -169,4 +169,22 @@ NORMALIZER_DOCS = {
     ``n_iter < 1`` or ``eps <= 0`` raise ValueError.  With ``empty="raise"``
     the error does not name the row.
     """,
+    'stickbreaking': """Stick-breaking attention [Tan2025]: each query breaks a unit stick
+    over the keys it sees, nearest first.
+
+    Taking the visible keys from the last one backwards, ``beta_j =
+    sigma(s_j)`` and ``a_j = beta_j prod_{k visible, k > j} (1 - beta_k)``:
+    the nearest key takes ``beta`` of the stick, the next one ``beta`` of what
+    is left, and so on.  Computed in log space (``log sigma`` and
+    ``log(1 - sigma) = -softplus``, summed in float64), so long rows neither
+    underflow early nor lose precision.  Weights are not normalised:
+    ``1 - sum_j a_j`` is the mass the row leaves unused.
+
+    ``include_current=False`` leaves out the key at the query's own aligned
+    position ``i + (m - n)`` (weight 0; it breaks nothing), as the reference
+    implementation does by default.  A ``-inf`` score takes nothing, a
+    ``+inf`` score takes the whole remaining stick (farther keys get 0), a row
+    of ``-inf`` scores is all 0 (not an empty row: ``empty`` applies to rows
+    with no visible key); NaN makes its key and every farther key NaN.
+    """,
 }

@@ -24,7 +24,7 @@ are declared once, in C, and read here.  Their docstrings live in
 """
 import inspect
 import math
-import operator
+import numbers
 
 import numpy as np
 
@@ -80,19 +80,20 @@ def _check_real(p, value, dt, domain):
 
 
 def _check_int(p, value):
-    """Validate one integer parameter: int-like, within int64 and the domain."""
+    """Validate one integer parameter: int-like, within int64 and the domain
+    (a flag: True/False or 0/1)."""
     name = p["name"]
     lo = p["domain"]["lo"]
-    if isinstance(value, numbers_integral()) and not isinstance(value, (bool, np.bool_)):
+    if p["bool"]:
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "biu" or np.any((arr != 0) & (arr != 1)):
+            raise ValueError(f"{name} must be True or False; got {value!r}")
+        return arr.astype(np.int64)
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
         if not _INT64_MIN <= int(value) <= _INT64_MAX:
             raise ValueError(f"{name} must fit in a signed 64-bit integer; got {value!r}")
     arr = int_param(name, value, minimum=int(lo) if math.isfinite(lo) else None)
     return arr
-
-
-def numbers_integral():
-    import numbers
-    return numbers.Integral
 
 
 def validate(name, dt, params, jacobian=False):
@@ -203,7 +204,6 @@ def _run(name, scores, params, *, mask=None, causal=False, window=None, empty="z
     ax_out = None
     if axes is not None:
         ax_in, ax_out = split_axes(axes)
-        lead0, n0 = _query_layout(np.shape(scores), axes)
         scores = move_axes(np.asarray(scores), ax_in, "scores")
     shape = np.shape(scores)
     if len(shape) == 0:

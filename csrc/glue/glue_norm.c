@@ -204,18 +204,20 @@ static PyObject *param_dict(const an_param *p)
     PyObject *jac = p->jac_dom.text ? domain_dict(&p->jac_dom) : (Py_INCREF(Py_None), Py_None);
     PyObject *def;
     if (p->flags & (AN_PF_NONE | AN_PF_STREAM)) { def = Py_None; Py_INCREF(def); }
+    else if (p->flags & AN_PF_BOOL) def = PyBool_FromLong(p->def != 0);
     else if (p->kind == AN_PARAM_INT || ((p->flags & AN_PF_INTEGER) && p->def == floor(p->def)))
         def = PyLong_FromLongLong((long long)p->def);
     else def = PyFloat_FromDouble(p->def);
     PyObject *r = NULL;
     if (dom && jac && def)
-        r = Py_BuildValue("{s:s,s:s,s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:O}",
+        r = Py_BuildValue("{s:s,s:s,s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:O}",
                           "name", p->name, "kind", p->kind == AN_PARAM_INT ? "int" : "real",
                           "row", (p->flags & AN_PF_ROW) ? Py_True : Py_False,
                           "finite", (p->flags & AN_PF_FINITE) ? Py_True : Py_False,
                           "integer", (p->flags & AN_PF_INTEGER) ? Py_True : Py_False,
                           "none", (p->flags & AN_PF_NONE) ? Py_True : Py_False,
                           "stream", (p->flags & AN_PF_STREAM) ? Py_True : Py_False,
+                          "bool", (p->flags & AN_PF_BOOL) ? Py_True : Py_False,
                           "default", def, "domain", dom, "jacobian_domain", jac);
     Py_XDECREF(dom); Py_XDECREF(jac); Py_XDECREF(def);
     return r;

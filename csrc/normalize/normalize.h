@@ -71,7 +71,8 @@ enum {
     AN_PF_FINITE = 2,    /* +-inf rejected (NaN always is) */
     AN_PF_INTEGER = 4,   /* a real parameter that must be a whole number */
     AN_PF_NONE = 8,      /* default None: the kernel's length-aware value; NaN in the operand */
-    AN_PF_STREAM = 16    /* not a keyword: the matrix's position in the batch */
+    AN_PF_STREAM = 16,   /* not a keyword: the matrix's position in the batch */
+    AN_PF_BOOL = 32      /* an integer parameter that is a flag (True / False) */
 };
 /* Valid values: lo < v (lo_open) or lo <= v, and v <= hi; text (if not
  * NULL) says it in words for the error message. */
