@@ -68,7 +68,7 @@ int an_diagnose_##TS(const an_normdesc *nd, const an_diagnose *P, an_int nmat, \
     if (nmat <= 0) return AN_OK;                                              \
     if (!nd->row_##TS) return AN_ERR_VALUE;                                   \
     const an_int n = P[0].v.n, m = P[0].v.m, d = P[0].d;                      \
-    const an_attn_gemm *G = an_attn_gemm_table();   /* shared with attention */ \
+    const an_gemm_ops *G = an_gemm;   /* shared with attention */ \
     const an_int W = G->nr_##TS, npan = (m + W - 1) / W, mw = m + W;          \
     an_int bq_max = (an_int)(AN_SCRATCH_BYTES / ((size_t)mw * sizeof(T)));    \
     bq_max = bq_max / AN_ATT_RM * AN_ATT_RM;                                  \

@@ -8,7 +8,8 @@
 #include "an_common.h"
 #include "normalize.h"
 
-/* ---- vector helpers (diag_simd.c, dispatched like an_simd.h) ---- */
+/* ---- vector helpers (simd/diag_simd.inc, one table per SIMD path chosen
+ * by an_simd_init with the others) ---- */
 
 /* One pass over a contiguous row x[0..n): the sums every row diagnostic needs.
  * xlogx = sum over x > 0 of x log x (only if want_log), neg = sum min(x, 0),
@@ -24,6 +25,24 @@ void an_rowstats_d(const double *x, an_int n, int want_log, double thr, an_rowst
 /* sums of the secular equation (see an_downdate_max_eig), vectorised */
 void an_secular_sums(const double *d, const double *w, an_int n, an_int i1, double d1,
                      double mu, double zs2, double *R, double *dR);
+
+/* The table behind an_rowstats_*, an_margin_*, an_scale_acc_* and
+ * an_secular_sums (declared below) for one SIMD path. */
+typedef struct {
+    void (*rowstats_f)(const float *x, an_int n, int want_log, double thr, an_rowstats *r);
+    void (*rowstats_d)(const double *x, an_int n, int want_log, double thr, an_rowstats *r);
+    double (*margin_f)(const float *x, an_int n, double *top1);
+    double (*margin_d)(const double *x, an_int n, double *top1);
+    an_int (*scale_acc_f)(const float *e, an_int n, float c, double *dst);
+    an_int (*scale_acc_d)(const double *e, an_int n, double c, double *dst);
+    void (*secular_sums)(const double *d, const double *w, an_int n, an_int i1, double d1,
+                         double mu, double zs2, double *R, double *dR);
+} an_diagops;
+extern const an_diagops an_diagops__default;
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+extern const an_diagops an_diagops__avx2;
+#endif
+extern const an_diagops *an_diag;
 
 /* ---- shared row/column pieces ---- */
 

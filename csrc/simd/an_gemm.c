@@ -1,6 +1,5 @@
 /* an_gemm.c -- compiles an_gemm.inc (an_gemm.h) per target (portable, AVX2+FMA,
- * AVX-512F) and returns the table matching the SIMD path chosen at import
- * (an_simd_init, which honours ATTNNORM_CPU=default|avx2|avx512). */
+ * AVX-512F); an_simd_init (simd.c) picks the table with the other SIMD tables. */
 #include <string.h>
 #include "an_gemm.h"
 #include "an_simd.h"
@@ -55,12 +54,3 @@
 #undef AN_GVB
 #pragma GCC pop_options
 #endif
-
-const an_attn_gemm *an_attn_gemm_table(void)
-{
-#ifdef AN_ATT_HAVE_X86
-    if (strcmp(an_vf->name, "avx512") == 0) return &an_attn_gemm__avx512;
-    if (strcmp(an_vf->name, "avx2") == 0) return &an_attn_gemm__avx2;
-#endif
-    return &an_attn_gemm__default;
-}

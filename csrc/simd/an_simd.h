@@ -16,7 +16,7 @@
     T (*max)(const T *x, an_int n);                                           \
     /* x[i] = exp((x[i] - shift) * mul); returns sum of the new x */          \
     double (*exp_shift_sum)(T *x, an_int n, T shift, T mul);                  \
-    /* (H5) e[i] = exp((s[i] - shift) * mul); returns sum e[i] and sets      \
+    /* e[i] = exp((s[i] - shift) * mul); returns sum e[i] and sets      \
      * *dot = sum e[i] (s[i] - shift) (in double): softmax mass and the      \
      * entropy's mean score in one pass (diagnose) */                         \
     double (*exp_shift_sum_dot)(const T *s, T *e, an_int n, T shift, T mul,  \
@@ -28,30 +28,21 @@
     /* indices i (increasing) with x[i] > thr into idx[0..count), count      \
      * returned; idx holds n entries (NaN is never above; n < 2^31) */        \
     an_int (*above)(const T *x, an_int n, T thr, int32_t *idx);              \
-    /* sum x[i] * y[i] */                                                     \
-    T (*dot)(const T *x, const T *y, an_int n);                               \
-    /* (H1) x[i] = sigmoid(x[i] + shift) = 1 / (1 + exp(-(x[i] + shift))),    \
+    /* x[i] = sigmoid(x[i] + shift) = 1 / (1 + exp(-(x[i] + shift))),    \
      * overflow-free through exp(-|v|) (simd_impl.inc: sigmoidf_/sigmoidd_) */ \
     void (*sigmoid_shift)(T *x, an_int n, T shift);                           \
-    /* (H1) softpick terms: d_i = exp(x[i] - shift) - t; x[i] = max(d_i, 0)  \
+    /* softpick terms: d_i = exp(x[i] - shift) - t; x[i] = max(d_i, 0)  \
      * where x[i] > 0, else 0 (t = exp(-shift): d_i = 0 there in exact math); \
      * returns the sum of |d_i| over the x[i] != -inf (shift finite) */       \
     double (*softpick_terms)(T *x, an_int n, T shift, T t);                  \
-    /* (H4) x[i] = elu(x[i]) + 1 = x[i] > 0 ? x[i] + 1 : exp(x[i])          \
+    /* x[i] = elu(x[i]) + 1 = x[i] > 0 ? x[i] + 1 : exp(x[i])          \
      * (the elu1 feature map of linear attention; NaN stays NaN) */          \
     void (*elu1)(T *x, an_int n);                                             \
-    /* (H3) d_i = ((double)x[i] - s1) - s2: returns sum d_i, *sq = sum d_i^2 */ \
+    /* d_i = ((double)x[i] - s1) - s2: returns sum d_i, *sq = sum d_i^2 */ \
     double (*dev_sums)(const T *x, an_int n, double s1, double s2, double *sq); \
-    /* (H3) x[i] = (T)(g * (d_i * r) + b), d_i as in dev_sums */              \
+    /* x[i] = (T)(g * (d_i * r) + b), d_i as in dev_sums */              \
     void (*dev_affine)(T *x, an_int n, double s1, double s2, double r,       \
-                       double g, double b);                                   \
-    /* C[M x N] += A[M x K] B[K x N], row-major with leading dimensions      \
-     * (elements).  Each C element adds its K products in order k = 0..K-1  \
-     * (c = fma(a, b, c) on FMA targets, c = a * b + c on the portable one), \
-     * so the result does not depend on the blocking or the thread count    \
-     * (paths differ by rounding): a register-blocked small GEMM. */        \
-    void (*gemm_acc)(T *C, an_int ldc, const T *A, an_int lda,                \
-                     const T *B, an_int ldb, an_int M, an_int N, an_int K);
+                       double g, double b);
 
 typedef struct { AN_VECOPS_FIELDS(float) const char *name; } an_vecops_f;
 typedef struct { AN_VECOPS_FIELDS(double) const char *name; } an_vecops_d;

@@ -1,7 +1,10 @@
-/* simd.c -- compiles simd_impl.inc per target and dispatches at run time. */
+/* simd.c -- compiles simd_impl.inc per target and chooses, once at import,
+ * the SIMD path of every dispatched table (an_simd_init). */
 #include <stdlib.h>
 #include <string.h>
 #include "an_simd.h"
+#include "an_gemm.h"
+#include "diagnostics.h"
 #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>   /* intrinsics usable inside the target regions below */
 #endif
@@ -65,6 +68,28 @@ const char *an_simd_best(void)
     return "default";
 }
 
+/* Every run-time dispatched table, per path: the vector primitives
+ * (simd_impl.inc), the GEMM micro-kernel (an_gemm.inc) and the diagnostics
+ * helpers (diag_simd.inc).  an_simd_init chooses one row for all of them. */
+typedef struct {
+    const char *name;
+    const an_vecops_f *vf;
+    const an_vecops_d *vd;
+    const an_gemm_ops *gemm;
+    const an_diagops *diag;
+} an_simd_path;
+static const an_simd_path an_paths[] = {
+    { "default", &an_vecops_f__default, &an_vecops_d__default, &an_gemm_ops__default,
+      &an_diagops__default },
+#ifdef AN_HAVE_X86_DISPATCH
+    { "avx2", &an_vecops_f__avx2, &an_vecops_d__avx2, &an_gemm_ops__avx2, &an_diagops__avx2 },
+    { "avx512", &an_vecops_f__avx512, &an_vecops_d__avx512, &an_gemm_ops__avx512,
+      &an_diagops__avx2 },
+#endif
+};
+const an_gemm_ops *an_gemm = &an_gemm_ops__default;
+const an_diagops *an_diag = &an_diagops__default;
+
 const char *an_simd_init(void)
 {
     an_pack_lut_init();
@@ -77,11 +102,12 @@ const char *an_simd_init(void)
         else if (strcmp(want, "avx2") == 0 && strcmp(best, "default") != 0) use = "avx2";
         else if (strcmp(want, "avx512") == 0 && strcmp(best, "avx512") == 0) use = "avx512";
     }
-    an_vf = &an_vecops_f__default;
-    an_vd = &an_vecops_d__default;
-#ifdef AN_HAVE_X86_DISPATCH
-    if (strcmp(use, "avx2") == 0) { an_vf = &an_vecops_f__avx2; an_vd = &an_vecops_d__avx2; }
-    if (strcmp(use, "avx512") == 0) { an_vf = &an_vecops_f__avx512; an_vd = &an_vecops_d__avx512; }
-#endif
+    for (size_t k = 0; k < sizeof(an_paths) / sizeof(an_paths[0]); k++)
+        if (strcmp(an_paths[k].name, use) == 0) {
+            an_vf = an_paths[k].vf;
+            an_vd = an_paths[k].vd;
+            an_gemm = an_paths[k].gemm;
+            an_diag = an_paths[k].diag;
+        }
     return an_vf->name;
 }
