@@ -49,59 +49,6 @@ static int threads_for(double work, an_int tasks)
 /* Undefined -> NaN: a row with no visible key or no mass (all weights 0)     */
 /* has no entropy/participation; normalised entropy needs n_i >= 2.           */
 /* ------------------------------------------------------------------------ */
-#define AN_ROW_DIAG(T, TS)                                                    \
-int an_row_diag_##TS(const an_rowdiag *P, an_int nmat)                        \
-{                                                                             \
-    if (nmat <= 0) return AN_OK;                                              \
-    const an_int n = P[0].v.n, m = P[0].v.m, nrows = nmat * n;                \
-    if (nrows == 0) return AN_OK;                                             \
-    int nthr = threads_for((double)nrows * (double)(m + 1), nrows);           \
-    an_thread_blocks tb;       /* per thread: idx, x */                      \
-    if (!an_thread_blocks_alloc(&tb, (size_t)(m + 1) * (sizeof(T) + sizeof(an_int)), nthr)) \
-        return AN_ERR_NOMEM;                                                  \
-    _Pragma("omp parallel num_threads(nthr)")                                 \
-    {                                                                         \
-        an_int *idx = (an_int *)an_thread_block(&tb);                         \
-        T *x = (T *)(idx + m + 1);                                            \
-        _Pragma("omp for schedule(static)")                                   \
-        for (an_int r = 0; r < nrows; r++) {                                  \
-            const an_rowdiag *R = &P[r / n];                                  \
-            const an_int i = r % n;                                           \
-            const an_int nv = an_gather_##TS(&R->v, i, R->a + R->a_n * i, R->a_m, x, idx); \
-            const int kind = R->kind;                                         \
-            double val;                                                       \
-            if (kind == AN_RD_MARGIN) {                                       \
-                double top1_; val = an_margin_##TS(x, nv, &top1_);                                \
-            } else {                                                          \
-                an_rowstats st;                                               \
-                const int want_log = kind <= AN_RD_EFF_SUPPORT;               \
-                an_rowstats_##TS(x, nv, want_log, kind == AN_RD_SUPPORT ? R->p : 0.0, &st); \
-                const int nomass = nv == 0 || st.nonzero == 0;                \
-                const int bad = st.sum != st.sum;   /* NaN in the row */      \
-                double H = -st.xlogx;                                         \
-                switch (kind) {                                               \
-                case AN_RD_ENTROPY: val = nomass ? NAN : H * R->p; break;     \
-                case AN_RD_ENTROPY_NORM:                                      \
-                    val = (nomass || nv < 2) ? NAN : H / log((double)nv); break; \
-                case AN_RD_EFF_SUPPORT: val = nomass ? NAN : exp(H); break;   \
-                case AN_RD_PARTICIPATION: val = nomass ? NAN : 1.0 / st.sumsq; break; \
-                case AN_RD_NEG_MASS: val = st.neg; break;                     \
-                default: val = (double)st.pos; break;                         \
-                }                                                             \
-                if (bad) val = NAN;                                           \
-                if (kind == AN_RD_SUPPORT) {                                  \
-                    AN_AT(int64_t, R->out, R->o_n, i) = st.pos;               \
-                    continue;                                                 \
-                }                                                             \
-            }                                                                 \
-            AN_AT(T, R->out, R->o_n, i) = (T)val;                             \
-        }                                                                     \
-    }                                                                         \
-    free(tb.mem);                                                             \
-    return AN_OK;                                                             \
-}
-AN_ROW_DIAG(float, f)
-AN_ROW_DIAG(double, d)
 
 /* ------------------------------------------------------------------------ */
 /* Column mass (papers.md B8): m_j = (1/|Q_j|) sum_{i in Q_j} a_ij, Q_j the  */
@@ -111,61 +58,6 @@ AN_ROW_DIAG(double, d)
 /* and the same result for any thread count.                                 */
 /* ------------------------------------------------------------------------ */
 #define AN_CM_CHUNKS 16
-#define AN_COLUMN_MASS(T, TS)                                                 \
-int an_column_mass_##TS(const an_colmass *P, an_int nmat)                     \
-{                                                                             \
-    if (nmat <= 0) return AN_OK;                                              \
-    const an_int n = P[0].v.n, m = P[0].v.m;                                  \
-    const an_int width = P[0].j1 - P[0].j0;                                   \
-    if (width <= 0) return AN_OK;                                             \
-    int nthr = threads_for((double)nmat * (double)(n + 1) * (double)width, AN_CM_CHUNKS); \
-    double *part = (double *)malloc(sizeof(double) * (size_t)width * AN_CM_CHUNKS); \
-    an_int *cnt = (an_int *)malloc(sizeof(an_int) * (size_t)(m + 2));         \
-    if (!part || !cnt) { free(part); free(cnt); return AN_ERR_NOMEM; }        \
-    _Pragma("omp parallel num_threads(nthr)")                                 \
-    for (an_int t = 0; t < nmat; t++) {                                       \
-        const an_colmass *C = &P[t];                                          \
-        const an_int j0 = C->j0, j1 = C->j1;                                  \
-        _Pragma("omp single nowait")                                          \
-        an_column_counts(&C->v, cnt);                                         \
-        _Pragma("omp for schedule(dynamic, 1)")                               \
-        for (an_int c = 0; c < AN_CM_CHUNKS; c++) {                           \
-            double *pc = part + (size_t)width * c;                            \
-            for (an_int j = 0; j < width; j++) pc[j] = 0;                     \
-            for (an_int i = c * n / AN_CM_CHUNKS; i < (c + 1) * n / AN_CM_CHUNKS; i++) { \
-                an_int lo, hi;                                                \
-                an_visible_range(i, n, m, C->v.causal, C->v.wleft, C->v.wright, &lo, &hi); \
-                if (lo < j0) lo = j0;                                         \
-                if (hi > j1) hi = j1;                                         \
-                const char *row = C->a + C->a_n * i;                          \
-                double *pl = pc - j0;                                         \
-                if (C->v.mask) {                                              \
-                    const char *mk = C->v.mask + C->v.mk_n * i;               \
-                    for (an_int j = lo; j < hi; j++)                          \
-                        if (AN_AT(uint8_t, mk, C->v.mk_m, j))                 \
-                            pl[j] += (double)AN_AT(T, row, C->a_m, j);        \
-                } else if (C->a_m == (an_int)sizeof(T)) {                     \
-                    const T *ar = (const T *)row;                             \
-                    _Pragma("omp simd")                                       \
-                    for (an_int j = lo; j < hi; j++) pl[j] += (double)ar[j];  \
-                } else {                                                      \
-                    for (an_int j = lo; j < hi; j++) pl[j] += (double)AN_AT(T, row, C->a_m, j); \
-                }                                                             \
-            }                                                                 \
-        }                                                                     \
-        /* (implicit barrier: partials and counts are complete) */            \
-        _Pragma("omp for schedule(static)")                                   \
-        for (an_int j = j0; j < j1; j++) {                                    \
-            double sum = 0;                                                   \
-            for (an_int c = 0; c < AN_CM_CHUNKS; c++) sum += part[(size_t)width * c + (j - j0)]; \
-            AN_AT(T, C->out, C->o_m, j - j0) = cnt[j] ? (T)(sum / (double)cnt[j]) : (T)NAN; \
-        }                                                                     \
-    }                                                                         \
-    free(part); free(cnt);                                                    \
-    return AN_OK;                                                             \
-}
-AN_COLUMN_MASS(float, f)
-AN_COLUMN_MASS(double, d)
 
 /* ------------------------------------------------------------------------ */
 /* Matrix diagnostics: residuals (papers.md B1), ||a||_F (B7), rank collapse */
@@ -179,71 +71,6 @@ static inline void norm_acc(double *acc, double r, int ord)
     else *acc += r * r;
 }
 
-#define AN_MATRIX_DIAG(T, TS)                                                 \
-int an_matrix_diag_##TS(const an_matdiag *P, an_int nmat)                     \
-{                                                                             \
-    if (nmat <= 0) return AN_OK;                                              \
-    const an_int n = P[0].n, m = P[0].m;                                      \
-    int need = P[0].kind == AN_MD_COL_RESIDUAL || P[0].kind == AN_MD_RANK_COLLAPSE; \
-    int nthr = threads_for((double)nmat * (double)n * (double)m, nmat);       \
-    double *cols = NULL;                                                      \
-    if (need) {                                                               \
-        cols = (double *)malloc(sizeof(double) * (size_t)(m + 1) * (size_t)nthr); \
-        if (!cols) return AN_ERR_NOMEM;                                       \
-    }                                                                         \
-    _Pragma("omp parallel num_threads(nthr)")                                 \
-    {                                                                         \
-        int tid = 0;                                                          \
-        AN_OMP_TID(tid);                                                      \
-        double *cs = need ? cols + (size_t)(m + 1) * (size_t)tid : NULL;      \
-        _Pragma("omp for schedule(static)")                                   \
-        for (an_int t = 0; t < nmat; t++) {                                   \
-            const an_matdiag *D = &P[t];                                      \
-            double res = 0;                                                   \
-            if (need) for (an_int j = 0; j < m; j++) cs[j] = 0;               \
-            if (D->kind == AN_MD_ROW_RESIDUAL) {                              \
-                for (an_int i = 0; i < n; i++) {                              \
-                    double s = 0;                                             \
-                    for (an_int j = 0; j < m; j++) s += (double)AN_AT(T, D->a + D->a_n * i, D->a_m, j); \
-                    norm_acc(&res, s - 1.0, D->ord);                          \
-                }                                                             \
-            } else if (D->kind == AN_MD_FROBENIUS) {                          \
-                for (an_int i = 0; i < n; i++)                                \
-                    for (an_int j = 0; j < m; j++) {                          \
-                        double v = (double)AN_AT(T, D->a + D->a_n * i, D->a_m, j); \
-                        res += v * v;                                         \
-                    }                                                         \
-                res = sqrt(res);                                              \
-            } else {                                                          \
-                double ss = 0;                                                \
-                for (an_int i = 0; i < n; i++)                                \
-                    for (an_int j = 0; j < m; j++) {                          \
-                        double v = (double)AN_AT(T, D->a + D->a_n * i, D->a_m, j); \
-                        cs[j] += v; ss += v * v;                              \
-                    }                                                         \
-                if (D->kind == AN_MD_COL_RESIDUAL) {                          \
-                    const double target = (double)n / (double)m;              \
-                    for (an_int j = 0; j < m; j++) norm_acc(&res, cs[j] - target, D->ord); \
-                } else {   /* rank collapse: sum (x - xbar)^2, two-pass */    \
-                    for (an_int j = 0; j < m; j++) cs[j] /= (double)n;        \
-                    for (an_int i = 0; i < n; i++)                            \
-                        for (an_int j = 0; j < m; j++) {                      \
-                            double v = (double)AN_AT(T, D->a + D->a_n * i, D->a_m, j) - cs[j]; \
-                            res += v * v;                                     \
-                        }                                                     \
-                    res = ss > 0 ? sqrt(res / ss) : NAN;                      \
-                }                                                             \
-            }                                                                 \
-            if (D->ord == AN_ORD_2 && (D->kind == AN_MD_ROW_RESIDUAL || D->kind == AN_MD_COL_RESIDUAL)) \
-                res = sqrt(res);                                              \
-            *(T *)D->out = (T)res;                                            \
-        }                                                                     \
-    }                                                                         \
-    free(cols);                                                               \
-    return AN_OK;                                                             \
-}
-AN_MATRIX_DIAG(float, f)
-AN_MATRIX_DIAG(double, d)
 
 /* ------------------------------------------------------------------------ */
 /* Largest eigenvalue of A = diag(d) - zs2 w w^T, exactly (papers.md B6).    */
@@ -354,12 +181,14 @@ static double dense_norm(const double *J, double *B, an_int nv, int fro)
 #define AT(name) AN_TCAT(name, TS)
 #define T float
 #define TS f
-#include "jacobian_impl.inc"
+#include "diagnostics_impl.inc"
 #undef T
 #undef TS
 #define T double
 #define TS d
-#include "jacobian_impl.inc"
+#include "diagnostics_impl.inc"
 #undef T
 #undef TS
 #undef AT
+#undef AN_TCAT
+#undef AN_TCAT2

@@ -17,6 +17,12 @@
  * nothing if an exception is already set).  `what` names the function. */
 void an_raise(int code, const char *what, an_int detail);
 
+/* Operand op of outer-loop element k. */
+static inline char *an_operand(char **args, npy_intp const *steps, int op, npy_intp k)
+{
+    return args[op] + k * steps[op];
+}
+
 /* Kernels follow IEEE limits on purpose (NaN rows, +-inf scores); clear the
  * floating-point status they leave so NumPy does not warn about it. */
 #define AN_CLEAR_FPE() feclearexcept(FE_ALL_EXCEPT)

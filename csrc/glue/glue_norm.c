@@ -9,7 +9,7 @@
 
 /* One operand: role, type code ('T' the loop's real type, 'b' bool, 'q'
  * int64), core dimensions ("n,m", "" for a scalar). */
-typedef struct { int role; char type; const char *core; const char *name; } an_operand;
+typedef struct { int role; char type; const char *core; const char *name; } an_opspec;
 #define AN_END { -1, 0, NULL, NULL }
 
 #define AN_VIS_OPS                                                             \
@@ -19,50 +19,50 @@ typedef struct { int role; char type; const char *core; const char *name; } an_o
     { AN_OP_REALS, 'T', "r", "reals" }, { AN_OP_INTS, 'q', "i", "ints" },      \
     { AN_OP_ROWP, 'T', "n,w", "rowparams" }
 
-static const an_operand ops_normalize[] = {
+static const an_opspec ops_normalize[] = {
     { AN_OP_SCORES, 'T', "n,m", "scores" }, AN_VIS_OPS, { AN_OP_EMPTY, 'q', "", "empty" },
     AN_PARAM_OPS, AN_END };
-static const an_operand outs_normalize[] = { { AN_OP_WEIGHTS, 'T', "n,m", "weights" }, AN_END };
-static const an_operand outs_normalize_tau[] = {
+static const an_opspec outs_normalize[] = { { AN_OP_WEIGHTS, 'T', "n,m", "weights" }, AN_END };
+static const an_opspec outs_normalize_tau[] = {
     { AN_OP_WEIGHTS, 'T', "n,m", "weights" }, { AN_OP_TAU, 'T', "n", "tau" },
     { AN_OP_SUPPORT, 'q', "n", "support" }, AN_END };
 
-static const an_operand ops_attention[] = {
+static const an_opspec ops_attention[] = {
     { AN_OP_Q, 'T', "n,d", "q" }, { AN_OP_K, 'T', "m,d", "k" }, { AN_OP_V, 'T', "m,e", "v" },
     AN_VIS_OPS, { AN_OP_EMPTY, 'q', "", "empty" }, { AN_OP_SCALE, 'T', "", "scale" },
     AN_PARAM_OPS, AN_END };
-static const an_operand outs_attention[] = { { AN_OP_OUT, 'T', "n,e", "out" }, AN_END };
-static const an_operand outs_attention_stats[] = {
+static const an_opspec outs_attention[] = { { AN_OP_OUT, 'T', "n,e", "out" }, AN_END };
+static const an_opspec outs_attention_stats[] = {
     { AN_OP_OUT, 'T', "n,e", "out" }, { AN_OP_ST_LOGNORM, 'T', "n", "lognorm" },
     { AN_OP_ST_ENTROPY, 'T', "n", "entropy" }, { AN_OP_ST_MAXW, 'T', "n", "max_weight" },
     { AN_OP_ST_ARGMAX, 'q', "n", "argmax" }, { AN_OP_ST_W0, 'T', "n", "weight0" },
     { AN_OP_ST_MARGIN, 'T', "n", "margin" }, { AN_OP_ST_SUPPORT, 'q', "n", "support" },
     { AN_OP_ST_WSUM, 'T', "n", "weight_sum" }, AN_END };
 
-static const an_operand ops_attention_weights[] = {
+static const an_opspec ops_attention_weights[] = {
     { AN_OP_Q, 'T', "n,d", "q" }, { AN_OP_K, 'T', "m,d", "k" },
     AN_VIS_OPS, { AN_OP_EMPTY, 'q', "", "empty" }, { AN_OP_SCALE, 'T', "", "scale" },
     AN_PARAM_OPS, AN_END };
-static const an_operand outs_attention_weights[] = {
+static const an_opspec outs_attention_weights[] = {
     { AN_OP_WEIGHTS, 'T', "n,m", "weights" }, AN_END };
 
-static const an_operand ops_diagnose[] = {
+static const an_opspec ops_diagnose[] = {
     { AN_OP_Q, 'T', "n,d", "q" }, { AN_OP_K, 'T', "m,d", "k" },
     AN_VIS_OPS, { AN_OP_SCALE, 'T', "", "scale" }, AN_PARAM_OPS, AN_END };
-static const an_operand outs_diagnose[] = {
+static const an_opspec outs_diagnose[] = {
     { AN_OP_D_ENTROPY, 'T', "n", "entropy" }, { AN_OP_D_MAXW, 'T', "n", "max_weight" },
     { AN_OP_D_SINKW, 'T', "n", "sink_weight" }, { AN_OP_D_MARGIN, 'T', "n", "margin" },
     { AN_OP_D_SUPPORT, 'q', "n", "support" }, { AN_OP_D_COLMASS, 'T', "m", "column_mass" },
     AN_END };
 
-static const an_operand ops_jacobian[] = {
+static const an_opspec ops_jacobian[] = {
     { AN_OP_SCORES, 'T', "n,m", "a" }, AN_VIS_OPS, { AN_OP_FRO, 'q', "", "fro" },
     AN_PARAM_OPS, AN_END };
-static const an_operand outs_jacobian[] = { { AN_OP_JNORM, 'T', "n", "norm" }, AN_END };
+static const an_opspec outs_jacobian[] = { { AN_OP_JNORM, 'T', "n", "norm" }, AN_END };
 
 typedef struct {
     const char *prefix;
-    const an_operand *ins, *outs;
+    const an_opspec *ins, *outs;
     PyUFuncGenericFunction loop_f, loop_d;
 } an_family;
 
@@ -106,12 +106,12 @@ static int describe(const an_normdesc *d, int f, an_loopdata *L, char *sig, size
                     char *types, char *doc, size_t docsz, int *nout)
 {
     const an_family *F = &families[f];
-    const an_operand *outs = f == AN_FAM_NORMALIZE && d->tau_support ? outs_normalize_tau
+    const an_opspec *outs = f == AN_FAM_NORMALIZE && d->tau_support ? outs_normalize_tau
                                                                        : F->outs;
     char dimnames[16] = "";
     int nin = 0, no = 0, core = 0, nargs = 0;
-    for (const an_operand *o = F->ins; o->core; o++) nargs++;
-    for (const an_operand *o = outs; o->core; o++) nargs++;
+    for (const an_opspec *o = F->ins; o->core; o++) nargs++;
+    for (const an_opspec *o = outs; o->core; o++) nargs++;
     for (int r = 0; r < AN_NROLES; r++) L->arg[r] = L->core[r] = -1;
     L->desc = d;
     L->family = f;
@@ -121,10 +121,10 @@ static int describe(const an_normdesc *d, int f, an_loopdata *L, char *sig, size
     cat(doc, docsz, "(");
     core = nargs;   /* core strides follow the nargs outer strides */
     for (int pass = 0; pass < 2; pass++) {
-        const an_operand *list = pass ? outs : F->ins;
+        const an_opspec *list = pass ? outs : F->ins;
         cat(sig, sigsz, pass ? "->" : "");
         if (pass) cat(doc, docsz, ") -> ");
-        for (const an_operand *o = list; o->core; o++) {
+        for (const an_opspec *o = list; o->core; o++) {
             const int a = nin + no;
             if ((pass ? no : nin) > 0) { cat(sig, sigsz, ","); cat(doc, docsz, ", "); }
             cat(sig, sigsz, "(");

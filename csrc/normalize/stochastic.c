@@ -74,69 +74,23 @@ static inline int nearest_positive(const double *pv, int t)
 }
 
 /* ---- stochastic_softmax: ints [trials N, seed, stream] ---- */
-#define AN_STOCHASTIC_ROW(T, TS)                                              \
-static int stochastic_softmax_row_##TS(T *x, an_int nv, an_rowctx *c)         \
-{                                                                             \
-    int rc = an_softmax_inplace_##TS(x, nv, 1.0);                             \
-    if (rc != AN_OK) return rc;                                               \
-    if (x[0] != x[0]) return AN_OK;         /* NaN row stays NaN */           \
-    const int64_t N = c->mat->ip[0];                                          \
-    if (N < 1) return AN_ERR_VALUE;                                           \
-    const uint64_t key = stochastic_key(c->mat->ip[1], c->mat->ip[2], c->row); \
-    const an_int m = c->m, nblk = (nv + 7) / 8, nfull = nv / 8;               \
-    an_int *nz = (an_int *)c->ws;                                             \
-    double Cstack[AN_STOCH_STACK_BLOCKS + 1];                                 \
-    double *C = nblk <= AN_STOCH_STACK_BLOCKS ? Cstack : (double *)(nz + m + 1); \
-    int64_t *cnt = (int64_t *)(C == Cstack ? (double *)(nz + m + 1) : C + nblk + 1); \
-    /* block ends of the CDF */                                               \
-    double run = 0;                                                           \
-    for (an_int b = 0; b < nfull; b++) {                                      \
-        const T *y = x + 8 * b;                                               \
-        run += (((double)y[0] + (double)y[1]) + ((double)y[2] + (double)y[3])) \
-             + (((double)y[4] + (double)y[5]) + ((double)y[6] + (double)y[7])); \
-        C[b] = run;                                                           \
-    }                                                                         \
-    if (nfull < nblk) {                                                       \
-        for (an_int j = 8 * nfull; j < nv; j++) run += (double)x[j];          \
-        C[nfull] = run;                                                       \
-    }                                                                         \
-    memset(cnt, 0, sizeof(int64_t) * (size_t)nv);                             \
-    an_int jlast = nv - 1;           /* last key with positive probability */ \
-    while (jlast > 0 && !(x[jlast] > 0)) jlast--;                             \
-    const an_int blast = jlast / 8;  /* rounding past the top lands here */   \
-    an_int nnz = 0;                                                           \
-    for (int64_t k0 = 0; k0 < N; k0 += AN_STOCH_BATCH) {                      \
-        const int nb = N - k0 < AN_STOCH_BATCH ? (int)(N - k0) : AN_STOCH_BATCH; \
-        double P[AN_STOCH_BATCH];                                             \
-        an_int blk[AN_STOCH_BATCH];                                           \
-        for (int u = 0; u < AN_STOCH_BATCH; u++)                              \
-            P[u] = u < nb ? an_rand_uniform(key, (uint64_t)(k0 + u)) * run : 0.0; \
-        stoch_blocks_of(C, nblk, P, blk);                                     \
-        for (int u = 0; u < nb; u++) {                                        \
-            const an_int b = blk[u] < blast ? blk[u] : blast;                 \
-            const an_int j0 = 8 * b;                                          \
-            const double base = b ? C[b - 1] : 0.0;                           \
-            double pv[8], acc = 0;                                            \
-            int t = 0;                                                        \
-            if (j0 + 8 <= nv) for (int q = 0; q < 8; q++) pv[q] = (double)x[j0 + q]; \
-            else for (int q = 0; q < 8; q++) pv[q] = j0 + q < nv ? (double)x[j0 + q] : 0.0; \
-            for (int q = 0; q < 7; q++) { acc += pv[q]; t += base + acc < P[u]; } \
-            if (!(pv[t] > 0)) t = nearest_positive(pv, t);                    \
-            const an_int j = j0 + t;                                          \
-            nz[nnz] = j;                                                      \
-            nnz += cnt[j]++ == 0;                                             \
-        }                                                                     \
-    }                                                                         \
-    /* weights c_j / N */                                                     \
-    const double invN = 1.0 / (double)N;                                      \
-    memset(x, 0, sizeof(T) * (size_t)nv);                                     \
-    for (an_int q = 0; q < nnz; q++) x[nz[q]] = (T)((double)cnt[nz[q]] * invN); \
-    c->nz = nz; c->nnz = nnz;                                                 \
-    return AN_OK;                                                             \
-}
 
-AN_STOCHASTIC_ROW(float, f)
-AN_STOCHASTIC_ROW(double, d)
+#define AN_TCAT2(a, b) a##b
+#define AN_TCAT(a, b) AN_TCAT2(a, b)
+#define AT(name) AN_TCAT(name, TS)
+#define T float
+#define TS f
+#include "stochastic_impl.inc"
+#undef T
+#undef TS
+#define T double
+#define TS d
+#include "stochastic_impl.inc"
+#undef T
+#undef TS
+#undef AT
+#undef AN_TCAT
+#undef AN_TCAT2
 
 const an_normdesc an_norm_stochastic_softmax = {
     .name = "stochastic_softmax",
