@@ -201,126 +201,43 @@ static double entmax_bisect_theta(double *d, an_int k, an_int nv,
     return 0.5 * (lo + hi);
 }
 
-/* Common prologue of every sparse row kernel: takes the row maximum and
- * returns from the kernel for NaN rows (NaN weights, tau NaN), rows of -inf
- * (AN_ROW_EMPTY) and rows with +inf (equal shares, tau = +inf); otherwise
- * defines mx, the finite row maximum, as double. */
-#define AN_SPARSE_PROLOGUE(T, VOPS)                                           \
-    T mxT = VOPS->max(x, nv);                                                 \
-    if (mxT != mxT) {                                                         \
-        for (an_int k = 0; k < nv; k++) x[k] = (T)NAN;                        \
-        c->tau = NAN; return AN_OK;                                           \
-    }                                                                         \
-    if (mxT == -INFINITY) return AN_ROW_EMPTY;                                \
-    if (mxT == INFINITY) {                                                    \
-        an_int cnt = 0;                                                       \
-        for (an_int k = 0; k < nv; k++) cnt += (x[k] == INFINITY);            \
-        for (an_int k = 0; k < nv; k++) x[k] = x[k] == INFINITY ? (T)1 / (T)cnt : (T)0; \
-        c->tau = INFINITY; return AN_OK;                                      \
-    }                                                                         \
-    const double mx = (double)mxT;
-
-/* Gather the candidates mul * (z - max z) with z - max z > lim into cand and
- * their keys into cidx (increasing).  VOPS->above first picks, vectorised,
- * the keys above a threshold a little below max z + lim (a superset); the
- * exact test in double then runs on those few only.  Workspace (ws_mult = 3):
- * cand (m + 1 doubles) | cidx (m + 1 an_int) | raw (m + 1 int32). */
-#define AN_GATHER_CANDIDATES_SCALED(T, VOPS, lim, mul)                        \
-    double *cand = (double *)c->ws;                                           \
-    an_int *cidx = (an_int *)(cand + c->m + 1);                               \
-    an_int ncand = 0;                                                         \
-    /* raw: the superset (all keys when nv does not fit int32) */             \
-    int32_t *raw = nv <= INT32_MAX ? (int32_t *)(cidx + c->m + 1) : NULL;    \
-    an_int nraw = nv;                                                         \
-    if (raw) {                                                                \
-        const double tl = mx + (lim);                                         \
-        nraw = VOPS->above(x, nv, (T)(tl - (fabs(tl) * 1e-6 + 1e-30)), raw);  \
-    }                                                                         \
-    for (an_int r = 0; r < nraw; r++) {                                       \
-        const an_int k = raw ? raw[r] : r;                                    \
-        const double dk = (double)x[k] - mx;                                  \
-        cand[ncand] = (mul) * dk; cidx[ncand] = k;                            \
-        ncand += dk > (lim);                                                  \
-    }
-#define AN_GATHER_CANDIDATES(T, VOPS, lim) AN_GATHER_CANDIDATES_SCALED(T, VOPS, lim, 1.0)
-
-/* Weights from the candidates: WEIGHT(xk) gives the weight (double, > 0 in
- * the support) of a candidate of score xk; every other key gets 0.  The
- * support is listed in c->nz (attention accumulates only those keys). */
-#define AN_SPARSE_WRITE(T, WEIGHT)                                            \
-    an_int nnz = 0;                                                           \
-    for (an_int r = 0; r < ncand; r++) {                                      \
-        const an_int k = cidx[r];                                             \
-        const double w = WEIGHT((double)x[k]);                                \
-        cand[nnz] = w; cidx[nnz] = k;                                         \
-        nnz += w > 0;                                                         \
-    }                                                                         \
-    memset(x, 0, sizeof(T) * (size_t)nv);                                     \
-    for (an_int r = 0; r < nnz; r++) x[cidx[r]] = (T)cand[r];                 \
-    c->nz = cidx; c->nnz = nnz;
-
-/* the weights of a candidate of score xk (in the kernels' scope: mx, tau,
- * theta, am1, inv) */
-#define AN_W_SPARSEMAX(xk) pos_part(((xk) - mx) - tau)
-#define AN_W_ENTMAX15(xk) (pos_part(0.5 * ((xk) - mx) - tau) * pos_part(0.5 * ((xk) - mx) - tau))
-#define AN_W_BISECT(xk) (entmax_pow(am1 * (((xk) - mx) - theta), am1) * inv)
+/* The weight of a candidate of score xk in the support:
+ *   sparsemax  [xk - mx - tau]_+
+ *   entmax15   [(xk - mx) / 2 - tau]_+^2
+ *   bisection  [am1 (xk - mx - theta)]_+^(1 / am1) * inv */
+enum { AN_W_SPARSEMAX, AN_W_ENTMAX15, AN_W_BISECT };
+typedef struct { int form; double mx, tau, theta, am1, inv; } an_sparse_w;
 static inline double pos_part(double u) { return u > 0 ? u : 0.0; }
-
-/* sparsemax:  p = [z - tau]_+ ; exact, on the candidates z > max z - 1 */
-#define AN_SPARSEMAX_ROW(T, TS, VOPS)                                         \
-static int sparsemax_row_##TS(T *x, an_int nv, an_rowctx *c)                  \
-{                                                                             \
-    AN_SPARSE_PROLOGUE(T, VOPS)                                               \
-    AN_GATHER_CANDIDATES(T, VOPS, -1.0)                                       \
-    const double tau = exact_tau(cand, ncand, 1);                             \
-    AN_SPARSE_WRITE(T, AN_W_SPARSEMAX)                                        \
-    c->tau = tau + mx;                                                        \
-    return AN_OK;                                                             \
+static inline double an_sparse_weight(const an_sparse_w *w, double xk)
+{
+    switch (w->form) {
+    case AN_W_SPARSEMAX: return pos_part((xk - w->mx) - w->tau);
+    case AN_W_ENTMAX15:
+        return pos_part(0.5 * (xk - w->mx) - w->tau) * pos_part(0.5 * (xk - w->mx) - w->tau);
+    default: return entmax_pow(w->am1 * ((xk - w->mx) - w->theta), w->am1) * w->inv;
+    }
 }
 
-/* entmax: dispatch on alpha = p[0]; n_iter = ip[0] (bisection only) */
-#define AN_ENTMAX_ROW(T, TS, VOPS)                                            \
-static int entmax_row_##TS(T *x, an_int nv, an_rowctx *c)                     \
-{                                                                             \
-    const double alpha = c->mat->p[0];                                        \
-    if (alpha == 2.0) return sparsemax_row_##TS(x, nv, c);                    \
-    if (alpha == 1.0) {                                                       \
-        /* softmax; tau = log-sum-exp = max z - log(max p), so p = exp(z - tau) */ \
-        T mxs = VOPS->max(x, nv);                                             \
-        int rc = an_softmax_inplace_##TS(x, nv, 1.0);                         \
-        if (rc != AN_OK) return rc;                                           \
-        c->tau = mxs != mxs ? NAN : (mxs == INFINITY ? INFINITY               \
-                 : (double)mxs - log((double)VOPS->max(x, nv)));              \
-        return AN_OK;                                                         \
-    }                                                                         \
-    if (!(alpha > 1.0)) return AN_ERR_VALUE;                                  \
-    AN_SPARSE_PROLOGUE(T, VOPS)                                               \
-    const double am1 = alpha - 1.0;                                           \
-    if (alpha == 1.5) {                                                       \
-        /* p = [X - tau']_+^2 with X = (z - max z) / 2 */                     \
-        AN_GATHER_CANDIDATES_SCALED(T, VOPS, -2.0, 0.5)                       \
-        const double tau = exact_tau(cand, ncand, 2);                         \
-        AN_SPARSE_WRITE(T, AN_W_ENTMAX15)                                     \
-        c->tau = tau + 0.5 * mx;                                              \
-        return AN_OK;                                                         \
-    }                                                                         \
-    AN_GATHER_CANDIDATES(T, VOPS, -1.0 / am1)                                 \
-    const double theta = entmax_bisect_theta(cand, ncand, nv, am1, c->mat->ip[0]); \
-    /* renormalised: the sum in key order over the candidates (the other    \
-     * keys add exact zeros) */                                              \
-    double sum = 0;                                                           \
-    for (an_int r = 0; r < ncand; r++)                                        \
-        sum += entmax_pow(am1 * (((double)x[cidx[r]] - mx) - theta), am1);    \
-    const double inv = 1.0 / sum;                                             \
-    AN_SPARSE_WRITE(T, AN_W_BISECT)                                           \
-    c->tau = am1 * (theta + mx) - 1.0;                                        \
-    return AN_OK;                                                             \
-}
-
-AN_SPARSEMAX_ROW(float, f, an_vf)
-AN_SPARSEMAX_ROW(double, d, an_vd)
-AN_ENTMAX_ROW(float, f, an_vf)
-AN_ENTMAX_ROW(double, d, an_vd)
+#define AN_TCAT2(a, b) a##b
+#define AN_TCAT(a, b) AN_TCAT2(a, b)
+#define AT(name) AN_TCAT(name, TS)
+#define T float
+#define TS f
+#define VOPS an_vf
+#include "sparse_impl.inc"
+#undef T
+#undef TS
+#undef VOPS
+#define T double
+#define TS d
+#define VOPS an_vd
+#include "sparse_impl.inc"
+#undef T
+#undef TS
+#undef VOPS
+#undef AT
+#undef AN_TCAT
+#undef AN_TCAT2
 
 const an_normdesc an_norm_sparsemax = {
     .name = "sparsemax",
