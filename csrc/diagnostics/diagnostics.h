@@ -65,30 +65,13 @@ typedef struct {
     const char *mask; an_int mk_n, mk_m;
 } an_vis;
 
-/* Visible entries of row i of a matrix whose row i starts at `row` (byte
- * stride a_m between keys): x[0..nv) and their key indices idx[0..nv). */
-#define AN_GATHER(T, TS)                                                      \
-static inline an_int an_gather_##TS(const an_vis *v, an_int i, const char *row,  \
-                                 an_int a_m, T *x, an_int *idx)              \
-{                                                                             \
-    an_int lo, hi, nv = 0;                                                    \
-    an_visible_range(i, v->n, v->m, v->causal, v->wleft, v->wright, &lo, &hi); \
-    if (v->mask) {                                                            \
-        const char *mk = v->mask + v->mk_n * i;                               \
-        for (an_int j = lo; j < hi; j++)                                      \
-            if (AN_AT(uint8_t, mk, v->mk_m, j)) {                             \
-                idx[nv] = j; x[nv++] = AN_AT(T, row, a_m, j);                 \
-            }                                                                 \
-    } else {                                                                  \
-        for (an_int j = lo; j < hi; j++) {                                    \
-            idx[nv] = j; x[nv++] = AN_AT(T, row, a_m, j);                     \
-        }                                                                     \
-    }                                                                         \
-    return nv;                                                                \
+/* The visible keys of row i (an_keys, normalize.h). */
+static inline an_int an_vis_keys(const an_vis *v, an_int i, an_int *idx, an_int *lo,
+                                 const an_int **keys)
+{
+    return an_keys(i, v->n, v->m, v->causal, v->wleft, v->wright, v->mask, v->mk_n, v->mk_m,
+                   idx, lo, keys);
 }
-AN_GATHER(float, f)
-AN_GATHER(double, d)
-#undef AN_GATHER
 
 /* Number of queries that see each key: cnt[0..m). */
 void an_column_counts(const an_vis *v, an_int *cnt);

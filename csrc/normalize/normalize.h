@@ -178,7 +178,49 @@ static inline char *an_row_scratch(const an_normdesc *d, an_int m, char *mine,
     return (char *)(*idx + m + 1);
 }
 
-/* Visible key indices of row i: fills idx[0..nv) and returns nv. */
-an_int an_row_visible(const an_normmat *M, an_int i, an_int *idx);
+/* ---- one row: visible keys -> gather -> row kernel (with the empty-row
+ * policy) -> scatter.  The normalizer driver, fused attention's generic path
+ * and diagnose all go through these (rows.c, rows_impl.inc). ---- */
+
+/* The visible keys of query row i of an (n, m) problem: the causal/window
+ * range [*lo, hi) (an_visible_range), then the uint8 mask (NULL: none).
+ * Returns nv; *keys = NULL when the keys are *lo .. *lo + nv - 1, else idx,
+ * filled with them (increasing). */
+an_int an_keys(an_int i, an_int n, an_int m, int causal, an_int wleft, an_int wright,
+               const char *mask, an_int mk_n, an_int mk_m, an_int *idx, an_int *lo,
+               const an_int **keys);
+static inline an_int an_row_keys(const an_normmat *M, an_int i, an_int *idx, an_int *lo,
+                                 const an_int **keys)
+{
+    return an_keys(i, M->n, M->m, M->causal, M->wleft, M->wright, M->mask, M->mk_n, M->mk_m,
+                   idx, lo, keys);
+}
+
+/* x[k] = the score of the k-th visible key (key0 + k, or keys[k]) of a row
+ * whose key j is at src + j * s_m (bytes). */
+void an_row_gather_f(const char *src, an_int s_m, an_int key0, const an_int *keys, an_int nv,
+                     float *x);
+void an_row_gather_d(const char *src, an_int s_m, an_int key0, const an_int *keys, an_int nv,
+                     double *x);
+/* The empty-row policy on x[0..nv): the policy value (0 or NaN) everywhere,
+ * tau NaN, support 0; returns AN_ERR_EMPTY_ROW under empty="raise". */
+int an_row_empty_f(const an_normmat *M, float *x, an_int nv, an_rowctx *c);
+int an_row_empty_d(const an_normmat *M, double *x, an_int nv, an_rowctx *c);
+/* The row kernel of d on the visible scores x[0..nv) of row i (in place),
+ * c set up for it; a row with no key, or whose kernel finds no mass, is
+ * *empty and gets the empty-row policy.  Returns AN_OK or an error code. */
+int an_row_normalize_f(const an_normdesc *d, const an_normmat *M, an_int i, float *x,
+                       an_int nv, an_int key0, const an_int *keys, void *ws, an_rowctx *c,
+                       int *empty);
+int an_row_normalize_d(const an_normdesc *d, const an_normmat *M, an_int i, double *x,
+                       an_int nv, an_int key0, const an_int *keys, void *ws, an_rowctx *c,
+                       int *empty);
+/* Write the weights x[0..nv) of the visible keys into a row whose key j is
+ * at dst + j * d_m, and 0 into the other keys of [j0, j1); inplace: x is
+ * already there (keys key0 .. key0 + nv - 1). */
+void an_row_scatter_f(const float *x, an_int nv, an_int key0, const an_int *keys, char *dst,
+                      an_int d_m, an_int j0, an_int j1, int inplace);
+void an_row_scatter_d(const double *x, an_int nv, an_int key0, const an_int *keys, char *dst,
+                      an_int d_m, an_int j0, an_int j1, int inplace);
 
 #endif
