@@ -86,8 +86,7 @@ def softmax(scores, *, temperature=1.0, mask=None, causal=False, window=None, em
     return _finish(w, empty_rows, empty, row)
 
 
-# ---- section: more normalizers (softmax family and elementwise maps) ----
-# (helper H1 writes here)
+# ---- section: softmax family and elementwise maps ----
 
 
 def _lead_param(p):

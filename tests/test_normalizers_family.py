@@ -1,4 +1,4 @@
-"""Softmax family and elementwise normalizers (H1): softmax_sink, ssmax, sigmoid,
+"""Softmax family and elementwise normalizers: softmax_sink, ssmax, sigmoid,
 relu, polynomial, softpick, nap, affine_softmax.
 
 Every kernel is compared with the float64 NumPy reference of attnnorm._reference

@@ -1,6 +1,6 @@
 /*
  * diagnose.c -- streamed diagnostics from q and k (DESIGN "Attention":
- * per-query statistics without the n x m matrix; issue 5 item 5).
+ * per-query statistics without the n x m matrix).
  *
  * For each block of BQ query rows the visible score rows s_ij = scale q_i.k_j
  * are computed tile by tile (the GEMM micro-kernel shared with attention,
