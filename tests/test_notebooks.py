@@ -24,7 +24,7 @@ NOTEBOOKS = sorted(NB_DIR.glob("*.ipynb"))
 #: the notebooks the README promises; a missing one is a failure, not a skip
 EXPECTED = [
     "00_tour", "01_sinkhorn_C1", "02_heinsen_C2", "03_init_scaling_C3", "04_frobenius_C4",
-    "05_vanishing_jacobian_C5", "06_sigmoid_C6", "08_norm_analysis_C8",
+    "05_vanishing_jacobian_C5", "06_sigmoid_C6", "07_uap_construction_C7", "08_norm_analysis_C8",
     "09_zeros_soft_C9_C10", "11_entropy_dispersion_C11",
     "13_softpick_stochastic_cheap_C13_C15", "17_oversmoothing_C17", "20_real_attention",
 ]
