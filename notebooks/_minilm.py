@@ -120,7 +120,11 @@ def _ln(x, g, b):
 
 
 def _gelu(x):
-    return 0.5 * x * (1.0 + np.vectorize(math.erf)(x / math.sqrt(2.0)))
+    try:
+        from scipy.special import erf
+    except ImportError:  # elementwise math.erf: slower, same values
+        erf = np.vectorize(math.erf)
+    return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
 
 
 def _lin(x, w, name):
