@@ -252,11 +252,11 @@ print(f"measured fraction of temperatures where the random-row maximum exceeds 1
 print(f"measured slope of the attained supremum ‖J‖₂ vs T: {nbu.loglog_slope(TEMPS, tie):.3f} (1/T growth: -1); "
       f"one fixed row instead peaks at T = {TEMPS[np.argmax(fixed)]:.3g} and vanishes as T -> 0 (it saturates to one-hot)")
 small_T = TEMPS < 0.1
-print(f"measured on MiniLM rows ({SOURCE.split(' weights')[0]}), T < 0.1: T·‖J‖₂ max "
+print(f"measured on the rows of {SOURCE.split(' weights')[0]}, T < 0.1: T·‖J‖₂ max "
       f"{np.max(jt_max[small_T] * TEMPS[small_T]):.3f}, 90th percentile {np.max(jt_p90[small_T] * TEMPS[small_T]):.3f}, "
       f"median {np.max(jt_med[small_T] * TEMPS[small_T]):.3f} (reported for GPT-2: about 1/4); at T = 1: max "
       f"{jt_max[np.argmin(abs(TEMPS - 1))]:.3f}")
-print("measured mean geometric separability on MiniLM by top-N (mean over layers): "
+print(f"measured mean geometric separability on {SOURCE.split(' weights')[0]} by top-N (mean over layers): "
       + ", ".join(f"N={N}: {sep_top[N].mean():.2f}" for N in TOPS) + " (reported for GPT-2: 0.70-0.85)")
 print(f"measured mean selectivity distance ‖r − s‖ by top-N: "
       + ", ".join(f"N={N}: {dist_top[N].mean():.2f}" for N in TOPS))
