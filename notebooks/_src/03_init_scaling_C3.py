@@ -19,7 +19,8 @@
 # Parameters: edit for larger runs (the paper uses n up to 2**11 and 16384/n samples)
 D = 128
 LOG2_N_MAX = 11
-TOTAL_KEYS = 16384         # samples per n = TOTAL_KEYS / n (at least 8)
+TOTAL_KEYS = 16384         # samples per n = TOTAL_KEYS / n (at least 8) ...
+MAX_SAMPLES = 1024         # ... and at most this many (the paper: no cap; 1024 × d values are plenty)
 SEED = 0
 
 # %%
@@ -48,12 +49,12 @@ std = {r: [] for r in rules}
 sum_a2 = []
 err_impl = 0.0
 for n in ns:
-    S = max(TOTAL_KEYS // n, 8)
+    S = max(min(TOTAL_KEYS // n, MAX_SAMPLES), 8)
     q = rng.normal(size=(S, 1, D)); k = rng.normal(size=(S, n, D)); v = rng.normal(size=(S, n, D))
     for rule, name in [("softmax", "softmax"), ("NAP", "nap")]:
         o = np.asarray(attention(q, k, v, name))
-        o_np = np_weights(q, k, rule) @ v
-        err_impl = max(err_impl, float(np.abs(o - o_np).max() / max(np.abs(o_np).max(), 1e-300)))
+        o_np = np_weights(q[:16], k[:16], rule) @ v[:16]          # NumPy on the first 16 samples
+        err_impl = max(err_impl, float(np.abs(o[:16] - o_np).max() / max(np.abs(o_np).max(), 1e-300)))
         std[rule].append(np.std(o))
     std["mean"].append(np.std(v.mean(1)))
     std["sum"].append(np.std(v.sum(1)))
@@ -61,6 +62,7 @@ for n in ns:
     std["max"].append(np.std(v.max(1)))
     a = attention_weights(q, k, "softmax")
     sum_a2.append(np.sqrt(np.mean((a ** 2).sum(-1))))
+    print(f"n = {n:5d}: {S} samples, softmax std {std['softmax'][-1]:.4f}", flush=True)
 std = {r: np.array(s) for r, s in std.items()}
 
 # %%

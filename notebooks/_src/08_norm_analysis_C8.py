@@ -138,6 +138,7 @@ for r_ in runs:
             err_real_ratios = max(err_real_ratios, float(np.abs(np.asarray(got) - np_r[k_]).max()))
             real[k_][l] += np.asarray(got).sum() / n_tok
         real["weights"][l] += (1 - np.diagonal(aw, axis1=1, axis2=2).mean(0)).sum() / n_tok
+    print(f"mixing ratios of sentence {runs.index(r_) + 1}/{len(runs)} done", flush=True)
 
 fig, ax = plt.subplots(figsize=(8.5, 3.8), constrained_layout=True)
 for k_, mk in zip(real, "osD^"):
