@@ -8,9 +8,11 @@
 # 2. Dispersion: with bounded i.i.d. logits, softmax's normalised entropy H/log n → 1 as n grows
 #    (attention disperses to uniform), while entmax on a fixed planted support keeps its mass there.
 #    SSMax (logits × c·log n) counteracts the dispersion by sharpening with length.
-# 3. Length scaling: ASEntmax multiplies the query, hence the logits, by δ + β·(log n)^γ before
-#    α-entmax; with it, a single planted key keeps its mass as n grows from 2⁶ to 2¹⁶, where
-#    softmax loses it.
+# 3. Length scaling: ASEntmax multiplies the query, hence the logits, by δ + β·(log ℓ)^γ before
+#    α-entmax (the authors' code uses ℓ = position + 2, about the number of keys a causal query
+#    sees; here ℓ = n, with δ = 1 as in the code and fixed β = 1/2, γ = 1 where the code learns
+#    them); with it, a single planted key keeps its mass as n grows from 2⁶ to 2¹⁶, where softmax
+#    loses it.
 #
 # Set-up of 2: n keys with logits ~ U(−1, 1) (bounded) and K = 4 planted keys with logit +2, for n
 # from 2³ to 2¹². Set-up of 3: one planted key with logit +2 against U(−1, 1), n from 2⁶ to 2¹⁶.
