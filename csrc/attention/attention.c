@@ -45,22 +45,5 @@ static int an_att_online_kind(const an_normdesc *d)
 /* Sinkhorn row states (attention_impl.inc) */
 enum { AN_SK_OK = 0, AN_SK_EMPTY = 1, AN_SK_NAN = 2 };
 
-#define T float
-#define TS f
-#define AN_VOPS an_vf
-#define AN_EXPF an_exp_f
-#include "attention_impl.inc"
-#undef T
-#undef TS
-#undef AN_VOPS
-#undef AN_EXPF
-
-#define T double
-#define TS d
-#define AN_VOPS an_vd
-#define AN_EXPF an_exp_d
-#include "attention_impl.inc"
-#undef T
-#undef TS
-#undef AN_VOPS
-#undef AN_EXPF
+#define AN_TEMPLATE "attention_impl.inc"
+#include "an_template.h"

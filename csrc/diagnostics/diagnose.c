@@ -44,27 +44,5 @@
  * the d x W row-major matrix dst[p*d*W + k*W + w] = K[j0 + p*W + w][k], the
  * B operand (ldb = W) of one GEMM call. */
 
-#define AN_TCAT2(a, b) a##b
-#define AN_TCAT(a, b) AN_TCAT2(a, b)
-#define AT(name) AN_TCAT(name, TS)
-#define T float
-#define TS f
-#define TMAX FLT_MAX
-#define VOPS an_vf
-#include "diagnose_impl.inc"
-#undef T
-#undef TS
-#undef TMAX
-#undef VOPS
-#define T double
-#define TS d
-#define TMAX DBL_MAX
-#define VOPS an_vd
-#include "diagnose_impl.inc"
-#undef T
-#undef TS
-#undef TMAX
-#undef VOPS
-#undef AT
-#undef AN_TCAT
-#undef AN_TCAT2
+#define AN_TEMPLATE "diagnose_impl.inc"
+#include "an_template.h"

@@ -176,19 +176,5 @@ static double dense_norm(const double *J, double *B, an_int nv, int fro)
     return sqrt(sym_max_eig(B, nv));
 }
 
-#define AN_TCAT2(a, b) a##b
-#define AN_TCAT(a, b) AN_TCAT2(a, b)
-#define AT(name) AN_TCAT(name, TS)
-#define T float
-#define TS f
-#include "diagnostics_impl.inc"
-#undef T
-#undef TS
-#define T double
-#define TS d
-#include "diagnostics_impl.inc"
-#undef T
-#undef TS
-#undef AT
-#undef AN_TCAT
-#undef AN_TCAT2
+#define AN_TEMPLATE "diagnostics_impl.inc"
+#include "an_template.h"

@@ -37,19 +37,5 @@ static void vis_from_args(an_vis *v, npy_intp n, npy_intp m, char **args,
     v->wright = *(const int64_t *)an_operand(args, steps, OP_WRIGHT, k);
 }
 
-#define AN_TCAT2(a, b) a##b
-#define AN_TCAT(a, b) AN_TCAT2(a, b)
-#define AT(name) AN_TCAT(name, TS)
-#define T float
-#define TS f
-#include "glue_diagnostics_impl.inc"
-#undef T
-#undef TS
-#define T double
-#define TS d
-#include "glue_diagnostics_impl.inc"
-#undef T
-#undef TS
-#undef AT
-#undef AN_TCAT
-#undef AN_TCAT2
+#define AN_TEMPLATE "glue_diagnostics_impl.inc"
+#include "an_template.h"

@@ -51,19 +51,5 @@ enum { SA_Q, SA_V, SA_LM, SA_ITER, SA_MEAN, SA_OUT, SA_RES, SA_NARGS };
 /* soft_kernel: q (n,d) -> S (n,n) */
 enum { SK_Q, SK_OUT, SK_NARGS };
 
-#define AN_TCAT2(a, b) a##b
-#define AN_TCAT(a, b) AN_TCAT2(a, b)
-#define AT(name) AN_TCAT(name, TS)
-#define T float
-#define TS f
-#include "glue_linear_impl.inc"
-#undef T
-#undef TS
-#define T double
-#define TS d
-#include "glue_linear_impl.inc"
-#undef T
-#undef TS
-#undef AT
-#undef AN_TCAT
-#undef AN_TCAT2
+#define AN_TEMPLATE "glue_linear_impl.inc"
+#include "an_template.h"

@@ -54,14 +54,5 @@ static void vis_of(an_vis *v, const an_normmat *M)
     v->mask = M->mask; v->mk_n = M->mk_n; v->mk_m = M->mk_m;
 }
 
-#define T float
-#define TS f
-#include "glue_norm_loops_impl.inc"
-#undef T
-#undef TS
-
-#define T double
-#define TS d
-#include "glue_norm_loops_impl.inc"
-#undef T
-#undef TS
+#define AN_TEMPLATE "glue_norm_loops_impl.inc"
+#include "an_template.h"

@@ -67,30 +67,5 @@ static inline an_int an_keys_seen(an_int i, an_int n, an_int m, int causal)
     return hi;
 }
 
-#define T float
-#define TS f
-#define AN_VOPS an_vf
-#define AN_GEMM_ACC an_gemm->gemm_acc_f
-#define AN_EXP expf
-#define AN_LOG logf
-#include "linear_impl.inc"
-#undef T
-#undef TS
-#undef AN_VOPS
-#undef AN_GEMM_ACC
-#undef AN_EXP
-#undef AN_LOG
-
-#define T double
-#define TS d
-#define AN_VOPS an_vd
-#define AN_GEMM_ACC an_gemm->gemm_acc_d
-#define AN_EXP exp
-#define AN_LOG log
-#include "linear_impl.inc"
-#undef T
-#undef TS
-#undef AN_VOPS
-#undef AN_GEMM_ACC
-#undef AN_EXP
-#undef AN_LOG
+#define AN_TEMPLATE "linear_impl.inc"
+#include "an_template.h"

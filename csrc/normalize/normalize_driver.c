@@ -4,19 +4,5 @@
 #include <string.h>
 #include "normalize.h"
 
-#define AN_TCAT2(a, b) a##b
-#define AN_TCAT(a, b) AN_TCAT2(a, b)
-#define AT(name) AN_TCAT(name, TS)
-#define T float
-#define TS f
-#include "normalize_driver_impl.inc"
-#undef T
-#undef TS
-#define T double
-#define TS d
-#include "normalize_driver_impl.inc"
-#undef T
-#undef TS
-#undef AT
-#undef AN_TCAT
-#undef AN_TCAT2
+#define AN_TEMPLATE "normalize_driver_impl.inc"
+#include "an_template.h"

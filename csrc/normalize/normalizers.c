@@ -9,30 +9,8 @@
 #include "normalizers_shared.h"
 
 
-#define AN_TCAT2(a, b) a##b
-#define AN_TCAT(a, b) AN_TCAT2(a, b)
-#define AT(name) AN_TCAT(name, TS)
-#define T float
-#define TS f
-#define TMAX FLT_MAX
-#define VOPS an_vf
-#include "normalizers_impl.inc"
-#undef T
-#undef TS
-#undef TMAX
-#undef VOPS
-#define T double
-#define TS d
-#define TMAX DBL_MAX
-#define VOPS an_vd
-#include "normalizers_impl.inc"
-#undef T
-#undef TS
-#undef TMAX
-#undef VOPS
-#undef AT
-#undef AN_TCAT
-#undef AN_TCAT2
+#define AN_TEMPLATE "normalizers_impl.inc"
+#include "an_template.h"
 
 /* Jacobian (diag(a) - a a^T) / T */
 static void softmax_jac(const an_normmat *M, an_int nv, double *e, double *T)

@@ -21,19 +21,5 @@ an_int an_keys(an_int i, an_int n, an_int m, int causal, an_int wleft, an_int wr
     return nv;
 }
 
-#define AN_TCAT2(a, b) a##b
-#define AN_TCAT(a, b) AN_TCAT2(a, b)
-#define AT(name) AN_TCAT(name, TS)
-#define T float
-#define TS f
-#include "rows_impl.inc"
-#undef T
-#undef TS
-#define T double
-#define TS d
-#include "rows_impl.inc"
-#undef T
-#undef TS
-#undef AT
-#undef AN_TCAT
-#undef AN_TCAT2
+#define AN_TEMPLATE "rows_impl.inc"
+#include "an_template.h"

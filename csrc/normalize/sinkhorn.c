@@ -40,26 +40,8 @@
 enum { ROW_OK = 0, ROW_EMPTY = 1, ROW_NAN = 2 };
 
 
-#define AN_TCAT2(a, b) a##b
-#define AN_TCAT(a, b) AN_TCAT2(a, b)
-#define AT(name) AN_TCAT(name, TS)
-#define T float
-#define TS f
-#define VOPS an_vf
-#include "sinkhorn_impl.inc"
-#undef T
-#undef TS
-#undef VOPS
-#define T double
-#define TS d
-#define VOPS an_vd
-#include "sinkhorn_impl.inc"
-#undef T
-#undef TS
-#undef VOPS
-#undef AT
-#undef AN_TCAT
-#undef AN_TCAT2
+#define AN_TEMPLATE "sinkhorn_impl.inc"
+#include "an_template.h"
 
 const an_normdesc an_norm_sinkhorn = {
     .name = "sinkhorn",

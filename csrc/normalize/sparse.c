@@ -218,26 +218,8 @@ static inline double an_sparse_weight(const an_sparse_w *w, double xk)
     }
 }
 
-#define AN_TCAT2(a, b) a##b
-#define AN_TCAT(a, b) AN_TCAT2(a, b)
-#define AT(name) AN_TCAT(name, TS)
-#define T float
-#define TS f
-#define VOPS an_vf
-#include "sparse_impl.inc"
-#undef T
-#undef TS
-#undef VOPS
-#define T double
-#define TS d
-#define VOPS an_vd
-#include "sparse_impl.inc"
-#undef T
-#undef TS
-#undef VOPS
-#undef AT
-#undef AN_TCAT
-#undef AN_TCAT2
+#define AN_TEMPLATE "sparse_impl.inc"
+#include "an_template.h"
 
 const an_normdesc an_norm_sparsemax = {
     .name = "sparsemax",

@@ -22,20 +22,8 @@ static an_int current_position(const an_rowctx *c, an_int nv)
     return -1;
 }
 
-#define AN_TCAT2(a, b) a##b
-#define AN_TCAT(a, b) AN_TCAT2(a, b)
-#define AT(name) AN_TCAT(name, TS)
-#define T float
-#define TS f
-#include "stickbreaking_impl.inc"
-#undef T
-#undef TS
-#define T double
-#define TS d
-#include "stickbreaking_impl.inc"
-#undef T
-#undef TS
-#undef AT
+#define AN_TEMPLATE "stickbreaking_impl.inc"
+#include "an_template.h"
 
 /* Jacobian from the weights, nearest key first: with R_j = 1 - sum_{l > j} a_l
  * the stick left for key j and beta_j = a_j / R_j (0 where R_j = 0),

@@ -75,22 +75,8 @@ static inline int nearest_positive(const double *pv, int t)
 
 /* ---- stochastic_softmax: ints [trials N, seed, stream] ---- */
 
-#define AN_TCAT2(a, b) a##b
-#define AN_TCAT(a, b) AN_TCAT2(a, b)
-#define AT(name) AN_TCAT(name, TS)
-#define T float
-#define TS f
-#include "stochastic_impl.inc"
-#undef T
-#undef TS
-#define T double
-#define TS d
-#include "stochastic_impl.inc"
-#undef T
-#undef TS
-#undef AT
-#undef AN_TCAT
-#undef AN_TCAT2
+#define AN_TEMPLATE "stochastic_impl.inc"
+#include "an_template.h"
 
 const an_normdesc an_norm_stochastic_softmax = {
     .name = "stochastic_softmax",
