@@ -19,7 +19,8 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _core
-from ._common import (check_param_broadcast, core_shape, empty_code, mask_operand, real_dtype_of,
+from ._common import (check_param_broadcast, core_shape, empty_code, friendly_errors, lead_mismatch,
+                      mask_operand, real_dtype_of,
                       real_param, window_bounds)
 from ._normalizers import NORMALIZERS, PARAMS, ROW_PARAMS, _rowparam_operand
 
@@ -41,7 +42,8 @@ class AttentionStats(NamedTuple):
       ``attnnorm.entropy`` (NaN for empty rows, rows without mass, NaN rows);
     * ``max_weight``, ``argmax``: largest weight and its key index (first one;
       NaN and -1 for empty rows or NaN weights);
-    * ``weight0``: weight on key 0 (the sink), 0 if key 0 is not visible;
+    * ``sink_weight``: weight on key 0 (the sink), 0 if key 0 is not visible
+      (the same name as in :class:`Diagnosis`; ``weight0`` is an alias);
     * ``margin``: top-1 minus top-2 score (NaN with fewer than 2 visible keys);
     * ``support``: number of weights ``> 0`` (int64);
     * ``weight_sum``: ``sum_j w_j``.
@@ -52,10 +54,15 @@ class AttentionStats(NamedTuple):
     entropy: np.ndarray
     max_weight: np.ndarray
     argmax: np.ndarray
-    weight0: np.ndarray
+    sink_weight: np.ndarray
     margin: np.ndarray
     support: np.ndarray
     weight_sum: np.ndarray
+
+    @property
+    def weight0(self) -> np.ndarray:
+        """Alias of ``sink_weight`` (the weight on key 0)."""
+        return self.sink_weight
 
 
 def _loop_dtype(*xs):
@@ -103,8 +110,7 @@ def _operands(name, q, k, v, scale, causal, window, mask, empty, params):
     try:
         lead = np.broadcast_shapes(*shapes)
     except ValueError:
-        raise ValueError("the leading axes of q, k" + ("" if v is None else ", v")
-                         + f" do not broadcast: {[tuple(s) for s in shapes]}") from None
+        raise lead_mismatch(["q", "k", "v"][:len(shapes)], shapes) from None
     dt = _loop_dtype(q, k) if v is None else _loop_dtype(q, k, v)
     if scale is None:
         scale = 1.0 / np.sqrt(d) if d > 0 else 1.0
@@ -146,6 +152,7 @@ def _operands(name, q, k, v, scale, causal, window, mask, empty, params):
     return dt, (mk, bool(causal), wl, wr, ecode, sc, rop, iop, rpop)
 
 
+@friendly_errors
 def attention(q, k, v, normalizer="softmax", *, scale=None, causal=False, window=None,
               mask=None, empty="zero", return_stats=False, **normalizer_params):
     """Fused attention ``out = normalizer(scale * q k^T) v`` (DESIGN "Attention").
@@ -196,6 +203,7 @@ def attention(q, k, v, normalizer="softmax", *, scale=None, causal=False, window
     return getattr(_core, "attention_" + normalizer)(q, k, v, *ops)
 
 
+@friendly_errors
 def attention_weights(q, k, normalizer="softmax", *, scale=None, causal=False, window=None,
                       mask=None, empty="zero", **normalizer_params):
     """The ``(..., n, m)`` weights ``attention`` uses: ``normalizer(scale * q k^T)``.

@@ -28,7 +28,8 @@ from collections import namedtuple
 import numpy as np
 
 from . import _core
-from ._common import (check_param_broadcast, int_scalar, core_shape, mask_operand, real_dtype_of,
+from ._common import (check_param_broadcast, friendly_errors, int_scalar, core_shape, lead_mismatch,
+                      mask_operand, real_dtype_of,
                       real_param, window_bounds)
 
 __all__ = ["entropy", "effective_support", "participation_ratio", "support_size",
@@ -80,6 +81,7 @@ def _row_diag(a, kind, p, *, mask, causal, window, out, name="a"):
     return res[0] if row else res
 
 
+@friendly_errors
 def entropy(a, *, normalized=False, base=None, mask=None, causal=False, window=None, out=None):
     """Attention entropy per row (papers.md B2).
 
@@ -102,24 +104,28 @@ def entropy(a, *, normalized=False, base=None, mask=None, causal=False, window=N
     return _row_diag(a, kind, inv, mask=mask, causal=causal, window=window, out=out)
 
 
+@friendly_errors
 def effective_support(a, *, mask=None, causal=False, window=None, out=None):
     """Effective number of attended keys per row, ``exp(H(a_i))`` (perplexity,
     papers.md B2).  NaN where the entropy is undefined."""
     return _row_diag(a, _RD_EFF_SUPPORT, 1.0, mask=mask, causal=causal, window=window, out=out)
 
 
+@friendly_errors
 def participation_ratio(a, *, mask=None, causal=False, window=None, out=None):
     """Participation ratio per row, ``1 / sum_j a_ij^2`` (papers.md B2); NaN for a
     row with no visible key or no mass."""
     return _row_diag(a, _RD_PARTICIPATION, 1.0, mask=mask, causal=causal, window=window, out=out)
 
 
+@friendly_errors
 def negative_mass(a, *, mask=None, causal=False, window=None, out=None):
     """Negative mass per row, ``sum_j min(a_ij, 0)`` (papers.md B1; NAP, ZeroS,
     polynomial attention).  0 for a row with no visible key."""
     return _row_diag(a, _RD_NEG_MASS, 1.0, mask=mask, causal=causal, window=window, out=out)
 
 
+@friendly_errors
 def separation_margin(scores, *, mask=None, causal=False, window=None, out=None):
     """Top-1 minus top-2 score per row over the visible keys (#1's score gap).
 
@@ -130,6 +136,7 @@ def separation_margin(scores, *, mask=None, causal=False, window=None, out=None)
                      out=out, name="scores")
 
 
+@friendly_errors
 def support_size(a, *, threshold=0.0, mask=None, causal=False, window=None, out=None):
     """Number of visible weights ``a_ij > threshold`` per row (int64;
     papers.md B3; threshold 0 counts the support of entmax/softpick)."""
@@ -140,6 +147,7 @@ def support_size(a, *, threshold=0.0, mask=None, causal=False, window=None, out=
     return res[0] if row else res
 
 
+@friendly_errors
 def column_mass(a, *, mask=None, causal=False, window=None, out=None):
     """Per key ``j``: the mean weight ``(1/|Q_j|) sum_{i in Q_j} a_ij`` over the
     queries ``Q_j`` that can see it (papers.md B8).  Returns ``(..., m)``; NaN for
@@ -150,6 +158,7 @@ def column_mass(a, *, mask=None, causal=False, window=None, out=None):
     return _core.diag_column_mass(a, mk, c, wl, wr, **kw)
 
 
+@friendly_errors
 def sink_mass(a, *, sink=0, mask=None, causal=False, window=None, out=None):
     """``column_mass`` at the sink key (default 0, the BOS token; papers.md B8):
     the mean weight the queries that see it put on it.  Returns ``(...)``.
@@ -170,6 +179,7 @@ def _ord_code(ord):
         raise ValueError(f"ord must be 1, 2 or inf; got {ord!r}") from None
 
 
+@friendly_errors
 def row_residual(a, *, ord=2, out=None):
     """Row-normalisation residual ``||a 1 - 1||_ord`` per matrix (papers.md B1;
     ``ord`` = 1, 2 or ``inf``).  Returns ``(...)``."""
@@ -178,6 +188,7 @@ def row_residual(a, *, ord=2, out=None):
     return _core.diag_matrix(a, _MD_ROW, _ord_code(ord), **kw)
 
 
+@friendly_errors
 def column_residual(a, *, ord=2, out=None):
     """Doubly-stochastic residual ``||a^T 1 - (n/m) 1||_ord`` per matrix
     (Sinkformers, papers.md B1).  Returns ``(...)``."""
@@ -186,6 +197,7 @@ def column_residual(a, *, ord=2, out=None):
     return _core.diag_matrix(a, _MD_COL, _ord_code(ord), **kw)
 
 
+@friendly_errors
 def frobenius_norm(a, *, out=None):
     """``||a||_F`` per matrix (#3, papers.md B7).  For row-stochastic ``n x m``:
     ``sqrt(n/m) <= ||a||_F <= sqrt(n)``."""
@@ -194,6 +206,7 @@ def frobenius_norm(a, *, out=None):
     return _core.diag_matrix(a, _MD_FRO, 2, **kw)
 
 
+@friendly_errors
 def rank_collapse(x, *, out=None):
     """Rank-collapse ratio ``||x - 1 xbar^T||_F / ||x||_F`` of any ``(..., n, e)``
     array, ``xbar`` the mean row (papers.md B15).  0 when every row is equal;
@@ -243,6 +256,7 @@ def _softpick_jacobian(a, scores, ord, eps, mask, causal, window):
     return res.astype(real_dtype_of(a), copy=False)
 
 
+@friendly_errors
 def jacobian_norm(a, normalizer="softmax", ord=2, *, mask=None, causal=False, window=None,
                   scores=None, out=None, **params):
     """Exact norm of the normaliser's Jacobian ``d a_i / d s_i`` at each row
@@ -341,6 +355,7 @@ def _n_visible(n, m, causal, window, mask):
     return (mk & inrange).sum(-1)
 
 
+@friendly_errors
 def vanishing_bounds(q, k, *, temperature=1.0, mask=None, causal=False, window=None):
     """Per-row bounds of #1's Corollary 1 (papers.md B4) for softmax attention.
 
@@ -399,6 +414,7 @@ def _top_split(a, x, top):
     return s, total - s, idx, xt
 
 
+@friendly_errors
 def selectivity_distance(a, x, top):
     """Selectivity distance of #1 (papers.md B5): with ``I_N`` the ``top``
     largest weights of row ``i`` (ties: smaller key index first),
@@ -408,6 +424,7 @@ def selectivity_distance(a, x, top):
     return np.linalg.norm(r - s, axis=-1)
 
 
+@friendly_errors
 def geometric_separability(a, x, top):
     """Fraction of the top-``N`` tokens that are separable around the context
     (#1's "geometric separability", papers.md B5).
@@ -447,6 +464,7 @@ def geometric_separability(a, x, top):
 # --------------------------------------------------------------------------
 
 
+@friendly_errors
 def attention_norms(a, fx):
     """``||a_ij f(x_j)||`` per pair (Kobayashi et al. 2020, #18; papers.md B9).
 
@@ -464,6 +482,7 @@ def attention_norms(a, fx):
 MixingRatios = namedtuple("MixingRatios", ["attn", "attn_res", "attn_res_ln", "vectors"])
 
 
+@friendly_errors
 def mixing_ratios(a, fx, x, *, gamma=None, beta=None, eps=1e-12, return_vectors=False):
     """Mixing ratios of attention, attention + residual, and attention +
     residual + LayerNorm (Kobayashi et al. 2021, #18; papers.md B9, check C8).
@@ -552,6 +571,7 @@ def _stack_params(vals, dtype, fill):
     return np.stack(arrs, axis=-1)
 
 
+@friendly_errors
 def diagnose(q, k, normalizer="softmax", *, scale=None, causal=False, window=None, mask=None,
              out=None, **normalizer_params):
     """Streamed per-query and per-key diagnostics of the attention weights
@@ -597,7 +617,7 @@ def diagnose(q, k, normalizer="softmax", *, scale=None, causal=False, window=Non
     try:
         lead = np.broadcast_shapes(qs[:-2], ks[:-2])
     except ValueError:
-        raise ValueError(f"q {qs} and k {ks} leading axes do not broadcast") from None
+        raise lead_mismatch(["q", "k"], [qs[:-2], ks[:-2]]) from None
     check_param_broadcast(lead, "q, k", dict(normalizer_params, scale=scale),
                           skip=ROW_PARAMS.get(normalizer, ()))
     mk = mask_operand(mask, lead, n, m)

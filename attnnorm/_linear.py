@@ -22,7 +22,7 @@ bit-identical for every thread count.
 import numpy as np
 
 from . import _core
-from ._common import int_scalar, real_param
+from ._common import friendly_errors, int_scalar, lead_mismatch, real_param
 
 __all__ = ["linear_attention", "log_attention", "cheap_linear_attention",
            "zeros_attention", "zeros_weights", "soft_attention", "soft_kernel"]
@@ -61,7 +61,7 @@ def _check_qkv(q, k, v):
     try:
         np.broadcast_shapes(qs[:-2], ks[:-2], vs[:-2])
     except ValueError:
-        raise ValueError(f"leading axes of q {qs}, k {ks}, v {vs} do not broadcast") from None
+        raise lead_mismatch(["q", "k", "v"], [qs[:-2], ks[:-2], vs[:-2]]) from None
     return qs, ks, vs
 
 
@@ -69,6 +69,7 @@ def _kw(out):
     return {} if out is None else {"out": out}
 
 
+@friendly_errors
 def linear_attention(q, k, v, feature_map="elu1", *, causal=False, eps=1e-6, out=None):
     """Kernel-form linear attention (Katharopoulos et al.; papers.md A10).
 
@@ -99,6 +100,7 @@ def linear_attention(q, k, v, feature_map="elu1", *, causal=False, eps=1e-6, out
     return _core.linear_attention(q, k, v, FEATURE_MAPS[feature_map], bool(causal), e, **_kw(out))
 
 
+@friendly_errors
 def log_attention(q, k, v, *, causal=False, state=None, return_state=False, out=None):
     """Heinsen's log-space attention (papers.md A8), for values of any sign.
 
@@ -136,6 +138,7 @@ def log_attention(q, k, v, *, causal=False, state=None, return_state=False, out=
     return (res, new_state) if return_state else res
 
 
+@friendly_errors
 def cheap_linear_attention(h, q, *, causal=False, out=None):
     """Brébisson & Vincent's cheap linear attention (papers.md A10).
 
@@ -157,6 +160,7 @@ def _gates(dt, gate_linear, gate_softmax):
             real_param("gate_softmax", gate_softmax, dtype=dt, allow_inf=False))
 
 
+@friendly_errors
 def zeros_attention(q, k, v, s, gate_linear, gate_softmax, *, causal=True, out=None):
     """ZeroS, zero-sum linear attention (Lu et al.; papers.md A9).
 
@@ -186,6 +190,7 @@ def zeros_attention(q, k, v, s, gate_linear, gate_softmax, *, causal=True, out=N
     return _core.zeros_attention(q, k, v, s, g1, gh, bool(causal), **_kw(out))
 
 
+@friendly_errors
 def zeros_weights(s, gate_linear, gate_softmax, *, causal=True, n=None, out=None):
     """The explicit ZeroS weights r_{t,i} (papers.md A9), for inspection.
 
@@ -208,6 +213,7 @@ def zeros_weights(s, gate_linear, gate_softmax, *, causal=True, n=None, out=None
     return _core.zeros_weights(s, rows, g1, gh, bool(causal), **_kw(out))
 
 
+@friendly_errors
 def soft_attention(q, v, landmarks=None, *, n_landmarks=None, newton_iters=20,
                    return_residuals=False, out=None):
     """SOFT, softmax-free attention with a Gaussian kernel (Lu et al.; papers.md A11).
@@ -262,6 +268,7 @@ def soft_attention(q, v, landmarks=None, *, n_landmarks=None, newton_iters=20,
     return (res_out, res) if return_residuals else res_out
 
 
+@friendly_errors
 def soft_kernel(q, *, out=None):
     """The exact SOFT kernel ``S_ij = exp(-||q_i - q_j||^2 / (2 sqrt d))``
     (papers.md A11), ``(..., n, n)``: symmetric, unit diagonal, entries in

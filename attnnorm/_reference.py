@@ -501,7 +501,7 @@ def attention_stats(q, k, normalizer="softmax", *, scale=None, causal=False, win
         "entropy": np.where(bad | nomass, np.nan, ent),
         "max_weight": np.where(bad, np.nan, mxw),
         "argmax": np.where(bad, -1, arg),
-        "weight0": w[..., 0] if m > 0 else np.zeros(w.shape[:-1]),
+        "sink_weight": w[..., 0] if m > 0 else np.zeros(w.shape[:-1]),
         "margin": margin,
         "support": (vis & (w > 0)).sum(axis=-1),
         "weight_sum": np.where(nv == 0, w[..., 0] if m > 0 else 0.0, wv.sum(axis=-1)),
