@@ -263,7 +263,11 @@ def habit_error(func, kwargs):
 def dtype_error(func, args, kwargs):
     """A TypeError for a complex, object, string or datetime array argument,
     or None.  attnnorm computes in float32 and float64 only."""
-    items = [(f"argument {i}", a) for i, a in enumerate(args)] + list(kwargs.items())
+    import inspect
+    try:
+        items = list(inspect.signature(func).bind_partial(*args, **kwargs).arguments.items())
+    except (TypeError, ValueError):
+        items = [(f"argument {i}", a) for i, a in enumerate(args)] + list(kwargs.items())
     for name, x in items:
         if isinstance(x, (str, bytes, type(None), numbers.Number)) and not isinstance(x, complex):
             continue
@@ -292,13 +296,22 @@ def dtype_error(func, args, kwargs):
 
 
 def friendly_errors(func):
-    """Decorate a public function so that, when a call fails with TypeError,
-    a keyword brought from PyTorch/NumPy (``is_causal``, ``attn_mask``,
-    ``dropout_p``, ``dim``, ``axis``, ...) or a complex/object dtype gets
-    attnnorm's own message instead.  The check runs only after a failure, so
-    successful calls pay nothing but the wrapper call."""
+    """Decorate a public function so that a keyword brought from PyTorch/NumPy
+    (``is_causal``, ``attn_mask``, ``dropout_p``, ``dim``, ``axis``, ...) or a
+    complex/object dtype gets attnnorm's own TypeError.  Functions taking
+    ``**params`` check those keywords first; the others, and the dtype check,
+    only after a call has failed with TypeError, so successful calls pay
+    nothing but the wrapper call."""
+    import inspect
+    params = inspect.signature(func).parameters
+    varkw = any(p.kind is p.VAR_KEYWORD for p in params.values())
+
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        if varkw and kwargs and not HABITS.keys().isdisjoint(kwargs):
+            better = habit_error(func, kwargs)
+            if better is not None:
+                raise better
         try:
             return func(*args, **kwargs)
         except TypeError as exc:
@@ -329,9 +342,11 @@ def lead_mismatch(names, shapes):
                 kn = "(" + ", ".join([str(x) for x in k[:i]] + [str(hkv), "1"]
                                      + [str(x) for x in k[i + 1:]] + ["m", "d"]) + ")"
                 ax = i - len(q) - 2
+                qs = ", ".join(str(x) for x in q)
+                ks = ", ".join(str(x) for x in k)
                 msg += (f". For grouped-query attention ({h} query heads sharing {hkv} key/value "
-                        f"heads, query head h using key head h // {g} as PyTorch's enable_gqa) "
-                        f"split the head axis: q.reshape{qn} with q.reshape(*q.shape[:{ax}], "
-                        f"{hkv}, {g}, *q.shape[{ax + 1}:]), and k, v as {kn} with "
-                        f"np.expand_dims(k, {ax})")
+                        f"heads; query head h uses key head h // {g}, as PyTorch's enable_gqa) "
+                        f"split the query head axis: q ({qs}, n, d) -> {qn} with "
+                        f"q.reshape(*q.shape[:{ax}], {hkv}, {g}, *q.shape[{ax + 1}:]), and "
+                        f"k, v ({ks}, m, d) -> {kn} with np.expand_dims(k, {ax})")
     return ValueError(msg)

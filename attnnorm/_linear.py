@@ -39,7 +39,7 @@ def _loop_dtype(*arrays):
         dts.append(np.asarray(x).dtype if dt is None else np.dtype(dt))
     for name, dt in zip(("input",) * len(dts), dts):
         if dt.kind not in "biuf":
-            raise ValueError(f"{name} arrays must be real; got dtype {dt}")
+            raise TypeError(f"{name} arrays must be real (float32 or float64); got dtype {dt}")
     dt = np.result_type(*dts)
     return np.dtype(np.float32) if dt in (np.float16, np.float32) else np.dtype(np.float64)
 

@@ -20,7 +20,8 @@ axes of the scores and of the output.
 import numpy as np
 
 from . import _core
-from ._common import (check_param_broadcast, split_axes, empty_code, int_param, mask_operand,
+from ._docs import NORMALIZER_DOCS
+from ._common import (check_param_broadcast, friendly_errors, split_axes, empty_code, int_param, mask_operand,
                       move_axes, real_dtype_of, real_param, window_bounds)
 
 __all__ = ["softmax", "NORMALIZERS"]
@@ -565,3 +566,9 @@ _H2_NORMALIZERS = [sparsemax, entmax, stochastic_softmax, sinkhorn]
 #: name -> function, for every normalizer of the DESIGN table
 NORMALIZERS = {f.__name__: f for f in [softmax] + _H1_NORMALIZERS + _H2_NORMALIZERS}
 __all__ = __all__ + [f.__name__ for f in _H1_NORMALIZERS + _H2_NORMALIZERS]
+
+# numpydoc docstrings (attnnorm._docs) and PyTorch/NumPy-habit errors for every normalizer
+for name, fn in list(NORMALIZERS.items()):
+    fn.__doc__ = NORMALIZER_DOCS[name]
+    NORMALIZERS[name] = globals()[name] = friendly_errors(fn)
+del name, fn
