@@ -1,4 +1,4 @@
-"""Fused attention for every normalizer (DESIGN "Attention").
+"""Fused attention for every normalizer.
 
 ``attention(q, k, v, normalizer=...)`` computes ``out = A v`` with
 ``A = normalizer(scale * q k^T)`` row by row, without ever holding the

@@ -1,5 +1,5 @@
-"""Diagnostics of attention weights and scores (DESIGN "Diagnostics";
-definitions papers.md section B).
+"""Diagnostics of attention weights and scores (definitions and references in
+each docstring; keys as in docs/references.md).
 
 Row diagnostics of weights ``a (..., n, m)`` return ``(..., n)``; matrix
 diagnostics return ``(...)``.  Those that depend on which keys a query sees
@@ -222,7 +222,7 @@ def rank_collapse(x, *, out=None):
 
 
 def _softpick_jacobian(a, scores, ord, eps, mask, causal, window):
-    """Softpick Jacobian (papers.md A13), derived here.
+    """Softpick Jacobian (softpick: [Zuhri2025]), derived here.
 
     With u_j = e^{x_j} - 1 over the visible keys and D = sum_j |u_j| + eps,
     a_i = relu(u_i) / D, so
@@ -389,7 +389,7 @@ def vanishing_bounds(q, k, *, temperature=1.0, mask=None, causal=False, window=N
 
 
 def _top_split(a, x, top):
-    """Context s = sum over the top-N weights of a_i x_i and rest r (#1, B5)."""
+    """Context s = sum over the top-N weights of a_i x_i and rest r [Mudarisov2025]."""
     a = np.asarray(a)
     x = np.asarray(x)
     m = a.shape[-1]
@@ -460,7 +460,7 @@ def geometric_separability(a, x, top):
 
 
 # --------------------------------------------------------------------------
-# Norm-based analysis (Kobayashi et al. #18, papers.md B9)
+# Norm-based analysis [Kobayashi2020], [Kobayashi2021]
 # --------------------------------------------------------------------------
 
 

@@ -501,3 +501,32 @@ position).
 >>> bool(np.all(w.sum(-1) <= 1.0 + 1e-12)) and bool(np.all(np.triu(w[0, 0], 1) == 0))
 True
 """)
+
+
+# --------------------------------------------------------------------------
+# Shared blocks for the docstrings written in place (attention, diagnostics,
+# linear family): a line holding only ``{name}`` is replaced by the block,
+# indented as that line.
+# --------------------------------------------------------------------------
+
+VISIBILITY_PARAMETERS = SHARED_PARAMETERS.split("\nempty :")[0]
+
+BLOCKS = {
+    "visibility": VISIBILITY_PARAMETERS,
+    "shared": SHARED_PARAMETERS,
+    "raises": RAISES,
+}
+
+
+def fill_doc(func):
+    """Decorator: expand ``{name}`` lines of ``func.__doc__`` from BLOCKS."""
+    lines = []
+    for line in (func.__doc__ or "").splitlines():
+        key = line.strip()
+        if key.startswith("{") and key.endswith("}") and key[1:-1] in BLOCKS:
+            pad = line[:len(line) - len(line.lstrip())]
+            lines.append(_indent(BLOCKS[key[1:-1]], pad))
+        else:
+            lines.append(line)
+    func.__doc__ = "\n".join(lines)
+    return func
