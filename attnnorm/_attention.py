@@ -233,7 +233,8 @@ def attention(q, k, v, normalizer="softmax", *, scale=None, causal=False, window
 
     References
     ----------
-    The normalizers' own references (``help(attnnorm.<normalizer>)``).
+    [Vaswani2017] (scaled dot-product attention, ``scale = 1/sqrt(d)``); the
+    normalizers' own references (``help(attnnorm.<normalizer>)``).
 
     Examples
     --------

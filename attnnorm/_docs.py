@@ -118,7 +118,7 @@ Limits: ``+inf`` scores share the row's mass equally; a row whose visible
 scores are all ``-inf`` is empty (``empty`` applies); NaN in a row gives a
 NaN row (that row only).
 """,
-    "[Ram2025] (temperature).",
+    "[Vaswani2017]; [Ram2025] (temperature).",
     """
 >>> w = an.softmax(s, temperature=0.5, causal=True)
 >>> w.shape
