@@ -94,9 +94,7 @@ def entropy(a, *, normalized=False, base=None, mask=None, causal=False, window=N
 
     Parameters
     ----------
-    a : array_like, shape ``(..., n, m)``
-        Attention weights (rows = queries, columns = keys); a 1-D vector is one
-        row.
+    {weights_a}
     normalized : bool, default False
         Divide by ``log n_i``, ``n_i`` the number of visible keys.
     base : float, optional
@@ -114,12 +112,7 @@ def entropy(a, *, normalized=False, base=None, mask=None, causal=False, window=N
 
     Raises
     ------
-    ValueError
-        A parameter outside its domain or a mask that does not broadcast, naming
-        the parameter and the value.
-    TypeError
-        Complex, object or string input, or an unknown keyword (PyTorch's
-        ``dim=`` and friends get a message naming attnnorm's equivalent).
+    {raises_diagnostic}
 
     Notes
     -----
@@ -161,9 +154,7 @@ def effective_support(a, *, mask=None, causal=False, window=None, out=None):
 
     Parameters
     ----------
-    a : array_like, shape ``(..., n, m)``
-        Attention weights (rows = queries, columns = keys); a 1-D vector is one
-        row.
+    {weights_a}
     {visibility}
     out : ndarray, optional
         Array of the result's shape to write into.
@@ -175,12 +166,7 @@ def effective_support(a, *, mask=None, causal=False, window=None, out=None):
 
     Raises
     ------
-    ValueError
-        A parameter outside its domain or a mask that does not broadcast, naming
-        the parameter and the value.
-    TypeError
-        Complex, object or string input, or an unknown keyword (PyTorch's
-        ``dim=`` and friends get a message naming attnnorm's equivalent).
+    {raises_diagnostic}
 
     Notes
     -----
@@ -210,9 +196,7 @@ def participation_ratio(a, *, mask=None, causal=False, window=None, out=None):
 
     Parameters
     ----------
-    a : array_like, shape ``(..., n, m)``
-        Attention weights (rows = queries, columns = keys); a 1-D vector is one
-        row.
+    {weights_a}
     {visibility}
     out : ndarray, optional
         Array of the result's shape to write into.
@@ -224,12 +208,7 @@ def participation_ratio(a, *, mask=None, causal=False, window=None, out=None):
 
     Raises
     ------
-    ValueError
-        A parameter outside its domain or a mask that does not broadcast, naming
-        the parameter and the value.
-    TypeError
-        Complex, object or string input, or an unknown keyword (PyTorch's
-        ``dim=`` and friends get a message naming attnnorm's equivalent).
+    {raises_diagnostic}
 
     Notes
     -----
@@ -259,9 +238,7 @@ def negative_mass(a, *, mask=None, causal=False, window=None, out=None):
 
     Parameters
     ----------
-    a : array_like, shape ``(..., n, m)``
-        Attention weights (rows = queries, columns = keys); a 1-D vector is one
-        row.
+    {weights_a}
     {visibility}
     out : ndarray, optional
         Array of the result's shape to write into.
@@ -273,12 +250,7 @@ def negative_mass(a, *, mask=None, causal=False, window=None, out=None):
 
     Raises
     ------
-    ValueError
-        A parameter outside its domain or a mask that does not broadcast, naming
-        the parameter and the value.
-    TypeError
-        Complex, object or string input, or an unknown keyword (PyTorch's
-        ``dim=`` and friends get a message naming attnnorm's equivalent).
+    {raises_diagnostic}
 
     Notes
     -----
@@ -324,12 +296,7 @@ def separation_margin(scores, *, mask=None, causal=False, window=None, out=None)
 
     Raises
     ------
-    ValueError
-        A parameter outside its domain or a mask that does not broadcast, naming
-        the parameter and the value.
-    TypeError
-        Complex, object or string input, or an unknown keyword (PyTorch's
-        ``dim=`` and friends get a message naming attnnorm's equivalent).
+    {raises_diagnostic}
 
     Notes
     -----
@@ -360,9 +327,7 @@ def support_size(a, *, threshold=0.0, mask=None, causal=False, window=None, out=
 
     Parameters
     ----------
-    a : array_like, shape ``(..., n, m)``
-        Attention weights (rows = queries, columns = keys); a 1-D vector is one
-        row.
+    {weights_a}
     threshold : float, default 0.0
         Count the weights strictly greater than this.
     {visibility}
@@ -375,12 +340,7 @@ def support_size(a, *, threshold=0.0, mask=None, causal=False, window=None, out=
 
     Raises
     ------
-    ValueError
-        A parameter outside its domain or a mask that does not broadcast, naming
-        the parameter and the value.
-    TypeError
-        Complex, object or string input, or an unknown keyword (PyTorch's
-        ``dim=`` and friends get a message naming attnnorm's equivalent).
+    {raises_diagnostic}
 
     Notes
     -----
@@ -417,9 +377,7 @@ def column_mass(a, *, mask=None, causal=False, window=None, out=None):
 
     Parameters
     ----------
-    a : array_like, shape ``(..., n, m)``
-        Attention weights (rows = queries, columns = keys); a 1-D vector is one
-        row.
+    {weights_a}
     {visibility}
     out : ndarray, optional
         Array of the result's shape to write into.
@@ -431,12 +389,7 @@ def column_mass(a, *, mask=None, causal=False, window=None, out=None):
 
     Raises
     ------
-    ValueError
-        A parameter outside its domain or a mask that does not broadcast, naming
-        the parameter and the value.
-    TypeError
-        Complex, object or string input, or an unknown keyword (PyTorch's
-        ``dim=`` and friends get a message naming attnnorm's equivalent).
+    {raises_diagnostic}
 
     Notes
     -----
@@ -469,9 +422,7 @@ def sink_mass(a, *, sink=0, mask=None, causal=False, window=None, out=None):
 
     Parameters
     ----------
-    a : array_like, shape ``(..., n, m)``
-        Attention weights (rows = queries, columns = keys); a 1-D vector is one
-        row.
+    {weights_a}
     sink : int, default 0
         Key index in ``[-m, m)``.
     {visibility}
@@ -484,12 +435,7 @@ def sink_mass(a, *, sink=0, mask=None, causal=False, window=None, out=None):
 
     Raises
     ------
-    ValueError
-        A parameter outside its domain or a mask that does not broadcast, naming
-        the parameter and the value.
-    TypeError
-        Complex, object or string input, or an unknown keyword (PyTorch's
-        ``dim=`` and friends get a message naming attnnorm's equivalent).
+    {raises_diagnostic}
 
     Notes
     -----
@@ -533,9 +479,7 @@ def row_residual(a, *, ord=2, out=None):
 
     Parameters
     ----------
-    a : array_like, shape ``(..., n, m)``
-        Attention weights (rows = queries, columns = keys); a 1-D vector is one
-        row.
+    {weights_a}
     ord : {1, 2, inf}, default 2
         The vector norm.
     out : ndarray, optional
@@ -547,12 +491,7 @@ def row_residual(a, *, ord=2, out=None):
 
     Raises
     ------
-    ValueError
-        A parameter outside its domain or a mask that does not broadcast, naming
-        the parameter and the value.
-    TypeError
-        Complex, object or string input, or an unknown keyword (PyTorch's
-        ``dim=`` and friends get a message naming attnnorm's equivalent).
+    {raises_diagnostic}
 
     Notes
     -----
@@ -584,9 +523,7 @@ def column_residual(a, *, ord=2, out=None):
 
     Parameters
     ----------
-    a : array_like, shape ``(..., n, m)``
-        Attention weights (rows = queries, columns = keys); a 1-D vector is one
-        row.
+    {weights_a}
     ord : {1, 2, inf}, default 2
         The vector norm.
     out : ndarray, optional
@@ -598,12 +535,7 @@ def column_residual(a, *, ord=2, out=None):
 
     Raises
     ------
-    ValueError
-        A parameter outside its domain or a mask that does not broadcast, naming
-        the parameter and the value.
-    TypeError
-        Complex, object or string input, or an unknown keyword (PyTorch's
-        ``dim=`` and friends get a message naming attnnorm's equivalent).
+    {raises_diagnostic}
 
     Notes
     -----
@@ -637,9 +569,7 @@ def frobenius_norm(a, *, out=None):
 
     Parameters
     ----------
-    a : array_like, shape ``(..., n, m)``
-        Attention weights (rows = queries, columns = keys); a 1-D vector is one
-        row.
+    {weights_a}
     out : ndarray, optional
         Array of the result's shape to write into.
 
@@ -649,12 +579,7 @@ def frobenius_norm(a, *, out=None):
 
     Raises
     ------
-    ValueError
-        A parameter outside its domain or a mask that does not broadcast, naming
-        the parameter and the value.
-    TypeError
-        Complex, object or string input, or an unknown keyword (PyTorch's
-        ``dim=`` and friends get a message naming attnnorm's equivalent).
+    {raises_diagnostic}
 
     Notes
     -----
@@ -699,12 +624,7 @@ def rank_collapse(x, *, out=None):
 
     Raises
     ------
-    ValueError
-        A parameter outside its domain or a mask that does not broadcast, naming
-        the parameter and the value.
-    TypeError
-        Complex, object or string input, or an unknown keyword (PyTorch's
-        ``dim=`` and friends get a message naming attnnorm's equivalent).
+    {raises_diagnostic}
 
     Notes
     -----
@@ -795,9 +715,7 @@ def jacobian_norm(a, normalizer="softmax", ord=2, *, mask=None, causal=False, wi
 
     Parameters
     ----------
-    a : array_like, shape ``(..., n, m)``
-        Attention weights (rows = queries, columns = keys); a 1-D vector is one
-        row.
+    {weights_a}
     normalizer : str, default "softmax"
         One of the normalizers listed above.
     ord : {2, "fro"}, default 2
@@ -819,12 +737,7 @@ def jacobian_norm(a, normalizer="softmax", ord=2, *, mask=None, causal=False, wi
 
     Raises
     ------
-    ValueError
-        A parameter outside its domain or a mask that does not broadcast, naming
-        the parameter and the value.
-    TypeError
-        Complex, object or string input, or an unknown keyword (PyTorch's
-        ``dim=`` and friends get a message naming attnnorm's equivalent).
+    {raises_diagnostic}
 
     Notes
     -----
@@ -947,12 +860,7 @@ def vanishing_bounds(q, k, *, temperature=1.0, mask=None, causal=False, window=N
 
     Raises
     ------
-    ValueError
-        A parameter outside its domain or a mask that does not broadcast, naming
-        the parameter and the value.
-    TypeError
-        Complex, object or string input, or an unknown keyword (PyTorch's
-        ``dim=`` and friends get a message naming attnnorm's equivalent).
+    {raises_diagnostic}
 
     Notes
     -----

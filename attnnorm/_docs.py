@@ -515,6 +515,26 @@ BLOCKS = {
     "visibility": VISIBILITY_PARAMETERS,
     "shared": SHARED_PARAMETERS,
     "raises": RAISES,
+    "weights_a": """\
+a : array_like, shape ``(..., n, m)``
+    Attention weights (rows = queries, columns = keys); a 1-D vector is one
+    row.""",
+    "raises_diagnostic": """\
+ValueError
+    A parameter outside its domain or a mask that does not broadcast, naming
+    the parameter and the value.
+TypeError
+    Complex, object or string input, or an unknown keyword (PyTorch's
+    ``dim=`` and friends get a message naming attnnorm's equivalent).""",
+    "raises_qkv": """\
+ValueError
+    Core shapes that do not match (``d`` of q and k, ``m`` of k and v),
+    leading axes that do not broadcast (with the grouped-query reshape when
+    the head counts divide), or a parameter outside its domain.
+TypeError
+    Complex, object or string input, or an unknown keyword (PyTorch's
+    ``is_causal=``, ``attn_mask=``, ... get a message naming attnnorm's
+    equivalent).""",
 }
 
 

@@ -22,6 +22,7 @@ bit-identical for every thread count.
 import numpy as np
 
 from . import _core
+from ._docs import fill_doc
 from ._common import friendly_errors, int_scalar, lead_mismatch, real_param
 
 __all__ = ["linear_attention", "log_attention", "cheap_linear_attention",
@@ -70,6 +71,7 @@ def _kw(out):
 
 
 @friendly_errors
+@fill_doc
 def linear_attention(q, k, v, feature_map="elu1", *, causal=False, eps=1e-6, out=None):
     """Kernel (feature-map) linear attention in O(n d e) time and O(d e) state.
 
@@ -107,14 +109,7 @@ def linear_attention(q, k, v, feature_map="elu1", *, causal=False, eps=1e-6, out
 
     Raises
     ------
-    ValueError
-        Core shapes that do not match (``d`` of q and k, ``m`` of k and v),
-        leading axes that do not broadcast (with the grouped-query reshape when
-        the head counts divide), or a parameter outside its domain.
-    TypeError
-        Complex, object or string input, or an unknown keyword (PyTorch's
-        ``is_causal=``, ``attn_mask=``, ... get a message naming attnnorm's
-        equivalent).
+    {raises_qkv}
 
     Notes
     -----
@@ -145,6 +140,7 @@ def linear_attention(q, k, v, feature_map="elu1", *, causal=False, eps=1e-6, out
 
 
 @friendly_errors
+@fill_doc
 def log_attention(q, k, v, *, causal=False, state=None, return_state=False, out=None):
     """Heinsen's log-space attention, for values of any sign, streamable in chunks.
 
@@ -228,6 +224,7 @@ def log_attention(q, k, v, *, causal=False, state=None, return_state=False, out=
 
 
 @friendly_errors
+@fill_doc
 def cheap_linear_attention(h, q, *, causal=False, out=None):
     """Cheap linear attention: the softmax lookup ``H^T softmax(H q)`` without the softmax.
 
@@ -286,6 +283,7 @@ def _gates(dt, gate_linear, gate_softmax):
 
 
 @friendly_errors
+@fill_doc
 def zeros_attention(q, k, v, s, gate_linear, gate_softmax, *, causal=True, out=None):
     """ZeroS: zero-sum linear attention, computed in O(n d e) with prefix sums.
 
@@ -366,6 +364,7 @@ def zeros_attention(q, k, v, s, gate_linear, gate_softmax, *, causal=True, out=N
 
 
 @friendly_errors
+@fill_doc
 def zeros_weights(s, gate_linear, gate_softmax, *, causal=True, n=None, out=None):
     """The explicit ZeroS weights ``r_{t,i}``, an ``(n, m)`` matrix for inspection.
 
@@ -430,6 +429,7 @@ def zeros_weights(s, gate_linear, gate_softmax, *, causal=True, n=None, out=None
 
 
 @friendly_errors
+@fill_doc
 def soft_attention(q, v, landmarks=None, *, n_landmarks=None, newton_iters=20,
                    return_residuals=False, out=None):
     """SOFT: softmax-free attention with a Gaussian kernel, via Nystrom landmarks.
@@ -528,6 +528,7 @@ def soft_attention(q, v, landmarks=None, *, n_landmarks=None, newton_iters=20,
 
 
 @friendly_errors
+@fill_doc
 def soft_kernel(q, *, out=None):
     """The exact SOFT kernel ``S_ij = exp(-||q_i - q_j||^2 / (2 sqrt d))``, ``(..., n, n)``.
 
