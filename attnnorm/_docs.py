@@ -412,7 +412,9 @@ and ``N = trials`` [Yadav2026]: unbiased (``E[a~] = softmax(s)``),
 Reproducible: the draws come from a counter-based generator keyed by
 ``(seed, matrix index, row)``, so the result depends only on ``seed`` and on
 the position of the row in the batch, never on the thread count.  Matrix
-``k`` of the flattened leading axes uses stream ``k``.  Sampled by inversion:
+``k`` of the flattened leading axes uses stream ``k`` (the raw gufunc
+``attnnorm._core.stochastic_softmax`` takes the streams as an int64 operand
+after ``trials`` and ``seed``).  Sampled by inversion:
 each trial is one uniform placed on the row's CDF, cost
 ``O(n_i + N log n_i)`` per row.
 """,
