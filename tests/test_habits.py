@@ -49,7 +49,7 @@ def test_is_causal_message_explains_the_alignment():
 
 
 def test_other_unknown_keywords_keep_the_python_message():
-    with pytest.raises(TypeError, match="unexpected keyword argument 'bogus'"):
+    with pytest.raises(TypeError, match="unexpected keyword argument.*bogus"):
         an.softmax(S, bogus=1)
     with pytest.raises(TypeError, match="unexpected"):
         an.attention(*QKV, bogus=1)
