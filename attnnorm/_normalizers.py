@@ -1,4 +1,4 @@
-"""Score -> weight normalizers (DESIGN "Normalizers").
+"""Score -> weight normalizers (formulas and references in each docstring, attnnorm._docs).
 
 Every function maps scores ``(..., n, m)`` to weights of the same shape over
 the last axis and shares one set of masking semantics:
@@ -29,8 +29,8 @@ import numbers
 import numpy as np
 
 from . import _core
-from ._common import (check_param_broadcast, split_axes, empty_code, int_param, mask_operand,
-                      move_axes, real_dtype_of, real_param, window_bounds)
+from ._common import (check_param_broadcast, friendly_errors, split_axes, empty_code, int_param,
+                      mask_operand, move_axes, real_dtype_of, real_param, window_bounds)
 from ._docs import NORMALIZER_DOCS
 
 #: name -> descriptor (dict) of every normalizer, in the C list's order
@@ -284,7 +284,7 @@ def _make(name):
     def normalizer(scores, **kwargs):
         bad = sorted(set(kwargs) - set(names))
         if bad:
-            raise TypeError(f"{name}() got unexpected keyword argument(s) {bad}")
+            raise TypeError(f"{name}() got an unexpected keyword argument {bad[0]!r}")
         params = {k: v for k, v in kwargs.items() if k in pnames}
         opts = {k: v for k, v in kwargs.items() if k not in pnames}
         return _run(name, scores, params, **opts)
@@ -295,7 +295,8 @@ def _make(name):
     normalizer.__name__ = normalizer.__qualname__ = name
     normalizer.__module__ = __name__
     normalizer.__doc__ = NORMALIZER_DOCS.get(name)
-    return normalizer
+    # PyTorch/NumPy-habit keywords and complex/object dtypes get attnnorm's own TypeError
+    return friendly_errors(normalizer)
 
 
 #: name -> function, for every normalizer of the C list
