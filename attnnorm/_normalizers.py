@@ -147,6 +147,13 @@ def _rowparam_operand(name, value, n, lead=()):
     return np.broadcast_to(arr, arr.shape[:-1] + (n,))
 
 
+def _stack(vals, dt):
+    """Parameters (scalars or broadcastable arrays) stacked along a new last axis."""
+    if all(np.ndim(v) == 0 for v in vals):
+        return np.array(vals, dtype=dt)   # the common case: one value of each, shape (k,)
+    return np.stack(np.broadcast_arrays(*[np.asarray(v, dtype=dt) for v in vals]), axis=-1)
+
+
 def param_operands(name, dt, values, n, lead, stream_lead=None):
     """The three parameter operands every gufunc of a normalizer takes:
     reals ``(..., r)`` [dt], ints ``(..., i)`` [int64] and per-row reals
@@ -164,11 +171,9 @@ def param_operands(name, dt, values, n, lead, stream_lead=None):
                                           n, lead))
         else:
             reals.append(values[p["name"]])
-    rop = (np.stack(np.broadcast_arrays(*[np.asarray(r, dtype=dt) for r in reals]), axis=-1)
-           if reals else np.zeros((0,), dtype=dt))
-    iop = (np.stack(np.broadcast_arrays(*[np.asarray(i, dtype=np.int64) for i in ints]), axis=-1)
-           if ints else np.zeros((0,), dtype=np.int64))
-    rpop = np.stack(np.broadcast_arrays(*rows), axis=-1) if rows else np.zeros((n, 0), dtype=dt)
+    rop = _stack(reals, dt)
+    iop = _stack(ints, np.int64)
+    rpop = np.stack(np.broadcast_arrays(*rows), axis=-1) if rows else np.empty((n, 0), dtype=dt)
     return rop, iop, rpop
 
 
