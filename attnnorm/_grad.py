@@ -48,7 +48,7 @@ class NormalizerGrad(NamedTuple):
     ``scores``: the gradient with respect to the scores (their shape; masked
     entries 0).  ``params``: a dict from every real parameter's name to its
     gradient, of the shape the parameter was given in (a scalar gives a
-    scalar; a per-head ``(H, 1, 1)`` array gives ``(H, 1, 1)``), or None for
+    scalar; a per-head ``(H,)`` array for scores ``(B, H, n, m)`` gives ``(H,)``), or None for
     sigmoid's ``bias`` when it is left at its length-aware default."""
     scores: np.ndarray
     params: dict
@@ -75,8 +75,8 @@ def normalizer_vjp(scores, grad_weights, normalizer="softmax", *, weights=None, 
     with the shape of ``scores`` and ``params`` maps each real parameter of
     the normalizer (:data:`REAL_PARAMS`) to its gradient, reduced to the
     shape the parameter was given in (a per-head temperature of shape
-    ``(H, 1, 1)`` gets an ``(H, 1, 1)`` gradient; a parameter left at its
-    default gets a scalar).  ``mask``, ``causal``, ``window`` and the
+    ``(H,)`` for scores ``(B, H, n, m)`` gets an ``(H,)`` gradient; a
+    parameter left at its default gets a scalar).  ``mask``, ``causal``, ``window`` and the
     parameters are those of the forward call; ``weights`` (the forward's
     result) may be passed to skip recomputing it, and ``empty`` only affects
     that recomputation (``"raise"`` raises on empty rows).

@@ -814,3 +814,175 @@ def diagnose(q, k, normalize, *, scale=None, causal=False, window=None, mask=Non
                 column_mass=column_mass(w, causal=causal, window=window, mask=mask))
 
 # ---- end section: diagnostics ----
+
+
+# ---- section: gradients (normalizer VJPs) ----
+# Each row's Jacobian is built as an explicit matrix and each parameter's
+# derivative as an explicit vector d a / d theta (formulas derived for the
+# reference, in the unscaled form of each normalizer), then
+# d scores = J^T g and d theta = <g, d a / d theta>.  Sinkhorn pushes every
+# tangent direction forward through its iterations (forward mode), so it
+# shares nothing with the reverse-mode C kernel.  Scalar parameters only.
+
+
+def _row_jacobian(name, x, p):
+    """(J, {param: da/dparam}) of one row of visible, finite scores x."""
+    nv = x.size
+    ln = np.log(nv)
+
+    def smx(z):
+        e = np.exp(z - z.max())
+        return e / e.sum()
+
+    if name in ("softmax", "stochastic_softmax"):
+        T = p.get("temperature", 1.0) if name == "softmax" else 1.0
+        a = smx(x / T)
+        S = np.diag(a) - np.outer(a, a)
+        return S / T, {"temperature": -S @ x / T ** 2}
+    if name == "softmax_sink":
+        sk = p.get("sink", 0.0)
+        z = np.append(x, sk)
+        az = smx(z)
+        a, a0 = az[:-1], az[-1]
+        return np.diag(a) - np.outer(a, a), {"sink": -a * a0}
+    if name == "ssmax":
+        c = p.get("c", 0.43)
+        a = smx(c * ln * x)
+        S = np.diag(a) - np.outer(a, a)
+        return c * ln * S, {"c": ln * S @ x}
+    if name == "sigmoid":
+        b = p["bias"] if p.get("bias") is not None else -ln
+        a = 1.0 / (1.0 + np.exp(-(x + b)))
+        return np.diag(a * (1 - a)), {"bias": a * (1 - a)}
+    if name == "relu":
+        pw = p.get("power", 1.0)
+        pos = x > 0
+        xp = np.where(pos, x, 1.0)
+        return (np.diag(np.where(pos, pw * xp ** (pw - 1) / nv, 0.0)),
+                {"power": np.where(pos, xp ** pw * np.log(xp) / nv, 0.0)})
+    if name == "polynomial":
+        pw = p.get("power", 3.0)
+        nz = x != 0
+        xs = np.where(nz, x, 1.0)
+        a = x ** pw / np.sqrt(nv)
+        return (np.diag(pw * x ** (pw - 1) / np.sqrt(nv)),
+                {"power": np.where(nz, a * np.log(np.abs(xs)), 0.0)})
+    if name == "softpick":
+        # a_j = relu(e^x_j - 1) / (sum_k |e^x_k - 1| + eps e^M),  M = max x
+        eps = p.get("eps", 1e-8)
+        M, jm = x.max(), int(np.argmax(x))
+        u = np.expm1(x)
+        N = np.maximum(u, 0.0)
+        D = np.abs(u).sum() + eps * np.exp(M)
+        dD = np.sign(u) * np.exp(x)
+        dD[jm] += eps * np.exp(M)
+        J = np.diag((u > 0) * np.exp(x) / D) - np.outer(N, dD) / D ** 2
+        if M <= 0:
+            return np.zeros((nv, nv)), {"eps": np.zeros(nv)}
+        return J, {"eps": -N * np.exp(M) / D ** 2}
+    if name == "nap":
+        G, B, eps = p.get("gain", 1.0), p.get("bias", 0.0), p.get("eps", 1e-3)
+        d = x - x.mean()
+        sd = np.sqrt((d ** 2).mean())
+        den = sd + eps
+        J = G * ((np.eye(nv) - 1.0 / nv) / den
+                 - (np.outer(d, d) / (nv * sd * den ** 2) if sd > 0 else 0.0))
+        return J, {"gain": d / den, "bias": np.ones(nv), "eps": -G * d / den ** 2}
+    if name == "affine_softmax":
+        al = p.get("a", 1.0)
+        q = smx(x)
+        return al * (np.diag(q) - np.outer(q, q)), {"a": q, "b": np.ones(nv)}
+    if name in ("sparsemax", "entmax"):
+        alpha = 2.0 if name == "sparsemax" else float(p.get("alpha", 1.5))
+        if alpha == 1.0:
+            raise ValueError("reference entmax VJP: alpha > 1 only")
+        a, tau, _ = entmax(x, alpha=alpha, return_tau=True)
+        s = np.where(a > 0, a ** (2 - alpha), 0.0)
+        J = np.diag(s) - np.outer(s, s) / s.sum()
+        # d a / d alpha by the implicit function theorem on sum a = 1, with
+        # a_j = u_j^(1/(alpha-1)), u_j = (alpha-1) x_j - tau on the support
+        am1 = alpha - 1.0
+        sup = a > 0
+        u = np.where(sup, am1 * x - tau, 1.0)
+        da_fixed = np.where(sup, a * (-np.log(u) / am1 ** 2 + x / (am1 * u)), 0.0)
+        da_dtau = np.where(sup, -a / (am1 * u), 0.0)
+        dtau = -da_fixed.sum() / da_dtau.sum()
+        return J, {"alpha": da_fixed + da_dtau * dtau}
+    raise ValueError(f"no reference VJP for {name!r}")
+
+
+def _sinkhorn_jvp_all(s, vis, n_iter, eps):
+    """Weights of sinkhorn() and their derivatives along every score and eps
+    (forward mode: one tangent per direction), for one (n, m) matrix whose
+    visible scores are finite and every row and column non-empty."""
+    n, m = s.shape
+    nd = n * m + 1
+    K = np.where(vis, s / eps, -np.inf)
+    dK = np.zeros((nd, n, m))
+    dK[np.arange(n * m), np.repeat(np.arange(n), m), np.tile(np.arange(m), n)] = 1.0 / eps
+    dK[-1] = np.where(vis, -s / eps ** 2, 0.0)
+    dK = np.where(vis, dK, 0.0)
+    n_r, m_c = vis.any(1).sum(), vis.any(0).sum()
+    f, g = np.zeros(n), np.zeros(m)
+    df, dg = np.zeros((nd, n)), np.zeros((nd, m))
+    for it in range(n_iter):
+        if it % 2 == 0:
+            Z = K + g[None, :]
+            P = np.exp(Z - Z.max(1, keepdims=True))
+            P /= P.sum(1, keepdims=True)
+            f = -np.log(n_r) - np.log(np.exp(Z - Z.max(1, keepdims=True)).sum(1)) - Z.max(1)
+            df = -np.einsum("dij,ij->di", dK + dg[:, None, :], P)
+        else:
+            Z = K + f[:, None]
+            Q = np.exp(Z - Z.max(0, keepdims=True))
+            Q /= Q.sum(0, keepdims=True)
+            g = -np.log(m_c) - np.log(np.exp(Z - Z.max(0, keepdims=True)).sum(0)) - Z.max(0)
+            dg = -np.einsum("dij,ij->dj", dK + df[:, :, None], Q)
+    A = n_r * np.exp(K + f[:, None] + g[None, :])
+    dA = A[None] * (dK + df[:, :, None] + dg[:, None, :])
+    return A, np.where(vis, dA, 0.0)
+
+
+def normalizer_vjp(scores, grad, normalizer="softmax", *, mask=None, causal=False,
+                   window=None, **params):
+    """(d scores, {param: d param}) of sum(grad * normalizer(scores)) for
+    finite scores and scalar parameters, row by row over the visible keys
+    (fully masked rows give 0)."""
+    s, vis, row = _prepare(scores, causal, window, mask)
+    g = np.broadcast_to(np.asarray(grad, dtype=np.float64), s.shape)
+    ds = np.zeros(s.shape)
+    names = {"softmax": ["temperature"], "softmax_sink": ["sink"], "ssmax": ["c"],
+             "sigmoid": ["bias"] if params.get("bias") is not None else [],
+             "relu": ["power"], "polynomial": ["power"], "softpick": ["eps"],
+             "nap": ["gain", "bias", "eps"], "affine_softmax": ["a", "b"],
+             "entmax": ["alpha"], "sinkhorn": ["eps"]}.get(normalizer, [])
+    dp = {k: 0.0 for k in names}
+    for idx in np.ndindex(s.shape[:-2]):
+        if normalizer == "sinkhorn":
+            S, V = s[idx], vis[idx]
+            rows = V.any(1)
+            cols = V.any(0)
+            _, dA = _sinkhorn_jvp_all(S[rows][:, cols], V[rows][:, cols],
+                                      int(params.get("n_iter", 5)), float(params.get("eps", 1.0)))
+            gg = g[idx][rows][:, cols]
+            d = np.einsum("dij,ij->d", dA, gg)
+            sub = np.zeros((rows.sum(), cols.sum()))
+            sub[...] = d[:-1].reshape(sub.shape)
+            full = np.zeros(S.shape)
+            full[np.ix_(rows, cols)] = sub
+            ds[idx] = np.where(V, full, 0.0)
+            dp["eps"] += d[-1]
+            continue
+        for i in range(s.shape[-2]):
+            v = vis[idx + (i,)]
+            if not v.any():
+                continue
+            x = s[idx + (i,)][v]
+            J, dth = _row_jacobian(normalizer, x, params)
+            gi = g[idx + (i,)][v]
+            ds[idx + (i,)][v] = J.T @ gi
+            for k in names:
+                dp[k] += float(gi @ dth[k])
+    return (ds[..., 0, :] if row else ds), dp
+
+# ---- end section: gradients ----
