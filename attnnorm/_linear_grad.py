@@ -1,0 +1,589 @@
+"""Gradients (vector-Jacobian products) of the linear-time attention family.
+
+Each ``<function>_vjp`` takes the forward function's arguments plus the
+upstream gradient of its output and returns the gradients of every array
+input (and of the real parameters), reduced to the shapes they were given
+in.  They are written in vectorised NumPy (float64 inside, results in the
+forward's dtype) in O(n d e) time: the forward's prefix scans become suffix
+scans over the queries.  They hold O(n d e) intermediate arrays (the
+per-key suffix sums), not O(d e) as a fused scan would.
+"""
+from typing import NamedTuple
+
+import numpy as np
+
+from ._common import int_scalar, real_param
+from ._linear import FEATURE_MAPS, _check_qkv, _loop_dtype, _shape
+
+__all__ = ["linear_attention_vjp", "log_attention_vjp", "cheap_linear_attention_vjp",
+           "zeros_attention_vjp", "soft_attention_vjp",
+           "LinearAttentionGrad", "LogAttentionGrad", "CheapLinearGrad", "ZerosAttentionGrad",
+           "SoftAttentionGrad"]
+
+
+class LinearAttentionGrad(NamedTuple):
+    """Gradients of :func:`attnnorm.linear_attention`."""
+    q: np.ndarray
+    k: np.ndarray
+    v: np.ndarray
+    eps: object
+
+
+class LogAttentionGrad(NamedTuple):
+    """Gradients of :func:`attnnorm.log_attention`; ``state`` is the gradient
+    with respect to the ``state=`` argument (None when none was given)."""
+    q: np.ndarray
+    k: np.ndarray
+    v: np.ndarray
+    state: object
+
+
+class CheapLinearGrad(NamedTuple):
+    """Gradients of :func:`attnnorm.cheap_linear_attention`."""
+    h: np.ndarray
+    q: np.ndarray
+
+
+class ZerosAttentionGrad(NamedTuple):
+    """Gradients of :func:`attnnorm.zeros_attention`."""
+    q: np.ndarray
+    k: np.ndarray
+    v: np.ndarray
+    s: np.ndarray
+    gate_linear: object
+    gate_softmax: object
+
+
+class SoftAttentionGrad(NamedTuple):
+    """Gradients of :func:`attnnorm.soft_attention`; ``landmarks`` is None
+    when the landmarks were the segment means of q (their gradient then
+    flows into ``q``)."""
+    q: np.ndarray
+    v: np.ndarray
+    landmarks: object
+
+
+# ---------------------------------------------------------------------------
+# shared helpers
+# ---------------------------------------------------------------------------
+
+def _sum_to(x, shape, dt):
+    """x summed over the axes it was broadcast along from ``shape``, as dt."""
+    shape = tuple(shape)
+    x = np.asarray(x, dtype=np.float64)
+    extra = x.ndim - len(shape)
+    if extra > 0:
+        x = x.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, (a, b) in enumerate(zip(shape, x.shape)) if a == 1 and b != 1)
+    if axes:
+        x = x.sum(axis=axes, keepdims=True)
+    x = x.reshape(shape).astype(dt)
+    return x[()] if x.ndim == 0 else x
+
+
+def _keys_seen(n, m, causal):
+    """t_i: the number of keys query i sees (prefix j < t_i)."""
+    if not causal:
+        return np.full(n, m, dtype=np.int64)
+    return np.clip(np.arange(n) + (m - n) + 1, 0, m)
+
+
+def _first_query(t, m):
+    """i0(j): the first query that sees key j (n if none); t nondecreasing."""
+    return np.searchsorted(t, np.arange(m), side="right")
+
+
+def _suffix(x, axis):
+    """Inclusive suffix sums along ``axis`` with one extra zero slot at the end."""
+    x = np.flip(np.cumsum(np.flip(x, axis), axis=axis), axis)
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (0, 1)
+    return np.pad(x, pad)
+
+
+def _log_suffix(x, axis):
+    """Inclusive log-sum-exp suffix scans along ``axis`` plus a -inf slot."""
+    with np.errstate(invalid="ignore"):
+        x = np.flip(np.logaddexp.accumulate(np.flip(x, axis), axis=axis), axis)
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (0, 1)
+    return np.pad(x, pad, constant_values=-np.inf)
+
+
+def _log_prefix(x, axis):
+    """Inclusive log-sum-exp prefix scans along ``axis`` with a -inf slot in
+    front, so index t is the scan over the first t entries."""
+    with np.errstate(invalid="ignore"):
+        x = np.logaddexp.accumulate(x, axis=axis)
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (1, 0)
+    return np.pad(x, pad, constant_values=-np.inf)
+
+
+def _f64(*xs):
+    return tuple(np.asarray(x, dtype=np.float64) for x in xs)
+
+
+# ---------------------------------------------------------------------------
+# linear attention (feature maps elu1, relu, identity)
+# ---------------------------------------------------------------------------
+
+def _phi_and_grad(x, fmap):
+    if fmap == "elu1":
+        ex = np.exp(np.minimum(x, 0.0))
+        return np.where(x > 0, x + 1.0, ex), np.where(x > 0, 1.0, ex)
+    if fmap == "relu":
+        return np.maximum(x, 0.0), (x > 0).astype(np.float64)
+    return x, np.ones_like(x)
+
+
+def _kernel_linear_vjp(Qf, Kf, v, G, t, eps, normalize=True):
+    """VJP of o_i = Qf_i^T S_i / (Qf_i^T z_i + eps) (normalize) or
+    o_i = Qf_i^T S_i, with S_i = sum_{j < t_i} Kf_j v_j^T, z_i = sum_{j < t_i} Kf_j:
+    returns dQf, dKf, dv, deps.
+
+      dnum_i = G_i / den_i,  dden_i = -<G_i, o_i> / den_i
+      dQf_i = S_i dnum_i + z_i dden_i
+      dS_j = sum_{i: t_i > j} Qf_i dnum_i^T,  dz_j = sum_{i: t_i > j} dden_i Qf_i
+      dKf_j = dS_j v_j + dz_j,  dv_j = dS_j^T Kf_j
+    """
+    m = Kf.shape[-2]
+    zero = np.zeros(Kf.shape[:-2] + (1,) + Kf.shape[-1:])
+    Sc = np.concatenate([zero[..., None] * v[..., :1, None, :],
+                         np.cumsum(Kf[..., :, :, None] * v[..., :, None, :], axis=-3)], axis=-3)
+    zc = np.concatenate([zero, np.cumsum(Kf, axis=-2)], axis=-2)
+    S = np.take(Sc, t, axis=-3)                       # (..., n, d, e)
+    z = np.take(zc, t, axis=-2)                       # (..., n, d)
+    seen = (t > 0)[:, None]
+    num = np.einsum("...nd,...nde->...ne", Qf, S)
+    if normalize:
+        den = np.einsum("...nd,...nd->...n", Qf, z)[..., None] + eps
+        den = np.where(seen, den, 1.0)
+        o = num / den
+        dnum = np.where(seen, G / den, 0.0)
+        dden = np.where(seen, -(G * o).sum(-1, keepdims=True) / den, 0.0)
+    else:
+        dnum = np.where(seen, G, 0.0)
+        dden = np.zeros(G.shape[:-1] + (1,))
+    dQf = np.einsum("...nde,...ne->...nd", S, dnum) + z * dden
+    i0 = _first_query(t, m)
+    R = _suffix(Qf[..., :, :, None] * dnum[..., :, None, :], axis=-3)   # (..., n+1, d, e)
+    r = _suffix(Qf * dden, axis=-2)                                     # (..., n+1, d)
+    dS = np.take(R, i0, axis=-3)                                        # (..., m, d, e)
+    dz = np.take(r, i0, axis=-2)
+    dKf = np.einsum("...mde,...me->...md", dS, v) + dz
+    dv = np.einsum("...mde,...md->...me", dS, Kf)
+    return dQf, dKf, dv, dden.sum(axis=(-2, -1))
+
+
+# ---------------------------------------------------------------------------
+# exp-kernel / log-space attention (linear_attention "exp", log_attention)
+# ---------------------------------------------------------------------------
+
+def _exp_attention_vjp(q, k, v, G, t, st=None, gst=None):
+    """VJP of the exp-kernel attention o_i = sum_c e^{q_ic} S_ic / sum_c e^{q_ic} Z_ic,
+    Z_ic = Z0_c + sum_{j < t_i} e^{k_jc}, S_ice = S0_ce + sum_{j < t_i} e^{k_jc} v_je,
+    in log space with the values split by sign (every exponential below is of
+    a number <= 0 up to rounding, or bounded by |G|).
+
+    st: the prior state as log-values (logZ0 (d), logS+0 (d, e), logS-0 (d, e)) or None;
+    gst: the log-gradients lambda = X dL/dX of the state after all m keys
+    (same layout) or None.  Returns dq, dk, dv, lambda of the prior state
+    (or None), and the log-values of the final state.
+
+      pi_ic = e^{q_ic} Z_ic / den_i,  o_ice = S_ice / Z_ic,  rho_ic = e^{q_ic} / den_i
+      dq_ic = pi_ic (sum_e o_ice G_ie - <G_i, o_i>)
+      A_ce(j) = sum_{i: t_i > j} rho_ic G_ie,  B_c(j) = sum_{i: t_i > j} rho_ic <G_i, o_i>
+      dk_jc = e^{k_jc} (sum_e v_je A_ce(j) - B_c(j)),  dv_je = sum_c e^{k_jc} A_ce(j)
+    plus the terms of the state after all keys, through lambda / X.
+    """
+    ninf = -np.inf
+    m = k.shape[-2]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        lv = np.log(np.abs(v))
+        lvp = np.where(v > 0, lv, ninf)
+        lvn = np.where(v < 0, lv, ninf)
+        # prefix log-values over the first t keys (index t), (..., m+1, d[, e])
+        lZc = _log_prefix(k, axis=-2)
+        lPc = _log_prefix(k[..., :, :, None] + lvp[..., :, None, :], axis=-3)
+        lNc = _log_prefix(k[..., :, :, None] + lvn[..., :, None, :], axis=-3)
+        if st is not None:
+            lZ0, lP0, lN0 = st
+            lZc = np.logaddexp(lZc, lZ0[..., None, :])
+            lPc = np.logaddexp(lPc, lP0[..., None, :, :])
+            lNc = np.logaddexp(lNc, lN0[..., None, :, :])
+        lZ = np.take(lZc, t, axis=-2)                 # (..., n, d)
+        lP = np.take(lPc, t, axis=-3)                 # (..., n, d, e)
+        lN = np.take(lNc, t, axis=-3)
+        a = q + lZ
+        amax = np.max(a, axis=-1, keepdims=True)
+        seen = np.isfinite(amax)
+        amax = np.where(seen, amax, 0.0)
+        lden = amax + np.log(np.sum(np.exp(a - amax), axis=-1, keepdims=True))   # (..., n, 1)
+        lden = np.where(seen, lden, 0.0)
+        pi = np.where(seen, np.exp(a - lden), 0.0)                               # (..., n, d)
+        oc = np.exp(lP - lZ[..., None]) - np.exp(lN - lZ[..., None])             # (..., n, d, e)
+        oc = np.where(np.isfinite(lZ)[..., None], oc, 0.0)
+        o = np.einsum("...nd,...nde->...ne", pi, oc)
+        Go = (G * o).sum(-1, keepdims=True)                                      # (..., n, 1)
+        Gs = np.where(seen, G, 0.0)
+        Gos = np.where(seen, Go, 0.0)
+        dq = pi * (np.einsum("...nde,...ne->...nd", oc, Gs) - Gos)
+        lrho = np.where(seen, q - lden, ninf)                                    # (..., n, d)
+        lGp = np.where(Gs > 0, np.log(np.abs(Gs)), ninf)
+        lGn = np.where(Gs < 0, np.log(np.abs(Gs)), ninf)
+        lBp = np.where(Gos > 0, np.log(np.abs(Gos)), ninf)
+        lBn = np.where(Gos < 0, np.log(np.abs(Gos)), ninf)
+        i0 = _first_query(t, m)
+        lAp = np.take(_log_suffix(lrho[..., :, :, None] + lGp[..., :, None, :], -3), i0, axis=-3)
+        lAn = np.take(_log_suffix(lrho[..., :, :, None] + lGn[..., :, None, :], -3), i0, axis=-3)
+        lBps = np.take(_log_suffix(lrho + lBp, -2), i0, axis=-2)                # (..., m, d)
+        lBns = np.take(_log_suffix(lrho + lBn, -2), i0, axis=-2)
+        kk = k[..., :, :, None]
+        eA = np.exp(kk + lAp) - np.exp(kk + lAn)                                 # e^{k_jc} A_ce(j)
+        eB = np.exp(k + lBps) - np.exp(k + lBns)                                 # e^{k_jc} B_c(j)
+        dk = np.einsum("...mde,...me->...md", eA, v) - eB
+        dv = eA.sum(-2)
+        lZf, lPf, lNf = lZc[..., m, :], lPc[..., m, :, :], lNc[..., m, :, :]
+        lam0 = None
+        if st is not None:
+            # every query that sees anything sees the prior state:
+            # lambda0 = X0 dL/dX0 = X0 sum_i rho_i (dden or dnum terms)
+            lamZ = -np.einsum("...nd,...n->...d", np.exp(lZ0[..., None, :] + lrho), Gos[..., 0])
+            eP0 = np.exp(lP0[..., None, :, :] + lrho[..., :, :, None])           # (..., n, d, e)
+            eN0 = np.exp(lN0[..., None, :, :] + lrho[..., :, :, None])
+            lam0 = [lamZ, np.einsum("...nde,...ne->...de", eP0, Gs),
+                    -np.einsum("...nde,...ne->...de", eN0, Gs)]
+        if gst is not None:
+            gZ, gP, gN = gst
+            # the final state X_f = X0 + all keys: dL/dX_f = lambda_f / X_f
+            fZ, fP, fN = np.isfinite(lZf), np.isfinite(lPf), np.isfinite(lNf)
+            cZ = np.where(fZ, gZ, 0.0)
+            lZs = np.where(fZ, lZf, 0.0)
+            lPs = np.where(fP, lPf, 0.0)[..., None, :, :]
+            lNs = np.where(fN, lNf, 0.0)[..., None, :, :]
+            cP = np.where(fP, gP, 0.0)[..., None, :, :]
+            cN = np.where(fN, gN, 0.0)[..., None, :, :]
+            dk = dk + np.exp(k - lZs[..., None, :]) * cZ[..., None, :]
+            dk = dk + (cP * np.exp(kk + lvp[..., :, None, :] - lPs)).sum(-1) \
+                    + (cN * np.exp(kk + lvn[..., :, None, :] - lNs)).sum(-1)
+            # dS+/dv_je = e^{k_jc} (v > 0), dS-/dv_je = -e^{k_jc} (v < 0); at
+            # v = 0 the derivative of S+ - S- through the stream that has mass
+            wP = cP * np.exp(kk - lPs)                                          # (..., m, d, e)
+            wN = cN * np.exp(kk - lNs)
+            v3 = v[..., :, None, :]
+            use_p = (v3 > 0) | ((v3 == 0) & fP[..., None, :, :])
+            dv = dv + np.where(use_p, wP, -wN).sum(-2)
+            if lam0 is not None:
+                lam0[0] = lam0[0] + cZ * np.exp(lZ0 - lZs)
+                lam0[1] = lam0[1] + np.where(fP, gP * np.exp(lP0 - np.where(fP, lPf, 0.0)), 0.0)
+                lam0[2] = lam0[2] + np.where(fN, gN * np.exp(lN0 - np.where(fN, lNf, 0.0)), 0.0)
+    return dq, dk, dv, lam0, (lZf, lPf, lNf)
+
+
+# ---------------------------------------------------------------------------
+# public VJPs
+# ---------------------------------------------------------------------------
+
+def _lead(*shapes):
+    return np.broadcast_shapes(*[tuple(s[:-2]) for s in shapes])
+
+
+def _bcast(x, lead, core):
+    return np.broadcast_to(np.asarray(x, dtype=np.float64), tuple(lead) + tuple(core))
+
+
+def _grad_out(grad_out, lead, n, e, what):
+    gs = np.shape(grad_out)
+    if len(gs) < 2 or gs[-2:] != (n, e):
+        raise ValueError(f"grad_out must have the output's last two dimensions {(n, e)} "
+                         f"({what}); got shape {gs}")
+    try:
+        lead = np.broadcast_shapes(lead, gs[:-2])
+    except ValueError:
+        raise ValueError(f"grad_out of shape {gs} does not broadcast against the output's "
+                         f"leading axes {tuple(lead)}") from None
+    return lead
+
+
+def linear_attention_vjp(q, k, v, grad_out, feature_map="elu1", *, causal=False, eps=1e-6):
+    """Gradient of ``sum(grad_out * linear_attention(q, k, v, feature_map, causal=, eps=))``.
+
+    Returns ``LinearAttentionGrad(q, k, v, eps)``, each of the shape (and
+    dtype) its input was given in.  With ``phi`` the feature map,
+    ``o_i = phi(q_i)^T S_i / (phi(q_i)^T z_i + eps)``; the gradient flows
+    through ``phi`` (its derivative: 1 or ``e^x`` for elu1, the step for
+    relu, 1 for identity) and through the prefix sums ``S_i``, ``z_i`` as
+    suffix sums over the queries.  ``"exp"`` is differentiated in log space
+    like :func:`log_attention_vjp` (its ``eps`` is unused: gradient 0).
+    Queries that see no key have a constant zero output: no gradient.
+    """
+    qs, ks, vs = _check_qkv(q, k, v)
+    if not isinstance(feature_map, str) or feature_map not in FEATURE_MAPS:
+        raise ValueError(f"feature_map must be one of {sorted(FEATURE_MAPS)}; got {feature_map!r}")
+    dt = _loop_dtype(q, k, v, grad_out)
+    ep = real_param("eps", eps, dtype=dt, nonneg=True, allow_inf=False)
+    n, m, d, e = qs[-2], ks[-2], qs[-1], vs[-1]
+    lead = _grad_out(grad_out, _lead(qs, ks, vs), n, e, "(n, e)")
+    lead = np.broadcast_shapes(lead, np.shape(ep))
+    Q, K, V = _bcast(q, lead, (n, d)), _bcast(k, lead, (m, d)), _bcast(v, lead, (m, e))
+    G = _bcast(grad_out, lead, (n, e))
+    t = _keys_seen(n, m, causal)
+    if feature_map == "exp":
+        dq, dk, dv, _, _ = _exp_attention_vjp(Q, K, V, G, t)
+        deps = np.zeros(lead)
+    else:
+        Qf, dphq = _phi_and_grad(Q, feature_map)
+        Kf, dphk = _phi_and_grad(K, feature_map)
+        epsb = np.asarray(ep, dtype=np.float64)[..., None, None]
+        dQf, dKf, dv, deps = _kernel_linear_vjp(Qf, Kf, V, G, t, epsb)
+        dq, dk = dQf * dphq, dKf * dphk
+    return LinearAttentionGrad(_sum_to(dq, qs, dt), _sum_to(dk, ks, dt), _sum_to(dv, vs, dt),
+                               _sum_to(deps, np.shape(ep), dt))
+
+
+def _state_logs(state, d, e):
+    """(logZ (…, d), logS+ (…, d, e), logS- (…, d, e)) of a log_attention state
+    (…, d, 4e + 2) = [M_Z, s_Z, M+ (e), s+ (e), M- (e), s- (e)] per feature."""
+    st = np.asarray(state, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        lz = st[..., 0] + np.log(st[..., 1])
+        lp = st[..., 2:2 + e] + np.log(st[..., 2 + e:2 + 2 * e])
+        ln = st[..., 2 + 2 * e:2 + 3 * e] + np.log(st[..., 2 + 3 * e:2 + 4 * e])
+    fix = lambda x: np.where(np.isnan(x), -np.inf, x)   # (-inf) + log 0
+    return fix(lz), fix(lp), fix(ln)
+
+
+def log_attention_vjp(q, k, v, grad_out, *, causal=False, state=None, grad_state=None):
+    """Gradient of :func:`attnnorm.log_attention`, including its carried state.
+
+    ``L = sum(grad_out * out) + L_later(new_state)``: ``grad_state`` (optional,
+    the layout of the returned state, ``(..., d, 4 e + 2)``) is the gradient
+    of what later chunks computed from the state this call returns, as given
+    by ``log_attention_vjp`` of the next chunk.  Returns
+    ``LogAttentionGrad(q, k, v, state)``; ``state`` is the gradient with
+    respect to the ``state=`` argument (None if no state was passed), ready
+    to be passed as ``grad_state`` to the VJP of the previous chunk, so a
+    sequence processed in chunks is differentiated chunk by chunk, last first.
+
+    The state stores each log-space number as a pair ``(M, s)`` meaning
+    ``e^M s``; its gradient holds ``dL/dM = X dL/dX`` and ``dL/ds = e^M dL/dX``
+    for ``X = e^M s`` (a loss depends on the state only through ``X``, as
+    every later call does; ``grad_state`` is read from its ``M`` entries).
+    Computed in log space with the values split by sign: no exponential
+    overflows (see :func:`linear_attention_vjp` for the formulas).
+    """
+    qs, ks, vs = _check_qkv(q, k, v)
+    n, m, d, e = qs[-2], ks[-2], qs[-1], vs[-1]
+    dts = [q, k, v, grad_out] + ([state] if state is not None else [])
+    dt = _loop_dtype(*dts)
+    lead = _grad_out(grad_out, _lead(qs, ks, vs), n, e, "(n, e)")
+    w = 4 * e + 2
+    for nm, x in (("state", state), ("grad_state", grad_state)):
+        if x is not None:
+            xs = np.shape(x)
+            if len(xs) < 2 or xs[-2:] != (d, w):
+                raise ValueError(f"{nm} must have shape (..., d, 4 e + 2) = (..., {d}, {w}); got {xs}")
+            lead = np.broadcast_shapes(lead, xs[:-2])
+    Q, K, V = _bcast(q, lead, (n, d)), _bcast(k, lead, (m, d)), _bcast(v, lead, (m, e))
+    G = _bcast(grad_out, lead, (n, e))
+    st = None
+    if state is not None:
+        st = tuple(np.broadcast_to(x, tuple(lead) + x.shape[x.ndim - (1 if i == 0 else 2):])
+                   for i, x in enumerate(_state_logs(state, d, e)))
+    gst = None
+    if grad_state is not None:
+        gs = _bcast(grad_state, lead, (d, w))
+        gst = (gs[..., 0], gs[..., 2:2 + e], gs[..., 2 + 2 * e:2 + 3 * e])
+    t = _keys_seen(n, m, causal)
+    dq, dk, dv, lam0, _ = _exp_attention_vjp(Q, K, V, G, t, st, gst)
+    dstate = None
+    if state is not None:
+        s0 = np.broadcast_to(np.asarray(state, dtype=np.float64), tuple(lead) + (d, w))
+        out = np.zeros(tuple(lead) + (d, w))
+        sl = [(slice(0, 1), slice(1, 2)), (slice(2, 2 + e), slice(2 + e, 2 + 2 * e)),
+              (slice(2 + 2 * e, 2 + 3 * e), slice(2 + 3 * e, 2 + 4 * e))]
+        for lam, (sm, ss) in zip(lam0, sl):
+            lam = lam[..., None] if lam.ndim == len(lead) + 1 else lam
+            out[..., sm] = lam
+            sv = s0[..., ss]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out[..., ss] = np.where(sv != 0, lam / np.where(sv != 0, sv, 1.0), 0.0)
+        dstate = _sum_to(out, np.shape(state), dt)
+    return LogAttentionGrad(_sum_to(dq, qs, dt), _sum_to(dk, ks, dt), _sum_to(dv, vs, dt), dstate)
+
+
+def cheap_linear_attention_vjp(h, q, grad_out, *, causal=False):
+    """Gradient of :func:`attnnorm.cheap_linear_attention` (``r_i = C_i q_i``,
+    ``C_i = sum_{j seen} h_j h_j^T``): ``dq_i = C_i g_i`` and
+    ``dh_j = (P_j + P_j^T) h_j`` with ``P_j = sum_{i sees j} g_i q_i^T``.
+    Returns ``CheapLinearGrad(h, q)``."""
+    hs, qs = _shape("h", h, 2), _shape("q", q, 2)
+    if hs[-1] != qs[-1]:
+        raise ValueError(f"h and q must have the same last dimension; got h {hs}, q {qs}")
+    dt = _loop_dtype(h, q, grad_out)
+    n, m, kk = qs[-2], hs[-2], hs[-1]
+    lead = _grad_out(grad_out, _lead(hs, qs), n, kk, "(n, k)")
+    H, Q, G = _bcast(h, lead, (m, kk)), _bcast(q, lead, (n, kk)), _bcast(grad_out, lead, (n, kk))
+    t = _keys_seen(n, m, causal)
+    dQ, dK, dV, _ = _kernel_linear_vjp(Q, H, H, G, t, 0.0, normalize=False)
+    return CheapLinearGrad(_sum_to(dK + dV, hs, dt), _sum_to(dQ, qs, dt))
+
+
+def zeros_attention_vjp(q, k, v, s, gate_linear, gate_softmax, grad_out, *, causal=True):
+    """Gradient of :func:`attnnorm.zeros_attention`.
+
+    With ``T_t`` the keys query t sees, the weights are
+    ``r_{t,i} = alpha_t + beta_t s_i + gamma_t e^{s_i}``, ``beta_t = (s1 - sh)/T_t``,
+    ``alpha_t = -(s1 - sh) sbar_t / T_t - sh / T_t``, ``gamma_t = sh / Z_t``
+    (``Z_t = sum_i e^{s_i}``), so ``o_t = U_t^T q_t`` with
+    ``U_t = alpha_t F_t + beta_t G_t + gamma_t H_t`` (prefix sums of
+    ``k v^T``, ``s k v^T``, ``e^s k v^T``).  The gradient runs back through
+    ``U_t`` (suffix sums over the queries), ``sbar_t``, ``Z_t`` and the
+    gates.  Returns ``ZerosAttentionGrad(q, k, v, s, gate_linear, gate_softmax)``.
+    """
+    qs, ks, vs = _check_qkv(q, k, v)
+    ss = _shape("s", s, 1)
+    if ss[-1] != ks[-2]:
+        raise ValueError(f"s must have one logit per key (last axis m = {ks[-2]}); got shape {ss}")
+    dt = _loop_dtype(q, k, v, s, grad_out)
+    g1 = real_param("gate_linear", gate_linear, dtype=dt, allow_inf=False)
+    gh = real_param("gate_softmax", gate_softmax, dtype=dt, allow_inf=False)
+    n, m, d, e = qs[-2], ks[-2], qs[-1], vs[-1]
+    lead = _grad_out(grad_out, _lead(qs, ks, vs, tuple(ss[:-1]) + (0, 0)), n, e, "(n, e)")
+    lead = np.broadcast_shapes(lead, np.shape(g1), np.shape(gh))
+    Q, K, V = _bcast(q, lead, (n, d)), _bcast(k, lead, (m, d)), _bcast(v, lead, (m, e))
+    S = _bcast(s, lead, (m,))
+    G = _bcast(grad_out, lead, (n, e))
+    a1 = np.broadcast_to(np.asarray(g1, np.float64), lead)[..., None]
+    ah = np.broadcast_to(np.asarray(gh, np.float64), lead)[..., None]
+    t = _keys_seen(n, m, causal)
+    seen = t > 0
+    T = np.maximum(t, 1).astype(np.float64)
+    M = S.max(-1, keepdims=True) if m else np.zeros(tuple(lead) + (1,))
+    E = np.exp(S - M)
+    pad = lambda x: np.concatenate([np.zeros(x.shape[:-1] + (1,)), np.cumsum(x, -1)], -1)
+    sbar = np.take(pad(S), t, axis=-1) / T
+    Zt = np.take(pad(E), t, axis=-1)
+    Zt = np.where(seen, Zt, 1.0)
+    beta = np.where(seen, (a1 - ah) / T, 0.0)
+    alpha = np.where(seen, -(a1 - ah) * sbar / T - ah / T, 0.0)
+    gam = np.where(seen, ah / Zt, 0.0)
+    kv = K[..., :, :, None] * V[..., :, None, :]                                  # (..., m, d, e)
+    pad3 = lambda x: np.concatenate([np.zeros(x.shape[:-3] + (1,) + x.shape[-2:]),
+                                     np.cumsum(x, -3)], -3)
+    F = np.take(pad3(kv), t, axis=-3)
+    Gm = np.take(pad3(S[..., :, None, None] * kv), t, axis=-3)
+    Hm = np.take(pad3(E[..., :, None, None] * kv), t, axis=-3)
+    U = alpha[..., None, None] * F + beta[..., None, None] * Gm + gam[..., None, None] * Hm
+    dq = np.einsum("...nde,...ne->...nd", U, G)
+    qFo = lambda X: np.einsum("...nd,...nde,...ne->...n", Q, X, G)
+    dal, dbe, dga = qFo(F), qFo(Gm), qFo(Hm)
+    W = Q[..., :, :, None] * G[..., :, None, :]                                   # (..., n, d, e)
+    i0 = _first_query(t, m)
+    Da = np.take(_suffix(alpha[..., None, None] * W, -3), i0, axis=-3)
+    Db = np.take(_suffix(beta[..., None, None] * W, -3), i0, axis=-3)
+    Dg = np.take(_suffix(gam[..., None, None] * W, -3), i0, axis=-3)
+    D = Da + S[..., :, None, None] * Db + E[..., :, None, None] * Dg              # (..., m, d, e)
+    dk = np.einsum("...mde,...me->...md", D, V)
+    dv = np.einsum("...mde,...md->...me", D, K)
+    ds = np.einsum("...md,...mde,...me->...m", K, Db + E[..., :, None, None] * Dg, V)
+    # through sbar_t and Z_t
+    ds += np.take(_suffix(np.where(seen, dal * (-(a1 - ah) / T) / T, 0.0), -1), i0, axis=-1)
+    dZ = np.where(seen, -dga * ah / Zt ** 2, 0.0)
+    ds += E * np.take(_suffix(dZ, -1), i0, axis=-1)
+    dg1 = np.where(seen, dal * (-sbar / T) + dbe / T, 0.0).sum(-1)
+    dgh = np.where(seen, dal * (sbar - 1.0) / T - dbe / T + dga / Zt, 0.0).sum(-1)
+    return ZerosAttentionGrad(_sum_to(dq, qs, dt), _sum_to(dk, ks, dt), _sum_to(dv, vs, dt),
+                              _sum_to(ds, ss, dt), _sum_to(dg1, np.shape(g1), dt),
+                              _sum_to(dgh, np.shape(gh), dt))
+
+
+def _soft_one(q, v, lm, seg, iters, G):
+    """VJP of SOFT's Nystrom form for one matrix: (dq, dv, dlandmarks)."""
+    n, d = q.shape
+    gm = 0.5 / np.sqrt(d) if d > 0 else 0.0
+    if seg is not None:
+        lm = np.stack([q[sg].mean(0) for sg in seg])
+    A = np.exp(-((q[:, None, :] - lm[None, :, :]) ** 2).sum(-1) * gm)        # (n, L)
+    B = np.exp(-((lm[:, None, :] - lm[None, :, :]) ** 2).sum(-1) * gm)       # (L, L)
+    col = B.sum(0)
+    b_star = int(np.argmax(col))
+    Nrm = col[b_star]
+    c = 2.0 / Nrm ** 2
+    Vs = [c * B]
+    for _ in range(iters):
+        Vk = Vs[-1]
+        Vs.append(2 * Vk - Vk @ B @ Vk)
+    Y = A.T @ v
+    Wt = Vs[-1] @ Y
+    dA = G @ Wt.T
+    dWt = A.T @ G
+    dVk = dWt @ Y.T
+    dY = Vs[-1].T @ dWt
+    dA += v @ dY.T
+    dv = A @ dY
+    dB = np.zeros_like(B)
+    for k in range(iters - 1, -1, -1):
+        Vk = Vs[k]
+        dB -= Vk.T @ dVk @ Vk.T
+        dVk = 2 * dVk - dVk @ (B @ Vk).T - (Vk @ B).T @ dVk
+    dB += c * dVk
+    dc = float(np.sum(dVk * B))
+    dB[:, b_star] += dc * (-4.0 / Nrm ** 3)
+    # Gaussian kernels: d exp(-gm |x - y|^2) / dx = -2 gm (x - y) exp(...)
+    wA = dA * A
+    dq = -2 * gm * (wA.sum(1)[:, None] * q - wA @ lm)
+    dlm = 2 * gm * (wA.T @ q - wA.sum(0)[:, None] * lm)
+    wB = (dB + dB.T) * B
+    dlm += -2 * gm * (wB.sum(1)[:, None] * lm - wB @ lm)
+    if seg is not None:
+        for a, sg in enumerate(seg):
+            dq[sg] += dlm[a] / len(sg)
+        dlm = None
+    return dq, dv, dlm
+
+
+def soft_attention_vjp(q, v, grad_out, landmarks=None, *, n_landmarks=None, newton_iters=20):
+    """Gradient of :func:`attnnorm.soft_attention` (its output ``A B^+ A^T V``
+    with the Newton-Schulz ``B^+``), differentiated through the
+    ``newton_iters`` Newton-Schulz steps and the initial scaling
+    ``2 / ||B||_1^2`` (the column of the maximum takes the gradient of the
+    norm), the Gaussian kernels, and the landmarks (the segment means of q
+    when none are given: their gradient then flows into q).  Returns
+    ``SoftAttentionGrad(q, v, landmarks)``."""
+    qs, vs = _shape("q", q, 2), _shape("v", v, 2)
+    n, d = qs[-2], qs[-1]
+    e = vs[-1]
+    if vs[-2] != n:
+        raise ValueError(f"q and v must have the same length n; got q {qs}, v {vs}")
+    iters = int_scalar("newton_iters", newton_iters, low=1)
+    shapes = [qs, vs]
+    if landmarks is None:
+        if n_landmarks is None:
+            n_landmarks = min(n, 64)
+        L = int_scalar("n_landmarks", n_landmarks, low=1, high=n,
+                       what=f"an integer with 1 <= n_landmarks <= n = {n}")
+        seg = np.array_split(np.arange(n), L)
+        dt = _loop_dtype(q, v, grad_out)
+    else:
+        ls = _shape("landmarks", landmarks, 2)
+        L = ls[-2]
+        if ls[-1] != d or not 1 <= L <= n:
+            raise ValueError(f"landmarks must have shape (..., L, d) with 1 <= L <= n = {n} "
+                             f"and d = {d}; got {ls}")
+        seg = None
+        shapes.append(ls)
+        dt = _loop_dtype(q, v, landmarks, grad_out)
+    lead = _grad_out(grad_out, _lead(*shapes), n, e, "(n, e)")
+    Q, V, G = _bcast(q, lead, (n, d)), _bcast(v, lead, (n, e)), _bcast(grad_out, lead, (n, e))
+    LM = _bcast(landmarks, lead, (L, d)) if seg is None else None
+    dq, dv = np.zeros(Q.shape), np.zeros(V.shape)
+    dl = np.zeros(LM.shape) if seg is None else None
+    for idx in np.ndindex(*lead):
+        a, b, c = _soft_one(Q[idx], V[idx], None if seg is not None else LM[idx], seg, iters, G[idx])
+        dq[idx], dv[idx] = a, b
+        if dl is not None:
+            dl[idx] = c
+    return SoftAttentionGrad(_sum_to(dq, qs, dt), _sum_to(dv, vs, dt),
+                             None if dl is None else _sum_to(dl, np.shape(landmarks), dt))
