@@ -73,7 +73,7 @@ int an_normalize_vjp_##TS(const an_normdesc *d, const an_normmat *mats, an_vjpma
                 w[k] = AN_AT(T, wrow, Vk->w_m, idx[k]);                       \
                 g[k] = AN_AT(T, grow, Vk->g_m, idx[k]);                       \
             }                                                                 \
-            an_rowctx c = { i, n, m, M, NAN, 0, ws };                         \
+            an_rowctx c = { .row = i, .n = n, .m = m, .mat = M, .tau = NAN, .ws = ws }; \
             int rc = v->vjp_##TS(x, w, g, dx, nv, &c, rowdp + (size_t)r * (size_t)np); \
             for (an_int k = 0; k < nv; k++) AN_AT(T, drow, Vk->dx_m, idx[k]) = dx[k]; \
             if (rc) {                                                         \
