@@ -3,15 +3,18 @@
 Each ``<function>_vjp`` takes the forward function's arguments plus the
 upstream gradient of its output and returns the gradients of every array
 input (and of the real parameters), reduced to the shapes they were given
-in.  They are written in vectorised NumPy (float64 inside, results in the
-forward's dtype) in O(n d e) time: the forward's prefix scans become suffix
-scans over the queries.  They hold O(n d e) intermediate arrays (the
-per-key suffix sums), not O(d e) as a fused scan would.
+in, in O(n d e) time: the forward's prefix scans become suffix scans over
+the queries.  Kernel-form linear attention (feature maps elu1, relu,
+identity) and cheap linear attention run in C (linear_vjp.c) with O(d e)
+state; the exp-kernel / log-space, ZeroS and SOFT VJPs are vectorised NumPy
+(float64 inside, results in the forward's dtype) holding O(n d e)
+intermediate arrays (the per-key suffix sums).
 """
 from typing import NamedTuple
 
 import numpy as np
 
+from . import _core
 from ._common import int_scalar, real_param
 from ._linear import FEATURE_MAPS, _check_qkv, _loop_dtype, _shape
 
@@ -122,58 +125,6 @@ def _log_prefix(x, axis):
 
 def _f64(*xs):
     return tuple(np.asarray(x, dtype=np.float64) for x in xs)
-
-
-# ---------------------------------------------------------------------------
-# linear attention (feature maps elu1, relu, identity)
-# ---------------------------------------------------------------------------
-
-def _phi_and_grad(x, fmap):
-    if fmap == "elu1":
-        ex = np.exp(np.minimum(x, 0.0))
-        return np.where(x > 0, x + 1.0, ex), np.where(x > 0, 1.0, ex)
-    if fmap == "relu":
-        return np.maximum(x, 0.0), (x > 0).astype(np.float64)
-    return x, np.ones_like(x)
-
-
-def _kernel_linear_vjp(Qf, Kf, v, G, t, eps, normalize=True):
-    """VJP of o_i = Qf_i^T S_i / (Qf_i^T z_i + eps) (normalize) or
-    o_i = Qf_i^T S_i, with S_i = sum_{j < t_i} Kf_j v_j^T, z_i = sum_{j < t_i} Kf_j:
-    returns dQf, dKf, dv, deps.
-
-      dnum_i = G_i / den_i,  dden_i = -<G_i, o_i> / den_i
-      dQf_i = S_i dnum_i + z_i dden_i
-      dS_j = sum_{i: t_i > j} Qf_i dnum_i^T,  dz_j = sum_{i: t_i > j} dden_i Qf_i
-      dKf_j = dS_j v_j + dz_j,  dv_j = dS_j^T Kf_j
-    """
-    m = Kf.shape[-2]
-    zero = np.zeros(Kf.shape[:-2] + (1,) + Kf.shape[-1:])
-    Sc = np.concatenate([zero[..., None] * v[..., :1, None, :],
-                         np.cumsum(Kf[..., :, :, None] * v[..., :, None, :], axis=-3)], axis=-3)
-    zc = np.concatenate([zero, np.cumsum(Kf, axis=-2)], axis=-2)
-    S = np.take(Sc, t, axis=-3)                       # (..., n, d, e)
-    z = np.take(zc, t, axis=-2)                       # (..., n, d)
-    seen = (t > 0)[:, None]
-    num = np.einsum("...nd,...nde->...ne", Qf, S)
-    if normalize:
-        den = np.einsum("...nd,...nd->...n", Qf, z)[..., None] + eps
-        den = np.where(seen, den, 1.0)
-        o = num / den
-        dnum = np.where(seen, G / den, 0.0)
-        dden = np.where(seen, -(G * o).sum(-1, keepdims=True) / den, 0.0)
-    else:
-        dnum = np.where(seen, G, 0.0)
-        dden = np.zeros(G.shape[:-1] + (1,))
-    dQf = np.einsum("...nde,...ne->...nd", S, dnum) + z * dden
-    i0 = _first_query(t, m)
-    R = _suffix(Qf[..., :, :, None] * dnum[..., :, None, :], axis=-3)   # (..., n+1, d, e)
-    r = _suffix(Qf * dden, axis=-2)                                     # (..., n+1, d)
-    dS = np.take(R, i0, axis=-3)                                        # (..., m, d, e)
-    dz = np.take(r, i0, axis=-2)
-    dKf = np.einsum("...mde,...me->...md", dS, v) + dz
-    dv = np.einsum("...mde,...md->...me", dS, Kf)
-    return dQf, dKf, dv, dden.sum(axis=(-2, -1))
 
 
 # ---------------------------------------------------------------------------
@@ -333,11 +284,9 @@ def linear_attention_vjp(q, k, v, grad_out, feature_map="elu1", *, causal=False,
         dq, dk, dv, _, _ = _exp_attention_vjp(Q, K, V, G, t)
         deps = np.zeros(lead)
     else:
-        Qf, dphq = _phi_and_grad(Q, feature_map)
-        Kf, dphk = _phi_and_grad(K, feature_map)
-        epsb = np.asarray(ep, dtype=np.float64)[..., None, None]
-        dQf, dKf, dv, deps = _kernel_linear_vjp(Qf, Kf, V, G, t, epsb)
-        dq, dk = dQf * dphq, dKf * dphk
+        dq, dk, dv, deps = _core.linear_attention_vjp(
+            np.asarray(q, dt), np.asarray(k, dt), np.asarray(v, dt), np.asarray(grad_out, dt),
+            FEATURE_MAPS[feature_map], bool(causal), ep, 1)
     return LinearAttentionGrad(_sum_to(dq, qs, dt), _sum_to(dk, ks, dt), _sum_to(dv, vs, dt),
                                _sum_to(deps, np.shape(ep), dt))
 
@@ -424,9 +373,9 @@ def cheap_linear_attention_vjp(h, q, grad_out, *, causal=False):
     dt = _loop_dtype(h, q, grad_out)
     n, m, kk = qs[-2], hs[-2], hs[-1]
     lead = _grad_out(grad_out, _lead(hs, qs), n, kk, "(n, k)")
-    H, Q, G = _bcast(h, lead, (m, kk)), _bcast(q, lead, (n, kk)), _bcast(grad_out, lead, (n, kk))
-    t = _keys_seen(n, m, causal)
-    dQ, dK, dV, _ = _kernel_linear_vjp(Q, H, H, G, t, 0.0, normalize=False)
+    hh = np.asarray(h, dt)
+    dQ, dK, dV, _ = _core.linear_attention_vjp(np.asarray(q, dt), hh, hh, np.asarray(grad_out, dt),
+                                               FEATURE_MAPS["identity"], bool(causal), dt.type(0), 0)
     return CheapLinearGrad(_sum_to(dK + dV, hs, dt), _sum_to(dQ, qs, dt))
 
 

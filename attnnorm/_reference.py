@@ -986,3 +986,76 @@ def normalizer_vjp(scores, grad, normalizer="softmax", *, mask=None, causal=Fals
     return (ds[..., 0, :] if row else ds), dp
 
 # ---- end section: gradients ----
+
+
+# ---- section: gradients of the linear family ----
+
+
+def _suffix_pad(x, axis):
+    """Inclusive suffix sums along ``axis`` with one extra zero slot at the end."""
+    x = np.flip(np.cumsum(np.flip(x, axis), axis=axis), axis)
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (0, 1)
+    return np.pad(x, pad)
+
+
+def _lin_phi_and_grad(x, fmap):
+    if fmap == "elu1":
+        ex = np.exp(np.minimum(x, 0.0))
+        return np.where(x > 0, x + 1.0, ex), np.where(x > 0, 1.0, ex)
+    if fmap == "relu":
+        return np.maximum(x, 0.0), (x > 0).astype(np.float64)
+    return x, np.ones_like(x)
+
+
+def kernel_linear_vjp(Qf, Kf, v, G, t, eps, normalize=True):
+    """VJP of o_i = Qf_i^T S_i / (Qf_i^T z_i + eps) (normalize) or
+    o_i = Qf_i^T S_i, with S_i = sum_{j < t_i} Kf_j v_j^T, z_i = sum_{j < t_i} Kf_j:
+    returns dQf, dKf, dv, deps.
+
+      dnum_i = G_i / den_i,  dden_i = -<G_i, o_i> / den_i
+      dQf_i = S_i dnum_i + z_i dden_i
+      dS_j = sum_{i: t_i > j} Qf_i dnum_i^T,  dz_j = sum_{i: t_i > j} dden_i Qf_i
+      dKf_j = dS_j v_j + dz_j,  dv_j = dS_j^T Kf_j
+    """
+    m = Kf.shape[-2]
+    zero = np.zeros(Kf.shape[:-2] + (1,) + Kf.shape[-1:])
+    Sc = np.concatenate([zero[..., None] * v[..., :1, None, :],
+                         np.cumsum(Kf[..., :, :, None] * v[..., :, None, :], axis=-3)], axis=-3)
+    zc = np.concatenate([zero, np.cumsum(Kf, axis=-2)], axis=-2)
+    S = np.take(Sc, t, axis=-3)                       # (..., n, d, e)
+    z = np.take(zc, t, axis=-2)                       # (..., n, d)
+    seen = (t > 0)[:, None]
+    num = np.einsum("...nd,...nde->...ne", Qf, S)
+    if normalize:
+        den = np.einsum("...nd,...nd->...n", Qf, z)[..., None] + eps
+        den = np.where(seen, den, 1.0)
+        o = num / den
+        dnum = np.where(seen, G / den, 0.0)
+        dden = np.where(seen, -(G * o).sum(-1, keepdims=True) / den, 0.0)
+    else:
+        dnum = np.where(seen, G, 0.0)
+        dden = np.zeros(G.shape[:-1] + (1,))
+    dQf = np.einsum("...nde,...ne->...nd", S, dnum) + z * dden
+    i0 = np.searchsorted(t, np.arange(m), side="right")   # first query seeing key j
+    R = _suffix_pad(Qf[..., :, :, None] * dnum[..., :, None, :], axis=-3)   # (..., n+1, d, e)
+    r = _suffix_pad(Qf * dden, axis=-2)                                     # (..., n+1, d)
+    dS = np.take(R, i0, axis=-3)                                        # (..., m, d, e)
+    dz = np.take(r, i0, axis=-2)
+    dKf = np.einsum("...mde,...me->...md", dS, v) + dz
+    dv = np.einsum("...mde,...md->...me", dS, Kf)
+    return dQf, dKf, dv, dden.sum(axis=(-2, -1))
+
+
+def linear_attention_vjp(q, k, v, g, feature_map="elu1", *, causal=False, eps=1e-6):
+    """(dq, dk, dv, deps) of sum(g * linear_attention(...)) for one (n, d) matrix
+    (elu1, relu, identity), by prefix / suffix sums in float64."""
+    q, k, v, g = (np.asarray(a, dtype=np.float64) for a in (q, k, v, g))
+    n, m = q.shape[-2], k.shape[-2]
+    t = np.full(n, m) if not causal else np.clip(np.arange(n) + (m - n) + 1, 0, m)
+    Qf, dphq = _lin_phi_and_grad(q, feature_map)
+    Kf, dphk = _lin_phi_and_grad(k, feature_map)
+    dQf, dKf, dv, deps = kernel_linear_vjp(Qf, Kf, v, g, t, eps)
+    return dQf * dphq, dKf * dphk, dv, deps
+
+# ---- end section: gradients of the linear family ----

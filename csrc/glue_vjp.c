@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "vjp.h"
+#include "linear_vjp.h"
 
 #define AN_VJP_DEFINE(nm) \
     const an_vjpdata an_vjp_data_##nm = { "normalizer_vjp_" #nm, &an_norm_##nm };
@@ -75,3 +76,43 @@ void an_vjp_loop_##TS(char **args, npy_intp const *dims,                       \
 }
 AN_VJP_LOOP(float, f)
 AN_VJP_LOOP(double, d)
+
+/* ---- linear_attention_vjp: (n,d),(m,d),(m,e),(n,e),(),(),(),() ->
+ *      (n,d),(m,d),(m,e),()
+ *   q, k, v, grad, feature_map, causal, eps, normalize -> dq, dk, dv, deps */
+#define AN_LINVJP_LOOP(T, TS)                                                 \
+void an_linear_vjp_loop_##TS(char **args, npy_intp const *dims,               \
+                             npy_intp const *steps, void *data)               \
+{                                                                             \
+    (void)data;                                                               \
+    const npy_intp N = dims[0];                                               \
+    if (N <= 0) return;                                                       \
+    const npy_intp *cs = steps + 12;                                          \
+    an_linvjp P;                                                              \
+    memset(&P, 0, sizeof(P));                                                 \
+    P.N = N; P.n = dims[1]; P.d = dims[2]; P.m = dims[3]; P.e = dims[4];      \
+    P.q_n = cs[0]; P.q_d = cs[1]; P.k_m = cs[2]; P.k_d = cs[3];               \
+    P.v_m = cs[4]; P.v_e = cs[5]; P.g_n = cs[6]; P.g_e = cs[7];               \
+    P.dq_n = cs[8]; P.dq_d = cs[9]; P.dk_m = cs[10]; P.dk_d = cs[11];         \
+    P.dv_m = cs[12]; P.dv_e = cs[13];                                         \
+    an_linvjpmat *mats = (an_linvjpmat *)calloc((size_t)N, sizeof(an_linvjpmat)); \
+    if (!mats) { an_raise(AN_ERR_NOMEM, "linear_attention_vjp", 0); return; } \
+    for (npy_intp k = 0; k < N; k++) {                                        \
+        an_linvjpmat *M = &mats[k];                                           \
+        char *a[12];                                                          \
+        for (int r = 0; r < 12; r++) a[r] = args[r] + k * steps[r];           \
+        M->q = a[0]; M->k = a[1]; M->v = a[2]; M->g = a[3];                   \
+        M->fmap = (int)*(const int64_t *)a[4];                                \
+        M->causal = *(const int64_t *)a[5] != 0;                              \
+        M->eps = (double)*(const T *)a[6];                                    \
+        M->normalize = *(const int64_t *)a[7] != 0;                           \
+        M->dq = a[8]; M->dk = a[9]; M->dv = a[10]; M->deps = a[11];           \
+    }                                                                         \
+    P.mats = mats;                                                            \
+    int rc = an_linear_attention_vjp_##TS(&P);                                \
+    free(mats);                                                               \
+    AN_CLEAR_FPE();                                                           \
+    if (rc) an_raise(rc, "linear_attention_vjp", 0);                          \
+}
+AN_LINVJP_LOOP(float, f)
+AN_LINVJP_LOOP(double, d)

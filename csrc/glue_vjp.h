@@ -25,4 +25,13 @@ AN_ALL_NORMALIZERS(AN_VJP_DECLARE)
       " -> d_scores, d_reals, d_rowparams",                                   \
       an_vjp_loop_f, an_vjp_loop_d, (void *)&an_vjp_data_##nm },
 
+/* VJPs of the linear-time family (linear_vjp.c) */
+void an_linear_vjp_loop_f(char **args, npy_intp const *dims, npy_intp const *steps, void *data);
+void an_linear_vjp_loop_d(char **args, npy_intp const *dims, npy_intp const *steps, void *data);
+#define AN_LINEAR_VJP_ENTRIES                                                 \
+    { "linear_attention_vjp", "(n,d),(m,d),(m,e),(n,e),(),(),(),()->(n,d),(m,d),(m,e),()", \
+      "TTTTqqTq-TTTT",                                                        \
+      "linear_attention_vjp(q, k, v, grad, feature_map, causal, eps, normalize) -> dq, dk, dv, deps", \
+      an_linear_vjp_loop_f, an_linear_vjp_loop_d, NULL },
+
 #endif

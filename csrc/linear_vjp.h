@@ -1,0 +1,27 @@
+/* linear_vjp.h -- VJP kernels of the linear-time attention family
+ * (linear_vjp.c).  No Python.h: pointers, sizes and byte strides. */
+#ifndef AN_LINEAR_VJP_H
+#define AN_LINEAR_VJP_H
+#include "an_common.h"
+
+/* One matrix: operands, outputs and parameters. */
+typedef struct {
+    const char *q, *k, *v, *g;       /* queries, keys, values, upstream gradient (n, e) */
+    char *dq, *dk, *dv, *deps;       /* outputs: gradients of q, k, v, eps (T ()) */
+    int fmap, causal, normalize;
+    double eps;
+} an_linvjpmat;
+
+/* N matrices sharing sizes and core strides (bytes). */
+typedef struct {
+    an_int N, n, m, d, e;
+    ptrdiff_t q_n, q_d, k_m, k_d, v_m, v_e, g_n, g_e;
+    ptrdiff_t dq_n, dq_d, dk_m, dk_d, dv_m, dv_e;
+    const an_linvjpmat *mats;
+} an_linvjp;
+
+/* kernel-form linear attention (elu1, relu, identity; normalize 0 or 1) */
+int an_linear_attention_vjp_f(const an_linvjp *P);
+int an_linear_attention_vjp_d(const an_linvjp *P);
+
+#endif
