@@ -4,11 +4,13 @@ Each ``<function>_vjp`` takes the forward function's arguments plus the
 upstream gradient of its output and returns the gradients of every array
 input (and of the real parameters), reduced to the shapes they were given
 in, in O(n d e) time: the forward's prefix scans become suffix scans over
-the queries.  Kernel-form linear attention (feature maps elu1, relu,
-identity) and cheap linear attention run in C (linear_vjp.c) with O(d e)
-state; the exp-kernel / log-space, ZeroS and SOFT VJPs are vectorised NumPy
-(float64 inside, results in the forward's dtype) holding O(n d e)
-intermediate arrays (the per-key suffix sums).
+the queries.  Linear attention (every feature map), log-space attention
+(with its carried state) and cheap linear attention run in C (linear_vjp.c):
+one forward and one backward scan over the keys with O(d e) state, one
+matrix per thread, so the results do not depend on the thread count.  The
+ZeroS and SOFT VJPs are vectorised NumPy (float64 inside, results in the
+forward's dtype); ZeroS holds O(n d e) intermediate arrays (its per-key
+suffix sums).
 """
 from typing import NamedTuple
 
@@ -104,132 +106,8 @@ def _suffix(x, axis):
     return np.pad(x, pad)
 
 
-def _log_suffix(x, axis):
-    """Inclusive log-sum-exp suffix scans along ``axis`` plus a -inf slot."""
-    with np.errstate(invalid="ignore"):
-        x = np.flip(np.logaddexp.accumulate(np.flip(x, axis), axis=axis), axis)
-    pad = [(0, 0)] * x.ndim
-    pad[axis] = (0, 1)
-    return np.pad(x, pad, constant_values=-np.inf)
-
-
-def _log_prefix(x, axis):
-    """Inclusive log-sum-exp prefix scans along ``axis`` with a -inf slot in
-    front, so index t is the scan over the first t entries."""
-    with np.errstate(invalid="ignore"):
-        x = np.logaddexp.accumulate(x, axis=axis)
-    pad = [(0, 0)] * x.ndim
-    pad[axis] = (1, 0)
-    return np.pad(x, pad, constant_values=-np.inf)
-
-
 def _f64(*xs):
     return tuple(np.asarray(x, dtype=np.float64) for x in xs)
-
-
-# ---------------------------------------------------------------------------
-# exp-kernel / log-space attention (linear_attention "exp", log_attention)
-# ---------------------------------------------------------------------------
-
-def _exp_attention_vjp(q, k, v, G, t, st=None, gst=None):
-    """VJP of the exp-kernel attention o_i = sum_c e^{q_ic} S_ic / sum_c e^{q_ic} Z_ic,
-    Z_ic = Z0_c + sum_{j < t_i} e^{k_jc}, S_ice = S0_ce + sum_{j < t_i} e^{k_jc} v_je,
-    in log space with the values split by sign (every exponential below is of
-    a number <= 0 up to rounding, or bounded by |G|).
-
-    st: the prior state as log-values (logZ0 (d), logS+0 (d, e), logS-0 (d, e)) or None;
-    gst: the log-gradients lambda = X dL/dX of the state after all m keys
-    (same layout) or None.  Returns dq, dk, dv, lambda of the prior state
-    (or None), and the log-values of the final state.
-
-      pi_ic = e^{q_ic} Z_ic / den_i,  o_ice = S_ice / Z_ic,  rho_ic = e^{q_ic} / den_i
-      dq_ic = pi_ic (sum_e o_ice G_ie - <G_i, o_i>)
-      A_ce(j) = sum_{i: t_i > j} rho_ic G_ie,  B_c(j) = sum_{i: t_i > j} rho_ic <G_i, o_i>
-      dk_jc = e^{k_jc} (sum_e v_je A_ce(j) - B_c(j)),  dv_je = sum_c e^{k_jc} A_ce(j)
-    plus the terms of the state after all keys, through lambda / X.
-    """
-    ninf = -np.inf
-    m = k.shape[-2]
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        lv = np.log(np.abs(v))
-        lvp = np.where(v > 0, lv, ninf)
-        lvn = np.where(v < 0, lv, ninf)
-        # prefix log-values over the first t keys (index t), (..., m+1, d[, e])
-        lZc = _log_prefix(k, axis=-2)
-        lPc = _log_prefix(k[..., :, :, None] + lvp[..., :, None, :], axis=-3)
-        lNc = _log_prefix(k[..., :, :, None] + lvn[..., :, None, :], axis=-3)
-        if st is not None:
-            lZ0, lP0, lN0 = st
-            lZc = np.logaddexp(lZc, lZ0[..., None, :])
-            lPc = np.logaddexp(lPc, lP0[..., None, :, :])
-            lNc = np.logaddexp(lNc, lN0[..., None, :, :])
-        lZ = np.take(lZc, t, axis=-2)                 # (..., n, d)
-        lP = np.take(lPc, t, axis=-3)                 # (..., n, d, e)
-        lN = np.take(lNc, t, axis=-3)
-        a = q + lZ
-        amax = np.max(a, axis=-1, keepdims=True)
-        seen = np.isfinite(amax)
-        amax = np.where(seen, amax, 0.0)
-        lden = amax + np.log(np.sum(np.exp(a - amax), axis=-1, keepdims=True))   # (..., n, 1)
-        lden = np.where(seen, lden, 0.0)
-        pi = np.where(seen, np.exp(a - lden), 0.0)                               # (..., n, d)
-        oc = np.exp(lP - lZ[..., None]) - np.exp(lN - lZ[..., None])             # (..., n, d, e)
-        oc = np.where(np.isfinite(lZ)[..., None], oc, 0.0)
-        o = np.einsum("...nd,...nde->...ne", pi, oc)
-        Go = (G * o).sum(-1, keepdims=True)                                      # (..., n, 1)
-        Gs = np.where(seen, G, 0.0)
-        Gos = np.where(seen, Go, 0.0)
-        dq = pi * (np.einsum("...nde,...ne->...nd", oc, Gs) - Gos)
-        lrho = np.where(seen, q - lden, ninf)                                    # (..., n, d)
-        lGp = np.where(Gs > 0, np.log(np.abs(Gs)), ninf)
-        lGn = np.where(Gs < 0, np.log(np.abs(Gs)), ninf)
-        lBp = np.where(Gos > 0, np.log(np.abs(Gos)), ninf)
-        lBn = np.where(Gos < 0, np.log(np.abs(Gos)), ninf)
-        i0 = _first_query(t, m)
-        lAp = np.take(_log_suffix(lrho[..., :, :, None] + lGp[..., :, None, :], -3), i0, axis=-3)
-        lAn = np.take(_log_suffix(lrho[..., :, :, None] + lGn[..., :, None, :], -3), i0, axis=-3)
-        lBps = np.take(_log_suffix(lrho + lBp, -2), i0, axis=-2)                # (..., m, d)
-        lBns = np.take(_log_suffix(lrho + lBn, -2), i0, axis=-2)
-        kk = k[..., :, :, None]
-        eA = np.exp(kk + lAp) - np.exp(kk + lAn)                                 # e^{k_jc} A_ce(j)
-        eB = np.exp(k + lBps) - np.exp(k + lBns)                                 # e^{k_jc} B_c(j)
-        dk = np.einsum("...mde,...me->...md", eA, v) - eB
-        dv = eA.sum(-2)
-        lZf, lPf, lNf = lZc[..., m, :], lPc[..., m, :, :], lNc[..., m, :, :]
-        lam0 = None
-        if st is not None:
-            # every query that sees anything sees the prior state:
-            # lambda0 = X0 dL/dX0 = X0 sum_i rho_i (dden or dnum terms)
-            lamZ = -np.einsum("...nd,...n->...d", np.exp(lZ0[..., None, :] + lrho), Gos[..., 0])
-            eP0 = np.exp(lP0[..., None, :, :] + lrho[..., :, :, None])           # (..., n, d, e)
-            eN0 = np.exp(lN0[..., None, :, :] + lrho[..., :, :, None])
-            lam0 = [lamZ, np.einsum("...nde,...ne->...de", eP0, Gs),
-                    -np.einsum("...nde,...ne->...de", eN0, Gs)]
-        if gst is not None:
-            gZ, gP, gN = gst
-            # the final state X_f = X0 + all keys: dL/dX_f = lambda_f / X_f
-            fZ, fP, fN = np.isfinite(lZf), np.isfinite(lPf), np.isfinite(lNf)
-            cZ = np.where(fZ, gZ, 0.0)
-            lZs = np.where(fZ, lZf, 0.0)
-            lPs = np.where(fP, lPf, 0.0)[..., None, :, :]
-            lNs = np.where(fN, lNf, 0.0)[..., None, :, :]
-            cP = np.where(fP, gP, 0.0)[..., None, :, :]
-            cN = np.where(fN, gN, 0.0)[..., None, :, :]
-            dk = dk + np.exp(k - lZs[..., None, :]) * cZ[..., None, :]
-            dk = dk + (cP * np.exp(kk + lvp[..., :, None, :] - lPs)).sum(-1) \
-                    + (cN * np.exp(kk + lvn[..., :, None, :] - lNs)).sum(-1)
-            # dS+/dv_je = e^{k_jc} (v > 0), dS-/dv_je = -e^{k_jc} (v < 0); at
-            # v = 0 the derivative of S+ - S- through the stream that has mass
-            wP = cP * np.exp(kk - lPs)                                          # (..., m, d, e)
-            wN = cN * np.exp(kk - lNs)
-            v3 = v[..., :, None, :]
-            use_p = (v3 > 0) | ((v3 == 0) & fP[..., None, :, :])
-            dv = dv + np.where(use_p, wP, -wN).sum(-2)
-            if lam0 is not None:
-                lam0[0] = lam0[0] + cZ * np.exp(lZ0 - lZs)
-                lam0[1] = lam0[1] + np.where(fP, gP * np.exp(lP0 - np.where(fP, lPf, 0.0)), 0.0)
-                lam0[2] = lam0[2] + np.where(fN, gN * np.exp(lN0 - np.where(fN, lNf, 0.0)), 0.0)
-    return dq, dk, dv, lam0, (lZf, lPf, lNf)
 
 
 # ---------------------------------------------------------------------------
@@ -278,11 +156,9 @@ def linear_attention_vjp(q, k, v, grad_out, feature_map="elu1", *, causal=False,
     lead = _grad_out(grad_out, _lead(qs, ks, vs), n, e, "(n, e)")
     lead = np.broadcast_shapes(lead, np.shape(ep))
     Q, K, V = _bcast(q, lead, (n, d)), _bcast(k, lead, (m, d)), _bcast(v, lead, (m, e))
-    G = _bcast(grad_out, lead, (n, e))
-    t = _keys_seen(n, m, causal)
     if feature_map == "exp":
-        dq, dk, dv, _, _ = _exp_attention_vjp(Q, K, V, G, t)
-        deps = np.zeros(lead)
+        dq, dk, dv, _ = _log_vjp_call(q, k, v, grad_out, dt, d, e, causal, None, None)
+        deps = np.zeros(np.shape(ep))
     else:
         dq, dk, dv, deps = _core.linear_attention_vjp(
             np.asarray(q, dt), np.asarray(k, dt), np.asarray(v, dt), np.asarray(grad_out, dt),
@@ -291,16 +167,16 @@ def linear_attention_vjp(q, k, v, grad_out, feature_map="elu1", *, causal=False,
                                _sum_to(deps, np.shape(ep), dt))
 
 
-def _state_logs(state, d, e):
-    """(logZ (…, d), logS+ (…, d, e), logS- (…, d, e)) of a log_attention state
-    (…, d, 4e + 2) = [M_Z, s_Z, M+ (e), s+ (e), M- (e), s- (e)] per feature."""
-    st = np.asarray(state, dtype=np.float64)
-    with np.errstate(divide="ignore"):
-        lz = st[..., 0] + np.log(st[..., 1])
-        lp = st[..., 2:2 + e] + np.log(st[..., 2 + e:2 + 2 * e])
-        ln = st[..., 2 + 2 * e:2 + 3 * e] + np.log(st[..., 2 + 3 * e:2 + 4 * e])
-    fix = lambda x: np.where(np.isnan(x), -np.inf, x)   # (-inf) + log 0
-    return fix(lz), fix(lp), fix(ln)
+def _log_vjp_call(q, k, v, g, dt, d, e, causal, state, grad_state):
+    """The log_attention_vjp gufunc (C, linear_vjp.c) with absent states as
+    zero-stride placeholders."""
+    w = 4 * e + 2
+    none = np.broadcast_to(np.zeros((), dt), (d, w))
+    st = none if state is None else np.asarray(state, dt)
+    gs = none if grad_state is None else np.asarray(grad_state, dt)
+    return _core.log_attention_vjp(np.asarray(q, dt), np.asarray(k, dt), np.asarray(v, dt),
+                                   np.asarray(g, dt), st, gs, bool(causal), state is not None,
+                                   grad_state is not None)
 
 
 def log_attention_vjp(q, k, v, grad_out, *, causal=False, state=None, grad_state=None):
@@ -334,31 +210,8 @@ def log_attention_vjp(q, k, v, grad_out, *, causal=False, state=None, grad_state
             if len(xs) < 2 or xs[-2:] != (d, w):
                 raise ValueError(f"{nm} must have shape (..., d, 4 e + 2) = (..., {d}, {w}); got {xs}")
             lead = np.broadcast_shapes(lead, xs[:-2])
-    Q, K, V = _bcast(q, lead, (n, d)), _bcast(k, lead, (m, d)), _bcast(v, lead, (m, e))
-    G = _bcast(grad_out, lead, (n, e))
-    st = None
-    if state is not None:
-        st = tuple(np.broadcast_to(x, tuple(lead) + x.shape[x.ndim - (1 if i == 0 else 2):])
-                   for i, x in enumerate(_state_logs(state, d, e)))
-    gst = None
-    if grad_state is not None:
-        gs = _bcast(grad_state, lead, (d, w))
-        gst = (gs[..., 0], gs[..., 2:2 + e], gs[..., 2 + 2 * e:2 + 3 * e])
-    t = _keys_seen(n, m, causal)
-    dq, dk, dv, lam0, _ = _exp_attention_vjp(Q, K, V, G, t, st, gst)
-    dstate = None
-    if state is not None:
-        s0 = np.broadcast_to(np.asarray(state, dtype=np.float64), tuple(lead) + (d, w))
-        out = np.zeros(tuple(lead) + (d, w))
-        sl = [(slice(0, 1), slice(1, 2)), (slice(2, 2 + e), slice(2 + e, 2 + 2 * e)),
-              (slice(2 + 2 * e, 2 + 3 * e), slice(2 + 3 * e, 2 + 4 * e))]
-        for lam, (sm, ss) in zip(lam0, sl):
-            lam = lam[..., None] if lam.ndim == len(lead) + 1 else lam
-            out[..., sm] = lam
-            sv = s0[..., ss]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                out[..., ss] = np.where(sv != 0, lam / np.where(sv != 0, sv, 1.0), 0.0)
-        dstate = _sum_to(out, np.shape(state), dt)
+    dq, dk, dv, dst = _log_vjp_call(q, k, v, grad_out, dt, d, e, causal, state, grad_state)
+    dstate = None if state is None else _sum_to(dst, np.shape(state), dt)
     return LogAttentionGrad(_sum_to(dq, qs, dt), _sum_to(dk, ks, dt), _sum_to(dv, vs, dt), dstate)
 
 

@@ -1058,4 +1058,163 @@ def linear_attention_vjp(q, k, v, g, feature_map="elu1", *, causal=False, eps=1e
     dQf, dKf, dv, deps = kernel_linear_vjp(Qf, Kf, v, g, t, eps)
     return dQf * dphq, dKf * dphk, dv, deps
 
+
+def log_state_values(state, d, e):
+    """(logZ (…, d), logS+ (…, d, e), logS- (…, d, e)) of a log_attention state
+    (…, d, 4e + 2) = [M_Z, s_Z, M+ (e), s+ (e), M- (e), s- (e)] per feature."""
+    st = np.asarray(state, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        lz = st[..., 0] + np.log(st[..., 1])
+        lp = st[..., 2:2 + e] + np.log(st[..., 2 + e:2 + 2 * e])
+        ln = st[..., 2 + 2 * e:2 + 3 * e] + np.log(st[..., 2 + 3 * e:2 + 4 * e])
+    fix = lambda x: np.where(np.isnan(x), -np.inf, x)   # (-inf) + log 0
+    return fix(lz), fix(lp), fix(ln)
+
+
+def _log_prefix(x, axis):
+    """Inclusive log-sum-exp prefix scans along ``axis`` with a -inf slot in
+    front, so index t is the scan over the first t entries."""
+    with np.errstate(invalid="ignore"):
+        x = np.logaddexp.accumulate(x, axis=axis)
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (1, 0)
+    return np.pad(x, pad, constant_values=-np.inf)
+
+
+def _log_suffix(x, axis):
+    """Inclusive log-sum-exp suffix scans along ``axis`` plus a -inf slot."""
+    with np.errstate(invalid="ignore"):
+        x = np.flip(np.logaddexp.accumulate(np.flip(x, axis), axis=axis), axis)
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (0, 1)
+    return np.pad(x, pad, constant_values=-np.inf)
+
+
+def exp_attention_vjp(q, k, v, G, t, st=None, gst=None):
+    """VJP of the exp-kernel attention o_i = sum_c e^{q_ic} S_ic / sum_c e^{q_ic} Z_ic,
+    Z_ic = Z0_c + sum_{j < t_i} e^{k_jc}, S_ice = S0_ce + sum_{j < t_i} e^{k_jc} v_je,
+    in log space with the values split by sign (every exponential below is of
+    a number <= 0 up to rounding, or bounded by |G|).
+
+    st: the prior state as log-values (logZ0 (d), logS+0 (d, e), logS-0 (d, e)) or None;
+    gst: the log-gradients lambda = X dL/dX of the state after all m keys
+    (same layout) or None.  Returns dq, dk, dv, lambda of the prior state
+    (or None), and the log-values of the final state.
+
+      pi_ic = e^{q_ic} Z_ic / den_i,  o_ice = S_ice / Z_ic,  rho_ic = e^{q_ic} / den_i
+      dq_ic = pi_ic (sum_e o_ice G_ie - <G_i, o_i>)
+      A_ce(j) = sum_{i: t_i > j} rho_ic G_ie,  B_c(j) = sum_{i: t_i > j} rho_ic <G_i, o_i>
+      dk_jc = e^{k_jc} (sum_e v_je A_ce(j) - B_c(j)),  dv_je = sum_c e^{k_jc} A_ce(j)
+    plus the terms of the state after all keys, through lambda / X.
+    """
+    ninf = -np.inf
+    m = k.shape[-2]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        lv = np.log(np.abs(v))
+        lvp = np.where(v > 0, lv, ninf)
+        lvn = np.where(v < 0, lv, ninf)
+        # prefix log-values over the first t keys (index t), (..., m+1, d[, e])
+        lZc = _log_prefix(k, axis=-2)
+        lPc = _log_prefix(k[..., :, :, None] + lvp[..., :, None, :], axis=-3)
+        lNc = _log_prefix(k[..., :, :, None] + lvn[..., :, None, :], axis=-3)
+        if st is not None:
+            lZ0, lP0, lN0 = st
+            lZc = np.logaddexp(lZc, lZ0[..., None, :])
+            lPc = np.logaddexp(lPc, lP0[..., None, :, :])
+            lNc = np.logaddexp(lNc, lN0[..., None, :, :])
+        lZ = np.take(lZc, t, axis=-2)                 # (..., n, d)
+        lP = np.take(lPc, t, axis=-3)                 # (..., n, d, e)
+        lN = np.take(lNc, t, axis=-3)
+        a = q + lZ
+        amax = np.max(a, axis=-1, keepdims=True)
+        seen = np.isfinite(amax)
+        amax = np.where(seen, amax, 0.0)
+        lden = amax + np.log(np.sum(np.exp(a - amax), axis=-1, keepdims=True))   # (..., n, 1)
+        lden = np.where(seen, lden, 0.0)
+        pi = np.where(seen, np.exp(a - lden), 0.0)                               # (..., n, d)
+        oc = np.exp(lP - lZ[..., None]) - np.exp(lN - lZ[..., None])             # (..., n, d, e)
+        oc = np.where(np.isfinite(lZ)[..., None], oc, 0.0)
+        o = np.einsum("...nd,...nde->...ne", pi, oc)
+        Go = (G * o).sum(-1, keepdims=True)                                      # (..., n, 1)
+        Gs = np.where(seen, G, 0.0)
+        Gos = np.where(seen, Go, 0.0)
+        dq = pi * (np.einsum("...nde,...ne->...nd", oc, Gs) - Gos)
+        lrho = np.where(seen, q - lden, ninf)                                    # (..., n, d)
+        lGp = np.where(Gs > 0, np.log(np.abs(Gs)), ninf)
+        lGn = np.where(Gs < 0, np.log(np.abs(Gs)), ninf)
+        lBp = np.where(Gos > 0, np.log(np.abs(Gos)), ninf)
+        lBn = np.where(Gos < 0, np.log(np.abs(Gos)), ninf)
+        i0 = np.searchsorted(t, np.arange(m), side="right")
+        lAp = np.take(_log_suffix(lrho[..., :, :, None] + lGp[..., :, None, :], -3), i0, axis=-3)
+        lAn = np.take(_log_suffix(lrho[..., :, :, None] + lGn[..., :, None, :], -3), i0, axis=-3)
+        lBps = np.take(_log_suffix(lrho + lBp, -2), i0, axis=-2)                # (..., m, d)
+        lBns = np.take(_log_suffix(lrho + lBn, -2), i0, axis=-2)
+        kk = k[..., :, :, None]
+        eA = np.exp(kk + lAp) - np.exp(kk + lAn)                                 # e^{k_jc} A_ce(j)
+        eB = np.exp(k + lBps) - np.exp(k + lBns)                                 # e^{k_jc} B_c(j)
+        dk = np.einsum("...mde,...me->...md", eA, v) - eB
+        dv = eA.sum(-2)
+        lZf, lPf, lNf = lZc[..., m, :], lPc[..., m, :, :], lNc[..., m, :, :]
+        lam0 = None
+        if st is not None:
+            # every query that sees anything sees the prior state:
+            # lambda0 = X0 dL/dX0 = X0 sum_i rho_i (dden or dnum terms)
+            lamZ = -np.einsum("...nd,...n->...d", np.exp(lZ0[..., None, :] + lrho), Gos[..., 0])
+            eP0 = np.exp(lP0[..., None, :, :] + lrho[..., :, :, None])           # (..., n, d, e)
+            eN0 = np.exp(lN0[..., None, :, :] + lrho[..., :, :, None])
+            lam0 = [lamZ, np.einsum("...nde,...ne->...de", eP0, Gs),
+                    -np.einsum("...nde,...ne->...de", eN0, Gs)]
+        if gst is not None:
+            gZ, gP, gN = gst
+            # the final state X_f = X0 + all keys: dL/dX_f = lambda_f / X_f
+            fZ, fP, fN = np.isfinite(lZf), np.isfinite(lPf), np.isfinite(lNf)
+            cZ = np.where(fZ, gZ, 0.0)
+            lZs = np.where(fZ, lZf, 0.0)
+            lPs = np.where(fP, lPf, 0.0)[..., None, :, :]
+            lNs = np.where(fN, lNf, 0.0)[..., None, :, :]
+            cP = np.where(fP, gP, 0.0)[..., None, :, :]
+            cN = np.where(fN, gN, 0.0)[..., None, :, :]
+            dk = dk + np.exp(k - lZs[..., None, :]) * cZ[..., None, :]
+            dk = dk + (cP * np.exp(kk + lvp[..., :, None, :] - lPs)).sum(-1) \
+                    + (cN * np.exp(kk + lvn[..., :, None, :] - lNs)).sum(-1)
+            # dS+/dv_je = e^{k_jc} (v > 0), dS-/dv_je = -e^{k_jc} (v < 0); at
+            # v = 0 the derivative of S+ - S- through the stream that has mass
+            wP = cP * np.exp(kk - lPs)                                          # (..., m, d, e)
+            wN = cN * np.exp(kk - lNs)
+            v3 = v[..., :, None, :]
+            use_p = (v3 > 0) | ((v3 == 0) & fP[..., None, :, :])
+            dv = dv + np.where(use_p, wP, -wN).sum(-2)
+            if lam0 is not None:
+                lam0[0] = lam0[0] + cZ * np.exp(lZ0 - lZs)
+                lam0[1] = lam0[1] + np.where(fP, gP * np.exp(lP0 - np.where(fP, lPf, 0.0)), 0.0)
+                lam0[2] = lam0[2] + np.where(fN, gN * np.exp(lN0 - np.where(fN, lNf, 0.0)), 0.0)
+    return dq, dk, dv, lam0, (lZf, lPf, lNf)
+
+
+def log_attention_vjp(q, k, v, g, *, causal=False, state=None, grad_state=None):
+    """(dq, dk, dv, dstate) of log_attention for one matrix, in log space with
+    NumPy's logaddexp scans (dstate in the state's (M, s) pair layout)."""
+    q, k, v, g = (np.asarray(a, dtype=np.float64) for a in (q, k, v, g))
+    n, d = q.shape
+    m, e = v.shape
+    t = np.full(n, m) if not causal else np.clip(np.arange(n) + (m - n) + 1, 0, m)
+    st = None if state is None else log_state_values(state, d, e)
+    gst = None
+    if grad_state is not None:
+        gs = np.asarray(grad_state, dtype=np.float64)
+        gst = (gs[..., 0], gs[..., 2:2 + e], gs[..., 2 + 2 * e:2 + 3 * e])
+    dq, dk, dv, lam0, _ = exp_attention_vjp(q, k, v, g, t, st, gst)
+    if state is None:
+        return dq, dk, dv, None
+    s0 = np.asarray(state, dtype=np.float64)
+    out = np.zeros(s0.shape)
+    for lam, (sm, ss) in zip(lam0, [(slice(0, 1), slice(1, 2)),
+                                    (slice(2, 2 + e), slice(2 + e, 2 + 2 * e)),
+                                    (slice(2 + 2 * e, 2 + 3 * e), slice(2 + 3 * e, 2 + 4 * e))]):
+        lam = lam[..., None] if lam.ndim == 1 else lam
+        out[..., sm] = lam
+        sv = s0[..., ss]
+        out[..., ss] = np.where(sv != 0, lam / np.where(sv != 0, sv, 1.0), 0.0)
+    return dq, dk, dv, out
+
 # ---- end section: gradients of the linear family ----

@@ -116,3 +116,46 @@ void an_linear_vjp_loop_##TS(char **args, npy_intp const *dims,               \
 }
 AN_LINVJP_LOOP(float, f)
 AN_LINVJP_LOOP(double, d)
+
+/* ---- log_attention_vjp: (n,d),(m,d),(m,e),(n,e),(d,w),(d,w),(),(),() ->
+ *      (n,d),(m,d),(m,e),(d,w)
+ *   q, k, v, grad, state, grad_state, causal, has_state, has_grad_state
+ *   -> dq, dk, dv, dstate   (w = 4 e + 2) */
+#define AN_LOGVJP_LOOP(T, TS)                                                 \
+void an_log_vjp_loop_##TS(char **args, npy_intp const *dims,                  \
+                          npy_intp const *steps, void *data)                  \
+{                                                                             \
+    (void)data;                                                               \
+    const npy_intp N = dims[0];                                               \
+    if (N <= 0) return;                                                       \
+    const npy_intp *cs = steps + 13;                                          \
+    an_linvjp P;                                                              \
+    memset(&P, 0, sizeof(P));                                                 \
+    P.N = N; P.n = dims[1]; P.d = dims[2]; P.m = dims[3]; P.e = dims[4];      \
+    if (dims[5] != 4 * dims[4] + 2) { an_raise(AN_ERR_VALUE, "log_attention_vjp", -1); return; } \
+    P.q_n = cs[0]; P.q_d = cs[1]; P.k_m = cs[2]; P.k_d = cs[3];               \
+    P.v_m = cs[4]; P.v_e = cs[5]; P.g_n = cs[6]; P.g_e = cs[7];               \
+    P.st_d = cs[8]; P.st_w = cs[9]; P.gs_d = cs[10]; P.gs_w = cs[11];         \
+    P.dq_n = cs[12]; P.dq_d = cs[13]; P.dk_m = cs[14]; P.dk_d = cs[15];       \
+    P.dv_m = cs[16]; P.dv_e = cs[17]; P.dst_d = cs[18]; P.dst_w = cs[19];     \
+    an_linvjpmat *mats = (an_linvjpmat *)calloc((size_t)N, sizeof(an_linvjpmat)); \
+    if (!mats) { an_raise(AN_ERR_NOMEM, "log_attention_vjp", 0); return; }    \
+    for (npy_intp k = 0; k < N; k++) {                                        \
+        an_linvjpmat *M = &mats[k];                                           \
+        char *a[13];                                                          \
+        for (int r = 0; r < 13; r++) a[r] = args[r] + k * steps[r];           \
+        M->q = a[0]; M->k = a[1]; M->v = a[2]; M->g = a[3];                   \
+        M->st = a[4]; M->gst = a[5];                                          \
+        M->causal = *(const int64_t *)a[6] != 0;                              \
+        M->has_state = *(const int64_t *)a[7] != 0;                           \
+        M->has_gstate = *(const int64_t *)a[8] != 0;                          \
+        M->dq = a[9]; M->dk = a[10]; M->dv = a[11]; M->dst = a[12];           \
+    }                                                                         \
+    P.mats = mats;                                                            \
+    int rc = an_log_attention_vjp_##TS(&P);                                   \
+    free(mats);                                                               \
+    AN_CLEAR_FPE();                                                           \
+    if (rc) an_raise(rc, "log_attention_vjp", 0);                             \
+}
+AN_LOGVJP_LOOP(float, f)
+AN_LOGVJP_LOOP(double, d)

@@ -28,10 +28,18 @@ AN_ALL_NORMALIZERS(AN_VJP_DECLARE)
 /* VJPs of the linear-time family (linear_vjp.c) */
 void an_linear_vjp_loop_f(char **args, npy_intp const *dims, npy_intp const *steps, void *data);
 void an_linear_vjp_loop_d(char **args, npy_intp const *dims, npy_intp const *steps, void *data);
+void an_log_vjp_loop_f(char **args, npy_intp const *dims, npy_intp const *steps, void *data);
+void an_log_vjp_loop_d(char **args, npy_intp const *dims, npy_intp const *steps, void *data);
 #define AN_LINEAR_VJP_ENTRIES                                                 \
     { "linear_attention_vjp", "(n,d),(m,d),(m,e),(n,e),(),(),(),()->(n,d),(m,d),(m,e),()", \
       "TTTTqqTq-TTTT",                                                        \
       "linear_attention_vjp(q, k, v, grad, feature_map, causal, eps, normalize) -> dq, dk, dv, deps", \
-      an_linear_vjp_loop_f, an_linear_vjp_loop_d, NULL },
+      an_linear_vjp_loop_f, an_linear_vjp_loop_d, NULL },                     \
+    { "log_attention_vjp",                                                    \
+      "(n,d),(m,d),(m,e),(n,e),(d,w),(d,w),(),(),()->(n,d),(m,d),(m,e),(d,w)", \
+      "TTTTTTqqq-TTTT",                                                       \
+      "log_attention_vjp(q, k, v, grad, state, grad_state, causal, has_state, has_grad_state)" \
+      " -> dq, dk, dv, dstate",                                               \
+      an_log_vjp_loop_f, an_log_vjp_loop_d, NULL },
 
 #endif

@@ -147,3 +147,279 @@ int an_linear_attention_vjp_##TS(const an_linvjp *P)                         \
 }
 AN_LINEAR_VJP(float, f)
 AN_LINEAR_VJP(double, d)
+
+/*
+ * VJP of the exp-kernel / log-space attention (log_attention, and
+ * linear_attention with the "exp" map), with the carried state:
+ *   Z_ic = Z0_c + sum_{j < t_i} e^{k_jc},  S_ice = S0_ce + sum_{j < t_i} e^{k_jc} v_je,
+ *   o_i = sum_c e^{q_ic} S_ic / den_i,  den_i = sum_c e^{q_ic} Z_ic.
+ * Every log-space number is a pair (M, s) meaning e^M s (M the running
+ * maximum, s >= 1 once anything was added), values split by sign (S = S+ - S-).
+ * Pass 1 (keys forwards), per query:
+ *   pi_ic = e^{q_ic} Z_ic / den_i,  o_ice = S_ice / Z_ic,
+ *   dq_ic = pi_ic (sum_e o_ice G_ie - <G_i, o_i>),  log rho_ic = q_ic - log den_i
+ * and the prior state's log-gradients lambda = X dL/dX:
+ *   lambda(Z0_c) = -sum_i Z0_c rho_ic <G_i, o_i>,  lambda(S0+-_ce) = +-sum_i S0+-_ce rho_ic G_ie.
+ * Pass 2 (keys backwards) with the suffix sums over the queries that see
+ * key j, kept as pairs per sign:
+ *   A_ce(j) = sum_i rho_ic G_ie,  B_c(j) = sum_i rho_ic <G_i, o_i>
+ *   dk_jc = e^{k_jc} (sum_e v_je A_ce(j) - B_c(j)),  dv_je = sum_c e^{k_jc} A_ce(j)
+ * (each e^{k_jc} rho_ic <= 1: no overflow), plus, given the log-gradients
+ * lambda_f of the state after all keys (grad_state), the terms through
+ * dL/dX_f = lambda_f / X_f.  The state's gradient is written as pairs:
+ * dL/dM = lambda, dL/ds = lambda / s.
+ */
+static inline void lp_add(double *M, double *s, double x)
+{
+    if (x == -INFINITY || x != x) { if (x != x) { *M = x; *s = x; } return; }
+    if (x > *M) { *s = *s * exp(*M - x) + 1.0; *M = x; }
+    else *s += exp(x - *M);
+}
+static inline double lp_log(double M, double s) { return s > 0 ? M + log(s) : -INFINITY; }
+/* e^{x} X for X = e^M s (0 when X = 0) */
+static inline double lp_scale(double x, double M, double s) { return s > 0 ? exp(x + M) * s : 0.0; }
+
+#define AN_EXP_VJP(T, TS)                                                     \
+static int exp_vjp_one_##TS(const an_linvjp *P, const an_linvjpmat *M)        \
+{                                                                             \
+    const an_int n = P->n, m = P->m, d = P->d, e = P->e, de = d * e;          \
+    const an_int ew = e;                                                      \
+    /* pairs: Z (d), P+ (d e), P- (d e); the same for A+-, B+-; lambda0 */    \
+    const size_t nb = (size_t)(2 * d + 4 * de)   /* Z, S+- pairs */          \
+                    + (size_t)(4 * de + 4 * d)   /* A+-, B+- pairs */        \
+                    + (size_t)(d + 2 * de)       /* lambda0 */               \
+                    + (size_t)(d + 2 * de)       /* log prior */             \
+                    + (size_t)(n * d + 2 * n)    /* log rho, <G, o>, seen */ \
+                    + (size_t)(3 * e + d);                                    \
+    double *buf = (double *)malloc(sizeof(double) * nb);                      \
+    if (!buf) return AN_ERR_NOMEM;                                            \
+    double *ZM = buf, *Zs = ZM + d, *PM = Zs + d, *Ps = PM + de, *NM = Ps + de, *Ns = NM + de; \
+    double *AM = Ns + de, *As = AM + de, *CM = As + de, *Cs = CM + de;        \
+    double *BM = Cs + de, *Bs = BM + d, *DM = Bs + d, *Ds = DM + d;           \
+    double *lamZ = Ds + d, *lamP = lamZ + d, *lamN = lamP + de;               \
+    double *lZ0 = lamN + de, *lP0 = lZ0 + d, *lN0 = lP0 + de;                 \
+    double *lrho = lN0 + de, *Go = lrho + n * d, *seen = Go + n;              \
+    double *g = seen + n, *lv = g + e, *vv = lv + e, *oc = vv + e;            \
+    (void)oc;                                                                 \
+    const int prior = M->has_state;                                           \
+    for (an_int c = 0; c < d; c++) {                                          \
+        if (prior) {                                                          \
+            const char *sr = M->st + c * P->st_d;                             \
+            ZM[c] = (double)AN_AT(T, sr, P->st_w, 0); Zs[c] = (double)AN_AT(T, sr, P->st_w, 1); \
+            for (an_int x = 0; x < e; x++) {                                  \
+                PM[c * e + x] = (double)AN_AT(T, sr, P->st_w, 2 + x);         \
+                Ps[c * e + x] = (double)AN_AT(T, sr, P->st_w, 2 + ew + x);    \
+                NM[c * e + x] = (double)AN_AT(T, sr, P->st_w, 2 + 2 * ew + x); \
+                Ns[c * e + x] = (double)AN_AT(T, sr, P->st_w, 2 + 3 * ew + x); \
+            }                                                                 \
+        } else {                                                              \
+            ZM[c] = -INFINITY; Zs[c] = 0;                                     \
+            for (an_int x = 0; x < e; x++) {                                  \
+                PM[c * e + x] = NM[c * e + x] = -INFINITY; Ps[c * e + x] = Ns[c * e + x] = 0; \
+            }                                                                 \
+        }                                                                     \
+        lZ0[c] = lp_log(ZM[c], Zs[c]);                                        \
+        for (an_int x = 0; x < e; x++) {                                      \
+            lP0[c * e + x] = lp_log(PM[c * e + x], Ps[c * e + x]);            \
+            lN0[c * e + x] = lp_log(NM[c * e + x], Ns[c * e + x]);            \
+        }                                                                     \
+        lamZ[c] = 0;                                                          \
+    }                                                                         \
+    for (an_int x = 0; x < de; x++) lamP[x] = lamN[x] = 0;                    \
+    int any_prior = 0;                                                        \
+    for (an_int c = 0; c < d; c++) any_prior |= Zs[c] > 0;                    \
+    /* pass 1 */                                                              \
+    an_int j = 0;                                                             \
+    for (an_int i = 0; i < n; i++) {                                          \
+        const an_int t = lv_seen(i, n, m, M->causal);                         \
+        for (; j < t; j++) {                                                  \
+            const char *kr = M->k + j * P->k_m, *vr = M->v + j * P->v_m;      \
+            for (an_int x = 0; x < e; x++) {                                  \
+                vv[x] = (double)AN_AT(T, vr, P->v_e, x);                      \
+                lv[x] = log(fabs(vv[x]));                                     \
+            }                                                                 \
+            for (an_int c = 0; c < d; c++) {                                  \
+                const double kc = (double)AN_AT(T, kr, P->k_d, c);            \
+                lp_add(ZM + c, Zs + c, kc);                                   \
+                for (an_int x = 0; x < e; x++) {                              \
+                    if (vv[x] > 0) lp_add(PM + c * e + x, Ps + c * e + x, kc + lv[x]); \
+                    else if (vv[x] < 0) lp_add(NM + c * e + x, Ns + c * e + x, kc + lv[x]); \
+                }                                                             \
+            }                                                                 \
+        }                                                                     \
+        const char *qr = M->q + i * P->q_n, *gr = M->g + i * P->g_n;          \
+        char *dqr = M->dq + i * P->dq_n;                                      \
+        double *lr = lrho + i * d;                                            \
+        seen[i] = t > 0 || any_prior;                                         \
+        if (!seen[i]) {                                                       \
+            for (an_int c = 0; c < d; c++) { AN_AT(T, dqr, P->dq_d, c) = 0; lr[c] = -INFINITY; } \
+            Go[i] = 0;                                                        \
+            continue;                                                         \
+        }                                                                     \
+        for (an_int x = 0; x < e; x++) g[x] = (double)AN_AT(T, gr, P->g_e, x); \
+        double amax = -INFINITY;                                              \
+        for (an_int c = 0; c < d; c++) {                                      \
+            const double a = (double)AN_AT(T, qr, P->q_d, c) + lp_log(ZM[c], Zs[c]); \
+            amax = a > amax ? a : amax;                                       \
+        }                                                                     \
+        double sum = 0;                                                       \
+        for (an_int c = 0; c < d; c++)                                        \
+            sum += lp_scale((double)AN_AT(T, qr, P->q_d, c) - amax, ZM[c], Zs[c]); \
+        const double lden = amax + log(sum);                                  \
+        /* o_i = sum_c pi_c o_c and <G, o> */                                 \
+        double go = 0;                                                        \
+        for (an_int x = 0; x < e; x++) vv[x] = 0;                             \
+        for (an_int c = 0; c < d; c++) {                                      \
+            const double qc = (double)AN_AT(T, qr, P->q_d, c);                \
+            lr[c] = qc - lden;                                                \
+            if (!(Zs[c] > 0)) continue;                                       \
+            const double pic = lp_scale(lr[c], ZM[c], Zs[c]);                 \
+            for (an_int x = 0; x < e; x++) {                                  \
+                const double o = lp_scale(-ZM[c], PM[c * e + x], Ps[c * e + x]) / Zs[c] \
+                               - lp_scale(-ZM[c], NM[c * e + x], Ns[c * e + x]) / Zs[c]; \
+                vv[x] += pic * o;                                             \
+            }                                                                 \
+        }                                                                     \
+        for (an_int x = 0; x < e; x++) go += g[x] * vv[x];                    \
+        Go[i] = go;                                                           \
+        for (an_int c = 0; c < d; c++) {                                      \
+            if (!(Zs[c] > 0)) { AN_AT(T, dqr, P->dq_d, c) = 0; continue; }     \
+            const double pic = lp_scale(lr[c], ZM[c], Zs[c]);                 \
+            double s = 0;                                                     \
+            for (an_int x = 0; x < e; x++)                                    \
+                s += g[x] * (lp_scale(-ZM[c], PM[c * e + x], Ps[c * e + x])   \
+                             - lp_scale(-ZM[c], NM[c * e + x], Ns[c * e + x])) / Zs[c]; \
+            AN_AT(T, dqr, P->dq_d, c) = (T)(pic * (s - go));                  \
+            if (prior) {                                                      \
+                lamZ[c] -= exp(lZ0[c] + lr[c]) * go;                          \
+                for (an_int x = 0; x < e; x++) {                              \
+                    lamP[c * e + x] += exp(lP0[c * e + x] + lr[c]) * g[x];    \
+                    lamN[c * e + x] -= exp(lN0[c * e + x] + lr[c]) * g[x];    \
+                }                                                             \
+            }                                                                 \
+        }                                                                     \
+    }                                                                         \
+    for (; j < m; j++) {   /* the final state covers all m keys */            \
+        const char *kr = M->k + j * P->k_m, *vr = M->v + j * P->v_m;          \
+        for (an_int x = 0; x < e; x++) {                                      \
+            vv[x] = (double)AN_AT(T, vr, P->v_e, x); lv[x] = log(fabs(vv[x])); \
+        }                                                                     \
+        for (an_int c = 0; c < d; c++) {                                      \
+            const double kc = (double)AN_AT(T, kr, P->k_d, c);                \
+            lp_add(ZM + c, Zs + c, kc);                                       \
+            for (an_int x = 0; x < e; x++) {                                  \
+                if (vv[x] > 0) lp_add(PM + c * e + x, Ps + c * e + x, kc + lv[x]); \
+                else if (vv[x] < 0) lp_add(NM + c * e + x, Ns + c * e + x, kc + lv[x]); \
+            }                                                                 \
+        }                                                                     \
+    }                                                                         \
+    /* final state as log-values (in ZM.., overwritten by nothing below) */   \
+    for (an_int c = 0; c < d; c++) {                                          \
+        ZM[c] = lp_log(ZM[c], Zs[c]);                                         \
+        for (an_int x = 0; x < e; x++) {                                      \
+            PM[c * e + x] = lp_log(PM[c * e + x], Ps[c * e + x]);             \
+            NM[c * e + x] = lp_log(NM[c * e + x], Ns[c * e + x]);             \
+        }                                                                     \
+    }                                                                         \
+    const double *lZf = ZM, *lPf = PM, *lNf = NM;                             \
+    /* state log-gradients after all keys (read from the M entries) */       \
+    const int gst = M->has_gstate;                                            \
+    /* pass 2 */                                                              \
+    for (an_int x = 0; x < de; x++) { AM[x] = CM[x] = -INFINITY; As[x] = Cs[x] = 0; } \
+    for (an_int c = 0; c < d; c++) { BM[c] = DM[c] = -INFINITY; Bs[c] = Ds[c] = 0; } \
+    an_int i = n - 1;                                                         \
+    for (an_int jj = m - 1; jj >= 0; jj--) {                                  \
+        for (; i >= 0 && lv_seen(i, n, m, M->causal) > jj; i--) {            \
+            if (!seen[i]) continue;                                           \
+            const char *gr = M->g + i * P->g_n;                               \
+            const double *lr = lrho + i * d;                                  \
+            const double lgo = log(fabs(Go[i]));                              \
+            for (an_int x = 0; x < e; x++) {                                  \
+                g[x] = (double)AN_AT(T, gr, P->g_e, x); lv[x] = log(fabs(g[x])); \
+            }                                                                 \
+            for (an_int c = 0; c < d; c++) {                                  \
+                for (an_int x = 0; x < e; x++) {                              \
+                    if (g[x] > 0) lp_add(AM + c * e + x, As + c * e + x, lr[c] + lv[x]); \
+                    else if (g[x] < 0) lp_add(CM + c * e + x, Cs + c * e + x, lr[c] + lv[x]); \
+                }                                                             \
+                if (Go[i] > 0) lp_add(BM + c, Bs + c, lr[c] + lgo);           \
+                else if (Go[i] < 0) lp_add(DM + c, Ds + c, lr[c] + lgo);      \
+            }                                                                 \
+        }                                                                     \
+        const char *kr = M->k + jj * P->k_m, *vr = M->v + jj * P->v_m;        \
+        char *dkr = M->dk + jj * P->dk_m, *dvr = M->dv + jj * P->dv_m;        \
+        for (an_int x = 0; x < e; x++) {                                      \
+            vv[x] = (double)AN_AT(T, vr, P->v_e, x); lv[x] = log(fabs(vv[x])); g[x] = 0; \
+        }                                                                     \
+        for (an_int c = 0; c < d; c++) {                                      \
+            const double kc = (double)AN_AT(T, kr, P->k_d, c);                \
+            double dk = lp_scale(kc, DM[c], Ds[c]) - lp_scale(kc, BM[c], Bs[c]); \
+            for (an_int x = 0; x < e; x++) {                                  \
+                const an_int ce = c * e + x;                                  \
+                const double ea = lp_scale(kc, AM[ce], As[ce]) - lp_scale(kc, CM[ce], Cs[ce]); \
+                dk += vv[x] * ea;                                             \
+                g[x] += ea;                                                   \
+            }                                                                 \
+            if (gst) {                                                        \
+                const char *gs = M->gst + c * P->gs_d;                        \
+                if (lZf[c] > -INFINITY) dk += exp(kc - lZf[c]) * (double)AN_AT(T, gs, P->gs_w, 0); \
+                for (an_int x = 0; x < e; x++) {                              \
+                    const an_int ce = c * e + x;                              \
+                    const double gp = (double)AN_AT(T, gs, P->gs_w, 2 + x);   \
+                    const double gn = (double)AN_AT(T, gs, P->gs_w, 2 + 2 * ew + x); \
+                    const double wp = lPf[ce] > -INFINITY ? gp * exp(kc - lPf[ce]) : 0.0; \
+                    const double wn = lNf[ce] > -INFINITY ? gn * exp(kc - lNf[ce]) : 0.0; \
+                    if (vv[x] > 0) dk += wp * vv[x];                          \
+                    else if (vv[x] < 0) dk -= wn * vv[x];                     \
+                    g[x] += (vv[x] > 0 || (vv[x] == 0 && lPf[ce] > -INFINITY)) ? wp : -wn; \
+                }                                                             \
+            }                                                                 \
+            AN_AT(T, dkr, P->dk_d, c) = (T)dk;                                \
+        }                                                                     \
+        for (an_int x = 0; x < e; x++) AN_AT(T, dvr, P->dv_e, x) = (T)g[x];   \
+    }                                                                         \
+    if (prior) {                                                              \
+        for (an_int c = 0; c < d; c++) {                                      \
+            const char *sr = M->st + c * P->st_d;                             \
+            char *dr = M->dst + c * P->dst_d;                                 \
+            const char *gs = gst ? M->gst + c * P->gs_d : NULL;               \
+            for (an_int x = -1; x < 2 * e; x++) {                             \
+                /* x = -1: Z; x in [0, e): S+; [e, 2e): S- */                 \
+                const int zz = x < 0, pos = x >= 0 && x < e;                  \
+                const an_int ce = c * e + (pos ? x : x - e);                  \
+                const an_int om = zz ? 0 : (pos ? 2 + x : 2 + 2 * ew + (x - e)); \
+                const an_int os = zz ? 1 : om + ew;                           \
+                double lam = zz ? lamZ[c] : (pos ? lamP[ce] : lamN[ce]);      \
+                const double l0 = zz ? lZ0[c] : (pos ? lP0[ce] : lN0[ce]);    \
+                const double lf = zz ? lZf[c] : (pos ? lPf[ce] : lNf[ce]);    \
+                if (gs && lf > -INFINITY && l0 > -INFINITY)                   \
+                    lam += (double)AN_AT(T, gs, P->gs_w, om) * exp(l0 - lf);  \
+                const double s0 = (double)AN_AT(T, sr, P->st_w, os);          \
+                AN_AT(T, dr, P->dst_w, om) = (T)lam;                          \
+                AN_AT(T, dr, P->dst_w, os) = (T)(s0 != 0 ? lam / s0 : 0.0);   \
+            }                                                                 \
+        }                                                                     \
+    } else {                                                                  \
+        for (an_int c = 0; c < d; c++)                                        \
+            for (an_int x = 0; x < 4 * e + 2; x++)                            \
+                AN_AT(T, M->dst + c * P->dst_d, P->dst_w, x) = 0;             \
+    }                                                                         \
+    free(buf);                                                                \
+    return AN_OK;                                                             \
+}                                                                             \
+int an_log_attention_vjp_##TS(const an_linvjp *P)                            \
+{                                                                             \
+    int err = AN_OK; an_int first = P->N;                                     \
+    const int nt = an_num_threads();                                          \
+    _Pragma("omp parallel for schedule(dynamic, 1) num_threads(nt) if (P->N > 1)") \
+    for (an_int k = 0; k < P->N; k++) {                                       \
+        int rc = exp_vjp_one_##TS(P, &P->mats[k]);                            \
+        if (rc) {                                                             \
+            _Pragma("omp critical(an_linvjp_err)")                            \
+            if (k < first) { first = k; err = rc; }                           \
+        }                                                                     \
+    }                                                                         \
+    return err;                                                               \
+}
+AN_EXP_VJP(float, f)
+AN_EXP_VJP(double, d)

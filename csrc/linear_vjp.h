@@ -8,7 +8,9 @@
 typedef struct {
     const char *q, *k, *v, *g;       /* queries, keys, values, upstream gradient (n, e) */
     char *dq, *dk, *dv, *deps;       /* outputs: gradients of q, k, v, eps (T ()) */
-    int fmap, causal, normalize;
+    const char *st, *gst;            /* log_attention: state in (d, 4e + 2), gradient of state out */
+    char *dst;                       /* out: gradient of state in */
+    int fmap, causal, normalize, has_state, has_gstate;
     double eps;
 } an_linvjpmat;
 
@@ -17,11 +19,16 @@ typedef struct {
     an_int N, n, m, d, e;
     ptrdiff_t q_n, q_d, k_m, k_d, v_m, v_e, g_n, g_e;
     ptrdiff_t dq_n, dq_d, dk_m, dk_d, dv_m, dv_e;
+    ptrdiff_t st_d, st_w, gs_d, gs_w, dst_d, dst_w;   /* state strides */
     const an_linvjpmat *mats;
 } an_linvjp;
 
 /* kernel-form linear attention (elu1, relu, identity; normalize 0 or 1) */
 int an_linear_attention_vjp_f(const an_linvjp *P);
 int an_linear_attention_vjp_d(const an_linvjp *P);
+
+/* exp-kernel / log-space attention with its carried state */
+int an_log_attention_vjp_f(const an_linvjp *P);
+int an_log_attention_vjp_d(const an_linvjp *P);
 
 #endif
