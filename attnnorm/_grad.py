@@ -54,17 +54,21 @@ class NormalizerGrad(NamedTuple):
     params: dict
 
 
-def _sum_to(x, shape):
-    """Sum x over the axes it was broadcast along to reach it from ``shape``."""
+def _sum_to(x, shape, dt=None):
+    """Sum x over the axes it was broadcast along to reach it from ``shape``
+    (in float64), cast to dt if given; 0-d results as scalars."""
     shape = tuple(shape)
-    x = np.asarray(x)
+    x = np.asarray(x, dtype=np.float64)
     extra = x.ndim - len(shape)
     if extra > 0:
         x = x.sum(axis=tuple(range(extra)))
     axes = tuple(i for i, (a, b) in enumerate(zip(shape, x.shape)) if a == 1 and b != 1)
     if axes:
         x = x.sum(axis=axes, keepdims=True)
-    return x.reshape(shape)
+    x = x.reshape(shape)
+    if dt is not None:
+        x = x.astype(dt)
+    return x[()] if x.ndim == 0 else x
 
 
 def normalizer_vjp(scores, grad_weights, normalizer="softmax", *, weights=None, mask=None,
@@ -151,7 +155,7 @@ def normalizer_vjp(scores, grad_weights, normalizer="softmax", *, weights=None, 
     dx, dr, drp = getattr(_core, "normalizer_vjp_" + name)(s, w, g, mk, bool(causal), wl, wr,
                                                           rop, iop, rpop)
     # gradients in the shapes of the inputs
-    dscores = dx if dx.shape == s.shape else _sum_to(dx.astype(np.float64), s.shape).astype(dt)
+    dscores = dx if dx.shape == s.shape else _sum_to(dx, s.shape, dt)
     if row:
         dscores = dscores[0]
     defaults = {k: p.default for k, p in inspect.signature(PARAMS[name]).parameters.items()}
@@ -166,7 +170,5 @@ def normalizer_vjp(scores, grad_weights, normalizer="softmax", *, weights=None, 
             continue
         src = dr[..., q] if q < nscal else drp[..., q - nscal]
         shape = np.shape(value)
-        grads[pn] = _sum_to(src.astype(np.float64), shape).astype(dt)
-        if grads[pn].ndim == 0:
-            grads[pn] = grads[pn][()]
+        grads[pn] = _sum_to(src, shape, dt)
     return NormalizerGrad(dscores, grads)

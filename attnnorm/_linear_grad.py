@@ -18,6 +18,7 @@ import numpy as np
 
 from . import _core
 from ._common import int_scalar, real_param
+from ._grad import _sum_to
 from ._linear import FEATURE_MAPS, _check_qkv, _loop_dtype, _shape
 
 __all__ = ["linear_attention_vjp", "log_attention_vjp", "cheap_linear_attention_vjp",
@@ -66,48 +67,6 @@ class SoftAttentionGrad(NamedTuple):
     q: np.ndarray
     v: np.ndarray
     landmarks: object
-
-
-# ---------------------------------------------------------------------------
-# shared helpers
-# ---------------------------------------------------------------------------
-
-def _sum_to(x, shape, dt):
-    """x summed over the axes it was broadcast along from ``shape``, as dt."""
-    shape = tuple(shape)
-    x = np.asarray(x, dtype=np.float64)
-    extra = x.ndim - len(shape)
-    if extra > 0:
-        x = x.sum(axis=tuple(range(extra)))
-    axes = tuple(i for i, (a, b) in enumerate(zip(shape, x.shape)) if a == 1 and b != 1)
-    if axes:
-        x = x.sum(axis=axes, keepdims=True)
-    x = x.reshape(shape).astype(dt)
-    return x[()] if x.ndim == 0 else x
-
-
-def _keys_seen(n, m, causal):
-    """t_i: the number of keys query i sees (prefix j < t_i)."""
-    if not causal:
-        return np.full(n, m, dtype=np.int64)
-    return np.clip(np.arange(n) + (m - n) + 1, 0, m)
-
-
-def _first_query(t, m):
-    """i0(j): the first query that sees key j (n if none); t nondecreasing."""
-    return np.searchsorted(t, np.arange(m), side="right")
-
-
-def _suffix(x, axis):
-    """Inclusive suffix sums along ``axis`` with one extra zero slot at the end."""
-    x = np.flip(np.cumsum(np.flip(x, axis), axis=axis), axis)
-    pad = [(0, 0)] * x.ndim
-    pad[axis] = (0, 1)
-    return np.pad(x, pad)
-
-
-def _f64(*xs):
-    return tuple(np.asarray(x, dtype=np.float64) for x in xs)
 
 
 # ---------------------------------------------------------------------------
@@ -254,48 +213,8 @@ def zeros_attention_vjp(q, k, v, s, gate_linear, gate_softmax, grad_out, *, caus
     n, m, d, e = qs[-2], ks[-2], qs[-1], vs[-1]
     lead = _grad_out(grad_out, _lead(qs, ks, vs, tuple(ss[:-1]) + (0, 0)), n, e, "(n, e)")
     lead = np.broadcast_shapes(lead, np.shape(g1), np.shape(gh))
-    Q, K, V = _bcast(q, lead, (n, d)), _bcast(k, lead, (m, d)), _bcast(v, lead, (m, e))
-    S = _bcast(s, lead, (m,))
-    G = _bcast(grad_out, lead, (n, e))
-    a1 = np.broadcast_to(np.asarray(g1, np.float64), lead)[..., None]
-    ah = np.broadcast_to(np.asarray(gh, np.float64), lead)[..., None]
-    t = _keys_seen(n, m, causal)
-    seen = t > 0
-    T = np.maximum(t, 1).astype(np.float64)
-    M = S.max(-1, keepdims=True) if m else np.zeros(tuple(lead) + (1,))
-    E = np.exp(S - M)
-    pad = lambda x: np.concatenate([np.zeros(x.shape[:-1] + (1,)), np.cumsum(x, -1)], -1)
-    sbar = np.take(pad(S), t, axis=-1) / T
-    Zt = np.take(pad(E), t, axis=-1)
-    Zt = np.where(seen, Zt, 1.0)
-    beta = np.where(seen, (a1 - ah) / T, 0.0)
-    alpha = np.where(seen, -(a1 - ah) * sbar / T - ah / T, 0.0)
-    gam = np.where(seen, ah / Zt, 0.0)
-    kv = K[..., :, :, None] * V[..., :, None, :]                                  # (..., m, d, e)
-    pad3 = lambda x: np.concatenate([np.zeros(x.shape[:-3] + (1,) + x.shape[-2:]),
-                                     np.cumsum(x, -3)], -3)
-    F = np.take(pad3(kv), t, axis=-3)
-    Gm = np.take(pad3(S[..., :, None, None] * kv), t, axis=-3)
-    Hm = np.take(pad3(E[..., :, None, None] * kv), t, axis=-3)
-    U = alpha[..., None, None] * F + beta[..., None, None] * Gm + gam[..., None, None] * Hm
-    dq = np.einsum("...nde,...ne->...nd", U, G)
-    qFo = lambda X: np.einsum("...nd,...nde,...ne->...n", Q, X, G)
-    dal, dbe, dga = qFo(F), qFo(Gm), qFo(Hm)
-    W = Q[..., :, :, None] * G[..., :, None, :]                                   # (..., n, d, e)
-    i0 = _first_query(t, m)
-    Da = np.take(_suffix(alpha[..., None, None] * W, -3), i0, axis=-3)
-    Db = np.take(_suffix(beta[..., None, None] * W, -3), i0, axis=-3)
-    Dg = np.take(_suffix(gam[..., None, None] * W, -3), i0, axis=-3)
-    D = Da + S[..., :, None, None] * Db + E[..., :, None, None] * Dg              # (..., m, d, e)
-    dk = np.einsum("...mde,...me->...md", D, V)
-    dv = np.einsum("...mde,...md->...me", D, K)
-    ds = np.einsum("...md,...mde,...me->...m", K, Db + E[..., :, None, None] * Dg, V)
-    # through sbar_t and Z_t
-    ds += np.take(_suffix(np.where(seen, dal * (-(a1 - ah) / T) / T, 0.0), -1), i0, axis=-1)
-    dZ = np.where(seen, -dga * ah / Zt ** 2, 0.0)
-    ds += E * np.take(_suffix(dZ, -1), i0, axis=-1)
-    dg1 = np.where(seen, dal * (-sbar / T) + dbe / T, 0.0).sum(-1)
-    dgh = np.where(seen, dal * (sbar - 1.0) / T - dbe / T + dga / Zt, 0.0).sum(-1)
+    dq, dk, dv, ds, dg1, dgh = _core.zeros_attention_vjp(
+        *(np.asarray(x, dt) for x in (q, k, v, s)), g1, gh, bool(causal), np.asarray(grad_out, dt))
     return ZerosAttentionGrad(_sum_to(dq, qs, dt), _sum_to(dk, ks, dt), _sum_to(dv, vs, dt),
                               _sum_to(ds, ss, dt), _sum_to(dg1, np.shape(g1), dt),
                               _sum_to(dgh, np.shape(gh), dt))

@@ -1217,4 +1217,58 @@ def log_attention_vjp(q, k, v, g, *, causal=False, state=None, grad_state=None):
         out[..., ss] = np.where(sv != 0, lam / np.where(sv != 0, sv, 1.0), 0.0)
     return dq, dk, dv, out
 
+
+def zeros_attention_vjp(q, k, v, s, gate_linear, gate_softmax, g, *, causal=True):
+    """(dq, dk, dv, ds, d gate_linear, d gate_softmax) of zeros_attention for
+    scalar gates, by prefix sums of k v^T, s k v^T, e^(s - max s) k v^T and
+    their suffix sums over the queries (moderate logit ranges only)."""
+    q, k, v, s, G = (np.asarray(x, dtype=np.float64) for x in (q, k, v, s, g))
+    n, m = q.shape[-2], k.shape[-2]
+    lead = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2], s.shape[:-1], G.shape[:-2])
+    Q = np.broadcast_to(q, lead + q.shape[-2:])
+    K = np.broadcast_to(k, lead + k.shape[-2:])
+    V = np.broadcast_to(v, lead + v.shape[-2:])
+    S = np.broadcast_to(s, lead + s.shape[-1:])
+    G = np.broadcast_to(np.asarray(g, dtype=np.float64), lead + q.shape[-2:-1] + v.shape[-1:])
+    a1, ah = float(gate_linear), float(gate_softmax)
+    t = np.full(n, m) if not causal else np.clip(np.arange(n) + (m - n) + 1, 0, m)
+    _suffix = _suffix_pad
+    seen = t > 0
+    T = np.maximum(t, 1).astype(np.float64)
+    M = S.max(-1, keepdims=True) if m else np.zeros(tuple(lead) + (1,))
+    E = np.exp(S - M)
+    pad = lambda x: np.concatenate([np.zeros(x.shape[:-1] + (1,)), np.cumsum(x, -1)], -1)
+    sbar = np.take(pad(S), t, axis=-1) / T
+    Zt = np.take(pad(E), t, axis=-1)
+    Zt = np.where(seen, Zt, 1.0)
+    beta = np.where(seen, (a1 - ah) / T, 0.0)
+    alpha = np.where(seen, -(a1 - ah) * sbar / T - ah / T, 0.0)
+    gam = np.where(seen, ah / Zt, 0.0)
+    kv = K[..., :, :, None] * V[..., :, None, :]                                  # (..., m, d, e)
+    pad3 = lambda x: np.concatenate([np.zeros(x.shape[:-3] + (1,) + x.shape[-2:]),
+                                     np.cumsum(x, -3)], -3)
+    F = np.take(pad3(kv), t, axis=-3)
+    Gm = np.take(pad3(S[..., :, None, None] * kv), t, axis=-3)
+    Hm = np.take(pad3(E[..., :, None, None] * kv), t, axis=-3)
+    U = alpha[..., None, None] * F + beta[..., None, None] * Gm + gam[..., None, None] * Hm
+    dq = np.einsum("...nde,...ne->...nd", U, G)
+    qFo = lambda X: np.einsum("...nd,...nde,...ne->...n", Q, X, G)
+    dal, dbe, dga = qFo(F), qFo(Gm), qFo(Hm)
+    W = Q[..., :, :, None] * G[..., :, None, :]                                   # (..., n, d, e)
+    i0 = np.searchsorted(t, np.arange(m), side="right")
+    Da = np.take(_suffix(alpha[..., None, None] * W, -3), i0, axis=-3)
+    Db = np.take(_suffix(beta[..., None, None] * W, -3), i0, axis=-3)
+    Dg = np.take(_suffix(gam[..., None, None] * W, -3), i0, axis=-3)
+    D = Da + S[..., :, None, None] * Db + E[..., :, None, None] * Dg              # (..., m, d, e)
+    dk = np.einsum("...mde,...me->...md", D, V)
+    dv = np.einsum("...mde,...md->...me", D, K)
+    ds = np.einsum("...md,...mde,...me->...m", K, Db + E[..., :, None, None] * Dg, V)
+    # through sbar_t and Z_t
+    ds += np.take(_suffix(np.where(seen, dal * (-(a1 - ah) / T) / T, 0.0), -1), i0, axis=-1)
+    dZ = np.where(seen, -dga * ah / Zt ** 2, 0.0)
+    ds += E * np.take(_suffix(dZ, -1), i0, axis=-1)
+    dg1 = np.where(seen, dal * (-sbar / T) + dbe / T, 0.0).sum(-1)
+    dgh = np.where(seen, dal * (sbar - 1.0) / T - dbe / T + dga / Zt, 0.0).sum(-1)
+    return dq, dk, dv, ds, dg1.sum(), dgh.sum()
+
 # ---- end section: gradients of the linear family ----

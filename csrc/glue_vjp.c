@@ -159,3 +159,43 @@ void an_log_vjp_loop_##TS(char **args, npy_intp const *dims,                  \
 }
 AN_LOGVJP_LOOP(float, f)
 AN_LOGVJP_LOOP(double, d)
+
+/* ---- zeros_attention_vjp: (n,d),(m,d),(m,e),(m),(),(),(),(n,e) ->
+ *      (n,d),(m,d),(m,e),(m),(),()
+ *   q, k, v, s, gate_linear, gate_softmax, causal, grad
+ *   -> dq, dk, dv, ds, d gate_linear, d gate_softmax */
+#define AN_ZEROSVJP_LOOP(T, TS)                                               \
+void an_zeros_vjp_loop_##TS(char **args, npy_intp const *dims,                \
+                            npy_intp const *steps, void *data)                \
+{                                                                             \
+    (void)data;                                                               \
+    const npy_intp N = dims[0];                                               \
+    if (N <= 0) return;                                                       \
+    const npy_intp *cs = steps + 14;                                          \
+    an_linvjp P;                                                              \
+    memset(&P, 0, sizeof(P));                                                 \
+    P.N = N; P.n = dims[1]; P.d = dims[2]; P.m = dims[3]; P.e = dims[4];      \
+    P.q_n = cs[0]; P.q_d = cs[1]; P.k_m = cs[2]; P.k_d = cs[3];               \
+    P.v_m = cs[4]; P.v_e = cs[5]; P.s_m = cs[6]; P.g_n = cs[7]; P.g_e = cs[8]; \
+    P.dq_n = cs[9]; P.dq_d = cs[10]; P.dk_m = cs[11]; P.dk_d = cs[12];        \
+    P.dv_m = cs[13]; P.dv_e = cs[14]; P.ds_m = cs[15];                        \
+    an_linvjpmat *mats = (an_linvjpmat *)calloc((size_t)N, sizeof(an_linvjpmat)); \
+    if (!mats) { an_raise(AN_ERR_NOMEM, "zeros_attention_vjp", 0); return; }  \
+    for (npy_intp k = 0; k < N; k++) {                                        \
+        an_linvjpmat *M = &mats[k];                                           \
+        char *a[14];                                                          \
+        for (int r = 0; r < 14; r++) a[r] = args[r] + k * steps[r];           \
+        M->q = a[0]; M->k = a[1]; M->v = a[2]; M->s = a[3];                   \
+        M->g_lin = (double)*(const T *)a[4]; M->g_soft = (double)*(const T *)a[5]; \
+        M->causal = *(const int64_t *)a[6] != 0; M->g = a[7];                 \
+        M->dq = a[8]; M->dk = a[9]; M->dv = a[10]; M->ds = a[11];             \
+        M->dg1 = a[12]; M->dgh = a[13];                                       \
+    }                                                                         \
+    P.mats = mats;                                                            \
+    int rc = an_zeros_attention_vjp_##TS(&P);                                 \
+    free(mats);                                                               \
+    AN_CLEAR_FPE();                                                           \
+    if (rc) an_raise(rc, "zeros_attention_vjp", 0);                           \
+}
+AN_ZEROSVJP_LOOP(float, f)
+AN_ZEROSVJP_LOOP(double, d)

@@ -30,6 +30,8 @@ void an_linear_vjp_loop_f(char **args, npy_intp const *dims, npy_intp const *ste
 void an_linear_vjp_loop_d(char **args, npy_intp const *dims, npy_intp const *steps, void *data);
 void an_log_vjp_loop_f(char **args, npy_intp const *dims, npy_intp const *steps, void *data);
 void an_log_vjp_loop_d(char **args, npy_intp const *dims, npy_intp const *steps, void *data);
+void an_zeros_vjp_loop_f(char **args, npy_intp const *dims, npy_intp const *steps, void *data);
+void an_zeros_vjp_loop_d(char **args, npy_intp const *dims, npy_intp const *steps, void *data);
 #define AN_LINEAR_VJP_ENTRIES                                                 \
     { "linear_attention_vjp", "(n,d),(m,d),(m,e),(n,e),(),(),(),()->(n,d),(m,d),(m,e),()", \
       "TTTTqqTq-TTTT",                                                        \
@@ -40,6 +42,12 @@ void an_log_vjp_loop_d(char **args, npy_intp const *dims, npy_intp const *steps,
       "TTTTTTqqq-TTTT",                                                       \
       "log_attention_vjp(q, k, v, grad, state, grad_state, causal, has_state, has_grad_state)" \
       " -> dq, dk, dv, dstate",                                               \
-      an_log_vjp_loop_f, an_log_vjp_loop_d, NULL },
+      an_log_vjp_loop_f, an_log_vjp_loop_d, NULL },                           \
+    { "zeros_attention_vjp",                                                  \
+      "(n,d),(m,d),(m,e),(m),(),(),(),(n,e)->(n,d),(m,d),(m,e),(m),(),()",    \
+      "TTTTTTqT-TTTTTT",                                                      \
+      "zeros_attention_vjp(q, k, v, s, gate_linear, gate_softmax, causal, grad)" \
+      " -> dq, dk, dv, ds, d_gate_linear, d_gate_softmax",                    \
+      an_zeros_vjp_loop_f, an_zeros_vjp_loop_d, NULL },
 
 #endif

@@ -423,3 +423,159 @@ int an_log_attention_vjp_##TS(const an_linvjp *P)                            \
 }
 AN_EXP_VJP(float, f)
 AN_EXP_VJP(double, d)
+
+/*
+ * VJP of ZeroS (zeros_attention).  With T_t the keys query t sees, the
+ * weights are r_{t,i} = alpha_t + beta_t s_i + gamma_t e^{s_i}:
+ *   beta_t = (s1 - sh) / T_t,  alpha_t = -(s1 - sh) sbar_t / T_t - sh / T_t,
+ *   gamma_t = sh / Z_t,  Z_t = sum_{i seen} e^{s_i},
+ * so o_t = U_t^T q_t, U_t = alpha_t F_t + beta_t G_t + gamma_t H_t with the
+ * prefix sums F = sum k v^T, G = sum s k v^T, H = sum e^s k v^T.
+ * Pass 1 (keys forwards; H and Z kept relative to the running maximum R of s):
+ *   dq_t = U_t Omega_t,  u_X = q_t^T X_t Omega_t  (X = F, G, H),
+ *   dalpha_t = u_F, dbeta_t = u_G, dgamma_t = u_H (true H)
+ *   d s1 += -dalpha sbar / T + dbeta / T,
+ *   d sh += dalpha (sbar - 1) / T - dbeta / T + dgamma_t / Z_t
+ * Pass 2 (keys backwards), over the queries t that see key i, with
+ * W_t = q_t Omega_t^T:
+ *   D_i = sum_t (alpha_t + beta_t s_i + gamma_t e^{s_i}) W_t
+ *   dk_i = D_i v_i,  dv_i = D_i^T k_i,
+ *   ds_i = k_i^T (sum_t (beta_t + gamma_t e^{s_i}) W_t) v_i
+ *        - sum_t dalpha_t (s1 - sh) / T_t^2        (through sbar_t)
+ *        - e^{s_i} sum_t sh dgamma_t / Z_t^2        (through Z_t)
+ * The e^{s_i} / Z_t sums are kept relative to the smallest Z_t added, so
+ * e^{s_i} / Z_ref <= 1: no overflow whatever the range of s.
+ */
+#define AN_ZEROS_VJP(T, TS)                                                   \
+static int zeros_vjp_one_##TS(const an_linvjp *P, const an_linvjpmat *M)      \
+{                                                                             \
+    const an_int n = P->n, m = P->m, d = P->d, e = P->e, de = d * e;          \
+    const double g1 = M->g_lin, gh = M->g_soft;                               \
+    double *buf = (double *)malloc(sizeof(double) * (size_t)(3 * de + 5 * n + d + 2 * e)); \
+    if (!buf) return AN_ERR_NOMEM;                                            \
+    double *F = buf, *Gm = F + de, *Hm = Gm + de;                             \
+    double *al = Hm + de, *be = al + n, *lZ = be + n, *cz = lZ + n, *as = cz + n; \
+    double *qv = as + n, *vv = qv + d, *om = vv + e;                          \
+    for (an_int x = 0; x < 3 * de; x++) buf[x] = 0;                           \
+    double cnt = 0, ssum = 0, R = -INFINITY, Zs = 0, dg1 = 0, dgh = 0;        \
+    an_int j = 0;                                                             \
+    for (an_int t = 0; t < n; t++) {                                          \
+        const an_int tt = lv_seen(t, n, m, M->causal);                        \
+        for (; j < tt; j++) {                                                 \
+            const char *kr = M->k + j * P->k_m, *vr = M->v + j * P->v_m;      \
+            const double sj = (double)AN_AT(T, M->s, P->s_m, j);              \
+            if (sj > R) {                                                     \
+                const double sc = R == -INFINITY ? 0.0 : exp(R - sj);         \
+                for (an_int x = 0; x < de; x++) Hm[x] *= sc;                  \
+                Zs *= sc; R = sj;                                             \
+            }                                                                 \
+            const double ej = exp(sj - R);                                    \
+            cnt += 1; ssum += sj; Zs += ej;                                   \
+            for (an_int x = 0; x < e; x++) vv[x] = (double)AN_AT(T, vr, P->v_e, x); \
+            for (an_int c = 0; c < d; c++) {                                  \
+                const double kc = (double)AN_AT(T, kr, P->k_d, c);            \
+                for (an_int x = 0; x < e; x++) {                              \
+                    const double kv = kc * vv[x];                             \
+                    F[c * e + x] += kv; Gm[c * e + x] += sj * kv; Hm[c * e + x] += ej * kv; \
+                }                                                             \
+            }                                                                 \
+        }                                                                     \
+        char *dqr = M->dq + t * P->dq_n;                                      \
+        if (tt == 0) {                                                        \
+            for (an_int c = 0; c < d; c++) AN_AT(T, dqr, P->dq_d, c) = 0;      \
+            al[t] = be[t] = cz[t] = as[t] = 0; lZ[t] = INFINITY;              \
+            continue;                                                         \
+        }                                                                     \
+        const char *qr = M->q + t * P->q_n, *gr = M->g + t * P->g_n;          \
+        for (an_int c = 0; c < d; c++) qv[c] = (double)AN_AT(T, qr, P->q_d, c); \
+        for (an_int x = 0; x < e; x++) om[x] = (double)AN_AT(T, gr, P->g_e, x); \
+        const double sbar = ssum / cnt, gam = gh / Zs;   /* gamma_t e^R */    \
+        al[t] = -(g1 - gh) * sbar / cnt - gh / cnt;                           \
+        be[t] = (g1 - gh) / cnt;                                              \
+        lZ[t] = R + log(Zs);                                                  \
+        double uF = 0, uG = 0, uH = 0;                                        \
+        for (an_int c = 0; c < d; c++) {                                      \
+            double fo = 0, go = 0, ho = 0;                                    \
+            for (an_int x = 0; x < e; x++) {                                  \
+                fo += F[c * e + x] * om[x]; go += Gm[c * e + x] * om[x]; ho += Hm[c * e + x] * om[x]; \
+            }                                                                 \
+            AN_AT(T, dqr, P->dq_d, c) = (T)(al[t] * fo + be[t] * go + gam * ho); \
+            uF += qv[c] * fo; uG += qv[c] * go; uH += qv[c] * ho;             \
+        }                                                                     \
+        /* uH = q^T H Omega e^{-R}: dgamma_t / Z_t = uH / Zs */               \
+        dg1 += uF * (-sbar / cnt) + uG / cnt;                                 \
+        dgh += uF * (sbar - 1.0) / cnt - uG / cnt + uH / Zs;                  \
+        cz[t] = -gh * uH / Zs;            /* e^{s_i} dZ_t = cz e^{s_i} / Z_t */ \
+        as[t] = -uF * (g1 - gh) / (cnt * cnt);                                \
+    }                                                                         \
+    *(T *)M->dg1 = (T)dg1; *(T *)M->dgh = (T)dgh;                             \
+    /* pass 2: Da, Db in F, Gm; the gamma sum relative to Z_ref in Hm */      \
+    for (an_int x = 0; x < 3 * de; x++) buf[x] = 0;                           \
+    double Lref = INFINITY, scz = 0, sas = 0;                                 \
+    an_int t = n - 1;                                                         \
+    for (an_int i = m - 1; i >= 0; i--) {                                     \
+        for (; t >= 0 && lv_seen(t, n, m, M->causal) > i; t--) {             \
+            const char *qr = M->q + t * P->q_n, *gr = M->g + t * P->g_n;      \
+            if (lZ[t] < Lref) {                                               \
+                const double sc = Lref == INFINITY ? 0.0 : exp(lZ[t] - Lref); \
+                for (an_int x = 0; x < de; x++) Hm[x] *= sc;                  \
+                scz *= sc; Lref = lZ[t];                                      \
+            }                                                                 \
+            const double wg = gh * exp(Lref - lZ[t]);                         \
+            for (an_int x = 0; x < e; x++) om[x] = (double)AN_AT(T, gr, P->g_e, x); \
+            for (an_int c = 0; c < d; c++) {                                  \
+                const double qc = (double)AN_AT(T, qr, P->q_d, c);            \
+                for (an_int x = 0; x < e; x++) {                              \
+                    const double w = qc * om[x];                              \
+                    F[c * e + x] += al[t] * w; Gm[c * e + x] += be[t] * w; Hm[c * e + x] += wg * w; \
+                }                                                             \
+            }                                                                 \
+            scz += cz[t] * exp(Lref - lZ[t]);                                 \
+            sas += as[t];                                                     \
+        }                                                                     \
+        const char *kr = M->k + i * P->k_m, *vr = M->v + i * P->v_m;          \
+        char *dkr = M->dk + i * P->dk_m, *dvr = M->dv + i * P->dv_m;          \
+        const double si = (double)AN_AT(T, M->s, P->s_m, i);                  \
+        const double fi = Lref == INFINITY ? 0.0 : exp(si - Lref);            \
+        for (an_int x = 0; x < e; x++) vv[x] = (double)AN_AT(T, vr, P->v_e, x); \
+        for (an_int c = 0; c < d; c++) qv[c] = (double)AN_AT(T, kr, P->k_d, c); \
+        double ds = fi * scz + sas;                                           \
+        for (an_int c = 0; c < d; c++) {                                      \
+            double dk = 0;                                                    \
+            for (an_int x = 0; x < e; x++) {                                  \
+                const an_int ce = c * e + x;                                  \
+                const double sd = Gm[ce] + fi * Hm[ce];                       \
+                dk += (F[ce] + si * Gm[ce] + fi * Hm[ce]) * vv[x];            \
+                ds += qv[c] * sd * vv[x];                                     \
+            }                                                                 \
+            AN_AT(T, dkr, P->dk_d, c) = (T)dk;                                \
+        }                                                                     \
+        for (an_int x = 0; x < e; x++) {                                      \
+            double dv = 0;                                                    \
+            for (an_int c = 0; c < d; c++) {                                  \
+                const an_int ce = c * e + x;                                  \
+                dv += (F[ce] + si * Gm[ce] + fi * Hm[ce]) * qv[c];            \
+            }                                                                 \
+            AN_AT(T, dvr, P->dv_e, x) = (T)dv;                                \
+        }                                                                     \
+        AN_AT(T, M->ds, P->ds_m, i) = (T)ds;                                  \
+    }                                                                         \
+    free(buf);                                                                \
+    return AN_OK;                                                             \
+}                                                                             \
+int an_zeros_attention_vjp_##TS(const an_linvjp *P)                          \
+{                                                                             \
+    int err = AN_OK; an_int first = P->N;                                     \
+    const int nt = an_num_threads();                                          \
+    _Pragma("omp parallel for schedule(dynamic, 1) num_threads(nt) if (P->N > 1)") \
+    for (an_int k = 0; k < P->N; k++) {                                       \
+        int rc = zeros_vjp_one_##TS(P, &P->mats[k]);                          \
+        if (rc) {                                                             \
+            _Pragma("omp critical(an_linvjp_err)")                            \
+            if (k < first) { first = k; err = rc; }                           \
+        }                                                                     \
+    }                                                                         \
+    return err;                                                               \
+}
+AN_ZEROS_VJP(float, f)
+AN_ZEROS_VJP(double, d)

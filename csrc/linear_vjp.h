@@ -10,6 +10,9 @@ typedef struct {
     char *dq, *dk, *dv, *deps;       /* outputs: gradients of q, k, v, eps (T ()) */
     const char *st, *gst;            /* log_attention: state in (d, 4e + 2), gradient of state out */
     char *dst;                       /* out: gradient of state in */
+    const char *s; char *ds;         /* ZeroS logits (m) and their gradient */
+    char *dg1, *dgh;                 /* out: ZeroS gate gradients (T ()) */
+    double g_lin, g_soft;            /* ZeroS gates */
     int fmap, causal, normalize, has_state, has_gstate;
     double eps;
 } an_linvjpmat;
@@ -20,6 +23,7 @@ typedef struct {
     ptrdiff_t q_n, q_d, k_m, k_d, v_m, v_e, g_n, g_e;
     ptrdiff_t dq_n, dq_d, dk_m, dk_d, dv_m, dv_e;
     ptrdiff_t st_d, st_w, gs_d, gs_w, dst_d, dst_w;   /* state strides */
+    ptrdiff_t s_m, ds_m;                               /* ZeroS logits */
     const an_linvjpmat *mats;
 } an_linvjp;
 
@@ -30,5 +34,8 @@ int an_linear_attention_vjp_d(const an_linvjp *P);
 /* exp-kernel / log-space attention with its carried state */
 int an_log_attention_vjp_f(const an_linvjp *P);
 int an_log_attention_vjp_d(const an_linvjp *P);
+/* ZeroS zero-sum linear attention */
+int an_zeros_attention_vjp_f(const an_linvjp *P);
+int an_zeros_attention_vjp_d(const an_linvjp *P);
 
 #endif

@@ -257,3 +257,38 @@ def test_log_vjp_thread_count_bit_identical(rng):
         an.set_num_threads(old)
     for a, b in zip(r1[:3], r2[:3]):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("causal", [False, True])
+def test_zeros_attention_vjp_c_matches_reference(causal, dtype, rng):
+    from attnnorm import _reference as ref
+    q = rng.normal(size=(2, 5, 6))[..., ::2]
+    k = rng.normal(size=(2, 7, 3))
+    v = rng.normal(size=(2, 7, 4))
+    s = rng.normal(size=(2, 7))
+    g = rng.normal(size=(2, 5, 4))
+    r = an.zeros_attention_vjp(*(x.astype(dtype) for x in (q, k, v, s)), 0.4, 0.8, g.astype(dtype),
+                               causal=causal)
+    tl = 1e-4 if dtype == np.float32 else 1e-10
+    for b in range(2):
+        want = ref.zeros_attention_vjp(*(x[b].astype(dtype) for x in (q, k, v, s)), 0.4, 0.8,
+                                       g[b].astype(dtype), causal=causal)
+        for got, w in zip((r.q[b], r.k[b], r.v[b], r.s[b]), want[:4]):
+            assert got.dtype == dtype
+            np.testing.assert_allclose(got, w, rtol=tl, atol=tl * np.max(np.abs(w)))
+    want = [ref.zeros_attention_vjp(q[b], k[b], v[b], s[b], 0.4, 0.8, g[b], causal=causal) for b in range(2)]
+    np.testing.assert_allclose(r.gate_linear, sum(w[4] for w in want), rtol=tl)
+    np.testing.assert_allclose(r.gate_softmax, sum(w[5] for w in want), rtol=tl)
+
+
+def test_zeros_attention_vjp_wide_logits(rng):
+    """Logits spanning hundreds: the running references keep every
+    exponential in range (finite differences of the forward agree)."""
+    q, k, v, g = _qkv(rng, n=5, m=5)
+    s = np.array([-300.0, 250.0, -10.0, 400.0, 0.5])
+    L = lambda s_: float(np.sum(g * an.zeros_attention(q, k, v, s_, 0.3, 0.7)))
+    r = an.zeros_attention_vjp(q, k, v, s, 0.3, 0.7, g)
+    assert all(np.isfinite(x).all() for x in r[:4])
+    _ok(r.s, _fd(L, s), 1e-5)
+    _ok(r.k, _fd(lambda x: float(np.sum(g * an.zeros_attention(q, x, v, s, 0.3, 0.7))), k))
