@@ -4,13 +4,11 @@ Each ``<function>_vjp`` takes the forward function's arguments plus the
 upstream gradient of its output and returns the gradients of every array
 input (and of the real parameters), reduced to the shapes they were given
 in, in O(n d e) time: the forward's prefix scans become suffix scans over
-the queries.  Linear attention (every feature map), log-space attention
-(with its carried state) and cheap linear attention run in C (linear_vjp.c):
-one forward and one backward scan over the keys with O(d e) state, one
-matrix per thread, so the results do not depend on the thread count.  The
-ZeroS and SOFT VJPs are vectorised NumPy (float64 inside, results in the
-forward's dtype); ZeroS holds O(n d e) intermediate arrays (its per-key
-suffix sums).
+the queries.  All run in C (linear_vjp.c), in double inside, one matrix per
+thread, so the results do not depend on the thread count: linear,
+log-space (with its carried state), cheap linear and ZeroS attention as one
+forward and one backward scan over the keys with O(d e) state; SOFT through
+its Newton-Schulz iterations with O(n L + K L^2) memory.
 """
 from typing import NamedTuple
 
@@ -220,51 +218,6 @@ def zeros_attention_vjp(q, k, v, s, gate_linear, gate_softmax, grad_out, *, caus
                               _sum_to(dgh, np.shape(gh), dt))
 
 
-def _soft_one(q, v, lm, seg, iters, G):
-    """VJP of SOFT's Nystrom form for one matrix: (dq, dv, dlandmarks)."""
-    n, d = q.shape
-    gm = 0.5 / np.sqrt(d) if d > 0 else 0.0
-    if seg is not None:
-        lm = np.stack([q[sg].mean(0) for sg in seg])
-    A = np.exp(-((q[:, None, :] - lm[None, :, :]) ** 2).sum(-1) * gm)        # (n, L)
-    B = np.exp(-((lm[:, None, :] - lm[None, :, :]) ** 2).sum(-1) * gm)       # (L, L)
-    col = B.sum(0)
-    b_star = int(np.argmax(col))
-    Nrm = col[b_star]
-    c = 2.0 / Nrm ** 2
-    Vs = [c * B]
-    for _ in range(iters):
-        Vk = Vs[-1]
-        Vs.append(2 * Vk - Vk @ B @ Vk)
-    Y = A.T @ v
-    Wt = Vs[-1] @ Y
-    dA = G @ Wt.T
-    dWt = A.T @ G
-    dVk = dWt @ Y.T
-    dY = Vs[-1].T @ dWt
-    dA += v @ dY.T
-    dv = A @ dY
-    dB = np.zeros_like(B)
-    for k in range(iters - 1, -1, -1):
-        Vk = Vs[k]
-        dB -= Vk.T @ dVk @ Vk.T
-        dVk = 2 * dVk - dVk @ (B @ Vk).T - (Vk @ B).T @ dVk
-    dB += c * dVk
-    dc = float(np.sum(dVk * B))
-    dB[:, b_star] += dc * (-4.0 / Nrm ** 3)
-    # Gaussian kernels: d exp(-gm |x - y|^2) / dx = -2 gm (x - y) exp(...)
-    wA = dA * A
-    dq = -2 * gm * (wA.sum(1)[:, None] * q - wA @ lm)
-    dlm = 2 * gm * (wA.T @ q - wA.sum(0)[:, None] * lm)
-    wB = (dB + dB.T) * B
-    dlm += -2 * gm * (wB.sum(1)[:, None] * lm - wB @ lm)
-    if seg is not None:
-        for a, sg in enumerate(seg):
-            dq[sg] += dlm[a] / len(sg)
-        dlm = None
-    return dq, dv, dlm
-
-
 def soft_attention_vjp(q, v, grad_out, landmarks=None, *, n_landmarks=None, newton_iters=20):
     """Gradient of :func:`attnnorm.soft_attention` (its output ``A B^+ A^T V``
     with the Newton-Schulz ``B^+``), differentiated through the
@@ -285,7 +238,6 @@ def soft_attention_vjp(q, v, grad_out, landmarks=None, *, n_landmarks=None, newt
             n_landmarks = min(n, 64)
         L = int_scalar("n_landmarks", n_landmarks, low=1, high=n,
                        what=f"an integer with 1 <= n_landmarks <= n = {n}")
-        seg = np.array_split(np.arange(n), L)
         dt = _loop_dtype(q, v, grad_out)
     else:
         ls = _shape("landmarks", landmarks, 2)
@@ -293,18 +245,16 @@ def soft_attention_vjp(q, v, grad_out, landmarks=None, *, n_landmarks=None, newt
         if ls[-1] != d or not 1 <= L <= n:
             raise ValueError(f"landmarks must have shape (..., L, d) with 1 <= L <= n = {n} "
                              f"and d = {d}; got {ls}")
-        seg = None
         shapes.append(ls)
         dt = _loop_dtype(q, v, landmarks, grad_out)
-    lead = _grad_out(grad_out, _lead(*shapes), n, e, "(n, e)")
-    Q, V, G = _bcast(q, lead, (n, d)), _bcast(v, lead, (n, e)), _bcast(grad_out, lead, (n, e))
-    LM = _bcast(landmarks, lead, (L, d)) if seg is None else None
-    dq, dv = np.zeros(Q.shape), np.zeros(V.shape)
-    dl = np.zeros(LM.shape) if seg is None else None
-    for idx in np.ndindex(*lead):
-        a, b, c = _soft_one(Q[idx], V[idx], None if seg is not None else LM[idx], seg, iters, G[idx])
-        dq[idx], dv[idx] = a, b
-        if dl is not None:
-            dl[idx] = c
+    _grad_out(grad_out, _lead(*shapes), n, e, "(n, e)")
+    if landmarks is None:
+        lm = np.broadcast_to(np.zeros((), dt), (L, d))
+    else:
+        lm = np.asarray(landmarks, dt)
+    dq, dv, dl = _core.soft_attention_vjp(np.asarray(q, dt), np.asarray(v, dt), lm,
+                                          np.broadcast_to(np.zeros((), dt), (iters,)),
+                                          landmarks is None, np.asarray(grad_out, dt))
+    dl = None if landmarks is None else dl
     return SoftAttentionGrad(_sum_to(dq, qs, dt), _sum_to(dv, vs, dt),
                              None if dl is None else _sum_to(dl, np.shape(landmarks), dt))

@@ -1271,4 +1271,49 @@ def zeros_attention_vjp(q, k, v, s, gate_linear, gate_softmax, g, *, causal=True
     dgh = np.where(seen, dal * (sbar - 1.0) / T - dbe / T + dga / Zt, 0.0).sum(-1)
     return dq, dk, dv, ds, dg1.sum(), dgh.sum()
 
+
+def soft_attention_vjp_one(q, v, lm, seg, iters, G):
+    """VJP of SOFT's Nystrom form for one matrix: (dq, dv, dlandmarks)."""
+    n, d = q.shape
+    gm = 0.5 / np.sqrt(d) if d > 0 else 0.0
+    if seg is not None:
+        lm = np.stack([q[sg].mean(0) for sg in seg])
+    A = np.exp(-((q[:, None, :] - lm[None, :, :]) ** 2).sum(-1) * gm)        # (n, L)
+    B = np.exp(-((lm[:, None, :] - lm[None, :, :]) ** 2).sum(-1) * gm)       # (L, L)
+    col = B.sum(0)
+    b_star = int(np.argmax(col))
+    Nrm = col[b_star]
+    c = 2.0 / Nrm ** 2
+    Vs = [c * B]
+    for _ in range(iters):
+        Vk = Vs[-1]
+        Vs.append(2 * Vk - Vk @ B @ Vk)
+    Y = A.T @ v
+    Wt = Vs[-1] @ Y
+    dA = G @ Wt.T
+    dWt = A.T @ G
+    dVk = dWt @ Y.T
+    dY = Vs[-1].T @ dWt
+    dA += v @ dY.T
+    dv = A @ dY
+    dB = np.zeros_like(B)
+    for k in range(iters - 1, -1, -1):
+        Vk = Vs[k]
+        dB -= Vk.T @ dVk @ Vk.T
+        dVk = 2 * dVk - dVk @ (B @ Vk).T - (Vk @ B).T @ dVk
+    dB += c * dVk
+    dc = float(np.sum(dVk * B))
+    dB[:, b_star] += dc * (-4.0 / Nrm ** 3)
+    # Gaussian kernels: d exp(-gm |x - y|^2) / dx = -2 gm (x - y) exp(...)
+    wA = dA * A
+    dq = -2 * gm * (wA.sum(1)[:, None] * q - wA @ lm)
+    dlm = 2 * gm * (wA.T @ q - wA.sum(0)[:, None] * lm)
+    wB = (dB + dB.T) * B
+    dlm += -2 * gm * (wB.sum(1)[:, None] * lm - wB @ lm)
+    if seg is not None:
+        for a, sg in enumerate(seg):
+            dq[sg] += dlm[a] / len(sg)
+        dlm = None
+    return dq, dv, dlm
+
 # ---- end section: gradients of the linear family ----

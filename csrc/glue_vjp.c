@@ -199,3 +199,44 @@ void an_zeros_vjp_loop_##TS(char **args, npy_intp const *dims,                \
 }
 AN_ZEROSVJP_LOOP(float, f)
 AN_ZEROSVJP_LOOP(double, d)
+
+/* ---- soft_attention_vjp: (n,d),(n,e),(l,d),(k),(),(n,e) -> (n,d),(n,e),(l,d)
+ *   q, v, landmarks, iterations (a dummy giving K), mean_landmarks, grad
+ *   -> dq, dv, d landmarks (0 with mean landmarks: their gradient is in dq) */
+#define AN_SOFTVJP_LOOP(T, TS)                                                \
+void an_soft_vjp_loop_##TS(char **args, npy_intp const *dims,                 \
+                           npy_intp const *steps, void *data)                 \
+{                                                                             \
+    (void)data;                                                               \
+    const npy_intp N = dims[0];                                               \
+    if (N <= 0) return;                                                       \
+    const npy_intp *cs = steps + 9;                                           \
+    an_linvjp P;                                                              \
+    memset(&P, 0, sizeof(P));                                                 \
+    P.N = N; P.n = dims[1]; P.d = dims[2]; P.e = dims[3]; P.l = dims[4]; P.K = dims[5]; \
+    P.q_n = cs[0]; P.q_d = cs[1]; P.v_m = cs[2]; P.v_e = cs[3];               \
+    P.lm_l = cs[4]; P.lm_d = cs[5]; P.g_n = cs[7]; P.g_e = cs[8];             \
+    P.dq_n = cs[9]; P.dq_d = cs[10]; P.dv_m = cs[11]; P.dv_e = cs[12];        \
+    P.dlm_l = cs[13]; P.dlm_d = cs[14];                                       \
+    an_linvjpmat *mats = (an_linvjpmat *)calloc((size_t)N, sizeof(an_linvjpmat)); \
+    if (!mats) { an_raise(AN_ERR_NOMEM, "soft_attention_vjp", 0); return; }   \
+    for (npy_intp k = 0; k < N; k++) {                                        \
+        an_linvjpmat *M = &mats[k];                                           \
+        char *a[9];                                                           \
+        for (int r = 0; r < 9; r++) a[r] = args[r] + k * steps[r];            \
+        M->q = a[0]; M->v = a[1]; M->lm = a[2];                               \
+        M->mean_landmarks = *(const int64_t *)a[4] != 0; M->g = a[5];         \
+        M->dq = a[6]; M->dv = a[7]; M->dlm = a[8];                            \
+        if (M->mean_landmarks)                                                \
+            for (npy_intp r = 0; r < P.l; r++)                                \
+                for (npy_intp c = 0; c < P.d; c++)                            \
+                    AN_AT(T, M->dlm + r * P.dlm_l, P.dlm_d, c) = 0;           \
+    }                                                                         \
+    P.mats = mats;                                                            \
+    int rc = an_soft_attention_vjp_##TS(&P);                                  \
+    free(mats);                                                               \
+    AN_CLEAR_FPE();                                                           \
+    if (rc) an_raise(rc, "soft_attention_vjp", 0);                            \
+}
+AN_SOFTVJP_LOOP(float, f)
+AN_SOFTVJP_LOOP(double, d)

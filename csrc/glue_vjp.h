@@ -32,6 +32,8 @@ void an_log_vjp_loop_f(char **args, npy_intp const *dims, npy_intp const *steps,
 void an_log_vjp_loop_d(char **args, npy_intp const *dims, npy_intp const *steps, void *data);
 void an_zeros_vjp_loop_f(char **args, npy_intp const *dims, npy_intp const *steps, void *data);
 void an_zeros_vjp_loop_d(char **args, npy_intp const *dims, npy_intp const *steps, void *data);
+void an_soft_vjp_loop_f(char **args, npy_intp const *dims, npy_intp const *steps, void *data);
+void an_soft_vjp_loop_d(char **args, npy_intp const *dims, npy_intp const *steps, void *data);
 #define AN_LINEAR_VJP_ENTRIES                                                 \
     { "linear_attention_vjp", "(n,d),(m,d),(m,e),(n,e),(),(),(),()->(n,d),(m,d),(m,e),()", \
       "TTTTqqTq-TTTT",                                                        \
@@ -48,6 +50,10 @@ void an_zeros_vjp_loop_d(char **args, npy_intp const *dims, npy_intp const *step
       "TTTTTTqT-TTTTTT",                                                      \
       "zeros_attention_vjp(q, k, v, s, gate_linear, gate_softmax, causal, grad)" \
       " -> dq, dk, dv, ds, d_gate_linear, d_gate_softmax",                    \
-      an_zeros_vjp_loop_f, an_zeros_vjp_loop_d, NULL },
+      an_zeros_vjp_loop_f, an_zeros_vjp_loop_d, NULL },                       \
+    { "soft_attention_vjp", "(n,d),(n,e),(l,d),(k),(),(n,e)->(n,d),(n,e),(l,d)", \
+      "TTTTqT-TTT",                                                           \
+      "soft_attention_vjp(q, v, landmarks, iterations, mean_landmarks, grad) -> dq, dv, dlandmarks", \
+      an_soft_vjp_loop_f, an_soft_vjp_loop_d, NULL },
 
 #endif

@@ -20,6 +20,7 @@
 #include <string.h>
 #include "linear.h"
 #include "linear_vjp.h"
+#include "an_simd.h"
 
 /* phi(x) and phi'(x) */
 static inline double lv_phi(double x, int fmap, double *dphi)
@@ -579,3 +580,189 @@ int an_zeros_attention_vjp_##TS(const an_linvjp *P)                          \
 }
 AN_ZEROS_VJP(float, f)
 AN_ZEROS_VJP(double, d)
+
+/*
+ * VJP of SOFT (soft_attention):  X = A V_K (A^T V),
+ *   A_ia = exp(-g |q_i - l_a|^2), B_ab = exp(-g |l_a - l_b|^2), g = 1 / (2 sqrt d),
+ *   V_0 = c B, c = 2 / N^2, N = max_b sum_a B_ab (column b*),
+ *   V_{k+1} = 2 V_k - V_k B V_k.
+ * Backward (Y = A^T V, W = V_K Y):
+ *   dA = G W^T + V dY^T,  dW = A^T G,  dV_K = dW Y^T,  dY = V_K^T dW,  dV = A dY
+ *   for k = K-1 .. 0:  dB -= V_k^T dV_{k+1} V_k^T,
+ *                      dV_k = 2 dV_{k+1} - dV_{k+1} (B V_k)^T - (V_k B)^T dV_{k+1}
+ *   dB += c dV_0;  dB_{:, b*} -= 4 <dV_0, B> / N^3
+ *   dq_i = -2 g sum_a dA_ia A_ia (q_i - l_a),
+ *   dl_a = 2 g sum_i dA_ia A_ia (q_i - l_a) - 2 g sum_b (dB_ab + dB_ba) B_ab (l_a - l_b)
+ * and mean landmarks pass dl_a / |segment a| to the queries of segment a.
+ * Everything in double, the products on the gemm_acc primitive (fixed order).
+ */
+/* C (M x N) = A (M x K) B (K x N), row-major, contiguous */
+static void lv_mm(double *C, const double *A, const double *B, an_int M, an_int N, an_int K)
+{
+    for (an_int x = 0; x < M * N; x++) C[x] = 0;
+    an_vd->gemm_acc(C, N, A, K, B, N, M, N, K);
+}
+static void lv_tr(double *D, const double *S, an_int R, an_int C)
+{
+    for (an_int r = 0; r < R; r++)
+        for (an_int c = 0; c < C; c++) D[c * R + r] = S[r * C + c];
+}
+
+#define AN_SOFT_VJP(T, TS)                                                    \
+static int soft_vjp_one_##TS(const an_linvjp *P, const an_linvjpmat *M)       \
+{                                                                             \
+    const an_int n = P->n, d = P->d, e = P->e, L = P->l, K = P->K, LL = L * L; \
+    const double g = d > 0 ? 0.5 / sqrt((double)d) : 0.0;                     \
+    const an_int big = n > e ? n : e;                                         \
+    size_t need = (size_t)(2 * L * d + n * d + 3 * n * e + 3 * n * L + (K + 1) * LL \
+                           + 8 * LL + 6 * L * e + L * big + L);               \
+    double *buf = (double *)malloc(sizeof(double) * need);                   \
+    if (!buf) return AN_ERR_NOMEM;                                            \
+    double *lm = buf, *dl = lm + L * d, *Q = dl + L * d, *Vd = Q + n * d;     \
+    double *Gd = Vd + n * e, *dv = Gd + n * e, *A = dv + n * e, *dA = A + n * L; \
+    double *AT = dA + n * L, *Vs = AT + n * L, *B = Vs + (K + 1) * LL;        \
+    double *dB = B + LL, *dV = dB + LL, *t1 = dV + LL, *t2 = t1 + LL, *t3 = t2 + LL; \
+    double *t4 = t3 + LL, *t5 = t4 + LL, *Y = t5 + LL, *W = Y + L * e;        \
+    double *dW = W + L * e, *dY = dW + L * e, *YT = dY + L * e, *WT = YT + L * e; \
+    double *tb = WT + L * e, *rs = tb + L * big;                              \
+    for (an_int i = 0; i < n; i++) {                                          \
+        for (an_int c = 0; c < d; c++) Q[i * d + c] = (double)AN_AT(T, M->q + i * P->q_n, P->q_d, c); \
+        for (an_int x = 0; x < e; x++) {                                      \
+            Vd[i * e + x] = (double)AN_AT(T, M->v + i * P->v_m, P->v_e, x);   \
+            Gd[i * e + x] = (double)AN_AT(T, M->g + i * P->g_n, P->g_e, x);   \
+        }                                                                     \
+    }                                                                         \
+    const an_int qs = L > 0 ? n / L : 0, rem = L > 0 ? n % L : 0;             \
+    for (an_int a = 0; a < L; a++) {                                          \
+        if (M->mean_landmarks) {                                              \
+            const an_int st = a * qs + (a < rem ? a : rem), len = qs + (a < rem); \
+            for (an_int c = 0; c < d; c++) {                                  \
+                double s = 0;                                                 \
+                for (an_int i = st; i < st + len; i++) s += Q[i * d + c];     \
+                lm[a * d + c] = s / (double)len;                              \
+            }                                                                 \
+        } else {                                                              \
+            for (an_int c = 0; c < d; c++)                                    \
+                lm[a * d + c] = (double)AN_AT(T, M->lm + a * P->lm_l, P->lm_d, c); \
+        }                                                                     \
+    }                                                                         \
+    for (an_int i = 0; i < n; i++)                                            \
+        for (an_int a = 0; a < L; a++) {                                      \
+            double s2 = 0;                                                    \
+            for (an_int c = 0; c < d; c++) { double df = Q[i * d + c] - lm[a * d + c]; s2 += df * df; } \
+            A[i * L + a] = exp(-g * s2);                                      \
+        }                                                                     \
+    for (an_int a = 0; a < L; a++)                                            \
+        for (an_int b = 0; b < L; b++) {                                      \
+            double s2 = 0;                                                    \
+            for (an_int c = 0; c < d; c++) { double df = lm[a * d + c] - lm[b * d + c]; s2 += df * df; } \
+            B[a * L + b] = exp(-g * s2);                                      \
+        }                                                                     \
+    double N1 = 0; an_int bs = 0;                                             \
+    for (an_int b = 0; b < L; b++) {                                          \
+        double cs = 0;                                                        \
+        for (an_int a = 0; a < L; a++) cs += fabs(B[a * L + b]);              \
+        if (cs > N1) { N1 = cs; bs = b; }                                     \
+    }                                                                         \
+    const double cc = 2.0 / (N1 * N1);                                        \
+    for (an_int x = 0; x < LL; x++) Vs[x] = cc * B[x];                        \
+    for (an_int k = 0; k < K; k++) {                                          \
+        const double *Vk = Vs + k * LL;                                       \
+        double *Vn = Vs + (k + 1) * LL;                                       \
+        lv_mm(t1, B, Vk, L, L, L);                                            \
+        lv_mm(t2, Vk, t1, L, L, L);                                           \
+        for (an_int x = 0; x < LL; x++) Vn[x] = 2.0 * Vk[x] - t2[x];          \
+    }                                                                         \
+    const double *VK = Vs + K * LL;                                           \
+    lv_tr(AT, A, n, L);                                                       \
+    lv_mm(Y, AT, Vd, L, e, n);                                                \
+    lv_mm(W, VK, Y, L, e, L);                                                 \
+    lv_tr(WT, W, L, e);                                                       \
+    lv_mm(dA, Gd, WT, n, L, e);                                               \
+    lv_mm(dW, AT, Gd, L, e, n);                                               \
+    lv_tr(YT, Y, L, e);                                                       \
+    lv_mm(dV, dW, YT, L, L, e);                                               \
+    lv_tr(t1, VK, L, L);                                                      \
+    lv_mm(dY, t1, dW, L, e, L);                                               \
+    lv_tr(tb, dY, L, e);                                                      \
+    an_vd->gemm_acc(dA, L, Vd, e, tb, L, n, L, e);        /* dA += V dY^T */  \
+    lv_mm(dv, A, dY, n, e, L);                                                \
+    for (an_int x = 0; x < LL; x++) dB[x] = 0;                                \
+    for (an_int k = K - 1; k >= 0; k--) {                                     \
+        const double *Vk = Vs + k * LL;                                       \
+        lv_tr(t3, Vk, L, L);                                                  \
+        lv_mm(t1, t3, dV, L, L, L);                                           \
+        lv_mm(t2, t1, t3, L, L, L);                                           \
+        for (an_int x = 0; x < LL; x++) dB[x] -= t2[x];                       \
+        lv_mm(t1, B, Vk, L, L, L);           /* B V_k */                      \
+        lv_tr(t4, t1, L, L);                                                  \
+        lv_mm(t2, dV, t4, L, L, L);          /* dV (B V_k)^T */               \
+        lv_mm(t1, Vk, B, L, L, L);           /* V_k B */                      \
+        lv_tr(t4, t1, L, L);                                                  \
+        lv_mm(t5, t4, dV, L, L, L);          /* (V_k B)^T dV */               \
+        for (an_int x = 0; x < LL; x++) dV[x] = 2.0 * dV[x] - t2[x] - t5[x];  \
+    }                                                                         \
+    double dc = 0;                                                            \
+    for (an_int x = 0; x < LL; x++) { dB[x] += cc * dV[x]; dc += dV[x] * B[x]; } \
+    for (an_int a = 0; a < L; a++) dB[a * L + bs] += dc * (-4.0 / (N1 * N1 * N1)); \
+    /* kernels: wA = dA * A, wB = (dB + dB^T) * B */                        \
+    for (an_int x = 0; x < L * d; x++) dl[x] = 0;                             \
+    for (an_int x = 0; x < n * L; x++) dA[x] *= A[x];                         \
+    for (an_int a = 0; a < L; a++) rs[a] = 0;                                 \
+    for (an_int i = 0; i < n; i++)                                            \
+        for (an_int a = 0; a < L; a++) rs[a] += dA[i * L + a];                \
+    for (an_int a = 0; a < L; a++)                                            \
+        for (an_int c = 0; c < d; c++) {                                      \
+            double s = -rs[a] * lm[a * d + c];                                \
+            for (an_int i = 0; i < n; i++) s += dA[i * L + a] * Q[i * d + c]; \
+            dl[a * d + c] = 2.0 * g * s;                                      \
+        }                                                                     \
+    for (an_int a = 0; a < L; a++) {                                          \
+        double sw = 0;                                                        \
+        for (an_int b = 0; b < L; b++) sw += (dB[a * L + b] + dB[b * L + a]) * B[a * L + b]; \
+        for (an_int c = 0; c < d; c++) {                                      \
+            double s = sw * lm[a * d + c];                                    \
+            for (an_int b = 0; b < L; b++)                                    \
+                s -= (dB[a * L + b] + dB[b * L + a]) * B[a * L + b] * lm[b * d + c]; \
+            dl[a * d + c] -= 2.0 * g * s;                                     \
+        }                                                                     \
+    }                                                                         \
+    for (an_int i = 0; i < n; i++) {                                          \
+        double sw = 0;                                                        \
+        for (an_int a = 0; a < L; a++) sw += dA[i * L + a];                   \
+        const an_int a_i = M->mean_landmarks ?                                \
+            (i < rem * (qs + 1) ? i / (qs + 1) : rem + (i - rem * (qs + 1)) / (qs > 0 ? qs : 1)) : 0; \
+        const double inv = M->mean_landmarks ? 1.0 / (double)(qs + (a_i < rem)) : 0.0; \
+        for (an_int c = 0; c < d; c++) {                                      \
+            double s = sw * Q[i * d + c];                                     \
+            for (an_int a = 0; a < L; a++) s -= dA[i * L + a] * lm[a * d + c]; \
+            double dqc = -2.0 * g * s;                                        \
+            if (M->mean_landmarks) dqc += dl[a_i * d + c] * inv;              \
+            AN_AT(T, M->dq + i * P->dq_n, P->dq_d, c) = (T)dqc;               \
+        }                                                                     \
+        for (an_int x = 0; x < e; x++)                                        \
+            AN_AT(T, M->dv + i * P->dv_m, P->dv_e, x) = (T)dv[i * e + x];     \
+    }                                                                         \
+    if (!M->mean_landmarks)                                                   \
+        for (an_int a = 0; a < L; a++)                                        \
+            for (an_int c = 0; c < d; c++)                                    \
+                AN_AT(T, M->dlm + a * P->dlm_l, P->dlm_d, c) = (T)dl[a * d + c]; \
+    free(buf);                                                                \
+    return AN_OK;                                                             \
+}                                                                             \
+int an_soft_attention_vjp_##TS(const an_linvjp *P)                           \
+{                                                                             \
+    int err = AN_OK; an_int first = P->N;                                     \
+    const int nt = an_num_threads();                                          \
+    _Pragma("omp parallel for schedule(dynamic, 1) num_threads(nt) if (P->N > 1)") \
+    for (an_int k = 0; k < P->N; k++) {                                       \
+        int rc = soft_vjp_one_##TS(P, &P->mats[k]);                           \
+        if (rc) {                                                             \
+            _Pragma("omp critical(an_linvjp_err)")                            \
+            if (k < first) { first = k; err = rc; }                           \
+        }                                                                     \
+    }                                                                         \
+    return err;                                                               \
+}
+AN_SOFT_VJP(float, f)
+AN_SOFT_VJP(double, d)

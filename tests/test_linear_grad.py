@@ -292,3 +292,27 @@ def test_zeros_attention_vjp_wide_logits(rng):
     assert all(np.isfinite(x).all() for x in r[:4])
     _ok(r.s, _fd(L, s), 1e-5)
     _ok(r.k, _fd(lambda x: float(np.sum(g * an.zeros_attention(q, x, v, s, 0.3, 0.7))), k))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("given", [False, True])
+def test_soft_attention_vjp_c_matches_reference(given, dtype, rng):
+    from attnnorm import _reference as ref
+    q = rng.normal(size=(2, 11, 4))
+    v = rng.normal(size=(2, 11, 3))
+    g = rng.normal(size=(2, 11, 3))
+    lm = rng.normal(size=(2, 4, 4)) if given else None
+    kw = dict(newton_iters=7) if given else dict(n_landmarks=4, newton_iters=7)
+    r = an.soft_attention_vjp(q.astype(dtype), v.astype(dtype), g.astype(dtype),
+                              None if lm is None else lm.astype(dtype), **kw)
+    tl = 1e-3 if dtype == np.float32 else 1e-9
+    for b in range(2):
+        seg = None if given else np.array_split(np.arange(11), 4)
+        want = ref.soft_attention_vjp_one(q[b].astype(dtype).astype(np.float64),
+                                          v[b].astype(dtype).astype(np.float64),
+                                          None if lm is None else lm[b].astype(dtype).astype(np.float64),
+                                          seg, 7, g[b].astype(dtype).astype(np.float64))
+        outs = (r.q[b], r.v[b]) + ((r.landmarks[b],) if given else ())
+        for got, w in zip(outs, want):
+            assert got.dtype == dtype
+            np.testing.assert_allclose(got, w, rtol=tl, atol=tl * np.max(np.abs(w)))
