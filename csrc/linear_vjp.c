@@ -46,11 +46,11 @@ static int linear_vjp_one_##TS(const an_linvjp *P, const an_linvjpmat *M)     \
     const an_int n = P->n, m = P->m, d = P->d, e = P->e;                      \
     const int fm = M->fmap, norm = M->normalize;                              \
     double *S = (double *)calloc((size_t)(d * e + d), sizeof(double));        \
-    double *Qf = (double *)malloc(sizeof(double) * (size_t)(n * d + n * e + n + d + e + 1)); \
+    double *Qf = (double *)malloc(sizeof(double) * (size_t)(n * d + n * e + n + 2 * d + 2 * e + 1)); \
     if (!S || !Qf) { free(S); free(Qf); return AN_ERR_NOMEM; }                \
     double *z = S + d * e;                                                    \
     double *dnum = Qf + n * d, *dden = dnum + n * e, *kf = dden + n;          \
-    double *vj = kf + d;                                                      \
+    double *dph = kf + d, *vj = dph + d, *acc = vj + e;                       \
     double deps = 0;                                                          \
     /* pass 1: keys forwards, dq */                                           \
     an_int j = 0;                                                             \
@@ -62,6 +62,7 @@ static int linear_vjp_one_##TS(const an_linvjp *P, const an_linvjpmat *M)     \
             for (an_int c = 0; c < d; c++) {                                  \
                 double dp, f = lv_phi((double)AN_AT(T, kr, P->k_d, c), fm, &dp); \
                 double *Sc = S + c * e;                                       \
+                _Pragma("omp simd")                                           \
                 for (an_int x = 0; x < e; x++) Sc[x] += f * vj[x];            \
                 z[c] += f;                                                    \
             }                                                                 \
@@ -76,27 +77,28 @@ static int linear_vjp_one_##TS(const an_linvjp *P, const an_linvjpmat *M)     \
             continue;                                                         \
         }                                                                     \
         double den = M->eps, go = 0;                                          \
+        for (an_int x = 0; x < e; x++) acc[x] = 0;                            \
         for (an_int c = 0; c < d; c++) {                                      \
-            double dp;                                                        \
-            qf[c] = lv_phi((double)AN_AT(T, qr, P->q_d, c), fm, &dp);         \
+            qf[c] = lv_phi((double)AN_AT(T, qr, P->q_d, c), fm, dph + c);     \
             den += qf[c] * z[c];                                              \
+            const double *Sc = S + c * e, qc = qf[c];                         \
+            _Pragma("omp simd")                                               \
+            for (an_int x = 0; x < e; x++) acc[x] += qc * Sc[x];   /* num */  \
         }                                                                     \
         if (!norm) den = 1.0;                                                 \
         for (an_int x = 0; x < e; x++) {                                      \
-            double num = 0;                                                   \
-            for (an_int c = 0; c < d; c++) num += qf[c] * S[c * e + x];       \
             const double g = (double)AN_AT(T, gr, P->g_e, x);                 \
             dn[x] = g / den;                                                  \
-            go += g * (num / den);                                            \
+            go += g * (acc[x] / den);                                         \
         }                                                                     \
         dden[i] = norm ? -go / den : 0.0;                                     \
         deps += dden[i];                                                      \
         for (an_int c = 0; c < d; c++) {                                      \
-            double dp, s = z[c] * dden[i];                                    \
-            lv_phi((double)AN_AT(T, qr, P->q_d, c), fm, &dp);                 \
             const double *Sc = S + c * e;                                     \
+            double s = 0;                                                     \
+            _Pragma("omp simd reduction(+:s)")                                \
             for (an_int x = 0; x < e; x++) s += Sc[x] * dn[x];                \
-            AN_AT(T, dqr, P->dq_d, c) = (T)(dp * s);                          \
+            AN_AT(T, dqr, P->dq_d, c) = (T)(dph[c] * (s + z[c] * dden[i]));   \
         }                                                                     \
     }                                                                         \
     /* pass 2: keys backwards with dS (in S), dz (in z) */                    \
@@ -107,26 +109,27 @@ static int linear_vjp_one_##TS(const an_linvjp *P, const an_linvjpmat *M)     \
             const double *qf = Qf + i * d, *dn = dnum + i * e;                \
             for (an_int c = 0; c < d; c++) {                                  \
                 double *Sc = S + c * e;                                       \
-                for (an_int x = 0; x < e; x++) Sc[x] += qf[c] * dn[x];        \
-                z[c] += dden[i] * qf[c];                                      \
+                const double qc = qf[c];                                      \
+                _Pragma("omp simd")                                           \
+                for (an_int x = 0; x < e; x++) Sc[x] += qc * dn[x];           \
+                z[c] += dden[i] * qc;                                         \
             }                                                                 \
         }                                                                     \
         const char *kr = M->k + jj * P->k_m, *vr = M->v + jj * P->v_m;        \
         char *dkr = M->dk + jj * P->dk_m, *dvr = M->dv + jj * P->dv_m;        \
-        for (an_int x = 0; x < e; x++) vj[x] = (double)AN_AT(T, vr, P->v_e, x); \
+        for (an_int x = 0; x < e; x++) { vj[x] = (double)AN_AT(T, vr, P->v_e, x); acc[x] = 0; } \
         for (an_int c = 0; c < d; c++) {                                      \
             double dp;                                                        \
-            kf[c] = lv_phi((double)AN_AT(T, kr, P->k_d, c), fm, &dp);         \
+            const double kc = lv_phi((double)AN_AT(T, kr, P->k_d, c), fm, &dp); \
             const double *Sc = S + c * e;                                     \
-            double s = z[c];                                                  \
-            for (an_int x = 0; x < e; x++) s += Sc[x] * vj[x];                \
-            AN_AT(T, dkr, P->dk_d, c) = (T)(dp * s);                          \
-        }                                                                     \
-        for (an_int x = 0; x < e; x++) {                                      \
             double s = 0;                                                     \
-            for (an_int c = 0; c < d; c++) s += S[c * e + x] * kf[c];         \
-            AN_AT(T, dvr, P->dv_e, x) = (T)s;                                 \
+            _Pragma("omp simd reduction(+:s)")                                \
+            for (an_int x = 0; x < e; x++) s += Sc[x] * vj[x];                \
+            AN_AT(T, dkr, P->dk_d, c) = (T)(dp * (s + z[c]));                 \
+            _Pragma("omp simd")                                               \
+            for (an_int x = 0; x < e; x++) acc[x] += kc * Sc[x];   /* dv */   \
         }                                                                     \
+        for (an_int x = 0; x < e; x++) AN_AT(T, dvr, P->dv_e, x) = (T)acc[x]; \
     }                                                                         \
     *(T *)M->deps = (T)deps;                                                  \
     free(S); free(Qf);                                                        \

@@ -245,17 +245,22 @@ def test_log_attention_vjp_c_matches_reference(causal, dtype, rng):
         np.testing.assert_allclose(got, w, rtol=tl, atol=tl * np.max(np.abs(w)))
 
 
-def test_log_vjp_thread_count_bit_identical(rng):
+def test_log_zeros_soft_vjp_thread_count_bit_identical(rng):
     q, k, v, g = _qkv(rng, n=30, m=30, d=6, e=4, lead=(5,))
     old = an.get_num_threads()
     try:
         an.set_num_threads(1)
-        r1 = an.log_attention_vjp(q, k, v, g, causal=True)
+        r1 = an.log_attention_vjp(q, k, v, g, causal=True)[:3] \
+            + an.zeros_attention_vjp(q, k, v, k[..., 0], 0.3, 0.6, g) \
+            + an.soft_attention_vjp(q, g, g, n_landmarks=7, newton_iters=5)[:2]
         an.set_num_threads(2)
-        r2 = an.log_attention_vjp(q, k, v, g, causal=True)
+        r2 = an.log_attention_vjp(q, k, v, g, causal=True)[:3] \
+            + an.zeros_attention_vjp(q, k, v, k[..., 0], 0.3, 0.6, g) \
+            + an.soft_attention_vjp(q, g, g, n_landmarks=7, newton_iters=5)[:2]
     finally:
         an.set_num_threads(old)
-    for a, b in zip(r1[:3], r2[:3]):
+    assert len(r1) == 11
+    for a, b in zip(r1, r2):
         np.testing.assert_array_equal(a, b)
 
 
