@@ -13,7 +13,7 @@ import numpy as np
 
 from . import _core
 from ._attention import _loop_dtype, _params, param_operands
-from ._common import check_param_broadcast, mask_operand, window_bounds
+from ._common import check_param_broadcast, empty_code, mask_operand, window_bounds
 from ._normalizers import NORMALIZERS, PARAMS, ROW_PARAMS
 
 __all__ = ["normalizer_vjp", "NormalizerGrad", "REAL_PARAMS"]
@@ -72,7 +72,7 @@ def _sum_to(x, shape, dt=None):
 
 
 def normalizer_vjp(scores, grad_weights, normalizer="softmax", *, weights=None, mask=None,
-                   causal=False, window=None, empty="zero", **params):
+                   causal=False, window=None, empty="zero", param_grads=True, **params):
     """Gradient of ``sum(grad_weights * normalizer(scores, **params))``.
 
     Returns ``NormalizerGrad(scores, params)``: ``scores`` is ``dL/dscores``
@@ -83,7 +83,10 @@ def normalizer_vjp(scores, grad_weights, normalizer="softmax", *, weights=None, 
     parameter left at its default gets a scalar).  ``mask``, ``causal``, ``window`` and the
     parameters are those of the forward call; ``weights`` (the forward's
     result) may be passed to skip recomputing it, and ``empty`` only affects
-    that recomputation (``"raise"`` raises on empty rows).
+    that recomputation (``"raise"`` raises on empty rows).  With
+    ``param_grads=False`` only the scores' gradient is computed (saving, e.g.,
+    relu's logarithms) and ``params`` is empty.  Sinkhorn and
+    stochastic_softmax recompute what they need and ignore ``weights``.
 
     Exact formulas, per row over the visible keys (``a`` the weights, ``g``
     the upstream gradient):
@@ -115,6 +118,7 @@ def normalizer_vjp(scores, grad_weights, normalizer="softmax", *, weights=None, 
     if not isinstance(normalizer, str) or normalizer not in NORMALIZERS:
         raise ValueError(f"normalizer must be one of {sorted(NORMALIZERS)}; got {normalizer!r}")
     name = normalizer
+    empty_code(empty)
     s_shape = np.shape(scores)
     g_shape = np.shape(grad_weights)
     if len(s_shape) == 0:
@@ -153,7 +157,7 @@ def normalizer_vjp(scores, grad_weights, normalizer="softmax", *, weights=None, 
     mk = mask_operand(mask, lead, n, m)
     wl, wr = window_bounds(window)
     dx, dr, drp = getattr(_core, "normalizer_vjp_" + name)(s, w, g, mk, bool(causal), wl, wr,
-                                                          rop, iop, rpop)
+                                                          rop, iop, rpop, bool(param_grads))
     # gradients in the shapes of the inputs
     dscores = dx if dx.shape == s.shape else _sum_to(dx, s.shape, dt)
     if row:
@@ -163,7 +167,7 @@ def normalizer_vjp(scores, grad_weights, normalizer="softmax", *, weights=None, 
     names = REAL_PARAMS[name]
     nrow = len(ROW_PARAMS.get(name, ()))
     nscal = len(names) - nrow
-    for q, pn in enumerate(names):
+    for q, pn in enumerate(names if param_grads else ()):
         value = params.get(pn, defaults.get(pn))
         if name == "sigmoid" and value is None:
             grads[pn] = None

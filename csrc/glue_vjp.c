@@ -19,7 +19,7 @@ void an_vjp_loop_##TS(char **args, npy_intp const *dims,                       \
     const an_normdesc *d = vd->desc;                                          \
     const npy_intp N = dims[0], n = dims[1], m = dims[2];                     \
     const npy_intp nr = dims[3], ni = dims[4], nw = dims[5];                  \
-    const npy_intp *cs = steps + 13;   /* core strides */                     \
+    const npy_intp *cs = steps + 14;   /* core strides */                     \
     if (N <= 0) return;                                                       \
     if (nr != d->nreal || ni != d->nint || nw != d->nrowp || nr > AN_MAXPARAM \
         || ni > AN_MAXPARAM || nw > 2) {                                      \
@@ -57,9 +57,10 @@ void an_vjp_loop_##TS(char **args, npy_intp const *dims,                       \
                 M->ip[r] = *(const int64_t *)(args[8] + k * steps[8] + r * cI[0]); \
             for (npy_intp r = 0; r < nw; r++) {                               \
                 M->rp[r] = args[9] + k * steps[9] + r * cP[1]; M->rp_s[r] = cP[0]; \
-                A->drp[r] = args[12] + k * steps[12] + r * cDP[1]; A->drp_s[r] = cDP[0]; \
+                A->drp[r] = args[13] + k * steps[13] + r * cDP[1]; A->drp_s[r] = cDP[0]; \
             }                                                                 \
-            A->dx = args[10] + k * steps[10]; A->dx_n = cD[0]; A->dx_m = cD[1]; \
+            A->no_params = *(const int64_t *)(args[10] + k * steps[10]) == 0; \
+            A->dx = args[11] + k * steps[11]; A->dx_n = cD[0]; A->dx_m = cD[1]; \
         }                                                                     \
         an_int bad = -1;                                                      \
         int rc = an_normalize_vjp_##TS(d, mats, V, kn, &bad);                 \
@@ -69,7 +70,7 @@ void an_vjp_loop_##TS(char **args, npy_intp const *dims,                       \
         }                                                                     \
         for (npy_intp k = k0; k < k0 + kn; k++)                               \
             for (npy_intp r = 0; r < nr; r++)                                 \
-                *(T *)(args[11] + k * steps[11] + r * cDR[0]) = (T)V[k - k0].dp[r]; \
+                *(T *)(args[12] + k * steps[12] + r * cDR[0]) = (T)V[k - k0].dp[r]; \
     }                                                                         \
     free(mats); free(V);                                                      \
     AN_CLEAR_FPE();                                                           \

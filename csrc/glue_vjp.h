@@ -15,13 +15,15 @@ AN_ALL_NORMALIZERS(AN_VJP_DECLARE)
 
 /* Operands (same for every normalizer; r, i, w may be 0):
  *   scores (n,m), weights (n,m), grad (n,m), mask (n,m) bool, causal, wleft,
- *   wright (int64 ()), reals (r) T, ints (i) int64, per-row reals (n,w) T
+ *   wright (int64 ()), reals (r) T, ints (i) int64, per-row reals (n,w) T,
+ *   want_params (int64 (); 0: parameter gradients skipped, left 0)
  *   -> d scores (n,m), d reals (r) (this matrix), d per-row reals (n,w) */
 #define AN_VJP_ENTRY(nm)                                                      \
     { "normalizer_vjp_" #nm,                                                  \
-      "(n,m),(n,m),(n,m),(n,m),(),(),(),(r),(i),(n,w)->(n,m),(r),(n,w)",      \
-      "TTTbqqqTqT-TTT",                                                       \
-      "normalizer_vjp_" #nm "(scores, weights, grad, mask, causal, wleft, wright, reals, ints, rowparams)" \
+      "(n,m),(n,m),(n,m),(n,m),(),(),(),(r),(i),(n,w),()->(n,m),(r),(n,w)",   \
+      "TTTbqqqTqTq-TTT",                                                      \
+      "normalizer_vjp_" #nm "(scores, weights, grad, mask, causal, wleft, wright, reals, ints, rowparams," \
+      " want_params)"                                                         \
       " -> d_scores, d_reals, d_rowparams",                                   \
       an_vjp_loop_f, an_vjp_loop_d, (void *)&an_vjp_data_##nm },
 

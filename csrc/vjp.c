@@ -71,8 +71,8 @@ static int softmax_vjp_##TS(const T *x, const T *w, const T *g, T *dx, an_int nv
     const double mul_d = 1.0 / c->mat->p[0];                                  \
     const double mul = mul_d > (double)TMAX ? (double)TMAX : mul_d;           \
     double xd;                                                                \
-    smx_core_##TS(x, w, g, dx, nv, mul, mx, &xd);                             \
-    dp[0] += -mul * mul * xd;                                                 \
+    smx_core_##TS(x, w, g, dx, nv, mul, mx, dp ? &xd : NULL);                 \
+    if (dp) dp[0] += -mul * mul * xd;                                         \
     return AN_OK;                                                             \
 }
 AN_SOFTMAX_VJP(float, f, an_vf, FLT_MAX)
@@ -92,7 +92,7 @@ static int softmax_sink_vjp_##TS(const T *x, const T *w, const T *g, T *dx, an_i
     ROW_MAX(TS, VOPS) ROW_INF_ZERO(TS)                                        \
     if (sink == INFINITY) { vjp_fill_##TS(dx, nv, 0); return AN_OK; }         \
     const double q = smx_core_##TS(x, w, g, dx, nv, 1.0, mx, NULL);           \
-    if (sink == -INFINITY) return AN_OK;                                      \
+    if (sink == -INFINITY || !dp) return AN_OK;                               \
     an_int jm = 0;                                                            \
     while ((double)x[jm] != mx) jm++;                                         \
     const double wm = (double)w[jm];                                          \
@@ -115,8 +115,8 @@ static int ssmax_vjp_##TS(const T *x, const T *w, const T *g, T *dx, an_int nv, 
     ROW_MAX(TS, VOPS) ROW_INF_ZERO(TS)                                        \
     const double ln = log((double)nv), mul = c->mat->p[0] * ln;               \
     double xd;                                                                \
-    smx_core_##TS(x, w, g, dx, nv, mul > 0 ? mul : 0.0, mx, &xd);             \
-    dp[0] += ln * xd;                                                         \
+    smx_core_##TS(x, w, g, dx, nv, mul > 0 ? mul : 0.0, mx, dp ? &xd : NULL); \
+    if (dp) dp[0] += ln * xd;                                                 \
     return AN_OK;                                                             \
 }
 AN_SSMAX_VJP(float, f, an_vf)
@@ -141,7 +141,7 @@ static int sigmoid_vjp_##TS(const T *x, const T *w, const T *g, T *dx, an_int nv
         const double d = (double)g[k] * (ek / (u * u));                       \
         dx[k] = (T)d; sum += d;                                               \
     }                                                                         \
-    if (!c->mat->ip[0]) dp[0] += sum;                                         \
+    if (dp && !c->mat->ip[0]) dp[0] += sum;                                   \
     return AN_OK;                                                             \
 }
 AN_SIGMOID_VJP(float, f, an_vf)
@@ -164,9 +164,9 @@ static void power_vjp_##TS(const T *x, const T *g, T *dx, an_int nv, double p, \
         if ((positive_only && !(v > 0)) || v == 0) { dx[k] = 0; continue; }   \
         const double pm1 = p == 1.0 ? 1.0 : pow(v, p - 1.0);                  \
         dx[k] = (T)(gk * p * pm1 / len);                                      \
-        sp += gk * (v * pm1 / len) * log(fabs(v));                            \
+        if (dp) sp += gk * (v * pm1 / len) * log(fabs(v));                    \
     }                                                                         \
-    dp[0] += sp;                                                              \
+    if (dp) dp[0] += sp;                                                      \
 }                                                                             \
 static int relu_vjp_##TS(const T *x, const T *w, const T *g, T *dx, an_int nv, \
                          an_rowctx *c, double *dp)                            \
@@ -224,7 +224,7 @@ static int softpick_vjp_##TS(const T *x, const T *w, const T *g, T *dx, an_int n
         ht += h * t;                                                          \
     }                                                                         \
     dx[jm] = (T)((double)dx[jm] - ht);                                        \
-    dp[0] += -q / D;                                                          \
+    if (dp) dp[0] += -q / D;                                                  \
     return AN_OK;                                                             \
 }
 AN_SOFTPICK_VJP(float, f, an_vf)
@@ -253,6 +253,8 @@ static int nap_vjp_##TS(const T *x, const T *w, const T *g, T *dx, an_int nv, \
         amax = a > amax ? a : amax;                                           \
         gs += (double)g[k];                                                   \
     }                                                                         \
+    double dnull[3];                                                          \
+    if (!dp) dp = dnull;                                                      \
     if (nan) { vjp_fill_##TS(dx, nv, NAN); dp[0] += NAN; dp[1] += NAN; dp[2] += NAN; return AN_OK; } \
     dp[1] += gs;                                                              \
     if (ninf) {                                                               \
@@ -309,7 +311,8 @@ static int affine_softmax_vjp_##TS(const T *x, const T *w, const T *g, T *dx, an
     (void)w;                                                                  \
     ROW_MAX(TS, VOPS)                                                         \
     if (mx == -INFINITY) { vjp_fill_##TS(dx, nv, 0); return AN_OK; }          \
-    double gs = 0;                                                            \
+    double gs = 0, dnull[2];                                                  \
+    if (!dp) dp = dnull;                                                      \
     for (an_int k = 0; k < nv; k++) gs += (double)g[k];                       \
     dp[1] += gs;                                                              \
     if (mx == INFINITY) {                                                     \

@@ -92,7 +92,8 @@ int an_normalize_vjp_##TS(const an_normdesc *d, const an_normmat *mats, an_vjpma
                     g[k] = AN_AT(T, grow, Vk->g_m, idx[k]);                   \
                 }                                                             \
             an_rowctx c = { .row = i, .n = n, .m = m, .mat = M, .tau = NAN, .ws = ws }; \
-            int rc = v->vjp_##TS(xr, wr, gr, dr, nv, &c, rowdp + (size_t)r * (size_t)np); \
+            int rc = v->vjp_##TS(xr, wr, gr, dr, nv, &c,                      \
+                                 Vk->no_params ? NULL : rowdp + (size_t)r * (size_t)np); \
             if (!direct)                                                      \
                 for (an_int k = 0; k < nv; k++) AN_AT(T, drow, Vk->dx_m, idx[k]) = dx[k]; \
             if (rc) {                                                         \

@@ -337,3 +337,21 @@ def test_bad_input_names_parameter(rng):
         an.normalizer_vjp(s, s, "softmax", temperature=-1.0)
     with pytest.raises(TypeError, match="temperature"):
         an.normalizer_vjp(s, s, "softmax", bogus=1.0)
+
+
+@pytest.mark.parametrize("name,params", CASES, ids=IDS)
+def test_param_grads_false_same_scores(name, params, rng):
+    """param_grads=False (the row kernels get no parameter buffer) gives the
+    same score gradient, bit for bit, and no parameter gradients."""
+    s = rng.normal(size=(2, 5, 9))
+    g = rng.normal(size=(2, 5, 9))
+    full = an.normalizer_vjp(s, g, name, causal=True, **params)
+    bare = an.normalizer_vjp(s, g, name, causal=True, param_grads=False, **params)
+    np.testing.assert_array_equal(full.scores, bare.scores)
+    assert bare.params == {}
+
+
+def test_bad_empty_is_named(rng):
+    s = rng.normal(size=(3, 4))
+    with pytest.raises(ValueError, match="empty"):
+        an.normalizer_vjp(s, s, "sigmoid", empty="bogus")
