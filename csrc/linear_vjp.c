@@ -194,7 +194,7 @@ static int exp_vjp_one_##TS(const an_linvjp *P, const an_linvjpmat *M)        \
                     + (size_t)(d + 2 * de)       /* lambda0 */               \
                     + (size_t)(d + 2 * de)       /* log prior */             \
                     + (size_t)(n * d + 2 * n)    /* log rho, <G, o>, seen */ \
-                    + (size_t)(3 * e + d);                                    \
+                    + (size_t)(3 * e + 2 * d);                                \
     double *buf = (double *)malloc(sizeof(double) * nb);                      \
     if (!buf) return AN_ERR_NOMEM;                                            \
     double *ZM = buf, *Zs = ZM + d, *PM = Zs + d, *Ps = PM + de, *NM = Ps + de, *Ns = NM + de; \
@@ -203,8 +203,7 @@ static int exp_vjp_one_##TS(const an_linvjp *P, const an_linvjpmat *M)        \
     double *lamZ = Ds + d, *lamP = lamZ + d, *lamN = lamP + de;               \
     double *lZ0 = lamN + de, *lP0 = lZ0 + d, *lN0 = lP0 + de;                 \
     double *lrho = lN0 + de, *Go = lrho + n * d, *seen = Go + n;              \
-    double *g = seen + n, *lv = g + e, *vv = lv + e, *oc = vv + e;            \
-    (void)oc;                                                                 \
+    double *g = seen + n, *lv = g + e, *vv = lv + e, *oc = vv + e, *pc = oc + d; \
     const int prior = M->has_state;                                           \
     for (an_int c = 0; c < d; c++) {                                          \
         if (prior) {                                                          \
@@ -270,30 +269,29 @@ static int exp_vjp_one_##TS(const an_linvjp *P, const an_linvjpmat *M)        \
         for (an_int c = 0; c < d; c++)                                        \
             sum += lp_scale((double)AN_AT(T, qr, P->q_d, c) - amax, ZM[c], Zs[c]); \
         const double lden = amax + log(sum);                                  \
-        /* o_i = sum_c pi_c o_c and <G, o> */                                 \
+        /* o_i = sum_c pi_c o_c, <G, o> and, per feature, <G, o_c> (in oc) */ \
         double go = 0;                                                        \
         for (an_int x = 0; x < e; x++) vv[x] = 0;                             \
         for (an_int c = 0; c < d; c++) {                                      \
             const double qc = (double)AN_AT(T, qr, P->q_d, c);                \
             lr[c] = qc - lden;                                                \
+            pc[c] = oc[c] = 0;                                                \
             if (!(Zs[c] > 0)) continue;                                       \
             const double pic = lp_scale(lr[c], ZM[c], Zs[c]);                 \
+            double sg = 0;                                                    \
             for (an_int x = 0; x < e; x++) {                                  \
                 const double o = lp_scale(-ZM[c], PM[c * e + x], Ps[c * e + x]) / Zs[c] \
                                - lp_scale(-ZM[c], NM[c * e + x], Ns[c * e + x]) / Zs[c]; \
                 vv[x] += pic * o;                                             \
+                sg += g[x] * o;                                               \
             }                                                                 \
+            pc[c] = pic; oc[c] = sg;                                          \
         }                                                                     \
         for (an_int x = 0; x < e; x++) go += g[x] * vv[x];                    \
         Go[i] = go;                                                           \
         for (an_int c = 0; c < d; c++) {                                      \
             if (!(Zs[c] > 0)) { AN_AT(T, dqr, P->dq_d, c) = 0; continue; }     \
-            const double pic = lp_scale(lr[c], ZM[c], Zs[c]);                 \
-            double s = 0;                                                     \
-            for (an_int x = 0; x < e; x++)                                    \
-                s += g[x] * (lp_scale(-ZM[c], PM[c * e + x], Ps[c * e + x])   \
-                             - lp_scale(-ZM[c], NM[c * e + x], Ns[c * e + x])) / Zs[c]; \
-            AN_AT(T, dqr, P->dq_d, c) = (T)(pic * (s - go));                  \
+            AN_AT(T, dqr, P->dq_d, c) = (T)(pc[c] * (oc[c] - go));            \
             if (prior) {                                                      \
                 lamZ[c] -= exp(lZ0[c] + lr[c]) * go;                          \
                 for (an_int x = 0; x < e; x++) {                              \
