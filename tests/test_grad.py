@@ -377,3 +377,16 @@ def test_sinkhorn_single_matrix_threads_bit_identical(rng):
     f = lambda x: float(np.sum(g * an.sinkhorn(x, mask=mask, n_iter=4, eps=0.7)))
     want = (f(s + 1e-6 * dirn) - f(s - 1e-6 * dirn)) / 2e-6
     assert abs(np.sum(r1.scores * dirn) - want) <= 1e-6 * abs(want)
+
+
+@pytest.mark.parametrize("alpha", [1.0001, 1.01, 2.5])
+def test_entmax_alpha_derivative_near_one_and_above_two(alpha, rng):
+    """The alpha-derivative stays accurate where its formula's 1/(alpha-1)^2
+    terms nearly cancel, and beyond sparsemax."""
+    s = rng.normal(size=(4, 7))
+    g = rng.normal(size=(4, 7))
+    r = an.normalizer_vjp(s, g, "entmax", alpha=alpha, n_iter=100)
+    f = lambda a: float(np.sum(g * an.entmax(s, alpha=a, n_iter=100)))
+    h = 1e-5
+    want = (f(alpha + h) - f(alpha - h)) / (2 * h)
+    assert abs(r.params["alpha"] - want) <= 1e-6 * max(abs(want), 1e-3)
