@@ -390,3 +390,16 @@ def test_entmax_alpha_derivative_near_one_and_above_two(alpha, rng):
     h = 1e-5
     want = (f(alpha + h) - f(alpha - h)) / (2 * h)
     assert abs(r.params["alpha"] - want) <= 1e-6 * max(abs(want), 1e-3)
+
+
+def test_scores_broadcast_against_grad(rng):
+    """Scores shared by a batch of upstream gradients: their gradient is the
+    sum over that batch."""
+    s = rng.normal(size=(4, 6))
+    g = rng.normal(size=(3, 4, 6))
+    r = an.normalizer_vjp(s, g, "softmax", temperature=0.8)
+    assert r.scores.shape == (4, 6)
+    want = sum(an.normalizer_vjp(s, g[b], "softmax", temperature=0.8).scores for b in range(3))
+    np.testing.assert_allclose(r.scores, want, rtol=1e-12, atol=1e-15)
+    tot = sum(an.normalizer_vjp(s, g[b], "softmax", temperature=0.8).params["temperature"] for b in range(3))
+    np.testing.assert_allclose(r.params["temperature"], tot, rtol=1e-12)
