@@ -238,6 +238,11 @@ def test_empty_raise_and_weights_argument(rng):
     r = an.normalizer_vjp(s, g, "softmax", mask=mask, weights=w)
     assert np.all(r.scores[1] == 0)
     np.testing.assert_array_equal(r.scores, an.normalizer_vjp(s, g, "softmax", mask=mask).scores)
+    # a row of -inf scores is empty too: NaN weights under empty="nan", gradient 0
+    s[2] = -np.inf
+    for nm in ("softmax", "ssmax", "sparsemax", "entmax", "affine_softmax", "stochastic_softmax"):
+        r = an.normalizer_vjp(s, g, nm, mask=mask, empty="nan")
+        assert np.all(r.scores[1:] == 0) and np.isfinite(r.scores).all()
 
 
 def test_single_row_and_m_one(rng):
