@@ -61,9 +61,7 @@ static int linear_vjp_one_##TS(const an_linvjp *P, const an_linvjpmat *M)     \
             for (an_int x = 0; x < e; x++) vj[x] = (double)AN_AT(T, vr, P->v_e, x); \
             for (an_int c = 0; c < d; c++) {                                  \
                 double dp, f = lv_phi((double)AN_AT(T, kr, P->k_d, c), fm, &dp); \
-                double *Sc = S + c * e;                                       \
-                _Pragma("omp simd")                                           \
-                for (an_int x = 0; x < e; x++) Sc[x] += f * vj[x];            \
+                an_vd->axpy(S + c * e, vj, e, f);                             \
                 z[c] += f;                                                    \
             }                                                                 \
         }                                                                     \
@@ -81,9 +79,7 @@ static int linear_vjp_one_##TS(const an_linvjp *P, const an_linvjpmat *M)     \
         for (an_int c = 0; c < d; c++) {                                      \
             qf[c] = lv_phi((double)AN_AT(T, qr, P->q_d, c), fm, dph + c);     \
             den += qf[c] * z[c];                                              \
-            const double *Sc = S + c * e, qc = qf[c];                         \
-            _Pragma("omp simd")                                               \
-            for (an_int x = 0; x < e; x++) acc[x] += qc * Sc[x];   /* num */  \
+            an_vd->axpy(acc, S + c * e, e, qf[c]);                 /* num */  \
         }                                                                     \
         if (!norm) den = 1.0;                                                 \
         for (an_int x = 0; x < e; x++) {                                      \
@@ -94,10 +90,7 @@ static int linear_vjp_one_##TS(const an_linvjp *P, const an_linvjpmat *M)     \
         dden[i] = norm ? -go / den : 0.0;                                     \
         deps += dden[i];                                                      \
         for (an_int c = 0; c < d; c++) {                                      \
-            const double *Sc = S + c * e;                                     \
-            double s = 0;                                                     \
-            _Pragma("omp simd reduction(+:s)")                                \
-            for (an_int x = 0; x < e; x++) s += Sc[x] * dn[x];                \
+            const double s = an_vd->dot(S + c * e, dn, e);                    \
             AN_AT(T, dqr, P->dq_d, c) = (T)(dph[c] * (s + z[c] * dden[i]));   \
         }                                                                     \
     }                                                                         \
@@ -108,11 +101,8 @@ static int linear_vjp_one_##TS(const an_linvjp *P, const an_linvjpmat *M)     \
         for (; i >= 0 && lv_seen(i, n, m, M->causal) > jj; i--) {            \
             const double *qf = Qf + i * d, *dn = dnum + i * e;                \
             for (an_int c = 0; c < d; c++) {                                  \
-                double *Sc = S + c * e;                                       \
-                const double qc = qf[c];                                      \
-                _Pragma("omp simd")                                           \
-                for (an_int x = 0; x < e; x++) Sc[x] += qc * dn[x];           \
-                z[c] += dden[i] * qc;                                         \
+                an_vd->axpy(S + c * e, dn, e, qf[c]);                         \
+                z[c] += dden[i] * qf[c];                                      \
             }                                                                 \
         }                                                                     \
         const char *kr = M->k + jj * P->k_m, *vr = M->v + jj * P->v_m;        \
@@ -121,13 +111,9 @@ static int linear_vjp_one_##TS(const an_linvjp *P, const an_linvjpmat *M)     \
         for (an_int c = 0; c < d; c++) {                                      \
             double dp;                                                        \
             const double kc = lv_phi((double)AN_AT(T, kr, P->k_d, c), fm, &dp); \
-            const double *Sc = S + c * e;                                     \
-            double s = 0;                                                     \
-            _Pragma("omp simd reduction(+:s)")                                \
-            for (an_int x = 0; x < e; x++) s += Sc[x] * vj[x];                \
+            const double s = an_vd->dot(S + c * e, vj, e);                    \
             AN_AT(T, dkr, P->dk_d, c) = (T)(dp * (s + z[c]));                 \
-            _Pragma("omp simd")                                               \
-            for (an_int x = 0; x < e; x++) acc[x] += kc * Sc[x];   /* dv */   \
+            an_vd->axpy(acc, S + c * e, e, kc);                    /* dv */   \
         }                                                                     \
         for (an_int x = 0; x < e; x++) AN_AT(T, dvr, P->dv_e, x) = (T)acc[x]; \
     }                                                                         \

@@ -321,3 +321,37 @@ def test_soft_attention_vjp_c_matches_reference(given, dtype, rng):
         for got, w in zip(outs, want):
             assert got.dtype == dtype
             np.testing.assert_allclose(got, w, rtol=tl, atol=tl * np.max(np.abs(w)))
+
+
+def test_linear_vjps_portable_simd_path_agrees():
+    """ATTNNORM_CPU=default (portable tables for the products and the
+    exponentials) gives the same gradients up to rounding."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    code = (
+        "import numpy as np, attnnorm as an, sys\n"
+        "rng = np.random.default_rng(4)\n"
+        "q, k, v, g = (rng.normal(size=(2, 9, 5)) for _ in range(4))\n"
+        "s = rng.normal(size=(2, 9))\n"
+        "out = list(an.linear_attention_vjp(q, k, v, g, causal=True)[:3])\n"
+        "out += list(an.log_attention_vjp(q, k, v, g, causal=True)[:3])\n"
+        "out += list(an.zeros_attention_vjp(q, k, v, s, .3, .6, g)[:4])\n"
+        "out += list(an.soft_attention_vjp(q, v, g, n_landmarks=3)[:2])\n"
+        "np.savez(sys.argv[1], *out)\n"
+        "print(an.simd_path())\n")
+    here = os.path.dirname(os.path.dirname(os.path.abspath(an.__file__)))
+    with tempfile.TemporaryDirectory() as tmp:
+        res = {}
+        for tag, cpu in (("default", "default"), ("best", "")):
+            fn = os.path.join(tmp, tag + ".npz")
+            env = dict(os.environ, ATTNNORM_CPU=cpu, PYTHONPATH=here)
+            p = subprocess.run([sys.executable, "-c", code, fn], env=env, capture_output=True,
+                               text=True, timeout=120)
+            assert p.returncode == 0, p.stderr
+            res[tag] = (p.stdout.strip(), dict(np.load(fn)))
+        assert res["default"][0] == "default"
+        assert len(res["default"][1]) == 12
+        for key, val in res["default"][1].items():
+            np.testing.assert_allclose(val, res["best"][1][key], rtol=1e-10, atol=1e-12)
