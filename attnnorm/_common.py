@@ -201,3 +201,21 @@ def move_axes(x, axes, name):
         return np.moveaxis(x, (a, b), (-2, -1))
     except Exception as exc:
         raise ValueError(f"axes for {name} must be a pair of axis indices; got {axes!r} ({exc})") from None
+
+
+def sum_to(x, shape, dt=None):
+    """A gradient x of a broadcast result, summed (in float64) over the axes
+    along which an input of ``shape`` was broadcast, so it has the input's
+    shape; cast to dt if given; 0-d results as scalars."""
+    shape = tuple(shape)
+    x = np.asarray(x, dtype=np.float64)
+    extra = x.ndim - len(shape)
+    if extra > 0:
+        x = x.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, (a, b) in enumerate(zip(shape, x.shape)) if a == 1 and b != 1)
+    if axes:
+        x = x.sum(axis=axes, keepdims=True)
+    x = x.reshape(shape)
+    if dt is not None:
+        x = x.astype(dt)
+    return x[()] if x.ndim == 0 else x
