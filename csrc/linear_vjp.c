@@ -40,85 +40,187 @@ static inline an_int lv_seen(an_int i, an_int n, an_int m, int causal)
     return hi;
 }
 
+/* Chunked form: queries in chunks of AN_LVJ_CHUNK rows; chunk c's keys
+ * X_c = [t_{first query of c}, t_{first query of c + 1}) (at most a chunk
+ * of them) are the ones its queries see only in part; keys before the first
+ * query's t form X_{-1}.  Every product is a small GEMM (gemm_acc), in a
+ * fixed order:
+ *   pass 1, chunk by chunk: num = Qf S + mask(Qf Kf_X^T) V_X, den likewise,
+ *     dQf = dnum S^T + dden z^T + mask(dnum V_X^T + dden) Kf_X, then
+ *     S += Kf_X^T V_X, z += Kf_X^T 1;
+ *   pass 2, chunks in reverse with the suffix dS, dz of the later chunks:
+ *     dKf_X = V_X dS^T + dz + mask(dnum V_X^T + dden)^T Qf,
+ *     dv_X = Kf_X dS + mask(Qf Kf_X^T)^T dnum, then dS += Qf^T dnum,
+ *     dz += Qf^T dden; finally X_{-1} with the totals. */
+#define AN_LVJ_CHUNK 64
+
+/* dst (C x R) = src (R x C)^T */
+static void lvj_tr(double *dst, const double *src, an_int R, an_int C)
+{
+    for (an_int r = 0; r < R; r++)
+        for (an_int c = 0; c < C; c++) dst[c * R + r] = src[r * C + c];
+}
+
 #define AN_LINEAR_VJP(T, TS)                                                  \
 static int linear_vjp_one_##TS(const an_linvjp *P, const an_linvjpmat *M)     \
 {                                                                             \
-    const an_int n = P->n, m = P->m, d = P->d, e = P->e;                      \
+    const an_int n = P->n, m = P->m, d = P->d, e = P->e, CH = AN_LVJ_CHUNK;   \
     const int fm = M->fmap, norm = M->normalize;                              \
-    double *S = (double *)calloc((size_t)(d * e + d), sizeof(double));        \
-    double *Qf = (double *)malloc(sizeof(double) * (size_t)(n * d + n * e + n + 2 * d + 2 * e + 1)); \
-    if (!S || !Qf) { free(S); free(Qf); return AN_ERR_NOMEM; }                \
-    double *z = S + d * e;                                                    \
-    double *dnum = Qf + n * d, *dden = dnum + n * e, *kf = dden + n;          \
-    double *dph = kf + d, *vj = dph + d, *acc = vj + e;                       \
-    double deps = 0;                                                          \
-    /* pass 1: keys forwards, dq */                                           \
-    an_int j = 0;                                                             \
+    const an_int big = (d > e ? d : e) > CH ? (d > e ? d : e) : CH;           \
+    const size_t need = (size_t)(2 * n * d + 2 * m * d + m * e + 2 * n * e + n \
+                                 + 2 * d * e + 2 * d + 6 * CH * big + CH);    \
+    double *buf = (double *)malloc(sizeof(double) * need);                    \
+    an_int *tq = (an_int *)malloc(sizeof(an_int) * (size_t)(n + 1));          \
+    if (!buf || !tq) { free(buf); free(tq); return AN_ERR_NOMEM; }            \
+    double *Qf = buf, *dphq = Qf + n * d, *Kf = dphq + n * d, *dphk = Kf + m * d; \
+    double *Vd = dphk + m * d, *dnum = Vd + m * e, *Gd = dnum + n * e;        \
+    double *dden = Gd + n * e, *S = dden + n, *S2 = S + d * e, *z = S2 + d * e; \
+    double *z2 = z + d, *w1 = z2 + d, *w2 = w1 + CH * big, *w3 = w2 + CH * big; \
+    double *w4 = w3 + CH * big, *w5 = w4 + CH * big, *w6 = w5 + CH * big, *rs = w6 + CH * big; \
     for (an_int i = 0; i < n; i++) {                                          \
-        const an_int t = lv_seen(i, n, m, M->causal);                         \
-        for (; j < t; j++) {                                                  \
-            const char *kr = M->k + j * P->k_m, *vr = M->v + j * P->v_m;      \
-            for (an_int x = 0; x < e; x++) vj[x] = (double)AN_AT(T, vr, P->v_e, x); \
-            for (an_int c = 0; c < d; c++) {                                  \
-                double dp, f = lv_phi((double)AN_AT(T, kr, P->k_d, c), fm, &dp); \
-                an_vd->axpy(S + c * e, vj, e, f);                             \
-                z[c] += f;                                                    \
-            }                                                                 \
-        }                                                                     \
         const char *qr = M->q + i * P->q_n, *gr = M->g + i * P->g_n;          \
-        char *dqr = M->dq + i * P->dq_n;                                      \
-        double *qf = Qf + i * d, *dn = dnum + i * e;                          \
-        if (t == 0) {                                                         \
-            for (an_int c = 0; c < d; c++) { qf[c] = 0; AN_AT(T, dqr, P->dq_d, c) = 0; } \
-            for (an_int x = 0; x < e; x++) dn[x] = 0;                         \
-            dden[i] = 0;                                                      \
-            continue;                                                         \
-        }                                                                     \
-        double den = M->eps, go = 0;                                          \
-        for (an_int x = 0; x < e; x++) acc[x] = 0;                            \
-        for (an_int c = 0; c < d; c++) {                                      \
-            qf[c] = lv_phi((double)AN_AT(T, qr, P->q_d, c), fm, dph + c);     \
-            den += qf[c] * z[c];                                              \
-            an_vd->axpy(acc, S + c * e, e, qf[c]);                 /* num */  \
-        }                                                                     \
-        if (!norm) den = 1.0;                                                 \
-        for (an_int x = 0; x < e; x++) {                                      \
-            const double g = (double)AN_AT(T, gr, P->g_e, x);                 \
-            dn[x] = g / den;                                                  \
-            go += g * (acc[x] / den);                                         \
-        }                                                                     \
-        dden[i] = norm ? -go / den : 0.0;                                     \
-        deps += dden[i];                                                      \
-        for (an_int c = 0; c < d; c++) {                                      \
-            const double s = an_vd->dot(S + c * e, dn, e);                    \
-            AN_AT(T, dqr, P->dq_d, c) = (T)(dph[c] * (s + z[c] * dden[i]));   \
+        for (an_int c = 0; c < d; c++)                                        \
+            Qf[i * d + c] = lv_phi((double)AN_AT(T, qr, P->q_d, c), fm, dphq + i * d + c); \
+        for (an_int x = 0; x < e; x++) Gd[i * e + x] = (double)AN_AT(T, gr, P->g_e, x); \
+        tq[i] = lv_seen(i, n, m, M->causal);                                  \
+    }                                                                         \
+    tq[n] = m;                                                                \
+    for (an_int j = 0; j < m; j++) {                                          \
+        const char *kr = M->k + j * P->k_m, *vr = M->v + j * P->v_m;          \
+        for (an_int c = 0; c < d; c++)                                        \
+            Kf[j * d + c] = lv_phi((double)AN_AT(T, kr, P->k_d, c), fm, dphk + j * d + c); \
+        for (an_int x = 0; x < e; x++) Vd[j * e + x] = (double)AN_AT(T, vr, P->v_e, x); \
+    }                                                                         \
+    const an_int nch = (n + CH - 1) / CH;                                     \
+    /* S, z over X_{-1} = [0, t_0) */                                         \
+    const an_int x_first = n > 0 ? tq[0] : m;                                 \
+    for (an_int x = 0; x < d * e + d; x++) S[x] = 0;   /* S and S2 */         \
+    for (an_int x = 0; x < 2 * d; x++) z[x] = 0;                              \
+    if (x_first > 0) {                                                        \
+        for (an_int j0 = 0; j0 < x_first; j0 += CH) {                         \
+            const an_int w = x_first - j0 < CH ? x_first - j0 : CH;           \
+            lvj_tr(w1, Kf + j0 * d, w, d);                                    \
+            an_vd->gemm_acc(S, e, w1, w, Vd + j0 * e, e, d, e, w);            \
+            for (an_int j = j0; j < j0 + w; j++)                              \
+                for (an_int c = 0; c < d; c++) z[c] += Kf[j * d + c];         \
         }                                                                     \
     }                                                                         \
-    /* pass 2: keys backwards with dS (in S), dz (in z) */                    \
-    memset(S, 0, sizeof(double) * (size_t)(d * e + d));                       \
-    an_int i = n - 1;                                                         \
-    for (an_int jj = m - 1; jj >= 0; jj--) {                                  \
-        for (; i >= 0 && lv_seen(i, n, m, M->causal) > jj; i--) {            \
-            const double *qf = Qf + i * d, *dn = dnum + i * e;                \
-            for (an_int c = 0; c < d; c++) {                                  \
-                an_vd->axpy(S + c * e, dn, e, qf[c]);                         \
-                z[c] += dden[i] * qf[c];                                      \
+    double deps = 0;                                                          \
+    /* pass 1 */                                                              \
+    for (an_int ch = 0; ch < nch; ch++) {                                     \
+        const an_int i0 = ch * CH, R = n - i0 < CH ? n - i0 : CH;             \
+        const an_int x0 = tq[i0], x1 = tq[i0 + R], w = x1 - x0;               \
+        const double *Qc = Qf + i0 * d;                                       \
+        double *num = w2, *Pm = w3, *dP = w4, *dQ = w5;                       \
+        for (an_int x = 0; x < R * e; x++) num[x] = 0;                        \
+        an_vd->gemm_acc(num, e, Qc, d, S, e, R, e, d);                        \
+        for (an_int r = 0; r < R; r++) {                                      \
+            double dz = 0;                                                    \
+            for (an_int c = 0; c < d; c++) dz += Qc[r * d + c] * z[c];        \
+            rs[r] = dz;                                                       \
+        }                                                                     \
+        if (w > 0) {                                                          \
+            lvj_tr(w1, Kf + x0 * d, w, d);                 /* Kf_X^T */       \
+            for (an_int x = 0; x < R * w; x++) Pm[x] = 0;                     \
+            an_vd->gemm_acc(Pm, w, Qc, d, w1, w, R, w, d);                    \
+            for (an_int r = 0; r < R; r++)                                    \
+                for (an_int j = 0; j < w; j++)                                \
+                    if (x0 + j >= tq[i0 + r]) Pm[r * w + j] = 0;              \
+            an_vd->gemm_acc(num, e, Pm, w, Vd + x0 * e, e, R, e, w);          \
+            for (an_int r = 0; r < R; r++)                                    \
+                for (an_int j = 0; j < w; j++) rs[r] += Pm[r * w + j];        \
+        }                                                                     \
+        for (an_int r = 0; r < R; r++) {                                      \
+            const an_int i = i0 + r;                                          \
+            double *dn = dnum + i * e;                                        \
+            const double *gi = Gd + i * e;                                    \
+            if (tq[i] == 0) {                                                 \
+                for (an_int x = 0; x < e; x++) dn[x] = 0;                     \
+                dden[i] = 0; continue;                                        \
+            }                                                                 \
+            const double den = norm ? rs[r] + M->eps : 1.0;                   \
+            double go = 0;                                                    \
+            for (an_int x = 0; x < e; x++) { dn[x] = gi[x] / den; go += gi[x] * (num[r * e + x] / den); } \
+            dden[i] = norm ? -go / den : 0.0;                                 \
+            deps += dden[i];                                                  \
+        }                                                                     \
+        /* dQf = dnum S^T + dden z^T + mask(dnum V_X^T + dden) Kf_X */        \
+        lvj_tr(S2, S, d, e);                              /* S^T (e x d) */   \
+        for (an_int x = 0; x < R * d; x++) dQ[x] = 0;                         \
+        an_vd->gemm_acc(dQ, d, dnum + i0 * e, e, S2, d, R, d, e);             \
+        for (an_int r = 0; r < R; r++)                                        \
+            for (an_int c = 0; c < d; c++) dQ[r * d + c] += dden[i0 + r] * z[c]; \
+        if (w > 0) {                                                          \
+            lvj_tr(w6, Vd + x0 * e, w, e);                /* V_X^T */         \
+            for (an_int x = 0; x < R * w; x++) dP[x] = 0;                     \
+            an_vd->gemm_acc(dP, w, dnum + i0 * e, e, w6, w, R, w, e);         \
+            for (an_int r = 0; r < R; r++)                                    \
+                for (an_int j = 0; j < w; j++)                                \
+                    dP[r * w + j] = x0 + j < tq[i0 + r] ? dP[r * w + j] + dden[i0 + r] : 0.0; \
+            an_vd->gemm_acc(dQ, d, dP, w, Kf + x0 * d, d, R, d, w);           \
+            /* S += Kf_X^T V_X, z += Kf_X^T 1 */                              \
+            an_vd->gemm_acc(S, e, w1, w, Vd + x0 * e, e, d, e, w);            \
+            for (an_int j = x0; j < x1; j++)                                  \
+                for (an_int c = 0; c < d; c++) z[c] += Kf[j * d + c];         \
+        }                                                                     \
+        for (an_int r = 0; r < R; r++) {                                      \
+            char *dqr = M->dq + (i0 + r) * P->dq_n;                           \
+            for (an_int c = 0; c < d; c++)                                    \
+                AN_AT(T, dqr, P->dq_d, c) = (T)(dQ[r * d + c] * dphq[(i0 + r) * d + c]); \
+        }                                                                     \
+    }                                                                         \
+    /* pass 2: dS in S, dz in z (suffix over the later chunks) */             \
+    for (an_int x = 0; x < d * e; x++) S[x] = 0;                              \
+    for (an_int x = 0; x < d; x++) z[x] = 0;                                  \
+    for (an_int ch = nch - 1; ch >= -1; ch--) {                               \
+        const an_int i0 = ch >= 0 ? ch * CH : 0;                              \
+        const an_int R = ch >= 0 ? (n - i0 < CH ? n - i0 : CH) : 0;           \
+        const an_int x0 = ch >= 0 ? tq[i0] : 0, x1 = ch >= 0 ? tq[i0 + R] : x_first; \
+        const double *Qc = Qf + i0 * d, *dnc = dnum + i0 * e;                 \
+        lvj_tr(S2, S, d, e);                              /* dS^T */          \
+        for (an_int j0 = x0; j0 < x1; j0 += CH) {                             \
+            const an_int w = x1 - j0 < CH ? x1 - j0 : CH;                     \
+            double *dK = w2, *dV = w3, *Pm = w4, *dP = w5;                    \
+            for (an_int x = 0; x < w * d; x++) dK[x] = 0;                     \
+            for (an_int x = 0; x < w * e; x++) dV[x] = 0;                     \
+            an_vd->gemm_acc(dK, d, Vd + j0 * e, e, S2, d, w, d, e);           \
+            an_vd->gemm_acc(dV, e, Kf + j0 * d, d, S, e, w, e, d);            \
+            for (an_int j = 0; j < w; j++)                                    \
+                for (an_int c = 0; c < d; c++) dK[j * d + c] += z[c];         \
+            if (R > 0) {                                                      \
+                /* mask(Qf Kf_X^T) (R x w) and mask(dnum V_X^T + dden) */     \
+                lvj_tr(w1, Kf + j0 * d, w, d);                                \
+                for (an_int x = 0; x < R * w; x++) Pm[x] = dP[x] = 0;         \
+                an_vd->gemm_acc(Pm, w, Qc, d, w1, w, R, w, d);                \
+                lvj_tr(w6, Vd + j0 * e, w, e);                                \
+                an_vd->gemm_acc(dP, w, dnc, e, w6, w, R, w, e);               \
+                for (an_int r = 0; r < R; r++)                                \
+                    for (an_int j = 0; j < w; j++) {                          \
+                        const int seen = j0 + j < tq[i0 + r];                 \
+                        Pm[r * w + j] = seen ? Pm[r * w + j] : 0.0;           \
+                        dP[r * w + j] = seen ? dP[r * w + j] + dden[i0 + r] : 0.0; \
+                    }                                                         \
+                lvj_tr(w1, dP, R, w);                     /* (w x R) */       \
+                an_vd->gemm_acc(dK, d, w1, R, Qc, d, w, d, R);                \
+                lvj_tr(w1, Pm, R, w);                                         \
+                an_vd->gemm_acc(dV, e, w1, R, dnc, e, w, e, R);               \
+            }                                                                 \
+            for (an_int j = 0; j < w; j++) {                                  \
+                char *dkr = M->dk + (j0 + j) * P->dk_m, *dvr = M->dv + (j0 + j) * P->dv_m; \
+                for (an_int c = 0; c < d; c++)                                \
+                    AN_AT(T, dkr, P->dk_d, c) = (T)(dK[j * d + c] * dphk[(j0 + j) * d + c]); \
+                for (an_int x = 0; x < e; x++) AN_AT(T, dvr, P->dv_e, x) = (T)dV[j * e + x]; \
             }                                                                 \
         }                                                                     \
-        const char *kr = M->k + jj * P->k_m, *vr = M->v + jj * P->v_m;        \
-        char *dkr = M->dk + jj * P->dk_m, *dvr = M->dv + jj * P->dv_m;        \
-        for (an_int x = 0; x < e; x++) { vj[x] = (double)AN_AT(T, vr, P->v_e, x); acc[x] = 0; } \
-        for (an_int c = 0; c < d; c++) {                                      \
-            double dp;                                                        \
-            const double kc = lv_phi((double)AN_AT(T, kr, P->k_d, c), fm, &dp); \
-            const double s = an_vd->dot(S + c * e, vj, e);                    \
-            AN_AT(T, dkr, P->dk_d, c) = (T)(dp * (s + z[c]));                 \
-            an_vd->axpy(acc, S + c * e, e, kc);                    /* dv */   \
+        if (R > 0) {                                      /* dS += Qf^T dnum */ \
+            lvj_tr(w1, Qc, R, d);                                             \
+            an_vd->gemm_acc(S, e, w1, R, dnc, e, d, e, R);                    \
+            for (an_int r = 0; r < R; r++)                                    \
+                for (an_int c = 0; c < d; c++) z[c] += dden[i0 + r] * Qc[r * d + c]; \
         }                                                                     \
-        for (an_int x = 0; x < e; x++) AN_AT(T, dvr, P->dv_e, x) = (T)acc[x]; \
     }                                                                         \
     *(T *)M->deps = (T)deps;                                                  \
-    free(S); free(Qf);                                                        \
+    free(buf); free(tq);                                                      \
     return AN_OK;                                                             \
 }                                                                             \
 int an_linear_attention_vjp_##TS(const an_linvjp *P)                         \
