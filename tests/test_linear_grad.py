@@ -355,3 +355,57 @@ def test_linear_vjps_portable_simd_path_agrees():
         assert len(res["default"][1]) == 12
         for key, val in res["default"][1].items():
             np.testing.assert_allclose(val, res["best"][1][key], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("n,m", [(150, 150), (150, 200), (200, 137)])
+def test_chunked_vjps_many_chunks(n, m, causal, rng):
+    """Several query chunks (and n != m both ways): the chunked C kernels of
+    linear and ZeroS attention against their float64 references."""
+    from attnnorm import _reference as ref
+    d, e = 5, 3
+    q = rng.normal(size=(n, d))
+    k = rng.normal(size=(m, d))
+    v = rng.normal(size=(m, e))
+    g = rng.normal(size=(n, e))
+    s = 3 * rng.normal(size=m)
+    for fmap in ("elu1", "identity"):
+        eps = 1e-3 if fmap == "elu1" else 500.0
+        r = an.linear_attention_vjp(q, k, v, g, fmap, causal=causal, eps=eps)
+        want = ref.linear_attention_vjp(q, k, v, g, fmap, causal=causal, eps=eps)
+        for got, w in zip(r, want):
+            np.testing.assert_allclose(got, w, rtol=1e-9, atol=1e-9 * np.max(np.abs(w)))
+    r = an.zeros_attention_vjp(q, k, v, s, 0.3, 0.8, g, causal=causal)
+    want = ref.zeros_attention_vjp(q, k, v, s, 0.3, 0.8, g, causal=causal)
+    for got, w in zip(r, want):
+        np.testing.assert_allclose(got, w, rtol=1e-9, atol=1e-9 * np.max(np.abs(w)))
+    h = rng.normal(size=(m, d))
+    gq = rng.normal(size=(n, d))
+    r = an.cheap_linear_attention_vjp(h, q, gq, causal=causal)
+    dq, dk, dv, _ = ref.kernel_linear_vjp(q, h, h, gq, ref_t(n, m, causal), 0.0, normalize=False)
+    np.testing.assert_allclose(r.q, dq, rtol=1e-9, atol=1e-9 * np.max(np.abs(dq)))
+    np.testing.assert_allclose(r.h, dk + dv, rtol=1e-9, atol=1e-9 * np.max(np.abs(dk + dv)))
+
+
+def ref_t(n, m, causal):
+    return np.full(n, m) if not causal else np.clip(np.arange(n) + (m - n) + 1, 0, m)
+
+
+def test_zeros_vjp_wide_logits_many_chunks(rng):
+    """Logits spread over hundreds, several chunks: directional central
+    differences of the forward for s, k and the softmax gate."""
+    n, d, e = 150, 4, 3
+    q = rng.normal(size=(n, d))
+    k = rng.normal(size=(n, d))
+    v = rng.normal(size=(n, e))
+    g = rng.normal(size=(n, e))
+    s = 200 * rng.normal(size=n)
+    r = an.zeros_attention_vjp(q, k, v, s, 0.3, 0.7, g)
+    assert all(np.isfinite(x).all() for x in r[:4])
+    L = lambda k_, s_, gs=0.7: float(np.sum(g * an.zeros_attention(q, k_, v, s_, 0.3, gs)))
+    for grad, base, f in ((r.s, s, lambda x: L(k, x)), (r.k, k, lambda x: L(x, s))):
+        dirn = rng.normal(size=base.shape)
+        want = (f(base + H * dirn) - f(base - H * dirn)) / (2 * H)
+        assert abs(np.sum(grad * dirn) - want) <= 1e-6 * max(abs(want), 1e-6)
+    want = (L(k, s, 0.7 + H) - L(k, s, 0.7 - H)) / (2 * H)
+    assert abs(r.gate_softmax - want) <= 1e-6 * abs(want)
