@@ -5,10 +5,12 @@ upstream gradient of its output and returns the gradients of every array
 input (and of the real parameters), reduced to the shapes they were given
 in, in O(n d e) time: the forward's prefix scans become suffix scans over
 the queries.  All run in C (linear_vjp.c), in double inside, one matrix per
-thread, so the results do not depend on the thread count: linear,
-log-space (with its carried state), cheap linear and ZeroS attention as one
-forward and one backward scan over the keys with O(d e) state; SOFT through
-its Newton-Schulz iterations with O(n L + K L^2) memory.
+thread, so the results do not depend on the thread count: linear, cheap
+linear and ZeroS attention as one forward and one backward pass over chunks
+of 64 queries (small GEMMs, O(d e) running sums); log-space attention (with
+its carried state) as one forward and one backward scan over the keys in
+log space with O(d e) state; SOFT through its Newton-Schulz iterations with
+O(n L + K L^2) memory.
 """
 from typing import NamedTuple
 

@@ -11,10 +11,12 @@
  *   dq_i  = phi'(q_i) * (S_i dnum_i + z_i dden_i)
  *   dS_j  = sum_{i: t_i > j} phi(q_i) dnum_i^T,  dz_j = sum_{i: t_i > j} dden_i phi(q_i)
  *   dk_j  = phi'(k_j) * (dS_j v_j + dz_j),  dv_j = dS_j^T phi(k_j),  deps = sum_i dden_i
- * Pass 1 scans the keys forwards and emits dq (S, z: O(d e)); pass 2 scans
- * them backwards with dS, dz (O(d e)), adding each query once the keys it sees
- * are behind.  Accumulation in double; one matrix per thread, in a fixed
- * order, so the result is the same for every thread count.
+ * Pass 1 runs over the queries forwards and emits dq (S, z: O(d e)); pass 2
+ * runs backwards with dS, dz (O(d e)), each key getting the sums of the
+ * queries that see it; both by chunks of queries (small GEMMs, see below).
+ * Accumulation in double; one matrix per thread, in a fixed order, so the
+ * result is the same for every thread count.  The exp-kernel / log-space,
+ * ZeroS and SOFT VJPs follow in this file.
  */
 #include <stdlib.h>
 #include <string.h>
