@@ -93,6 +93,23 @@ static int linear_vjp_one_##TS(const an_linvjp *P, const an_linvjpmat *M)     \
             Kf[j * d + c] = lv_phi((double)AN_AT(T, kr, P->k_d, c), fm, dphk + j * d + c); \
         for (an_int x = 0; x < e; x++) Vd[j * e + x] = (double)AN_AT(T, vr, P->v_e, x); \
     }                                                                         \
+    if (fm == AN_FMAP_EXP) {                                                  \
+        /* phi = exp with the shifts b_c = max_j k_jc and a_i = max_c (q_ic +  \
+         * b_c), which cancel in o (held constant: o does not depend on      \
+         * them); phi' = phi.  The caller checks that no term underflows. */ \
+        double *bc = z2;                                                      \
+        for (an_int c = 0; c < d; c++) bc[c] = m > 0 ? -INFINITY : 0.0;       \
+        for (an_int j = 0; j < m; j++)                                        \
+            for (an_int c = 0; c < d; c++) bc[c] = Kf[j * d + c] > bc[c] ? Kf[j * d + c] : bc[c]; \
+        for (an_int j = 0; j < m; j++)                                        \
+            for (an_int c = 0; c < d; c++) dphk[j * d + c] = Kf[j * d + c] = exp(Kf[j * d + c] - bc[c]); \
+        for (an_int i = 0; i < n; i++) {                                      \
+            double a = -INFINITY;                                             \
+            for (an_int c = 0; c < d; c++) a = Qf[i * d + c] + bc[c] > a ? Qf[i * d + c] + bc[c] : a; \
+            for (an_int c = 0; c < d; c++)                                    \
+                dphq[i * d + c] = Qf[i * d + c] = exp(Qf[i * d + c] + bc[c] - a); \
+        }                                                                     \
+    }                                                                         \
     const an_int nch = (n + CH - 1) / CH;                                     \
     /* S, z over X_{-1} = [0, t_0) */                                         \
     const an_int x_first = n > 0 ? tq[0] : m;                                 \
@@ -221,7 +238,7 @@ static int linear_vjp_one_##TS(const an_linvjp *P, const an_linvjpmat *M)     \
                 for (an_int c = 0; c < d; c++) z[c] += dden[i0 + r] * Qc[r * d + c]; \
         }                                                                     \
     }                                                                         \
-    *(T *)M->deps = (T)deps;                                                  \
+    if (M->deps) *(T *)M->deps = (T)deps;                                     \
     free(buf); free(tq);                                                      \
     return AN_OK;                                                             \
 }                                                                             \
@@ -273,11 +290,46 @@ static inline double lp_log(double M, double s) { return s > 0 ? M + log(s) : -I
 /* e^{x} X for X = e^M s (0 when X = 0) */
 static inline double lp_scale(double x, double M, double s) { return s > 0 ? exp(x + M) * s : 0.0; }
 
+/* The shifted exp map of linear_vjp_one is exact when every score is finite
+ * and, per feature, the keys lie within 600 of their maximum: each query's
+ * largest term over the keys it sees is then >= e^-600 (no underflow, and
+ * the denominator, a sum of positive terms, keeps full relative precision). */
+#define AN_EXP_SAFE(T, TS)                                                    \
+static int exp_shift_safe_##TS(const an_linvjp *P, const an_linvjpmat *M)     \
+{                                                                             \
+    const an_int n = P->n, m = P->m, d = P->d;                                \
+    for (an_int c = 0; c < d; c++) {                                          \
+        double lo = INFINITY, hi = -INFINITY;                                 \
+        for (an_int j = 0; j < m; j++) {                                      \
+            const double x = (double)AN_AT(T, M->k + j * P->k_m, P->k_d, c);  \
+            if (!(x - x == 0)) return 0;                                      \
+            lo = x < lo ? x : lo; hi = x > hi ? x : hi;                       \
+        }                                                                     \
+        if (m > 0 && hi - lo > 600.0) return 0;                               \
+        for (an_int i = 0; i < n; i++) {                                      \
+            const double x = (double)AN_AT(T, M->q + i * P->q_n, P->q_d, c);  \
+            if (!(x - x == 0)) return 0;                                      \
+        }                                                                     \
+    }                                                                         \
+    return 1;                                                                 \
+}
+AN_EXP_SAFE(float, f)
+AN_EXP_SAFE(double, d)
+
 #define AN_EXP_VJP(T, TS)                                                     \
 static int exp_vjp_one_##TS(const an_linvjp *P, const an_linvjpmat *M)        \
 {                                                                             \
     const an_int n = P->n, m = P->m, d = P->d, e = P->e, de = d * e;          \
     const an_int ew = e;                                                      \
+    if (!M->has_state && !M->has_gstate && exp_shift_safe_##TS(P, M)) {      \
+        /* no state: the chunked linear form with the shifted exp map */     \
+        an_linvjpmat L = *M;                                                  \
+        L.fmap = AN_FMAP_EXP; L.normalize = 1; L.eps = 0; L.deps = NULL;      \
+        for (an_int c = 0; c < d; c++)                                        \
+            for (an_int x = 0; x < 4 * e + 2; x++)                            \
+                AN_AT(T, M->dst + c * P->dst_d, P->dst_w, x) = 0;             \
+        return linear_vjp_one_##TS(P, &L);                                    \
+    }                                                                         \
     /* pairs: Z (d), P+ (d e), P- (d e); the same for A+-, B+-; lambda0 */    \
     const size_t nb = (size_t)(2 * d + 4 * de)   /* Z, S+- pairs */          \
                     + (size_t)(4 * de + 4 * d)   /* A+-, B+- pairs */        \

@@ -409,3 +409,25 @@ def test_zeros_vjp_wide_logits_many_chunks(rng):
         assert abs(np.sum(grad * dirn) - want) <= 1e-6 * max(abs(want), 1e-6)
     want = (L(k, s, 0.7 + H) - L(k, s, 0.7 - H)) / (2 * H)
     assert abs(r.gate_softmax - want) <= 1e-6 * abs(want)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("n,m", [(150, 150), (150, 200), (200, 137)])
+def test_exp_vjp_chunked_and_log_scan_agree(n, m, causal, rng):
+    """Without a state and with scores within exp's range, the exp-kernel VJP
+    takes the chunked linear form with shifted exponentials; with a (here
+    empty) state it takes the log-space scan.  Both match the NumPy
+    log-space reference over several chunks."""
+    from attnnorm import _reference as ref
+    d, e = 4, 3
+    q, k = 3 * rng.normal(size=(n, d)), 3 * rng.normal(size=(m, d))
+    v, g = rng.normal(size=(m, e)), rng.normal(size=(n, e))
+    _, empty = an.log_attention(q[:1], k[:0], v[:0], return_state=True)
+    chunked = an.log_attention_vjp(q, k, v, g, causal=causal)
+    scan = an.log_attention_vjp(q, k, v, g, causal=causal, state=empty)
+    lin = an.linear_attention_vjp(q, k, v, g, "exp", causal=causal)
+    want = ref.log_attention_vjp(q, k, v, g, causal=causal)
+    for a, b, c, w in zip(chunked[:3], scan[:3], lin[:3], want[:3]):
+        for got in (a, b, c):
+            np.testing.assert_allclose(got, w, rtol=1e-9, atol=1e-9 * np.max(np.abs(w)))
+    assert np.all(scan.state == 0)
