@@ -298,6 +298,7 @@ static inline double lp_scale(double x, double M, double s) { return s > 0 ? exp
 static int exp_shift_safe_##TS(const an_linvjp *P, const an_linvjpmat *M)     \
 {                                                                             \
     const an_int n = P->n, m = P->m, d = P->d;                                \
+    if (d == 0) return 0;                         /* no features: 0 / 0 */    \
     for (an_int c = 0; c < d; c++) {                                          \
         double lo = INFINITY, hi = -INFINITY;                                 \
         for (an_int j = 0; j < m; j++) {                                      \

@@ -431,3 +431,21 @@ def test_exp_vjp_chunked_and_log_scan_agree(n, m, causal, rng):
         for got in (a, b, c):
             np.testing.assert_allclose(got, w, rtol=1e-9, atol=1e-9 * np.max(np.abs(w)))
     assert np.all(scan.state == 0)
+
+
+@pytest.mark.parametrize("n,m,d,e", [(0, 3, 2, 2), (3, 0, 2, 2), (3, 3, 0, 2), (3, 3, 2, 0),
+                                     (1, 1, 1, 1), (5, 2, 3, 1)])
+def test_linear_family_vjps_degenerate_shapes(n, m, d, e, rng):
+    """Empty and one-element core dimensions: finite gradients of the right shapes."""
+    q, k, v, g = (rng.normal(size=sh) for sh in ((n, d), (m, d), (m, e), (n, e)))
+    s = rng.normal(size=m)
+    outs = [an.linear_attention_vjp(q, k, v, g, causal=True),
+            an.linear_attention_vjp(q, k, v, g, "exp", causal=True),
+            an.log_attention_vjp(q, k, v, g, causal=True),
+            an.zeros_attention_vjp(q, k, v, s, 0.3, 0.5, g),
+            an.cheap_linear_attention_vjp(k, q, rng.normal(size=(n, d)), causal=True)]
+    for r in outs:
+        for x in r:
+            if x is not None:
+                assert np.isfinite(np.asarray(x)).all()
+    assert outs[0].q.shape == q.shape and outs[3].s.shape == s.shape
