@@ -288,6 +288,19 @@ def stickbreaking_jacobian(scores, *, include_current=True, current=None):
     return J
 
 
+def stickbreaking_vjp_row(x, g, keys, current_key, include_current=True):
+    """J^T g for one row of stick-breaking by its explicit Jacobian
+    (stickbreaking_jacobian: products of (1 - beta), not logs): x, g the
+    visible scores and upstream gradient at the visible key indices ``keys``
+    (ascending); ``current_key`` the query's aligned key i + (m - n)."""
+    cur = None
+    if not include_current:
+        hit = np.flatnonzero(np.asarray(keys) == current_key)
+        cur = int(hit[0]) if hit.size else None
+    J = stickbreaking_jacobian(x, include_current=include_current, current=cur)
+    return J.T @ np.asarray(g, dtype=np.float64)
+
+
 def _row_classes(s, vis):
     """Visible scores z (-inf where masked) and the special rows: NaN rows,
     rows with +inf, empty rows (nothing visible or all -inf), as booleans."""
@@ -1018,6 +1031,11 @@ def normalizer_vjp(scores, grad, normalizer="softmax", *, mask=None, causal=Fals
             if not v.any():
                 continue
             x = s[idx + (i,)][v]
+            if normalizer == "stickbreaking":
+                ds[idx + (i,)][v] = stickbreaking_vjp_row(
+                    x, g[idx + (i,)][v], np.flatnonzero(v), i + s.shape[-1] - s.shape[-2],
+                    **params)
+                continue
             J, dth = _row_jacobian(normalizer, x, params)
             gi = g[idx + (i,)][v]
             ds[idx + (i,)][v] = J.T @ gi

@@ -33,6 +33,8 @@ CASES = [
     ("stochastic_softmax", dict()),
     ("sinkhorn", dict(eps=0.8, n_iter=3)),
     ("sinkhorn", dict(eps=1.2, n_iter=4)),
+    ("stickbreaking", dict()),
+    ("stickbreaking", dict(include_current=False)),
 ]
 IDS = [f"{nm}-{'-'.join(f'{k}={v}' for k, v in p.items())}" for nm, p in CASES]
 
@@ -222,8 +224,17 @@ def test_edge_rows_give_zero_never_nan(name, params):
     assert not np.isnan(r.scores[:4]).any()
     if name != "sinkhorn":      # Sinkhorn couples the rows through its columns
         assert np.all(np.isfinite(r.scores[0]))
-    if name not in ("relu", "polynomial", "sigmoid", "nap"):
+    if name not in ("relu", "polynomial", "sigmoid", "nap", "stickbreaking"):
         assert np.all(r.scores[1:3] == 0)   # no mass / a +inf limit: locally constant
+    if name == "stickbreaking":
+        assert np.all(r.scores[1] == 0)     # no mass
+        if params.get("include_current", True):
+            # the +inf key takes the rest of the stick: the keys nearer than
+            # it still move its weight, the farther ones do not
+            assert np.all(r.scores[2, :2] == 0) and np.all(r.scores[2, 2:] != 0)
+        else:
+            # that key is row 2's own aligned key, excluded: it gets 0
+            assert r.scores[2, 1] == 0 and np.all(np.isfinite(r.scores[2]))
     assert np.isnan(r.scores[4]).any()
 
 
@@ -408,3 +419,53 @@ def test_scores_broadcast_against_grad(rng):
     np.testing.assert_allclose(r.scores, want, rtol=1e-12, atol=1e-15)
     tot = sum(an.normalizer_vjp(s, g[b], "softmax", temperature=0.8).params["temperature"] for b in range(3))
     np.testing.assert_allclose(r.params["temperature"], tot, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-10), (np.float32, 2e-4)])
+@pytest.mark.parametrize("include_current", [True, False])
+def test_stickbreaking_long_rows(dtype, tol, include_current, rng):
+    """Long rows: for g = 1 the loss is sum_j a_j = 1 - R with R the unused
+    stick, exp(-sum_k softplus(z_k)) over the keys that break it, so
+    dL/dz_l = sigma(z_l) R exactly (0 for an excluded current key); the
+    row of 4096 keys keeps R near e^-1.4 and every weight far below 1."""
+    m = 4096
+    s = rng.normal(-8.0, 0.5, size=(2, m))
+    g = np.ones((2, m))
+    r = an.normalizer_vjp(s.astype(dtype), g.astype(dtype), "stickbreaking",
+                          include_current=include_current)
+    use = np.ones((2, m), dtype=bool)
+    if not include_current:
+        use[0, m - 2] = use[1, m - 1] = False     # aligned keys i + (m - n)
+    R = np.exp(-np.sum(np.where(use, np.logaddexp(0.0, s), 0.0), axis=-1, keepdims=True))
+    want = np.where(use, R / (1.0 + np.exp(-s)), 0.0)
+    assert r.scores.dtype == dtype
+    np.testing.assert_allclose(r.scores, want, rtol=tol, atol=0)
+    # and the explicit-Jacobian reference on a shorter causal row set
+    s2 = rng.normal(0.5, 2.0, size=(3, 300))
+    g2 = rng.normal(size=(3, 300))
+    got = an.normalizer_vjp(s2, g2, "stickbreaking", causal=True,
+                            include_current=include_current).scores
+    want2, _ = ref.normalizer_vjp(s2, g2, "stickbreaking", causal=True,
+                                  include_current=include_current)
+    np.testing.assert_allclose(got, want2, rtol=1e-9, atol=1e-13)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 5), st.integers(1, 7), st.sampled_from([0, 1, 2, 3]), st.booleans(),
+       st.integers(0, 2 ** 31))
+def test_stickbreaking_vjp_property(n, m, maskmode, include_current, seed):
+    """Against the explicit-Jacobian reference for any shape and mask, and
+    the identity sum_l dz_l = <g, d a / d shift>: shifting every score by t
+    changes a_j by a_j (1 - beta_j) - a_j sum_{l > j} beta_l per unit t."""
+    rng = np.random.default_rng(seed)
+    s = rng.normal(scale=2, size=(n, m))
+    g = rng.normal(size=(n, m))
+    kw = [dict(), dict(causal=True), dict(mask=rng.random((n, m)) > 0.4),
+          dict(window=(1, 0))][maskmode]
+    r = an.normalizer_vjp(s, g, "stickbreaking", include_current=include_current, **kw)
+    want, wp = ref.normalizer_vjp(s, g, "stickbreaking", include_current=include_current, **kw)
+    assert wp == {} and r.params == {}
+    np.testing.assert_allclose(r.scores, want, rtol=1e-9, atol=1e-12)
+    h = 1e-6
+    f = lambda t: float(np.sum(g * an.stickbreaking(s + t, include_current=include_current, **kw)))
+    assert abs(r.scores.sum() - (f(h) - f(-h)) / (2 * h)) <= 1e-6 * max(1.0, abs(r.scores.sum()))
