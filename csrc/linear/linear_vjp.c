@@ -162,5 +162,24 @@ static void lv_tr(double *D, const double *S, an_int R, an_int C)
         for (an_int c = 0; c < C; c++) D[c * R + r] = S[r * C + c];
 }
 
+/* Run one(P, matrix) on every matrix of P, one matrix per thread; the error
+ * of the first failing matrix. */
+static int lvj_each(const an_linvjp *P, int (*one)(const an_linvjp *, const an_linvjpmat *))
+{
+    int err = AN_OK;
+    an_int first = P->N;
+    const int nt = an_num_threads();
+    (void)nt;   /* unused without OpenMP */
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (P->N > 1)
+    for (an_int k = 0; k < P->N; k++) {
+        int rc = one(P, &P->mats[k]);
+        if (rc) {
+#pragma omp critical(an_linvjp_err)
+            if (k < first) { first = k; err = rc; }
+        }
+    }
+    return err;
+}
+
 #define AN_TEMPLATE "linear_vjp_impl.inc"
 #include "an_template.h"
