@@ -160,25 +160,29 @@ def param_operands(name, dt, values, n, lead, stream_lead=None):
     ``(..., n, w)`` [dt], from validated ``values`` (see :func:`validate`).
     ``stream_lead``: the leading shape that numbers the matrices (for a
     stream parameter; default ``lead``)."""
-    reals, ints, rows = [], [], []
-    for p in INFO[name]["params"]:
-        if p["stream"]:
-            ints.append(stochastic_streams(lead if stream_lead is None else stream_lead))
-        elif p["kind"] == "int":
-            ints.append(values[p["name"]])
-        elif p["row"]:
-            rows.append(_rowparam_operand(p["name"], np.asarray(values[p["name"]], dtype=dt),
-                                          n, lead))
-        else:
-            reals.append(values[p["name"]])
+    real_names, int_names, row_names = _LAYOUT[name]
+    reals = [values[k] for k in real_names]
+    ints = [stochastic_streams(lead if stream_lead is None else stream_lead) if k is None
+            else values[k] for k in int_names]
+    rows = [_rowparam_operand(k, np.asarray(values[k], dtype=dt), n, lead) for k in row_names]
     rop = _stack(reals, dt)
     iop = _stack(ints, np.int64)
     rpop = np.stack(np.broadcast_arrays(*rows), axis=-1) if rows else np.empty((n, 0), dtype=dt)
     return rop, iop, rpop
 
 
+#: name -> (per-matrix real, integer (None: the stream), per-row real) parameter
+#: names, in the order of the gufunc's reals, ints and rowparams operands
+_LAYOUT = {nm: (tuple(p["name"] for p in d["params"] if p["kind"] == "real" and not p["row"]),
+                tuple(None if p["stream"] else p["name"] for p in d["params"]
+                      if p["kind"] == "int"),
+                tuple(p["name"] for p in d["params"] if p["row"]))
+           for nm, d in INFO.items()}
+
+
 def row_param_names(name):
-    return tuple(p["name"] for p in INFO[name]["params"] if p["row"])
+    """The normalizer's per-query-row parameters."""
+    return _LAYOUT[name][2]
 
 
 def _query_layout(shape, axes):
