@@ -14,7 +14,8 @@ from . import _core
 from ._attention import _loop_dtype
 from ._common import (check_param_broadcast, empty_code, friendly_errors, mask_operand, sum_to,
                       window_bounds)
-from ._normalizers import INFO, NORMALIZERS, param_operands, row_param_names, validate
+from ._normalizers import (_LAYOUT, INFO, NORMALIZERS, param_operands, row_param_names,
+                           validate)
 
 __all__ = ["normalizer_vjp", "NormalizerGrad", "REAL_PARAMS"]
 
@@ -22,11 +23,8 @@ __all__ = ["normalizer_vjp", "NormalizerGrad", "REAL_PARAMS"]
 #: kernels: the per-matrix reals, then the per-row reals (read from the
 #: normalizer descriptors).  Integer parameters (n_iter, trials, seed,
 #: include_current) have no gradient.
-REAL_PARAMS = {
-    name: tuple(p["name"] for p in info["params"] if p["kind"] == "real" and not p["row"])
-    + tuple(p["name"] for p in info["params"] if p["kind"] == "real" and p["row"])
-    for name, info in INFO.items() if info["vjp"]
-}
+REAL_PARAMS = {name: _LAYOUT[name][0] + _LAYOUT[name][2]
+               for name, info in INFO.items() if info["vjp"]}
 
 
 class NormalizerGrad(NamedTuple):
@@ -109,6 +107,10 @@ def normalizer_vjp(scores, grad_weights, normalizer="softmax", *, weights=None, 
     ``-log n_i``, ssmax's ``log n_i``, relu's ``1/n_i``, polynomial's
     ``1/sqrt(n_i)``) treat ``n_i`` as a constant.  ``stochastic_softmax`` uses
     the straight-through estimator: its gradient is softmax's.
+    ``stickbreaking`` [Tan2025] gives, with ``sigma_l = sigmoid(s_l)`` over the
+    keys that break the stick, ``g_l a_l (1 - sigma_l) - sigma_l sum_{j < l}
+    g_j a_j`` (the weights recomputed in log space; ``include_current`` is
+    an integer option, without a gradient).
     polynomial's integer ``power`` gets the derivative of
     ``sign(s)**p |s|**p / sqrt(n_i)`` in a real ``p``.  Masked keys, fully
     masked rows and rows without mass get gradient 0, never NaN; ``+inf``
@@ -118,7 +120,8 @@ def normalizer_vjp(scores, grad_weights, normalizer="softmax", *, weights=None, 
 
     References
     ----------
-    [Peters2019]; [Correia2019] (entmax's ``alpha``); [Sander2021] (Sinkhorn).
+    [Peters2019]; [Correia2019] (entmax's ``alpha``); [Sander2021] (Sinkhorn);
+    [Tan2025] (stick-breaking).
 
     Examples
     --------
