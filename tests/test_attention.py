@@ -558,3 +558,47 @@ def test_sparse_weights_path_matches_weights_at_v(name, dtype):
         expect = w.astype(np.float64) @ v2
     o = an.attention(q, k, v2, name, **kw)
     assert_array_equal(np.isnan(o), np.isnan(expect))
+
+
+@pytest.mark.skipif("sinkhorn" not in an.NORMALIZERS, reason="sinkhorn not built")
+def test_sinkhorn_cached_and_recomputed_log_kernel_agree(tmp_path):
+    """Sinkhorn keeps its n x m log kernel when it fits the cache budget and
+    recomputes the scores in every pass otherwise (forced here by
+    ATTNNORM_SINKHORN_RECOMPUTE=1 in a subprocess): both agree with each other
+    and with the reference, batched (one problem per thread) and single (the
+    threads share the passes), with a mask, causal, and in float32."""
+    rng = np.random.default_rng(11)
+    q, k, v = qkv(rng, np.float64, lead_q=(3,), lead_kv=(3,), n=90, m=170, d=8, e=5)
+    mk = rng.random((90, 170)) > 0.25
+    mk[4] = False
+    np.savez(tmp_path / "in.npz", q=q, k=k, v=v, mk=mk)
+    code = (
+        "import sys, numpy as np, attnnorm as an\n"
+        "z = np.load(sys.argv[1]); q, k, v, mk = z['q'], z['k'], z['v'], z['mk']\n"
+        "an.set_num_threads(2); res = {}\n"
+        "for dt in (np.float32, np.float64):\n"
+        "    a, b, c = q.astype(dt), k.astype(dt), v.astype(dt)\n"
+        "    res['b' + dt.__name__] = an.attention(a, b, c, 'sinkhorn', n_iter=5, mask=mk)\n"
+        "    res['c' + dt.__name__] = an.attention(a, b, c, 'sinkhorn', n_iter=4, causal=True)\n"
+        "    res['s' + dt.__name__] = an.attention(a[0], b[0], c[0], 'sinkhorn', n_iter=5, eps=0.5)\n"
+        "np.savez(sys.argv[2], **res)\n")
+    here = os.path.dirname(os.path.dirname(os.path.abspath(an.__file__)))
+    outs = {}
+    for tag, extra in (("cached", {}), ("recomputed", {"ATTNNORM_SINKHORN_RECOMPUTE": "1"})):
+        env = dict(os.environ, PYTHONPATH=here, **extra)
+        if not extra:
+            env.pop("ATTNNORM_SINKHORN_RECOMPUTE", None)
+        fn = tmp_path / f"{tag}.npz"
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / "in.npz"), str(fn)],
+                       check=True, env=env, cwd=str(tmp_path))
+        outs[tag] = np.load(fn)
+    want = {
+        "b": ref.attention_weights(q, k, "sinkhorn", n_iter=5, mask=mk) @ v,
+        "c": ref.attention_weights(q, k, "sinkhorn", n_iter=4, causal=True) @ v,
+        "s": ref.attention_weights(q[0], k[0], "sinkhorn", n_iter=5, eps=0.5) @ v[0],
+    }
+    for key in outs["cached"].files:
+        dt = np.float32 if key.endswith("float32") else np.float64
+        a, b = outs["cached"][key], outs["recomputed"][key]
+        assert_allclose(a, b, rtol(dt), atol(dt), err_msg=key)
+        assert_allclose(a, want[key[0]], rtol(dt), atol(dt), err_msg=key)
