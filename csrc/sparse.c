@@ -165,38 +165,57 @@ static double exact_tau(double *X, an_int k, int q)
  * (p_max <= 1 and p_max >= 1/n).  The power is evaluated as
  * exp(log1p(u) / (alpha-1)), which tends to exp(z - max z - theta) as alpha -> 1,
  * so the map is continuous into softmax.  n_iter halvings, then the weights
- * are renormalised to sum to 1 (as the entmax package's entmax_bisect).
- * Candidates that reach 0 at the lower bracket are dropped as it rises. */
+ * are renormalised to sum to 1 (as the entmax package's entmax_bisect). */
 static inline double entmax_pow(double u, double am1)
 {
     /* [1 + u]_+^(1/am1) */
     return u > -1.0 ? exp(log1p(u) / am1) : 0.0;
 }
 
+/* The root theta* of s(theta) = sum_r [1 + am1 (d_r - theta)]_+^(1/am1) - 1
+ * (decreasing in theta) in [lo, hi], by Newton steps kept inside a shrinking
+ * bracket (a step that leaves it bisects instead), to double precision.
+ * s is convex for am1 < 1 and concave for am1 > 1: Newton started on the
+ * side where it approaches monotonically takes a handful of steps. */
+static double entmax_root(const double *d, an_int k, double am1, double lo, double hi)
+{
+    double th = am1 < 1.0 ? lo : hi;
+    for (int it = 0; it < 200; it++) {
+        double s = -1.0, der = 0.0;
+        for (an_int r = 0; r < k; r++) {
+            const double u = am1 * (d[r] - th);
+            if (u > -1.0) {
+                const double p = exp(log1p(u) / am1);
+                s += p;
+                der += p / (1.0 + u);    /* -ds/dtheta term */
+            }
+        }
+        if (s == 0.0) return th;
+        if (s > 0.0) lo = th; else hi = th;
+        double nt = der > 0.0 ? th + s / der : 0.5 * (lo + hi);
+        if (!(nt > lo && nt < hi)) nt = 0.5 * (lo + hi);
+        if (!(nt > lo && nt < hi)) return th;       /* bracket exhausted */
+        const double step = nt - th;
+        th = nt;
+        if (fabs(step) <= 2e-16 * (fabs(th) > 1.0 ? fabs(th) : 1.0)) break;
+    }
+    return th;
+}
+
+/* theta after n_iter bisection halvings of [0, (1 - nv^(-am1)) / am1]:
+ * each halving keeps the half holding the root (s(mid) >= 1 iff
+ * mid <= theta*), so the root, found once (entmax_root), decides every
+ * halving; the costly sum over the candidates is evaluated a handful of
+ * times instead of n_iter times.  d: candidates z - max z (> -1/am1). */
 static double entmax_bisect_theta(double *d, an_int k, an_int nv,
                                   double am1, int64_t n_iter)
 {
-    /* d: candidates z - max z (> -1/am1); overwritten (pruned) */
     double lo = 0.0, hi = -expm1(-am1 * log((double)nv)) / am1;
+    const double root = entmax_root(d, k, am1, lo, hi);
     for (int64_t it = 0; it < n_iter; it++) {
-        double mid = 0.5 * (lo + hi), s = 0;
-        an_int zeros = 0;
-        for (an_int r = 0; r < k; r++) {
-            double u = am1 * (d[r] - mid);
-            if (u > -1.0) s += entmax_pow(u, am1); else zeros++;
-        }
-        if (s >= 1.0) {
-            lo = mid;
-            /* theta >= mid from now on: entries already at 0 stay at 0 */
-            if (zeros) {
-                an_int w = 0;
-                for (an_int r = 0; r < k; r++)
-                    if (am1 * (d[r] - mid) > -1.0) d[w++] = d[r];
-                k = w;
-            }
-        } else {
-            hi = mid;
-        }
+        const double mid = 0.5 * (lo + hi);
+        if (mid <= root) lo = mid; else hi = mid;
+        if (lo == hi) break;
     }
     return 0.5 * (lo + hi);
 }
