@@ -163,33 +163,23 @@ static double exact_tau(double *X, an_int k, int q)
  * Parametrised as p_i = [1 + (alpha-1)(z_i - max z - theta)]_+^(1/(alpha-1)),
  * i.e. tau' = (alpha-1) theta - 1, with theta in [0, (1 - n^(1-alpha))/(alpha-1)]
  * (p_max <= 1 and p_max >= 1/n).  The power is evaluated as
- * exp(log1p(u) / (alpha-1)), which tends to exp(z - max z - theta) as alpha -> 1,
- * so the map is continuous into softmax.  n_iter halvings, then the weights
+ * exp(log1p(u) / (alpha-1)) (vectorised: VOPS->pow1p_sums), which tends to
+ * exp(z - max z - theta) as alpha -> 1, so the map is continuous into softmax.
+ * Workspace (ws_mult = 4): the candidates' as below, then their powers.  n_iter halvings, then the weights
  * are renormalised to sum to 1 (as the entmax package's entmax_bisect). */
-static inline double entmax_pow(double u, double am1)
-{
-    /* [1 + u]_+^(1/am1) */
-    return u > -1.0 ? exp(log1p(u) / am1) : 0.0;
-}
-
 /* The root theta* of s(theta) = sum_r [1 + am1 (d_r - theta)]_+^(1/am1) - 1
  * (decreasing in theta) in [lo, hi], by Newton steps kept inside a shrinking
- * bracket (a step that leaves it bisects instead), to double precision.
+ * bracket (a step that leaves it bisects instead), until a step is below
+ * 1e-14 max(1, theta).
  * s is convex for am1 < 1 and concave for am1 > 1: Newton started on the
  * side where it approaches monotonically takes a handful of steps. */
-static double entmax_root(const double *d, an_int k, double am1, double lo, double hi)
+static double entmax_root(const double *d, an_int k, double am1, double lo, double hi,
+                          double *pw)
 {
     double th = am1 < 1.0 ? lo : hi;
     for (int it = 0; it < 200; it++) {
-        double s = -1.0, der = 0.0;
-        for (an_int r = 0; r < k; r++) {
-            const double u = am1 * (d[r] - th);
-            if (u > -1.0) {
-                const double p = exp(log1p(u) / am1);
-                s += p;
-                der += p / (1.0 + u);    /* -ds/dtheta term */
-            }
-        }
+        double der;   /* -ds/dtheta */
+        const double s = an_vd->pow1p_sums(d, k, am1, th, &der, pw);
         if (s == 0.0) return th;
         if (s > 0.0) lo = th; else hi = th;
         double nt = der > 0.0 ? th + s / der : 0.5 * (lo + hi);
@@ -197,7 +187,7 @@ static double entmax_root(const double *d, an_int k, double am1, double lo, doub
         if (!(nt > lo && nt < hi)) return th;       /* bracket exhausted */
         const double step = nt - th;
         th = nt;
-        if (fabs(step) <= 2e-16 * (fabs(th) > 1.0 ? fabs(th) : 1.0)) break;
+        if (fabs(step) <= 1e-14 * (fabs(th) > 1.0 ? fabs(th) : 1.0)) break;
     }
     return th;
 }
@@ -206,12 +196,13 @@ static double entmax_root(const double *d, an_int k, double am1, double lo, doub
  * each halving keeps the half holding the root (s(mid) >= 1 iff
  * mid <= theta*), so the root, found once (entmax_root), decides every
  * halving; the costly sum over the candidates is evaluated a handful of
- * times instead of n_iter times.  d: candidates z - max z (> -1/am1). */
-static double entmax_bisect_theta(double *d, an_int k, an_int nv,
-                                  double am1, int64_t n_iter)
+ * times instead of n_iter times.  d: candidates z - max z (> -1/am1);
+ * pw: k doubles of scratch. */
+static double entmax_bisect_theta(const double *d, an_int k, an_int nv,
+                                  double am1, int64_t n_iter, double *pw)
 {
     double lo = 0.0, hi = -expm1(-am1 * log((double)nv)) / am1;
-    const double root = entmax_root(d, k, am1, lo, hi);
+    const double root = entmax_root(d, k, am1, lo, hi, pw);
     for (int64_t it = 0; it < n_iter; it++) {
         const double mid = 0.5 * (lo + hi);
         if (mid <= root) lo = mid; else hi = mid;
@@ -282,7 +273,7 @@ static double entmax_bisect_theta(double *d, an_int k, an_int nv,
  * theta, am1, inv) */
 #define AN_W_SPARSEMAX(xk) pos_part(((xk) - mx) - tau)
 #define AN_W_ENTMAX15(xk) (pos_part(0.5 * ((xk) - mx) - tau) * pos_part(0.5 * ((xk) - mx) - tau))
-#define AN_W_BISECT(xk) (entmax_pow(am1 * (((xk) - mx) - theta), am1) * inv)
+#define AN_W_BISECT(xk) (pw[r] * inv)   /* r: AN_SPARSE_WRITE's candidate */
 static inline double pos_part(double u) { return u > 0 ? u : 0.0; }
 
 /* sparsemax:  p = [z - tau]_+ ; exact, on the candidates z > max z - 1 */
@@ -324,13 +315,13 @@ static int entmax_row_##TS(T *x, an_int nv, an_rowctx *c)                     \
         return AN_OK;                                                         \
     }                                                                         \
     AN_GATHER_CANDIDATES(T, VOPS, -1.0 / am1)                                 \
-    const double theta = entmax_bisect_theta(cand, ncand, nv, am1, c->mat->ip[0]); \
-    /* renormalised: the sum in key order over the candidates (the other    \
-     * keys add exact zeros) */                                              \
-    double sum = 0;                                                           \
-    for (an_int r = 0; r < ncand; r++)                                        \
-        sum += entmax_pow(am1 * (((double)x[cidx[r]] - mx) - theta), am1);    \
-    const double inv = 1.0 / sum;                                             \
+    /* pw: the candidates' powers, after cand | cidx | raw in the workspace */ \
+    double *pw = (double *)c->ws + 3 * (c->m + 1);                            \
+    const double theta = entmax_bisect_theta(cand, ncand, nv, am1, c->mat->ip[0], pw); \
+    /* renormalised by the sum over the candidates (the other keys add      \
+     * exact zeros) */                                                        \
+    double der;                                                               \
+    const double inv = 1.0 / (1.0 + VOPS->pow1p_sums(cand, ncand, am1, theta, &der, pw)); \
     AN_SPARSE_WRITE(T, AN_W_BISECT)                                           \
     c->tau = am1 * (theta + mx) - 1.0;                                        \
     return AN_OK;                                                             \
@@ -346,4 +337,4 @@ const an_normdesc an_norm_sparsemax = {
     .ws_mult = 3, .has_extra = 1 };
 const an_normdesc an_norm_entmax = {
     .row_f = entmax_row_f, .row_d = entmax_row_d,
-    .ws_mult = 3, .nreal = 1, .nint = 1, .has_extra = 1 };
+    .ws_mult = 4, .nreal = 1, .nint = 1, .has_extra = 1 };
