@@ -134,8 +134,12 @@ const an_normdesc an_norm_sigmoid = {
 
 /* ---- ReLU attention (papers A12, #4):
  *   a_j = max(s_j, 0)^p / n_i,   p = p[0] > 0
- * Computed in double (times 1/n_i: a multiply, not a division per key) and
- * rounded once; NaN stays NaN, +inf gives +inf. ---- */
+ * Computed in double and rounded once; NaN stays NaN, +inf gives +inf. ---- */
+/* num / den in double for T = double (correctly rounded); for T = float
+ * num * (1 / den), a multiply instead of a division per key: its error, an
+ * ulp of double, can move the float result by one ulp only when the quotient
+ * lies that close to a float rounding boundary */
+#define AN_DIV_N(T, num, den, rden) (sizeof(T) == sizeof(float) ? (num) * (rden) : (num) / (den))
 #define AN_RELU(T, TS)                                                        \
 static int relu_row_##TS(T *x, an_int nv, an_rowctx *c)                       \
 {                                                                             \
@@ -144,14 +148,14 @@ static int relu_row_##TS(T *x, an_int nv, an_rowctx *c)                       \
         _Pragma("omp simd")                                                   \
         for (an_int k = 0; k < nv; k++) {                                     \
             double v = (double)x[k];                                          \
-            x[k] = (T)((v <= 0 ? 0.0 : v) * rl);                              \
+            x[k] = (T)(AN_DIV_N(T, v <= 0 ? 0.0 : v, len, rl));               \
         }                                                                     \
     } else if (p == 2.0) {                                                    \
         _Pragma("omp simd")                                                   \
         for (an_int k = 0; k < nv; k++) {                                     \
             double v = (double)x[k];                                          \
             v = v <= 0 ? 0.0 : v;                                             \
-            x[k] = (T)(v * v * rl);                                           \
+            x[k] = (T)(AN_DIV_N(T, v * v, len, rl));                          \
         }                                                                     \
     } else {                                                                  \
         for (an_int k = 0; k < nv; k++) {                                     \
@@ -168,26 +172,26 @@ const an_normdesc an_norm_relu = { .row_f = relu_row_f, .row_d = relu_row_d, .nr
 /* ---- polynomial attention (papers A3, #3):
  *   a_j = s_j^p / sqrt(n_i),   p = p[0] a positive integer (checked in Python)
  * Integer p keeps the formula defined for negative scores (odd p keeps the
- * sign).  No max subtraction (papers A3); computed in double (times
- * 1/sqrt(n_i)), rounded once. ---- */
+ * sign).  No max subtraction (papers A3); computed in double, rounded once
+ * (AN_DIV_N). ---- */
 #define AN_POLYNOMIAL(T, TS)                                                  \
 static int polynomial_row_##TS(T *x, an_int nv, an_rowctx *c)                 \
 {                                                                             \
     const double p = c->mat->p[0], root = sqrt((double)nv), rr = 1.0 / root;  \
     if (p == 1.0) {                                                           \
         _Pragma("omp simd")                                                   \
-        for (an_int k = 0; k < nv; k++) x[k] = (T)((double)x[k] * rr);        \
+        for (an_int k = 0; k < nv; k++) x[k] = (T)(AN_DIV_N(T, (double)x[k], root, rr)); \
     } else if (p == 2.0) {                                                    \
         _Pragma("omp simd")                                                   \
         for (an_int k = 0; k < nv; k++) {                                     \
             double v = (double)x[k];                                          \
-            x[k] = (T)(v * v * rr);                                           \
+            x[k] = (T)(AN_DIV_N(T, v * v, root, rr));                         \
         }                                                                     \
     } else if (p == 3.0) {                                                    \
         _Pragma("omp simd")                                                   \
         for (an_int k = 0; k < nv; k++) {                                     \
             double v = (double)x[k];                                          \
-            x[k] = (T)(v * v * v * rr);                                       \
+            x[k] = (T)(AN_DIV_N(T, v * v * v, root, rr));                     \
         }                                                                     \
     } else {                                                                  \
         for (an_int k = 0; k < nv; k++) x[k] = (T)(pow((double)x[k], p) / root); \
