@@ -137,6 +137,28 @@ def test_threads_bit_identical(rng, name):
         assert_array_equal(a, b)
 
 
+TEST_ENV = ("ATTNNORM_CPU", "ATTNNORM_ATTENTION_GENERIC", "ATTNNORM_SINKHORN_RECOMPUTE")
+
+
+def run_variants(tmp_path, code, variants):
+    """Run `code` (argv: input .npz, output .npz) in one subprocess per
+    (tag, environment) of `variants` (the kernels read these switches at
+    import or per call; the other switches are cleared) on tmp_path/in.npz;
+    returns tag -> the loaded output."""
+    # the directory holding the attnnorm this process imported (source tree with
+    # an in-place build, or site-packages after pip install)
+    here = os.path.dirname(os.path.dirname(os.path.abspath(an.__file__)))
+    outs = {}
+    for tag, extra in variants:
+        env = {k: v for k, v in os.environ.items() if k not in TEST_ENV}
+        env.update(PYTHONPATH=here, **extra)
+        fn = tmp_path / f"out_{tag}.npz"
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / "in.npz"), str(fn)],
+                       check=True, env=env, cwd=str(tmp_path))
+        outs[tag] = np.load(fn)
+    return outs
+
+
 def test_portable_simd_and_generic_paths_agree(tmp_path):
     """The same problem with ATTNNORM_CPU=default (portable kernels), the best
     SIMD path, and ATTNNORM_ATTENTION_GENERIC=1 (no online fast path), each in
@@ -153,19 +175,9 @@ def test_portable_simd_and_generic_paths_agree(tmp_path):
         "        res[nm + dt.__name__] = an.attention(z['q'].astype(dt), z['k'].astype(dt),"
         " z['v'].astype(dt), nm, causal=True, **kw)\n"
         "np.savez(sys.argv[2], path=an.simd_path(), **res)\n")
-    # the directory holding the attnnorm this process imported (source tree with
-    # an in-place build, or site-packages after pip install)
-    here = os.path.dirname(os.path.dirname(os.path.abspath(an.__file__)))
-    outs = {}
-    for tag, extra in (("default", {"ATTNNORM_CPU": "default"}), ("best", {"ATTNNORM_CPU": ""}),
-                       ("generic", {"ATTNNORM_CPU": "", "ATTNNORM_ATTENTION_GENERIC": "1"})):
-        env = dict(os.environ, PYTHONPATH=here, **extra)
-        if tag != "generic":
-            env.pop("ATTNNORM_ATTENTION_GENERIC", None)
-        fn = tmp_path / f"out_{tag}.npz"
-        subprocess.run([sys.executable, "-c", code, str(tmp_path / "in.npz"), str(fn)],
-                       check=True, env=env, cwd=str(tmp_path))
-        outs[tag] = np.load(fn)
+    outs = run_variants(tmp_path, code, (
+        ("default", {"ATTNNORM_CPU": "default"}), ("best", {"ATTNNORM_CPU": ""}),
+        ("generic", {"ATTNNORM_CPU": "", "ATTNNORM_ATTENTION_GENERIC": "1"})))
     assert str(outs["default"]["path"]) == "default"
     assert str(outs["best"]["path"]) == an.simd_best()
     for other in ("default", "generic"):
@@ -582,16 +594,8 @@ def test_sinkhorn_cached_and_recomputed_log_kernel_agree(tmp_path):
         "    res['c' + dt.__name__] = an.attention(a, b, c, 'sinkhorn', n_iter=4, causal=True)\n"
         "    res['s' + dt.__name__] = an.attention(a[0], b[0], c[0], 'sinkhorn', n_iter=5, eps=0.5)\n"
         "np.savez(sys.argv[2], **res)\n")
-    here = os.path.dirname(os.path.dirname(os.path.abspath(an.__file__)))
-    outs = {}
-    for tag, extra in (("cached", {}), ("recomputed", {"ATTNNORM_SINKHORN_RECOMPUTE": "1"})):
-        env = dict(os.environ, PYTHONPATH=here, **extra)
-        if not extra:
-            env.pop("ATTNNORM_SINKHORN_RECOMPUTE", None)
-        fn = tmp_path / f"{tag}.npz"
-        subprocess.run([sys.executable, "-c", code, str(tmp_path / "in.npz"), str(fn)],
-                       check=True, env=env, cwd=str(tmp_path))
-        outs[tag] = np.load(fn)
+    outs = run_variants(tmp_path, code, (("cached", {}),
+                                         ("recomputed", {"ATTNNORM_SINKHORN_RECOMPUTE": "1"})))
     want = {
         "b": ref.attention_weights(q, k, "sinkhorn", n_iter=5, mask=mk) @ v,
         "c": ref.attention_weights(q, k, "sinkhorn", n_iter=4, causal=True) @ v,
