@@ -27,7 +27,11 @@ Peers:
   in the batch); --numpy-heads 0 times the whole batch.  Such columns are
   marked with '*'.
 
-Each time is the median of --repeat runs after one warm-up (the NumPy
+Times are wall-clock by default; --clock cpu times the CPU time of all the
+process's threads instead (time.process_time), which other processes on a
+shared machine do not inflate (GFLOP/s then reads "per CPU-second x
+threads": flops / CPU time x --threads).  Each time is the median of
+--repeat runs after one warm-up (the NumPy
 pipeline: of --numpy-repeat runs after one warm-up; its first call alone is
 several times slower than the next ones).  GFLOP/s counts 4 n m d flops per
 head (half when causal); ``%peak`` is that rate over the FMA peak that
@@ -43,6 +47,7 @@ import argparse
 import math
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -190,6 +195,9 @@ def main(argv=None):
     ap.add_argument("--numpy-heads", type=int, default=2,
                     help="time the NumPy pipeline on this many heads and scale (0: all)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--clock", default="wall", choices=["wall", "cpu"],
+                    help="wall time, or CPU time of all the process's threads "
+                         "(not inflated by other processes on a shared machine)")
     ap.add_argument("--dtype", default="float32,float64")
     ap.add_argument("--causal", default="both", choices=["both", "yes", "no"])
     ap.add_argument("--only", default="", help="comma-separated subset of normalizers")
@@ -197,6 +205,7 @@ def main(argv=None):
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--no-peak", action="store_true", help="skip the FMA-peak probe")
     args = ap.parse_args(argv)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
 
     Bt, H, n, m, d = (int(x) for x in args.shape.split(","))
     B = Bt * H
@@ -231,7 +240,7 @@ def main(argv=None):
             rng.standard_normal((Bt, H, m, d))]
     print(f"attention q ({Bt}, {H}, {n}, {d}), k, v ({Bt}, {H}, {m}, {d}), "
           f"threads={args.threads} (attnnorm and torch), simd={isa}, repeat={args.repeat}, "
-          f"numpy-repeat={args.numpy_repeat}")
+          f"numpy-repeat={args.numpy_repeat}, clock={args.clock}")
     if torch is not None:
         print(f"torch {torch.__version__}, cpu capability "
               f"{torch.backends.cpu.get_cpu_capability()}")
@@ -279,15 +288,15 @@ def main(argv=None):
                     if name == "softmax":
                         rel = 1.0
                         if f is not None:
-                            t_an, r = paired_times(run, run_peer, args.repeat)
+                            t_an, r = paired_times(run, run_peer, args.repeat, clock=clock)
                             peer_ratio = 1.0 / r
                             t_peer = t_an * peer_ratio
                         else:
-                            t_an = median_time(run, args.repeat)
+                            t_an = median_time(run, args.repeat, clock=clock)
                     else:
-                        t_an, rel = paired_times(run, soft, args.repeat)
+                        t_an, rel = paired_times(run, soft, args.repeat, clock=clock)
                         if f is not None:
-                            _, r = paired_times(run, run_peer, max(1, args.repeat // 2))
+                            _, r = paired_times(run, run_peer, max(1, args.repeat // 2), clock=clock)
                             peer_ratio = 1.0 / r
                             t_peer = t_an * peer_ratio
                 except Exception as exc:
@@ -301,14 +310,14 @@ def main(argv=None):
                         hb = args.numpy_heads if 0 < args.numpy_heads < B else B
                         q3, k3, v3 = (x.reshape(B, -1, d) for x in (q, k, v))
                         t = (median_time(lambda: fn(q3[:hb], k3[:hb], v3[:hb]),
-                                         args.numpy_repeat) if fn else None)
+                                         args.numpy_repeat, clock=clock) if fn else None)
                         numpy_times[key] = t * B / hb if t is not None else None
                     t_np = numpy_times[key]
 
                 def ms(t):
                     return f"{1e3 * t:.1f}" if t is not None else "-"
 
-                gf = flops / t_an / 1e9
+                gf = flops / t_an / 1e9 * (args.threads if args.clock == "cpu" else 1)
                 pct = f"{100 * gf / peaks[dt.name]:.0f}" if dt.name in peaks else "-"
                 pr = f"{peer_ratio:.2f}" if peer_ratio is not None else "-"
                 nr = f"{t_np / t_an:.2f}" if t_np is not None else "-"

@@ -22,6 +22,7 @@ import argparse
 import math
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -81,11 +82,15 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=5, help="timed runs of attnnorm and torch")
     ap.add_argument("--ref-repeat", type=int, default=3, help="timed runs of the NumPy reference")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--clock", default="wall", choices=["wall", "cpu"],
+                    help="wall time, or CPU time of all the process's threads "
+                         "(not inflated by other processes on a shared machine)")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--only", default="", help="comma-separated subset of names")
     ap.add_argument("--no-ref", action="store_true", help="skip the NumPy references")
     ap.add_argument("--no-torch", action="store_true", help="skip PyTorch")
     args = ap.parse_args(argv)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
 
     shape = tuple(int(x) for x in args.shape.split(","))
     m = shape[-1]
@@ -108,7 +113,7 @@ def main(argv=None):
         names = [x for x in args.only.split(",") if x in an.NORMALIZERS]
 
     print(f"scores {shape} {args.dtype}, threads={args.threads}, simd={an.simd_path()}, "
-          f"repeat={args.repeat}, ref-repeat={args.ref_repeat}")
+          f"repeat={args.repeat}, ref-repeat={args.ref_repeat}, clock={args.clock}")
     head = f"{'normalizer':<20}{'attnnorm ms':>12}{'numpy ms':>11}{'torch ms':>10}" \
            f"{'numpy/an':>10}{'torch/an':>10}{'an/copy':>9}"
     print(head)
@@ -120,7 +125,7 @@ def main(argv=None):
         out = np.empty_like(s)
         try:
             t_an, per_copy = paired_times(lambda: f(s, out=out, **kw),
-                                          lambda: np.copyto(cbuf, s), args.repeat)
+                                          lambda: np.copyto(cbuf, s), args.repeat, clock=clock)
         except Exception as exc:  # a normalizer that cannot run with defaults
             print(f"{name:<20}  skipped: {type(exc).__name__}: {exc}")
             continue
@@ -128,12 +133,13 @@ def main(argv=None):
         rf = getattr(ref, name, None)
         if rf is not None and not args.no_ref:
             try:
-                t_np = median_time(lambda: rf(s, **kw), args.ref_repeat)
+                t_np = median_time(lambda: rf(s, **kw), args.ref_repeat, clock=clock)
             except Exception as exc:
                 print(f"  ({name}: reference failed: {type(exc).__name__}: {exc})")
         if name in torch_eq and ts is not None:
             tf, to = torch_eq[name], torch.empty_like(ts)
-            _, r = paired_times(lambda: f(s, out=out, **kw), lambda: tf(ts, to), args.repeat)
+            _, r = paired_times(lambda: f(s, out=out, **kw), lambda: tf(ts, to), args.repeat,
+                                clock=clock)
             torch_ratio = 1.0 / r
             t_t = t_an * torch_ratio
 
