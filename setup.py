@@ -44,9 +44,8 @@ class BuildExt(build_ext):
         if ctype == "msvc":
             cflags, omp_c, omp_l = ["/O2"], ["/openmp"], []
         else:
-            cflags = ["-O3", "-std=c11", "-fno-strict-aliasing", "-Wall",
-                      "-Wno-unknown-pragmas", "-Wno-unused-function",
-                      "-fno-trapping-math"]
+            cflags = ["-O3", "-std=c11", "-fno-strict-aliasing", "-Wall", "-Wextra",
+                      "-Wno-unknown-pragmas", "-fno-trapping-math"]
             if sys.platform == "darwin":
                 omp_c, omp_l = ["-Xpreprocessor", "-fopenmp"], ["-lomp"]
             else:
@@ -114,16 +113,18 @@ def _stamp_matches(stamp, built, flags, sources):
 
 
 here = os.path.dirname(os.path.abspath(__file__))
-sources = sorted(os.path.relpath(p, here) for p in glob.glob(os.path.join(here, "csrc", "*.c")))
+# csrc/<concern>/: every folder is an include directory, every .c a source
+folders = sorted(d for d in glob.glob(os.path.join(here, "csrc", "*")) if os.path.isdir(d))
+sources = sorted(os.path.relpath(p, here) for d in folders for p in glob.glob(os.path.join(d, "*.c")))
 
 setup(
     ext_modules=[
         Extension(
             "attnnorm._core",
             sources=sources,
-            depends=sorted(os.path.relpath(p, here) for p in
-                           glob.glob(os.path.join(here, "csrc", "*.h"))
-                           + glob.glob(os.path.join(here, "csrc", "*.inc"))),
+            depends=sorted(os.path.relpath(p, here) for d in folders for p in
+                           glob.glob(os.path.join(d, "*.h")) + glob.glob(os.path.join(d, "*.inc"))),
+            include_dirs=[os.path.relpath(d, here) for d in folders],
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
         )
     ],

@@ -13,7 +13,6 @@ rounding of the final product.
 Masks, causal/window alignment, the per-row visible length ``n_i`` and the
 empty-row policy are those of the normalizers (see ``attnnorm._normalizers``).
 """
-import inspect
 from typing import NamedTuple
 
 import numpy as np
@@ -23,7 +22,7 @@ from ._common import (check_param_broadcast, core_shape, empty_code, friendly_er
                       mask_operand, real_dtype_of,
                       real_param, window_bounds)
 from ._docs import fill_doc
-from ._normalizers import NORMALIZERS, PARAMS, ROW_PARAMS, _rowparam_operand
+from ._normalizers import NORMALIZERS, param_operands, row_param_names, validate
 
 __all__ = ["attention", "attention_weights", "AttentionStats"]
 
@@ -72,30 +71,10 @@ def _loop_dtype(*xs):
         else np.dtype(np.float64)
 
 
-def _n_row_params(name):
-    """Number of per-row (n) real parameters of a normalizer (from its gufunc)."""
-    sig = getattr(_core, name).signature
-    ins = sig.split("->")[0]
-    ops = ins.replace("),(", ")|(").split("|")
-    return sum(1 for o in ops[6:] if o == "(n)")
-
-
-def _params(name, dt, params):
-    try:
-        return PARAMS[name](dt, **params)
-    except TypeError as exc:
-        accepted = [p for p in inspect.signature(PARAMS[name]).parameters][1:]
-        raise TypeError(f"normalizer {name!r} got unexpected parameter(s) "
-                        f"{sorted(params)}; it accepts {accepted} ({exc})") from None
-
-
 def _operands(name, q, k, v, scale, causal, window, mask, empty, params):
     """Validate everything and build the gufunc's operands (before any work)."""
     if not isinstance(name, str) or name not in NORMALIZERS:
         raise ValueError(f"normalizer must be one of {sorted(NORMALIZERS)}; got {name!r}")
-    kind = "attention_weights_" if v is None else "attention_"
-    if not hasattr(_core, kind + name):
-        raise ValueError(f"normalizer {name!r} has no fused attention kernel in this build")
     qs = core_shape("q", q, 2)
     ks = core_shape("k", k, 2)
     n, d = qs[-2:]
@@ -120,37 +99,19 @@ def _operands(name, q, k, v, scale, causal, window, mask, empty, params):
         raise ValueError(f"scale must be finite and nonzero; got {scale!r}")
     ecode = empty_code(empty)
     wl, wr = window_bounds(window)
-    reals, ints = _params(name, dt, params)
-    check_param_broadcast(lead, "q, k" + ("" if v is None else ", v"), dict(params, scale=scale),
-                          skip=ROW_PARAMS.get(name, ()))
-    if name == "stochastic_softmax":
-        # per-matrix stream operand, numbered as the normalizer numbers its
-        # matrices, so attention_weights equals stochastic_softmax(scores)
-        from ._normalizers import stochastic_streams
-        slead = lead
-        if mask is not None and np.ndim(mask) > 2:
-            slead = np.broadcast_shapes(lead, np.shape(mask)[:-2])
-        ints = tuple(ints) + (stochastic_streams(slead),)
-    nrow = _n_row_params(name)
-    scalars = list(reals[:len(reals) - nrow])
-    rows = list(reals[len(reals) - nrow:]) if nrow else []
-    if scalars:
-        rop = np.stack(np.broadcast_arrays(*[np.asarray(r, dtype=dt) for r in scalars]), axis=-1)
-    else:
-        rop = np.zeros((0,), dtype=dt)
-    if ints:
-        iop = np.stack(np.broadcast_arrays(*[np.asarray(i, dtype=np.int64) for i in ints]), axis=-1)
-    else:
-        iop = np.zeros((0,), dtype=np.int64)
-    if rows:
-        names = list(inspect.signature(PARAMS[name]).parameters)[1:]
-        names = names[len(names) - nrow:] if len(names) >= nrow else [f"row parameter {r}" for r in range(nrow)]
-        rws = [_rowparam_operand(pn, np.asarray(r, dtype=dt), n, lead) for pn, r in zip(names, rows)]
-        rpop = np.stack(np.broadcast_arrays(*rws), axis=-1)
-    else:
-        rpop = np.zeros((n, 0), dtype=dt)
+    values = validate(name, dt, params)
+    rows = row_param_names(name)
+    check_param_broadcast(lead, "q, k" + ("" if v is None else ", v"),
+                          {key: val for key, val in dict(params, scale=scale).items()
+                           if key not in rows})
+    # matrices numbered as the normalizer numbers them (stochastic streams),
+    # so attention_weights equals the normalizer on the scores
+    slead = lead
+    if mask is not None and np.ndim(mask) > 2:
+        slead = np.broadcast_shapes(lead, np.shape(mask)[:-2])
+    ops = param_operands(name, dt, values, n, lead, slead)
     mk = mask_operand(mask, lead, n, m)
-    return dt, (mk, bool(causal), wl, wr, ecode, sc, rop, iop, rpop)
+    return dt, (mk, bool(causal), wl, wr, ecode, sc) + ops
 
 
 @friendly_errors

@@ -46,9 +46,6 @@ _RD_NEG_MASS, _RD_MARGIN = 4, 5
 # kinds and ords of diag_matrix
 _MD_ROW, _MD_COL, _MD_FRO, _MD_RANK = 0, 1, 2, 3
 _ORDS = {1: 1, 2: 2, np.inf: 3, "inf": 3}
-# normalizer codes of diag_jacobian_norm
-_JN = {"softmax": 0, "sparsemax": 1, "entmax": 2, "sigmoid": 3, "relu": 4, "polynomial": 5,
-       "ssmax": 6, "softmax_sink": 7}
 
 
 def _matrix_operand(name, a, ndim=2):
@@ -655,7 +652,7 @@ def rank_collapse(x, *, out=None):
 # --------------------------------------------------------------------------
 
 
-def _softpick_jacobian(a, scores, ord, eps, mask, causal, window):
+def _softpick_jacobian(a, scores, ord, values, mask, causal, window):
     """Softpick Jacobian (softpick: [Zuhri2025]), derived here.
 
     With u_j = e^{x_j} - 1 over the visible keys and D = sum_j |u_j| + eps,
@@ -667,6 +664,7 @@ def _softpick_jacobian(a, scores, ord, eps, mask, causal, window):
     symmetric) is computed by an SVD of the m x m matrix of each row.
     Evaluated in the shifted form (factor e^{-max x} cancels) in float64."""
     from ._reference import visible
+    eps = float(np.asarray(values["eps"], dtype=np.float64))
     s = np.asarray(scores, dtype=np.float64)
     n, m = s.shape[-2:]
     vis = np.broadcast_to(visible(n, m, causal=causal, window=window, mask=mask), s.shape)
@@ -688,6 +686,10 @@ def _softpick_jacobian(a, scores, ord, eps, mask, causal, window):
         res = np.linalg.norm(np.nan_to_num(J), 2, axis=(-2, -1))
     res = np.where(vis.any(-1) & ~np.isnan(s).any(-1, where=vis), res, np.nan)
     return res.astype(real_dtype_of(a), copy=False)
+
+
+#: normalizer -> Jacobian norm from the scores (descriptor jacobian form "scores")
+_SCORE_JACOBIANS = {"softpick": _softpick_jacobian}
 
 
 @friendly_errors
@@ -712,6 +714,11 @@ def jacobian_norm(a, normalizer="softmax", ord=2, *, mask=None, causal=False, wi
     * ``polynomial`` (``power=p``): ``diag(p |s|^(p-1) / sqrt(n_i))``.
     * ``softpick`` (``eps``): needs ``scores=``; ``ord=2`` by an SVD per row
       (float64 NumPy, for small m).
+    * ``stickbreaking``: ``d a_j / d s_j = a_j (1 - beta_j)`` and
+      ``d a_j / d s_l = -a_j beta_l`` for the nearer keys ``l``, with
+      ``beta_j = a_j / (1 - sum_{l nearer} a_l)`` recovered from the weights
+      [Tan2025]; ``ord=2`` from the ``m x m`` matrix (Jacobi eigenvalues of
+      ``J^T J``, for small m).
 
     Parameters
     ----------
@@ -760,45 +767,33 @@ def jacobian_norm(a, normalizer="softmax", ord=2, *, mask=None, causal=False, wi
     >>> bool(np.isclose(an.jacobian_norm(a, "softmax", temperature=0.5)[0, 0], np.linalg.norm(J, 2)))
     True
     """
+    from ._normalizers import INFO, param_operands, validate
     if ord not in (2, "fro"):
         raise ValueError(f"ord must be 2 or 'fro'; got {ord!r}")
-    if normalizer == "softpick":
+    avail = sorted(nm for nm in INFO if INFO[nm]["jacobian"])
+    if normalizer not in avail:
+        raise ValueError(f"normalizer must be one of {avail}; got {normalizer!r}")
+    dt = real_dtype_of(a)
+    by_scores = INFO[normalizer]["jacobian"] == "scores"   # computed in float64 NumPy
+    try:
+        values = validate(normalizer, np.float64 if by_scores else dt, params, jacobian=True)
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
+    if by_scores:
         if scores is None:
-            raise ValueError("jacobian_norm(normalizer='softpick') needs scores= (the softpick "
-                             "Jacobian depends on exp(s) where the weight is 0)")
-        eps = real_param("eps", params.pop("eps", 1e-8), positive=True)
-        if params:
-            raise ValueError(f"unexpected parameters for softpick: {sorted(params)}")
-        res = _softpick_jacobian(a, scores, ord, float(eps), mask, causal, window)
+            raise ValueError(f"jacobian_norm(normalizer={normalizer!r}) needs scores= (its "
+                             "Jacobian depends on the scores where the weight is 0)")
+        res = _SCORE_JACOBIANS[normalizer](a, scores, ord, values, mask, causal, window)
         if out is not None:
             out[...] = res
             return out
         return res
-    if normalizer not in _JN:
-        raise ValueError(f"normalizer must be one of {sorted(_JN) + ['softpick']}; got {normalizer!r}")
-    dt = real_dtype_of(a)
-    if normalizer == "softmax":
-        p = real_param("temperature", params.pop("temperature", 1.0), dtype=dt, positive=True)
-    elif normalizer == "ssmax":
-        p = real_param("c", params.pop("c", 0.43), dtype=dt, positive=True)
-    elif normalizer == "softmax_sink":
-        p = np.asarray(1.0, dtype=dt)
-        params.pop("sink", None)
-    elif normalizer == "entmax":
-        p = real_param("alpha", params.pop("alpha", 1.5), dtype=dt, exclusive_min=1.0)
-        params.pop("n_iter", None)
-    elif normalizer in ("relu", "polynomial"):
-        p = real_param("power", params.pop("power", 1.0 if normalizer == "relu" else 3.0),
-                       dtype=dt, positive=True)
-    else:
-        p = np.asarray(0.0, dtype=dt)
-        params.pop("bias", None)
-    if params:
-        raise ValueError(f"unexpected parameters for {normalizer}: {sorted(params)}")
     a, row = _matrix_operand("a", a)
     mk, c, wl, wr = _vis_operands(a, mask, causal, window)
-    res = _core.diag_jacobian_norm(a, mk, c, wl, wr, _JN[normalizer], ord == "fro", p,
-                                   **_out_kw(out, row))
+    shape = np.shape(a)
+    ops = param_operands(normalizer, dt, values, shape[-2], shape[:-2])
+    res = getattr(_core, "jacobian_norm_" + normalizer)(a, mk, c, wl, wr, ord == "fro", *ops,
+                                                        **_out_kw(out, row))
     return res[0] if row else res
 
 
@@ -1233,13 +1228,6 @@ max weight, sink weight (weight on key 0), margin (top-1 minus top-2 visible
 score), support (int64, #weights > 0); per key ``(..., m)`` column mass."""
 
 
-def _stack_params(vals, dtype, fill):
-    if not vals:
-        return np.full(1, fill, dtype=dtype)
-    arrs = np.broadcast_arrays(*[np.asarray(v, dtype=dtype) for v in vals])
-    return np.stack(arrs, axis=-1)
-
-
 @friendly_errors
 @fill_doc
 def diagnose(q, k, normalizer="softmax", *, scale=None, causal=False, window=None, mask=None,
@@ -1316,14 +1304,14 @@ def diagnose(q, k, normalizer="softmax", *, scale=None, causal=False, window=Non
     >>> bool(np.allclose(dg.column_mass, an.column_mass(w, causal=True)))
     True
     """
-    from ._normalizers import PARAMS, ROW_PARAMS
-    if normalizer == "sinkhorn":
-        raise ValueError("diagnose does not support normalizer='sinkhorn' (it normalises the whole "
-                         "matrix, not row by row); use attention_weights and the materialised "
-                         "diagnostics")
+    from ._normalizers import INFO, param_operands, row_param_names, validate
+    if normalizer in INFO and not INFO[normalizer]["row_kernel"]:
+        raise ValueError(f"diagnose does not support normalizer={normalizer!r} (it normalises "
+                         "the whole matrix, not row by row); use attention_weights and the "
+                         "materialised diagnostics")
     gufunc = getattr(_core, "diagnose_" + str(normalizer), None)
-    if normalizer not in PARAMS or gufunc is None:
-        avail = sorted(nm for nm in PARAMS if hasattr(_core, "diagnose_" + nm))
+    if gufunc is None:
+        avail = sorted(nm for nm in INFO if INFO[nm]["row_kernel"])
         raise ValueError(f"normalizer must be one of {avail}; got {normalizer!r}")
     qs = core_shape("q", q, 2)
     ks = core_shape("k", k, 2)
@@ -1334,36 +1322,24 @@ def diagnose(q, k, normalizer="softmax", *, scale=None, causal=False, window=Non
     if scale is None:
         scale = 1.0 / math.sqrt(d) if d > 0 else 1.0
     sc = real_param("scale", scale, dtype=dt, allow_inf=False)
-    reals, ints = PARAMS[normalizer](dt, **normalizer_params)
+    values = validate(normalizer, dt, normalizer_params)
     wl, wr = window_bounds(window)
     try:
         lead = np.broadcast_shapes(qs[:-2], ks[:-2])
     except ValueError:
         raise lead_mismatch(["q", "k"], [qs[:-2], ks[:-2]]) from None
-    check_param_broadcast(lead, "q, k", dict(normalizer_params, scale=scale),
-                          skip=ROW_PARAMS.get(normalizer, ()))
+    rows = row_param_names(normalizer)
+    check_param_broadcast(lead, "q, k", {key: val for key, val in
+                                          dict(normalizer_params, scale=scale).items()
+                                          if key not in rows})
     mk = mask_operand(mask, lead, n, m)
-    if normalizer == "stochastic_softmax":
-        # one random stream per matrix, numbered as the normalizer numbers them
-        from ._normalizers import stochastic_streams
-        full = np.broadcast_shapes(tuple(lead), np.shape(mk)[:-2])
-        ints = tuple(ints) + (stochastic_streams(full),)
-    if normalizer == "affine_softmax":
-        # a and b are per-query-row (n) operands of the row kernel
-        from ._normalizers import _rowparam_operand
-        ra = _rowparam_operand("a", reals[0], n, lead)
-        rb = _rowparam_operand("b", reals[1], n, lead)
-        reals = ()
-    else:
-        ra = np.broadcast_to(np.asarray(1.0, dt), (n,))
-        rb = np.broadcast_to(np.asarray(0.0, dt), (n,))
-    rv = _stack_params(list(reals), dt, 0.0)
-    iv = _stack_params(list(ints), np.int64, 0)
+    ops = param_operands(normalizer, dt, values, n, lead,
+                         np.broadcast_shapes(tuple(lead), np.shape(mk)[:-2]))
     kw = {}
     if out is not None:
         if not isinstance(out, tuple) or len(out) != 6:
             raise ValueError("out must be a tuple of 6 arrays (entropy, max_weight, sink_weight, "
                              "margin, support, column_mass)")
         kw["out"] = out
-    res = gufunc(q, k, mk, bool(causal), wl, wr, sc, rv, iv, ra, rb, **kw)
+    res = gufunc(q, k, mk, bool(causal), wl, wr, sc, *ops, **kw)
     return Diagnosis(*res)

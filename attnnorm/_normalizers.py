@@ -16,141 +16,123 @@ the last axis and shares one set of masking semantics:
 A 1-D score vector is treated as a single row.  ``out=`` takes an array of the
 result's shape and dtype; ``axes=[(a, b), (c, d)]`` names the (query, key)
 axes of the scores and of the output.
+
+The functions are generated from the normalizer descriptors of the C core
+(``_core.normalizer_info()``): parameter names, defaults, domains and traits
+are declared once, in C, and read here.  Their docstrings live in
+``attnnorm._docs``.
 """
+import inspect
+import math
+import numbers
+
 import numpy as np
 
 from . import _core
+from ._common import (check_param_broadcast, friendly_errors, split_axes, empty_code, int_param,
+                      mask_operand, move_axes, real_dtype_of, real_param, window_bounds)
 from ._docs import NORMALIZER_DOCS
-from ._common import (check_param_broadcast, friendly_errors, split_axes, empty_code, int_param, mask_operand,
-                      move_axes, real_dtype_of, real_param, window_bounds)
 
-__all__ = ["softmax", "NORMALIZERS"]
+#: name -> descriptor (dict) of every normalizer, in the C list's order
+INFO = {d["name"]: d for d in _core.normalizer_info()}
+
+_INT64_MIN, _INT64_MAX = -(2 ** 63), 2 ** 63 - 1
 
 
-def _run(gufunc, name, scores, reals=(), ints=(), *, mask=None, causal=False,
-         window=None, empty="zero", out=None, axes=None, extra=False, params=None):
-    """Call a normalizer gufunc with the shared operands.
+def keyword_params(name):
+    """The user-facing parameters of a normalizer (no internal stream)."""
+    return [p for p in INFO[name]["params"] if not p["stream"]]
 
-    reals/ints: the already validated ``()`` parameters, in gufunc order.
-    params: the user's keyword parameters by name (for the broadcast check).
-    extra: the gufunc also returns the per-row threshold and support size."""
-    ecode = empty_code(empty)
-    wl, wr = window_bounds(window)
-    if axes is not None:
-        ax_in, ax_out = split_axes(axes)
-        scores = move_axes(np.asarray(scores), ax_in, "scores")
-        if out is not None:
-            out = move_axes(out, ax_out, "out")
-    shape = np.shape(scores)
-    if len(shape) == 0:
-        raise ValueError("scores must have at least 1 dimension (a row of scores); got a scalar")
-    row = len(shape) == 1
-    if row:
-        scores = np.asarray(scores)[None, :]
-        if out is not None:
-            out = out[None, :] if not isinstance(out, tuple) else tuple(o[None] for o in out)
-        shape = scores.shape
-    lead, (n, m) = shape[:-2], shape[-2:]
-    check_param_broadcast(lead, "scores", params or {})
-    mk = mask_operand(mask, lead, n, m)
+
+def _bound_text(x):
+    return str(int(x)) if float(x).is_integer() and abs(x) < 2 ** 53 else repr(float(x))
+
+
+def _check_real(p, value, dt, domain):
+    """Validate one real parameter against its descriptor domain."""
+    name = p["name"]
+    lo, hi, lo_open = domain["lo"], domain["hi"], domain["lo_open"]
     kw = {}
-    if out is not None:
-        kw["out"] = out
-    if real_dtype_of(scores) == np.float64:
-        # small integer/bool scores would pick the float32 loop when no float64
-        # parameter operand forces float64 (sparsemax); README: ints -> float64
-        kw["signature"] = (np.float64,) + (None,) * (gufunc.nargs - 1)
-    res = gufunc(scores, mk, bool(causal), wl, wr, ecode, *reals, *ints, **kw)
-    if row:
-        res = tuple(r[0] for r in res) if isinstance(res, tuple) else res[0]
-    if axes is not None:
-        if isinstance(res, tuple):
-            res = (np.moveaxis(res[0], (-2, -1), ax_out),) + res[1:]
+    if lo == 0 and lo_open:
+        kw["positive"] = True
+    elif lo == 0:
+        kw["nonneg"] = True
+    elif math.isfinite(lo):
+        kw["exclusive_min" if lo_open else "minimum"] = lo
+    text = domain["text"]
+    if text is not None and not p["integer"]:
+        a = real_param(name, value, allow_inf=not p["finite"])
+        bad = (a <= lo) if lo_open else (a < lo)
+        if np.any(bad):
+            raise ValueError(f"{name} must be {text}; got {value!r}")
+        kw = {}
+    if p["integer"]:
+        a = real_param(name, value, allow_inf=not p["finite"], **kw)
+        if np.any(a != np.round(a)):
+            raise ValueError(f"{name} must be {text or 'an integer'}; got {value!r}")
+        if math.isfinite(hi) and np.any(a > hi):
+            raise ValueError(f"{name} must be <= {_bound_text(hi)}; got {value!r}")
+        return a.astype(dt)
+    a = real_param(name, value, dtype=dt, allow_inf=not p["finite"], **kw)
+    if math.isfinite(hi) and np.any(np.asarray(a, dtype=np.float64) > hi):
+        raise ValueError(f"{name} must be <= {_bound_text(hi)}; got {value!r}")
+    return a
+
+
+def _check_int(p, value):
+    """Validate one integer parameter: int-like, within int64 and the domain
+    (a flag: True/False or 0/1)."""
+    name = p["name"]
+    lo = p["domain"]["lo"]
+    if p["bool"]:
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "biu" or np.any((arr != 0) & (arr != 1)):
+            raise ValueError(f"{name} must be True or False; got {value!r}")
+        return arr.astype(np.int64)
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+        if not _INT64_MIN <= int(value) <= _INT64_MAX:
+            raise ValueError(f"{name} must fit in a signed 64-bit integer; got {value!r}")
+    arr = int_param(name, value, minimum=int(lo) if math.isfinite(lo) else None)
+    return arr
+
+
+def validate(name, dt, params, jacobian=False):
+    """Validate a normalizer's keyword parameters (missing ones take their
+    defaults) and return ``{name: value}`` in the descriptor's order, reals
+    as ``dt`` arrays (NaN for a ``None`` length-aware default), ints as int64.
+    ``jacobian=True`` applies the stricter domains of ``jacobian_norm``."""
+    info = INFO[name]
+    known = [p["name"] for p in keyword_params(name)]
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise TypeError(f"normalizer {name!r} got unexpected parameter(s) {unknown}; "
+                        f"it accepts {known}")
+    out = {}
+    for p in info["params"]:
+        if p["stream"]:
+            continue
+        value = params.get(p["name"], p["default"])
+        if p["kind"] == "int":
+            out[p["name"]] = _check_int(p, value)
+        elif value is None and p["none"]:
+            out[p["name"]] = np.full((), np.nan, dtype=dt)
         else:
-            res = np.moveaxis(res, (-2, -1), ax_out)
-    return res
+            dom = p["jacobian_domain"] if jacobian and p["jacobian_domain"] else p["domain"]
+            out[p["name"]] = _check_real(p, value, dt, dom)
+    return out
 
 
-#: name -> function(dtype, **params) -> (reals, ints): validates a normalizer's
-#: keyword parameters and returns its () gufunc operands in order.  Shared by
-#: the normalizer wrappers, attention and diagnose, so every entry point
-#: validates identically.  (Length-aware defaults are resolved in C from n_i.)
-PARAMS = {}
-
-#: name -> its per-query-row ``(..., n)`` parameters (the others are one per
-#: matrix and broadcast against the leading axes).
-ROW_PARAMS = {"affine_softmax": ("a", "b")}
-
-
-def _softmax_params(dt, temperature=1.0):
-    return (real_param("temperature", temperature, dtype=dt, positive=True),), ()
-
-
-PARAMS["softmax"] = _softmax_params
-
-
-def softmax(scores, *, temperature=1.0, mask=None, causal=False, window=None,
-            empty="zero", out=None, axes=None):
-    reals, ints = _softmax_params(real_dtype_of(scores), temperature=temperature)
-    return _run(_core.softmax, "softmax", scores, reals, ints,
-                params=dict(temperature=temperature), mask=mask, causal=causal,
-                window=window, empty=empty, out=out, axes=axes)
-
-
-# ---- section: softmax family and elementwise maps (H1) ----
-# Formulas: attnnorm._docs; kernels in csrc/normalizers.c.  n_i-dependent
-# defaults (sigmoid's bias, ssmax's log n_i, relu's 1/n_i, polynomial's
-# 1/sqrt(n_i)) are resolved per row in C from the visible length.
-
-
-def _softmax_sink_params(dt, sink=0.0):
-    return (real_param("sink", sink, dtype=dt),), ()
-
-
-def _ssmax_params(dt, c=0.43):
-    return (real_param("c", c, dtype=dt, nonneg=True, allow_inf=False),), ()
-
-
-def _sigmoid_params(dt, bias=None):
-    if bias is None:
-        return (np.zeros((), dtype=dt),), (np.ones((), dtype=np.int64),)
-    return (real_param("bias", bias, dtype=dt, allow_inf=False),), (np.zeros((), dtype=np.int64),)
-
-
-def _relu_params(dt, power=1):
-    return (real_param("power", power, dtype=dt, positive=True, allow_inf=False),), ()
-
-
-def _polynomial_params(dt, power=3):
-    p = real_param("power", power, positive=True, allow_inf=False)
-    if np.any(p != np.round(p)):
-        raise ValueError(f"power must be a positive integer (s^p is then defined for "
-                         f"negative scores); got {power!r}")
-    if np.any(p > 2 ** 24):
-        raise ValueError(f"power must be <= 2**24; got {power!r}")
-    return (p.astype(dt),), ()
-
-
-def _softpick_params(dt, eps=1e-8):
-    return (real_param("eps", eps, dtype=dt, positive=True, allow_inf=False),), ()
-
-
-def _nap_params(dt, gain=1.0, bias=0.0, eps=1e-3):
-    return (real_param("gain", gain, dtype=dt, allow_inf=False),
-            real_param("bias", bias, dtype=dt, allow_inf=False),
-            real_param("eps", eps, dtype=dt, positive=True, allow_inf=False)), ()
-
-
-def _affine_softmax_params(dt, a=1.0, b=0.0):
-    """Validated a and b.  NOTE: these are per-row ``(n)`` core operands of the
-    gufunc (not ``()``): callers broadcast them with :func:`_rowparam_operand`."""
-    return (real_param("a", a, dtype=dt, allow_inf=False),
-            real_param("b", b, dtype=dt, allow_inf=False)), ()
+def stochastic_streams(lead):
+    """The ``stream`` operand for scores of leading shape ``lead``:
+    ``arange(prod(lead)).reshape(lead)``, so every matrix of a batch draws
+    from its own stream."""
+    lead = tuple(lead)
+    return np.arange(int(np.prod(lead, dtype=np.int64)), dtype=np.int64).reshape(lead)
 
 
 def _rowparam_operand(name, value, n, lead=()):
-    """A per-query-row parameter as an ``(..., n)`` gufunc operand: scalars
-    and arrays broadcasting against ``lead + (n,)`` (last axis 1 or n)."""
+    """A per-query-row parameter as an ``(..., n)`` operand: scalars and
+    arrays broadcasting against ``lead + (n,)`` (last axis 1 or n)."""
     arr = np.asarray(value)
     if arr.ndim == 0:
         return np.broadcast_to(arr, (n,))
@@ -165,74 +147,46 @@ def _rowparam_operand(name, value, n, lead=()):
     return np.broadcast_to(arr, arr.shape[:-1] + (n,))
 
 
-PARAMS["softmax_sink"] = _softmax_sink_params
-PARAMS["ssmax"] = _ssmax_params
-PARAMS["sigmoid"] = _sigmoid_params
-PARAMS["relu"] = _relu_params
-PARAMS["polynomial"] = _polynomial_params
-PARAMS["softpick"] = _softpick_params
-PARAMS["nap"] = _nap_params
-PARAMS["affine_softmax"] = _affine_softmax_params
+def _stack(vals, dt):
+    """Parameters (scalars or broadcastable arrays) stacked along a new last axis."""
+    if all(np.ndim(v) == 0 for v in vals):
+        return np.array(vals, dtype=dt)   # the common case: one value of each, shape (k,)
+    return np.stack(np.broadcast_arrays(*[np.asarray(v, dtype=dt) for v in vals]), axis=-1)
 
 
-def softmax_sink(scores, *, sink=0.0, mask=None, causal=False, window=None,
-                 empty="zero", out=None, axes=None):
-    reals, ints = _softmax_sink_params(real_dtype_of(scores), sink=sink)
-    return _run(_core.softmax_sink, "softmax_sink", scores, reals, ints,
-                params=dict(sink=sink), mask=mask,
-                causal=causal, window=window, empty=empty, out=out, axes=axes)
+def param_operands(name, dt, values, n, lead, stream_lead=None):
+    """The three parameter operands every gufunc of a normalizer takes:
+    reals ``(..., r)`` [dt], ints ``(..., i)`` [int64] and per-row reals
+    ``(..., n, w)`` [dt], from validated ``values`` (see :func:`validate`).
+    ``stream_lead``: the leading shape that numbers the matrices (for a
+    stream parameter; default ``lead``)."""
+    real_names, int_names, row_names = _LAYOUT[name]
+    reals = [values[k] for k in real_names]
+    ints = [stochastic_streams(lead if stream_lead is None else stream_lead) if k is None
+            else values[k] for k in int_names]
+    rows = [_rowparam_operand(k, np.asarray(values[k], dtype=dt), n, lead) for k in row_names]
+    rop = _stack(reals, dt)
+    iop = _stack(ints, np.int64)
+    rpop = np.stack(np.broadcast_arrays(*rows), axis=-1) if rows else np.empty((n, 0), dtype=dt)
+    return rop, iop, rpop
 
 
-def ssmax(scores, *, c=0.43, mask=None, causal=False, window=None,
-          empty="zero", out=None, axes=None):
-    reals, ints = _ssmax_params(real_dtype_of(scores), c=c)
-    return _run(_core.ssmax, "ssmax", scores, reals, ints,
-                params=dict(c=c), mask=mask, causal=causal,
-                window=window, empty=empty, out=out, axes=axes)
+#: name -> (per-matrix real, integer (None: the stream), per-row real) parameter
+#: names, in the order of the gufunc's reals, ints and rowparams operands
+_LAYOUT = {nm: (tuple(p["name"] for p in d["params"] if p["kind"] == "real" and not p["row"]),
+                tuple(None if p["stream"] else p["name"] for p in d["params"]
+                      if p["kind"] == "int"),
+                tuple(p["name"] for p in d["params"] if p["row"]))
+           for nm, d in INFO.items()}
 
 
-def sigmoid(scores, *, bias=None, mask=None, causal=False, window=None,
-            empty="zero", out=None, axes=None):
-    reals, ints = _sigmoid_params(real_dtype_of(scores), bias=bias)
-    return _run(_core.sigmoid, "sigmoid", scores, reals, ints,
-                params=dict(bias=bias), mask=mask, causal=causal,
-                window=window, empty=empty, out=out, axes=axes)
+def row_param_names(name):
+    """The normalizer's per-query-row parameters."""
+    return _LAYOUT[name][2]
 
 
-def relu(scores, *, power=1, mask=None, causal=False, window=None,
-         empty="zero", out=None, axes=None):
-    reals, ints = _relu_params(real_dtype_of(scores), power=power)
-    return _run(_core.relu, "relu", scores, reals, ints,
-                params=dict(power=power), mask=mask, causal=causal,
-                window=window, empty=empty, out=out, axes=axes)
-
-
-def polynomial(scores, *, power=3, mask=None, causal=False, window=None,
-               empty="zero", out=None, axes=None):
-    reals, ints = _polynomial_params(real_dtype_of(scores), power=power)
-    return _run(_core.polynomial, "polynomial", scores, reals, ints,
-                params=dict(power=power), mask=mask,
-                causal=causal, window=window, empty=empty, out=out, axes=axes)
-
-
-def softpick(scores, *, eps=1e-8, mask=None, causal=False, window=None,
-             empty="zero", out=None, axes=None):
-    reals, ints = _softpick_params(real_dtype_of(scores), eps=eps)
-    return _run(_core.softpick, "softpick", scores, reals, ints, params=dict(eps=eps),
-                mask=mask, causal=causal, window=window, empty=empty, out=out, axes=axes)
-
-
-def nap(scores, *, gain=1.0, bias=0.0, eps=1e-3, mask=None, causal=False, window=None,
-        empty="zero", out=None, axes=None):
-    reals, ints = _nap_params(real_dtype_of(scores), gain=gain, bias=bias, eps=eps)
-    return _run(_core.nap, "nap", scores, reals, ints,
-                params=dict(gain=gain, bias=bias, eps=eps), mask=mask, causal=causal,
-                window=window, empty=empty, out=out, axes=axes)
-
-
-def _query_layout(scores, axes):
-    """(lead, n) of the scores in the (query, key)-last layout."""
-    shape = np.shape(scores)
+def _query_layout(shape, axes):
+    """(lead, n) of scores of this shape in the (query, key)-last layout."""
     if len(shape) <= 1:
         return (), 1
     if axes is not None:
@@ -246,165 +200,115 @@ def _query_layout(scores, axes):
     return tuple(shape[:-2]), shape[-2]
 
 
-def affine_softmax(scores, *, a=1.0, b=0.0, mask=None, causal=False, window=None,
-                   empty="zero", out=None, axes=None):
+def _run(name, scores, params, *, mask=None, causal=False, window=None, empty="zero",
+         out=None, axes=None, return_tau=False):
+    """Validate everything, then call the normalizer's gufunc."""
+    info = INFO[name]
+    gufunc = getattr(_core, name)
     dt = real_dtype_of(scores)
-    (a_arr, b_arr), ints = _affine_softmax_params(dt, a=a, b=b)
-    lead, n = _query_layout(scores, axes)
-    reals = (_rowparam_operand("a", a_arr, n, lead), _rowparam_operand("b", b_arr, n, lead))
-    return _run(_core.affine_softmax, "affine_softmax", scores, reals, ints, mask=mask,
-                causal=causal, window=window, empty=empty, out=out, axes=axes)
-
-
-_H1_NORMALIZERS = [softmax_sink, ssmax, sigmoid, relu, polynomial, softpick, nap,
-                   affine_softmax]
-# ---- end section H1 ----
-
-
-# ---- section: sparse, stochastic and Sinkhorn normalizers (H2) ----
-
-def _run_extra(gufunc, name, scores, reals, ints, return_tau, *, out=None, axes=None, **opts):
-    """_run for the gufuncs with the extra outputs (tau, support).
-
-    ``out`` is the weights array (or, with ``return_tau=True``, optionally a
-    tuple (weights, tau, support)); ``axes`` applies to scores and weights only."""
+    values = validate(name, dt, params)
+    ecode = empty_code(empty)
+    wl, wr = window_bounds(window)
+    extra = info["tau_support"]
     ax_out = None
     if axes is not None:
         ax_in, ax_out = split_axes(axes)
         scores = move_axes(np.asarray(scores), ax_in, "scores")
+    shape = np.shape(scores)
+    if len(shape) == 0:
+        raise ValueError("scores must have at least 1 dimension (a row of scores); got a scalar")
     outs = None
     if out is not None:
-        if isinstance(out, tuple):
-            if len(out) != 3:
-                raise ValueError(f"out for {name} must be an array or a tuple (weights, tau, support)")
-            w_out, tau_out, sup_out = out
+        if extra:
+            if isinstance(out, tuple):
+                if len(out) != 3:
+                    raise ValueError(f"out for {name} must be an array or a tuple "
+                                     "(weights, tau, support)")
+                w_out, tau_out, sup_out = out
+            else:
+                w_out, tau_out, sup_out = out, None, None
+            if ax_out is not None:
+                w_out = move_axes(w_out, ax_out, "out")
+            lead_o = np.shape(w_out)[:-1]
+            if tau_out is None:
+                tau_out = np.empty(lead_o, dtype=w_out.dtype)
+            if sup_out is None:
+                sup_out = np.empty(lead_o, dtype=np.int64)
+            outs = (w_out, tau_out, sup_out)
         else:
-            w_out, tau_out, sup_out = out, None, None
-        if ax_out is not None:
-            w_out = move_axes(w_out, ax_out, "out")
-        lead = np.shape(w_out)[:-1]
-        if tau_out is None:
-            tau_out = np.empty(lead, dtype=w_out.dtype)
-        if sup_out is None:
-            sup_out = np.empty(lead, dtype=np.int64)
-        outs = (w_out, tau_out, sup_out)
-    w, tau, sup = _run(gufunc, name, scores, reals, ints, out=outs, extra=True, **opts)
-    if ax_out is not None:
-        w = np.moveaxis(w, (-2, -1), ax_out)
-    return (w, tau, sup) if return_tau else w
-
-
-def _sparsemax_params(dt):
-    return (), ()
-
-
-PARAMS["sparsemax"] = _sparsemax_params
-
-
-def sparsemax(scores, *, return_tau=False, mask=None, causal=False, window=None,
-              empty="zero", out=None, axes=None):
-    reals, ints = _sparsemax_params(real_dtype_of(scores))
-    return _run_extra(_core.sparsemax, "sparsemax", scores, reals, ints, return_tau,
-                      mask=mask, causal=causal, window=window, empty=empty, out=out, axes=axes)
-
-
-def _entmax_params(dt, alpha=1.5, n_iter=50):
-    a = real_param("alpha", alpha, dtype=dt, allow_inf=False, minimum=1.0)
-    return (a,), (int_param("n_iter", n_iter, minimum=1),)
-
-
-PARAMS["entmax"] = _entmax_params
-
-
-def entmax(scores, *, alpha=1.5, n_iter=50, return_tau=False, mask=None, causal=False,
-           window=None, empty="zero", out=None, axes=None):
-    reals, ints = _entmax_params(real_dtype_of(scores), alpha=alpha, n_iter=n_iter)
-    return _run_extra(_core.entmax, "entmax", scores, reals, ints, return_tau,
-                      params=dict(alpha=alpha, n_iter=n_iter), mask=mask, causal=causal,
-                      window=window, empty=empty, out=out, axes=axes)
-
-
-_INT64_MIN, _INT64_MAX = -(2 ** 63), 2 ** 63 - 1
-
-
-def _stochastic_softmax_params(dt, trials=100, seed=0):
-    """ints (trials, seed).  Callers append the ``stream`` operand (an int64
-    array of the scores' leading shape numbering the matrices, see
-    :func:`stochastic_softmax`) after these."""
-    t = int_param("trials", trials, minimum=1)
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
-        sd = np.asarray(seed)
-        if sd.dtype.kind not in "iu":
-            raise ValueError(f"seed must be an integer; got {seed!r}")
-        sd = sd.astype(np.int64)
-    else:
-        if not _INT64_MIN <= int(seed) <= _INT64_MAX:
-            raise ValueError(f"seed must fit in a signed 64-bit integer; got {seed!r}")
-        sd = np.asarray(int(seed), dtype=np.int64)
-    return (), (t, sd)
-
-
-PARAMS["stochastic_softmax"] = _stochastic_softmax_params
-
-
-def stochastic_streams(lead):
-    """The ``stream`` operand of the stochastic_softmax gufunc for scores of
-    leading shape ``lead``: ``arange(prod(lead)).reshape(lead)``, so every
-    matrix of a batch draws from its own stream."""
-    lead = tuple(lead)
-    return np.arange(int(np.prod(lead, dtype=np.int64)), dtype=np.int64).reshape(lead)
-
-
-def stochastic_softmax(scores, *, trials=100, seed=0, mask=None, causal=False, window=None,
-                       empty="zero", out=None, axes=None):
-    reals, ints = _stochastic_softmax_params(real_dtype_of(scores), trials=trials, seed=seed)
-    shape = np.shape(scores)
-    if axes is not None:
-        try:
-            ax_in = axes[0]
-            shape = np.moveaxis(np.broadcast_to(np.int8(0), shape), ax_in, (-2, -1)).shape
-        except Exception:
-            pass  # _run reports bad axes
-    lead = shape[:-2] if len(shape) >= 2 else ()
+            outs = move_axes(out, ax_out, "out") if ax_out is not None else out
+    row = len(shape) == 1
+    if row:
+        scores = np.asarray(scores)[None, :]
+        if outs is not None:
+            outs = tuple(o[None] for o in outs) if isinstance(outs, tuple) else outs[None, :]
+        shape = scores.shape
+    lead, (n, m) = shape[:-2], shape[-2:]
+    rows = row_param_names(name)
+    check_param_broadcast(lead, "scores", {k: params[k] for k in params if k not in rows})
+    stream_lead = lead
     if mask is not None and np.ndim(mask) > 2:
         try:
-            lead = np.broadcast_shapes(lead, np.shape(mask)[:-2])
+            stream_lead = np.broadcast_shapes(lead, np.shape(mask)[:-2])
         except ValueError:
-            pass  # _run reports the mask that does not broadcast
-    ints = ints + (stochastic_streams(lead),)
-    return _run(_core.stochastic_softmax, "stochastic_softmax", scores, reals, ints,
-                params=dict(trials=trials, seed=seed), mask=mask,
-                causal=causal, window=window, empty=empty, out=out, axes=axes)
+            pass  # mask_operand reports it
+    mk = mask_operand(mask, lead, n, m)
+    ops = param_operands(name, dt, values, n, lead, stream_lead)
+    kw = {}
+    if outs is not None:
+        kw["out"] = outs
+    if dt == np.float64:
+        # small integer/bool scores would pick the float32 loop when no float64
+        # parameter operand forces float64 (README: ints -> float64)
+        kw["signature"] = (np.float64,) + (None,) * (gufunc.nargs - 1)
+    res = gufunc(scores, mk, bool(causal), wl, wr, ecode, *ops, **kw)
+    if row:
+        res = tuple(r[0] for r in res) if isinstance(res, tuple) else res[0]
+    if extra:
+        w, tau, sup = res
+        if ax_out is not None:
+            w = np.moveaxis(w, (-2, -1), ax_out)
+        return (w, tau, sup) if return_tau else w
+    if ax_out is not None:
+        res = np.moveaxis(res, (-2, -1), ax_out)
+    return res
 
 
-def _sinkhorn_params(dt, n_iter=5, eps=1.0):
-    e = real_param("eps", eps, dtype=dt, positive=True, allow_inf=False)
-    if np.any(e <= 0) or not np.all(np.isfinite(e)):
-        raise ValueError(f"eps must be > 0 and finite in {np.dtype(dt).name}; got {eps!r}")
-    return (e,), (int_param("n_iter", n_iter, minimum=1),)
+_SHARED = [("mask", None), ("causal", False), ("window", None), ("empty", "zero"),
+           ("out", None), ("axes", None)]
 
 
-PARAMS["sinkhorn"] = _sinkhorn_params
+def _make(name):
+    """The public function of normalizer ``name``: one keyword per parameter
+    (with its default), ``return_tau`` where the kernel reports a threshold,
+    and the shared masking keywords."""
+    info = INFO[name]
+    kws = [(p["name"], p["default"]) for p in keyword_params(name)]
+    if info["tau_support"]:
+        kws.append(("return_tau", False))
+    kws += _SHARED
+    names = [k for k, _ in kws]
+    pnames = {p["name"] for p in keyword_params(name)}
+
+    def normalizer(scores, **kwargs):
+        bad = sorted(set(kwargs) - set(names))
+        if bad:
+            raise TypeError(f"{name}() got an unexpected keyword argument {bad[0]!r}")
+        params = {k: v for k, v in kwargs.items() if k in pnames}
+        opts = {k: v for k, v in kwargs.items() if k not in pnames}
+        return _run(name, scores, params, **opts)
+
+    P = inspect.Parameter
+    normalizer.__signature__ = inspect.Signature(
+        [P("scores", P.POSITIONAL_OR_KEYWORD)] + [P(k, P.KEYWORD_ONLY, default=v) for k, v in kws])
+    normalizer.__name__ = normalizer.__qualname__ = name
+    normalizer.__module__ = __name__
+    normalizer.__doc__ = NORMALIZER_DOCS.get(name)
+    # PyTorch/NumPy-habit keywords and complex/object dtypes get attnnorm's own TypeError
+    return friendly_errors(normalizer)
 
 
-def sinkhorn(scores, *, n_iter=5, eps=1.0, mask=None, causal=False, window=None,
-             empty="zero", out=None, axes=None):
-    reals, ints = _sinkhorn_params(real_dtype_of(scores), n_iter=n_iter, eps=eps)
-    return _run(_core.sinkhorn, "sinkhorn", scores, reals, ints,
-                params=dict(n_iter=n_iter, eps=eps), mask=mask, causal=causal,
-                window=window, empty=empty, out=out, axes=axes)
-
-
-_H2_NORMALIZERS = [sparsemax, entmax, stochastic_softmax, sinkhorn]
-# ---- end section H2 ----
-
-
-#: name -> function, for every public normalizer
-NORMALIZERS = {f.__name__: f for f in [softmax] + _H1_NORMALIZERS + _H2_NORMALIZERS}
-__all__ = __all__ + [f.__name__ for f in _H1_NORMALIZERS + _H2_NORMALIZERS]
-
-# numpydoc docstrings (attnnorm._docs) and PyTorch/NumPy-habit errors for every normalizer
-for name, fn in list(NORMALIZERS.items()):
-    fn.__doc__ = NORMALIZER_DOCS[name]
-    NORMALIZERS[name] = globals()[name] = friendly_errors(fn)
-del name, fn
+#: name -> function, for every normalizer of the C list
+NORMALIZERS = {name: _make(name) for name in INFO}
+globals().update(NORMALIZERS)
+__all__ = ["NORMALIZERS"] + list(NORMALIZERS)

@@ -86,8 +86,7 @@ def softmax(scores, *, temperature=1.0, mask=None, causal=False, window=None, em
     return _finish(w, empty_rows, empty, row)
 
 
-# ---- section: more normalizers (softmax family and elementwise maps) ----
-# (helper H1 writes here)
+# ---- section: softmax family and elementwise maps ----
 
 
 def _lead_param(p):
@@ -246,6 +245,47 @@ def affine_softmax(scores, *, a=1.0, b=0.0, mask=None, causal=False, window=None
 
 
 # ---- section: sparse, stochastic and Sinkhorn normalizers ----
+
+
+def _current_key(n, m):
+    """(n, m) boolean: True at each query's aligned position i + (m - n)."""
+    return np.arange(m)[None, :] == np.arange(n)[:, None] + (m - n)
+
+
+def stickbreaking(scores, *, include_current=True, mask=None, causal=False, window=None,
+                  empty="zero"):
+    """Stick-breaking attention [Tan2025]: over the keys query i sees, taken
+    nearest first (decreasing key index), beta_j = sigma(s_ij) and
+    a_ij = beta_j prod_{k visible, k > j} (1 - beta_k), evaluated as
+    exp(log sigma(s_ij) - sum_{k > j} softplus(s_ik)) with a reverse cumulative
+    sum.  include_current=False leaves out the key at i + (m - n) (weight 0)."""
+    s, vis, row = _prepare(scores, causal, window, mask)
+    n, m = s.shape[-2:]
+    use = vis & (True if include_current else ~_current_key(n, m))
+    with np.errstate(invalid="ignore", over="ignore"):
+        z = np.where(use, s, -np.inf)                       # -inf: breaks nothing
+        sp = np.logaddexp(0.0, z)                           # softplus(z) = -log(1 - beta)
+        # sum over the nearer keys k > j: reverse cumulative sum, shifted by one
+        tail = np.cumsum(sp[..., ::-1], axis=-1)[..., ::-1]
+        tail = np.concatenate([tail[..., 1:], np.zeros(tail.shape[:-1] + (1,))], axis=-1)
+        w = np.where(use, np.exp(-np.logaddexp(0.0, -z) - tail), 0.0)
+    return _finish(w, ~vis.any(axis=-1), empty, row)
+
+
+def stickbreaking_jacobian(scores, *, include_current=True, current=None):
+    """d a / d s of one row of visible scores (ascending key order) from the
+    scores: d a_j / d s_j = a_j (1 - beta_j), d a_j / d s_l = -a_j beta_l for
+    the nearer keys l > j; ``current``: index of the excluded key (if any)."""
+    z = np.asarray(scores, dtype=np.float64)
+    beta = 1.0 / (1.0 + np.exp(-z))
+    if not include_current and current is not None:
+        beta[current] = 0.0
+    nv = z.size
+    a = np.array([beta[j] * np.prod(1 - beta[j + 1:]) for j in range(nv)])
+    J = np.diag(a * (1 - beta))
+    for j in range(nv):
+        J[j, j + 1:] = -a[j] * beta[j + 1:]
+    return J
 
 
 def _row_classes(s, vis):

@@ -1,5 +1,5 @@
 """Streamed ``attnnorm.diagnose`` against materialising the weights and
-computing the same diagnostics in NumPy (issue 5, item 8).
+computing the same diagnostics in NumPy.
 
 For n = m in --sizes (default 4096 16384), d = 64, one head, softmax with
 scale 1/sqrt(d), each method runs in its own subprocess (so peak memory is

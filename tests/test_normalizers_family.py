@@ -1,4 +1,4 @@
-"""Softmax family and elementwise normalizers (H1): softmax_sink, ssmax, sigmoid,
+"""Softmax family and elementwise normalizers: softmax_sink, ssmax, sigmoid,
 relu, polynomial, softpick, nap, affine_softmax.
 
 Every kernel is compared with the float64 NumPy reference of attnnorm._reference
@@ -483,7 +483,7 @@ def test_bad_parameters_raise_naming_them(name, key, value):
         fn(name)(np.ones((2, 3)), **{key: value})
     # the shared registry validates identically (used by attention / diagnose)
     with pytest.raises(ValueError, match=key):
-        an._normalizers.PARAMS[name](np.dtype(np.float64), **{key: value})
+        an._normalizers.validate(name, np.dtype(np.float64), {key: value})
 
 
 def test_bad_parameter_arrays_and_options():
@@ -500,15 +500,25 @@ def test_bad_parameter_arrays_and_options():
 
 
 def test_params_registry_shapes():
+    """The parameter operands (reals (r), ints (i), per-row reals (n, w)) built
+    from the descriptors: counts, dtypes, and sigmoid's length-aware default
+    (bias=None is NaN in the operand, the kernel then uses -log n_i)."""
     dt = np.dtype(np.float32)
-    P = an._normalizers.PARAMS
-    assert [len(x) for x in P["sigmoid"](dt)] == [1, 1]
-    assert int(P["sigmoid"](dt)[1][0]) == 1 and int(P["sigmoid"](dt, bias=0.5)[1][0]) == 0
-    assert [len(x) for x in P["nap"](dt)] == [3, 0]
-    assert all(r.dtype == dt for r in P["nap"](dt)[0])
-    assert [len(x) for x in P["affine_softmax"](dt, a=2.0)] == [2, 0]
+    N = an._normalizers
+
+    def ops(name, **kw):
+        return N.param_operands(name, dt, N.validate(name, dt, kw), 4, ())
+    r, i, w = ops("sigmoid")
+    assert (r.shape, i.shape, w.shape) == ((1,), (0,), (4, 0))
+    assert np.isnan(r[0]) and ops("sigmoid", bias=0.5)[0][0] == np.float32(0.5)
+    r, i, w = ops("nap")
+    assert r.shape == (3,) and r.dtype == dt and i.shape == (0,)
+    r, i, w = ops("affine_softmax", a=2.0)
+    assert r.shape == (0,) and w.shape == (4, 2) and w.dtype == dt and (w[:, 0] == 2).all()
+    r, i, w = ops("entmax", n_iter=7)
+    assert r.shape == (1,) and i.dtype == np.int64 and list(i) == [7]
     for name in NAMES:
-        assert name in P
+        assert name in N.INFO
 
 
 # ---------------------------------------------------------------------------

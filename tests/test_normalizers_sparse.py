@@ -485,12 +485,14 @@ def test_registered():
     for name in ("sparsemax", "entmax", "stochastic_softmax", "sinkhorn"):
         assert an.NORMALIZERS[name] is getattr(an, name)
         assert name in an.__all__
-    from attnnorm._normalizers import PARAMS
-    reals, ints = PARAMS["entmax"](np.dtype(np.float32), alpha=1.2)
-    assert reals[0].dtype == np.float32 and int(ints[0]) == 50
+    from attnnorm._normalizers import param_operands, validate
+    v = validate("entmax", np.dtype(np.float32), {"alpha": 1.2})
+    assert v["alpha"].dtype == np.float32 and int(v["n_iter"]) == 50
     with pytest.raises(ValueError, match="alpha"):
-        PARAMS["entmax"](np.dtype(np.float64), alpha=0.9)
-    assert len(PARAMS["stochastic_softmax"](np.dtype(np.float64))[1]) == 2
+        validate("entmax", np.dtype(np.float64), {"alpha": 0.9})
+    # trials, seed and the per-matrix stream
+    v = validate("stochastic_softmax", np.dtype(np.float64), {})
+    assert param_operands("stochastic_softmax", np.dtype(np.float64), v, 3, (2,))[1].shape == (2, 3)
 
 
 # --------------------------------------------------------------------------

@@ -1,0 +1,253 @@
+/*
+ * sparse.c -- sparsemax and alpha-entmax row kernels (papers.md A6).
+ *
+ *   alpha-entmax(z)_i = [(alpha - 1) z_i - tau]_+ ^ (1 / (alpha - 1)),  sum_i p_i = 1
+ *
+ * alpha = 2 is sparsemax (Euclidean projection onto the simplex), alpha = 1.5
+ * has an exact sort-based threshold (Peters, Niculae & Martins 2019, as in
+ * the entmax package's entmax15), any other alpha > 1 is solved by bisection
+ * on tau, and alpha = 1 is softmax (tau reported as the log-sum-exp).
+ *
+ * Every row is shifted by its maximum first (X_i = (alpha - 1)(z_i - max z));
+ * since p_max <= 1 the shifted threshold tau' lies in [-1, 0), so only the
+ * candidates with X_i > -1 can be in the support.  The threshold is computed
+ * in double on those candidates only (workspace: one double per key), which
+ * makes the cost O(m) for the max / filter / output passes plus a sort of
+ * the candidates when they are few, or a sort-free exact search of the
+ * support when they are many (exact_tau).  The reported tau is in the units
+ * of the formula above: tau = tau' + (alpha - 1) max z.
+ *
+ * Limits: NaN anywhere in a row -> NaN row (tau NaN); all -inf -> empty row;
+ * +inf entries share the mass equally (tau = +inf).
+ */
+#include <float.h>
+#include <string.h>
+#include "normalize.h"
+#include "an_simd.h"
+#include "normalizers_shared.h"
+
+/* ---- descending sort of doubles (candidates; in place) ----
+ * quicksort with median-of-three, insertion sort below 24 elements; the
+ * smaller side is recursed on, so the stack depth is O(log k). */
+static void sort_desc(double *a, an_int n)
+{
+    while (n > 24) {
+        an_int mid = n / 2;
+        /* median of a[0], a[mid], a[n-1] into a[mid] */
+        if (a[0] < a[mid]) { double t = a[0]; a[0] = a[mid]; a[mid] = t; }
+        if (a[mid] < a[n - 1]) { double t = a[mid]; a[mid] = a[n - 1]; a[n - 1] = t; }
+        if (a[0] < a[mid]) { double t = a[0]; a[0] = a[mid]; a[mid] = t; }
+        double piv = a[mid];
+        an_int i = 0, j = n - 1;
+        for (;;) {                       /* Hoare partition, descending */
+            while (a[i] > piv) i++;
+            while (a[j] < piv) j--;
+            if (i >= j) break;
+            double t = a[i]; a[i] = a[j]; a[j] = t;
+            i++; j--;
+        }
+        an_int left = j + 1;             /* a[0..left) >= piv >= a[left..n) */
+        if (left < n - left) { sort_desc(a, left); a += left; n -= left; }
+        else { sort_desc(a + left, n - left); n = left; }
+    }
+    for (an_int i = 1; i < n; i++) {
+        double v = a[i]; an_int j = i;
+        while (j > 0 && a[j - 1] < v) { a[j] = a[j - 1]; j--; }
+        a[j] = v;
+    }
+}
+
+/* ---- sparsemax threshold on sorted candidates X (descending, X[0] = 0) ----
+ *   k* = max{k : 1 + k X_(k) > sum_{j<=k} X_(j)},  tau' = (sum_{j<=k*} X_(j) - 1) / k*
+ * (Martins & Astudillo 2016). */
+static double sparsemax_tau_sorted(const double *X, an_int k)
+{
+    double cum = 0, tau = X[0] - 1.0;
+    for (an_int r = 0; r < k; r++) {
+        cum += X[r];
+        if (1.0 + (double)(r + 1) * X[r] > cum) tau = (cum - 1.0) / (double)(r + 1);
+        else break;
+    }
+    return tau;
+}
+
+/* ---- 1.5-entmax threshold on sorted candidates X = (z - max z) / 2 ----
+ * For the top-k: mean_k, ss_k = sum (X - mean_k)^2, delta_k = (1 - ss_k) / k,
+ * tau_k = mean_k - sqrt(max(delta_k, 0)); support = #{k : tau_k <= X_(k)},
+ * tau' = tau_support (Peters et al. 2019, exact for alpha = 1.5). */
+static double entmax15_tau_sorted(const double *X, an_int k)
+{
+    /* the condition holds on a prefix k = 1..support: stop at the first failure */
+    double cum = 0, cum2 = 0, tau_sel = X[0] - 1.0;
+    for (an_int r = 0; r < k; r++) {
+        double kk = (double)(r + 1);
+        cum += X[r]; cum2 += X[r] * X[r];
+        double mean = cum / kk;
+        double ss = kk * (cum2 / kk - mean * mean);
+        double delta = (1.0 - ss) / kk;
+        double tau = mean - sqrt(delta > 0 ? delta : 0.0);
+        if (tau <= X[r]) tau_sel = tau; else break;
+    }
+    return tau_sel;
+}
+
+/* ---- exact threshold for power q = 1 (sparsemax) or q = 2 (1.5-entmax) ----
+ * X[0..k): candidates in (-1, 0] (max 0), overwritten.  tau' solves
+ * h(tau) = sum_i [X_i - tau]_+^q = 1.  Few candidates (k <= 64): sort and use
+ * the sort-based formulas above.  Many: find the support without sorting.
+ *  1. Lower bounds: for any set S of candidates, tau' >= (sum_S X - 1) / |S|
+ *     (q = 1) and tau' >= mean_S X - 1 / sqrt(|S|) (q = 2, by Cauchy-Schwarz),
+ *     so the candidates <= that bound are out; repeat on the rest while it
+ *     shrinks (for q = 1 this is Michelot's algorithm and ends exactly).
+ *  2. Bisection on [lo, hi] (h(lo) >= 1 >= h(hi); hi = -1/k^(1/q) as
+ *     p_max >= 1/k), keeping only the candidates inside (lo, hi]: those
+ *     <= lo are out for good, those > hi in the support for good and enter h
+ *     through running sums.  When none is left inside, the support
+ *     S = {X > hi} is exact and tau' is the sort-based closed form on S:
+ *       q = 1: tau' = (sum_S X - 1) / |S|
+ *       q = 2: tau' = mean_S - sqrt(max(0, (1 - ss_S) / |S|)),  ss_S = sum_S (X - mean_S)^2
+ *     Candidates still inside after 64 halvings lie within 2^-64 of tau'
+ *     (zero weight either way) and are counted in S, leaving tau' unchanged. */
+static double exact_tau(double *X, an_int k, int q)
+{
+    if (k <= 64) {
+        sort_desc(X, k);
+        return q == 1 ? sparsemax_tau_sorted(X, k) : entmax15_tau_sorted(X, k);
+    }
+    double lo = -1.0, hi = q == 1 ? -1.0 / (double)k : -1.0 / sqrt((double)k);
+    /* 1. lower bounds from the candidate set itself */
+    for (;;) {
+        double sum = 0;
+        _Pragma("omp simd reduction(+:sum)")
+        for (an_int r = 0; r < k; r++) sum += X[r];
+        const double lb = q == 1 ? (sum - 1.0) / (double)k
+                                 : sum / (double)k - 1.0 / sqrt((double)k);
+        if (q == 1 || lb > lo) lo = lb;
+        an_int w = 0;
+        for (an_int r = 0; r < k; r++) { const double x = X[r]; X[w] = x; w += x > lo; }
+        if (w == k) break;
+        k = w;
+    }
+    if (q == 1) return lo;          /* Michelot: every kept X is above lo */
+    if (lo > hi) lo = hi;
+    /* 2. bisection isolating the support */
+    double n_in = 0, s1 = 0, s2 = 0;
+    an_int na = k;
+    for (int it = 0; it < 64 && na > 0; it++) {
+        const double mid = 0.5 * (lo + hi);
+        double h = s2 - 2.0 * mid * s1 + n_in * mid * mid;
+        _Pragma("omp simd reduction(+:h)")
+        for (an_int r = 0; r < na; r++) {
+            double d = X[r] - mid;
+            d = d > 0 ? d : 0.0;
+            h += d * d;
+        }
+        if (h >= 1.0) lo = mid; else hi = mid;
+        an_int w = 0;
+        for (an_int r = 0; r < na; r++) {
+            const double x = X[r];
+            const int in = x > hi;
+            n_in += in; s1 += in ? x : 0.0; s2 += in ? x * x : 0.0;
+            X[w] = x; w += (x > lo) & !in;
+        }
+        na = w;
+    }
+    for (an_int r = 0; r < na; r++) { n_in += 1; s1 += X[r]; s2 += X[r] * X[r]; }
+    const double mean = s1 / n_in;
+    const double ss = s2 - n_in * mean * mean;
+    const double delta = (1.0 - ss) / n_in;
+    return mean - sqrt(delta > 0 ? delta : 0.0);
+}
+
+/* ---- alpha-entmax by bisection, alpha > 1, alpha != 1.5, 2 ----
+ * Parametrised as p_i = [1 + (alpha-1)(z_i - max z - theta)]_+^(1/(alpha-1)),
+ * i.e. tau' = (alpha-1) theta - 1, with theta in [0, (1 - n^(1-alpha))/(alpha-1)]
+ * (p_max <= 1 and p_max >= 1/n).  The power is evaluated as
+ * exp(log1p(u) / (alpha-1)), which tends to exp(z - max z - theta) as alpha -> 1,
+ * (vectorised: VOPS->pow1p_sums), which tends to exp(z - max z - theta) as
+ * alpha -> 1, so the map is continuous into softmax.  n_iter halvings, then
+ * the weights are renormalised to sum to 1 (as the entmax package's
+ * entmax_bisect).  Workspace (ws_mult = 4): the candidates' (sparse_impl.inc),
+ * then their powers. */
+/* The root theta* of s(theta) = sum_r [1 + am1 (d_r - theta)]_+^(1/am1) - 1
+ * (decreasing in theta) in [lo, hi], by Newton steps kept inside a shrinking
+ * bracket (a step that leaves it bisects instead), until a step is below
+ * 1e-14 max(1, theta).  s is convex for am1 < 1 and concave for am1 > 1:
+ * Newton started on the side where it approaches monotonically.  The sums
+ * are vectorised (an_vd->pow1p_sums); pw: k doubles of scratch. */
+static double entmax_root(const double *d, an_int k, double am1, double lo, double hi,
+                          double *pw)
+{
+    double th = am1 < 1.0 ? lo : hi;
+    for (int it = 0; it < 200; it++) {
+        double der;   /* -ds/dtheta */
+        const double s = an_vd->pow1p_sums(d, k, am1, th, &der, pw);
+        if (s == 0.0) return th;
+        if (s > 0.0) lo = th; else hi = th;
+        double nt = der > 0.0 ? th + s / der : 0.5 * (lo + hi);
+        if (!(nt > lo && nt < hi)) nt = 0.5 * (lo + hi);
+        if (!(nt > lo && nt < hi)) return th;       /* bracket exhausted */
+        const double step = nt - th;
+        th = nt;
+        if (fabs(step) <= 1e-14 * (fabs(th) > 1.0 ? fabs(th) : 1.0)) break;
+    }
+    return th;
+}
+
+/* theta after n_iter bisection halvings of [0, (1 - nv^(-am1)) / am1]:
+ * each halving keeps the half holding the root (s(mid) >= 1 iff
+ * mid <= theta*), so the root, found once (entmax_root), decides every
+ * halving; the costly sum over the candidates is evaluated a handful of
+ * times instead of n_iter times.  d: candidates z - max z (> -1/am1);
+ * pw: k doubles of scratch. */
+static double entmax_bisect_theta(const double *d, an_int k, an_int nv,
+                                  double am1, int64_t n_iter, double *pw)
+{
+    double lo = 0.0, hi = -expm1(-am1 * log((double)nv)) / am1;
+    const double root = entmax_root(d, k, am1, lo, hi, pw);
+    for (int64_t it = 0; it < n_iter; it++) {
+        const double mid = 0.5 * (lo + hi);
+        if (mid <= root) lo = mid; else hi = mid;
+        if (lo == hi) break;
+    }
+    return 0.5 * (lo + hi);
+}
+
+/* The weight of a candidate of score xk in the support:
+ *   sparsemax  [xk - mx - tau]_+
+ *   entmax15   [(xk - mx) / 2 - tau]_+^2
+ *   bisection  [1 + am1 (xk - mx - theta)]_+^(1 / am1) * inv, the power
+ *              of candidate r computed beforehand in pw[r] */
+enum { AN_W_SPARSEMAX, AN_W_ENTMAX15, AN_W_BISECT };
+typedef struct { int form; double mx, tau, theta, am1, inv; const double *pw; } an_sparse_w;
+static inline double pos_part(double u) { return u > 0 ? u : 0.0; }
+static inline double an_sparse_weight(const an_sparse_w *w, double xk, an_int r)
+{
+    switch (w->form) {
+    case AN_W_SPARSEMAX: return pos_part((xk - w->mx) - w->tau);
+    case AN_W_ENTMAX15:
+        return pos_part(0.5 * (xk - w->mx) - w->tau) * pos_part(0.5 * (xk - w->mx) - w->tau);
+    default: return w->pw[r] * w->inv;
+    }
+}
+
+#define AN_TEMPLATE "sparse_impl.inc"
+#include "an_template.h"
+
+const an_normdesc an_norm_sparsemax = {
+    .name = "sparsemax",
+    .row_f = sparsemax_row_f, .row_d = sparsemax_row_d, .ws_mult = 3,
+    .tau_support = 1, .lists_support = 1, .jac = AN_JAC_PROJECTION };
+
+/* Jacobian diag(t) - t t^T / sum t with t = a^(2 - alpha) on the support */
+static void entmax_jac(const an_normmat *M, an_int nv, double *e, double *T)
+{ (void)nv; *e = 2.0 - M->p[0]; *T = 1.0; }
+const an_normdesc an_norm_entmax = {
+    .name = "entmax",
+    .params = { { "alpha", AN_PARAM_REAL, AN_PF_FINITE, 1.5, { 1.0, INFINITY, 0, NULL },
+                  { 1.0, INFINITY, 1, "> 1" } },
+                { "n_iter", AN_PARAM_INT, 0, 50, { 1.0, INFINITY, 0, NULL }, AN_DOM_SAME } },
+    .nparams = 2,
+    .row_f = entmax_row_f, .row_d = entmax_row_d, .ws_mult = 4,
+    .tau_support = 1, .lists_support = 1,
+    .jac = AN_JAC_DOWNDATE, .jac_sum = 1, .jac_downdate = entmax_jac };

@@ -1,0 +1,72 @@
+/*
+ * an_simd.h -- vectorised row primitives with run-time CPU dispatch.
+ *
+ * simd_impl.inc is compiled three times (portable, AVX2+FMA, AVX-512F) into
+ * tables of function pointers; an_simd_init() picks one at import from
+ * __builtin_cpu_supports, or from ATTNNORM_CPU=default|avx2|avx512 to force a
+ * path (the tests use it to exercise the portable code).  The wheel therefore
+ * runs on any x86-64 (and any other CPU through the portable table).
+ */
+#ifndef AN_SIMD_H
+#define AN_SIMD_H
+#include "an_common.h"
+
+#define AN_VECOPS_FIELDS(T)                                                   \
+    /* max over x[0..n) (NaN-propagating: returns NaN if any x is NaN) */     \
+    T (*max)(const T *x, an_int n);                                           \
+    /* x[i] = exp((x[i] - shift) * mul); returns sum of the new x */          \
+    double (*exp_shift_sum)(T *x, an_int n, T shift, T mul);                  \
+    /* e[i] = exp((s[i] - shift) * mul); returns sum e[i] and sets      \
+     * *dot = sum e[i] (s[i] - shift) (in double): softmax mass and the      \
+     * entropy's mean score in one pass (diagnose) */                         \
+    double (*exp_shift_sum_dot)(const T *s, T *e, an_int n, T shift, T mul,  \
+                                double *dot);                                 \
+    /* x[i] *= c */                                                           \
+    void (*scale)(T *x, an_int n, T c);                                       \
+    /* y[i] += a * x[i] */                                                    \
+    void (*axpy)(T *y, const T *x, an_int n, T a);                            \
+    /* indices i (increasing) with x[i] > thr into idx[0..count), count      \
+     * returned; idx holds n entries (NaN is never above; n < 2^31) */        \
+    an_int (*above)(const T *x, an_int n, T thr, int32_t *idx);              \
+    /* entmax power sums (double whatever T): p_r = [1 + u_r]_+^(1/am1),    \
+     * u_r = am1 (d[r] - th); returns sum p_r - 1, sets *der = sum p_r /    \
+     * (1 + u_r) and pw[r] = p_r (an_pow1p.h) */                              \
+    double (*pow1p_sums)(const double *d, an_int k, double am1, double th,   \
+                         double *der, double *pw);                            \
+    /* x[i] = sigmoid(x[i] + shift) = 1 / (1 + exp(-(x[i] + shift))),    \
+     * overflow-free through exp(-|v|) (simd_impl.inc: sigmoidf_/sigmoidd_) */ \
+    void (*sigmoid_shift)(T *x, an_int n, T shift);                           \
+    /* softpick terms: d_i = exp(x[i] - shift) - t; x[i] = max(d_i, 0)  \
+     * where x[i] > 0, else 0 (t = exp(-shift): d_i = 0 there in exact math); \
+     * returns the sum of |d_i| over the x[i] != -inf (shift finite) */       \
+    double (*softpick_terms)(T *x, an_int n, T shift, T t);                  \
+    /* x[i] = elu(x[i]) + 1 = x[i] > 0 ? x[i] + 1 : exp(x[i])          \
+     * (the elu1 feature map of linear attention; NaN stays NaN) */          \
+    void (*elu1)(T *x, an_int n);                                             \
+    /* d_i = ((double)x[i] - s1) - s2: returns sum d_i, *sq = sum d_i^2 */ \
+    double (*dev_sums)(const T *x, an_int n, double s1, double s2, double *sq); \
+    /* x[i] = (T)(g * (d_i * r) + b), d_i as in dev_sums */              \
+    void (*dev_affine)(T *x, an_int n, double s1, double s2, double r,       \
+                       double g, double b);
+
+typedef struct { AN_VECOPS_FIELDS(float) const char *name; } an_vecops_f;
+typedef struct { AN_VECOPS_FIELDS(double) const char *name; } an_vecops_d;
+
+extern const an_vecops_f *an_vf;   /* the chosen float table */
+extern const an_vecops_d *an_vd;   /* the chosen double table */
+
+/* Choose the tables; returns the name of the chosen path. */
+const char *an_simd_init(void);
+/* Name of the best path this CPU supports ("avx512", "avx2", "default"). */
+const char *an_simd_best(void);
+
+/* an_pack_lut[m]: the positions of the set bits of the byte m, one per byte
+ * in increasing order (the left-pack table of the x86 `above`). */
+extern uint64_t an_pack_lut[256];
+
+/* Scalar exp with the same algorithm as the vector code (used in scalar tails
+ * and by kernels that need one value at a time). */
+double an_exp_d(double x);
+float an_exp_f(float x);
+
+#endif
