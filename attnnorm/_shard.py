@@ -23,12 +23,10 @@ the visible length of query ``i`` over all keys, ``n_s`` over the shard's):
   feature (query column ``-log n_i / scale``, key column 1).
 * sparsemax / entmax: the global threshold ``tau`` satisfies ``tau >= tau_s``
   for every shard, so the global support lies in the union of the shards'
-  supports.  Pass 1 collects each shard's support scores (candidates); the
-  normalizer on the concatenated candidates gives ``tau`` and the mass
-  ``M_s`` each shard holds.  Pass 2 runs the fused kernel on the shard plus
-  one virtual key of value 0 whose score ``x_s`` carries the other shards'
-  mass, ``((alpha - 1) x_s - tau)^(1/(alpha-1)) = 1 - M_s``: the kernel's
-  threshold is then ``tau`` and the shard's weights are the global ones.
+  supports.  Pass 1 lists each row's support in each shard (key indices and
+  scores: the candidates); the normalizer on the concatenated candidates
+  gives the global weights of every candidate, and each shard adds
+  ``sum w_j v_j`` over its candidates (a gather of O(support x e)).
 * NAP: pass 1 sums the visible scores (mean ``mu``); pass 2 runs on scores
   shifted by ``-mu`` (an extra feature) and returns ``sum (s - mu) v``,
   ``sum (s - mu)^2`` and ``sum v``; ``o = g sum(s-mu) v / (sigma + eps) + b sum v``.
@@ -464,27 +462,6 @@ class _Block:
         ka = np.concatenate([self.k.astype(dt), np.ones(self.k.shape[:-1] + (1,), dt)], axis=-1)
         return qa, ka
 
-    def with_virtual_key(self, x):
-        """(q', k', v', mask') : the shard plus one visible key of value 0 whose
-        score for query i is x_i."""
-        dt = self.q.dtype if self.q.dtype in (np.float32, np.float64) else np.float64
-        extra = (np.asarray(x, np.float64) / self.scale_col())[..., None].astype(dt)
-        lead = np.broadcast_shapes(self.q.shape[:-2], extra.shape[:-2])
-        qa = np.concatenate([np.broadcast_to(self.q, lead + self.q.shape[-2:]).astype(dt),
-                             np.broadcast_to(extra, lead + (self.nb, 1))], axis=-1)
-        kl = self.k.shape[:-2]
-        ka = np.zeros(kl + (self.ms + 1, self.k.shape[-1] + 1), dt)
-        ka[..., :self.ms, :-1] = self.k
-        ka[..., self.ms, -1] = 1
-        va = None
-        if self.v is not None:
-            va = np.zeros(self.v.shape[:-2] + (self.ms + 1, self.v.shape[-1]), self.v.dtype)
-            va[..., :self.ms, :] = self.v
-        mk = None
-        if self.mask is not None:
-            mk = np.concatenate([self.mask, np.ones(self.mask.shape[:-1] + (1,), bool)], axis=-1)
-        return qa, ka, va, mk
-
     def scores(self, rows):
         """Scaled scores of query rows ``rows`` (a slice), masked -inf, float64."""
         s = np.matmul(self.q[..., rows, :], np.swapaxes(self.k, -1, -2)).astype(np.float64)
@@ -607,12 +584,6 @@ def _ew_call(ctx, b, info, fn):
 
 # ---- sparsemax / entmax --------------------------------------------------
 
-def _alpha(ctx, b):
-    if ctx["normalizer"] == "sparsemax":
-        return np.float64(2.0)
-    return np.asarray(b.params.get("alpha", 1.5), np.float64)
-
-
 def _sp_params(ctx, b):
     if ctx["normalizer"] == "entmax":
         return {p: b.params[p] for p in ("alpha", "n_iter") if p in b.params}
@@ -620,69 +591,88 @@ def _sp_params(ctx, b):
 
 
 def _sp_candidates(ctx, b, info):
-    """The scores of each row's support in this shard, padded with -inf."""
+    """Each row's support in this shard (key index and score), padded to the
+    block's widest support with index ``ms`` and score -inf.  The support of
+    the shard's own normalisation comes from attention_weights on query
+    sub-blocks; the scores of the support keys are the dot products of the
+    gathered rows (O(support x d))."""
     b = _Block(ctx, b)
     prm = _sp_params(ctx, b)
-    out = []
-    width = 0
+    lead = np.broadcast_shapes(b.q.shape[:-2], b.k.shape[:-2])
+    nlead = int(np.prod(lead, dtype=np.int64))
+    qf = np.broadcast_to(b.q, lead + b.q.shape[-2:]).reshape(nlead, b.nb, -1)
+    kf = np.broadcast_to(b.k, lead + b.k.shape[-2:]).reshape(nlead, b.ms, -1)
+    sc = np.broadcast_to(np.asarray(b.scale, np.float64), lead).reshape(nlead)
+    subs = []
     for r0 in range(0, b.nb, _SUB):
-        rows = slice(r0, min(r0 + _SUB, b.nb))
-        mk = None if b.mask is None else b.mask[..., rows, :]
-        w = b.call("attention_weights", ctx["normalizer"], q=b.q[..., rows, :], mask=mk, **prm)
-        s = b.scores(rows)
-        c = np.where(w > 0, s, -np.inf)
-        kk = int((w > 0).sum(-1).max()) if w.size else 0
-        c = -np.sort(-c, axis=-1)[..., :kk] if kk else c[..., :0]
-        out.append(c)
-        width = max(width, kk)
-    lead = np.broadcast_shapes(*[c.shape[:-2] for c in out]) if out else ()
-    full = np.full(lead + (b.nb, width), -np.inf)
+        r1 = min(r0 + _SUB, b.nb)
+        mk = None if b.mask is None else b.mask[..., r0:r1, :]
+        w = b.call("attention_weights", ctx["normalizer"], q=b.q[..., r0:r1, :], mask=mk, **prm)
+        w = np.broadcast_to(w, lead + w.shape[-2:]).reshape(nlead * (r1 - r0), b.ms)
+        flat = np.flatnonzero(w > 0)
+        row, col = np.divmod(flat, b.ms)
+        cnt = np.bincount(row, minlength=w.shape[0])
+        width = int(cnt.max()) if cnt.size else 0
+        start = np.concatenate([[0], np.cumsum(cnt)[:-1]])
+        slot = np.arange(flat.size) - start[row]
+        li, qi = np.divmod(row, r1 - r0)
+        sco = np.einsum("ij,ij->i", qf[li, r0 + qi].astype(np.float64),
+                        kf[li, col].astype(np.float64)) * sc[li]
+        idx = np.full((w.shape[0], width), b.ms, np.int64)
+        val = np.full((w.shape[0], width), -np.inf)
+        idx[row, slot] = col
+        val[row, slot] = sco
+        subs.append((idx.reshape(lead + (r1 - r0, width)), val.reshape(lead + (r1 - r0, width))))
+    width = max([x[0].shape[-1] for x in subs] + [0])
+    idx = np.full(lead + (b.nb, width), b.ms, np.int64)
+    val = np.full(lead + (b.nb, width), -np.inf)
     r0 = 0
-    for c in out:
-        full[..., r0:r0 + c.shape[-2], :c.shape[-1]] = c
-        r0 += c.shape[-2]
-    return {"c": full}
+    for i_, v_ in subs:
+        idx[..., r0:r0 + i_.shape[-2], :i_.shape[-1]] = i_
+        val[..., r0:r0 + v_.shape[-2], :v_.shape[-1]] = v_
+        r0 += i_.shape[-2]
+    return {"idx": idx, "c": val}
 
 
 def _sp_merge(ctx, parts, info):
+    """The normalizer on the concatenated candidates: the global weights of
+    every candidate key, per shard."""
     import attnnorm
     info = dict(info)
+    info["w"], info["idx"] = [], []
     if not parts:
-        info["x"] = []
         return info
     cs = [p["c"] for p in parts]
     lead = np.broadcast_shapes(*[c.shape[:-1] for c in cs])
     cat = np.concatenate([np.broadcast_to(c, lead + c.shape[-1:]) for c in cs], axis=-1)
-    prm = info["p"] if ctx["normalizer"] == "entmax" else {}
+    prm = {}
+    if ctx["normalizer"] == "entmax":
+        prm = {p: info["p"][p] for p in ("alpha", "n_iter") if p in info["p"]}
     fn = getattr(attnnorm, ctx["normalizer"]).__wrapped_numpy__
-    if cat.shape[-1] == 0:
-        cat = np.full(lead + (1,), -np.inf)
-        cs = [cat[..., :1]] + [c for c in cs[1:]]
-    with np.errstate(invalid="ignore"):
-        w, tau, _ = fn(cat, return_tau=True, **{p: prm[p] for p in ("alpha", "n_iter") if p in prm})
-    am1 = (np.asarray(prm.get("alpha", 2.0 if ctx["normalizer"] == "sparsemax" else 1.5),
-                      np.float64) - 1.0)
-    am1 = am1[..., None] if am1.ndim else am1
-    xs = []
+    w = fn(cat, **prm) if cat.shape[-1] else np.zeros(cat.shape)
     start = 0
-    for c in cs:
-        mass = w[..., start:start + c.shape[-1]].sum(-1)
+    for p, c in zip(parts, cs):
+        info["w"].append(w[..., start:start + c.shape[-1]])
+        info["idx"].append(np.broadcast_to(p["idx"], lead + c.shape[-1:]))
         start += c.shape[-1]
-        rest = np.clip(1.0 - mass, 0.0, None)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            x = (tau + rest ** am1) / am1
-        xs.append(np.where(np.isfinite(x), x, 0.0))
-    info["x"] = xs
     return info
 
 
 def _sp_call(ctx, b, info, fn, index):
-    x = info["x"][index]
-    qa, ka, va, mk = b.with_virtual_key(x)
-    prm = _sp_params(ctx, b)
+    w, idx = info["w"][index], info["idx"][index]
     if fn == "attention":
-        return b.call(fn, ctx["normalizer"], q=qa, k=ka, v=va, mask=mk, **prm).astype(np.float64)
-    return b.call(fn, ctx["normalizer"], q=qa, k=ka, mask=mk, **prm)[..., :b.ms].astype(np.float64)
+        # sum over the candidates of w * v[idx]
+        v = np.concatenate([b.v, np.zeros(b.v.shape[:-2] + (1, b.v.shape[-1]), b.v.dtype)], -2)
+        lead = np.broadcast_shapes(v.shape[:-2], idx.shape[:-2])
+        v = np.broadcast_to(v, lead + v.shape[-2:])
+        flat = np.broadcast_to(idx, lead + idx.shape[-2:]).reshape(lead + (-1,))
+        g = np.take_along_axis(v, flat[..., None], axis=-2).reshape(
+            lead + idx.shape[-2:] + (v.shape[-1],))
+        return np.einsum("...k,...ke->...e", w, g.astype(np.float64))
+    lead = idx.shape[:-2]
+    out = np.zeros(lead + (b.nb, b.ms + 1))
+    np.put_along_axis(out, idx, w, axis=-1)
+    return out[..., :b.ms]
 
 
 # ---- NAP -----------------------------------------------------------------
