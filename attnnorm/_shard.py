@@ -502,15 +502,64 @@ def _sm_query(ctx, b, info):
     return b.q, {}
 
 
+def _score_floor(b, q):
+    """A lower bound of every score ``scale q_i . k_j`` of the shard, per row:
+    ``q'_i . c - |q'_i| max_j |k_j - c|`` with ``q' = scale q`` and ``c`` the
+    mean key (Cauchy-Schwarz), minus 1."""
+    qs = q.astype(np.float64) * np.asarray(b.scale, np.float64)[..., None, None]
+    kk = b.k.astype(np.float64)
+    c = kk.mean(-2) if b.ms else np.zeros(kk.shape[:-2] + kk.shape[-1:])
+    rad = np.sqrt(((kk - c[..., None, :]) ** 2).sum(-1)).max(-1) if b.ms else np.zeros(kk.shape[:-2])
+    return (np.einsum("...nd,...d->...n", qs, c) - np.sqrt((qs ** 2).sum(-1)) * rad[..., None]
+            - 1.0)
+
+
 def _sm_lognorm(ctx, b, info):
+    """Output and log-normaliser of the shard's softmax from one fused pass:
+    an extra visible key with score ``x_i`` below every score of the row and
+    value ``e_(e+1)`` gets weight ``p_i = exp(x_i - L'_i)``, ``L'_i =
+    log(e^x_i + sum_j e^s_ij)``; so ``L_s = L' + log(1 - p)`` and the shard's
+    output is the other columns divided by ``1 - p``.  Rows where ``p``
+    underflows (scores spread over more than the exponent range) use
+    ``return_stats=True`` instead."""
     b = _Block(ctx, b)
     q, prm = _sm_query(ctx, b, info)
-    v = b.v if b.v is not None else _ones(b, b.q.dtype)
-    o, st = b.call("attention", "softmax", q=q, v=v, return_stats=True, **prm)
-    ls = np.where(np.isnan(st.lognorm), -np.inf, st.lognorm.astype(np.float64))
+    dt = q.dtype if q.dtype in (np.float32, np.float64) else np.float64
+    v = b.v if b.v is not None else np.zeros(b.k.shape[:-1] + (1,), dt)
+    x = _score_floor(b, q)
+    temp = np.asarray(prm.get("temperature", 1.0), np.float64)
+    temp = temp[..., None] if temp.ndim else temp
+    lead = np.broadcast_shapes(q.shape[:-2], x.shape[:-1])
+    qa = np.concatenate([np.broadcast_to(q, lead + q.shape[-2:]).astype(dt),
+                         np.broadcast_to((x / b.scale_col())[..., None].astype(dt),
+                                         lead + (b.nb, 1))], axis=-1)
+    ka = np.zeros(b.k.shape[:-2] + (b.ms + 1, b.k.shape[-1] + 1), dt)
+    ka[..., :b.ms, :-1] = b.k
+    ka[..., b.ms, -1] = 1
+    va = np.zeros(v.shape[:-2] + (b.ms + 1, v.shape[-1] + 1), np.result_type(v.dtype, dt))
+    va[..., :b.ms, :-1] = v
+    va[..., b.ms, -1] = 1
+    mk = None
+    if b.mask is not None:
+        mk = np.concatenate([b.mask, np.ones(b.mask.shape[:-1] + (1,), bool)], axis=-1)
+    out = b.call("attention", "softmax", q=qa, k=ka, v=va, mask=mk, **prm).astype(np.float64)
+    pe = out[..., -1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lp = x / temp - np.log(pe)
+        ls = lp + np.log1p(-pe)
+        o = out[..., :-1] / (1.0 - pe)[..., None]
+    alive = pe < 1.0
+    ls = np.where(alive, ls, -np.inf)
+    o = np.where(alive[..., None], o, 0.0)
+    bad = ~(pe > np.finfo(dt).tiny * 2 ** 24) & alive
+    if np.any(bad):
+        o2, st = b.call("attention", "softmax", q=q, v=v, return_stats=True, **prm)
+        l2 = np.where(np.isnan(st.lognorm), -np.inf, st.lognorm.astype(np.float64))
+        ls = np.where(bad, l2, ls)
+        o = np.where(bad[..., None], o2.astype(np.float64), o)
     part = {"L": ls}
     if ctx["kind"] == "attention":
-        part["o"] = o.astype(np.float64)
+        part["o"] = o
         if ctx["normalizer"] == "affine_softmax":
             part["V"] = b.call("attention", "affine_softmax", a=0.0, b=1.0).astype(np.float64)
     return part
@@ -661,14 +710,20 @@ def _sp_merge(ctx, parts, info):
 def _sp_call(ctx, b, info, fn, index):
     w, idx = info["w"][index], info["idx"][index]
     if fn == "attention":
-        # sum over the candidates of w * v[idx]
-        v = np.concatenate([b.v, np.zeros(b.v.shape[:-2] + (1, b.v.shape[-1]), b.v.dtype)], -2)
-        lead = np.broadcast_shapes(v.shape[:-2], idx.shape[:-2])
-        v = np.broadcast_to(v, lead + v.shape[-2:])
-        flat = np.broadcast_to(idx, lead + idx.shape[-2:]).reshape(lead + (-1,))
-        g = np.take_along_axis(v, flat[..., None], axis=-2).reshape(
-            lead + idx.shape[-2:] + (v.shape[-1],))
-        return np.einsum("...k,...ke->...e", w, g.astype(np.float64))
+        # sum over the candidates of w * v[idx]: one sparse (rows x keys)
+        # product per shard, O(support x e)
+        from scipy import sparse
+        lead = np.broadcast_shapes(b.v.shape[:-2], idx.shape[:-2])
+        nlead = int(np.prod(lead, dtype=np.int64))
+        idx = np.broadcast_to(idx, lead + idx.shape[-2:]).reshape(nlead, b.nb, -1)
+        w = np.broadcast_to(w, lead + w.shape[-2:]).reshape(nlead, b.nb, -1)
+        keep = idx < b.ms
+        li, row, slot = np.nonzero(keep)
+        cols = li * b.ms + idx[li, row, slot]
+        mat = sparse.csr_matrix((w[li, row, slot], (li * b.nb + row, cols)),
+                                shape=(nlead * b.nb, nlead * b.ms))
+        vv = np.broadcast_to(b.v, lead + b.v.shape[-2:]).reshape(nlead * b.ms, -1)
+        return np.asarray(mat @ vv.astype(np.float64)).reshape(lead + (b.nb, b.v.shape[-1]))
     lead = idx.shape[:-2]
     out = np.zeros(lead + (b.nb, b.ms + 1))
     np.put_along_axis(out, idx, w, axis=-1)
