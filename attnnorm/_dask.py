@@ -157,7 +157,7 @@ def _meta_call(func, name, call, present, sizes):
     tiny = dict(call)
     for a, core in present:
         x = call[a]
-        dt = getattr(x, "dtype", np.asarray(x).dtype)
+        dt = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
         if core:
             shape = tuple(sizes.get(c, _TINY) for c in core)
             fill = True if dt == np.bool_ else 0.5

@@ -122,6 +122,7 @@ def run(name, call):
         if name == "diagnose":
             args.pop("empty")
         return blockwise(numpy_fn, name, args)
+    has_lognorm = normalizer in SOFTMAX_FAMILY
     if fam == "softmax_alpha1":
         normalizer, params, fam = "softmax", {}, "softmax"
     qs, ks = np.shape(q), np.shape(k)
@@ -184,7 +185,7 @@ def run(name, call):
                causal=_causal_code(causal), window=_window(window), empty=empty,
                params={p: vv for p, vv in params.items() if p not in pnames},
                scale=None if "scale" in pnames else scale, stats=return_stats,
-               e=(np.shape(v)[-1] if v is not None else 0), d=d)
+               e=(np.shape(v)[-1] if v is not None else 0), d=d, has_lognorm=has_lognorm)
     qoff = np.concatenate([[0], np.cumsum(qch)]).astype(int)
     koff = np.concatenate([[0], np.cumsum(kch)]).astype(int)
     task = dask.delayed(_task, pure=True)
@@ -925,9 +926,7 @@ def _merge_stats(ctx, parts, info):
                     max_weight=np.where(empty | ~np.isfinite(mx), 0.0, mx).astype(dt),
                     weight0=w0.astype(dt), margin=margin.astype(dt),
                     support=sup.astype(np.int64))
-    lognorm = np.where(empty, np.nan, info["L"]) if "L" in info else np.full(lead, np.nan)
-    if ctx["normalizer"] == "affine_softmax":
-        lognorm = np.where(empty, np.nan, info["L"])
+    lognorm = np.where(empty, np.nan, info["L"]) if ctx["has_lognorm"] else np.full(lead, np.nan)
     bad = empty | nan
     return dict(lognorm=np.broadcast_to(lognorm, lead).astype(dt),
                 entropy=np.where(bad | (nz == 0), np.nan, ent).astype(dt),
