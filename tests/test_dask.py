@@ -17,6 +17,16 @@ dask = pytest.importorskip("dask")
 import attnnorm as an  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _pythonpath():
+    """PYTHONPATH for subprocesses and worker processes: the repository root
+    first only if it holds an in-place build, so a clean clone uses the
+    installed package."""
+    old = os.environ.get("PYTHONPATH")
+    built = list((ROOT / "attnnorm").glob("_core*.so")) + list((ROOT / "attnnorm").glob("_core*.pyd"))
+    parts = ([str(ROOT)] if built else []) + ([old] if old else [])
+    return os.pathsep.join(parts)
 NORMALIZERS = sorted(an.NORMALIZERS)
 RANDOM = ("stochastic_softmax",)
 SYNC = {"scheduler": "sync"}
@@ -37,7 +47,7 @@ def test_import_does_not_import_dask():
             "an.attention(np.ones((2, 3)), np.ones((4, 3)), np.ones((4, 2))); "
             "bad = [m for m in ('dask', 'distributed', 'xarray') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=_pythonpath())
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
 
@@ -364,7 +374,7 @@ def test_xarray(rng):
 def client():
     distributed = pytest.importorskip("distributed")
     old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([old] if old else []))
+    os.environ["PYTHONPATH"] = _pythonpath()
     try:
         with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                       dashboard_address=None) as cluster:
