@@ -21,7 +21,6 @@ import inspect
 import re
 
 import numpy as np
-import dask
 import dask.array as da
 
 #: function -> "arg:(core) arg:(core) -> (out core),(out core)"; array
@@ -80,11 +79,6 @@ def _spec(name):
 
 def _is_xarray(x):
     return type(x).__module__.partition(".")[0] == "xarray"
-
-
-def _is_array(x):
-    return isinstance(x, (np.ndarray, da.Array)) or _is_xarray(x) or (
-        hasattr(x, "__array__") and not np.isscalar(x))
 
 
 def dispatch(func, args, kwargs):
@@ -234,12 +228,9 @@ def blockwise(func, name, call):
         shp = np.shape(call[a])
         for c, s in zip(core, shp[len(shp) - len(core):]):
             sizes.setdefault(c, s)
-    msizes = dict(sizes)
-    if call.get("mask") is not None and "mask" in dict(present):
-        msizes_ok = True
-    meta_sizes = {c: min(s, _TINY) if c not in ("f",) else s for c, s in msizes.items()}
-    if "f" in msizes:
-        meta_sizes["e"] = msizes.get("e", _TINY)
+    meta_sizes = {c: min(s, _TINY) if c not in ("f",) else s for c, s in sizes.items()}
+    if "f" in sizes:
+        meta_sizes["e"] = sizes.get("e", _TINY)
         meta_sizes["f"] = 4 * meta_sizes["e"] + 2
     if name in ("affine_softmax",) or (call.get("normalizer") == "affine_softmax"):
         meta_sizes["n"] = sizes.get("n", _TINY)
@@ -314,8 +305,6 @@ def blockwise(func, name, call):
         present = present + [("__pos__", ())]
     signature = ",".join("(" + ",".join(c) + ")" for _, c in present) + "->" + \
         ",".join("(" + ",".join(c) + ")" for c in outc_kept)
-    if len(outc_kept) == 1:
-        signature = signature  # single output
     dtypes = [np.asarray(outs_meta[i]).dtype for i in keep]
     fixed = {k: v for k, v in call.items() if k not in names}
 
@@ -399,7 +388,6 @@ def _dispatch_xarray(func, name, call):
     outc = outc[:n_out] if multi_outs else outc[:1]
     if call.get("return_tau"):
         outc = [("n", "m"), ("n",), ("n",)]
-    used = set(dimname.values())
 
     def dim_of(c):
         if c in dimname:
@@ -414,7 +402,6 @@ def _dispatch_xarray(func, name, call):
         for i in range(1, len(core)):
             if core[i] in core[:i]:
                 core[i] = core[i] + "_2"
-    del used
 
     def run(*datas):
         kw = dict(fixed)
@@ -441,4 +428,3 @@ def _dask_entry(func):
 
 
 __all__ = ["dispatch", "blockwise", "SPECS"]
-_ = dask  # dask itself is imported for its side effect of registering the array API

@@ -188,7 +188,7 @@ def run(name, call):
                e=(np.shape(v)[-1] if v is not None else 0), d=d, has_lognorm=has_lognorm)
     qoff = np.concatenate([[0], np.cumsum(qch)]).astype(int)
     koff = np.concatenate([[0], np.cumsum(kch)]).astype(int)
-    task = dask.delayed(_task, pure=True)
+    task = _delayed_step
     nout = {"attention": 1 + (8 if return_stats else 0), "attention_weights": 1,
             "diagnose": 6}[name]
     out_blocks = {}
@@ -278,7 +278,7 @@ def _assemble(name, ctx, out_blocks, col_parts, lead_chunks, qch, kch, dt, nl, r
     if name == "attention":
         from ._attention import AttentionStats
         return fields_out[0], AttentionStats(*stats)
-    task = dask.delayed(_task, pure=True)
+    task = _delayed_step
 
     def cblock(L, j):
         lshape = tuple(lead_chunks[a][L[a]] for a in range(nl))
@@ -288,6 +288,14 @@ def _assemble(name, ctx, out_blocks, col_parts, lead_chunks, qch, kch, dt, nl, r
     col = da.block(_nest(lead_n, lambda L: [cblock(L, j) for j in range(len(kch))]))
     from ._diagnostics import Diagnosis
     return Diagnosis(*stats, col)
+
+
+def _delayed_step(step, *args):
+    """A delayed call of ``_task(step, ...)`` whose key names the step
+    (``attnnorm-merge_lognorm-<token>``), so a task stream shows which
+    phase ran."""
+    token = dask.base.tokenize(step, *args)
+    return dask.delayed(_task, pure=True)(step, *args, dask_key_name=f"attnnorm-{step}-{token}")
 
 
 def _getitem(d, key):
@@ -590,10 +598,6 @@ def _sm_weight_factor(L_s, L):
     with np.errstate(invalid="ignore"):
         f = np.exp(L_s - L)
     return np.where(np.isfinite(L), np.nan_to_num(f), 0.0)
-
-
-def _sm_out(ctx, b, info):
-    return None   # the outputs came with the log-normalisers
 
 
 def _sm_finish(ctx, info, b_shape):

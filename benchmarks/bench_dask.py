@@ -39,7 +39,6 @@ os.environ["PYTHONPATH"] = os.pathsep.join([ROOT] + [p for p in [os.environ.get(
 sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
-import dask  # noqa: E402
 import dask.array as da  # noqa: E402
 import attnnorm as an  # noqa: E402
 
