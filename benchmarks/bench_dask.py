@@ -155,7 +155,7 @@ def main():
     an.set_num_threads(1)
     from distributed import Client, LocalCluster
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
         client.run(lambda: __import__("attnnorm").set_num_threads(1))
         rows = []
         if args.target in ("a", "both"):

@@ -377,7 +377,7 @@ def client():
     os.environ["PYTHONPATH"] = _pythonpath()
     try:
         with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                      dashboard_address=None) as cluster:
+                                      dashboard_address=":0") as cluster:
             with distributed.Client(cluster) as c:
                 yield c
     finally:

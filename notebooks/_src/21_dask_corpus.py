@@ -150,7 +150,7 @@ print("per-sentence entropy (sentence, layer, head):", ent)
 # %%
 os.environ["PYTHONPATH"] = os.pathsep.join([os.getcwd()] + [p for p in [os.environ.get("PYTHONPATH")] if p])
 cluster = LocalCluster(n_workers=N_WORKERS, threads_per_worker=1, processes=True,
-                       dashboard_address=None)
+                       dashboard_address=":0")
 client = Client(cluster)
 client.run(lambda: __import__("attnnorm").set_num_threads(1))
 ent_b, sink_b = ent.to_delayed().ravel(), sink.to_delayed().ravel()
