@@ -157,23 +157,26 @@ def main():
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=":0") as cluster, Client(cluster) as client:
         client.run(lambda: __import__("attnnorm").set_num_threads(1))
-        rows = []
+        print(f"{'case':58s} {'single s':>9s} {'cluster s':>9s} {'speed-up':>9s}  notes",
+              flush=True)
         if args.target in ("a", "both"):
             r = target_a(client, args.heads, args.n, 64, args.repeat)
-            rows.append((f"(a) softmax, {args.heads} x ({args.n}, {args.n}, 64) float32", r))
+            _row(f"(a) softmax, {args.heads} x ({args.n}, {args.n}, 64) float32", r)
         if args.target in ("b", "both"):
             for nm in args.normalizers:
                 r = target_b(client, args.long, 64, nm, args.repeat)
-                rows.append((f"(b) {nm}, n = m = {args.long}, d = 64 float32, 2 key shards", r))
-    print(f"{'case':58s} {'single s':>9s} {'cluster s':>9s} {'speed-up':>9s}  notes")
-    for name, r in rows:
-        notes = f"max |diff| {r['max_abs_diff']:.2e}"
-        if "merge_share" in r:
-            notes += f", merge tasks {100 * r['merge_share']:.2f}% of task time " \
-                     f"({r['merge_seconds']:.3f} s)"
-        if "cluster_gather" in r:
-            notes += f"; with gather {r['cluster_gather']:.3f} s ({r['speedup_gather']:.2f}x)"
-        print(f"{name:58s} {r['single']:9.3f} {r['cluster']:9.3f} {r['speedup']:8.2f}x  {notes}")
+                _row(f"(b) {nm}, n = m = {args.long}, d = 64 float32, 2 key shards", r)
+
+
+def _row(name, r):
+    notes = f"max |diff| {r['max_abs_diff']:.2e}"
+    if "merge_share" in r:
+        notes += f", merge tasks {100 * r['merge_share']:.2f}% of task time " \
+                 f"({r['merge_seconds']:.3f} s)"
+    if "cluster_gather" in r:
+        notes += f"; with gather {r['cluster_gather']:.3f} s ({r['speedup_gather']:.2f}x)"
+    print(f"{name:58s} {r['single']:9.3f} {r['cluster']:9.3f} {r['speedup']:8.2f}x  {notes}",
+          flush=True)
 
 
 if __name__ == "__main__":
