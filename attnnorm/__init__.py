@@ -39,3 +39,9 @@ __version__ = "0.1.0"
 __all__ = (["get_num_threads", "set_num_threads", "simd_path", "simd_best", "has_openmp"]
            + _normalizers.__all__ + _attention.__all__ + _linear.__all__
            + _diagnostics.__all__ + _grad.__all__ + _linear_grad.__all__)
+
+# one hook for lazy arrays: dask arrays and xarray DataArrays go to
+# attnnorm._dask (imported on first use, so importing attnnorm never imports dask)
+from ._lazy import wrap_public as _wrap_public
+_wrap_public(globals(), __all__, NORMALIZERS)
+del _wrap_public

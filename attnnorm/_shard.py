@@ -1,0 +1,976 @@
+"""Exact key-sharded attention and diagnostics on dask arrays.
+
+``attention``, ``attention_weights`` and ``diagnose`` on dask inputs whose
+query axis (n) or key axis (m) is split into chunks build one task per
+(leading block, query block, key shard) and merge the key shards exactly.
+Query blocks are independent; a key shard that a query block cannot see
+through ``causal``/``window`` gets no task at all.  Every shard computation
+is a call of the public functions on NumPy blocks, with the global masking
+expressed as a boolean mask of the block (built only where the block is
+partly visible) and ``causal=False``.
+
+Merges (``L_s``, ``o_s``: the log-normaliser and output of shard ``s``; ``n_i``
+the visible length of query ``i`` over all keys, ``n_s`` over the shard's):
+
+* softmax family (softmax, softmax_sink, ssmax, affine_softmax): one pass;
+  ``L = log(sum_s exp(L_s) [+ e^sink])``, ``o = sum_s exp(L_s - L) o_s``
+  (flash-decoding).  SSMax multiplies each query by ``c log n_i`` first, so
+  every shard uses the global ``n_i``; affine_softmax adds ``b`` times the sum
+  of the visible values.
+* elementwise maps: ``o = sum_s o_s`` with the shard's length rescaled to the
+  global one: ``n_s / n_i`` (ReLU), ``sqrt(n_s / n_i)`` (polynomial); the
+  sigmoid's default bias ``-log n_i`` is added to the scores through one extra
+  feature (query column ``-log n_i / scale``, key column 1).
+* sparsemax / entmax: the global threshold ``tau`` satisfies ``tau >= tau_s``
+  for every shard, so the global support lies in the union of the shards'
+  supports.  Pass 1 lists each row's support in each shard (key indices and
+  scores: the candidates); the normalizer on the concatenated candidates
+  gives the global weights of every candidate, and each shard adds
+  ``sum w_j v_j`` over its candidates (a gather of O(support x e)).
+* NAP: pass 1 sums the visible scores (mean ``mu``); pass 2 runs on scores
+  shifted by ``-mu`` (an extra feature) and returns ``sum (s - mu) v``,
+  ``sum (s - mu)^2`` and ``sum v``; ``o = g sum(s-mu) v / (sigma + eps) + b sum v``.
+* softpick and stochastic_softmax: query blocks are independent, the key axis
+  is rechunked to one chunk; stochastic draws of a query block use a seed
+  mixed from ``(seed, block position)``.  Sinkhorn couples all queries and
+  keys: both axes are rechunked and the leading axes map blockwise.
+
+``diagnose`` and ``return_stats=True`` materialise the global weights of one
+(query block, key shard) at a time, in query sub-blocks, and reduce them
+(entropy, max weight and key, sink weight, top-2 scores, support, weight sum,
+column sums); nothing of size n x m is ever held.
+"""
+import math
+
+import numpy as np
+import dask
+import dask.array as da
+
+SOFTMAX_FAMILY = ("softmax", "softmax_sink", "ssmax", "affine_softmax")
+ELEMENTWISE = ("sigmoid", "relu", "polynomial")
+SPARSE = ("sparsemax", "entmax")
+ROWWISE = ("softpick", "stochastic_softmax")    # exact per query block, one key shard
+MERGED = SOFTMAX_FAMILY + ELEMENTWISE + SPARSE + ("nap",)
+
+_SUB = 256          # query rows per materialised sub-block
+_BIG = np.iinfo(np.int64).max // 4
+
+
+def _nchunks(x, axis):
+    return len(x.chunks[axis]) if isinstance(x, da.Array) and x.ndim >= -axis else 1
+
+
+def needs_sharding(call):
+    """True when the query or key axis of q, k (or v) is split into chunks."""
+    q, k, v = call.get("q"), call.get("k"), call.get("v")
+    return (_nchunks(q, -2) > 1 or _nchunks(k, -2) > 1
+            or (v is not None and _nchunks(v, -2) > 1))
+
+
+def _family(normalizer, params):
+    if normalizer == "entmax" and np.ndim(params.get("alpha", 1.5)) == 0 \
+            and float(params.get("alpha", 1.5)) == 1.0 and not isinstance(params.get("alpha"), da.Array):
+        return "softmax_alpha1"
+    if normalizer in SOFTMAX_FAMILY:
+        return "softmax"
+    if normalizer in ELEMENTWISE:
+        return "elementwise"
+    if normalizer in SPARSE:
+        return "sparse"
+    if normalizer == "nap":
+        return "nap"
+    if normalizer in ROWWISE:
+        return "rowwise"
+    return None
+
+
+# --------------------------------------------------------------------------
+# graph construction
+# --------------------------------------------------------------------------
+
+def run(name, call):
+    """Lazy attention / attention_weights / diagnose with sharded q or k."""
+    import attnnorm
+    from ._dask import blockwise, _unify_leading
+    from ._attention import _loop_dtype
+    call = dict(call)
+    normalizer = call.pop("normalizer", "softmax")
+    q, k, v = call.pop("q"), call.pop("k"), call.pop("v", None)
+    scale = call.pop("scale", None)
+    causal = call.pop("causal", False)
+    window = call.pop("window", None)
+    mask = call.pop("mask", None)
+    empty = call.pop("empty", "zero")
+    return_stats = bool(call.pop("return_stats", False))
+    call.pop("out", None)
+    params = call
+    fam = _family(normalizer, params)
+    numpy_fn = getattr(attnnorm, name).__wrapped_numpy__
+    _validate(numpy_fn, name, q, k, v, normalizer, scale, causal, window, mask, empty,
+              return_stats, params)
+    if fam is None or (name == "diagnose" and fam == "rowwise") or (
+            fam == "rowwise" and normalizer == "stochastic_softmax" and return_stats):
+        # whole rows (and, for Sinkhorn, whole matrices) per block
+        q = da.asarray(q).rechunk({q.ndim - 2: -1})
+        k = da.asarray(k).rechunk({k.ndim - 2: -1})
+        args = dict(q=q, k=k, normalizer=normalizer, scale=scale, causal=causal, window=window,
+                    mask=mask, empty=empty, **params)
+        if v is not None:
+            args["v"] = da.asarray(v).rechunk({np.ndim(v) - 2: -1})
+        if name == "attention":
+            args["return_stats"] = return_stats
+        if name == "diagnose":
+            args.pop("empty")
+        return blockwise(numpy_fn, name, args)
+    has_lognorm = normalizer in SOFTMAX_FAMILY
+    if fam == "softmax_alpha1":
+        normalizer, params, fam = "softmax", {}, "softmax"
+    qs, ks = np.shape(q), np.shape(k)
+    n, d, m = qs[-2], qs[-1], ks[-2]
+    dt = _loop_dtype(q, k) if v is None else _loop_dtype(q, k, v)
+    shapes = [qs[:-2], ks[:-2]] + ([np.shape(v)[:-2]] if v is not None else [])
+    if mask is not None:
+        mask = da.asarray(mask)
+        if mask.dtype != np.bool_:
+            mask = mask != 0
+        if mask.ndim < 2:
+            mask = mask.reshape((1,) * (2 - mask.ndim) + mask.shape)
+        shapes.append(mask.shape[:-2])
+    lead = np.broadcast_shapes(*shapes)
+    nl = len(lead)
+    if scale is None:
+        scale = 1.0 / math.sqrt(d) if d > 0 else 1.0
+    # every array operand broadcast to the leading shape, chunked alike
+    arrs = {"q": da.broadcast_to(da.asarray(q), lead + (n, d)),
+            "k": da.broadcast_to(da.asarray(k), lead + (m, d))}
+    cores = {"q": 2, "k": 2}
+    if v is not None:
+        arrs["v"] = da.broadcast_to(da.asarray(v), lead + (m, np.shape(v)[-1]))
+        cores["v"] = 2
+    if mask is not None:
+        arrs["mask"] = da.broadcast_to(mask, lead + (n, m))
+        cores["mask"] = 2
+    pnames = []
+    for pname, value in list(params.items()) + [("scale", scale)]:
+        if isinstance(value, da.Array) or (np.ndim(value) > 0 and not isinstance(value, str)):
+            row = normalizer == "affine_softmax" and pname in ("a", "b")
+            x = da.asarray(value)
+            if row:
+                x = da.broadcast_to(x, lead + (n,))
+                cores[pname] = 1
+            else:
+                x = da.broadcast_to(x, lead)
+                cores[pname] = 0
+            arrs[pname] = x
+            pnames.append(pname)
+    names = list(arrs)
+    unified = _unify_leading([arrs[a] for a in names], [(0,) * cores[a] for a in names])
+    arrs = dict(zip(names, unified))
+    # core axes: q's n chunks and k's m chunks drive the blocks
+    if fam == "rowwise":
+        arrs["k"] = arrs["k"].rechunk({nl: -1})
+    qch, kch = arrs["q"].chunks[nl], arrs["k"].chunks[nl]
+    arrs["q"] = arrs["q"].rechunk({nl + 1: -1})
+    arrs["k"] = arrs["k"].rechunk({nl + 1: -1})
+    if v is not None:
+        arrs["v"] = arrs["v"].rechunk({nl: kch, nl + 1: -1})
+    if "mask" in arrs:
+        arrs["mask"] = arrs["mask"].rechunk({nl: qch, nl + 1: kch})
+    for p in pnames:
+        if cores[p] == 1:
+            arrs[p] = arrs[p].rechunk({nl: qch})
+    lead_chunks = arrs["q"].chunks[:nl]
+    dl = {a: x.to_delayed() for a, x in arrs.items()}
+    ctx = dict(kind=name, normalizer=normalizer, fam=fam, n=n, m=m, dtype=np.dtype(dt).str,
+               causal=_causal_code(causal), window=_window(window), empty=empty,
+               params={p: vv for p, vv in params.items() if p not in pnames},
+               scale=None if "scale" in pnames else scale, stats=return_stats,
+               e=(np.shape(v)[-1] if v is not None else 0), d=d, has_lognorm=has_lognorm)
+    qoff = np.concatenate([[0], np.cumsum(qch)]).astype(int)
+    koff = np.concatenate([[0], np.cumsum(kch)]).astype(int)
+    task = _delayed_step
+    nout = {"attention": 1 + (8 if return_stats else 0), "attention_weights": 1,
+            "diagnose": 6}[name]
+    out_blocks = {}
+    col_parts = {}
+    for L in np.ndindex(*[len(c) for c in lead_chunks]):
+        lshape = tuple(lead_chunks[a][L[a]] for a in range(nl))
+        for i in range(len(qch)):
+            q0, nb = int(qoff[i]), int(qch[i])
+            shards = [j for j in range(len(kch))
+                      if _range_visible(ctx, q0, nb, int(koff[j]), int(kch[j]))]
+
+            def blk(j, with_v=True):
+                b = dict(q=dl["q"][L + (i, 0)], k=dl["k"][L + (j, 0)],
+                         q0=q0, k0=int(koff[j]), nb=nb, ms=int(kch[j]))
+                if v is not None and with_v:
+                    b["v"] = dl["v"][L + (j, 0)]
+                if "mask" in dl:
+                    b["mask"] = dl["mask"][L + (i, j)]
+                b["params"] = {p: dl[p][L + ((i,) if cores[p] == 1 else ())] for p in pnames}
+                return b
+
+            blocks = [blk(j) for j in shards]
+            info = task("counts", ctx, [_light(b) for b in blocks], None)
+            for step in _PHASES[fam]:
+                parts = [task(step, ctx, b, info) for b in blocks]
+                info = task("merge_" + step, ctx, parts, info)
+            res = []
+            if name == "attention":
+                parts = [task("out", ctx, b, info) for b in blocks]
+                res.append(task("finish_out", ctx, parts, info))
+            if name == "attention_weights":
+                for j, b in zip(shards, blocks):
+                    out_blocks[(L, i, j)] = da.from_delayed(
+                        task("weights_block", ctx, b, info), lshape + (nb, int(kch[j])),
+                        dtype=dt, meta=np.empty((0,) * (nl + 2), dt))
+                continue
+            if name == "diagnose" or return_stats:
+                parts = [task("stats", ctx, b, info) for b in blocks]
+                rows = task("merge_stats", ctx, parts, info)
+                res.append(rows)
+                for j, p in zip(shards, parts):
+                    col_parts.setdefault((L, j), []).append(p)
+            out_blocks[(L, i)] = (lshape, nb, res)
+    return _assemble(name, ctx, out_blocks, col_parts, lead_chunks, qch, kch, dt, nl, return_stats)
+
+
+_PHASES = {"softmax": ("lognorm",), "elementwise": (), "sparse": ("candidates",),
+           "nap": ("mean", "m2"), "rowwise": ()}
+
+
+def _light(b):
+    """The parts of a block the visible counts need (no q, k or v)."""
+    return {key: val for key, val in b.items() if key in ("q0", "k0", "nb", "ms", "mask", "params")}
+
+
+def _assemble(name, ctx, out_blocks, col_parts, lead_chunks, qch, kch, dt, nl, return_stats):
+    lead_n = [len(c) for c in lead_chunks]
+    get = dask.delayed(_getitem, pure=True)
+    if name == "attention_weights":
+        def wblock(L, i, j):
+            if (L, i, j) in out_blocks:
+                return out_blocks[(L, i, j)]
+            return da.zeros(tuple(lead_chunks[a][L[a]] for a in range(nl)) + (qch[i], kch[j]),
+                            dtype=dt, chunks=-1)
+        return da.block(_nest(lead_n, lambda L: [[wblock(L, i, j) for j in range(len(kch))]
+                                                 for i in range(len(qch))]))
+    e = ctx["e"]
+    fields_out = []
+    if name == "attention":
+        def oblock(L, i):
+            lshape, nb, res = out_blocks[(L, i)]
+            return da.from_delayed(res[0], lshape + (nb, e), dtype=dt,
+                                   meta=np.empty((0,) * (nl + 2), dt))
+        out = da.block(_nest(lead_n, lambda L: [[oblock(L, i)] for i in range(len(qch))]))
+        if not return_stats:
+            return out
+        fields_out.append(out)
+    # per-query statistics: (..., n) each
+    kinds = _STAT_FIELDS[name]
+    stats = []
+    for f, fdt in kinds:
+        def sblock(L, i, f=f, fdt=fdt):
+            lshape, nb, res = out_blocks[(L, i)]
+            return da.from_delayed(get(res[-1], f), lshape + (nb,), dtype=fdt,
+                                   meta=np.empty((0,) * (nl + 1), fdt))
+        stats.append(da.block(_nest(lead_n, lambda L: [sblock(L, i) for i in range(len(qch))])))
+    if name == "attention":
+        from ._attention import AttentionStats
+        return fields_out[0], AttentionStats(*stats)
+    task = _delayed_step
+
+    def cblock(L, j):
+        lshape = tuple(lead_chunks[a][L[a]] for a in range(nl))
+        parts = col_parts.get((L, j), [])
+        return da.from_delayed(task("merge_columns", ctx, parts, (lshape, int(kch[j]))),
+                               lshape + (kch[j],), dtype=dt, meta=np.empty((0,) * (nl + 1), dt))
+    col = da.block(_nest(lead_n, lambda L: [cblock(L, j) for j in range(len(kch))]))
+    from ._diagnostics import Diagnosis
+    return Diagnosis(*stats, col)
+
+
+def _delayed_step(step, *args):
+    """A delayed call of ``_task(step, ...)`` whose key names the step
+    (``attnnorm-merge_lognorm-<token>``), so a task stream shows which
+    phase ran."""
+    token = dask.base.tokenize(step, *args)
+    return dask.delayed(_task, pure=True)(step, *args, dask_key_name=f"attnnorm-{step}-{token}")
+
+
+def _getitem(d, key):
+    return d[key]
+
+
+def _nest(counts, leaf, prefix=()):
+    """Nested lists over the leading block indices for da.block."""
+    if len(prefix) == len(counts):
+        return leaf(prefix)
+    return [_nest(counts, leaf, prefix + (b,)) for b in range(counts[len(prefix)])]
+
+
+_STAT_FIELDS = {
+    "attention": [("lognorm", None), ("entropy", None), ("max_weight", None),
+                  ("argmax", np.int64), ("weight0", None), ("margin", None),
+                  ("support", np.int64), ("weight_sum", None)],
+    "diagnose": [("entropy", None), ("max_weight", None), ("weight0", None), ("margin", None),
+                 ("support", np.int64)],
+}
+
+
+def _validate(numpy_fn, name, q, k, v, normalizer, scale, causal, window, mask, empty,
+              return_stats, params):
+    """Run the NumPy function on tiny inputs: the same validation, before any
+    work (parameters, shapes of the core axes, leading-axis broadcasting)."""
+    def tiny(x, rows):
+        shp = np.shape(x)
+        lead = tuple(1 for _ in shp[:-2])
+        dt = getattr(x, "dtype", np.float64)
+        return np.full(lead + (rows, shp[-1]), 0.5, dtype=dt)
+    qs, ks = np.shape(q), np.shape(k)
+    if len(qs) < 2 or len(ks) < 2:
+        from ._common import core_shape
+        core_shape("q", q, 2)
+        core_shape("k", k, 2)
+    if qs[-1] != ks[-1]:
+        raise ValueError(f"q and k must have the same last dimension d; got q {qs} and k {ks}")
+    if v is not None and np.shape(v)[-2] != ks[-2]:
+        raise ValueError(f"k and v must have the same number of keys m; got k {ks} and v "
+                         f"{np.shape(v)}")
+    nrow = qs[-2] if normalizer == "affine_softmax" else 2
+    kw = dict(normalizer=normalizer, scale=_first(scale), causal=causal, window=window,
+              **{p: (val if normalizer == "affine_softmax" and p in ("a", "b") and
+                     not isinstance(val, da.Array) else _first(val))
+                 for p, val in params.items()})
+    if empty is not None:
+        kw["empty"] = empty if name != "diagnose" else None
+        if name == "diagnose":
+            kw.pop("empty")
+    if name == "attention":
+        kw["return_stats"] = return_stats
+    args = [tiny(q, nrow), tiny(k, 2)] + ([tiny(v, 2)] if v is not None else [])
+    if mask is not None:
+        ms = np.shape(mask)
+        try:
+            core = np.broadcast_shapes(tuple(ms[-2:]) if len(ms) >= 2 else tuple(ms),
+                                       (qs[-2], ks[-2]))
+            if core != (qs[-2], ks[-2]):
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"mask of shape {ms} does not broadcast to the scores' shape "
+                             f"(..., {qs[-2]}, {ks[-2]})") from None
+    numpy_fn(*args, **kw)
+
+
+def _first(x):
+    """A parameter for the tiny validation call: dask arrays by an element of
+    their dtype, NumPy arrays as they are (their values are validated)."""
+    if isinstance(x, da.Array):
+        return np.ones((), dtype=x.dtype)
+    return x
+
+
+def _causal_code(causal):
+    if causal is False or causal is None:
+        return 0
+    if causal is True or causal == "bottom_right":
+        return 1
+    if causal == "top_left":
+        return 2
+    raise ValueError(f"causal must be False, True, 'bottom_right' or 'top_left'; got {causal!r}")
+
+
+def _window(window):
+    from ._common import window_bounds
+    return tuple(window_bounds(window))
+
+
+def _bounds(ctx, q0, nb):
+    """Global key range [lo_i, hi_i] of queries q0..q0+nb from causal/window."""
+    n, m = ctx["n"], ctx["m"]
+    off = 0 if ctx["causal"] == 2 else m - n
+    i = np.arange(q0, q0 + nb, dtype=np.int64)
+    lo = np.full(nb, -_BIG, dtype=np.int64)
+    hi = np.full(nb, _BIG, dtype=np.int64)
+    wl, wr = ctx["window"]
+    if ctx["causal"]:
+        hi = i + off
+    if wr >= 0:
+        hi = np.minimum(hi, i + off + wr)
+    if wl >= 0:
+        lo = i + off - wl
+    return lo, hi
+
+
+def _range_visible(ctx, q0, nb, k0, ms):
+    """Can any query of the block see any key of the shard (masks aside)?"""
+    lo, hi = _bounds(ctx, q0, nb)
+    return bool(np.any(np.minimum(hi, k0 + ms - 1) >= np.maximum(lo, k0)))
+
+
+# --------------------------------------------------------------------------
+# tasks (run on the workers, on NumPy blocks)
+# --------------------------------------------------------------------------
+
+class _Block:
+    """One (query block, key shard): global visibility as a local mask."""
+
+    def __init__(self, ctx, b):
+        self.ctx = ctx
+        self.q0, self.k0, self.nb, self.ms = b["q0"], b["k0"], b["nb"], b["ms"]
+        self.q, self.k, self.v = b.get("q"), b.get("k"), b.get("v")
+        self.params = dict(ctx["params"])
+        self.params.update(b.get("params", {}))
+        self.scale = self.params.pop("scale", ctx["scale"])
+        lo, hi = _bounds(ctx, self.q0, self.nb)
+        k1 = self.k0 + self.ms - 1
+        full = bool(np.all((lo <= self.k0) & (hi >= k1)))
+        user = b.get("mask")
+        if full:
+            self.mask = None if user is None else np.asarray(user)
+        else:
+            j = np.arange(self.k0, self.k0 + self.ms, dtype=np.int64)
+            rng = (j >= lo[:, None]) & (j <= hi[:, None])
+            self.mask = rng if user is None else (np.asarray(user) & rng)
+        if self.mask is None:
+            self.ns = np.full(self.nb, self.ms, dtype=np.int64)
+        else:
+            self.ns = self.mask.sum(-1)
+
+    def visible(self):
+        shape = (self.nb, self.ms)
+        return np.ones(shape, bool) if self.mask is None else self.mask
+
+    def lead_param(self, x):
+        """A per-matrix parameter as (..., 1) against (..., n) row arrays."""
+        return np.asarray(x, dtype=np.float64)[..., None]
+
+    def scale_col(self):
+        return np.asarray(self.scale, dtype=np.float64)[..., None]
+
+    def call(self, fn, normalizer, q=None, k=None, v=None, mask="same", **params):
+        import attnnorm
+        q = self.q if q is None else q
+        k = self.k if k is None else k
+        mk = self.mask if isinstance(mask, str) else mask
+        if fn == "attention":
+            v = self.v if v is None else v
+            return attnnorm.attention.__wrapped_numpy__(
+                q, k, v, normalizer, scale=self.scale, mask=mk, **params)
+        return attnnorm.attention_weights.__wrapped_numpy__(
+            q, k, normalizer, scale=self.scale, mask=mk, **params)
+
+    def augmented(self, col):
+        """(q', k') whose scores are s + col_i: an extra feature col/scale on
+        the queries and 1 on the keys."""
+        dt = self.q.dtype if self.q.dtype in (np.float32, np.float64) else np.float64
+        extra = (np.asarray(col, np.float64) / self.scale_col())[..., None].astype(dt)
+        lead = np.broadcast_shapes(self.q.shape[:-2], extra.shape[:-2])
+        qa = np.concatenate([np.broadcast_to(self.q, lead + self.q.shape[-2:]).astype(dt),
+                             np.broadcast_to(extra, lead + (self.nb, 1))], axis=-1)
+        ka = np.concatenate([self.k.astype(dt), np.ones(self.k.shape[:-1] + (1,), dt)], axis=-1)
+        return qa, ka
+
+    def scores(self, rows):
+        """Scaled scores of query rows ``rows`` (a slice), masked -inf, float64."""
+        s = np.matmul(self.q[..., rows, :], np.swapaxes(self.k, -1, -2)).astype(np.float64)
+        s = s * np.asarray(self.scale, np.float64)[..., None, None]
+        if self.mask is not None:
+            s = np.where(self.mask[..., rows, :], s, -np.inf)
+        return s
+
+
+def _task(step, ctx, b, info):
+    return _STEPS[step](ctx, b, info)
+
+
+def _counts(ctx, blocks, _):
+    """Global visible length n_i of each query of the block."""
+    ni = 0
+    for b in blocks:
+        ni = ni + _Block(ctx, b).ns
+    if isinstance(ni, int):
+        ni = np.zeros(blocks[0]["nb"] if blocks else 0, np.int64)
+    return {"ni": ni}
+
+
+def _ones(b, dt):
+    return np.ones(b.k.shape[:-1] + (1,), dt)
+
+
+# ---- softmax family ------------------------------------------------------
+
+def _sm_query(ctx, b, info):
+    """Queries and parameters of the plain softmax each shard runs."""
+    nm = ctx["normalizer"]
+    if nm == "ssmax":
+        mul = b.lead_param(b.params.get("c", 0.43)) * np.log(np.maximum(info["ni"], 1))
+        return (b.q * mul[..., None]).astype(b.q.dtype), {}
+    if nm == "softmax":
+        return b.q, {"temperature": b.params.get("temperature", 1.0)}
+    return b.q, {}
+
+
+def _score_floor(b, q):
+    """A lower bound of every score ``scale q_i . k_j`` of the shard, per row:
+    ``q'_i . c - |q'_i| max_j |k_j - c|`` with ``q' = scale q`` and ``c`` the
+    mean key (Cauchy-Schwarz), minus 1."""
+    qs = q.astype(np.float64) * np.asarray(b.scale, np.float64)[..., None, None]
+    kk = b.k.astype(np.float64)
+    c = kk.mean(-2) if b.ms else np.zeros(kk.shape[:-2] + kk.shape[-1:])
+    rad = np.sqrt(((kk - c[..., None, :]) ** 2).sum(-1)).max(-1) if b.ms else np.zeros(kk.shape[:-2])
+    return (np.einsum("...nd,...d->...n", qs, c) - np.sqrt((qs ** 2).sum(-1)) * rad[..., None]
+            - 1.0)
+
+
+def _sm_lognorm(ctx, b, info):
+    """Output and log-normaliser of the shard's softmax from one fused pass:
+    an extra visible key with score ``x_i`` below every score of the row and
+    value ``e_(e+1)`` gets weight ``p_i = exp(x_i - L'_i)``, ``L'_i =
+    log(e^x_i + sum_j e^s_ij)``; so ``L_s = L' + log(1 - p)`` and the shard's
+    output is the other columns divided by ``1 - p``.  Rows where ``p``
+    underflows (scores spread over more than the exponent range) use
+    ``return_stats=True`` instead."""
+    b = _Block(ctx, b)
+    q, prm = _sm_query(ctx, b, info)
+    dt = q.dtype if q.dtype in (np.float32, np.float64) else np.float64
+    v = b.v if b.v is not None else np.zeros(b.k.shape[:-1] + (1,), dt)
+    x = _score_floor(b, q)
+    temp = np.asarray(prm.get("temperature", 1.0), np.float64)
+    temp = temp[..., None] if temp.ndim else temp
+    lead = np.broadcast_shapes(q.shape[:-2], x.shape[:-1])
+    qa = np.concatenate([np.broadcast_to(q, lead + q.shape[-2:]).astype(dt),
+                         np.broadcast_to((x / b.scale_col())[..., None].astype(dt),
+                                         lead + (b.nb, 1))], axis=-1)
+    ka = np.zeros(b.k.shape[:-2] + (b.ms + 1, b.k.shape[-1] + 1), dt)
+    ka[..., :b.ms, :-1] = b.k
+    ka[..., b.ms, -1] = 1
+    va = np.zeros(v.shape[:-2] + (b.ms + 1, v.shape[-1] + 1), np.result_type(v.dtype, dt))
+    va[..., :b.ms, :-1] = v
+    va[..., b.ms, -1] = 1
+    mk = None
+    if b.mask is not None:
+        mk = np.concatenate([b.mask, np.ones(b.mask.shape[:-1] + (1,), bool)], axis=-1)
+    out = b.call("attention", "softmax", q=qa, k=ka, v=va, mask=mk, **prm).astype(np.float64)
+    pe = out[..., -1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lp = x / temp - np.log(pe)
+        ls = lp + np.log1p(-pe)
+        o = out[..., :-1] / (1.0 - pe)[..., None]
+    alive = pe < 1.0
+    ls = np.where(alive, ls, -np.inf)
+    o = np.where(alive[..., None], o, 0.0)
+    bad = ~(pe > np.finfo(dt).tiny * 2 ** 24) & alive
+    if np.any(bad):
+        o2, st = b.call("attention", "softmax", q=q, v=v, return_stats=True, **prm)
+        l2 = np.where(np.isnan(st.lognorm), -np.inf, st.lognorm.astype(np.float64))
+        ls = np.where(bad, l2, ls)
+        o = np.where(bad[..., None], o2.astype(np.float64), o)
+    part = {"L": ls}
+    if ctx["kind"] == "attention":
+        part["o"] = o
+        if ctx["normalizer"] == "affine_softmax":
+            part["V"] = b.call("attention", "affine_softmax", a=0.0, b=1.0).astype(np.float64)
+    return part
+
+
+def _sm_merge(ctx, parts, info):
+    info = dict(info)
+    if not parts:
+        info["L"] = np.full(info["ni"].shape, -np.inf)
+        info["Ls"] = []
+        return info
+    ls = [p["L"] for p in parts]
+    lead = np.broadcast_shapes(*[x.shape for x in ls])
+    L = np.full(lead, -np.inf)
+    for x in ls:
+        L = np.logaddexp(L, x)
+    if ctx["normalizer"] == "softmax_sink":
+        sink = np.asarray(info["p"].get("sink", 0.0), np.float64)
+        L = np.logaddexp(L, sink[..., None] if sink.ndim else sink)
+    info["L"] = L
+    info["Ls"] = ls
+    info["parts"] = parts if ctx["kind"] == "attention" else None
+    return info
+
+
+def _sm_weight_factor(L_s, L):
+    with np.errstate(invalid="ignore"):
+        f = np.exp(L_s - L)
+    return np.where(np.isfinite(L), np.nan_to_num(f), 0.0)
+
+
+def _sm_finish(ctx, info, b_shape):
+    parts = info.get("parts") or []
+    L = info["L"]
+    out = 0.0
+    for p in parts:
+        out = out + _sm_weight_factor(p["L"], L)[..., None] * p["o"]
+    if ctx["normalizer"] == "affine_softmax" and parts:
+        a = np.asarray(ctx["_a"], np.float64)
+        bb = np.asarray(ctx["_b"], np.float64)
+        a = a[..., None] if a.ndim else a
+        bb = bb[..., None] if bb.ndim else bb
+        vsum = sum(p["V"] for p in parts)
+        out = np.where(np.isfinite(L)[..., None], a * out + bb * vsum, 0.0)
+    return out
+
+
+# ---- elementwise maps ----------------------------------------------------
+
+def _ew_call(ctx, b, info, fn):
+    nm = ctx["normalizer"]
+    ni = np.maximum(info["ni"], 1).astype(np.float64)
+    if nm == "sigmoid" and b.params.get("bias") is None:
+        qa, ka = b.augmented(-np.log(ni))
+        r = b.call(fn, "sigmoid", q=qa, k=ka, bias=0.0)
+        return r.astype(np.float64)
+    prm = {p: b.params[p] for p in ("bias", "power") if p in b.params}
+    r = b.call(fn, nm, **prm).astype(np.float64)
+    if nm == "relu":
+        f = b.ns / ni
+    elif nm == "polynomial":
+        f = np.sqrt(b.ns / ni)
+    else:
+        return r
+    return r * f[..., None]
+
+
+# ---- sparsemax / entmax --------------------------------------------------
+
+def _sp_params(ctx, b):
+    if ctx["normalizer"] == "entmax":
+        return {p: b.params[p] for p in ("alpha", "n_iter") if p in b.params}
+    return {}
+
+
+def _sp_candidates(ctx, b, info):
+    """Each row's support in this shard (key index and score), padded to the
+    block's widest support with index ``ms`` and score -inf.  The support of
+    the shard's own normalisation comes from attention_weights on query
+    sub-blocks; the scores of the support keys are the dot products of the
+    gathered rows (O(support x d))."""
+    b = _Block(ctx, b)
+    prm = _sp_params(ctx, b)
+    lead = np.broadcast_shapes(b.q.shape[:-2], b.k.shape[:-2])
+    nlead = int(np.prod(lead, dtype=np.int64))
+    qf = np.broadcast_to(b.q, lead + b.q.shape[-2:]).reshape(nlead, b.nb, -1)
+    kf = np.broadcast_to(b.k, lead + b.k.shape[-2:]).reshape(nlead, b.ms, -1)
+    sc = np.broadcast_to(np.asarray(b.scale, np.float64), lead).reshape(nlead)
+    subs = []
+    for r0 in range(0, b.nb, _SUB):
+        r1 = min(r0 + _SUB, b.nb)
+        mk = None if b.mask is None else b.mask[..., r0:r1, :]
+        w = b.call("attention_weights", ctx["normalizer"], q=b.q[..., r0:r1, :], mask=mk, **prm)
+        w = np.broadcast_to(w, lead + w.shape[-2:]).reshape(nlead * (r1 - r0), b.ms)
+        flat = np.flatnonzero(w > 0)
+        row, col = np.divmod(flat, b.ms)
+        cnt = np.bincount(row, minlength=w.shape[0])
+        width = int(cnt.max()) if cnt.size else 0
+        start = np.concatenate([[0], np.cumsum(cnt)[:-1]])
+        slot = np.arange(flat.size) - start[row]
+        li, qi = np.divmod(row, r1 - r0)
+        sco = np.einsum("ij,ij->i", qf[li, r0 + qi].astype(np.float64),
+                        kf[li, col].astype(np.float64)) * sc[li]
+        idx = np.full((w.shape[0], width), b.ms, np.int64)
+        val = np.full((w.shape[0], width), -np.inf)
+        idx[row, slot] = col
+        val[row, slot] = sco
+        subs.append((idx.reshape(lead + (r1 - r0, width)), val.reshape(lead + (r1 - r0, width))))
+    width = max([x[0].shape[-1] for x in subs] + [0])
+    idx = np.full(lead + (b.nb, width), b.ms, np.int64)
+    val = np.full(lead + (b.nb, width), -np.inf)
+    r0 = 0
+    for i_, v_ in subs:
+        idx[..., r0:r0 + i_.shape[-2], :i_.shape[-1]] = i_
+        val[..., r0:r0 + v_.shape[-2], :v_.shape[-1]] = v_
+        r0 += i_.shape[-2]
+    return {"idx": idx, "c": val}
+
+
+def _sp_merge(ctx, parts, info):
+    """The normalizer on the concatenated candidates: the global weights of
+    every candidate key, per shard."""
+    import attnnorm
+    info = dict(info)
+    info["w"], info["idx"] = [], []
+    if not parts:
+        return info
+    cs = [p["c"] for p in parts]
+    lead = np.broadcast_shapes(*[c.shape[:-1] for c in cs])
+    cat = np.concatenate([np.broadcast_to(c, lead + c.shape[-1:]) for c in cs], axis=-1)
+    prm = {}
+    if ctx["normalizer"] == "entmax":
+        prm = {p: info["p"][p] for p in ("alpha", "n_iter") if p in info["p"]}
+    fn = getattr(attnnorm, ctx["normalizer"]).__wrapped_numpy__
+    w = fn(cat, **prm) if cat.shape[-1] else np.zeros(cat.shape)
+    start = 0
+    for p, c in zip(parts, cs):
+        info["w"].append(w[..., start:start + c.shape[-1]])
+        info["idx"].append(np.broadcast_to(p["idx"], lead + c.shape[-1:]))
+        start += c.shape[-1]
+    return info
+
+
+def _sp_call(ctx, b, info, fn, index):
+    w, idx = info["w"][index], info["idx"][index]
+    if fn == "attention":
+        # sum over the candidates of w * v[idx]: one sparse (rows x keys)
+        # product per shard, O(support x e)
+        from scipy import sparse
+        lead = np.broadcast_shapes(b.v.shape[:-2], idx.shape[:-2])
+        nlead = int(np.prod(lead, dtype=np.int64))
+        idx = np.broadcast_to(idx, lead + idx.shape[-2:]).reshape(nlead, b.nb, -1)
+        w = np.broadcast_to(w, lead + w.shape[-2:]).reshape(nlead, b.nb, -1)
+        keep = idx < b.ms
+        li, row, slot = np.nonzero(keep)
+        cols = li * b.ms + idx[li, row, slot]
+        mat = sparse.csr_matrix((w[li, row, slot], (li * b.nb + row, cols)),
+                                shape=(nlead * b.nb, nlead * b.ms))
+        vv = np.broadcast_to(b.v, lead + b.v.shape[-2:]).reshape(nlead * b.ms, -1)
+        return np.asarray(mat @ vv.astype(np.float64)).reshape(lead + (b.nb, b.v.shape[-1]))
+    lead = idx.shape[:-2]
+    out = np.zeros(lead + (b.nb, b.ms + 1))
+    np.put_along_axis(out, idx, w, axis=-1)
+    return out[..., :b.ms]
+
+
+# ---- NAP -----------------------------------------------------------------
+
+def _nap_mean(ctx, b, info):
+    b = _Block(ctx, b)
+    one = _ones(b, b.q.dtype)
+    s1 = b.call("attention", "polynomial", v=one, power=1)[..., 0].astype(np.float64)
+    return {"s1": s1 * np.sqrt(b.ns)}
+
+
+def _nap_mean_merge(ctx, parts, info):
+    info = dict(info)
+    tot = sum(p["s1"] for p in parts) if parts else 0.0
+    info["mu"] = tot / np.maximum(info["ni"], 1)
+    return info
+
+
+def _nap_m2(ctx, b, info):
+    b = _Block(ctx, b)
+    qa, ka = b.augmented(-info["mu"])
+    one = np.ones(ka.shape[:-1] + (1,), qa.dtype)
+    m2 = b.call("attention", "polynomial", q=qa, k=ka, v=one, power=2)[..., 0].astype(np.float64)
+    return {"m2": m2 * np.sqrt(b.ns)}
+
+
+def _nap_m2_merge(ctx, parts, info):
+    info = dict(info)
+    tot = sum(p["m2"] for p in parts) if parts else 0.0
+    info["sd"] = np.sqrt(tot / np.maximum(info["ni"], 1))
+    return info
+
+
+def _nap_factor(ctx, b, info):
+    g = b.lead_param(b.params.get("gain", 1.0))
+    eps = b.lead_param(b.params.get("eps", 1e-3))
+    return g / (info["sd"] + eps), b.lead_param(b.params.get("bias", 0.0))
+
+
+def _nap_call(ctx, b, info, fn):
+    qa, ka = b.augmented(-info["mu"])
+    f, bias = _nap_factor(ctx, b, info)
+    sq = np.sqrt(b.ns)[..., None]
+    if fn == "attention":
+        dev = b.call(fn, "polynomial", q=qa, k=ka, power=1).astype(np.float64) * sq
+        vsum = b.call(fn, "affine_softmax", a=0.0, b=1.0).astype(np.float64)
+        return f[..., None] * dev + bias[..., None] * vsum
+    dev = b.call(fn, "polynomial", q=qa, k=ka, power=1).astype(np.float64) * sq
+    return np.where(b.visible(), f[..., None] * dev + bias[..., None], 0.0)
+
+
+# ---- the global weights / outputs of one block ---------------------------
+
+def _global(ctx, b, info, fn, index):
+    """Global weights (fn='attention_weights') or output contribution
+    (fn='attention') of one (query block, key shard), float64."""
+    fam = ctx["fam"]
+    if fam == "elementwise":
+        return _ew_call(ctx, b, info, fn)
+    if fam == "sparse":
+        return _sp_call(ctx, b, info, fn, index)
+    if fam == "nap":
+        return _nap_call(ctx, b, info, fn)
+    if fam == "rowwise":
+        prm = dict(b.params)
+        if ctx["normalizer"] == "stochastic_softmax":
+            from ._dask import _block_seed
+            prm["seed"] = _block_seed(prm.get("seed", 0), (b.q0 + 1, b.k0))
+        return b.call(fn, ctx["normalizer"], **prm).astype(np.float64)
+    # softmax family
+    q, prm = _sm_query(ctx, b, info)
+    w = b.call("attention_weights", "softmax", q=q, **prm).astype(np.float64)
+    w = w * _sm_weight_factor(info["Ls"][index], info["L"])[..., None]
+    if ctx["normalizer"] == "affine_softmax":
+        a = np.asarray(b.params.get("a", 1.0), np.float64)
+        bb = np.asarray(b.params.get("b", 0.0), np.float64)
+        a = a[..., None] if a.ndim else a
+        bb = bb[..., None] if bb.ndim else bb
+        alive = np.isfinite(info["L"])[..., None]
+        w = np.where(b.visible() & alive, a * w + bb, 0.0)
+    return w
+
+
+def _block_index(info, b):
+    return info.get("_index", {}).get(b["k0"], 0)
+
+
+def _out(ctx, b, info):
+    if ctx["fam"] == "softmax":
+        return None
+    blk = _Block(ctx, b)
+    return _global(ctx, blk, info, "attention", _block_index(info, b))
+
+
+def _finish_out(ctx, parts, info):
+    dt = np.dtype(ctx["dtype"])
+    ni = info["ni"]
+    if ctx["fam"] == "softmax":
+        ctx = dict(ctx)
+        ctx["_a"] = info["p"].get("a", 1.0)
+        ctx["_b"] = info["p"].get("b", 0.0)
+        out = _sm_finish(ctx, info, None)
+    else:
+        out = 0.0
+        for p in parts:
+            if p is not None:
+                out = out + p
+    if np.ndim(out) == 0:
+        out = np.zeros(ni.shape + (ctx["e"],))
+    out = np.asarray(out)
+    empty = ni == 0
+    if np.any(empty):
+        if ctx["empty"] == "raise":
+            raise ValueError("a query sees no key (empty='raise')")
+        fill = np.nan if ctx["empty"] == "nan" else 0.0
+        out = np.where(empty[..., None], fill, out)
+    return out.astype(dt)
+
+
+def _weights_block(ctx, b, info):
+    blk = _Block(ctx, b)
+    w = _global(ctx, blk, info, "attention_weights", _block_index(info, b))
+    w = np.where(blk.visible(), w, 0.0)
+    ni = info["ni"]
+    if ctx["empty"] == "nan" and np.any(ni == 0):
+        w = np.where((ni == 0)[..., None] & blk.visible(), np.nan, w)
+    if ctx["empty"] == "raise" and np.any(ni == 0):
+        raise ValueError("a query sees no key (empty='raise')")
+    return w.astype(np.dtype(ctx["dtype"]))
+
+
+def _stats(ctx, b, info):
+    """Partial row and column reductions of one block's global weights,
+    computed on query sub-blocks."""
+    blk = _Block(ctx, b)
+    idx = _block_index(info, b)
+    w = _global(ctx, blk, info, "attention_weights", idx)
+    vis = blk.visible()
+    w = np.where(vis, w, 0.0)
+    pos = w > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ent = -np.where(pos, w * np.log(np.where(pos, w, 1.0)), 0.0).sum(-1)
+    wm = np.where(vis, w, -np.inf)
+    am = np.argmax(wm, axis=-1)
+    mx = np.take_along_axis(wm, am[..., None], -1)[..., 0]
+    nanrow = np.isnan(w).any(-1)
+    s = np.concatenate([blk.scores(slice(r0, min(r0 + _SUB, blk.nb)))
+                        for r0 in range(0, blk.nb, _SUB)], axis=-2) if blk.nb else \
+        np.zeros(w.shape)
+    if s.shape[-1] >= 2:
+        top = -np.partition(-s, 1, axis=-1)[..., :2]
+        top = np.sort(top, axis=-1)[..., ::-1]
+    else:
+        top = np.concatenate([s, np.full(s.shape[:-1] + (2 - s.shape[-1],), -np.inf)], -1)
+    part = dict(ent=ent, mx=mx, am=am + blk.k0, nan=nanrow, top1=top[..., 0], top2=top[..., 1],
+                sup=pos.sum(-1), nz=(w != 0).sum(-1), wsum=w.sum(-1), colsum=w.sum(-2), colcnt=vis.sum(-2),
+                k0=blk.k0)
+    if blk.k0 == 0:
+        part["w0"] = w[..., 0]
+    return part
+
+
+def _merge_stats(ctx, parts, info):
+    ni = info["ni"]
+    lead = np.broadcast_shapes(ni.shape, *[p["ent"].shape for p in parts])
+    ent = np.zeros(lead)
+    mx = np.full(lead, -np.inf)
+    am = np.full(lead, -1, np.int64)
+    t1 = np.full(lead, -np.inf)
+    t2 = np.full(lead, -np.inf)
+    sup = np.zeros(lead, np.int64)
+    nz = np.zeros(lead, np.int64)
+    wsum = np.zeros(lead)
+    w0 = np.zeros(lead)
+    nan = np.zeros(lead, bool)
+    for p in parts:
+        ent = ent + p["ent"]
+        better = p["mx"] > mx
+        am = np.where(better, p["am"], am)
+        mx = np.where(better, p["mx"], mx)
+        t2 = np.maximum(np.minimum(t1, p["top1"]), np.maximum(t2, p["top2"]))
+        t1 = np.maximum(t1, p["top1"])
+        sup = sup + p["sup"]
+        nz = nz + p["nz"]
+        wsum = wsum + p["wsum"]
+        nan = nan | p["nan"]
+        if "w0" in p:
+            w0 = w0 + p["w0"]
+    empty = np.broadcast_to(ni == 0, lead)
+    dt = np.dtype(ctx["dtype"])
+    with np.errstate(invalid="ignore"):
+        margin = np.where(np.isfinite(t2), t1 - t2, np.nan)
+    if ctx["kind"] == "diagnose":
+        return dict(entropy=np.where(empty | (nz == 0) | nan, np.nan, ent).astype(dt),
+                    max_weight=np.where(empty | ~np.isfinite(mx), 0.0, mx).astype(dt),
+                    weight0=w0.astype(dt), margin=margin.astype(dt),
+                    support=sup.astype(np.int64))
+    lognorm = np.where(empty, np.nan, info["L"]) if ctx["has_lognorm"] else np.full(lead, np.nan)
+    bad = empty | nan
+    return dict(lognorm=np.broadcast_to(lognorm, lead).astype(dt),
+                entropy=np.where(bad | (nz == 0), np.nan, ent).astype(dt),
+                max_weight=np.where(bad, np.nan, mx).astype(dt),
+                argmax=np.where(bad, -1, am).astype(np.int64),
+                weight0=w0.astype(dt), margin=margin.astype(dt),
+                support=sup.astype(np.int64), weight_sum=wsum.astype(dt))
+
+
+def _merge_columns(ctx, parts, shape):
+    lshape, ms = shape
+    if not parts:
+        return np.full(lshape + (ms,), np.nan, np.dtype(ctx["dtype"]))
+    cs = sum(p["colsum"] for p in parts)
+    cc = sum(p["colcnt"] for p in parts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        col = np.where(cc > 0, cs / np.maximum(cc, 1), np.nan)
+    return np.broadcast_to(col, lshape + (ms,)).astype(np.dtype(ctx["dtype"]))
+
+
+def _counts_step(ctx, blocks, _):
+    info = _counts(ctx, blocks, None)
+    info["_index"] = {b["k0"]: i for i, b in enumerate(blocks)}
+    # the parameters of this (leading block, query block), for the merges
+    info["p"] = dict(ctx["params"])
+    if blocks:
+        info["p"].update(blocks[0].get("params", {}))
+    return info
+
+
+_STEPS = {
+    "counts": _counts_step,
+    "lognorm": _sm_lognorm, "merge_lognorm": _sm_merge,
+    "candidates": _sp_candidates, "merge_candidates": _sp_merge,
+    "mean": _nap_mean, "merge_mean": _nap_mean_merge,
+    "m2": _nap_m2, "merge_m2": _nap_m2_merge,
+    "out": _out,
+    "finish_out": lambda ctx, parts, info: _finish_out(ctx, parts, info),
+    "weights_block": _weights_block,
+    "stats": _stats,
+    "merge_stats": _merge_stats,
+    "merge_columns": _merge_columns,
+}

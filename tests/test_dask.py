@@ -1,0 +1,418 @@
+"""Dask arrays through the public API: blockwise leading axes, exact
+key-sharded attention / attention_weights / diagnose, xarray, and a real
+distributed.LocalCluster of two worker processes."""
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from numpy.testing import assert_allclose, assert_array_equal
+
+da = pytest.importorskip("dask.array")
+dask = pytest.importorskip("dask")
+
+import attnnorm as an  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _pythonpath():
+    """PYTHONPATH for subprocesses and worker processes: the repository root
+    first only if it holds an in-place build, so a clean clone uses the
+    installed package."""
+    old = os.environ.get("PYTHONPATH")
+    built = list((ROOT / "attnnorm").glob("_core*.so")) + list((ROOT / "attnnorm").glob("_core*.pyd"))
+    parts = ([str(ROOT)] if built else []) + ([old] if old else [])
+    return os.pathsep.join(parts)
+NORMALIZERS = sorted(an.NORMALIZERS)
+RANDOM = ("stochastic_softmax",)
+SYNC = {"scheduler": "sync"}
+
+
+def compute(*xs, **kw):
+    return dask.compute(*xs, **(kw or SYNC))
+
+
+def close(a, b, dtype=np.float64):
+    rtol, atol = (2e-5, 2e-6) if np.dtype(dtype) == np.float32 else (1e-10, 1e-12)
+    assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=rtol, atol=atol,
+                    equal_nan=True)
+
+
+def test_import_does_not_import_dask():
+    code = ("import sys, numpy as np, attnnorm as an; an.softmax(np.ones((2, 3))); "
+            "an.attention(np.ones((2, 3)), np.ones((4, 3)), np.ones((4, 2))); "
+            "bad = [m for m in ('dask', 'distributed', 'xarray') if m in sys.modules]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    env = dict(os.environ, PYTHONPATH=_pythonpath())
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+# --------------------------------------------------------------------------
+# inputs: leading axes (2, 3), queries and keys cut across chunk boundaries
+# --------------------------------------------------------------------------
+
+N, M, D, E = 9, 11, 4, 3
+
+
+def qkv(rng, dtype=np.float64, lead=(2, 3), kv_lead=(1, 1)):
+    q = (rng.normal(size=lead + (N, D)) * 1.5).astype(dtype)
+    k = rng.normal(size=kv_lead + (M, D)).astype(dtype)
+    v = rng.normal(size=kv_lead + (M, E)).astype(dtype)
+    return q, k, v
+
+
+def chunked(q, k, v, qc=4, kc=4):
+    """q split into query blocks of qc, k and v into key shards of kc (the
+    leading axes in one block: the blockwise tests split those)."""
+    return (da.from_array(q, chunks=(-1,) * (q.ndim - 2) + (qc, -1)),
+            da.from_array(k, chunks=(-1,) * (k.ndim - 2) + (kc, -1)),
+            da.from_array(v, chunks=(-1,) * (v.ndim - 2) + (kc, -1)))
+
+
+def masks(rng):
+    """Boolean masks with every key of the shard 4..7 hidden and one query
+    that sees nothing."""
+    mk = rng.random((N, M)) > 0.3
+    mk[:, 4:8] = False
+    mk[3] = False
+    return mk
+
+
+OPTIONS = {
+    "plain": lambda rng: {},
+    "causal": lambda rng: {"causal": True},
+    "window": lambda rng: {"window": (2, 1)},
+    "mask+causal": lambda rng: {"mask": masks(rng), "causal": True},
+}
+
+
+def _compare_all(normalizer, opts, q, k, v, dq, dk, dv, dtype, **sched):
+    """attention, attention(return_stats), attention_weights and diagnose
+    on dask inputs against the NumPy calls."""
+    res = an.attention(dq, dk, dv, normalizer, **opts)
+    res_st = an.attention(dq, dk, dv, normalizer, return_stats=True, **opts)
+    w = an.attention_weights(dq, dk, normalizer, **opts)
+    assert isinstance(res, da.Array) and isinstance(w, da.Array)
+    assert res.dtype == np.dtype(dtype) and w.dtype == np.dtype(dtype)
+    diag = None
+    if normalizer != "sinkhorn":
+        diag = an.diagnose(dq, dk, normalizer, **opts)
+    out = compute(res, res_st, w, diag, **sched)
+    if normalizer in RANDOM:
+        r, (r2, st2), ww, dd = out
+        assert r.shape == q.shape[:-1] + (E,) and ww.shape == q.shape[:-1] + (M,)
+        assert_allclose(np.where(ww.sum(-1) > 0, ww.sum(-1), 1.0), 1.0, rtol=1e-5)
+        return
+    close(out[0], an.attention(q, k, v, normalizer, **opts), dtype)
+    o2, st2 = an.attention(q, k, v, normalizer, return_stats=True, **opts)
+    close(out[1][0], o2, dtype)
+    for f, a, b in zip(st2._fields, out[1][1], st2):
+        if f == "argmax" or f == "support":
+            assert_array_equal(a, b, err_msg=f)
+        else:
+            close(a, b, dtype)
+    close(out[2], an.attention_weights(q, k, normalizer, **opts), dtype)
+    if diag is not None:
+        dref = an.diagnose(q, k, normalizer, **opts)
+        for f, a, b in zip(dref._fields, out[3], dref):
+            if f == "support":
+                assert_array_equal(a, b, err_msg=f)
+            else:
+                close(a, b, dtype)
+
+
+@pytest.mark.parametrize("option", sorted(OPTIONS))
+@pytest.mark.parametrize("normalizer", NORMALIZERS)
+def test_sharded_matches_numpy(rng, normalizer, option):
+    q, k, v = qkv(rng, lead=(2,), kv_lead=(1,))
+    opts = OPTIONS[option](rng)
+    _compare_all(normalizer, opts, q, k, v, *chunked(q, k, v), np.float64)
+
+
+@pytest.mark.parametrize("normalizer", ["softmax", "ssmax", "sigmoid", "entmax", "nap", "relu"])
+def test_sharded_float32(rng, normalizer):
+    q, k, v = qkv(rng, np.float32, lead=(2,), kv_lead=(1,))
+    _compare_all(normalizer, {"causal": True}, q, k, v, *chunked(q, k, v), np.float32)
+
+
+@pytest.mark.parametrize("normalizer,params", [
+    ("softmax", {"temperature": np.array([0.5, 1.0, 2.0])}),
+    ("softmax", {"scale": np.array([0.1, 0.3, -0.2])}),
+    ("ssmax", {"c": np.array([0.2, 0.43, 1.0])}),
+    ("softmax_sink", {"sink": np.array([0.0, 1.0, -2.0])}),
+    ("affine_softmax", {"a": np.linspace(0.5, 2, N), "b": np.array([[0.1], [0.0], [-0.1]])}),
+    ("sigmoid", {"bias": np.array([0.0, 1.0, -2.0])}),
+    ("relu", {"power": 2.5}),
+    ("polynomial", {"power": 2}),
+    ("entmax", {"alpha": np.array([1.2, 1.5, 2.0])}),
+    ("entmax", {"alpha": 1.0}),
+    ("nap", {"gain": np.array([1.0, 2.0, 0.5]), "bias": 0.25, "eps": 0.1}),
+])
+def test_sharded_per_head_parameters(rng, normalizer, params):
+    q, k, v = qkv(rng, lead=(1, 3))
+    _compare_all(normalizer, dict(params, window=(3, None)), q, k, v, *chunked(q, k, v, 3, 5),
+                 np.float64)
+
+
+def test_sharded_empty_policy(rng):
+    q, k, v = qkv(rng)
+    mk = masks(rng)
+    dq, dk, dv = chunked(q, k, v)
+    r = an.attention(dq, dk, dv, "entmax", mask=mk, empty="nan").compute(**SYNC)
+    close(r, an.attention(q, k, v, "entmax", mask=mk, empty="nan"))
+    assert np.isnan(r[..., 3, :]).all() and not np.isnan(np.delete(r, 3, axis=-2)).any()
+    lazy = an.attention(dq, dk, dv, mask=mk, empty="raise")
+    with pytest.raises(ValueError):
+        lazy.compute(**SYNC)
+
+
+@settings(max_examples=8, deadline=None)
+@given(qc=st.integers(1, N), kc=st.integers(1, M),
+       normalizer=st.sampled_from(["softmax", "sparsemax", "entmax", "relu", "nap"]),
+       causal=st.booleans(), seed=st.integers(0, 2 ** 16))
+def test_any_chunking_is_exact(qc, kc, normalizer, causal, seed):
+    rng = np.random.default_rng(seed)
+    q, k, v = qkv(rng, lead=(2,), kv_lead=(1,))
+    dq, dk, dv = chunked(q, k, v, qc, kc)
+    close(an.attention(dq, dk, dv, normalizer, causal=causal).compute(**SYNC),
+          an.attention(q, k, v, normalizer, causal=causal))
+
+
+def test_skips_invisible_shards(rng):
+    """With causal masking, the first query block gets no task for the last
+    key shard."""
+    q, k, v = qkv(rng)
+    dq, dk, dv = chunked(q, k, v, 3, 3)
+    full = len(an.attention(dq, dk, dv).__dask_graph__())
+    causal = an.attention(dq, dk, dv, causal=True)
+    assert len(causal.__dask_graph__()) < full
+    close(causal.compute(**SYNC), an.attention(q, k, v, causal=True))
+
+
+def test_scores_with_wide_range(rng):
+    """Rows whose scores span more than float32's exponent range."""
+    q, k, v = qkv(rng, np.float32)
+    q *= 40
+    dq, dk, dv = chunked(q, k, v)
+    close(an.attention(dq, dk, dv).compute(**SYNC), an.attention(q, k, v), np.float32)
+
+
+# --------------------------------------------------------------------------
+# laziness, meta, validation
+# --------------------------------------------------------------------------
+
+def test_graph_building_computes_nothing(rng):
+    calls = []
+
+    def tracked(x):
+        calls.append(1)
+        return x
+    q, k, v = qkv(rng)
+    dq, dk, dv = [x.map_blocks(tracked) for x in chunked(q, k, v)]
+    calls.clear()       # map_blocks itself calls it on a small array to infer the dtype
+    outs = [an.attention(dq, dk, dv, "entmax", causal=True), an.softmax(dq),
+            an.diagnose(dq, dk, "nap"), an.attention(dq, dk, dv, "softmax", return_stats=True)[1],
+            an.entropy(an.softmax(dq))]
+    assert not calls
+    assert all(isinstance(o, (da.Array, tuple)) for o in outs)
+    compute(*outs)
+    assert calls
+
+
+def test_validation_before_any_work(rng):
+    q, k, v = chunked(*qkv(rng))
+    with pytest.raises(ValueError, match="alpha"):
+        an.attention(q, k, v, "entmax", alpha=0.5)
+    with pytest.raises(ValueError, match="temperature"):
+        an.softmax(q, temperature=-1.0)
+    with pytest.raises(ValueError, match="normalizer"):
+        an.attention(q, k, v, "nope")
+    with pytest.raises(ValueError, match="mask"):
+        an.attention(q, k, v, mask=np.ones((3, 2), bool))
+    with pytest.raises(TypeError, match="out="):
+        an.softmax(q, out=np.empty(q.shape))
+
+
+# --------------------------------------------------------------------------
+# blockwise: every public function
+# --------------------------------------------------------------------------
+
+def _w(rng, shape=(2, 3, N, M)):
+    return an.softmax(rng.normal(size=shape))
+
+
+CALLS = {
+    "entropy": lambda r: ((_w(r),), {"normalized": True}),
+    "effective_support": lambda r: ((_w(r),), {"causal": True}),
+    "participation_ratio": lambda r: ((_w(r),), {}),
+    "negative_mass": lambda r: ((an.nap(r.normal(size=(2, 3, N, M))),), {}),
+    "support_size": lambda r: ((an.entmax(r.normal(size=(2, 3, N, M))),), {}),
+    "separation_margin": lambda r: ((r.normal(size=(2, 3, N, M)),), {"mask": masks(r)}),
+    "column_mass": lambda r: ((_w(r),), {"causal": True}),
+    "sink_mass": lambda r: ((_w(r),), {}),
+    "row_residual": lambda r: ((an.sinkhorn(r.normal(size=(2, 3, N, M))),), {}),
+    "column_residual": lambda r: ((an.sinkhorn(r.normal(size=(2, 3, N, M))),), {}),
+    "frobenius_norm": lambda r: ((_w(r),), {}),
+    "rank_collapse": lambda r: ((r.normal(size=(2, 3, N, D)),), {}),
+    "jacobian_norm": lambda r: ((_w(r),), {"normalizer": "softmax"}),
+    "vanishing_bounds": lambda r: ((r.normal(size=(2, 3, N, D)), r.normal(size=(2, 3, M, D))), {}),
+    "selectivity_distance": lambda r: ((_w(r), r.normal(size=(2, 3, M, E)), 2), {}),
+    "geometric_separability": lambda r: ((_w(r), r.normal(size=(2, 3, M, E)), 2), {}),
+    "attention_norms": lambda r: ((_w(r), r.normal(size=(2, 3, M, E))), {}),
+    "mixing_ratios": lambda r: ((_w(r, (2, 3, N, N)), r.normal(size=(2, 3, N, E)),
+                                 r.normal(size=(2, N, E))), {}),
+    "linear_attention": lambda r: (qkv(r), {"causal": True}),
+    "log_attention": lambda r: (qkv(r), {"causal": True, "return_state": True}),
+    "cheap_linear_attention": lambda r: ((r.normal(size=(2, 3, M, D)), r.normal(size=(2, 3, N, D))),
+                                         {"causal": True}),
+    "zeros_attention": lambda r: (qkv(r) + (r.normal(size=(2, 1, M)), 0.3, 0.7), {}),
+    "zeros_weights": lambda r: ((r.normal(size=(2, 3, M)), 0.3, 0.7), {"n": N}),
+    "soft_attention": lambda r: ((r.normal(size=(2, 3, N, D)), r.normal(size=(2, 3, N, E))),
+                                 {"n_landmarks": 3, "return_residuals": True}),
+    "soft_kernel": lambda r: ((r.normal(size=(2, 3, N, D)),), {}),
+    "attention": lambda r: (qkv(r), {"normalizer": "sinkhorn", "causal": True}),
+    "attention_weights": lambda r: (qkv(r)[:2], {"normalizer": "softpick"}),
+    "diagnose": lambda r: (qkv(r)[:2], {"normalizer": "sigmoid", "window": (1, 2)}),
+}
+CALLS.update({nm: (lambda r, nm=nm: ((r.normal(size=(2, 3, N, M)),),
+                                     {"causal": True, "mask": masks(r)}))
+              for nm in NORMALIZERS})
+
+
+def _daskify(x, i):
+    if isinstance(x, np.ndarray) and x.ndim >= 1:
+        return da.from_array(x, chunks=(1,) + (-1,) * (x.ndim - 1) if i % 2 == 0 and x.ndim > 2
+                             else (-1,) * (x.ndim - 1) + (max(1, x.shape[-1] // 2),))
+    return x
+
+
+def _flat(x):
+    if isinstance(x, tuple):
+        return [y for z in x for y in _flat(z)]
+    return [] if x is None else [x]
+
+
+def test_every_public_function_is_covered():
+    public = [nm for nm in an.__all__ if callable(getattr(an, nm))
+              and hasattr(getattr(an, nm), "__wrapped_numpy__")]
+    assert sorted(set(public) - set(CALLS)) == []
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_blockwise_matches_numpy(rng, name):
+    args, kw = CALLS[name](rng)
+    f = getattr(an, name)
+    expect = f(*args, **kw)
+    lazy = f(*[_daskify(a, i) for i, a in enumerate(args)], **kw)
+    got, want = _flat(lazy), _flat(expect)
+    assert len(got) == len(want)
+    assert all(isinstance(g, da.Array) for g in got)
+    got = compute(*got)
+    for g, w in zip(got, want):
+        assert g.shape == np.shape(w) and g.dtype == np.asarray(w).dtype, name
+        if name != "stochastic_softmax":
+            close(g, w)
+
+
+def test_stochastic_softmax_seeded_per_block(rng):
+    s = rng.normal(size=(4, N, M))
+    ds = da.from_array(s, chunks=(1, N, M))
+    a = an.stochastic_softmax(ds, trials=64, seed=5).compute(**SYNC)
+    b = an.stochastic_softmax(ds, trials=64, seed=5).compute(**SYNC)
+    assert_array_equal(a, b)
+    assert_array_equal(a[0], an.stochastic_softmax(s[:1], trials=64, seed=5)[0])
+    assert not np.array_equal(a[1], a[0] if np.array_equal(s[1], s[0]) else a[1] * 0)
+    assert_allclose(a.sum(-1), 1.0)
+    assert_allclose(a * 64, np.round(a * 64), atol=1e-9)
+    # identical matrices in different blocks draw differently
+    same = da.from_array(np.broadcast_to(s[:1], (4, N, M)).copy(), chunks=(1, N, M))
+    c = an.stochastic_softmax(same, trials=64, seed=5).compute(**SYNC)
+    assert not all(np.array_equal(c[0], c[i]) for i in range(1, 4))
+
+
+def test_one_dimensional_and_axes(rng):
+    s = rng.normal(size=(M,))
+    close(an.softmax(da.from_array(s)).compute(**SYNC), an.softmax(s))
+    s2 = rng.normal(size=(M, 2, N))
+    close(an.softmax(da.from_array(s2, chunks=(3, 1, N)), axes=[(2, 0), (2, 0)]).compute(**SYNC),
+          an.softmax(s2, axes=[(2, 0), (2, 0)]))
+
+
+def test_xarray(rng):
+    xr = pytest.importorskip("xarray")
+    s = rng.normal(size=(3, N, M))
+    xs = xr.DataArray(s, dims=("head", "query", "key"), coords={"head": ["a", "b", "c"]})
+    w = an.softmax(xs, causal=True)
+    assert isinstance(w, xr.DataArray) and w.dims == xs.dims
+    close(w.values, an.softmax(s, causal=True))
+    lazy = an.entropy(an.softmax(xs.chunk({"head": 1})))
+    assert isinstance(lazy.data, da.Array) and lazy.dims == ("head", "query")
+    close(lazy.compute().values, an.entropy(an.softmax(s)))
+    assert list(lazy.coords["head"].values) == ["a", "b", "c"]
+    q, k, v = qkv(rng, lead=(3,), kv_lead=(3,))
+    dims = ("head", "tok", "feat")
+    xq = xr.DataArray(q, dims=dims).chunk({"tok": 4})
+    xk = xr.DataArray(k, dims=("head", "key", "feat")).chunk({"key": 4})
+    xv = xr.DataArray(v, dims=("head", "key", "val")).chunk({"key": 4})
+    o = an.attention(xq, xk, xv, "entmax", causal=True)
+    assert o.dims == ("head", "tok", "val")
+    close(o.values, an.attention(q, k, v, "entmax", causal=True))
+    dg = an.diagnose(xq, xk, causal=True)
+    close(dg.entropy.values, an.diagnose(q, k, causal=True).entropy)
+
+
+# --------------------------------------------------------------------------
+# a real cluster: two worker processes on localhost
+# --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def client():
+    distributed = pytest.importorskip("distributed")
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = _pythonpath()
+    try:
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                      dashboard_address=":0") as cluster:
+            with distributed.Client(cluster) as c:
+                yield c
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old
+
+
+def test_cluster_matches_numpy(client, rng):
+    """Every normalizer on the cluster, in one compute: causal + window + a
+    boolean mask that hides a whole key shard and one query."""
+    q, k, v = qkv(rng, lead=(2,), kv_lead=(1,))
+    opts = {"mask": masks(rng), "causal": True, "window": (6, None)}
+    dq, dk, dv = chunked(q, k, v, 5, 4)
+    lazy = {nm: (an.attention(dq, dk, dv, nm, **opts),
+                 None if nm == "sinkhorn" else an.diagnose(dq, dk, nm, **opts))
+            for nm in NORMALIZERS}
+    got = client.compute(lazy, sync=True)
+    for nm in NORMALIZERS:
+        out, diag = got[nm]
+        if nm in RANDOM:
+            assert out.shape == (2, N, E)
+            continue
+        close(out, an.attention(q, k, v, nm, **opts))
+        if diag is not None:
+            for f, a, b in zip(diag._fields, diag, an.diagnose(q, k, nm, **opts)):
+                close(a, b)
+
+
+def test_cluster_blockwise_and_stochastic(client, rng):
+    s = rng.normal(size=(4, N, M))
+    ds = da.from_array(s, chunks=(1, N, 4))
+    got = client.compute([an.entmax(ds, causal=True), an.entropy(an.softmax(ds))], sync=True)
+    close(got[0], an.entmax(s, causal=True))
+    close(got[1], an.entropy(an.softmax(s)))
+    a = client.compute(an.stochastic_softmax(ds, seed=3), sync=True)
+    assert_array_equal(a, an.stochastic_softmax(ds, seed=3).compute(**SYNC))
