@@ -16,7 +16,8 @@
  * queries that see it; both by chunks of queries (small GEMMs, see below).
  * Accumulation in double; one matrix per thread, in a fixed order, so the
  * result is the same for every thread count.  The exp-kernel / log-space,
- * ZeroS and SOFT VJPs follow in this file.
+ * ZeroS and SOFT VJPs are described below; the kernels are in
+ * linear_vjp_impl.inc.
  */
 #include <stdlib.h>
 #include <string.h>
