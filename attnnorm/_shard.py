@@ -30,10 +30,19 @@ the visible length of query ``i`` over all keys, ``n_s`` over the shard's):
 * NAP: pass 1 sums the visible scores (mean ``mu``); pass 2 runs on scores
   shifted by ``-mu`` (an extra feature) and returns ``sum (s - mu) v``,
   ``sum (s - mu)^2`` and ``sum v``; ``o = g sum(s-mu) v / (sigma + eps) + b sum v``.
-* softpick and stochastic_softmax: query blocks are independent, the key axis
-  is rechunked to one chunk; stochastic draws of a query block use a seed
-  mixed from ``(seed, block position)``.  Sinkhorn couples all queries and
-  keys: both axes are rechunked and the leading axes map blockwise.
+* stochastic_softmax: ``L_s`` as for softmax; each row's trials are split
+  over the shards by sequential binomials with the masses ``exp(L_s - L)``
+  (a multinomial over shards), then each shard draws its count from its own
+  softmax; seeds mixed from ``(seed, block position, shard)``.
+* stickbreaking: the shard's own stick-breaking and the log of the stick it
+  leaves, ``R_s = -sum_j softplus(s_ij)``; shard ``s`` is scaled by
+  ``exp(sum_(t > s) R_t)`` (right to left).
+* Sinkhorn (the query axis in one block): the row maximum, then per
+  iteration either each shard's row logsumexp ``LSE_(j in s)(K_ij + g_j)``
+  merged by logaddexp into ``f``, or each shard's own column potentials
+  ``g_j`` given ``f``.
+* softpick: query blocks are independent, the key axis is rechunked to one
+  chunk.
 
 ``diagnose`` and ``return_stats=True`` materialise the global weights of one
 (query block, key shard) at a time, in query sub-blocks, and reduce them
