@@ -229,6 +229,10 @@ def run(name, call):
             for step in _phases(fam, params):
                 parts = [task(step, ctx, b, info) for b in blocks]
                 info = task("merge_" + step, ctx, parts, info)
+                if step == "skinit":
+                    # the shard's Sinkhorn kernel K, computed once and kept
+                    # (on its worker) for every iteration
+                    blocks = [dict(b, K=task("skkernel", ctx, b, info)) for b in blocks]
             res = []
             if name == "attention":
                 parts = [task("out", ctx, b, info) for b in blocks]
@@ -443,6 +447,7 @@ class _Block:
         self.ctx = ctx
         self.q0, self.k0, self.nb, self.ms = b["q0"], b["k0"], b["nb"], b["ms"]
         self.pos = tuple(b.get("pos", ()))
+        self.K = b.get("K")
         self.q, self.k, self.v = b.get("q"), b.get("k"), b.get("v")
         self.params = dict(ctx["params"])
         self.params.update(b.get("params", {}))
@@ -702,6 +707,8 @@ def _sk_init_merge(ctx, parts, info):
 
 def _sk_kernel(ctx, b, info):
     """K of the shard (-inf outside the visible entries of used rows)."""
+    if b.K is not None:
+        return b.K
     z = b.scores(slice(0, b.nb))
     eps = np.asarray(b.params.get("eps", 1.0), np.float64)
     eps = eps[..., None, None] if eps.ndim else eps
@@ -1200,6 +1207,7 @@ _STEPS = {
     "mean": _nap_mean, "merge_mean": _nap_mean_merge,
     "sbmass": _sb_mass, "merge_sbmass": _sb_merge,
     "skinit": _sk_init, "merge_skinit": _sk_init_merge,
+    "skkernel": lambda ctx, b, info: _sk_kernel(ctx, _Block(ctx, b), info),
     "skrow": _sk_row, "merge_skrow": _sk_row_merge,
     "skcol": _sk_col, "merge_skcol": _sk_col_merge,
     "m2": _nap_m2, "merge_m2": _nap_m2_merge,
