@@ -185,7 +185,10 @@ def attention(q, k, v, normalizer="softmax", *, scale=None, causal=False, window
     ``out_i = sum_j a_ij v_j`` with ``a_i = normalizer(scale * q_i . k_j)`` over
     the visible keys ``j``.  Extra memory: per thread a 48 x m block of scores,
     plus packed copies of k and v (for a group of problems of at most 32 MiB,
-    shared by the threads); Sinkhorn adds its O(n + m) potentials.  softmax,
+    shared by the threads); Sinkhorn adds its O(n + m) potentials and, when a
+    problem's n x m log kernel fits in 32 MiB, that kernel (one per problem
+    in flight), so that its passes read it instead of recomputing the
+    scores; larger problems recompute them and keep O(n + m).  softmax,
     softmax_sink and ssmax use an online (flash-attention style) pass with
     running maxima and sums; the other normalizers, and any query block holding
     NaN/+inf scores or values, use the generic pass (scores of the block, the

@@ -1,10 +1,18 @@
 """Time fused attention (attnnorm.attention) for every normalizer against what a
 user would otherwise run on the same CPU, in one run on the same inputs.
 
-    python benchmarks/bench_attention.py [--shape 8,2048,2048,64] [--repeat 3]
+    python benchmarks/bench_attention.py [--shape 1,8,2048,2048,64] [--repeat 5]
         [--threads 2] [--dtype float32,float64] [--causal both|yes|no]
         [--only softmax,sigmoid] [--no-numpy] [--no-torch] [--numpy-repeat 3]
-        [--numpy-heads 2]
+        [--numpy-heads 2] [--no-peak]
+
+Inputs are 4-D, q (batch, heads, n, d), k and v (batch, heads, m, d), on both
+sides: that is what a user hands PyTorch, and the shape for which PyTorch's
+``scaled_dot_product_attention`` picks its fused flash CPU kernel (with 3-D
+inputs it falls back to its much slower "math" backend).  The backend PyTorch
+ran is read from its profiler and printed (``sdpa:flash`` / ``sdpa:math``).
+Both libraries use --threads threads (``torch.set_num_threads`` and
+``attnnorm.set_num_threads``).
 
 Peers:
 * softmax: PyTorch CPU ``torch.nn.functional.scaled_dot_product_attention``;
@@ -19,19 +27,27 @@ Peers:
   in the batch); --numpy-heads 0 times the whole batch.  Such columns are
   marked with '*'.
 
-Each time is the median of --repeat runs after one warm-up (the NumPy
+Times are wall-clock by default; --clock cpu times the CPU time of all the
+process's threads instead (time.process_time), which other processes on a
+shared machine do not inflate (GFLOP/s then reads "per CPU-second x
+threads": flops / CPU time x --threads).  Each time is the median of
+--repeat runs after one warm-up (the NumPy
 pipeline: of --numpy-repeat runs after one warm-up; its first call alone is
 several times slower than the next ones).  GFLOP/s counts 4 n m d flops per
-head (half when causal).  Ratios > 1 mean attnnorm is faster; ``/softmax`` is
-the normalizer's time over softmax attention's own time (same dtype/mask),
-the median over --repeat pairs of the two timed back to back (so that load
-drifting on a shared machine cancels out of the ratio); for sinkhorn it is per iteration (time / (n_iter + 1): n_iter passes for the
-potentials plus the output pass).
+head (half when causal); ``%peak`` is that rate over the FMA peak that
+benchmarks/fma_peak.py measures for the same thread count, dtype and the
+widest vector ISA attnnorm dispatched to (``attnnorm.simd_path()``).  Ratios
+> 1 mean attnnorm is faster.  ``peer/an`` is the median over --repeat pairs of
+the peer and attnnorm timed back to back (same for ``/softmax``, which is
+the normalizer's time over softmax attention's own time, same dtype and mask),
+so that load drifting on a shared machine cancels out of the ratios.  For
+sinkhorn ``/softmax`` is the total time, n_iter = 5.
 """
 import argparse
 import math
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -149,22 +165,50 @@ def _numpy_pipeline(name, kw, causal):
     return run
 
 
+def sdpa_backend(torch, q, k, v, causal):
+    """Name of the backend PyTorch's SDPA runs for these inputs, read from the
+    profiler ('flash', 'math', ...), or from torch._fused_sdp_choice."""
+    F = torch.nn.functional
+    try:
+        with torch.profiler.profile() as prof:
+            F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        keys = {e.key for e in prof.key_averages()}
+        for op, name in (("flash_attention", "flash"), ("efficient_attention", "efficient"),
+                         ("attention_math", "math"), ("cudnn", "cudnn")):
+            if any(op in key for key in keys):
+                return name
+    except Exception:
+        pass
+    try:
+        from torch.nn.attention import SDPBackend
+        c = SDPBackend(torch._fused_sdp_choice(q, k, v, is_causal=causal))
+        return c.name.lower().replace("_attention", "")
+    except Exception:
+        return "?"
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--shape", default="8,2048,2048,64", help="batch*heads,n,m,d (e = d)")
-    ap.add_argument("--repeat", type=int, default=3, help="timed runs of attnnorm and torch")
+    ap.add_argument("--shape", default="1,8,2048,2048,64", help="batch,heads,n,m,d (e = d)")
+    ap.add_argument("--repeat", type=int, default=5, help="timed pairs of attnnorm and peer")
     ap.add_argument("--numpy-repeat", type=int, default=3)
     ap.add_argument("--numpy-heads", type=int, default=2,
                     help="time the NumPy pipeline on this many heads and scale (0: all)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--clock", default="wall", choices=["wall", "cpu"],
+                    help="wall time, or CPU time of all the process's threads "
+                         "(not inflated by other processes on a shared machine)")
     ap.add_argument("--dtype", default="float32,float64")
     ap.add_argument("--causal", default="both", choices=["both", "yes", "no"])
     ap.add_argument("--only", default="", help="comma-separated subset of normalizers")
     ap.add_argument("--no-numpy", action="store_true")
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--no-peak", action="store_true", help="skip the FMA-peak probe")
     args = ap.parse_args(argv)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
 
-    B, n, m, d = (int(x) for x in args.shape.split(","))
+    Bt, H, n, m, d = (int(x) for x in args.shape.split(","))
+    B = Bt * H
     an.set_num_threads(args.threads)
     torch = None
     if not args.no_torch:
@@ -181,11 +225,27 @@ def main(argv=None):
     causals = {"both": [False, True], "yes": [True], "no": [False]}[args.causal]
     dtypes = [np.dtype(x) for x in args.dtype.split(",")]
 
+    isa = an.simd_path()
+    peaks = {}
+    if not args.no_peak and isa in ("avx2", "avx512"):
+        try:
+            import fma_peak
+            for dt in dtypes:
+                peaks[dt.name] = fma_peak.measure_peak(args.threads, isa, dt.name)
+        except Exception as exc:
+            print(f"FMA-peak probe unavailable ({type(exc).__name__}: {exc}): no %peak column")
+
     rng = np.random.default_rng(0)
-    base = [rng.standard_normal((B, n, d)), rng.standard_normal((B, m, d)),
-            rng.standard_normal((B, m, d))]
-    print(f"attention q,k,v ({B}, {n}|{m}, {d}), threads={args.threads}, "
-          f"simd={an.simd_path()}, repeat={args.repeat}, numpy-repeat={args.numpy_repeat}")
+    base = [rng.standard_normal((Bt, H, n, d)), rng.standard_normal((Bt, H, m, d)),
+            rng.standard_normal((Bt, H, m, d))]
+    print(f"attention q ({Bt}, {H}, {n}, {d}), k, v ({Bt}, {H}, {m}, {d}), "
+          f"threads={args.threads} (attnnorm and torch), simd={isa}, repeat={args.repeat}, "
+          f"numpy-repeat={args.numpy_repeat}, clock={args.clock}")
+    if torch is not None:
+        print(f"torch {torch.__version__}, cpu capability "
+              f"{torch.backends.cpu.get_cpu_capability()}")
+    for dt, pk in peaks.items():
+        print(f"FMA peak ({isa}, {dt}, {args.threads} threads): {pk:.1f} GFLOP/s")
     numpy_times = {}
     for causal in causals:
         flops = 4.0 * B * n * m * d / (2.0 if causal else 1.0)
@@ -193,54 +253,77 @@ def main(argv=None):
             q, k, v = (x.astype(dt) for x in base)
             tq = [torch.from_numpy(x) for x in (q, k, v)] if torch is not None else None
             print(f"\n{dt.name}, causal={causal}")
+            if torch is not None:
+                with torch.no_grad():
+                    ref_t = torch.nn.functional.scaled_dot_product_attention(
+                        *tq, is_causal=causal).numpy()
+                err = float(np.max(np.abs(an.attention(q, k, v, "softmax", causal=causal)
+                                          - ref_t)))
+                print(f"sdpa backend: {sdpa_backend(torch, *tq, causal)}; "
+                      f"max |attnnorm - sdpa| = {err:.2e}")
             star = "*" if 0 < args.numpy_heads < B else ""
-            head = (f"{'normalizer':<20}{'attnnorm ms':>12}{'GFLOP/s':>9}{'/softmax':>9}"
-                    f"{'peer':>11}{'peer ms':>10}{'peer/an':>9}{'numpy ms' + star:>10}"
-                    f"{'numpy/an' + star:>10}")
+            head = (f"{'normalizer':<20}{'attnnorm ms':>12}{'GFLOP/s':>9}{'%peak':>7}"
+                    f"{'/softmax':>9}{'peer':>12}{'peer ms':>10}{'peer/an':>9}"
+                    f"{'numpy ms' + star:>10}{'numpy/an' + star:>10}")
             print(head)
             print("-" * len(head))
+
             def soft():
                 return an.attention(q, k, v, "softmax", causal=causal)
 
             for name in names:
                 kw = dict(CALL_KW.get(name, {}))
+                run = lambda: an.attention(q, k, v, name, causal=causal, **kw)  # noqa: E731
+                t_peer = peer = peer_ratio = None
+                f = None
+                if torch is not None:
+                    f, peer = _torch_attention(torch, name, kw, causal)
+                    if peer == "sdpa":
+                        peer = "sdpa:" + sdpa_backend(torch, *tq, causal)
+
+                def run_peer():
+                    with torch.no_grad():
+                        return f(*tq)
                 try:
-                    run = lambda: an.attention(q, k, v, name, causal=causal, **kw)  # noqa: E731
                     if name == "softmax":
-                        t_an, rel = median_time(run, args.repeat), 1.0
+                        rel = 1.0
+                        if f is not None:
+                            t_an, r = paired_times(run, run_peer, args.repeat, clock=clock)
+                            peer_ratio = 1.0 / r
+                            t_peer = t_an * peer_ratio
+                        else:
+                            t_an = median_time(run, args.repeat, clock=clock)
                     else:
-                        t_an, rel = paired_times(run, soft, args.repeat)
+                        t_an, rel = paired_times(run, soft, args.repeat, clock=clock)
+                        if f is not None:
+                            _, r = paired_times(run, run_peer, max(1, args.repeat // 2), clock=clock)
+                            peer_ratio = 1.0 / r
+                            t_peer = t_an * peer_ratio
                 except Exception as exc:
                     print(f"{name:<20}  skipped: {type(exc).__name__}: {exc}")
                     continue
-                if name == "sinkhorn":
-                    rel /= kw.get("n_iter", SINKHORN_ITERS) + 1
-                t_peer = peer = None
-                if torch is not None:
-                    with torch.no_grad():
-                        f, peer = _torch_attention(torch, name, kw, causal)
-                        if f is not None:
-                            t_peer = median_time(lambda: f(*tq), args.repeat)
                 t_np = None
                 if not args.no_numpy:
                     key = (name, causal)
                     if key not in numpy_times:
-                        f = _numpy_pipeline(name, kw, causal)
+                        fn = _numpy_pipeline(name, kw, causal)
                         hb = args.numpy_heads if 0 < args.numpy_heads < B else B
-                        t = (median_time(lambda: f(q[:hb], k[:hb], v[:hb]), args.numpy_repeat)
-                             if f else None)
+                        q3, k3, v3 = (x.reshape(B, -1, d) for x in (q, k, v))
+                        t = (median_time(lambda: fn(q3[:hb], k3[:hb], v3[:hb]),
+                                         args.numpy_repeat, clock=clock) if fn else None)
                         numpy_times[key] = t * B / hb if t is not None else None
                     t_np = numpy_times[key]
 
                 def ms(t):
                     return f"{1e3 * t:.1f}" if t is not None else "-"
 
-                def ratio(t):
-                    return f"{t / t_an:.2f}" if t is not None else "-"
-
-                print(f"{name:<20}{ms(t_an):>12}{flops / t_an / 1e9:>9.1f}{rel:>9.2f}"
-                      f"{peer or '-':>11}{ms(t_peer):>10}{ratio(t_peer):>9}{ms(t_np):>10}"
-                      f"{ratio(t_np):>10}", flush=True)
+                gf = flops / t_an / 1e9 * (args.threads if args.clock == "cpu" else 1)
+                pct = f"{100 * gf / peaks[dt.name]:.0f}" if dt.name in peaks else "-"
+                pr = f"{peer_ratio:.2f}" if peer_ratio is not None else "-"
+                nr = f"{t_np / t_an:.2f}" if t_np is not None else "-"
+                print(f"{name:<20}{ms(t_an):>12}{gf:>9.1f}{pct:>7}{rel:>9.2f}"
+                      f"{peer or '-':>12}{ms(t_peer):>10}{pr:>9}{ms(t_np):>10}"
+                      f"{nr:>10}", flush=True)
 
 
 if __name__ == "__main__":

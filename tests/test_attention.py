@@ -137,6 +137,28 @@ def test_threads_bit_identical(rng, name):
         assert_array_equal(a, b)
 
 
+TEST_ENV = ("ATTNNORM_CPU", "ATTNNORM_ATTENTION_GENERIC", "ATTNNORM_SINKHORN_RECOMPUTE")
+
+
+def run_variants(tmp_path, code, variants):
+    """Run `code` (argv: input .npz, output .npz) in one subprocess per
+    (tag, environment) of `variants` (the kernels read these switches at
+    import or per call; the other switches are cleared) on tmp_path/in.npz;
+    returns tag -> the loaded output."""
+    # the directory holding the attnnorm this process imported (source tree with
+    # an in-place build, or site-packages after pip install)
+    here = os.path.dirname(os.path.dirname(os.path.abspath(an.__file__)))
+    outs = {}
+    for tag, extra in variants:
+        env = {k: v for k, v in os.environ.items() if k not in TEST_ENV}
+        env.update(PYTHONPATH=here, **extra)
+        fn = tmp_path / f"out_{tag}.npz"
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / "in.npz"), str(fn)],
+                       check=True, env=env, cwd=str(tmp_path))
+        outs[tag] = np.load(fn)
+    return outs
+
+
 def test_portable_simd_and_generic_paths_agree(tmp_path):
     """The same problem with ATTNNORM_CPU=default (portable kernels), the best
     SIMD path, and ATTNNORM_ATTENTION_GENERIC=1 (no online fast path), each in
@@ -153,19 +175,9 @@ def test_portable_simd_and_generic_paths_agree(tmp_path):
         "        res[nm + dt.__name__] = an.attention(z['q'].astype(dt), z['k'].astype(dt),"
         " z['v'].astype(dt), nm, causal=True, **kw)\n"
         "np.savez(sys.argv[2], path=an.simd_path(), **res)\n")
-    # the directory holding the attnnorm this process imported (source tree with
-    # an in-place build, or site-packages after pip install)
-    here = os.path.dirname(os.path.dirname(os.path.abspath(an.__file__)))
-    outs = {}
-    for tag, extra in (("default", {"ATTNNORM_CPU": "default"}), ("best", {"ATTNNORM_CPU": ""}),
-                       ("generic", {"ATTNNORM_CPU": "", "ATTNNORM_ATTENTION_GENERIC": "1"})):
-        env = dict(os.environ, PYTHONPATH=here, **extra)
-        if tag != "generic":
-            env.pop("ATTNNORM_ATTENTION_GENERIC", None)
-        fn = tmp_path / f"out_{tag}.npz"
-        subprocess.run([sys.executable, "-c", code, str(tmp_path / "in.npz"), str(fn)],
-                       check=True, env=env, cwd=str(tmp_path))
-        outs[tag] = np.load(fn)
+    outs = run_variants(tmp_path, code, (
+        ("default", {"ATTNNORM_CPU": "default"}), ("best", {"ATTNNORM_CPU": ""}),
+        ("generic", {"ATTNNORM_CPU": "", "ATTNNORM_ATTENTION_GENERIC": "1"})))
     assert str(outs["default"]["path"]) == "default"
     assert str(outs["best"]["path"]) == an.simd_best()
     for other in ("default", "generic"):
@@ -558,3 +570,39 @@ def test_sparse_weights_path_matches_weights_at_v(name, dtype):
         expect = w.astype(np.float64) @ v2
     o = an.attention(q, k, v2, name, **kw)
     assert_array_equal(np.isnan(o), np.isnan(expect))
+
+
+@pytest.mark.skipif("sinkhorn" not in an.NORMALIZERS, reason="sinkhorn not built")
+def test_sinkhorn_cached_and_recomputed_log_kernel_agree(tmp_path):
+    """Sinkhorn keeps its n x m log kernel when it fits the cache budget and
+    recomputes the scores in every pass otherwise (forced here by
+    ATTNNORM_SINKHORN_RECOMPUTE=1 in a subprocess): both agree with each other
+    and with the reference, batched (one problem per thread) and single (the
+    threads share the passes), with a mask, causal, and in float32."""
+    rng = np.random.default_rng(11)
+    q, k, v = qkv(rng, np.float64, lead_q=(3,), lead_kv=(3,), n=90, m=170, d=8, e=5)
+    mk = rng.random((90, 170)) > 0.25
+    mk[4] = False
+    np.savez(tmp_path / "in.npz", q=q, k=k, v=v, mk=mk)
+    code = (
+        "import sys, numpy as np, attnnorm as an\n"
+        "z = np.load(sys.argv[1]); q, k, v, mk = z['q'], z['k'], z['v'], z['mk']\n"
+        "an.set_num_threads(2); res = {}\n"
+        "for dt in (np.float32, np.float64):\n"
+        "    a, b, c = q.astype(dt), k.astype(dt), v.astype(dt)\n"
+        "    res['b' + dt.__name__] = an.attention(a, b, c, 'sinkhorn', n_iter=5, mask=mk)\n"
+        "    res['c' + dt.__name__] = an.attention(a, b, c, 'sinkhorn', n_iter=4, causal=True)\n"
+        "    res['s' + dt.__name__] = an.attention(a[0], b[0], c[0], 'sinkhorn', n_iter=5, eps=0.5)\n"
+        "np.savez(sys.argv[2], **res)\n")
+    outs = run_variants(tmp_path, code, (("cached", {}),
+                                         ("recomputed", {"ATTNNORM_SINKHORN_RECOMPUTE": "1"})))
+    want = {
+        "b": ref.attention_weights(q, k, "sinkhorn", n_iter=5, mask=mk) @ v,
+        "c": ref.attention_weights(q, k, "sinkhorn", n_iter=4, causal=True) @ v,
+        "s": ref.attention_weights(q[0], k[0], "sinkhorn", n_iter=5, eps=0.5) @ v[0],
+    }
+    for key in outs["cached"].files:
+        dt = np.float32 if key.endswith("float32") else np.float64
+        a, b = outs["cached"][key], outs["recomputed"][key]
+        assert_allclose(a, b, rtol(dt), atol(dt), err_msg=key)
+        assert_allclose(a, want[key[0]], rtol(dt), atol(dt), err_msg=key)

@@ -14,6 +14,8 @@
 #define AN_ATT_QB 48     /* query rows per block (a multiple of AN_ATT_RM) */
 #define AN_ATT_KB 256    /* keys per packed chunk (a multiple of every nr) */
 #define AN_ATT_PACK_BYTES ((size_t)32 << 20)   /* packed K/V of a group of problems */
+#define AN_SK_CACHE_BYTES ((size_t)32 << 20)   /* Sinkhorn's cached n x m log kernel */
+#define AN_SK_SOLO_BYTES ((size_t)128 << 20)   /* ... all threads' caches, one problem each */
 #define AN_ROUNDUP(x, b) ((((x) + (b) - 1) / (b)) * (b))
 #define AN_ALIGN64(x) ((((x) + 63) / 64) * 64)
 

@@ -4,8 +4,10 @@
  * One (n, m) problem = one element of the gufunc's leading axes: queries q
  * (n, d), keys k (m, d), values v (m, e), the normalizer's matrix record
  * (mask, causal, window, empty policy, parameters) and the outputs.  The
- * kernels never hold an n x m array: per thread they keep one query block of
- * scores (AN_ATT_QB x m) plus packed key/value panels (see attention_impl.inc).
+ * kernels never hold the n x m weights: per thread they keep one query block
+ * of scores (AN_ATT_QB x m) plus packed key/value panels (see
+ * attention_impl.inc); only Sinkhorn keeps an n x m log kernel, and only when
+ * it fits AN_SK_CACHE_BYTES.
  */
 #ifndef AN_ATTENTION_H
 #define AN_ATTENTION_H

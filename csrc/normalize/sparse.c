@@ -164,39 +164,51 @@ static double exact_tau(double *X, an_int k, int q)
  * i.e. tau' = (alpha-1) theta - 1, with theta in [0, (1 - n^(1-alpha))/(alpha-1)]
  * (p_max <= 1 and p_max >= 1/n).  The power is evaluated as
  * exp(log1p(u) / (alpha-1)), which tends to exp(z - max z - theta) as alpha -> 1,
- * so the map is continuous into softmax.  n_iter halvings, then the weights
- * are renormalised to sum to 1 (as the entmax package's entmax_bisect).
- * Candidates that reach 0 at the lower bracket are dropped as it rises. */
-static inline double entmax_pow(double u, double am1)
+ * (vectorised: VOPS->pow1p_sums), which tends to exp(z - max z - theta) as
+ * alpha -> 1, so the map is continuous into softmax.  n_iter halvings, then
+ * the weights are renormalised to sum to 1 (as the entmax package's
+ * entmax_bisect).  Workspace (ws_mult = 4): the candidates' (sparse_impl.inc),
+ * then their powers. */
+/* The root theta* of s(theta) = sum_r [1 + am1 (d_r - theta)]_+^(1/am1) - 1
+ * (decreasing in theta) in [lo, hi], by Newton steps kept inside a shrinking
+ * bracket (a step that leaves it bisects instead), until a step is below
+ * 1e-14 max(1, theta).  s is convex for am1 < 1 and concave for am1 > 1:
+ * Newton started on the side where it approaches monotonically.  The sums
+ * are vectorised (an_vd->pow1p_sums); pw: k doubles of scratch. */
+static double entmax_root(const double *d, an_int k, double am1, double lo, double hi,
+                          double *pw)
 {
-    /* [1 + u]_+^(1/am1) */
-    return u > -1.0 ? exp(log1p(u) / am1) : 0.0;
+    double th = am1 < 1.0 ? lo : hi;
+    for (int it = 0; it < 200; it++) {
+        double der;   /* -ds/dtheta */
+        const double s = an_vd->pow1p_sums(d, k, am1, th, &der, pw);
+        if (s == 0.0) return th;
+        if (s > 0.0) lo = th; else hi = th;
+        double nt = der > 0.0 ? th + s / der : 0.5 * (lo + hi);
+        if (!(nt > lo && nt < hi)) nt = 0.5 * (lo + hi);
+        if (!(nt > lo && nt < hi)) return th;       /* bracket exhausted */
+        const double step = nt - th;
+        th = nt;
+        if (fabs(step) <= 1e-14 * (fabs(th) > 1.0 ? fabs(th) : 1.0)) break;
+    }
+    return th;
 }
 
-static double entmax_bisect_theta(double *d, an_int k, an_int nv,
-                                  double am1, int64_t n_iter)
+/* theta after n_iter bisection halvings of [0, (1 - nv^(-am1)) / am1]:
+ * each halving keeps the half holding the root (s(mid) >= 1 iff
+ * mid <= theta*), so the root, found once (entmax_root), decides every
+ * halving; the costly sum over the candidates is evaluated a handful of
+ * times instead of n_iter times.  d: candidates z - max z (> -1/am1);
+ * pw: k doubles of scratch. */
+static double entmax_bisect_theta(const double *d, an_int k, an_int nv,
+                                  double am1, int64_t n_iter, double *pw)
 {
-    /* d: candidates z - max z (> -1/am1); overwritten (pruned) */
     double lo = 0.0, hi = -expm1(-am1 * log((double)nv)) / am1;
+    const double root = entmax_root(d, k, am1, lo, hi, pw);
     for (int64_t it = 0; it < n_iter; it++) {
-        double mid = 0.5 * (lo + hi), s = 0;
-        an_int zeros = 0;
-        for (an_int r = 0; r < k; r++) {
-            double u = am1 * (d[r] - mid);
-            if (u > -1.0) s += entmax_pow(u, am1); else zeros++;
-        }
-        if (s >= 1.0) {
-            lo = mid;
-            /* theta >= mid from now on: entries already at 0 stay at 0 */
-            if (zeros) {
-                an_int w = 0;
-                for (an_int r = 0; r < k; r++)
-                    if (am1 * (d[r] - mid) > -1.0) d[w++] = d[r];
-                k = w;
-            }
-        } else {
-            hi = mid;
-        }
+        const double mid = 0.5 * (lo + hi);
+        if (mid <= root) lo = mid; else hi = mid;
+        if (lo == hi) break;
     }
     return 0.5 * (lo + hi);
 }
@@ -204,17 +216,18 @@ static double entmax_bisect_theta(double *d, an_int k, an_int nv,
 /* The weight of a candidate of score xk in the support:
  *   sparsemax  [xk - mx - tau]_+
  *   entmax15   [(xk - mx) / 2 - tau]_+^2
- *   bisection  [am1 (xk - mx - theta)]_+^(1 / am1) * inv */
+ *   bisection  [1 + am1 (xk - mx - theta)]_+^(1 / am1) * inv, the power
+ *              of candidate r computed beforehand in pw[r] */
 enum { AN_W_SPARSEMAX, AN_W_ENTMAX15, AN_W_BISECT };
-typedef struct { int form; double mx, tau, theta, am1, inv; } an_sparse_w;
+typedef struct { int form; double mx, tau, theta, am1, inv; const double *pw; } an_sparse_w;
 static inline double pos_part(double u) { return u > 0 ? u : 0.0; }
-static inline double an_sparse_weight(const an_sparse_w *w, double xk)
+static inline double an_sparse_weight(const an_sparse_w *w, double xk, an_int r)
 {
     switch (w->form) {
     case AN_W_SPARSEMAX: return pos_part((xk - w->mx) - w->tau);
     case AN_W_ENTMAX15:
         return pos_part(0.5 * (xk - w->mx) - w->tau) * pos_part(0.5 * (xk - w->mx) - w->tau);
-    default: return entmax_pow(w->am1 * ((xk - w->mx) - w->theta), w->am1) * w->inv;
+    default: return w->pw[r] * w->inv;
     }
 }
 
@@ -235,6 +248,6 @@ const an_normdesc an_norm_entmax = {
                   { 1.0, INFINITY, 1, "> 1" } },
                 { "n_iter", AN_PARAM_INT, 0, 50, { 1.0, INFINITY, 0, NULL }, AN_DOM_SAME } },
     .nparams = 2,
-    .row_f = entmax_row_f, .row_d = entmax_row_d, .ws_mult = 3,
+    .row_f = entmax_row_f, .row_d = entmax_row_d, .ws_mult = 4,
     .tau_support = 1, .lists_support = 1,
     .jac = AN_JAC_DOWNDATE, .jac_sum = 1, .jac_downdate = entmax_jac };
