@@ -140,7 +140,8 @@ def test_sharded_matches_numpy(rng, normalizer, option):
     _compare_all(normalizer, opts, q, k, v, *chunked(q, k, v), np.float64)
 
 
-@pytest.mark.parametrize("normalizer", ["softmax", "ssmax", "sigmoid", "entmax", "nap", "relu"])
+@pytest.mark.parametrize("normalizer", ["softmax", "ssmax", "sigmoid", "entmax", "nap", "relu",
+                                        "sinkhorn", "stickbreaking"])
 def test_sharded_float32(rng, normalizer):
     q, k, v = qkv(rng, np.float32, lead=(2,), kv_lead=(1,))
     _compare_all(normalizer, {"causal": True}, q, k, v, *chunked(q, k, v), np.float32)
@@ -179,7 +180,8 @@ def test_sharded_empty_policy(rng):
 
 @settings(max_examples=8, deadline=None)
 @given(qc=st.integers(1, N), kc=st.integers(1, M),
-       normalizer=st.sampled_from(["softmax", "sparsemax", "entmax", "relu", "nap"]),
+       normalizer=st.sampled_from(["softmax", "sparsemax", "entmax", "relu", "nap",
+                                   "sinkhorn", "stickbreaking"]),
        causal=st.booleans(), seed=st.integers(0, 2 ** 16))
 def test_any_chunking_is_exact(qc, kc, normalizer, causal, seed):
     rng = np.random.default_rng(seed)
