@@ -11,6 +11,7 @@
 #include "glue_attention.h"
 #include "glue_linear.h"
 #include "glue_diagnostics.h"
+#include "glue_attention_vjp.h"
 
 void an_raise(int code, const char *what, an_int detail)
 {
@@ -178,6 +179,12 @@ static const an_gufunc_entry an_gufuncs[] = {
      * normalizer (glue_attention.h) */
     AN_ALL_NORMALIZERS(AN_ATT_ENTRIES)
     /* ---- end attention ---- */
+
+    /* ---- attention backward: attention_vjp_<nm> and attention_lse_<nm>
+     * (glue_attention_vjp.h) ---- */
+    AN_VJP_NORMALIZERS(AN_VJP_ENTRY)
+    AN_LSE_NORMALIZERS(AN_LSE_ENTRY)
+    /* ---- end attention backward ---- */
 
     /* ---- linear-time attention ---- */
     { "linear_attention", "(n,d),(m,d),(m,e),(),(),()->(n,e)", "TTTqqT-T",

@@ -1,0 +1,188 @@
+"""Backward pass of fused attention: ``attention_vjp``.
+
+``attention_vjp(q, k, v, grad_out, normalizer)`` returns the gradients of
+``sum(grad_out * attention(q, k, v, normalizer))`` with respect to ``q``,
+``k``, ``v`` and the normalizer's real parameters, without an ``(n, m)``
+matrix for the softmax family (softmax, softmax_sink, ssmax,
+affine_softmax, stochastic_softmax): the C kernel recomputes score tiles
+from the log-normaliser of the forward pass, as FlashAttention-2 does
+[Dao2023].  The other normalizers are differentiated through their
+materialised weights and :func:`attnnorm.normalizer_vjp` when that function
+is available in this build.
+"""
+from typing import NamedTuple
+
+import numpy as np
+
+from . import _core
+from ._attention import AttentionStats, _operands
+
+__all__ = ["attention_vjp", "attention_forward", "AttentionGrad", "FUSED_BACKWARD"]
+
+#: normalizers whose attention backward is fused in C
+FUSED_BACKWARD = ("softmax", "softmax_sink", "ssmax", "affine_softmax", "stochastic_softmax")
+# normalizers whose own log-normaliser the backward uses; affine_softmax and
+# stochastic_softmax use the plain softmax (temperature 1) of their scores
+_OWN_LSE = ("softmax", "softmax_sink", "ssmax")
+# names of the () real parameters, in the order of the gufunc's `reals`
+_REAL_NAMES = {"softmax": ("temperature",), "softmax_sink": ("sink",), "ssmax": ("c",),
+               "affine_softmax": (), "stochastic_softmax": ()}
+_ROW_NAMES = {"affine_softmax": ("a", "b")}
+_DEFAULTS = {"temperature": 1.0, "sink": 0.0, "c": 0.43, "a": 1.0, "b": 0.0}
+
+
+class AttentionGrad(NamedTuple):
+    """Gradients returned by :func:`attention_vjp`: ``q``, ``k``, ``v`` with
+    the shapes of the inputs, and ``params``, a dict with one entry per real
+    parameter of the normalizer (passed or defaulted), each reduced to the
+    shape the parameter was given in (a per-head ``(H, 1, 1)`` temperature
+    gets an ``(H, 1, 1)`` gradient)."""
+    q: np.ndarray
+    k: np.ndarray
+    v: np.ndarray
+    params: dict
+
+
+def _sum_to(g, shape):
+    """Sum g over the axes that broadcasting added to reach it from shape."""
+    shape = tuple(shape)
+    if g.shape == shape:
+        return g
+    extra = g.ndim - len(shape)
+    if extra > 0:
+        g = g.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, s in enumerate(shape) if s == 1 and g.shape[i] != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    return g.reshape(shape)
+
+
+def attention_forward(q, k, v, normalizer="softmax", *, scale=None, causal=False, window=None,
+                      mask=None, **params):
+    """``(out, lognorm)``: the attention output (empty rows 0) and the
+    per-query log-normaliser that :func:`attention_vjp` takes as ``stats``.
+    For softmax, softmax_sink and ssmax this is the fast online pass of
+    ``attention`` that also writes the log-normaliser (cheaper than
+    ``return_stats=True``); for the other normalizers it is
+    ``attention(..., return_stats=True)``."""
+    if normalizer in _OWN_LSE:
+        _, ops = _operands(normalizer, q, k, v, scale, causal, window, mask, "zero", params)
+        return tuple(getattr(_core, "attention_lse_" + normalizer)(q, k, v, *ops))
+    from ._attention import attention
+    out, st = attention(q, k, v, normalizer, scale=scale, causal=causal, window=window,
+                        mask=mask, return_stats=True, **params)
+    return out, st.lognorm
+
+
+def _lognorm_of(stats):
+    if stats is None:
+        return None
+    if isinstance(stats, AttentionStats):
+        return stats.lognorm
+    return stats
+
+
+def attention_vjp(q, k, v, grad_out, normalizer="softmax", *, out=None, stats=None, scale=None,
+                  causal=False, window=None, mask=None, **params):
+    """Gradients of ``sum(grad_out * attention(q, k, v, normalizer, ...))``.
+
+    Parameters
+    ----------
+    q, k, v, normalizer, scale, causal, window, mask, **params
+        Exactly as for :func:`attnnorm.attention` (the forward pass this
+        differentiates; empty rows use ``empty="zero"``).
+    grad_out : array ``(..., n, e)``
+        Gradient with respect to the attention output.
+    out, stats : optional
+        The output and the statistics (an :class:`AttentionStats` or just
+        its ``lognorm`` array) of the forward pass, from
+        ``attention(..., return_stats=True)`` or :func:`attention_forward`.
+        When both are given the softmax, softmax_sink and ssmax backward
+        does no forward work; otherwise it recomputes them.
+
+    Returns
+    -------
+    AttentionGrad
+        ``q``, ``k``, ``v`` gradients with the inputs' shapes (broadcast
+        leading axes summed, e.g. over the query groups of grouped-query
+        attention) and ``params``: the gradient of every real parameter of
+        the normalizer, reduced to the parameter's shape.
+
+    Notes
+    -----
+    The softmax family (softmax, softmax_sink, ssmax, affine_softmax,
+    stochastic_softmax) runs a fused C kernel in the manner of
+    FlashAttention-2 [Dao2023]: with ``P = exp(mul * s - lognorm)``,
+    ``D_i = rowsum(dO * (P v))`` and ``dS = P * (dO v^T - D)``, score tiles
+    are recomputed per (query block, key chunk); key chunks outside the
+    causal/window range are skipped; ``dk`` and ``dv`` are summed in a fixed
+    order, so the result is bit-identical for every thread count (threads
+    work on different (batch, head) problems).  stochastic_softmax uses the
+    straight-through estimator: the backward of softmax attention at
+    temperature 1 (``dv`` from the softmax probabilities, the expectation of
+    the sampled weights).  Rows that see no key, whose scores are all
+    ``-inf``, or that hold ``+inf``/NaN scores get zero gradient.
+    """
+    name = normalizer
+    qa, ka, va, go = (np.asarray(x) for x in (q, k, v, grad_out))
+    _, ops = _operands(name, qa, ka, va, scale, causal, window, mask, "zero", params)
+    mk, causal_, wl, wr, _ecode, sc, rop, _iop, rpop = ops
+    n, e = qa.shape[-2], va.shape[-1]
+    if go.ndim < 2 or go.shape[-2:] != (n, e):
+        raise ValueError(f"grad_out must have shape (..., n, e) = (..., {n}, {e}) like the "
+                         f"attention output; got {go.shape}")
+    if name not in FUSED_BACKWARD:
+        return _composed_vjp(qa, ka, va, go, name, scale=scale, causal=causal, window=window,
+                             mask=mask, **params)
+    lognorm = _lognorm_of(stats)
+    if name in _OWN_LSE:
+        pv = out
+        if pv is None or lognorm is None:
+            pv_f, ln_f = attention_forward(qa, ka, va, name, scale=scale, causal=causal,
+                                           window=window, mask=mask, **params)
+            pv = pv_f if pv is None else pv
+            lognorm = ln_f if lognorm is None else lognorm
+    else:
+        # the softmax part of affine_softmax / the softmax stochastic_softmax samples
+        pv, ln_f = attention_forward(qa, ka, va, "softmax", scale=scale, causal=causal,
+                                     window=window, mask=mask)
+        lognorm = ln_f if lognorm is None else lognorm
+    reals = rop if _REAL_NAMES[name] else np.zeros((0,), dtype=rop.dtype)
+    vjp = getattr(_core, "attention_vjp_" + name)
+    dq, dk, dv, dr, drp = vjp(qa, ka, va, go, pv, lognorm, mk, causal_, wl, wr, sc, reals, rpop)
+    grads = {}
+    for r, pname in enumerate(_REAL_NAMES[name]):
+        given = params.get(pname, _DEFAULTS[pname])
+        grads[pname] = _sum_to(dr[..., r], np.shape(given))
+    for r, pname in enumerate(_ROW_NAMES.get(name, ())):
+        given = params.get(pname, _DEFAULTS[pname])
+        grads[pname] = _sum_to(drp[..., r], np.shape(given))
+    return AttentionGrad(_sum_to(dq, qa.shape), _sum_to(dk, ka.shape), _sum_to(dv, va.shape),
+                         grads)
+
+
+def _composed_vjp(q, k, v, go, name, *, scale, causal, window, mask, **params):
+    """Backward through the materialised weights: W = attention_weights,
+    dv = W^T dO, dW = dO v^T, (ds, dparams) = normalizer_vjp, dq = scale ds k,
+    dk = scale ds^T q.  Holds (n, m) arrays."""
+    from . import _normalizers
+    nvjp = getattr(_normalizers, "normalizer_vjp", None)
+    if nvjp is None:
+        raise NotImplementedError(
+            f"attention_vjp: normalizer {name!r} has no backward in this build; the fused "
+            f"backward covers {list(FUSED_BACKWARD)}")
+    from ._attention import attention_weights
+    d = q.shape[-1]
+    sc = 1.0 / np.sqrt(d) if scale is None else scale
+    dt = np.result_type(q, k, v, go)
+    w = attention_weights(q, k, name, scale=scale, causal=causal, window=window, mask=mask,
+                          **params)
+    s = np.asarray(sc, dtype=dt)[..., None, None] * (q @ np.swapaxes(k, -1, -2))
+    dv = np.swapaxes(w, -1, -2) @ go
+    dw = go @ np.swapaxes(v, -1, -2)
+    ng = nvjp(s, dw, name, weights=w, mask=mask, causal=causal, window=window, **params)
+    ds = ng.scores * np.asarray(sc, dtype=dt)[..., None, None]
+    dq = ds @ k
+    dk = np.swapaxes(ds, -1, -2) @ q
+    return AttentionGrad(_sum_to(dq, q.shape), _sum_to(dk, k.shape), _sum_to(dv, v.shape),
+                         dict(ng.params))
