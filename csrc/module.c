@@ -12,6 +12,7 @@
 #include "glue_linear.h"
 #include "glue_diagnostics.h"
 #include "glue_attention_vjp.h"
+#include "glue_vjp.h"
 
 void an_raise(int code, const char *what, an_int detail)
 {
@@ -230,6 +231,10 @@ static const an_gufunc_entry an_gufuncs[] = {
       diag_jacobian_loop_f, diag_jacobian_loop_d, NULL },
     AN_ALL_NORMALIZERS(AN_DIAGNOSE_ENTRY)
     /* ---- end diagnostics ---- */
+
+    /* ---- normalizer VJPs: normalizer_vjp_<nm> for every normalizer (glue_vjp.h) ---- */
+    AN_ALL_NORMALIZERS(AN_VJP_ENTRY)
+    /* ---- end normalizer VJPs ---- */
 };
 
 /* ------------------------------------------------------------------------ */
