@@ -7,15 +7,18 @@ matrix for the softmax family (softmax, softmax_sink, ssmax,
 affine_softmax, stochastic_softmax): the C kernel recomputes score tiles
 from the log-normaliser of the forward pass, as FlashAttention-2 does
 [Dao2023].  The other normalizers are differentiated through their
-materialised weights and :func:`attnnorm.normalizer_vjp` when that function
-is available in this build.
+materialised weights and :func:`attnnorm.normalizer_vjp`.
 """
 from typing import NamedTuple
 
 import numpy as np
 
+import inspect
+
 from . import _core
 from ._attention import AttentionStats, _operands
+from ._grad import REAL_PARAMS, _sum_to
+from ._normalizers import PARAMS, ROW_PARAMS
 
 __all__ = ["attention_vjp", "attention_forward", "AttentionGrad", "FUSED_BACKWARD"]
 
@@ -24,11 +27,6 @@ FUSED_BACKWARD = ("softmax", "softmax_sink", "ssmax", "affine_softmax", "stochas
 # normalizers whose own log-normaliser the backward uses; affine_softmax and
 # stochastic_softmax use the plain softmax (temperature 1) of their scores
 _OWN_LSE = ("softmax", "softmax_sink", "ssmax")
-# names of the () real parameters, in the order of the gufunc's `reals`
-_REAL_NAMES = {"softmax": ("temperature",), "softmax_sink": ("sink",), "ssmax": ("c",),
-               "affine_softmax": (), "stochastic_softmax": ()}
-_ROW_NAMES = {"affine_softmax": ("a", "b")}
-_DEFAULTS = {"temperature": 1.0, "sink": 0.0, "c": 0.43, "a": 1.0, "b": 0.0}
 
 
 class AttentionGrad(NamedTuple):
@@ -41,20 +39,6 @@ class AttentionGrad(NamedTuple):
     k: np.ndarray
     v: np.ndarray
     params: dict
-
-
-def _sum_to(g, shape):
-    """Sum g over the axes that broadcasting added to reach it from shape."""
-    shape = tuple(shape)
-    if g.shape == shape:
-        return g
-    extra = g.ndim - len(shape)
-    if extra > 0:
-        g = g.sum(axis=tuple(range(extra)))
-    axes = tuple(i for i, s in enumerate(shape) if s == 1 and g.shape[i] != 1)
-    if axes:
-        g = g.sum(axis=axes, keepdims=True)
-    return g.reshape(shape)
 
 
 def attention_forward(q, k, v, normalizer="softmax", *, scale=None, causal=False, window=None,
@@ -147,31 +131,31 @@ def attention_vjp(q, k, v, grad_out, normalizer="softmax", *, out=None, stats=No
         pv, ln_f = attention_forward(qa, ka, va, "softmax", scale=scale, causal=causal,
                                      window=window, mask=mask)
         lognorm = ln_f if lognorm is None else lognorm
-    reals = rop if _REAL_NAMES[name] else np.zeros((0,), dtype=rop.dtype)
     vjp = getattr(_core, "attention_vjp_" + name)
-    dq, dk, dv, dr, drp = vjp(qa, ka, va, go, pv, lognorm, mk, causal_, wl, wr, sc, reals, rpop)
+    dq, dk, dv, dr, drp = vjp(qa, ka, va, go, pv, lognorm, mk, causal_, wl, wr, sc, rop, rpop)
+    defaults = {p: v.default for p, v in inspect.signature(PARAMS[name]).parameters.items()}
+    names = REAL_PARAMS[name]
+    nscal = len(names) - len(ROW_PARAMS.get(name, ()))
     grads = {}
-    for r, pname in enumerate(_REAL_NAMES[name]):
-        given = params.get(pname, _DEFAULTS[pname])
-        grads[pname] = _sum_to(dr[..., r], np.shape(given))
-    for r, pname in enumerate(_ROW_NAMES.get(name, ())):
-        given = params.get(pname, _DEFAULTS[pname])
-        grads[pname] = _sum_to(drp[..., r], np.shape(given))
-    return AttentionGrad(_sum_to(dq, qa.shape), _sum_to(dk, ka.shape), _sum_to(dv, va.shape),
+    for r, pname in enumerate(names):
+        src = dr[..., r] if r < nscal else drp[..., r - nscal]
+        g = _sum_to(src.astype(np.float64), np.shape(params.get(pname, defaults[pname])))
+        grads[pname] = g.astype(src.dtype)[()] if g.ndim == 0 else g.astype(src.dtype)
+    return AttentionGrad(_reduce(dq, qa.shape), _reduce(dk, ka.shape), _reduce(dv, va.shape),
                          grads)
+
+
+def _reduce(g, shape):
+    """g summed (in float64) over the leading axes broadcasting added, in g's dtype."""
+    return g if g.shape == tuple(shape) else _sum_to(g.astype(np.float64), shape).astype(g.dtype)
 
 
 def _composed_vjp(q, k, v, go, name, *, scale, causal, window, mask, **params):
     """Backward through the materialised weights: W = attention_weights,
     dv = W^T dO, dW = dO v^T, (ds, dparams) = normalizer_vjp, dq = scale ds k,
     dk = scale ds^T q.  Holds (n, m) arrays."""
-    from . import _normalizers
-    nvjp = getattr(_normalizers, "normalizer_vjp", None)
-    if nvjp is None:
-        raise NotImplementedError(
-            f"attention_vjp: normalizer {name!r} has no backward in this build; the fused "
-            f"backward covers {list(FUSED_BACKWARD)}")
     from ._attention import attention_weights
+    from ._grad import normalizer_vjp as nvjp
     d = q.shape[-1]
     sc = 1.0 / np.sqrt(d) if scale is None else scale
     dt = np.result_type(q, k, v, go)
@@ -184,5 +168,5 @@ def _composed_vjp(q, k, v, go, name, *, scale, causal, window, mask, **params):
     ds = ng.scores * np.asarray(sc, dtype=dt)[..., None, None]
     dq = ds @ k
     dk = np.swapaxes(ds, -1, -2) @ q
-    return AttentionGrad(_sum_to(dq, q.shape), _sum_to(dk, k.shape), _sum_to(dv, v.shape),
+    return AttentionGrad(_reduce(dq, q.shape), _reduce(dk, k.shape), _reduce(dv, v.shape),
                          dict(ng.params))

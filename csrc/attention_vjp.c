@@ -10,8 +10,8 @@
 #include "attention_vjp.h"
 #include "an_simd.h"
 
-#define AN_VJP_QB 48     /* query rows per block (a multiple of AN_ATT_RM) */
-#define AN_VJP_KB 256    /* keys per chunk (a multiple of every nr) */
+#define AN_AVJP_QB 48     /* query rows per block (a multiple of AN_ATT_RM) */
+#define AN_AVJP_KB 256    /* keys per chunk (a multiple of every nr) */
 #define AN_VROUNDUP(x, b) ((((x) + (b) - 1) / (b)) * (b))
 #define AN_VALIGN64(x) ((((x) + 63) / 64) * 64)
 

@@ -14,7 +14,7 @@
 #include "an_gemm.h"
 
 /* The softmax-family forms (attention_vjp_impl.inc gives the formulas). */
-enum { AN_VJP_SOFTMAX = 0, AN_VJP_SINK, AN_VJP_SSMAX, AN_VJP_AFFINE, AN_VJP_STRAIGHT };
+enum { AN_AVJP_SOFTMAX = 0, AN_AVJP_SINK, AN_AVJP_SSMAX, AN_AVJP_AFFINE, AN_AVJP_STRAIGHT };
 
 typedef struct {
     an_int n, m, d, e;

@@ -4,17 +4,17 @@
 #include <stdlib.h>
 #include "attention_vjp.h"
 
-const an_attvjpdata an_attvjp_data_softmax = { "attention_vjp_softmax", &an_norm_softmax, AN_VJP_SOFTMAX };
-const an_attvjpdata an_attvjp_data_softmax_sink = { "attention_vjp_softmax_sink", &an_norm_softmax_sink, AN_VJP_SINK };
-const an_attvjpdata an_attvjp_data_ssmax = { "attention_vjp_ssmax", &an_norm_ssmax, AN_VJP_SSMAX };
-const an_attvjpdata an_attvjp_data_affine_softmax = { "attention_vjp_affine_softmax", &an_norm_affine_softmax, AN_VJP_AFFINE };
-const an_attvjpdata an_attvjp_data_stochastic_softmax = { "attention_vjp_stochastic_softmax", &an_norm_stochastic_softmax, AN_VJP_STRAIGHT };
+const an_attvjpdata an_attvjp_data_softmax = { "attention_vjp_softmax", &an_norm_softmax, AN_AVJP_SOFTMAX };
+const an_attvjpdata an_attvjp_data_softmax_sink = { "attention_vjp_softmax_sink", &an_norm_softmax_sink, AN_AVJP_SINK };
+const an_attvjpdata an_attvjp_data_ssmax = { "attention_vjp_ssmax", &an_norm_ssmax, AN_AVJP_SSMAX };
+const an_attvjpdata an_attvjp_data_affine_softmax = { "attention_vjp_affine_softmax", &an_norm_affine_softmax, AN_AVJP_AFFINE };
+const an_attvjpdata an_attvjp_data_stochastic_softmax = { "attention_vjp_stochastic_softmax", &an_norm_stochastic_softmax, AN_AVJP_STRAIGHT };
 
 #define AN_LSE_DEFINE(nm) \
     const an_attdata an_att_lse_data_##nm = { "attention_lse_" #nm, &an_norm_##nm, AN_ATT_MODE_LSE };
 AN_LSE_NORMALIZERS(AN_LSE_DEFINE)
 
-#define AN_VJP_LOOP(T, TS)                                                    \
+#define AN_AVJP_LOOP(T, TS)                                                    \
 void an_attvjp_loop_##TS(char **args, npy_intp const *dims,                   \
                          npy_intp const *steps, void *data)                  \
 {                                                                             \
@@ -25,7 +25,7 @@ void an_attvjp_loop_##TS(char **args, npy_intp const *dims,                   \
     enum { NIN = 13, NOUT = 5 };                                              \
     const npy_intp *cs = steps + NIN + NOUT;   /* core strides */             \
     if (N <= 0) return;                                                       \
-    const npy_intp want_r = vd->kind == AN_VJP_STRAIGHT ? 0 : d->nreal;       \
+    const npy_intp want_r = vd->kind == AN_AVJP_STRAIGHT ? 0 : d->nreal;       \
     if (nr != want_r || nw != d->nrowp || nr > AN_MAXPARAM || nw > 2) {       \
         an_raise(AN_ERR_VALUE, vd->name, -1);                                 \
         return;                                                               \
@@ -74,5 +74,5 @@ void an_attvjp_loop_##TS(char **args, npy_intp const *dims,                   \
     AN_CLEAR_FPE();                                                           \
     if (rc) an_raise(rc, vd->name, -1);                                       \
 }
-AN_VJP_LOOP(float, f)
-AN_VJP_LOOP(double, d)
+AN_AVJP_LOOP(float, f)
+AN_AVJP_LOOP(double, d)

@@ -9,20 +9,20 @@
 typedef struct {
     const char *name;
     const an_normdesc *desc;
-    int kind;          /* AN_VJP_* (attention_vjp.h) */
+    int kind;          /* AN_AVJP_* (attention_vjp.h) */
 } an_attvjpdata;
 
 void an_attvjp_loop_f(char **args, npy_intp const *dims, npy_intp const *steps, void *data);
 void an_attvjp_loop_d(char **args, npy_intp const *dims, npy_intp const *steps, void *data);
 
 /* The normalizers with a fused backward: X(name) */
-#define AN_VJP_NORMALIZERS(X) X(softmax) X(softmax_sink) X(ssmax) X(affine_softmax) \
+#define AN_ATTVJP_NORMALIZERS(X) X(softmax) X(softmax_sink) X(ssmax) X(affine_softmax) \
     X(stochastic_softmax)
 /* ... and with a log normaliser of their own for it (attention_lse_<nm>) */
 #define AN_LSE_NORMALIZERS(X) X(softmax) X(softmax_sink) X(ssmax)
 
-#define AN_VJP_DECLARE(nm) extern const an_attvjpdata an_attvjp_data_##nm;
-AN_VJP_NORMALIZERS(AN_VJP_DECLARE)
+#define AN_ATTVJP_DECLARE(nm) extern const an_attvjpdata an_attvjp_data_##nm;
+AN_ATTVJP_NORMALIZERS(AN_ATTVJP_DECLARE)
 #define AN_LSE_DECLARE(nm) extern const an_attdata an_att_lse_data_##nm;
 AN_LSE_NORMALIZERS(AN_LSE_DECLARE)
 
@@ -30,7 +30,7 @@ AN_LSE_NORMALIZERS(AN_LSE_DECLARE)
  * the softmax part, lognorm (n), mask (n,m), causal, wleft, wright (int64),
  * scale (T), reals (r), per-row reals (n,w)
  *   -> dq (n,d), dk (m,d), dv (m,e), dreals (r), drowparams (n,w) */
-#define AN_VJP_ENTRY(nm)                                                       \
+#define AN_ATTVJP_ENTRY(nm)                                                       \
     { "attention_vjp_" #nm,                                                    \
       "(n,d),(m,d),(m,e),(n,e),(n,e),(n),(n,m),(),(),(),(),(r),(n,w)"          \
       "->(n,d),(m,d),(m,e),(r),(n,w)", "TTTTTTbqqqTTT-TTTTT",                  \

@@ -183,7 +183,7 @@ static const an_gufunc_entry an_gufuncs[] = {
 
     /* ---- attention backward: attention_vjp_<nm> and attention_lse_<nm>
      * (glue_attention_vjp.h) ---- */
-    AN_VJP_NORMALIZERS(AN_VJP_ENTRY)
+    AN_ATTVJP_NORMALIZERS(AN_ATTVJP_ENTRY)
     AN_LSE_NORMALIZERS(AN_LSE_ENTRY)
     /* ---- end attention backward ---- */
 
