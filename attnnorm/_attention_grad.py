@@ -110,16 +110,20 @@ def attention_vjp(q, k, v, grad_out, normalizer="softmax", *, out=None, stats=No
     name = normalizer
     qa, ka, va, go = (np.asarray(x) for x in (q, k, v, grad_out))
     _, ops = _operands(name, qa, ka, va, scale, causal, window, mask, "zero", params)
-    mk, causal_, wl, wr, _ecode, sc, rop, _iop, rpop = ops
+    mk, causal_, wl, wr, _ecode, sc, rop, iop, rpop = ops
     n, e = qa.shape[-2], va.shape[-1]
     if go.ndim < 2 or go.shape[-2:] != (n, e):
         raise ValueError(f"grad_out must have shape (..., n, e) = (..., {n}, {e}) like the "
                          f"attention output; got {go.shape}")
-    if name not in FUSED_BACKWARD:
+    if not hasattr(_core, "attention_vjp_" + name):
         return _composed_vjp(qa, ka, va, go, name, scale=scale, causal=causal, window=window,
                              mask=mask, **params)
     lognorm = _lognorm_of(stats)
-    if name in _OWN_LSE:
+    if name not in FUSED_BACKWARD:
+        # generic path: the row kernel recomputes the weights
+        dt = sc.dtype
+        pv, lognorm = np.broadcast_to(np.zeros((), dt), (n, e)), np.broadcast_to(np.zeros((), dt), (n,))
+    elif name in _OWN_LSE:
         pv = out
         if pv is None or lognorm is None:
             pv_f, ln_f = attention_forward(qa, ka, va, name, scale=scale, causal=causal,
@@ -132,14 +136,19 @@ def attention_vjp(q, k, v, grad_out, normalizer="softmax", *, out=None, stats=No
                                      window=window, mask=mask)
         lognorm = ln_f if lognorm is None else lognorm
     vjp = getattr(_core, "attention_vjp_" + name)
-    dq, dk, dv, dr, drp = vjp(qa, ka, va, go, pv, lognorm, mk, causal_, wl, wr, sc, rop, rpop)
+    dq, dk, dv, dr, drp = vjp(qa, ka, va, go, pv, lognorm, mk, causal_, wl, wr, sc, rop, iop,
+                              rpop)
     defaults = {p: v.default for p, v in inspect.signature(PARAMS[name]).parameters.items()}
     names = REAL_PARAMS[name]
     nscal = len(names) - len(ROW_PARAMS.get(name, ()))
     grads = {}
     for r, pname in enumerate(names):
+        given = params.get(pname, defaults[pname])
+        if given is None:          # sigmoid's length-aware default bias
+            grads[pname] = None
+            continue
         src = dr[..., r] if r < nscal else drp[..., r - nscal]
-        g = _sum_to(src.astype(np.float64), np.shape(params.get(pname, defaults[pname])))
+        g = _sum_to(src.astype(np.float64), np.shape(given))
         grads[pname] = g.astype(src.dtype)[()] if g.ndim == 0 else g.astype(src.dtype)
     return AttentionGrad(_reduce(dq, qa.shape), _reduce(dk, ka.shape), _reduce(dv, va.shape),
                          grads)

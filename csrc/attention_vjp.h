@@ -11,10 +11,13 @@
 #ifndef AN_ATTENTION_VJP_H
 #define AN_ATTENTION_VJP_H
 #include "normalize.h"
+#include "vjp.h"
 #include "an_gemm.h"
 
-/* The softmax-family forms (attention_vjp_impl.inc gives the formulas). */
-enum { AN_AVJP_SOFTMAX = 0, AN_AVJP_SINK, AN_AVJP_SSMAX, AN_AVJP_AFFINE, AN_AVJP_STRAIGHT };
+/* The softmax-family forms (attention_vjp_impl.inc gives the formulas), and
+ * the generic path: any row normalizer through its row kernel and row VJP. */
+enum { AN_AVJP_SOFTMAX = 0, AN_AVJP_SINK, AN_AVJP_SSMAX, AN_AVJP_AFFINE, AN_AVJP_STRAIGHT,
+       AN_AVJP_GENERIC };
 
 typedef struct {
     an_int n, m, d, e;
@@ -33,8 +36,12 @@ typedef struct {
     an_normmat nm;   /* mask, causal, window, parameters */
 } an_attnvjp;
 
-/* Backward of np problems (same n, m, d, e).  Returns AN_OK or an error code. */
-int an_attention_vjp_f(int kind, const an_attnvjp *P, an_int np);
-int an_attention_vjp_d(int kind, const an_attnvjp *P, an_int np);
+/* Backward of np problems (same n, m, d, e); d is the normalizer (used by
+ * the generic path; pv and L are then unused).  Returns AN_OK or an error
+ * code; *bad_row gets the query row that failed (-1 if none). */
+int an_attention_vjp_f(int kind, const an_normdesc *d, const an_attnvjp *P, an_int np,
+                       an_int *bad_row);
+int an_attention_vjp_d(int kind, const an_normdesc *d, const an_attnvjp *P, an_int np,
+                       an_int *bad_row);
 
 #endif

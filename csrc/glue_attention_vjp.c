@@ -9,6 +9,15 @@ const an_attvjpdata an_attvjp_data_softmax_sink = { "attention_vjp_softmax_sink"
 const an_attvjpdata an_attvjp_data_ssmax = { "attention_vjp_ssmax", &an_norm_ssmax, AN_AVJP_SSMAX };
 const an_attvjpdata an_attvjp_data_affine_softmax = { "attention_vjp_affine_softmax", &an_norm_affine_softmax, AN_AVJP_AFFINE };
 const an_attvjpdata an_attvjp_data_stochastic_softmax = { "attention_vjp_stochastic_softmax", &an_norm_stochastic_softmax, AN_AVJP_STRAIGHT };
+#define AN_AVJP_GENERIC_DATA(nm) \
+    const an_attvjpdata an_attvjp_data_##nm = { "attention_vjp_" #nm, &an_norm_##nm, AN_AVJP_GENERIC };
+AN_AVJP_GENERIC_DATA(sigmoid)
+AN_AVJP_GENERIC_DATA(relu)
+AN_AVJP_GENERIC_DATA(polynomial)
+AN_AVJP_GENERIC_DATA(softpick)
+AN_AVJP_GENERIC_DATA(nap)
+AN_AVJP_GENERIC_DATA(sparsemax)
+AN_AVJP_GENERIC_DATA(entmax)
 
 #define AN_LSE_DEFINE(nm) \
     const an_attdata an_att_lse_data_##nm = { "attention_lse_" #nm, &an_norm_##nm, AN_ATT_MODE_LSE };
@@ -21,23 +30,26 @@ void an_attvjp_loop_##TS(char **args, npy_intp const *dims,                   \
     const an_attvjpdata *vd = (const an_attvjpdata *)data;                   \
     const an_normdesc *d = vd->desc;                                          \
     const npy_intp N = dims[0], n = dims[1], dd = dims[2], m = dims[3];       \
-    const npy_intp e = dims[4], nr = dims[5], nw = dims[6];                   \
-    enum { NIN = 13, NOUT = 5 };                                              \
+    const npy_intp e = dims[4], nr = dims[5], ni = dims[6], nw = dims[7];     \
+    enum { NIN = 14, NOUT = 5 };                                              \
     const npy_intp *cs = steps + NIN + NOUT;   /* core strides */             \
     if (N <= 0) return;                                                       \
     const npy_intp want_r = vd->kind == AN_AVJP_STRAIGHT ? 0 : d->nreal;       \
-    if (nr != want_r || nw != d->nrowp || nr > AN_MAXPARAM || nw > 2) {       \
+    const npy_intp want_i = vd->kind == AN_AVJP_GENERIC ? d->nint : ni;       \
+    if (nr != want_r || ni != want_i || nw != d->nrowp || nr > AN_MAXPARAM    \
+        || ni > AN_MAXPARAM || nw > 2) {                                      \
         an_raise(AN_ERR_VALUE, vd->name, -1);                                 \
         return;                                                               \
     }                                                                         \
     an_attnvjp *P = (an_attnvjp *)calloc((size_t)N, sizeof(an_attnvjp));     \
     if (!P) { an_raise(AN_ERR_NOMEM, vd->name, 0); return; }                  \
     /* core strides: q k v go pv (2 each), L (1), mask (2), reals (1),        \
-     * rowparams (2); outputs dq dk dv (2 each), dreals (1), drow (2) */      \
+     * ints (1), rowparams (2); outputs dq dk dv (2 each), dreals (1),        \
+     * drow (2) */                                                            \
     const npy_intp *cq = cs, *ck = cs + 2, *cv = cs + 4, *cg = cs + 6;        \
     const npy_intp *cp = cs + 8, *cL = cs + 10, *cmk = cs + 11, *cr = cs + 13; \
-    const npy_intp *crp = cs + 14, *cdq = cs + 16, *cdk = cs + 18;            \
-    const npy_intp *cdv = cs + 20, *cdr = cs + 22, *cdrp = cs + 23;           \
+    const npy_intp *ci = cs + 14, *crp = cs + 15, *cdq = cs + 17;             \
+    const npy_intp *cdk = cs + 19, *cdv = cs + 21, *cdr = cs + 23, *cdrp = cs + 24; \
     for (npy_intp t = 0; t < N; t++) {                                        \
         an_attnvjp *A = &P[t];                                                \
         an_normmat *M = &A->nm;                                               \
@@ -60,19 +72,22 @@ void an_attvjp_loop_##TS(char **args, npy_intp const *dims,                   \
         A->scale = (double)*(const T *)a[10];                                 \
         for (npy_intp r = 0; r < nr; r++)                                     \
             M->p[r] = (double)*(const T *)(a[11] + r * cr[0]);                \
+        for (npy_intp r = 0; r < ni; r++)                                     \
+            M->ip[r] = *(const int64_t *)(a[12] + r * ci[0]);                 \
         for (npy_intp r = 0; r < nw; r++) {                                   \
-            M->rp[r] = a[12] + r * crp[1]; M->rp_s[r] = crp[0];               \
+            M->rp[r] = a[13] + r * crp[1]; M->rp_s[r] = crp[0];               \
         }                                                                     \
-        A->dq = a[13]; A->dq_n = cdq[0]; A->dq_d = cdq[1];                    \
-        A->dk = a[14]; A->dk_m = cdk[0]; A->dk_d = cdk[1];                    \
-        A->dv = a[15]; A->dv_m = cdv[0]; A->dv_e = cdv[1];                    \
-        A->dp = a[16]; A->dp_s = cdr[0];                                      \
-        A->drp = a[17]; A->drp_n = cdrp[0]; A->drp_w = cdrp[1];               \
+        A->dq = a[14]; A->dq_n = cdq[0]; A->dq_d = cdq[1];                    \
+        A->dk = a[15]; A->dk_m = cdk[0]; A->dk_d = cdk[1];                    \
+        A->dv = a[16]; A->dv_m = cdv[0]; A->dv_e = cdv[1];                    \
+        A->dp = a[17]; A->dp_s = cdr[0];                                      \
+        A->drp = a[18]; A->drp_n = cdrp[0]; A->drp_w = cdrp[1];               \
     }                                                                         \
-    int rc = an_attention_vjp_##TS(vd->kind, P, N);                           \
+    an_int bad = -1;                                                          \
+    int rc = an_attention_vjp_##TS(vd->kind, d, P, N, &bad);                  \
     free(P);                                                                  \
     AN_CLEAR_FPE();                                                           \
-    if (rc) an_raise(rc, vd->name, -1);                                       \
+    if (rc) an_raise(rc, vd->name, bad);                                      \
 }
 AN_AVJP_LOOP(float, f)
 AN_AVJP_LOOP(double, d)

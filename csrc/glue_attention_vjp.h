@@ -15,9 +15,11 @@ typedef struct {
 void an_attvjp_loop_f(char **args, npy_intp const *dims, npy_intp const *steps, void *data);
 void an_attvjp_loop_d(char **args, npy_intp const *dims, npy_intp const *steps, void *data);
 
-/* The normalizers with a fused backward: X(name) */
+/* The normalizers with an attention backward in C: X(name) (the softmax
+ * family's fused form, the others' generic row-VJP path; not Sinkhorn) */
 #define AN_ATTVJP_NORMALIZERS(X) X(softmax) X(softmax_sink) X(ssmax) X(affine_softmax) \
-    X(stochastic_softmax)
+    X(stochastic_softmax) X(sigmoid) X(relu) X(polynomial) X(softpick) X(nap)     \
+    X(sparsemax) X(entmax)
 /* ... and with a log normaliser of their own for it (attention_lse_<nm>) */
 #define AN_LSE_NORMALIZERS(X) X(softmax) X(softmax_sink) X(ssmax)
 
@@ -27,14 +29,15 @@ AN_ATTVJP_NORMALIZERS(AN_ATTVJP_DECLARE)
 AN_LSE_NORMALIZERS(AN_LSE_DECLARE)
 
 /* Operands: q (n,d), k (m,d), v (m,e), grad_out (n,e), pv (n,e) = P v of
- * the softmax part, lognorm (n), mask (n,m), causal, wleft, wright (int64),
- * scale (T), reals (r), per-row reals (n,w)
+ * the softmax part and lognorm (n) (softmax family; unused otherwise), mask
+ * (n,m), causal, wleft, wright (int64), scale (T), reals (r), ints (i),
+ * per-row reals (n,w)
  *   -> dq (n,d), dk (m,d), dv (m,e), dreals (r), drowparams (n,w) */
-#define AN_ATTVJP_ENTRY(nm)                                                       \
+#define AN_ATTVJP_ENTRY(nm)                                                    \
     { "attention_vjp_" #nm,                                                    \
-      "(n,d),(m,d),(m,e),(n,e),(n,e),(n),(n,m),(),(),(),(),(r),(n,w)"          \
-      "->(n,d),(m,d),(m,e),(r),(n,w)", "TTTTTTbqqqTTT-TTTTT",                  \
-      "attention_vjp_" #nm "(q, k, v, grad_out, pv, lognorm, mask, causal, wleft, wright, scale, reals, rowparams)" \
+      "(n,d),(m,d),(m,e),(n,e),(n,e),(n),(n,m),(),(),(),(),(r),(i),(n,w)"      \
+      "->(n,d),(m,d),(m,e),(r),(n,w)", "TTTTTTbqqqTTqT-TTTTT",                 \
+      "attention_vjp_" #nm "(q, k, v, grad_out, pv, lognorm, mask, causal, wleft, wright, scale, reals, ints, rowparams)" \
       " -> dq, dk, dv, dreals, drowparams",                                    \
       an_attvjp_loop_f, an_attvjp_loop_d, (void *)&an_attvjp_data_##nm },
 #define AN_LSE_ENTRY(nm)                                                       \
