@@ -45,11 +45,11 @@ def attention_forward(q, k, v, normalizer="softmax", *, scale=None, causal=False
                       mask=None, **params):
     """``(out, lognorm)``: the attention output (empty rows 0) and the
     per-query log-normaliser that :func:`attention_vjp` takes as ``stats``.
-    For softmax, softmax_sink and ssmax this is the fast online pass of
-    ``attention`` that also writes the log-normaliser (cheaper than
-    ``return_stats=True``); for the other normalizers it is
+    For the softmax family this is the pass of ``attention`` (the online one
+    where it has one) that also writes the log-normaliser, cheaper than
+    ``return_stats=True``; for the other normalizers it is
     ``attention(..., return_stats=True)``."""
-    if normalizer in _OWN_LSE:
+    if normalizer in FUSED_BACKWARD:
         _, ops = _operands(normalizer, q, k, v, scale, causal, window, mask, "zero", params)
         return tuple(getattr(_core, "attention_lse_" + normalizer)(q, k, v, *ops))
     from ._attention import attention

@@ -20,8 +20,10 @@ void an_attvjp_loop_d(char **args, npy_intp const *dims, npy_intp const *steps, 
 #define AN_ATTVJP_NORMALIZERS(X) X(softmax) X(softmax_sink) X(ssmax) X(affine_softmax) \
     X(stochastic_softmax) X(sigmoid) X(relu) X(polynomial) X(softpick) X(nap)     \
     X(sparsemax) X(entmax)
-/* ... and with a log normaliser of their own for it (attention_lse_<nm>) */
-#define AN_LSE_NORMALIZERS(X) X(softmax) X(softmax_sink) X(ssmax)
+/* ... whose forward pass also returns the log normaliser (attention_lse_<nm>;
+ * affine_softmax and stochastic_softmax: that of the softmax of the scores) */
+#define AN_LSE_NORMALIZERS(X) X(softmax) X(softmax_sink) X(ssmax) X(affine_softmax) \
+    X(stochastic_softmax)
 
 #define AN_ATTVJP_DECLARE(nm) extern const an_attvjpdata an_attvjp_data_##nm;
 AN_ATTVJP_NORMALIZERS(AN_ATTVJP_DECLARE)

@@ -227,6 +227,24 @@ def test_out_and_stats_from_the_forward_pass():
         assert_allclose(a, c, atol=1e-13)
 
 
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("name,params", sorted(FAMILY.items()) + [
+    ("affine_softmax", {"a": 0.7, "b": 0.0}), ("stochastic_softmax", {"seed": 4}),
+    ("sigmoid", {})])
+def test_attention_forward_matches_attention_stats(name, params, causal):
+    """attention_forward's output and log-normaliser (online pass where there
+    is one) equal attention(..., return_stats=True)'s, empty rows included."""
+    rng = np.random.default_rng(6)
+    q, k, v, _, _ = make(rng, 60, 300, 8, 5, lead=(2,))
+    mask = rng.random((60, 300)) > 0.3
+    mask[5] = False
+    out, lse = an.attention_forward(q, k, v, name, causal=causal, mask=mask, **params)
+    out2, st = an.attention(q, k, v, name, causal=causal, mask=mask, return_stats=True, **params)
+    assert_allclose(out, out2, atol=1e-13)
+    assert_allclose(lse, st.lognorm, atol=1e-12)
+    assert np.isnan(lse[:, 5]).all()
+
+
 def test_grouped_query_and_per_head_temperature():
     """k, v shared by 2 query groups: dk, dv summed over the groups; a per-head
     temperature gets a per-head gradient."""
