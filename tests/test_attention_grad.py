@@ -288,16 +288,24 @@ def test_large_scores_stay_finite():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("name", ["softmax", "ssmax", "affine_softmax", "entmax", "nap"])
-def test_bit_identical_for_1_and_2_threads(name, dtype):
+@pytest.mark.parametrize("name,lead", [
+    ("softmax", (5,)), ("ssmax", (5,)), ("affine_softmax", (5,)), ("entmax", (5,)),
+    ("nap", (5,)), ("softmax", ()), ("softmax_sink", (1,)), ("ssmax", ()),
+    ("affine_softmax", ())])
+def test_bit_identical_for_1_and_2_threads(name, lead, dtype):
+    """5 problems: one per thread; 1 problem: the split schedule with 2
+    threads (query blocks, then key chunks in parallel) against 1 thread."""
     rng = np.random.default_rng(12)
-    q, k, v, go, _ = make(rng, 100, 300, 16, 8, lead=(5,), dtype=dtype)
+    q, k, v, go, _ = make(rng, 100, 600, 16, 8, lead=lead, dtype=dtype)
+    mask = rng.random((100, 600)) > 0.1
+    mask[3] = False
+    params = _per_head(name, 5) if lead == (5,) else dict(FAMILY.get(name, OTHERS.get(name)))
     res = []
     old = an.get_num_threads()
     try:
         for nt in (1, 2, 1):
             an.set_num_threads(nt)
-            res.append(an.attention_vjp(q, k, v, go, name, causal=True, **_per_head(name, 5)))
+            res.append(an.attention_vjp(q, k, v, go, name, causal=True, mask=mask, **params))
     finally:
         an.set_num_threads(old)
     for other in res[1:]:
