@@ -85,6 +85,19 @@ def _split_params(params, device_check=True):
     return ",".join(names), values
 
 
+def _param_grads(grads, pnames, pvalues):
+    """The gradient of each parameter tensor (zeros where there is none:
+    integer parameters, sigmoid's default bias), in its dtype and shape."""
+    res = []
+    for nm, val in zip(_names(pnames), pvalues):
+        gp = grads.get(nm)
+        if gp is None or not val.is_floating_point():
+            res.append(torch.zeros_like(val))
+        else:
+            res.append(torch.as_tensor(np.asarray(gp)).to(val.dtype).reshape(val.shape).clone())
+    return res
+
+
 def _check_normalizer(normalizer):
     if not isinstance(normalizer, str) or normalizer not in NORMALIZERS:
         raise ValueError(f"normalizer must be one of {sorted(NORMALIZERS)}; got {normalizer!r}")
@@ -136,15 +149,8 @@ def _attention_backward_op(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, ou
                       out=_np(out) if fused_stats else None,
                       stats=_np(lognorm) if fused_stats else None,
                       scale=scale, causal=causal, window=window, mask=mk, **params)
-    res = [torch.from_numpy(np.ascontiguousarray(x)).to(t.dtype)
-           for x, t in zip(g[:3], (q, k, v))]
-    for nm, val in zip(_names(pnames), pvalues):
-        gp = g.params.get(nm)
-        if gp is None or not val.is_floating_point():
-            res.append(torch.zeros_like(val))
-        else:
-            res.append(torch.as_tensor(np.asarray(gp)).to(val.dtype).reshape(val.shape).clone())
-    return res
+    return [torch.from_numpy(np.ascontiguousarray(x)).to(t.dtype)
+            for x, t in zip(g[:3], (q, k, v))] + _param_grads(g.params, pnames, pvalues)
 
 
 @_attention_backward_op.register_fake
@@ -208,14 +214,8 @@ def _normalize_backward_op(grad: Tensor, scores: Tensor, weights: Tensor, mask: 
     ds = np.asarray(g.scores)
     if ds.shape != tuple(scores.shape):   # broadcast by a mask with more leading axes
         ds = ds.reshape((-1,) + tuple(scores.shape)).sum(0) if ds.size else ds
-    res = [torch.from_numpy(np.ascontiguousarray(ds)).to(scores.dtype)]
-    for nm, val in zip(_names(pnames), pvalues):
-        gp = g.params.get(nm)
-        if gp is None or not val.is_floating_point():
-            res.append(torch.zeros_like(val))
-        else:
-            res.append(torch.as_tensor(np.asarray(gp)).to(val.dtype).reshape(val.shape).clone())
-    return res
+    return ([torch.from_numpy(np.ascontiguousarray(ds)).to(scores.dtype)]
+            + _param_grads(g.params, pnames, pvalues))
 
 
 @_normalize_backward_op.register_fake
