@@ -15,9 +15,10 @@
 #include "an_gemm.h"
 
 /* The softmax-family forms (attention_vjp_impl.inc gives the formulas), and
- * the generic path: any row normalizer through its row kernel and row VJP. */
+ * the generic path: any row normalizer through its row kernel and row VJP,
+ * and Sinkhorn through its iterations. */
 enum { AN_AVJP_SOFTMAX = 0, AN_AVJP_SINK, AN_AVJP_SSMAX, AN_AVJP_AFFINE, AN_AVJP_STRAIGHT,
-       AN_AVJP_GENERIC };
+       AN_AVJP_GENERIC, AN_AVJP_SINKHORN };
 
 typedef struct {
     an_int n, m, d, e;

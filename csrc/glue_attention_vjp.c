@@ -18,6 +18,7 @@ AN_AVJP_GENERIC_DATA(softpick)
 AN_AVJP_GENERIC_DATA(nap)
 AN_AVJP_GENERIC_DATA(sparsemax)
 AN_AVJP_GENERIC_DATA(entmax)
+const an_attvjpdata an_attvjp_data_sinkhorn = { "attention_vjp_sinkhorn", &an_norm_sinkhorn, AN_AVJP_SINKHORN };
 
 #define AN_LSE_DEFINE(nm) \
     const an_attdata an_att_lse_data_##nm = { "attention_lse_" #nm, &an_norm_##nm, AN_ATT_MODE_LSE };
@@ -35,7 +36,7 @@ void an_attvjp_loop_##TS(char **args, npy_intp const *dims,                   \
     const npy_intp *cs = steps + NIN + NOUT;   /* core strides */             \
     if (N <= 0) return;                                                       \
     const npy_intp want_r = vd->kind == AN_AVJP_STRAIGHT ? 0 : d->nreal;       \
-    const npy_intp want_i = vd->kind == AN_AVJP_GENERIC ? d->nint : ni;       \
+    const npy_intp want_i = vd->kind >= AN_AVJP_GENERIC ? d->nint : ni;       \
     if (nr != want_r || ni != want_i || nw != d->nrowp || nr > AN_MAXPARAM    \
         || ni > AN_MAXPARAM || nw > 2) {                                      \
         an_raise(AN_ERR_VALUE, vd->name, -1);                                 \

@@ -16,10 +16,10 @@ void an_attvjp_loop_f(char **args, npy_intp const *dims, npy_intp const *steps, 
 void an_attvjp_loop_d(char **args, npy_intp const *dims, npy_intp const *steps, void *data);
 
 /* The normalizers with an attention backward in C: X(name) (the softmax
- * family's fused form, the others' generic row-VJP path; not Sinkhorn) */
+ * family's fused form, the others' generic row-VJP path, Sinkhorn's own) */
 #define AN_ATTVJP_NORMALIZERS(X) X(softmax) X(softmax_sink) X(ssmax) X(affine_softmax) \
     X(stochastic_softmax) X(sigmoid) X(relu) X(polynomial) X(softpick) X(nap)     \
-    X(sparsemax) X(entmax)
+    X(sparsemax) X(entmax) X(sinkhorn)
 /* ... whose forward pass also returns the log normaliser (attention_lse_<nm>;
  * affine_softmax and stochastic_softmax: that of the softmax of the scores) */
 #define AN_LSE_NORMALIZERS(X) X(softmax) X(softmax_sink) X(ssmax) X(affine_softmax) \
