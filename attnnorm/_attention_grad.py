@@ -64,7 +64,7 @@ def _lognorm_of(stats):
 
 
 def attention_vjp(q, k, v, grad_out, normalizer="softmax", *, out=None, stats=None, scale=None,
-                  causal=False, window=None, mask=None, **params):
+                  causal=False, window=None, mask=None, param_grads=True, **params):
     """Gradients of ``sum(grad_out * attention(q, k, v, normalizer, ...))``.
 
     Parameters
@@ -80,6 +80,9 @@ def attention_vjp(q, k, v, grad_out, normalizer="softmax", *, out=None, stats=No
         ``attention(..., return_stats=True)`` or :func:`attention_forward`.
         When both are given the softmax, softmax_sink and ssmax backward
         does no forward work; otherwise it recomputes them.
+    param_grads : bool
+        False skips the parameter gradients (``params`` is then empty), which
+        saves work in the row VJPs of the generic path.
 
     Returns
     -------
@@ -140,11 +143,11 @@ def attention_vjp(q, k, v, grad_out, normalizer="softmax", *, out=None, stats=No
                                      window=window, mask=mask)
         lognorm = ln_f if lognorm is None else lognorm
     vjp = getattr(_core, "attention_vjp_" + name)
-    dq, dk, dv, dr, drp = vjp(qa, ka, va, go, pv, lognorm, mk, causal_, wl, wr, sc, rop, iop,
-                              rpop)
+    dq, dk, dv, dr, drp = vjp(qa, ka, va, go, pv, lognorm, mk, causal_, wl, wr, sc,
+                              bool(param_grads), rop, iop, rpop)
     defaults = {p: v.default for p, v in inspect.signature(PARAMS[name]).parameters.items()}
-    names = REAL_PARAMS[name]
-    nscal = len(names) - len(ROW_PARAMS.get(name, ()))
+    names = REAL_PARAMS[name] if param_grads else ()
+    nscal = len(REAL_PARAMS[name]) - len(ROW_PARAMS.get(name, ()))
     grads = {}
     for r, pname in enumerate(names):
         given = params.get(pname, defaults[pname])

@@ -34,7 +34,8 @@ typedef struct {
     char *dp; an_int dp_s;               /* () parameter gradients (nreal) */
     char *drp; an_int drp_n, drp_w;      /* per-row parameter gradients (n, nrowp) */
     double scale;
-    an_normmat nm;   /* mask, causal, window, parameters */
+    int want_params;   /* 0: the generic path may skip the parameter gradients (left 0) */
+    an_normmat nm;     /* mask, causal, window, parameters */
 } an_attnvjp;
 
 /* Backward of np problems (same n, m, d, e); d is the normalizer (used by

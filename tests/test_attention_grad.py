@@ -331,6 +331,18 @@ def test_non_contiguous_views():
         assert_allclose(a, b, atol=1e-14)
 
 
+@pytest.mark.parametrize("name", ["softmax", "polynomial", "entmax", "sinkhorn"])
+def test_param_grads_false_skips_only_the_parameters(name):
+    rng = np.random.default_rng(16)
+    q, k, v, go, _ = make(rng, 30, 70, 6, 4, lead=(2,))
+    params = dict(FAMILY.get(name, OTHERS.get(name)))
+    g1 = an.attention_vjp(q, k, v, go, name, causal=True, **params)
+    g2 = an.attention_vjp(q, k, v, go, name, causal=True, param_grads=False, **params)
+    for a, b in zip(g1[:3], g2[:3]):
+        assert_array_equal(a, b)
+    assert g2.params == {} and len(g1.params) == len(an.REAL_PARAMS[name])
+
+
 def test_grad_out_shape_is_checked():
     rng = np.random.default_rng(14)
     q, k, v, go, _ = make(rng, 5, 6)
