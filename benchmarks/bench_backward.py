@@ -22,7 +22,8 @@ Both libraries use --threads threads.  Peers:
 
 Columns: ``fwd+bwd ms`` and ``bwd ms`` are medians of --repeat runs after a
 warm-up (attnnorm's backward is given the forward's output and
-log-normaliser, as a training step has them); ``bwd/softmax`` is the median
+log-normaliser, as a training step has them, and computes the gradients of
+q, k, v like the peers: ``param_grads=False``); ``bwd/softmax`` is the median
 over pairs timed back to back of the normalizer's backward over softmax's
 backward (sinkhorn: per iteration, divided by n_iter + 1); ``peer ms`` is the
 peer's forward + backward (--peer-repeat runs) and ``peer/an`` the median of
@@ -92,8 +93,9 @@ def _ours(name, kw, causal, q, k, v, go):
     def forward():
         fw["out"], fw["lse"] = an.attention_forward(q, k, v, name, causal=causal, **kw)
 
-    def backward():
-        an.attention_vjp(q, k, v, go, name, out=fw["out"], stats=fw["lse"], causal=causal, **kw)
+    def backward():   # q, k, v gradients, as the peers compute
+        an.attention_vjp(q, k, v, go, name, out=fw["out"], stats=fw["lse"], causal=causal,
+                         param_grads=False, **kw)
 
     def both():
         forward()
