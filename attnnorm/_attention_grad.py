@@ -6,11 +6,10 @@
 matrix: the C kernels recompute score tiles (for the softmax family from
 the log-normaliser of the forward pass, as FlashAttention-2 does [Dao2023]).
 """
+import inspect
 from typing import NamedTuple
 
 import numpy as np
-
-import inspect
 
 from . import _core
 from ._attention import AttentionStats, _operands
@@ -128,8 +127,8 @@ def attention_vjp(q, k, v, grad_out, normalizer="softmax", *, out=None, stats=No
     lognorm = _lognorm_of(stats)
     if name not in FUSED_BACKWARD:
         # generic path (the row kernel recomputes the weights) and Sinkhorn
-        dt = sc.dtype
-        pv, lognorm = np.broadcast_to(np.zeros((), dt), (n, e)), np.broadcast_to(np.zeros((), dt), (n,))
+        zero = np.zeros((), sc.dtype)
+        pv, lognorm = np.broadcast_to(zero, (n, e)), np.broadcast_to(zero, (n,))
     elif name in _OWN_LSE:
         pv = out
         if pv is None or lognorm is None:

@@ -317,7 +317,8 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         _check_tensor(nm, t)
     _check_normalizer(normalizer)
     if dropout_p != 0.0:
-        raise ValueError(f"dropout_p must be 0 (attnnorm has no attention dropout); got {dropout_p!r}")
+        raise ValueError(f"dropout_p must be 0 (attnnorm has no attention dropout); "
+                         f"got {dropout_p!r}")
     if is_causal and attn_mask is not None:
         raise ValueError("is_causal and attn_mask cannot both be set (as in PyTorch)")
     L, S = query.shape[-2], key.shape[-2]

@@ -256,7 +256,8 @@ def test_grouped_query_and_per_head_temperature():
     g = an.attention_vjp(q, k, v, go, "softmax", temperature=T, causal=True)
     assert g.k.shape == k.shape and g.v.shape == v.shape
     assert g.params["temperature"].shape == (3, 1)
-    kb, vb = np.broadcast_to(k, q.shape[:-2] + k.shape[-2:]), np.broadcast_to(v, q.shape[:-2] + v.shape[-2:])
+    kb = np.broadcast_to(k, q.shape[:-2] + k.shape[-2:])
+    vb = np.broadcast_to(v, q.shape[:-2] + v.shape[-2:])
     gb = an.attention_vjp(q, kb.copy(), vb.copy(), go, "softmax", temperature=T, causal=True)
     assert_allclose(g.k, gb.k.sum(axis=2, keepdims=True), atol=1e-13)
     assert_allclose(g.v, gb.v.sum(axis=2, keepdims=True), atol=1e-13)
