@@ -40,18 +40,19 @@ class AttentionGrad(NamedTuple):
 def attention_forward(q, k, v, normalizer="softmax", *, scale=None, causal=False, window=None,
                       mask=None, **params):
     """``(out, lognorm)``: the attention output (empty rows 0) and the
-    per-query log-normaliser that :func:`attention_vjp` takes as ``stats``.
-    For the softmax family this is the pass of ``attention`` (the online one
-    where it has one) that also writes the log-normaliser, cheaper than
-    ``return_stats=True``; for the other normalizers it is
-    ``attention(..., return_stats=True)``."""
+    per-query log-normaliser that :func:`attention_vjp` takes as ``stats``
+    (``AttentionStats.lognorm``).  For the softmax family this is the pass
+    of ``attention`` (the online one where it has one) that also writes the
+    log-normaliser, cheaper than ``return_stats=True``; the other
+    normalizers have no log-normaliser (NaN) and their backward does not
+    read it: this is ``attention`` itself."""
     if normalizer in FUSED_BACKWARD:
         _, ops = _operands(normalizer, q, k, v, scale, causal, window, mask, "zero", params)
         return tuple(getattr(_core, "attention_lse_" + normalizer)(q, k, v, *ops))
     from ._attention import attention
-    out, st = attention(q, k, v, normalizer, scale=scale, causal=causal, window=window,
-                        mask=mask, return_stats=True, **params)
-    return out, st.lognorm
+    out = attention(q, k, v, normalizer, scale=scale, causal=causal, window=window, mask=mask,
+                    **params)
+    return out, np.full(out.shape[:-1], np.nan, dtype=out.dtype)
 
 
 def _lognorm_of(stats):
