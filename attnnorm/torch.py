@@ -22,7 +22,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
-from ._attention_grad import _OWN_LSE, attention_forward, attention_vjp
+from ._attention_grad import _OWN_LSE, FUSED_BACKWARD, attention_forward, attention_vjp
 from ._grad import normalizer_vjp
 from ._normalizers import NORMALIZERS
 
@@ -118,6 +118,8 @@ def _attention_op(q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor], causa
     mk = None if mask is None else mask.numpy()
     out, lse = attention_forward(qa, ka, va, normalizer, scale=scale, causal=causal,
                                  window=window, mask=mk, **params)
+    if normalizer not in FUSED_BACKWARD:
+        lse = np.zeros_like(lse)   # no log-normaliser (NaN); the backward does not read it
     return torch.from_numpy(out), torch.from_numpy(np.ascontiguousarray(lse))
 
 
