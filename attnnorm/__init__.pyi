@@ -221,7 +221,7 @@ def diagnose(q: ArrayLike, k: ArrayLike, normalizer: str = ..., *,
              mask: ArrayLike | None = ..., out: tuple[NDArray[Any], ...] | None = ...,
              **normalizer_params: Any) -> Diagnosis: ...
 
-# ---- normalizer and linear-family VJPs ------------------------------------------------
+# ---- gradients (vector-Jacobian products) ----------------------------------------
 
 REAL_PARAMS: dict[str, tuple[str, ...]]
 
@@ -244,7 +244,7 @@ class LogAttentionGrad(NamedTuple):
     q: _Float
     k: _Float
     v: _Float
-    state: Any
+    state: _Float | None
 
 class CheapLinearGrad(NamedTuple):
     h: _Float
@@ -261,19 +261,19 @@ class ZerosAttentionGrad(NamedTuple):
 class SoftAttentionGrad(NamedTuple):
     q: _Float
     v: _Float
-    landmarks: Any
+    landmarks: _Float | None
 
 def linear_attention_vjp(q: ArrayLike, k: ArrayLike, v: ArrayLike, grad_out: ArrayLike,
                          feature_map: Literal["elu1", "relu", "exp", "identity"] = ..., *,
-                         causal: bool = ..., eps: float = ...) -> LinearAttentionGrad: ...
+                         causal: bool = ..., eps: ArrayLike = ...) -> LinearAttentionGrad: ...
 def log_attention_vjp(q: ArrayLike, k: ArrayLike, v: ArrayLike, grad_out: ArrayLike, *,
                       causal: bool = ..., state: ArrayLike | None = ...,
                       grad_state: ArrayLike | None = ...) -> LogAttentionGrad: ...
 def cheap_linear_attention_vjp(h: ArrayLike, q: ArrayLike, grad_out: ArrayLike, *,
                                causal: bool = ...) -> CheapLinearGrad: ...
 def zeros_attention_vjp(q: ArrayLike, k: ArrayLike, v: ArrayLike, s: ArrayLike,
-                        gate_linear: ArrayLike, gate_softmax: ArrayLike, grad_out: ArrayLike,
-                        *, causal: bool = ...) -> ZerosAttentionGrad: ...
+                        gate_linear: ArrayLike, gate_softmax: ArrayLike, grad_out: ArrayLike, *,
+                        causal: bool = ...) -> ZerosAttentionGrad: ...
 def soft_attention_vjp(q: ArrayLike, v: ArrayLike, grad_out: ArrayLike,
                        landmarks: ArrayLike | None = ..., *, n_landmarks: int | None = ...,
                        newton_iters: int = ...) -> SoftAttentionGrad: ...

@@ -13,7 +13,8 @@ import numpy as np
 
 from . import _core
 from ._attention import _loop_dtype, _params, param_operands
-from ._common import check_param_broadcast, empty_code, mask_operand, sum_to, window_bounds
+from ._common import (check_param_broadcast, empty_code, friendly_errors, mask_operand, sum_to,
+                      window_bounds)
 from ._normalizers import NORMALIZERS, PARAMS, ROW_PARAMS
 
 __all__ = ["normalizer_vjp", "NormalizerGrad", "REAL_PARAMS"]
@@ -54,49 +55,96 @@ class NormalizerGrad(NamedTuple):
     params: dict
 
 
+@friendly_errors
 def normalizer_vjp(scores, grad_weights, normalizer="softmax", *, weights=None, mask=None,
                    causal=False, window=None, empty="zero", param_grads=True, **params):
     """Gradient of ``sum(grad_weights * normalizer(scores, **params))``.
 
-    Returns ``NormalizerGrad(scores, params)``: ``scores`` is ``dL/dscores``
-    with the shape of ``scores`` and ``params`` maps each real parameter of
-    the normalizer (:data:`REAL_PARAMS`) to its gradient, reduced to the
-    shape the parameter was given in (a per-head temperature of shape
-    ``(H,)`` for scores ``(B, H, n, m)`` gets an ``(H,)`` gradient; a
-    parameter left at its default gets a scalar).  ``mask``, ``causal``, ``window`` and the
-    parameters are those of the forward call; ``weights`` (the forward's
-    result) may be passed to skip recomputing it, and ``empty`` only affects
-    that recomputation (``"raise"`` raises on empty rows).  With
-    ``param_grads=False`` only the scores' gradient is computed (saving, e.g.,
-    relu's logarithms) and ``params`` is empty.  Sinkhorn and
-    stochastic_softmax recompute what they need and ignore ``weights``.
+    The exact vector-Jacobian product of a normalizer with respect to the
+    scores and to every real parameter, computed in C by one row VJP per
+    normalizer (a matrix VJP for Sinkhorn) over the keys each row sees.
 
-    Exact formulas, per row over the visible keys (``a`` the weights, ``g``
-    the upstream gradient):
+    Parameters
+    ----------
+    scores : array_like, shape ``(..., n, m)``
+        The scores the forward call normalised (a 1-D vector is one row).
+    grad_weights : array_like, shape ``(..., n, m)``
+        The upstream gradient ``dL/dweights``; broadcasts against the scores.
+    normalizer : str, default "softmax"
+        A name of :data:`NORMALIZERS`.
+    weights : array_like, optional
+        The forward's weights, to skip recomputing them (Sinkhorn and
+        stochastic_softmax recompute what they need and ignore it).
+    mask, causal, window
+        As in the forward call (see :func:`softmax`).
+    empty : {"zero", "nan", "raise"}, default "zero"
+        Only used when the weights are recomputed (``"raise"`` raises on a
+        row that sees no key); such rows get gradient 0 either way.
+    param_grads : bool, default True
+        False computes only the scores' gradient (saving, e.g., relu's
+        logarithms); ``params`` is then empty.
+    **params
+        The normalizer's parameters, as in the forward call; arrays
+        broadcast against the leading axes (one value per head).
 
-    * softmax family: ``a * (g - <a, g>)`` times the score multiplier, with
-      the derivatives of the temperature, sink, ``c`` (ssmax) and the affine
-      ``a``, ``b``;
-    * sparsemax and entmax: on the support, ``s * g - s <s, g> / sum s`` with
-      ``s = a**(2 - alpha)`` [Peters2019], and the derivative in ``alpha``
-      [Correia2019] (the same on the exact and the bisection paths;
-      ``alpha = 1`` gives its limit from above);
-    * Sinkhorn: differentiated through its ``n_iter`` log-domain iterations
-      (``eps`` included);
-    * NAP through its mean and standard deviation; sigmoid, relu, polynomial,
-      softpick elementwise or through their denominators.
+    Returns
+    -------
+    grad : NormalizerGrad
+        ``grad.scores``: ``dL/dscores`` of the scores' shape (masked entries
+        0); ``grad.params``: a dict from each real parameter of the
+        normalizer (:data:`REAL_PARAMS`) to its gradient, summed to the shape
+        the parameter was given in (a per-head ``(H,)`` temperature for
+        scores ``(B, H, n, m)`` gets an ``(H,)`` gradient; a parameter left at
+        its default a scalar), or None for sigmoid's default bias.
 
-    Length-aware defaults (sigmoid's ``-log n_i``, ssmax's ``log n_i``, relu's
-    ``1/n_i``, polynomial's ``1/sqrt(n_i)``) treat ``n_i`` as a constant, and
-    sigmoid's default bias has no gradient (``None``).  ``stochastic_softmax``
-    uses the straight-through estimator: its gradient is softmax's.
-    polynomial's ``power`` is an integer; its gradient is that of
-    ``sign(s)**p |s|**p`` in a real ``p``.  Masked keys, fully masked rows and
-    rows that carry no mass get gradient 0, never NaN; ``+inf`` scores
-    (whose weights are a limit) get 0; NaN scores give NaN.
+    Raises
+    ------
+    ValueError
+        An unknown normalizer, a parameter outside its domain, a gradient or
+        weights whose last two axes differ from the scores', shapes that do
+        not broadcast, a bad ``window`` or ``empty``; with ``empty="raise"``
+        a row that sees no key.
+    TypeError
+        An unknown keyword parameter.
 
-    Deterministic: the per-matrix parameter gradients are summed in row
-    order, so the result is bit-identical for every thread count.
+    Notes
+    -----
+    Per row over the visible keys (``a`` the weights, ``g`` the upstream
+    gradient): the softmax family gives ``a * (g - <a, g>)`` times its score
+    multiplier, with the derivatives of the temperature, sink, ``c``
+    (ssmax) and the affine ``a``, ``b``; sparsemax and entmax give, on the
+    support, ``s * g - s <s, g> / sum s`` with ``s = a**(2 - alpha)``
+    [Peters2019], and the derivative in ``alpha`` [Correia2019] (the same on
+    the exact and the bisection paths; at ``alpha = 1`` its limit from
+    above); Sinkhorn is differentiated through its ``n_iter`` log-domain
+    iterations [Sander2021] (``eps`` included); NAP through its mean and
+    standard deviation; sigmoid, relu, polynomial and softpick elementwise or
+    through their denominators.  Length-aware defaults (sigmoid's
+    ``-log n_i``, ssmax's ``log n_i``, relu's ``1/n_i``, polynomial's
+    ``1/sqrt(n_i)``) treat ``n_i`` as a constant.  ``stochastic_softmax`` uses
+    the straight-through estimator: its gradient is softmax's.
+    polynomial's integer ``power`` gets the derivative of
+    ``sign(s)**p |s|**p / sqrt(n_i)`` in a real ``p``.  Masked keys, fully
+    masked rows and rows without mass get gradient 0, never NaN; ``+inf``
+    scores (whose weights are a limit) get 0; NaN scores give NaN in their
+    row.  The per-matrix parameter gradients are summed in row order, so
+    results are bit-identical for every thread count.
+
+    References
+    ----------
+    [Peters2019]; [Correia2019] (entmax's ``alpha``); [Sander2021] (Sinkhorn).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import attnnorm as an
+    >>> rng = np.random.default_rng(0)
+    >>> s, g = rng.standard_normal((2, 3, 4, 5))
+    >>> grad = an.normalizer_vjp(s, g, "softmax", temperature=np.array([0.5, 1.0, 2.0]))
+    >>> grad.scores.shape, grad.params["temperature"].shape
+    ((3, 4, 5), (3,))
+    >>> bool(np.allclose(grad.scores.sum(-1), 0))     # softmax is shift-invariant
+    True
     """
     if not isinstance(normalizer, str) or normalizer not in NORMALIZERS:
         raise ValueError(f"normalizer must be one of {sorted(NORMALIZERS)}; got {normalizer!r}")
