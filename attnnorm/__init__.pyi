@@ -114,6 +114,27 @@ def attention_weights(q: ArrayLike, k: ArrayLike, normalizer: str = ..., *,
                       window: _Window = ..., mask: ArrayLike | None = ...,
                       empty: _Empty = ..., **normalizer_params: Any) -> _Float: ...
 
+# ---- attention backward ------------------------------------------------------------
+
+FUSED_BACKWARD: tuple[str, ...]
+
+class AttentionGrad(NamedTuple):
+    q: _Float
+    k: _Float
+    v: _Float
+    params: dict[str, Any]
+
+def attention_forward(q: ArrayLike, k: ArrayLike, v: ArrayLike, normalizer: str = ..., *,
+                      scale: ArrayLike | None = ..., causal: _Causal = ...,
+                      window: _Window = ..., mask: ArrayLike | None = ...,
+                      **normalizer_params: Any) -> tuple[_Float, _Float]: ...
+def attention_vjp(q: ArrayLike, k: ArrayLike, v: ArrayLike, grad_out: ArrayLike,
+                  normalizer: str = ..., *, out: ArrayLike | None = ...,
+                  stats: AttentionStats | ArrayLike | None = ...,
+                  scale: ArrayLike | None = ..., causal: _Causal = ..., window: _Window = ...,
+                  mask: ArrayLike | None = ..., param_grads: bool = ...,
+                  **normalizer_params: Any) -> AttentionGrad: ...
+
 # ---- linear-time family ----------------------------------------------------------
 
 def linear_attention(q: ArrayLike, k: ArrayLike, v: ArrayLike,

@@ -182,15 +182,23 @@ def normalizer_vjp(scores, grad_weights, normalizer="softmax", *, weights=None, 
     dscores = dx if dx.shape == s.shape else sum_to(dx, s.shape, dt)
     if row:
         dscores = dscores[0]
-    defaults = {p["name"]: p["default"] for p in info["params"]}
+    return NormalizerGrad(dscores, param_grads_of(name, params, dr, drp, param_grads, dt))
+
+
+def param_grads_of(name, params, dr, drp, wanted, dt):
+    """{parameter: gradient} from the kernels' per-matrix (dr, ``(..., r)``)
+    and per-row (drp, ``(..., n, w)``) real-parameter gradients, each summed
+    to the shape the parameter was given in (its default's when not given);
+    None for a length-aware default (a constant); {} unless ``wanted``."""
+    defaults = {p["name"]: p["default"] for p in INFO[name]["params"]}
     grads = {}
     names = REAL_PARAMS[name]
-    nscal = len(names) - len(rows)
-    for q, pn in enumerate(names if param_grads else ()):
+    nscal = len(names) - len(row_param_names(name))
+    for q, pn in enumerate(names if wanted else ()):
         value = params.get(pn, defaults.get(pn))
         if value is None:
             grads[pn] = None     # a length-aware default (a constant)
             continue
         src = dr[..., q] if q < nscal else drp[..., q - nscal]
         grads[pn] = sum_to(src, np.shape(value), dt)
-    return NormalizerGrad(dscores, grads)
+    return grads

@@ -4,6 +4,7 @@
  * descriptors to Python (normalizer_info).
  */
 #include "glue_norm.h"
+#include "attention_vjp.h"
 #include <string.h>
 #include <stdio.h>
 
@@ -69,6 +70,22 @@ static const an_opspec outs_vjp[] = {
     { AN_OP_DSCORES, 'T', "n,m", "d_scores" }, { AN_OP_DREALS, 'T', "r", "d_reals" },
     { AN_OP_DROWP, 'T', "n,w", "d_rowparams" }, AN_END };
 
+static const an_opspec outs_attention_lse[] = {
+    { AN_OP_OUT, 'T', "n,e", "out" }, { AN_OP_LSE, 'T', "n", "lognorm" }, AN_END };
+
+/* pv = P v of the softmax part and lognorm its log-normaliser (the softmax
+ * forms; unused otherwise); param_grads = 0 lets the generic path skip the
+ * parameter gradients */
+static const an_opspec ops_attention_vjp[] = {
+    { AN_OP_Q, 'T', "n,d", "q" }, { AN_OP_K, 'T', "m,d", "k" }, { AN_OP_V, 'T', "m,e", "v" },
+    { AN_OP_GRAD_OUT, 'T', "n,e", "grad_out" }, { AN_OP_PV, 'T', "n,e", "pv" },
+    { AN_OP_LSE_IN, 'T', "n", "lognorm" }, AN_VIS_OPS, { AN_OP_SCALE, 'T', "", "scale" },
+    { AN_OP_WANT, 'q', "", "param_grads" }, AN_PARAM_OPS, AN_END };
+static const an_opspec outs_attention_vjp[] = {
+    { AN_OP_DQ, 'T', "n,d", "dq" }, { AN_OP_DK, 'T', "m,d", "dk" },
+    { AN_OP_DV, 'T', "m,e", "dv" }, { AN_OP_DREALS, 'T', "r", "d_reals" },
+    { AN_OP_DROWP, 'T', "n,w", "d_rowparams" }, AN_END };
+
 typedef struct {
     const char *prefix;
     const an_opspec *ins, *outs;
@@ -90,6 +107,10 @@ static const an_family families[AN_NFAM] = {
     [AN_FAM_JACOBIAN] = { "jacobian_norm_", ops_jacobian, outs_jacobian,
                           an_jacobian_loop_f, an_jacobian_loop_d },
     [AN_FAM_VJP] = { "normalizer_vjp_", ops_vjp, outs_vjp, an_vjp_loop_f, an_vjp_loop_d },
+    [AN_FAM_ATTENTION_LSE] = { "attention_lse_", ops_attention, outs_attention_lse,
+                               an_attention_loop_f, an_attention_loop_d },
+    [AN_FAM_ATTENTION_VJP] = { "attention_vjp_", ops_attention_vjp, outs_attention_vjp,
+                               an_attvjp_loop_f, an_attvjp_loop_d },
 };
 
 /* Whether normalizer d has a gufunc of family f. */
@@ -100,6 +121,8 @@ static int family_applies(const an_normdesc *d, int f)
     case AN_FAM_JACOBIAN:
         return d->jac != AN_JAC_NONE && d->jac != AN_JAC_SCORES;
     case AN_FAM_VJP: return an_has_vjp(d);
+    case AN_FAM_ATTENTION_LSE: return an_att_has_lse(d);
+    case AN_FAM_ATTENTION_VJP: return an_attvjp_kind(d) >= 0;
     default: return 1;
     }
 }

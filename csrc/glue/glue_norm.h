@@ -11,6 +11,11 @@
  *                          DOWNDATE, PROJECTION or DENSE)
  *   normalizer_vjp_<nm>    scores, weights, grad -> d scores, d parameters
  *                          (normalizers with a VJP)
+ *   attention_lse_<nm>     q, k, v -> out and the log-normaliser (n)
+ *                          (the softmax forms: an_att_has_lse)
+ *   attention_vjp_<nm>     q, k, v, grad_out, pv, lognorm -> dq, dk, dv,
+ *                          d parameters (normalizers with an attention
+ *                          backward: an_attvjp_kind >= 0)
  *
  * Every family passes the parameters the same way, as three operands after
  * the shared ones: reals (r) [T], ints (i) [int64], rowparams (n, w) [T],
@@ -31,18 +36,21 @@ enum {
     AN_OP_SCORES, AN_OP_Q, AN_OP_K, AN_OP_V,
     AN_OP_MASK, AN_OP_CAUSAL, AN_OP_WLEFT, AN_OP_WRIGHT, AN_OP_EMPTY, AN_OP_SCALE,
     AN_OP_FRO, AN_OP_REALS, AN_OP_INTS, AN_OP_ROWP, AN_OP_GRAD, AN_OP_WANT,
+    AN_OP_GRAD_OUT, AN_OP_PV, AN_OP_LSE_IN,
     /* outputs */
     AN_OP_WEIGHTS, AN_OP_TAU, AN_OP_SUPPORT, AN_OP_OUT,
     AN_OP_ST_LOGNORM, AN_OP_ST_ENTROPY, AN_OP_ST_MAXW, AN_OP_ST_ARGMAX, AN_OP_ST_W0,
     AN_OP_ST_MARGIN, AN_OP_ST_SUPPORT, AN_OP_ST_WSUM,
     AN_OP_D_ENTROPY, AN_OP_D_MAXW, AN_OP_D_SINKW, AN_OP_D_MARGIN, AN_OP_D_SUPPORT,
     AN_OP_D_COLMASS, AN_OP_JNORM, AN_OP_DSCORES, AN_OP_DREALS, AN_OP_DROWP,
+    AN_OP_LSE, AN_OP_DQ, AN_OP_DK, AN_OP_DV,
     AN_NROLES
 };
 
 /* Families of generated gufuncs. */
 enum { AN_FAM_NORMALIZE, AN_FAM_ATTENTION, AN_FAM_ATTENTION_STATS, AN_FAM_ATTENTION_WEIGHTS,
-       AN_FAM_DIAGNOSE, AN_FAM_JACOBIAN, AN_FAM_VJP, AN_NFAM };
+       AN_FAM_DIAGNOSE, AN_FAM_JACOBIAN, AN_FAM_VJP, AN_FAM_ATTENTION_LSE,
+       AN_FAM_ATTENTION_VJP, AN_NFAM };
 
 /* What a generated loop needs: its normalizer, family and name, and for
  * each role the operand index (arg, -1 if absent) and the index in steps[]
@@ -84,7 +92,8 @@ PyObject *an_normalizer_info(PyObject *self, PyObject *noargs);
     void an_attention_loop_##TS(char **, npy_intp const *, npy_intp const *, void *); \
     void an_diagnose_loop_##TS(char **, npy_intp const *, npy_intp const *, void *);  \
     void an_jacobian_loop_##TS(char **, npy_intp const *, npy_intp const *, void *);  \
-    void an_vjp_loop_##TS(char **, npy_intp const *, npy_intp const *, void *);
+    void an_vjp_loop_##TS(char **, npy_intp const *, npy_intp const *, void *);     \
+    void an_attvjp_loop_##TS(char **, npy_intp const *, npy_intp const *, void *);
 AN_NORM_LOOP_DECLS(f)
 AN_NORM_LOOP_DECLS(d)
 #undef AN_NORM_LOOP_DECLS

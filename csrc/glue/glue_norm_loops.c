@@ -11,6 +11,7 @@
 #include "attention.h"
 #include "diagnostics.h"
 #include "vjp.h"
+#include "attention_vjp.h"
 
 /* The parameter operands hold exactly the descriptor's counts: per-matrix
  * reals (r), integers (i), per-row reals (w).  Raises and returns 0 if not. */
