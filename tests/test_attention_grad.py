@@ -29,6 +29,7 @@ OTHERS = {
     "sparsemax": {},
     "entmax": {"alpha": 1.5},
     "sinkhorn": {"n_iter": 3, "eps": 1.3},
+    "stickbreaking": {},
 }
 # (n, m, causal, window, boolean mask, a fully masked row)
 LAYOUTS = {
