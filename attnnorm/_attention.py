@@ -81,6 +81,32 @@ def _params(name, dt, params):
                         f"{sorted(params)}; it accepts {accepted} ({exc})") from None
 
 
+def param_operands(name, dt, reals, ints, n, lead):
+    """Pack a normalizer's validated parameters (from ``PARAMS[name]``) into
+    the three uniform operands of the per-normalizer gufuncs: the ``()``
+    reals as ``(..., r)``, the ints as ``(..., i)`` and the per-row reals as
+    ``(..., n, w)`` (each with possibly zero length)."""
+    nrow = _n_row_params(name)
+    scalars = list(reals[:len(reals) - nrow])
+    rows = list(reals[len(reals) - nrow:]) if nrow else []
+    if scalars:
+        rop = np.stack(np.broadcast_arrays(*[np.asarray(r, dtype=dt) for r in scalars]), axis=-1)
+    else:
+        rop = np.zeros((0,), dtype=dt)
+    if ints:
+        iop = np.stack(np.broadcast_arrays(*[np.asarray(i, dtype=np.int64) for i in ints]), axis=-1)
+    else:
+        iop = np.zeros((0,), dtype=np.int64)
+    if rows:
+        names = list(inspect.signature(PARAMS[name]).parameters)[1:]
+        names = names[len(names) - nrow:] if len(names) >= nrow else [f"row parameter {r}" for r in range(nrow)]
+        rws = [_rowparam_operand(pn, np.asarray(r, dtype=dt), n, lead) for pn, r in zip(names, rows)]
+        rpop = np.stack(np.broadcast_arrays(*rws), axis=-1)
+    else:
+        rpop = np.zeros((n, 0), dtype=dt)
+    return rop, iop, rpop
+
+
 def _operands(name, q, k, v, scale, causal, window, mask, empty, params):
     """Validate everything and build the gufunc's operands (before any work)."""
     if not isinstance(name, str) or name not in NORMALIZERS:
@@ -124,24 +150,7 @@ def _operands(name, q, k, v, scale, causal, window, mask, empty, params):
         if mask is not None and np.ndim(mask) > 2:
             slead = np.broadcast_shapes(lead, np.shape(mask)[:-2])
         ints = tuple(ints) + (stochastic_streams(slead),)
-    nrow = _n_row_params(name)
-    scalars = list(reals[:len(reals) - nrow])
-    rows = list(reals[len(reals) - nrow:]) if nrow else []
-    if scalars:
-        rop = np.stack(np.broadcast_arrays(*[np.asarray(r, dtype=dt) for r in scalars]), axis=-1)
-    else:
-        rop = np.zeros((0,), dtype=dt)
-    if ints:
-        iop = np.stack(np.broadcast_arrays(*[np.asarray(i, dtype=np.int64) for i in ints]), axis=-1)
-    else:
-        iop = np.zeros((0,), dtype=np.int64)
-    if rows:
-        names = list(inspect.signature(PARAMS[name]).parameters)[1:]
-        names = names[len(names) - nrow:] if len(names) >= nrow else [f"row parameter {r}" for r in range(nrow)]
-        rws = [_rowparam_operand(pn, np.asarray(r, dtype=dt), n, lead) for pn, r in zip(names, rows)]
-        rpop = np.stack(np.broadcast_arrays(*rws), axis=-1)
-    else:
-        rpop = np.zeros((n, 0), dtype=dt)
+    rop, iop, rpop = param_operands(name, dt, reals, ints, n, lead)
     mk = mask_operand(mask, lead, n, m)
     return dt, (mk, bool(causal), wl, wr, ecode, sc, rop, iop, rpop)
 

@@ -33,6 +33,7 @@ typedef struct {
     char *o; an_int o_n, o_e;           /* output (n, e), or NULL */
     char *w; an_int w_n, w_m;           /* weights (n, m), or NULL */
     char *st[AN_NSTATS]; an_int st_s[AN_NSTATS];   /* stats (n) or all NULL */
+    char *lse; an_int lse_s;            /* log normaliser alone (n), or NULL */
     double scale;
     an_normmat nm;   /* mask, causal, window, empty, parameters, index */
 } an_attnprob;

@@ -22,7 +22,8 @@ void an_att_loop_##TS(char **args, npy_intp const *dims,                       \
     const int smode = ad->mode == AN_ATT_MODE_STATS;                          \
     const int hasv = !wmode;                                                  \
     const int nin = hasv ? 12 : 11;                                           \
-    const int nout = wmode ? 1 : (smode ? 1 + AN_NSTATS : 1);                 \
+    const int lmode = ad->mode == AN_ATT_MODE_LSE;                            \
+    const int nout = wmode ? 1 : (smode ? 1 + AN_NSTATS : 1 + lmode);         \
     const npy_intp N = dims[0], n = dims[1], dd = dims[2], m = dims[3];       \
     const npy_intp e = hasv ? dims[4] : 0;                                    \
     const npy_intp nr = dims[hasv ? 5 : 4], ni = dims[hasv ? 6 : 5];          \
@@ -71,6 +72,9 @@ void an_att_loop_##TS(char **args, npy_intp const *dims,                       \
             A->w = args[ao] + t * steps[ao]; A->w_n = co[0]; A->w_m = co[1];  \
         } else {                                                              \
             A->o = args[ao] + t * steps[ao]; A->o_n = co[0]; A->o_e = co[1];  \
+            if (lmode) {                                                      \
+                A->lse = args[ao + 1] + t * steps[ao + 1]; A->lse_s = co[2];  \
+            }                                                                 \
             if (smode)                                                        \
                 for (int s = 0; s < AN_NSTATS; s++) {                         \
                     A->st[s] = args[ao + 1 + s] + t * steps[ao + 1 + s];      \

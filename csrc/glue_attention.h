@@ -11,7 +11,8 @@ typedef struct {
     const an_normdesc *desc;
     int mode;          /* AN_ATT_MODE_* */
 } an_attdata;
-enum { AN_ATT_MODE_OUT = 0, AN_ATT_MODE_STATS = 1, AN_ATT_MODE_WEIGHTS = 2 };
+enum { AN_ATT_MODE_OUT = 0, AN_ATT_MODE_STATS = 1, AN_ATT_MODE_WEIGHTS = 2,
+       AN_ATT_MODE_LSE = 3 /* out and the log normaliser alone */ };
 
 void an_att_loop_f(char **args, npy_intp const *dims, npy_intp const *steps, void *data);
 void an_att_loop_d(char **args, npy_intp const *dims, npy_intp const *steps, void *data);

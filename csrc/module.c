@@ -11,6 +11,8 @@
 #include "glue_attention.h"
 #include "glue_linear.h"
 #include "glue_diagnostics.h"
+#include "glue_attention_vjp.h"
+#include "glue_vjp.h"
 
 void an_raise(int code, const char *what, an_int detail)
 {
@@ -179,6 +181,12 @@ static const an_gufunc_entry an_gufuncs[] = {
     AN_ALL_NORMALIZERS(AN_ATT_ENTRIES)
     /* ---- end attention ---- */
 
+    /* ---- attention backward: attention_vjp_<nm> and attention_lse_<nm>
+     * (glue_attention_vjp.h) ---- */
+    AN_ATTVJP_NORMALIZERS(AN_ATTVJP_ENTRY)
+    AN_LSE_NORMALIZERS(AN_LSE_ENTRY)
+    /* ---- end attention backward ---- */
+
     /* ---- linear-time attention ---- */
     { "linear_attention", "(n,d),(m,d),(m,e),(),(),()->(n,e)", "TTTqqT-T",
       "linear_attention(q, k, v, feature_map, causal, eps) -> out",
@@ -223,6 +231,10 @@ static const an_gufunc_entry an_gufuncs[] = {
       diag_jacobian_loop_f, diag_jacobian_loop_d, NULL },
     AN_ALL_NORMALIZERS(AN_DIAGNOSE_ENTRY)
     /* ---- end diagnostics ---- */
+
+    /* ---- normalizer VJPs: normalizer_vjp_<nm> for every normalizer (glue_vjp.h) ---- */
+    AN_ALL_NORMALIZERS(AN_VJP_ENTRY)
+    /* ---- end normalizer VJPs ---- */
 };
 
 /* ------------------------------------------------------------------------ */
