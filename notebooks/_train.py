@@ -32,7 +32,9 @@ def seed_all(seed):
 
 
 class Clock:
-    """Wall-clock seconds of the training cells, summed and printed at the end."""
+    """Wall-clock and CPU seconds of the training cells, summed and printed at the end.
+    On a shared machine the CPU seconds (this process) are the better estimate of the
+    time a quiet machine would take."""
 
     def __init__(self):
         self.parts = {}
@@ -42,20 +44,24 @@ class Clock:
 
         class _Part:
             def __enter__(self):
-                self.t0 = time.perf_counter()
+                self.t0, self.c0 = time.perf_counter(), time.process_time()
 
             def __exit__(self, *exc):
-                clock.parts[label] = clock.parts.get(label, 0.0) + time.perf_counter() - self.t0
+                w, c = clock.parts.get(label, (0.0, 0.0))
+                clock.parts[label] = (w + time.perf_counter() - self.t0,
+                                      c + time.process_time() - self.c0)
         return _Part()
 
     @property
     def total(self):
-        return sum(self.parts.values())
+        return tuple(sum(v[i] for v in self.parts.values()) for i in (0, 1))
 
     def report(self):
-        for k, v in self.parts.items():
-            print(f"  {k:40s} {v:7.1f} s")
-        print(f"  {'total':40s} {self.total:7.1f} s")
+        print(f"  {'':32s} {'wall s':>8s} {'CPU s':>8s}")
+        for k, (w, c) in self.parts.items():
+            print(f"  {k:32s} {w:8.1f} {c:8.1f}")
+        w, c = self.total
+        print(f"  {'total':32s} {w:8.1f} {c:8.1f}")
 
 
 def mean_spread(x, axis=0):
@@ -141,11 +147,29 @@ def check_adapter(normalizer, *, causal=False, shape=(3, 2, 7, 5), tol=1e-9, see
     ga = torch.autograd.grad((out_a * w).sum(), (q, k, v))
     out_r = ref_attention(q, k, v, normalizer, causal=causal, **p)
     gr = torch.autograd.grad((out_r * w).sum(), (q, k, v))
+    return _compare(f"adapter {normalizer}{' causal' if causal else ''}", out_a, out_r, ga, gr, tol)
+
+
+def check_normalize(normalizer, *, shape=(3, 6, 7), tol=1e-9, seed=0, **p):
+    """attnnorm.torch.normalize against ref_weights (float64, no mask): weights and the
+    gradient of a random linear functional with respect to the scores."""
+    import attnnorm.torch as at
+    g = torch.Generator().manual_seed(seed)
+    s = torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(*shape, generator=g, dtype=torch.float64)
+    vis = torch.ones(shape[-2:], dtype=torch.bool)
+    out_a = at.normalize(s, normalizer, **p)
+    out_r = ref_weights(s, normalizer, vis, **p)
+    ga = torch.autograd.grad((out_a * w).sum(), (s,))
+    gr = torch.autograd.grad((out_r * w).sum(), (s,))
+    return _compare(f"normalize {normalizer}", out_a, out_r, ga, gr, tol)
+
+
+def _compare(tag, out_a, out_r, ga, gr, tol):
     d_out = float((out_a - out_r).detach().abs().max())
     d_grad = max(float((a - r).abs().max()) for a, r in zip(ga, gr))
-    tag = f"{normalizer}{' causal' if causal else ''}"
-    nbu.check(f"adapter {tag}: max |output − PyTorch formula|", d_out, tol)
-    nbu.check(f"adapter {tag}: max |gradient − PyTorch autograd|", d_grad, tol)
+    nbu.check(f"{tag}: max |output − PyTorch formula|", d_out, tol)
+    nbu.check(f"{tag}: max |gradient − PyTorch autograd|", d_grad, tol)
     return max(d_out, d_grad)
 
 
