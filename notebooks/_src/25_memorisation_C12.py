@@ -33,10 +33,10 @@ D = 16                       # input dimension = d_model = d_h
 N_CLASSES = 10
 N_DATA = 1500
 HEADS = [1, 2, 4, 8]         # at context N_CTX_H
-N_CTX_H = 16
+N_CTX_H = 8
 CTXS = [1, 2, 4, 8, 16, 32]  # at H_CTX heads
 H_CTX = 2
-STEPS = 400
+STEPS = 250
 LR = 1e-2
 SEEDS = [0, 1]
 
