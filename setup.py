@@ -7,7 +7,10 @@ ASAN_OPTIONS=detect_leaks=0; rm -rf build before switching.  SIMD paths
 are chosen at run time, so the build never uses -march=native.
 """
 import glob
+import hashlib
+import json
 import os
+import shutil
 import sys
 import tempfile
 
@@ -63,6 +66,52 @@ class BuildExt(build_ext):
             ext.extra_link_args = (omp_l if use_omp else []) + san_l
         super().build_extensions()
 
+    def build_extension(self, ext):
+        """Compile, unless the extension next to the sources (left there by an
+        editable install or build_ext --inplace) was built by this file with the
+        same flags from sources that have not changed since: then copy it.  So
+        `pip install -e ".[test]"` after `pip install -e .` does not compile
+        the C a second time.  ATTNNORM_REBUILD=1 always compiles."""
+        target = self.get_ext_fullpath(ext.name)
+        inplace = os.path.join(here, *ext.name.split(".")[:-1],
+                               os.path.basename(self.get_ext_filename(ext.name)))
+        stamp = os.path.join(here, "build", "attnnorm-core-stamp.json")
+        flags = [ext.extra_compile_args, ext.extra_link_args, ext.define_macros, sys.version]
+        if (os.environ.get("ATTNNORM_REBUILD", "") in ("", "0") and not self.force
+                and os.path.abspath(target) != os.path.abspath(inplace)
+                and _stamp_matches(stamp, inplace, flags, ext.sources + list(ext.depends))):
+            print(f"attnnorm: reusing {os.path.relpath(inplace, here)} (same sources and flags)")
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.copy2(inplace, target)
+            return
+        super().build_extension(ext)
+        try:
+            os.makedirs(os.path.dirname(stamp), exist_ok=True)
+            with open(stamp, "w") as f:
+                json.dump({"flags": flags, "sha256": _sha256(target)}, f)
+        except OSError:
+            pass
+
+
+def _sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def _stamp_matches(stamp, built, flags, sources):
+    """Whether `built` is the file recorded in `stamp`, built with `flags`,
+    and newer than every source, header and setup.py itself."""
+    try:
+        with open(stamp) as f:
+            rec = json.load(f)
+        mtime = os.path.getmtime(built)
+        if rec.get("flags") != json.loads(json.dumps(flags)) or rec.get("sha256") != _sha256(built):
+            return False
+        return all(os.path.getmtime(os.path.join(here, p)) < mtime
+                   for p in list(sources) + ["setup.py"])
+    except (OSError, ValueError):
+        return False
+
 
 here = os.path.dirname(os.path.abspath(__file__))
 sources = sorted(os.path.relpath(p, here) for p in glob.glob(os.path.join(here, "csrc", "*.c")))
@@ -72,7 +121,9 @@ setup(
         Extension(
             "attnnorm._core",
             sources=sources,
-            depends=sorted(glob.glob("csrc/*.h") + glob.glob("csrc/*.inc")),
+            depends=sorted(os.path.relpath(p, here) for p in
+                           glob.glob(os.path.join(here, "csrc", "*.h"))
+                           + glob.glob(os.path.join(here, "csrc", "*.inc"))),
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
         )
     ],

@@ -1,9 +1,29 @@
 """attnnorm: every attention-normalisation variant and its diagnostics as
 NumPy gufuncs written in C with OpenMP.
 
-See README.md for the conventions (masks, causal alignment, n_i, empty rows).
+See README.md for the conventions (masks, causal alignment, n_i, empty rows)
+and docs/references.md for the papers cited as ``[Key]`` in the docstrings.
 """
-from . import _core
+import os as _os
+
+try:
+    from . import _core
+except ImportError:
+    _here = _os.path.dirname(_os.path.abspath(__file__))
+    _built = [f for f in _os.listdir(_here) if f.startswith("_core.") and
+              f.endswith((".so", ".pyd"))]
+    if _built:
+        raise   # the extension is there but does not load: show the real reason
+    raise ImportError(
+        f"attnnorm's compiled extension attnnorm._core is missing from {_here}.\n"
+        "You are probably importing attnnorm from its source directory without having "
+        "built it there (for example `python -c \"import attnnorm\"` or `python -m attnnorm` "
+        "run from the repository root after `pip install .`: Python finds the source tree "
+        "first, not the installed package). Either\n"
+        "  * build in place:    python setup.py build_ext --inplace\n"
+        "  * install editable:  pip install -e .\n"
+        "  * or run Python from another directory, so that the installed attnnorm is imported."
+    ) from None
 from ._core import get_num_threads, set_num_threads, simd_path, simd_best, has_openmp
 from ._normalizers import *  # noqa: F401,F403
 from ._normalizers import NORMALIZERS
@@ -16,7 +36,6 @@ from . import _normalizers, _attention, _attention_grad, _linear, _diagnostics, 
 
 __version__ = "0.1.0"
 
-__all__ = (["NORMALIZERS", "get_num_threads", "set_num_threads", "simd_path",
-            "simd_best", "has_openmp"]
+__all__ = (["get_num_threads", "set_num_threads", "simd_path", "simd_best", "has_openmp"]
            + _normalizers.__all__ + _attention.__all__ + _attention_grad.__all__
            + _linear.__all__ + _diagnostics.__all__ + _grad.__all__)

@@ -1,4 +1,4 @@
-"""Fused attention for every normalizer (DESIGN "Attention").
+"""Fused attention for every normalizer.
 
 ``attention(q, k, v, normalizer=...)`` computes ``out = A v`` with
 ``A = normalizer(scale * q k^T)`` row by row, without ever holding the
@@ -19,8 +19,10 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _core
-from ._common import (check_param_broadcast, core_shape, empty_code, mask_operand, real_dtype_of,
+from ._common import (check_param_broadcast, core_shape, empty_code, friendly_errors, lead_mismatch,
+                      mask_operand, real_dtype_of,
                       real_param, window_bounds)
+from ._docs import fill_doc
 from ._normalizers import NORMALIZERS, PARAMS, ROW_PARAMS, _rowparam_operand
 
 __all__ = ["attention", "attention_weights", "AttentionStats"]
@@ -41,7 +43,8 @@ class AttentionStats(NamedTuple):
       ``attnnorm.entropy`` (NaN for empty rows, rows without mass, NaN rows);
     * ``max_weight``, ``argmax``: largest weight and its key index (first one;
       NaN and -1 for empty rows or NaN weights);
-    * ``weight0``: weight on key 0 (the sink), 0 if key 0 is not visible;
+    * ``sink_weight``: weight on key 0 (the sink), 0 if key 0 is not visible
+      (the same name as in :class:`Diagnosis`; ``weight0`` is an alias);
     * ``margin``: top-1 minus top-2 score (NaN with fewer than 2 visible keys);
     * ``support``: number of weights ``> 0`` (int64);
     * ``weight_sum``: ``sum_j w_j``.
@@ -52,10 +55,15 @@ class AttentionStats(NamedTuple):
     entropy: np.ndarray
     max_weight: np.ndarray
     argmax: np.ndarray
-    weight0: np.ndarray
+    sink_weight: np.ndarray
     margin: np.ndarray
     support: np.ndarray
     weight_sum: np.ndarray
+
+    @property
+    def weight0(self) -> np.ndarray:
+        """Alias of ``sink_weight`` (the weight on key 0)."""
+        return self.sink_weight
 
 
 def _loop_dtype(*xs):
@@ -129,8 +137,7 @@ def _operands(name, q, k, v, scale, causal, window, mask, empty, params):
     try:
         lead = np.broadcast_shapes(*shapes)
     except ValueError:
-        raise ValueError("the leading axes of q, k" + ("" if v is None else ", v")
-                         + f" do not broadcast: {[tuple(s) for s in shapes]}") from None
+        raise lead_mismatch(["q", "k", "v"][:len(shapes)], shapes) from None
     dt = _loop_dtype(q, k) if v is None else _loop_dtype(q, k, v)
     if scale is None:
         scale = 1.0 / np.sqrt(d) if d > 0 else 1.0
@@ -155,47 +162,107 @@ def _operands(name, q, k, v, scale, causal, window, mask, empty, params):
     return dt, (mk, bool(causal), wl, wr, ecode, sc, rop, iop, rpop)
 
 
+@friendly_errors
+@fill_doc
 def attention(q, k, v, normalizer="softmax", *, scale=None, causal=False, window=None,
               mask=None, empty="zero", return_stats=False, **normalizer_params):
-    """Fused attention ``out = normalizer(scale * q k^T) v`` (DESIGN "Attention").
+    """Fused attention ``normalizer(scale * q k^T) @ v`` for every normalizer, without the n x m weights.
+
+    The kernels tile queries into blocks, compute each block's scores against
+    packed key chunks, normalise each row over the keys it sees and multiply by
+    packed value chunks, in parallel over (leading axes x query blocks).  Key
+    blocks outside the causal/window range are skipped.  Results are identical
+    for every thread count.
 
     Parameters
     ----------
-    q, k, v : arrays ``(..., n, d)``, ``(..., m, d)``, ``(..., m, e)``
-        Leading axes broadcast (grouped-query attention: a size-1 head axis
-        in ``k`` and ``v``).  float32 inputs run the float32 kernel (float32
-        accumulation), anything else float64.
-    normalizer : str
-        A key of ``attnnorm.NORMALIZERS``; ``**normalizer_params`` are its
-        keyword parameters (same names, defaults and validation as the
-        normalizer function, e.g. ``temperature=`` for softmax).
-    scale : float or array broadcasting against the leading axes
-        Scores are ``scale * q . k``; ``None`` means ``1/sqrt(d)``.  Must be
-        finite and nonzero.
-    causal, window, mask, empty
-        As for the normalizers: bottom-right causal alignment, ``window=(left,
-        right)``, boolean ``mask`` (True = keep) broadcasting to ``(..., n, m)``,
-        and the policy for a query that sees no key (``"zero"``: output row 0,
-        ``"nan"``, ``"raise"``).  Key blocks outside the causal/window range
-        are skipped.
-    return_stats : bool
-        Also return an :class:`AttentionStats` of per-query ``(..., n)``
-        arrays computed in the same pass.
+    q : array_like, shape ``(..., n, d)``
+        Queries.
+    k : array_like, shape ``(..., m, d)``
+        Keys.
+    v : array_like, shape ``(..., m, e)``
+        Values.  Leading axes of q, k and v broadcast; grouped-query attention
+        is ``q (B, Hkv, G, n, d)`` with ``k, v (B, Hkv, 1, m, d)``.  float32
+        inputs run the float32 kernel (float32 accumulation), anything else
+        float64.
+    normalizer : str, default "softmax"
+        A key of ``attnnorm.NORMALIZERS``.
+    scale : float or array_like, optional
+        Scores are ``scale * q . k``; None means ``1/sqrt(d)``.  Finite and
+        nonzero; an array broadcasts against the leading axes (one per head).
+    {visibility}
+    empty : {"zero", "nan", "raise"}, default "zero"
+        What a query that sees no key gets: an output row of 0, of NaN, or a
+        ValueError.
+    return_stats : bool, default False
+        Also return an :class:`AttentionStats` of per-query ``(..., n)`` arrays
+        computed in the same pass.
+    **normalizer_params
+        The normalizer's keyword parameters, with the names, defaults and
+        validation of the normalizer function (e.g. ``temperature=`` for
+        softmax, ``alpha=`` for entmax).
 
     Returns
     -------
-    out : ``(..., n, e)``, or ``(out, stats)`` with ``return_stats=True``.
+    out : ndarray, shape ``(..., n, e)``
+        The attention output.
+    stats : AttentionStats
+        Only with ``return_stats=True``.
 
-    The n x m weight matrix is never materialised.  Extra memory: per
-    thread a 48 x m block of scores, plus packed copies of k and v (for a
-    group of problems of at most 32 MiB, shared by the threads); Sinkhorn
-    adds its O(n + m) potentials.  softmax, softmax_sink and ssmax use an
-    online (flash-attention style) pass with running maxima and sums; the
-    other normalizers, and any query block holding NaN/+inf scores or values,
-    use the generic pass (scores of the block -> the normalizer's row kernel
-    -> weights x values), which is also what ``attention_weights`` and
-    ``return_stats=True`` compute.  Results are identical for every thread
-    count.
+    Raises
+    ------
+    ValueError
+        Unknown normalizer, mismatched core shapes, leading axes that do not
+        broadcast (the message shows the grouped-query reshape when PyTorch-style
+        head counts divide), a parameter outside its domain, a mask that does not
+        broadcast; with ``empty="raise"``, a query that sees no key.  All before
+        any work starts.
+    TypeError
+        A parameter the normalizer does not take; PyTorch's ``is_causal=``,
+        ``attn_mask=``, ``dropout_p=``, ``enable_gqa=`` and NumPy's ``axis=``
+        get a message naming attnnorm's equivalent; complex, object or string
+        inputs.
+
+    See Also
+    --------
+    attention_weights : the exact weights this function multiplies with ``v``.
+    diagnose : per-query and per-key diagnostics of the same weights, streamed.
+
+    Notes
+    -----
+    ``out_i = sum_j a_ij v_j`` with ``a_i = normalizer(scale * q_i . k_j)`` over
+    the visible keys ``j``.  Extra memory: per thread a 48 x m block of scores,
+    plus packed copies of k and v (for a group of problems of at most 32 MiB,
+    shared by the threads); Sinkhorn adds its O(n + m) potentials.  softmax,
+    softmax_sink and ssmax use an online (flash-attention style) pass with
+    running maxima and sums; the other normalizers, and any query block holding
+    NaN/+inf scores or values, use the generic pass (scores of the block, the
+    normalizer's row kernel, weights times values), which is also what
+    ``attention_weights`` and ``return_stats=True`` compute.
+
+    References
+    ----------
+    [Vaswani2017] (scaled dot-product attention, ``scale = 1/sqrt(d)``); the
+    normalizers' own references (``help(attnnorm.<normalizer>)``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import attnnorm as an
+    >>> rng = np.random.default_rng(0)
+    >>> q = rng.standard_normal((2, 8, 16, 4))            # (batch, heads, n, d)
+    >>> k = rng.standard_normal((2, 2, 16, 4))            # 2 key/value heads
+    >>> v = rng.standard_normal((2, 2, 16, 4))
+    >>> qg, kg, vg = q.reshape(2, 2, 4, 16, 4), k[:, :, None], v[:, :, None]
+    >>> o = an.attention(qg, kg, vg, "entmax", alpha=1.5, causal=True)
+    >>> o.shape
+    (2, 2, 4, 16, 4)
+    >>> w = an.attention_weights(qg, kg, "entmax", alpha=1.5, causal=True)
+    >>> bool(np.allclose(o, w @ vg))
+    True
+    >>> o, st = an.attention(qg, kg, vg, return_stats=True)
+    >>> st.entropy.shape
+    (2, 2, 4, 16)
     """
     dt, ops = _operands(normalizer, q, k, v, scale, causal, window, mask, empty,
                         normalizer_params)
@@ -205,14 +272,58 @@ def attention(q, k, v, normalizer="softmax", *, scale=None, causal=False, window
     return getattr(_core, "attention_" + normalizer)(q, k, v, *ops)
 
 
+@friendly_errors
+@fill_doc
 def attention_weights(q, k, normalizer="softmax", *, scale=None, causal=False, window=None,
                       mask=None, empty="zero", **normalizer_params):
-    """The ``(..., n, m)`` weights ``attention`` uses: ``normalizer(scale * q k^T)``.
+    """The ``(..., n, m)`` weights :func:`attention` uses: ``normalizer(scale * q k^T)``.
 
-    Same arguments as :func:`attention` without ``v``; computed by the same
-    score kernel and row normalizer, so ``attention(q, k, v, ...)`` equals
-    ``attention_weights(q, k, ...) @ v`` up to the rounding of the product
-    (exactly excluding masked keys).
+    Computed by the same score kernel and row normalizer as :func:`attention`,
+    so ``attention(q, k, v, ...)`` equals ``attention_weights(q, k, ...) @ v``
+    up to the rounding of the product (masked keys exactly excluded).
+
+    Parameters
+    ----------
+    q : array_like, shape ``(..., n, d)``
+    k : array_like, shape ``(..., m, d)``
+        Leading axes broadcast.
+    normalizer : str, default "softmax"
+        A key of ``attnnorm.NORMALIZERS``.
+    scale : float or array_like, optional
+        None means ``1/sqrt(d)``; finite and nonzero.
+    {visibility}
+    empty : {"zero", "nan", "raise"}, default "zero"
+        What a row that sees no key gets.
+    **normalizer_params
+        The normalizer's keyword parameters.
+
+    Returns
+    -------
+    weights : ndarray, shape ``(..., n, m)``
+
+    Raises
+    ------
+    ValueError
+        As :func:`attention`.
+    TypeError
+        As :func:`attention`.
+
+    Notes
+    -----
+    Materialises the n x m matrix: for inspection and small problems.
+
+    References
+    ----------
+    The normalizers' own references.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import attnnorm as an
+    >>> q, k = np.random.default_rng(0).standard_normal((2, 6, 4))
+    >>> w = an.attention_weights(q, k, "softmax", causal=True)
+    >>> bool(np.allclose(w, an.softmax(q @ k.T / 2.0, causal=True)))
+    True
     """
     dt, ops = _operands(normalizer, q, k, None, scale, causal, window, mask, empty,
                         normalizer_params)

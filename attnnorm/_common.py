@@ -6,6 +6,7 @@ and raise ``ValueError`` naming the parameter and its value.  Score/query
 arrays are handed to the gufunc untouched, so array-likes that implement
 ``__array_ufunc__`` (dask) can dispatch.
 """
+import functools
 import numbers
 import operator
 
@@ -161,13 +162,23 @@ def mask_operand(mask, lead, n, m):
     """A boolean (..., n, m) operand for the gufunc (True = keep).
 
     None gives a zero-stride all-True view (the kernels recognise it and skip
-    the mask entirely); anything else must broadcast to (..., n, m)."""
+    the mask entirely); anything else must broadcast to (..., n, m).  Integer
+    masks are accepted when they hold only 0 and 1 (1 = keep); a float mask is
+    rejected with a pointer to PyTorch's additive masks."""
     if mask is None:
         return np.broadcast_to(np.True_, (n, m))
     mk = np.asarray(mask)
     if mk.dtype != np.bool_:
+        if mk.dtype.kind == "f":
+            raise ValueError(
+                f"mask must be boolean (True = keep, as PyTorch's boolean attn_mask); got dtype "
+                f"{mk.dtype}. A float mask looks like PyTorch's additive mask (0 = keep, -inf = "
+                "drop): pass mask=(attn_mask == 0), or add a finite bias to the scores yourself")
         if mk.dtype.kind not in "biu":
             raise ValueError(f"mask must be boolean (True = keep); got dtype {mk.dtype}")
+        if mk.size and not np.all((mk == 0) | (mk == 1)):
+            raise ValueError(f"an integer mask must hold only 0 (drop) and 1 (keep); got values "
+                             f"such as {np.unique(mk)[:4]}. Pass a boolean mask (True = keep)")
         mk = mk != 0
     if mk.ndim < 2:
         mk = mk.reshape((1,) * (2 - mk.ndim) + mk.shape)
@@ -201,3 +212,141 @@ def move_axes(x, axes, name):
         return np.moveaxis(x, (a, b), (-2, -1))
     except Exception as exc:
         raise ValueError(f"axes for {name} must be a pair of axis indices; got {axes!r} ({exc})") from None
+
+
+# --------------------------------------------------------------------------
+# Errors for habits brought from PyTorch and NumPy
+# --------------------------------------------------------------------------
+
+#: keyword -> what to use instead in attnnorm
+HABITS = {
+    "is_causal": "use causal=True (bottom-right aligned as FlashAttention: query i sees key "
+                 "j <= i + (m - n)); PyTorch's is_causal is top-left aligned, "
+                 "causal=\"top_left\"; the two agree when n == m",
+    "attn_mask": "use mask= (boolean, broadcastable to (..., n, m), True = keep, as PyTorch's "
+                 "boolean attn_mask); for a float additive mask pass mask=(attn_mask == 0)",
+    "key_padding_mask": "use mask= (boolean, True = keep; note: the opposite of "
+                        "nn.MultiheadAttention's key_padding_mask, where True = drop): "
+                        "mask=~key_padding_mask[..., None, :]",
+    "dropout_p": "attnnorm has no dropout (it computes the exact weights); drop weights "
+                 "yourself from attention_weights(...), or sample them with "
+                 "normalizer=\"stochastic_softmax\"",
+    "dropout": "attnnorm has no dropout (it computes the exact weights); drop weights "
+               "yourself from attention_weights(...)",
+    "enable_gqa": "grouped-query attention is plain broadcasting: q (B, Hkv, G, n, d) with "
+                  "k, v (B, Hkv, 1, m, d)",
+    "dim": "attnnorm works on the last axis (keys) and the one before it (queries); pass "
+           "axes=[(q_axis, k_axis), (q_axis, k_axis)] to a normalizer, or np.moveaxis the "
+           "array",
+    "axis": "attnnorm works on the last axis (keys) and the one before it (queries); pass "
+            "axes=[(q_axis, k_axis), (q_axis, k_axis)] to a normalizer, or np.moveaxis the "
+            "array",
+}
+HABITS["attention_mask"] = HABITS["attn_mask"]
+
+
+def habit_error(func, kwargs):
+    """A TypeError naming attnnorm's equivalent of a PyTorch/NumPy keyword in
+    ``kwargs`` that ``func`` does not accept, or None."""
+    import inspect
+    try:
+        accepted = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        accepted = {}
+    for key in kwargs:
+        if key in HABITS and key not in accepted:
+            return TypeError(f"{func.__name__}() got an unexpected keyword argument "
+                             f"{key!r}: {HABITS[key]}")
+    return None
+
+
+def dtype_error(func, args, kwargs):
+    """A TypeError for a complex, object, string or datetime array argument,
+    or None.  attnnorm computes in float32 and float64 only."""
+    import inspect
+    try:
+        items = list(inspect.signature(func).bind_partial(*args, **kwargs).arguments.items())
+    except (TypeError, ValueError):
+        items = [(f"argument {i}", a) for i, a in enumerate(args)] + list(kwargs.items())
+    for name, x in items:
+        if isinstance(x, (str, bytes, type(None), numbers.Number)) and not isinstance(x, complex):
+            continue
+        dt = getattr(x, "dtype", None)
+        if dt is None:
+            if not isinstance(x, (list, tuple, complex)):
+                continue
+            try:
+                dt = np.asarray(x).dtype
+            except Exception:
+                continue
+        try:
+            kind = np.dtype(dt).kind
+        except TypeError:
+            continue
+        if kind in "biuf":
+            continue
+        what = {"c": "complex", "O": "object", "U": "string", "S": "bytes",
+                "M": "datetime", "m": "timedelta", "V": "structured"}.get(kind, str(dt))
+        hint = (" (take x.real, np.abs(x) or np.angle(x) first)" if kind == "c" else
+                " (convert with np.asarray(x, dtype=float))" if kind == "O" else "")
+        return TypeError(f"{func.__name__}(): {name} has {what} dtype {np.dtype(dt)}; attnnorm "
+                         f"computes on real numbers (float32 or float64; float16 and integers "
+                         f"are promoted){hint}")
+    return None
+
+
+def friendly_errors(func):
+    """Decorate a public function so that a keyword brought from PyTorch/NumPy
+    (``is_causal``, ``attn_mask``, ``dropout_p``, ``dim``, ``axis``, ...) or a
+    complex/object dtype gets attnnorm's own TypeError.  Functions taking
+    ``**params`` check those keywords first; the others, and the dtype check,
+    only after a call has failed with TypeError, so successful calls pay
+    nothing but the wrapper call."""
+    import inspect
+    params = inspect.signature(func).parameters
+    varkw = any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        if varkw and kwargs and not HABITS.keys().isdisjoint(kwargs):
+            better = habit_error(func, kwargs)
+            if better is not None:
+                raise better
+        try:
+            return func(*args, **kwargs)
+        except TypeError as exc:
+            better = habit_error(func, kwargs) or dtype_error(func, args, kwargs)
+            if better is None:
+                raise
+            raise better from exc
+    return wrapper
+
+
+def lead_mismatch(names, shapes):
+    """ValueError for leading axes of q/k/v that do not broadcast, showing the
+    grouped-query reshape when the shapes look like PyTorch's
+    ``q (B, H, n, d)``, ``k (B, Hkv, m, d)`` with ``H % Hkv == 0``."""
+    shapes = [tuple(s) for s in shapes]
+    msg = (f"the leading axes of {', '.join(names)} do not broadcast: "
+           + ", ".join(f"{nm} {s}" for nm, s in zip(names, shapes)))
+    q, k = shapes[0], shapes[1]
+    if len(q) == len(k) and len(q) >= 1:
+        diff = [i for i in range(len(q)) if q[i] != k[i] and 1 not in (q[i], k[i])]
+        if len(diff) == 1:
+            i = diff[0]
+            h, hkv = q[i], k[i]
+            if hkv < h and h % hkv == 0:
+                g = h // hkv
+                qn = "(" + ", ".join([str(x) for x in q[:i]] + [str(hkv), str(g)]
+                                     + [str(x) for x in q[i + 1:]] + ["n", "d"]) + ")"
+                kn = "(" + ", ".join([str(x) for x in k[:i]] + [str(hkv), "1"]
+                                     + [str(x) for x in k[i + 1:]] + ["m", "d"]) + ")"
+                ax = i - len(q) - 2
+                qs = ", ".join(str(x) for x in q)
+                ks = ", ".join(str(x) for x in k)
+                msg += (f". For grouped-query attention ({h} query heads sharing {hkv} key/value "
+                        f"heads; query head h uses key head h // {g}, as PyTorch's enable_gqa) "
+                        f"split the query head axis: q ({qs}, n, d) -> {qn} with "
+                        f"q.reshape(*q.shape[:{ax}], {hkv}, {g}, *q.shape[{ax + 1}:]), and "
+                        f"k, v ({ks}, m, d) -> {kn} with np.expand_dims(k, {ax})")
+    return ValueError(msg)

@@ -2,13 +2,13 @@
 
 Written independently of the C kernels, for clarity rather than speed: masks
 are built explicitly as (n, m) boolean arrays and every formula is spelled out
-as in papers.md.  Each function takes the same keyword arguments as its public
+as in the public docstrings (references: docs/references.md).  Each function takes the same keyword arguments as its public
 counterpart and returns float64.
 """
 import numpy as np
 
 # --------------------------------------------------------------------------
-# masks and lengths (DESIGN "Masks and lengths")
+# masks and lengths (README "Conventions")
 # --------------------------------------------------------------------------
 
 
@@ -64,7 +64,7 @@ def n_visible(vis):
 
 
 # --------------------------------------------------------------------------
-# normalizers (papers.md section A)
+# normalizers
 # --------------------------------------------------------------------------
 
 
@@ -183,7 +183,7 @@ def polynomial(scores, *, power=3, mask=None, causal=False, window=None, empty="
 
 
 def softpick(scores, *, eps=1e-8, mask=None, causal=False, window=None, empty="zero"):
-    """Stable softpick of papers A13 with m = max s:
+    """Stable softpick [Zuhri2025] with m = max s:
     ReLU(e^(s-m) - e^-m) / (sum over finite s of |e^(s-m) - e^-m| + eps)."""
     s, vis, row = _prepare(scores, causal, window, mask)
     z = np.where(vis, s, -np.inf)
@@ -364,7 +364,7 @@ def stochastic_softmax(scores, *, trials=100, seed=0, mask=None, causal=False, w
 
 
 def sinkhorn(scores, *, n_iter=5, eps=1.0, mask=None, causal=False, window=None, empty="zero"):
-    """Log-domain Sinkhorn (Sinkformers, papers.md A5): K = (s - max_j s)/eps, alternate
+    """Log-domain Sinkhorn [Sander2021]: K = (s - max_j s)/eps, alternate
     n_iter steps starting with rows, f_i = log(1/n_r) - LSE_j(K_ij + g_j),
     g_j = log(1/m_c) - LSE_i(K_ij + f_i), A = n_r exp(K + f + g).  n_r, m_c:
     rows / columns with a visible entry (NaN rows and empty rows excluded);
@@ -501,7 +501,7 @@ def attention_stats(q, k, normalizer="softmax", *, scale=None, causal=False, win
         "entropy": np.where(bad | nomass, np.nan, ent),
         "max_weight": np.where(bad, np.nan, mxw),
         "argmax": np.where(bad, -1, arg),
-        "weight0": w[..., 0] if m > 0 else np.zeros(w.shape[:-1]),
+        "sink_weight": w[..., 0] if m > 0 else np.zeros(w.shape[:-1]),
         "margin": margin,
         "support": (vis & (w > 0)).sum(axis=-1),
         "weight_sum": np.where(nv == 0, w[..., 0] if m > 0 else 0.0, wv.sum(axis=-1)),
@@ -511,7 +511,7 @@ def attention_stats(q, k, normalizer="softmax", *, scale=None, causal=False, win
 
 
 # ---- section: linear-time attention ----
-# Explicit O(n^2) float64 evaluations of papers.md A8-A11 (the oracles of
+# Explicit O(n^2) float64 evaluations of the linear-time family (the oracles of
 # tests/test_linear.py).  Causal masks come from visible() (bottom-right).
 
 
@@ -605,7 +605,7 @@ def log_attention_chunked(q, k, v, *, chunk_len=3):
 
 
 def cheap_linear_attention(h, q, *, causal=False):
-    """r_i = C_i q_i with C_i = sum over the visible h_j of h_j h_j^T (A10)."""
+    """r_i = C_i q_i with C_i = sum over the visible h_j of h_j h_j^T [Brebisson2016]."""
     h, q = np.asarray(h, dtype=np.float64), np.asarray(q, dtype=np.float64)
     n, m = q.shape[-2], h.shape[-2]
     vis = visible(n, m, causal=causal)
@@ -618,7 +618,7 @@ def cheap_linear_attention(h, q, *, causal=False):
 
 
 def zeros_weights(s, gate_linear, gate_softmax, *, causal=True, n=None):
-    """Explicit ZeroS weights (A9): r_{t,i} = s1 (s_i - sbar)/t + sh (p_i - 1/t - (s_i - sbar)/t)
+    """Explicit ZeroS weights [Lu2026]: r_{t,i} = s1 (s_i - sbar)/t + sh (p_i - 1/t - (s_i - sbar)/t)
     over the t keys row t sees, zero elsewhere."""
     s = np.asarray(s, dtype=np.float64)
     m = s.shape[-1]
@@ -647,7 +647,7 @@ def zeros_attention(q, k, v, s, gate_linear, gate_softmax, *, causal=True):
 
 
 def soft_kernel(q):
-    """S_ij = exp(-||q_i - q_j||^2 / (2 sqrt d)) (A11)."""
+    """S_ij = exp(-||q_i - q_j||^2 / (2 sqrt d)) [Lu2021]."""
     q = np.asarray(q, dtype=np.float64)
     d = q.shape[-1]
     d2 = ((q[..., :, None, :] - q[..., None, :, :]) ** 2).sum(-1)
@@ -662,7 +662,7 @@ def soft_landmarks(q, n_landmarks):
 
 
 def soft_attention(q, v, landmarks=None, *, n_landmarks=None, newton_iters=20):
-    """Nystrom SOFT (A11) for one (n, d) matrix: A (B^+ (A^T V)) with the
+    """Nystrom SOFT [Lu2021] for one (n, d) matrix: A (B^+ (A^T V)) with the
     Newton-Schulz B^+ (V0 = 2 B / ||B||_1^2); returns (out, residuals)."""
     q, v = np.asarray(q, dtype=np.float64), np.asarray(v, dtype=np.float64)
     n, d = q.shape
@@ -684,7 +684,7 @@ def soft_attention(q, v, landmarks=None, *, n_landmarks=None, newton_iters=20):
 
 
 # ---- section: diagnostics ----
-# Float64 references of attnnorm._diagnostics (papers.md section B), written
+# Float64 references of attnnorm._diagnostics , written
 # from the formulas with explicit (n, m) visibility masks.
 
 

@@ -8,7 +8,7 @@ The child builds q, k, v directly in float32 (no float64 temporaries), then
 reads its peak RSS (resource.getrusage ru_maxrss) before and after one
 ``attnnorm.attention`` call; "beyond" = peak after - peak before - output
 bytes, i.e. what the call allocated beyond its inputs and output.  The
-target (DESIGN "Attention", issue 3.5): < 64 MiB for every normalizer, and for
+target: < 64 MiB for every normalizer, and for
 sinkhorn 64 MiB plus O(n + m).  The n x m weight matrix alone would be
 n*m*4 bytes (4 GiB here).
 """

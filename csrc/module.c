@@ -322,11 +322,11 @@ static PyObject *py_has_openmp(PyObject *self, PyObject *noargs)
 }
 
 static PyMethodDef an_methods[] = {
-    {"set_num_threads", py_set_num_threads, METH_O, "set_num_threads(n): cap the OpenMP threads used by attnnorm's kernels."},
-    {"get_num_threads", py_get_num_threads, METH_NOARGS, "get_num_threads() -> threads the next kernel call will use."},
-    {"simd_path", py_simd_path, METH_NOARGS, "simd_path() -> the SIMD path in use ('avx512', 'avx2' or 'default')."},
-    {"simd_best", py_simd_best, METH_NOARGS, "simd_best() -> the best SIMD path this CPU supports."},
-    {"has_openmp", py_has_openmp, METH_NOARGS, "has_openmp() -> whether the extension was built with OpenMP."},
+    {"set_num_threads", py_set_num_threads, METH_O, "set_num_threads($module, n, /)\n--\n\nCap the OpenMP threads used by attnnorm's kernels at n >= 1 (omp_set_num_threads;\nthread-local with GNU OpenMP). Results are bit-identical for every thread count."},
+    {"get_num_threads", py_get_num_threads, METH_NOARGS, "get_num_threads($module, /)\n--\n\nThe number of OpenMP threads the next kernel call will use (an int >= 1)."},
+    {"simd_path", py_simd_path, METH_NOARGS, "simd_path($module, /)\n--\n\nThe SIMD path in use: 'avx512', 'avx2' or 'default' (set ATTNNORM_CPU to force one)."},
+    {"simd_best", py_simd_best, METH_NOARGS, "simd_best($module, /)\n--\n\nThe best SIMD path this CPU supports: 'avx512', 'avx2' or 'default'."},
+    {"has_openmp", py_has_openmp, METH_NOARGS, "has_openmp($module, /)\n--\n\nWhether the extension was built with OpenMP (False: every kernel runs serially)."},
     {NULL, NULL, 0, NULL}
 };
 

@@ -240,7 +240,7 @@ def _stats_from(w, s, name, opts):
         "entropy": np.where(bad | nomass, np.nan, ent),
         "max_weight": np.where(bad, np.nan, wm.max(-1)),
         "argmax": np.where(bad, -1, wm.argmax(-1)),
-        "weight0": w[..., 0],
+        "sink_weight": w[..., 0],
         "margin": margin,
         "support": (vis & (w > 0)).sum(-1),
         "weight_sum": np.where(nv == 0, w[..., 0], np.where(vis, w, 0).sum(-1)),
