@@ -3,17 +3,13 @@
 ``attention_vjp(q, k, v, grad_out, normalizer)`` returns the gradients of
 ``sum(grad_out * attention(q, k, v, normalizer))`` with respect to ``q``,
 ``k``, ``v`` and the normalizer's real parameters, without an ``(n, m)``
-matrix for the softmax family (softmax, softmax_sink, ssmax,
-affine_softmax, stochastic_softmax): the C kernel recomputes score tiles
-from the log-normaliser of the forward pass, as FlashAttention-2 does
-[Dao2023].  The other normalizers are differentiated through their
-materialised weights and :func:`attnnorm.normalizer_vjp`.
+matrix: the C kernels recompute score tiles (for the softmax family from
+the log-normaliser of the forward pass, as FlashAttention-2 does [Dao2023]).
 """
+import inspect
 from typing import NamedTuple
 
 import numpy as np
-
-import inspect
 
 from . import _core
 from ._attention import AttentionStats, _operands
@@ -67,7 +63,7 @@ def _lognorm_of(stats):
 
 
 def attention_vjp(q, k, v, grad_out, normalizer="softmax", *, out=None, stats=None, scale=None,
-                  causal=False, window=None, mask=None, **params):
+                  causal=False, window=None, mask=None, param_grads=True, **params):
     """Gradients of ``sum(grad_out * attention(q, k, v, normalizer, ...))``.
 
     Parameters
@@ -83,6 +79,9 @@ def attention_vjp(q, k, v, grad_out, normalizer="softmax", *, out=None, stats=No
         ``attention(..., return_stats=True)`` or :func:`attention_forward`.
         When both are given the softmax, softmax_sink and ssmax backward
         does no forward work; otherwise it recomputes them.
+    param_grads : bool
+        False skips the parameter gradients (``params`` is then empty), which
+        saves work in the row VJPs of the generic path.
 
     Returns
     -------
@@ -94,18 +93,28 @@ def attention_vjp(q, k, v, grad_out, normalizer="softmax", *, out=None, stats=No
 
     Notes
     -----
-    The softmax family (softmax, softmax_sink, ssmax, affine_softmax,
-    stochastic_softmax) runs a fused C kernel in the manner of
-    FlashAttention-2 [Dao2023]: with ``P = exp(mul * s - lognorm)``,
-    ``D_i = rowsum(dO * (P v))`` and ``dS = P * (dO v^T - D)``, score tiles
-    are recomputed per (query block, key chunk); key chunks outside the
-    causal/window range are skipped; ``dk`` and ``dv`` are summed in a fixed
-    order, so the result is bit-identical for every thread count (threads
-    work on different (batch, head) problems).  stochastic_softmax uses the
-    straight-through estimator: the backward of softmax attention at
-    temperature 1 (``dv`` from the softmax probabilities, the expectation of
-    the sampled weights).  Rows that see no key, whose scores are all
-    ``-inf``, or that hold ``+inf``/NaN scores get zero gradient.
+    No ``(n, m)`` array is formed; score tiles are recomputed and key chunks
+    outside the causal/window range are skipped.
+
+    * softmax, softmax_sink, ssmax, affine_softmax, stochastic_softmax: a
+      fused kernel in the manner of FlashAttention-2 [Dao2023]: with
+      ``P = exp(mul * s - lognorm)``, ``D_i = rowsum(dO * (P v))`` and
+      ``dS = P * (dO v^T - D)`` per (query block, key chunk) tile.
+      stochastic_softmax uses the straight-through estimator: the backward
+      of softmax attention at temperature 1 (``dv`` from the softmax
+      probabilities, the expectation of the sampled weights).
+    * sigmoid, relu, polynomial, softpick, nap, sparsemax, entmax: per query
+      block the row kernel recomputes the weights over all keys the block
+      sees and the normalizer's row VJP (that of :func:`normalizer_vjp`)
+      gives ``dS`` (``48 x m`` scores per thread).
+    * sinkhorn: differentiated through its ``n_iter`` iterations with every
+      potential kept (``O(n_iter (n + m))``), each pass over recomputed
+      tiles; ``eps`` gets its gradient.
+
+    ``dq``, ``dk``, ``dv`` and the parameter sums are accumulated in a fixed
+    order, so the results are bit-identical for every thread count.  Rows
+    that see no key, whose scores are all ``-inf``, or that hold ``+inf`` or
+    NaN scores get zero score gradient.
     """
     name = normalizer
     qa, ka, va, go = (np.asarray(x) for x in (q, k, v, grad_out))
@@ -115,14 +124,11 @@ def attention_vjp(q, k, v, grad_out, normalizer="softmax", *, out=None, stats=No
     if go.ndim < 2 or go.shape[-2:] != (n, e):
         raise ValueError(f"grad_out must have shape (..., n, e) = (..., {n}, {e}) like the "
                          f"attention output; got {go.shape}")
-    if not hasattr(_core, "attention_vjp_" + name):
-        return _composed_vjp(qa, ka, va, go, name, scale=scale, causal=causal, window=window,
-                             mask=mask, **params)
     lognorm = _lognorm_of(stats)
     if name not in FUSED_BACKWARD:
-        # generic path: the row kernel recomputes the weights
-        dt = sc.dtype
-        pv, lognorm = np.broadcast_to(np.zeros((), dt), (n, e)), np.broadcast_to(np.zeros((), dt), (n,))
+        # generic path (the row kernel recomputes the weights) and Sinkhorn
+        zero = np.zeros((), sc.dtype)
+        pv, lognorm = np.broadcast_to(zero, (n, e)), np.broadcast_to(zero, (n,))
     elif name in _OWN_LSE:
         pv = out
         if pv is None or lognorm is None:
@@ -136,11 +142,11 @@ def attention_vjp(q, k, v, grad_out, normalizer="softmax", *, out=None, stats=No
                                      window=window, mask=mask)
         lognorm = ln_f if lognorm is None else lognorm
     vjp = getattr(_core, "attention_vjp_" + name)
-    dq, dk, dv, dr, drp = vjp(qa, ka, va, go, pv, lognorm, mk, causal_, wl, wr, sc, rop, iop,
-                              rpop)
+    dq, dk, dv, dr, drp = vjp(qa, ka, va, go, pv, lognorm, mk, causal_, wl, wr, sc,
+                              bool(param_grads), rop, iop, rpop)
     defaults = {p: v.default for p, v in inspect.signature(PARAMS[name]).parameters.items()}
-    names = REAL_PARAMS[name]
-    nscal = len(names) - len(ROW_PARAMS.get(name, ()))
+    names = REAL_PARAMS[name] if param_grads else ()
+    nscal = len(REAL_PARAMS[name]) - len(ROW_PARAMS.get(name, ()))
     grads = {}
     for r, pname in enumerate(names):
         given = params.get(pname, defaults[pname])
@@ -157,25 +163,3 @@ def attention_vjp(q, k, v, grad_out, normalizer="softmax", *, out=None, stats=No
 def _reduce(g, shape):
     """g summed (in float64) over the leading axes broadcasting added, in g's dtype."""
     return g if g.shape == tuple(shape) else _sum_to(g.astype(np.float64), shape).astype(g.dtype)
-
-
-def _composed_vjp(q, k, v, go, name, *, scale, causal, window, mask, **params):
-    """Backward through the materialised weights: W = attention_weights,
-    dv = W^T dO, dW = dO v^T, (ds, dparams) = normalizer_vjp, dq = scale ds k,
-    dk = scale ds^T q.  Holds (n, m) arrays."""
-    from ._attention import attention_weights
-    from ._grad import normalizer_vjp as nvjp
-    d = q.shape[-1]
-    sc = 1.0 / np.sqrt(d) if scale is None else scale
-    dt = np.result_type(q, k, v, go)
-    w = attention_weights(q, k, name, scale=scale, causal=causal, window=window, mask=mask,
-                          **params)
-    s = np.asarray(sc, dtype=dt)[..., None, None] * (q @ np.swapaxes(k, -1, -2))
-    dv = np.swapaxes(w, -1, -2) @ go
-    dw = go @ np.swapaxes(v, -1, -2)
-    ng = nvjp(s, dw, name, weights=w, mask=mask, causal=causal, window=window, **params)
-    ds = ng.scores * np.asarray(sc, dtype=dt)[..., None, None]
-    dq = ds @ k
-    dk = np.swapaxes(ds, -1, -2) @ q
-    return AttentionGrad(_reduce(dq, q.shape), _reduce(dk, k.shape), _reduce(dv, v.shape),
-                         dict(ng.params))

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import _core
 from ._attention import _loop_dtype, _params, param_operands
-from ._common import check_param_broadcast, mask_operand, window_bounds
+from ._common import check_param_broadcast, empty_code, mask_operand, window_bounds
 from ._normalizers import NORMALIZERS, PARAMS, ROW_PARAMS
 
 __all__ = ["normalizer_vjp", "NormalizerGrad", "REAL_PARAMS"]
@@ -48,38 +48,45 @@ class NormalizerGrad(NamedTuple):
     ``scores``: the gradient with respect to the scores (their shape; masked
     entries 0).  ``params``: a dict from every real parameter's name to its
     gradient, of the shape the parameter was given in (a scalar gives a
-    scalar; a per-head ``(H, 1, 1)`` array gives ``(H, 1, 1)``), or None for
+    scalar; a per-head ``(H,)`` array for scores ``(B, H, n, m)`` gives ``(H,)``), or None for
     sigmoid's ``bias`` when it is left at its length-aware default."""
     scores: np.ndarray
     params: dict
 
 
-def _sum_to(x, shape):
-    """Sum x over the axes it was broadcast along to reach it from ``shape``."""
+def _sum_to(x, shape, dt=None):
+    """Sum x over the axes it was broadcast along to reach it from ``shape``
+    (in float64), cast to dt if given; 0-d results as scalars."""
     shape = tuple(shape)
-    x = np.asarray(x)
+    x = np.asarray(x, dtype=np.float64)
     extra = x.ndim - len(shape)
     if extra > 0:
         x = x.sum(axis=tuple(range(extra)))
     axes = tuple(i for i, (a, b) in enumerate(zip(shape, x.shape)) if a == 1 and b != 1)
     if axes:
         x = x.sum(axis=axes, keepdims=True)
-    return x.reshape(shape)
+    x = x.reshape(shape)
+    if dt is not None:
+        x = x.astype(dt)
+    return x[()] if x.ndim == 0 else x
 
 
 def normalizer_vjp(scores, grad_weights, normalizer="softmax", *, weights=None, mask=None,
-                   causal=False, window=None, empty="zero", **params):
+                   causal=False, window=None, empty="zero", param_grads=True, **params):
     """Gradient of ``sum(grad_weights * normalizer(scores, **params))``.
 
     Returns ``NormalizerGrad(scores, params)``: ``scores`` is ``dL/dscores``
     with the shape of ``scores`` and ``params`` maps each real parameter of
     the normalizer (:data:`REAL_PARAMS`) to its gradient, reduced to the
     shape the parameter was given in (a per-head temperature of shape
-    ``(H, 1, 1)`` gets an ``(H, 1, 1)`` gradient; a parameter left at its
-    default gets a scalar).  ``mask``, ``causal``, ``window`` and the
+    ``(H,)`` for scores ``(B, H, n, m)`` gets an ``(H,)`` gradient; a
+    parameter left at its default gets a scalar).  ``mask``, ``causal``, ``window`` and the
     parameters are those of the forward call; ``weights`` (the forward's
     result) may be passed to skip recomputing it, and ``empty`` only affects
-    that recomputation (``"raise"`` raises on empty rows).
+    that recomputation (``"raise"`` raises on empty rows).  With
+    ``param_grads=False`` only the scores' gradient is computed (saving, e.g.,
+    relu's logarithms) and ``params`` is empty.  Sinkhorn and
+    stochastic_softmax recompute what they need and ignore ``weights``.
 
     Exact formulas, per row over the visible keys (``a`` the weights, ``g``
     the upstream gradient):
@@ -111,6 +118,7 @@ def normalizer_vjp(scores, grad_weights, normalizer="softmax", *, weights=None, 
     if not isinstance(normalizer, str) or normalizer not in NORMALIZERS:
         raise ValueError(f"normalizer must be one of {sorted(NORMALIZERS)}; got {normalizer!r}")
     name = normalizer
+    empty_code(empty)
     s_shape = np.shape(scores)
     g_shape = np.shape(grad_weights)
     if len(s_shape) == 0:
@@ -149,9 +157,9 @@ def normalizer_vjp(scores, grad_weights, normalizer="softmax", *, weights=None, 
     mk = mask_operand(mask, lead, n, m)
     wl, wr = window_bounds(window)
     dx, dr, drp = getattr(_core, "normalizer_vjp_" + name)(s, w, g, mk, bool(causal), wl, wr,
-                                                          rop, iop, rpop)
+                                                          rop, iop, rpop, bool(param_grads))
     # gradients in the shapes of the inputs
-    dscores = dx if dx.shape == s.shape else _sum_to(dx.astype(np.float64), s.shape).astype(dt)
+    dscores = dx if dx.shape == s.shape else _sum_to(dx, s.shape, dt)
     if row:
         dscores = dscores[0]
     defaults = {k: p.default for k, p in inspect.signature(PARAMS[name]).parameters.items()}
@@ -159,14 +167,12 @@ def normalizer_vjp(scores, grad_weights, normalizer="softmax", *, weights=None, 
     names = REAL_PARAMS[name]
     nrow = len(ROW_PARAMS.get(name, ()))
     nscal = len(names) - nrow
-    for q, pn in enumerate(names):
+    for q, pn in enumerate(names if param_grads else ()):
         value = params.get(pn, defaults.get(pn))
         if name == "sigmoid" and value is None:
             grads[pn] = None
             continue
         src = dr[..., q] if q < nscal else drp[..., q - nscal]
         shape = np.shape(value)
-        grads[pn] = _sum_to(src.astype(np.float64), shape).astype(dt)
-        if grads[pn].ndim == 0:
-            grads[pn] = grads[pn][()]
+        grads[pn] = _sum_to(src, shape, dt)
     return NormalizerGrad(dscores, grads)

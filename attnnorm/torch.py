@@ -85,6 +85,19 @@ def _split_params(params, device_check=True):
     return ",".join(names), values
 
 
+def _param_grads(grads, pnames, pvalues):
+    """The gradient of each parameter tensor (zeros where there is none:
+    integer parameters, sigmoid's default bias), in its dtype and shape."""
+    res = []
+    for nm, val in zip(_names(pnames), pvalues):
+        gp = grads.get(nm)
+        if gp is None or not val.is_floating_point():
+            res.append(torch.zeros_like(val))
+        else:
+            res.append(torch.as_tensor(np.asarray(gp)).to(val.dtype).reshape(val.shape).clone())
+    return res
+
+
 def _check_normalizer(normalizer):
     if not isinstance(normalizer, str) or normalizer not in NORMALIZERS:
         raise ValueError(f"normalizer must be one of {sorted(NORMALIZERS)}; got {normalizer!r}")
@@ -126,7 +139,7 @@ def _(q, k, v, mask, causal, wleft, wright, scale, normalizer, pnames, pvalues):
 def _attention_backward_op(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor,
                            lognorm: Tensor, mask: Optional[Tensor], causal: bool, wleft: int,
                            wright: int, scale: Optional[float], normalizer: str,
-                           pnames: str, pvalues: List[Tensor]) -> List[Tensor]:
+                           pnames: str, pvalues: List[Tensor], param_grads: bool) -> List[Tensor]:
     window = None if wleft < 0 and wright < 0 else (None if wleft < 0 else wleft,
                                                      None if wright < 0 else wright)
     params = _param_arrays(pnames, pvalues)
@@ -135,21 +148,15 @@ def _attention_backward_op(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, ou
     g = attention_vjp(_np(q), _np(k), _np(v), _np(grad_out), normalizer,
                       out=_np(out) if fused_stats else None,
                       stats=_np(lognorm) if fused_stats else None,
-                      scale=scale, causal=causal, window=window, mask=mk, **params)
-    res = [torch.from_numpy(np.ascontiguousarray(x)).to(t.dtype)
-           for x, t in zip(g[:3], (q, k, v))]
-    for nm, val in zip(_names(pnames), pvalues):
-        gp = g.params.get(nm)
-        if gp is None or not val.is_floating_point():
-            res.append(torch.zeros_like(val))
-        else:
-            res.append(torch.as_tensor(np.asarray(gp)).to(val.dtype).reshape(val.shape).clone())
-    return res
+                      scale=scale, causal=causal, window=window, mask=mk,
+                      param_grads=param_grads, **params)
+    return [torch.from_numpy(np.ascontiguousarray(x)).to(t.dtype)
+            for x, t in zip(g[:3], (q, k, v))] + _param_grads(g.params, pnames, pvalues)
 
 
 @_attention_backward_op.register_fake
 def _(grad_out, q, k, v, out, lognorm, mask, causal, wleft, wright, scale, normalizer, pnames,
-      pvalues):
+      pvalues, param_grads):
     return [torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)] + \
            [torch.empty_like(p) for p in pvalues]
 
@@ -160,13 +167,15 @@ def _attention_setup(ctx, inputs, output):
     ctx.save_for_backward(q, k, v, out, lognorm, *pvalues)
     ctx.mask = mask
     ctx.args = (causal, wleft, wright, scale, normalizer, pnames)
+    ctx.param_grads = any(p.requires_grad for p in pvalues)
 
 
 def _attention_bwd(ctx, grad_out, grad_lognorm):
     q, k, v, out, lognorm, *pvalues = ctx.saved_tensors
     causal, wleft, wright, scale, normalizer, pnames = ctx.args
     gs = _attention_backward_op(grad_out.contiguous(), q, k, v, out, lognorm, ctx.mask, causal,
-                                wleft, wright, scale, normalizer, pnames, list(pvalues))
+                                wleft, wright, scale, normalizer, pnames, list(pvalues),
+                                ctx.param_grads)
     need = ctx.needs_input_grad
     dparams = [gp if p.is_floating_point() else None for gp, p in zip(gs[3:], pvalues)]
     return (gs[0] if need[0] else None, gs[1] if need[1] else None, gs[2] if need[2] else None,
@@ -198,28 +207,23 @@ def _(scores, mask, causal, wleft, wright, normalizer, pnames, pvalues):
 @torch.library.custom_op("attnnorm::normalize_backward", mutates_args=())
 def _normalize_backward_op(grad: Tensor, scores: Tensor, weights: Tensor, mask: Optional[Tensor],
                            causal: bool, wleft: int, wright: int, normalizer: str,
-                           pnames: str, pvalues: List[Tensor]) -> List[Tensor]:
+                           pnames: str, pvalues: List[Tensor], param_grads: bool) -> List[Tensor]:
     window = None if wleft < 0 and wright < 0 else (None if wleft < 0 else wleft,
                                                      None if wright < 0 else wright)
     params = _param_arrays(pnames, pvalues)
     mk = None if mask is None else mask.numpy()
     g = normalizer_vjp(_np(scores), _np(grad), normalizer, weights=_np(weights), mask=mk,
-                       causal=causal, window=window, **params)
+                       causal=causal, window=window, param_grads=param_grads, **params)
     ds = np.asarray(g.scores)
     if ds.shape != tuple(scores.shape):   # broadcast by a mask with more leading axes
         ds = ds.reshape((-1,) + tuple(scores.shape)).sum(0) if ds.size else ds
-    res = [torch.from_numpy(np.ascontiguousarray(ds)).to(scores.dtype)]
-    for nm, val in zip(_names(pnames), pvalues):
-        gp = g.params.get(nm)
-        if gp is None or not val.is_floating_point():
-            res.append(torch.zeros_like(val))
-        else:
-            res.append(torch.as_tensor(np.asarray(gp)).to(val.dtype).reshape(val.shape).clone())
-    return res
+    return ([torch.from_numpy(np.ascontiguousarray(ds)).to(scores.dtype)]
+            + _param_grads(g.params, pnames, pvalues))
 
 
 @_normalize_backward_op.register_fake
-def _(grad, scores, weights, mask, causal, wleft, wright, normalizer, pnames, pvalues):
+def _(grad, scores, weights, mask, causal, wleft, wright, normalizer, pnames, pvalues,
+      param_grads):
     return [torch.empty_like(scores)] + [torch.empty_like(p) for p in pvalues]
 
 
@@ -228,13 +232,14 @@ def _normalize_setup(ctx, inputs, output):
     ctx.save_for_backward(scores, output, *pvalues)
     ctx.mask = mask
     ctx.args = (causal, wleft, wright, normalizer, pnames)
+    ctx.param_grads = any(p.requires_grad for p in pvalues)
 
 
 def _normalize_bwd(ctx, grad):
     scores, weights, *pvalues = ctx.saved_tensors
     causal, wleft, wright, normalizer, pnames = ctx.args
     gs = _normalize_backward_op(grad.contiguous(), scores, weights, ctx.mask, causal, wleft,
-                                wright, normalizer, pnames, list(pvalues))
+                                wright, normalizer, pnames, list(pvalues), ctx.param_grads)
     dparams = [gp if p.is_floating_point() else None for gp, p in zip(gs[1:], pvalues)]
     return (gs[0] if ctx.needs_input_grad[0] else None, None, None, None, None, None, None,
             dparams)
@@ -312,7 +317,8 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         _check_tensor(nm, t)
     _check_normalizer(normalizer)
     if dropout_p != 0.0:
-        raise ValueError(f"dropout_p must be 0 (attnnorm has no attention dropout); got {dropout_p!r}")
+        raise ValueError(f"dropout_p must be 0 (attnnorm has no attention dropout); "
+                         f"got {dropout_p!r}")
     if is_causal and attn_mask is not None:
         raise ValueError("is_causal and attn_mask cannot both be set (as in PyTorch)")
     L, S = query.shape[-2], key.shape[-2]

@@ -47,6 +47,33 @@ SINKHORN_ITERS = 5
 
 
 
+def threads_and_torch(threads, no_torch):
+    """Set attnnorm's (and torch's) thread count; torch, or None when it is
+    not wanted or not installed."""
+    an.set_num_threads(threads)
+    if no_torch:
+        return None
+    try:
+        import torch
+    except ImportError:
+        print("torch not installed: torch columns skipped")
+        return None
+    torch.set_num_threads(threads)
+    return torch
+
+
+def run_lists(args):
+    """(normalizers with softmax first, causal flags, dtypes) from --only,
+    --causal and --dtype."""
+    names = sorted(an.NORMALIZERS, key=lambda x: (x != "softmax", x))
+    if args.only:
+        names = [x for x in args.only.split(",") if x in an.NORMALIZERS]
+        if "softmax" not in names:
+            names = ["softmax"] + names
+    causals = {"both": [False, True], "yes": [True], "no": [False]}[args.causal]
+    return names, causals, [np.dtype(x) for x in args.dtype.split(",")]
+
+
 def _torch_attention(torch, name, kw, causal):
     """name -> function(q, k, v) -> out: eager PyTorch with materialised
     weights and the same masking semantics (n_i = keys the row sees)."""
@@ -165,21 +192,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     B, n, m, d = (int(x) for x in args.shape.split(","))
-    an.set_num_threads(args.threads)
-    torch = None
-    if not args.no_torch:
-        try:
-            import torch
-            torch.set_num_threads(args.threads)
-        except ImportError:
-            print("torch not installed: torch column skipped")
-    names = sorted(an.NORMALIZERS, key=lambda x: (x != "softmax", x))
-    if args.only:
-        names = [x for x in args.only.split(",") if x in an.NORMALIZERS]
-        if "softmax" not in names:
-            names = ["softmax"] + names
-    causals = {"both": [False, True], "yes": [True], "no": [False]}[args.causal]
-    dtypes = [np.dtype(x) for x in args.dtype.split(",")]
+    torch = threads_and_torch(args.threads, args.no_torch)
+    names, causals, dtypes = run_lists(args)
 
     rng = np.random.default_rng(0)
     base = [rng.standard_normal((B, n, d)), rng.standard_normal((B, m, d)),

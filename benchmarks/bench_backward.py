@@ -22,7 +22,8 @@ Both libraries use --threads threads.  Peers:
 
 Columns: ``fwd+bwd ms`` and ``bwd ms`` are medians of --repeat runs after a
 warm-up (attnnorm's backward is given the forward's output and
-log-normaliser, as a training step has them); ``bwd/softmax`` is the median
+log-normaliser, as a training step has them, and computes the gradients of
+q, k, v like the peers: ``param_grads=False``); ``bwd/softmax`` is the median
 over pairs timed back to back of the normalizer's backward over softmax's
 backward (sinkhorn: per iteration, divided by n_iter + 1); ``peer ms`` is the
 peer's forward + backward (--peer-repeat runs) and ``peer/an`` the median of
@@ -51,6 +52,7 @@ sys.path.insert(0, os.path.join(HERE, os.pardir))
 sys.path.insert(0, HERE)
 import attnnorm as an  # noqa: E402
 from attnnorm._timing import median_time, paired_times  # noqa: E402
+from bench_attention import _torch_attention, run_lists, threads_and_torch  # noqa: E402
 
 CALL_KW = {"stochastic_softmax": {"trials": 64, "seed": 0}}
 SINKHORN_ITERS = 5
@@ -91,8 +93,9 @@ def _ours(name, kw, causal, q, k, v, go):
     def forward():
         fw["out"], fw["lse"] = an.attention_forward(q, k, v, name, causal=causal, **kw)
 
-    def backward():
-        an.attention_vjp(q, k, v, go, name, out=fw["out"], stats=fw["lse"], causal=causal, **kw)
+    def backward():   # q, k, v gradients, as the peers compute
+        an.attention_vjp(q, k, v, go, name, out=fw["out"], stats=fw["lse"], causal=causal,
+                         param_grads=False, **kw)
 
     def both():
         forward()
@@ -103,7 +106,6 @@ def _ours(name, kw, causal, q, k, v, go):
 
 def _torch_peer(torch, name, kw, causal, q, k, v, go):
     """(fwd+bwd, bwd or None, label) of the PyTorch peer, or (None, None, None)."""
-    from bench_attention import _torch_attention
     if name == "stochastic_softmax":
         return None, None, None
     tkw = dict(kw)
@@ -165,20 +167,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     B, H, n, d = (int(x) for x in args.shape.split(","))
-    an.set_num_threads(args.threads)
-    torch = None
-    if not args.no_torch:
-        try:
-            import torch
-            torch.set_num_threads(args.threads)
-        except ImportError:
-            print("torch not installed: peer columns skipped")
-    names = sorted(an.NORMALIZERS, key=lambda x: (x != "softmax", x))
-    if args.only:
-        names = ["softmax"] + [x for x in args.only.split(",") if x in an.NORMALIZERS
-                               and x != "softmax"]
-    causals = {"both": [False, True], "yes": [True], "no": [False]}[args.causal]
-    dtypes = [np.dtype(x) for x in args.dtype.split(",")]
+    torch = threads_and_torch(args.threads, args.no_torch)
+    names, causals, dtypes = run_lists(args)
     rng = np.random.default_rng(0)
     base = [rng.standard_normal((B, H, n, d)) for _ in range(4)]
     print(f"attention forward + backward, q,k,v,grad_out ({B}, {H}, {n}, {d}), "

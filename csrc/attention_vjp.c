@@ -15,6 +15,9 @@
 #define AN_VROUNDUP(x, b) ((((x) + (b) - 1) / (b)) * (b))
 #define AN_VALIGN64(x) ((((x) + 63) / 64) * 64)
 
+/* Sinkhorn row states (attention_vjp_impl.inc) */
+enum { AN_AVSK_OK = 0, AN_AVSK_EMPTY = 1, AN_AVSK_NAN = 2 };
+
 #define T float
 #define TS f
 #define AN_VOPS an_vf

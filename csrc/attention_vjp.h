@@ -15,9 +15,10 @@
 #include "an_gemm.h"
 
 /* The softmax-family forms (attention_vjp_impl.inc gives the formulas), and
- * the generic path: any row normalizer through its row kernel and row VJP. */
+ * the generic path: any row normalizer through its row kernel and row VJP,
+ * and Sinkhorn through its iterations. */
 enum { AN_AVJP_SOFTMAX = 0, AN_AVJP_SINK, AN_AVJP_SSMAX, AN_AVJP_AFFINE, AN_AVJP_STRAIGHT,
-       AN_AVJP_GENERIC };
+       AN_AVJP_GENERIC, AN_AVJP_SINKHORN };
 
 typedef struct {
     an_int n, m, d, e;
@@ -33,7 +34,8 @@ typedef struct {
     char *dp; an_int dp_s;               /* () parameter gradients (nreal) */
     char *drp; an_int drp_n, drp_w;      /* per-row parameter gradients (n, nrowp) */
     double scale;
-    an_normmat nm;   /* mask, causal, window, parameters */
+    int want_params;   /* 0: the generic path may skip the parameter gradients (left 0) */
+    an_normmat nm;     /* mask, causal, window, parameters */
 } an_attnvjp;
 
 /* Backward of np problems (same n, m, d, e); d is the normalizer (used by

@@ -18,6 +18,7 @@ AN_AVJP_GENERIC_DATA(softpick)
 AN_AVJP_GENERIC_DATA(nap)
 AN_AVJP_GENERIC_DATA(sparsemax)
 AN_AVJP_GENERIC_DATA(entmax)
+const an_attvjpdata an_attvjp_data_sinkhorn = { "attention_vjp_sinkhorn", &an_norm_sinkhorn, AN_AVJP_SINKHORN };
 
 #define AN_LSE_DEFINE(nm) \
     const an_attdata an_att_lse_data_##nm = { "attention_lse_" #nm, &an_norm_##nm, AN_ATT_MODE_LSE };
@@ -31,11 +32,11 @@ void an_attvjp_loop_##TS(char **args, npy_intp const *dims,                   \
     const an_normdesc *d = vd->desc;                                          \
     const npy_intp N = dims[0], n = dims[1], dd = dims[2], m = dims[3];       \
     const npy_intp e = dims[4], nr = dims[5], ni = dims[6], nw = dims[7];     \
-    enum { NIN = 14, NOUT = 5 };                                              \
+    enum { NIN = 15, NOUT = 5 };                                              \
     const npy_intp *cs = steps + NIN + NOUT;   /* core strides */             \
     if (N <= 0) return;                                                       \
     const npy_intp want_r = vd->kind == AN_AVJP_STRAIGHT ? 0 : d->nreal;       \
-    const npy_intp want_i = vd->kind == AN_AVJP_GENERIC ? d->nint : ni;       \
+    const npy_intp want_i = vd->kind >= AN_AVJP_GENERIC ? d->nint : ni;       \
     if (nr != want_r || ni != want_i || nw != d->nrowp || nr > AN_MAXPARAM    \
         || ni > AN_MAXPARAM || nw > 2) {                                      \
         an_raise(AN_ERR_VALUE, vd->name, -1);                                 \
@@ -70,18 +71,19 @@ void an_attvjp_loop_##TS(char **args, npy_intp const *dims,                   \
         M->wleft = *(const int64_t *)a[8];                                    \
         M->wright = *(const int64_t *)a[9];                                   \
         A->scale = (double)*(const T *)a[10];                                 \
+        A->want_params = *(const int64_t *)a[11] != 0;                        \
         for (npy_intp r = 0; r < nr; r++)                                     \
-            M->p[r] = (double)*(const T *)(a[11] + r * cr[0]);                \
+            M->p[r] = (double)*(const T *)(a[12] + r * cr[0]);                \
         for (npy_intp r = 0; r < ni; r++)                                     \
-            M->ip[r] = *(const int64_t *)(a[12] + r * ci[0]);                 \
+            M->ip[r] = *(const int64_t *)(a[13] + r * ci[0]);                 \
         for (npy_intp r = 0; r < nw; r++) {                                   \
-            M->rp[r] = a[13] + r * crp[1]; M->rp_s[r] = crp[0];               \
+            M->rp[r] = a[14] + r * crp[1]; M->rp_s[r] = crp[0];               \
         }                                                                     \
-        A->dq = a[14]; A->dq_n = cdq[0]; A->dq_d = cdq[1];                    \
-        A->dk = a[15]; A->dk_m = cdk[0]; A->dk_d = cdk[1];                    \
-        A->dv = a[16]; A->dv_m = cdv[0]; A->dv_e = cdv[1];                    \
-        A->dp = a[17]; A->dp_s = cdr[0];                                      \
-        A->drp = a[18]; A->drp_n = cdrp[0]; A->drp_w = cdrp[1];               \
+        A->dq = a[15]; A->dq_n = cdq[0]; A->dq_d = cdq[1];                    \
+        A->dk = a[16]; A->dk_m = cdk[0]; A->dk_d = cdk[1];                    \
+        A->dv = a[17]; A->dv_m = cdv[0]; A->dv_e = cdv[1];                    \
+        A->dp = a[18]; A->dp_s = cdr[0];                                      \
+        A->drp = a[19]; A->drp_n = cdrp[0]; A->drp_w = cdrp[1];               \
     }                                                                         \
     an_int bad = -1;                                                          \
     int rc = an_attention_vjp_##TS(vd->kind, d, P, N, &bad);                  \

@@ -16,10 +16,10 @@ void an_attvjp_loop_f(char **args, npy_intp const *dims, npy_intp const *steps, 
 void an_attvjp_loop_d(char **args, npy_intp const *dims, npy_intp const *steps, void *data);
 
 /* The normalizers with an attention backward in C: X(name) (the softmax
- * family's fused form, the others' generic row-VJP path; not Sinkhorn) */
+ * family's fused form, the others' generic row-VJP path, Sinkhorn's own) */
 #define AN_ATTVJP_NORMALIZERS(X) X(softmax) X(softmax_sink) X(ssmax) X(affine_softmax) \
     X(stochastic_softmax) X(sigmoid) X(relu) X(polynomial) X(softpick) X(nap)     \
-    X(sparsemax) X(entmax)
+    X(sparsemax) X(entmax) X(sinkhorn)
 /* ... whose forward pass also returns the log normaliser (attention_lse_<nm>;
  * affine_softmax and stochastic_softmax: that of the softmax of the scores) */
 #define AN_LSE_NORMALIZERS(X) X(softmax) X(softmax_sink) X(ssmax) X(affine_softmax) \
@@ -32,14 +32,15 @@ AN_LSE_NORMALIZERS(AN_LSE_DECLARE)
 
 /* Operands: q (n,d), k (m,d), v (m,e), grad_out (n,e), pv (n,e) = P v of
  * the softmax part and lognorm (n) (softmax family; unused otherwise), mask
- * (n,m), causal, wleft, wright (int64), scale (T), reals (r), ints (i),
+ * (n,m), causal, wleft, wright (int64), scale (T), param_grads (int64: 0
+ * lets the generic path skip the parameter gradients), reals (r), ints (i),
  * per-row reals (n,w)
  *   -> dq (n,d), dk (m,d), dv (m,e), dreals (r), drowparams (n,w) */
 #define AN_ATTVJP_ENTRY(nm)                                                    \
     { "attention_vjp_" #nm,                                                    \
-      "(n,d),(m,d),(m,e),(n,e),(n,e),(n),(n,m),(),(),(),(),(r),(i),(n,w)"      \
-      "->(n,d),(m,d),(m,e),(r),(n,w)", "TTTTTTbqqqTTqT-TTTTT",                 \
-      "attention_vjp_" #nm "(q, k, v, grad_out, pv, lognorm, mask, causal, wleft, wright, scale, reals, ints, rowparams)" \
+      "(n,d),(m,d),(m,e),(n,e),(n,e),(n),(n,m),(),(),(),(),(),(r),(i),(n,w)"   \
+      "->(n,d),(m,d),(m,e),(r),(n,w)", "TTTTTTbqqqTqTqT-TTTTT",                \
+      "attention_vjp_" #nm "(q, k, v, grad_out, pv, lognorm, mask, causal, wleft, wright, scale, param_grads, reals, ints, rowparams)" \
       " -> dq, dk, dv, dreals, drowparams",                                    \
       an_attvjp_loop_f, an_attvjp_loop_d, (void *)&an_attvjp_data_##nm },
 #define AN_LSE_ENTRY(nm)                                                       \

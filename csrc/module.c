@@ -234,6 +234,7 @@ static const an_gufunc_entry an_gufuncs[] = {
 
     /* ---- normalizer VJPs: normalizer_vjp_<nm> for every normalizer (glue_vjp.h) ---- */
     AN_ALL_NORMALIZERS(AN_VJP_ENTRY)
+    AN_LINEAR_VJP_ENTRIES
     /* ---- end normalizer VJPs ---- */
 };
 

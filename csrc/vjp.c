@@ -48,18 +48,18 @@ static double smx_core_##TS(const T *x, const T *a, const T *g, T *dx, an_int nv
 AN_SOFTMAX_CORE(float, f)
 AN_SOFTMAX_CORE(double, d)
 
-/* softmax of x in double into p[0..nv) (x finite max mx); returns p */
-#define AN_SOFTMAX_INTO(T, TS)                                                \
-static const double *softmax_into_##TS(const T *x, an_int nv, double mx, double *p) \
+/* softmax of x into p[0..nv) (T; x finite max mx), by the vectorised
+ * exp-and-sum of the forward kernels */
+#define AN_SOFTMAX_INTO(T, TS, VOPS)                                          \
+static const T *softmax_into_##TS(const T *x, an_int nv, double mx, T *p)     \
 {                                                                             \
-    double s = 0;                                                             \
-    for (an_int k = 0; k < nv; k++) { p[k] = exp((double)x[k] - mx); s += p[k]; } \
-    const double inv = 1.0 / s;                                               \
-    for (an_int k = 0; k < nv; k++) p[k] *= inv;                              \
+    memcpy(p, x, sizeof(T) * (size_t)nv);                                     \
+    const double s = VOPS->exp_shift_sum(p, nv, (T)mx, (T)1);                 \
+    VOPS->scale(p, nv, (T)(1.0 / s));                                         \
     return p;                                                                 \
 }
-AN_SOFTMAX_INTO(float, f)
-AN_SOFTMAX_INTO(double, d)
+AN_SOFTMAX_INTO(float, f, an_vf)
+AN_SOFTMAX_INTO(double, d, an_vd)
 
 /* ---- softmax:  a = softmax(x / T),  p[0] = T ----
  *   dx = a (g - <a, g>) / T,   dT = -(1 / T^2) sum_j a_j (g_j - <a, g>) x_j */
@@ -71,8 +71,8 @@ static int softmax_vjp_##TS(const T *x, const T *w, const T *g, T *dx, an_int nv
     const double mul_d = 1.0 / c->mat->p[0];                                  \
     const double mul = mul_d > (double)TMAX ? (double)TMAX : mul_d;           \
     double xd;                                                                \
-    smx_core_##TS(x, w, g, dx, nv, mul, mx, &xd);                             \
-    dp[0] += -mul * mul * xd;                                                 \
+    smx_core_##TS(x, w, g, dx, nv, mul, mx, dp ? &xd : NULL);                 \
+    if (dp) dp[0] += -mul * mul * xd;                                         \
     return AN_OK;                                                             \
 }
 AN_SOFTMAX_VJP(float, f, an_vf, FLT_MAX)
@@ -92,7 +92,7 @@ static int softmax_sink_vjp_##TS(const T *x, const T *w, const T *g, T *dx, an_i
     ROW_MAX(TS, VOPS) ROW_INF_ZERO(TS)                                        \
     if (sink == INFINITY) { vjp_fill_##TS(dx, nv, 0); return AN_OK; }         \
     const double q = smx_core_##TS(x, w, g, dx, nv, 1.0, mx, NULL);           \
-    if (sink == -INFINITY) return AN_OK;                                      \
+    if (sink == -INFINITY || !dp) return AN_OK;                               \
     an_int jm = 0;                                                            \
     while ((double)x[jm] != mx) jm++;                                         \
     const double wm = (double)w[jm];                                          \
@@ -115,8 +115,8 @@ static int ssmax_vjp_##TS(const T *x, const T *w, const T *g, T *dx, an_int nv, 
     ROW_MAX(TS, VOPS) ROW_INF_ZERO(TS)                                        \
     const double ln = log((double)nv), mul = c->mat->p[0] * ln;               \
     double xd;                                                                \
-    smx_core_##TS(x, w, g, dx, nv, mul > 0 ? mul : 0.0, mx, &xd);             \
-    dp[0] += ln * xd;                                                         \
+    smx_core_##TS(x, w, g, dx, nv, mul > 0 ? mul : 0.0, mx, dp ? &xd : NULL); \
+    if (dp) dp[0] += ln * xd;                                                 \
     return AN_OK;                                                             \
 }
 AN_SSMAX_VJP(float, f, an_vf)
@@ -126,24 +126,28 @@ const an_vjpdesc an_vjp_ssmax = { .vjp_f = ssmax_vjp_f, .vjp_d = ssmax_vjp_d };
 /* ---- sigmoid:  a_j = sigma(x_j + b) ----
  *   dx_j = g_j sigma(v) sigma(-v) = g_j e / (1 + e)^2,  v = x_j + b, e = exp(-|v|)
  *   db = sum_j dx_j   (only for a given bias; the default -log n_i is a constant) */
-#define AN_SIGMOID_VJP(T, TS)                                                 \
+#define AN_SIGMOID_VJP(T, TS, VOPS)                                           \
 static int sigmoid_vjp_##TS(const T *x, const T *w, const T *g, T *dx, an_int nv, \
                             an_rowctx *c, double *dp)                         \
 {                                                                             \
     (void)w;                                                                  \
     const double b = c->mat->ip[0] ? -log((double)nv) : c->mat->p[0];         \
+    T *e = (T *)c->ws;                                                        \
+    for (an_int k = 0; k < nv; k++) e[k] = (T)-fabs((double)x[k] + b);        \
+    VOPS->exp_shift_sum(e, nv, (T)0, (T)1);       /* e = exp(-|v|) */         \
     double sum = 0;                                                           \
     for (an_int k = 0; k < nv; k++) {                                         \
-        const double v = (double)x[k] + b, e = exp(-fabs(v)), u = 1.0 + e;    \
-        const double d = (double)g[k] * (e / (u * u));                        \
+        const double ek = (double)e[k], u = 1.0 + ek;                         \
+        const double d = (double)g[k] * (ek / (u * u));                       \
         dx[k] = (T)d; sum += d;                                               \
     }                                                                         \
-    if (!c->mat->ip[0]) dp[0] += sum;                                         \
+    if (dp && !c->mat->ip[0]) dp[0] += sum;                                   \
     return AN_OK;                                                             \
 }
-AN_SIGMOID_VJP(float, f)
-AN_SIGMOID_VJP(double, d)
-const an_vjpdesc an_vjp_sigmoid = { .vjp_f = sigmoid_vjp_f, .vjp_d = sigmoid_vjp_d };
+AN_SIGMOID_VJP(float, f, an_vf)
+AN_SIGMOID_VJP(double, d, an_vd)
+const an_vjpdesc an_vjp_sigmoid = {
+    .vjp_f = sigmoid_vjp_f, .vjp_d = sigmoid_vjp_d, .ws_mult = 1 };
 
 /* ---- powers:  a_j = sgn(x_j)^p |x_j|^p / L  on the x_j where the map is on ----
  *   dx_j = g_j p x_j^(p-1) / L,   dp = sum_j g_j a_j log |x_j|
@@ -160,9 +164,9 @@ static void power_vjp_##TS(const T *x, const T *g, T *dx, an_int nv, double p, \
         if ((positive_only && !(v > 0)) || v == 0) { dx[k] = 0; continue; }   \
         const double pm1 = p == 1.0 ? 1.0 : pow(v, p - 1.0);                  \
         dx[k] = (T)(gk * p * pm1 / len);                                      \
-        sp += gk * (v * pm1 / len) * log(fabs(v));                            \
+        if (dp) sp += gk * (v * pm1 / len) * log(fabs(v));                    \
     }                                                                         \
-    dp[0] += sp;                                                              \
+    if (dp) dp[0] += sp;                                                      \
 }                                                                             \
 static int relu_vjp_##TS(const T *x, const T *w, const T *g, T *dx, an_int nv, \
                          an_rowctx *c, double *dp)                            \
@@ -197,33 +201,36 @@ static int softpick_vjp_##TS(const T *x, const T *w, const T *g, T *dx, an_int n
     ROW_MAX(TS, VOPS)                                                         \
     if (mx == INFINITY || !(mx > 0)) { vjp_fill_##TS(dx, nv, 0); return AN_OK; } \
     const double c0 = exp(-mx);                                               \
+    T *E = (T *)c->ws;                                                        \
+    memcpy(E, x, sizeof(T) * (size_t)nv);                                     \
+    VOPS->exp_shift_sum(E, nv, (T)mx, (T)1);      /* E = exp(x - M) */        \
     double D = c->mat->p[0], num = 0;                                         \
     an_int jm = 0;                                                            \
     for (an_int k = 0; k < nv; k++) {                                         \
         const double v = (double)x[k];                                        \
         if (v == mx) jm = k;                                                  \
         if (v == -INFINITY) continue;                                         \
-        const double t = exp(v - mx) - c0;                                    \
+        const double t = (double)E[k] - c0;                                   \
         D += fabs(t);                                                         \
         num += t > 0 ? (double)g[k] * t : 0.0;                                \
     }                                                                         \
     const double q = num / D;                                                 \
     double ht = 0;                                                            \
     for (an_int k = 0; k < nv; k++) {                                         \
-        const double v = (double)x[k];                                        \
-        if (v == -INFINITY) { dx[k] = 0; continue; }                          \
-        const double e = exp(v - mx), t = e - c0;                             \
+        if (x[k] == -INFINITY) { dx[k] = 0; continue; }                       \
+        const double ek = (double)E[k], t = ek - c0;                          \
         const double h = ((t > 0 ? (double)g[k] : 0.0) - q * (double)((t > 0) - (t < 0))) / D; \
-        dx[k] = (T)(h * e);                                                   \
+        dx[k] = (T)(h * ek);                                                  \
         ht += h * t;                                                          \
     }                                                                         \
     dx[jm] = (T)((double)dx[jm] - ht);                                        \
-    dp[0] += -q / D;                                                          \
+    if (dp) dp[0] += -q / D;                                                  \
     return AN_OK;                                                             \
 }
 AN_SOFTPICK_VJP(float, f, an_vf)
 AN_SOFTPICK_VJP(double, d, an_vd)
-const an_vjpdesc an_vjp_softpick = { .vjp_f = softpick_vjp_f, .vjp_d = softpick_vjp_d };
+const an_vjpdesc an_vjp_softpick = {
+    .vjp_f = softpick_vjp_f, .vjp_d = softpick_vjp_d, .ws_mult = 1 };
 
 /* ---- NAP:  a_j = G d_j / (sigma + eps) + B,  d = x - mean x,  sigma^2 = <d, d> / n ----
  *   S = <g, d>,  den = sigma + eps
@@ -246,6 +253,8 @@ static int nap_vjp_##TS(const T *x, const T *w, const T *g, T *dx, an_int nv, \
         amax = a > amax ? a : amax;                                           \
         gs += (double)g[k];                                                   \
     }                                                                         \
+    double dnull[3];                                                          \
+    if (!dp) dp = dnull;                                                      \
     if (nan) { vjp_fill_##TS(dx, nv, NAN); dp[0] += NAN; dp[1] += NAN; dp[2] += NAN; return AN_OK; } \
     dp[1] += gs;                                                              \
     if (ninf) {                                                               \
@@ -302,7 +311,8 @@ static int affine_softmax_vjp_##TS(const T *x, const T *w, const T *g, T *dx, an
     (void)w;                                                                  \
     ROW_MAX(TS, VOPS)                                                         \
     if (mx == -INFINITY) { vjp_fill_##TS(dx, nv, 0); return AN_OK; }          \
-    double gs = 0;                                                            \
+    double gs = 0, dnull[2];                                                  \
+    if (!dp) dp = dnull;                                                      \
     for (an_int k = 0; k < nv; k++) gs += (double)g[k];                       \
     dp[1] += gs;                                                              \
     if (mx == INFINITY) {                                                     \
@@ -314,11 +324,10 @@ static int affine_softmax_vjp_##TS(const T *x, const T *w, const T *g, T *dx, an
         return AN_OK;                                                         \
     }                                                                         \
     const double alpha = AN_ROWPARAM(T, c->mat, 0, c->row);                   \
-    double *p = (double *)c->ws;                                              \
-    softmax_into_##TS(x, nv, mx, p);                                          \
+    const T *p = softmax_into_##TS(x, nv, mx, (T *)c->ws);                    \
     double q = 0;                                                             \
-    for (an_int k = 0; k < nv; k++) q += p[k] * (double)g[k];                 \
-    for (an_int k = 0; k < nv; k++) dx[k] = (T)(alpha * p[k] * ((double)g[k] - q)); \
+    for (an_int k = 0; k < nv; k++) q += (double)p[k] * (double)g[k];         \
+    for (an_int k = 0; k < nv; k++) dx[k] = (T)(alpha * (double)p[k] * ((double)g[k] - q)); \
     dp[0] += q;                                                               \
     return AN_OK;                                                             \
 }
@@ -336,11 +345,10 @@ static int stochastic_softmax_vjp_##TS(const T *x, const T *w, const T *g, T *dx
 {                                                                             \
     (void)w; (void)dp;                                                        \
     ROW_MAX(TS, VOPS) ROW_INF_ZERO(TS)                                        \
-    double *p = (double *)c->ws;                                              \
-    softmax_into_##TS(x, nv, mx, p);                                          \
+    const T *p = softmax_into_##TS(x, nv, mx, (T *)c->ws);                    \
     double q = 0;                                                             \
-    for (an_int k = 0; k < nv; k++) q += p[k] * (double)g[k];                 \
-    for (an_int k = 0; k < nv; k++) dx[k] = (T)(p[k] * ((double)g[k] - q));   \
+    for (an_int k = 0; k < nv; k++) q += (double)p[k] * (double)g[k];         \
+    for (an_int k = 0; k < nv; k++) dx[k] = (T)((double)p[k] * ((double)g[k] - q)); \
     return AN_OK;                                                             \
 }
 AN_STOCHASTIC_VJP(float, f, an_vf)
@@ -367,11 +375,15 @@ static int entmax_grad_##TS(const T *x, const T *w, const T *g, T *dx, an_int nv
     if (alpha == 1.0) {                                                       \
         smx_core_##TS(x, w, g, dx, nv, 1.0, mx, NULL);                        \
         if (dalpha) {                                                         \
+            /* log a_j = x_j - lse, lse from the largest weight */            \
+            an_int jm = 0;                                                    \
+            while ((double)x[jm] != mx) jm++;                                 \
+            const double lse = mx - log((double)w[jm]);                       \
             double Q = 0, gd = 0, gq = 0;                                     \
             for (an_int k = 0; k < nv; k++) {                                 \
                 const double a = (double)w[k];                                \
                 if (!(a > 0)) continue;                                       \
-                const double L = log(a);                                      \
+                const double L = (double)x[k] - lse;                          \
                 Q += a * L * L; gd += (double)g[k] * a * L * L; gq += (double)g[k] * a; \
             }                                                                 \
             *dalpha += 0.5 * (Q * gq - gd);                                   \

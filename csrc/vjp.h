@@ -24,9 +24,10 @@
  * them, w[0..nv) its weights, g[0..nv) the upstream gradient; writes
  * dx[0..nv) = J^T g and ADDS to dparam[r] the gradient for real parameter r
  * (the caller zeroes it), in the order of the normalizer's real parameters:
- * its () reals, then its per-row (n) reals.  c->ws holds ws_mult (m + 1)
- * doubles (the an_vjpdesc's ws_mult).  dx may not alias x, w or g.
- * Returns AN_OK or an error code. */
+ * its () reals, then its per-row (n) reals; dparam = NULL skips the
+ * parameter gradients (and their cost, e.g. relu's logarithms).  c->ws holds
+ * ws_mult (m + 1) doubles (the an_vjpdesc's ws_mult).  dx may not alias x, w
+ * or g.  Returns AN_OK or an error code. */
 typedef int (*an_vjpfn_f)(const float *x, const float *w, const float *g, float *dx,
                           an_int nv, an_rowctx *c, double *dparam);
 typedef int (*an_vjpfn_d)(const double *x, const double *w, const double *g, double *dx,
@@ -39,6 +40,7 @@ typedef struct {
     char *dx;       an_int dx_n, dx_m;   /* out: d scores (masked entries 0) */
     double dp[AN_MAXPARAM];              /* out: gradient of each () real, this matrix */
     char *drp[2];   an_int drp_s[2];     /* out: gradient of each (n) real (T), or NULL */
+    int no_params;                       /* skip the parameter gradients (left 0) */
 } an_vjpmat;
 
 /* Matrix VJP (Sinkhorn): reads M (scores, masks, parameters) and V's w / g,

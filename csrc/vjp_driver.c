@@ -61,21 +61,41 @@ int an_normalize_vjp_##TS(const an_normdesc *d, const an_normmat *mats, an_vjpma
             const an_normmat *M = &mats[r / n];                               \
             const an_vjpmat *Vk = &V[r / n];                                  \
             const an_int i = r % n;                                           \
-            const an_int nv = an_row_visible(M, i, idx);                      \
+            an_int lo, hi;                                                    \
+            an_visible_range(i, n, m, M->causal, M->wleft, M->wright, &lo, &hi); \
+            /* dense rows with unit strides are used in place */              \
+            const int direct = M->mask == NULL && M->s_m == (an_int)sizeof(T) \
+                && Vk->w_m == (an_int)sizeof(T) && Vk->g_m == (an_int)sizeof(T) \
+                && Vk->dx_m == (an_int)sizeof(T);                             \
+            const an_int nv = M->mask == NULL ? hi - lo : an_row_visible(M, i, idx); \
             const char *srow = M->s + M->s_n * i;                             \
             const char *wrow = Vk->w + Vk->w_n * i;                           \
             const char *grow = Vk->g + Vk->g_n * i;                           \
             char *drow = Vk->dx + Vk->dx_n * i;                               \
-            for (an_int j = 0; j < m; j++) AN_AT(T, drow, Vk->dx_m, j) = 0;   \
-            if (nv == 0) continue;                                            \
-            for (an_int k = 0; k < nv; k++) {                                 \
-                x[k] = AN_AT(T, srow, M->s_m, idx[k]);                        \
-                w[k] = AN_AT(T, wrow, Vk->w_m, idx[k]);                       \
-                g[k] = AN_AT(T, grow, Vk->g_m, idx[k]);                       \
+            if (direct) {                                                     \
+                for (an_int j = 0; j < lo; j++) ((T *)drow)[j] = 0;           \
+                for (an_int j = hi; j < m; j++) ((T *)drow)[j] = 0;           \
+            } else {                                                          \
+                for (an_int j = 0; j < m; j++) AN_AT(T, drow, Vk->dx_m, j) = 0; \
+                if (M->mask == NULL)                                          \
+                    for (an_int k = 0; k < nv; k++) idx[k] = lo + k;          \
             }                                                                 \
-            an_rowctx c = { i, n, m, M, NAN, 0, ws };                         \
-            int rc = v->vjp_##TS(x, w, g, dx, nv, &c, rowdp + (size_t)r * (size_t)np); \
-            for (an_int k = 0; k < nv; k++) AN_AT(T, drow, Vk->dx_m, idx[k]) = dx[k]; \
+            if (nv == 0) continue;                                            \
+            const T *xr = direct ? (const T *)srow + lo : x;                  \
+            const T *wr = direct ? (const T *)wrow + lo : w;                  \
+            const T *gr = direct ? (const T *)grow + lo : g;                  \
+            T *dr = direct ? (T *)drow + lo : dx;                             \
+            if (!direct)                                                      \
+                for (an_int k = 0; k < nv; k++) {                             \
+                    x[k] = AN_AT(T, srow, M->s_m, idx[k]);                    \
+                    w[k] = AN_AT(T, wrow, Vk->w_m, idx[k]);                   \
+                    g[k] = AN_AT(T, grow, Vk->g_m, idx[k]);                   \
+                }                                                             \
+            an_rowctx c = { .row = i, .n = n, .m = m, .mat = M, .tau = NAN, .ws = ws }; \
+            int rc = v->vjp_##TS(xr, wr, gr, dr, nv, &c,                      \
+                                 Vk->no_params ? NULL : rowdp + (size_t)r * (size_t)np); \
+            if (!direct)                                                      \
+                for (an_int k = 0; k < nv; k++) AN_AT(T, drow, Vk->dx_m, idx[k]) = dx[k]; \
             if (rc) {                                                         \
                 _Pragma("omp critical(an_vjp_err)")                           \
                 { if (!err || r < err_row) { err = rc; err_row = r; } }       \

@@ -140,13 +140,13 @@ def test_opcheck_every_operator():
     q, k, v, T = (x.detach() for x in (q, k, v, T))
     out, lse = ops.attention(q, k, v, None, True, -1, -1, None, "softmax", "temperature", [T])
     torch.library.opcheck(ops.attention_backward, (go, q, k, v, out, lse, None, True, -1, -1,
-                                                   None, "softmax", "temperature", [T]))
+                                                   None, "softmax", "temperature", [T], True))
     s = torch.randn(3, 5, 7, dtype=torch.float64, requires_grad=True)
     torch.library.opcheck(ops.normalize, (s, None, True, -1, -1, "sparsemax", "", []))
     s = s.detach()
     w = ops.normalize(s, None, True, -1, -1, "sparsemax", "", [])
     torch.library.opcheck(ops.normalize_backward, (torch.randn_like(s), s, w, None, True, -1, -1,
-                                                   "sparsemax", "", []))
+                                                   "sparsemax", "", [], False))
 
 
 def test_torch_compile_fullgraph():
