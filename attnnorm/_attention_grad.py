@@ -13,7 +13,9 @@ import numpy as np
 
 from . import _core
 from ._attention import AttentionStats, _operands
-from ._grad import REAL_PARAMS, _sum_to
+from ._common import friendly_errors, sum_to
+from ._docs import fill_doc
+from ._grad import REAL_PARAMS
 from ._normalizers import PARAMS, ROW_PARAMS
 
 __all__ = ["attention_vjp", "attention_forward", "AttentionGrad", "FUSED_BACKWARD"]
@@ -37,21 +39,65 @@ class AttentionGrad(NamedTuple):
     params: dict
 
 
+@friendly_errors
+@fill_doc
 def attention_forward(q, k, v, normalizer="softmax", *, scale=None, causal=False, window=None,
                       mask=None, **params):
-    """``(out, lognorm)``: the attention output (empty rows 0) and the
-    per-query log-normaliser that :func:`attention_vjp` takes as ``stats``.
-    For the softmax family this is the pass of ``attention`` (the online one
-    where it has one) that also writes the log-normaliser, cheaper than
-    ``return_stats=True``; for the other normalizers it is
-    ``attention(..., return_stats=True)``."""
+    """Attention output and the per-query log-normaliser its backward reads.
+
+    Parameters
+    ----------
+    q, k, v : array_like, shapes ``(..., n, d)``, ``(..., m, d)``, ``(..., m, e)``
+        Queries, keys and values, as for :func:`attention`.
+    normalizer : str, default "softmax"
+        A key of ``attnnorm.NORMALIZERS``.
+    scale : float or array_like, optional
+        Scores are ``scale * q . k``; None means ``1/sqrt(d)``.
+    {visibility}
+    **params
+        The normalizer's keyword parameters (as for :func:`attention`).
+
+    Returns
+    -------
+    out : ndarray, shape ``(..., n, e)``
+        ``attention(q, k, v, normalizer, ...)`` (empty rows 0).
+    lognorm : ndarray, shape ``(..., n)``
+        ``AttentionStats.lognorm``: the softmax family's log-normaliser
+        (NaN for empty rows), NaN for the other normalizers.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`attention`.
+
+    Notes
+    -----
+    For the softmax family (``FUSED_BACKWARD``) this is the pass of
+    ``attention`` (the online one where it has one) writing the
+    log-normaliser as well, cheaper than ``return_stats=True``; the other
+    normalizers' backward does not read it and this is ``attention`` itself.
+
+    References
+    ----------
+    [Dao2023] (the log-normaliser saved for the backward pass).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import attnnorm as an
+    >>> rng = np.random.default_rng(0)
+    >>> q, k, v = (rng.standard_normal((2, 16, 4)) for _ in range(3))
+    >>> out, lse = an.attention_forward(q, k, v, causal=True)
+    >>> bool(np.allclose(out, an.attention(q, k, v, causal=True))), lse.shape
+    (True, (2, 16))
+    """
     if normalizer in FUSED_BACKWARD:
         _, ops = _operands(normalizer, q, k, v, scale, causal, window, mask, "zero", params)
         return tuple(getattr(_core, "attention_lse_" + normalizer)(q, k, v, *ops))
     from ._attention import attention
-    out, st = attention(q, k, v, normalizer, scale=scale, causal=causal, window=window,
-                        mask=mask, return_stats=True, **params)
-    return out, st.lognorm
+    out = attention(q, k, v, normalizer, scale=scale, causal=causal, window=window, mask=mask,
+                    **params)
+    return out, np.full(out.shape[:-1], np.nan, dtype=out.dtype)
 
 
 def _lognorm_of(stats):
@@ -62,34 +108,52 @@ def _lognorm_of(stats):
     return stats
 
 
+@friendly_errors
+@fill_doc
 def attention_vjp(q, k, v, grad_out, normalizer="softmax", *, out=None, stats=None, scale=None,
                   causal=False, window=None, mask=None, param_grads=True, **params):
     """Gradients of ``sum(grad_out * attention(q, k, v, normalizer, ...))``.
 
     Parameters
     ----------
-    q, k, v, normalizer, scale, causal, window, mask, **params
-        Exactly as for :func:`attnnorm.attention` (the forward pass this
-        differentiates; empty rows use ``empty="zero"``).
-    grad_out : array ``(..., n, e)``
+    q, k, v : array_like, shapes ``(..., n, d)``, ``(..., m, d)``, ``(..., m, e)``
+        Queries, keys and values, exactly as for :func:`attention` (the
+        forward pass this differentiates; empty rows use ``empty="zero"``).
+    grad_out : array_like, shape ``(..., n, e)``
         Gradient with respect to the attention output.
+    normalizer : str, default "softmax"
+        A key of ``attnnorm.NORMALIZERS``.
     out, stats : optional
-        The output and the statistics (an :class:`AttentionStats` or just
-        its ``lognorm`` array) of the forward pass, from
+        The output and the statistics (an :class:`AttentionStats`, or just
+        its ``lognorm``) of the forward pass, from
         ``attention(..., return_stats=True)`` or :func:`attention_forward`.
-        When both are given the softmax, softmax_sink and ssmax backward
-        does no forward work; otherwise it recomputes them.
-    param_grads : bool
-        False skips the parameter gradients (``params`` is then empty), which
-        saves work in the row VJPs of the generic path.
+        With both, the softmax, softmax_sink and ssmax backward does no
+        forward work; otherwise it recomputes them.
+    scale : float or array_like, optional
+        Scores are ``scale * q . k``; None means ``1/sqrt(d)``.
+    {visibility}
+    param_grads : bool, default True
+        False skips the parameter gradients (``params`` is then empty),
+        which saves work in the row VJPs of the generic path.
+    **params
+        The normalizer's keyword parameters (as for :func:`attention`).
 
     Returns
     -------
     AttentionGrad
-        ``q``, ``k``, ``v`` gradients with the inputs' shapes (broadcast
-        leading axes summed, e.g. over the query groups of grouped-query
-        attention) and ``params``: the gradient of every real parameter of
-        the normalizer, reduced to the parameter's shape.
+        ``q``, ``k``, ``v``: gradients with the inputs' shapes (leading axes
+        that broadcasting added summed, e.g. over the query groups of
+        grouped-query attention); ``params``: the gradient of every real
+        parameter of the normalizer (``REAL_PARAMS``), reduced to the shape
+        it was given in (None for sigmoid's length-aware default bias).
+
+    Raises
+    ------
+    ValueError
+        ``grad_out`` not of the output's shape; everything :func:`attention`
+        rejects.
+    TypeError
+        As :func:`attention`.
 
     Notes
     -----
@@ -115,6 +179,25 @@ def attention_vjp(q, k, v, grad_out, normalizer="softmax", *, out=None, stats=No
     order, so the results are bit-identical for every thread count.  Rows
     that see no key, whose scores are all ``-inf``, or that hold ``+inf`` or
     NaN scores get zero score gradient.
+
+    References
+    ----------
+    [Dao2023] (the tiled backward from the saved log-normaliser); the
+    normalizers' own references (``help(attnnorm.normalizer_vjp)``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import attnnorm as an
+    >>> rng = np.random.default_rng(0)
+    >>> q, k, v, go = (rng.standard_normal((2, 16, 4)) for _ in range(4))
+    >>> out, lse = an.attention_forward(q, k, v, temperature=0.5, causal=True)
+    >>> g = an.attention_vjp(q, k, v, go, out=out, stats=lse, temperature=0.5, causal=True)
+    >>> g.q.shape, g.k.shape, g.v.shape, float(g.params["temperature"]) != 0
+    ((2, 16, 4), (2, 16, 4), (2, 16, 4), True)
+    >>> g2 = an.attention_vjp(q, k, v, go, "entmax", alpha=1.5, window=(4, 0))
+    >>> sorted(g2.params)
+    ['alpha']
     """
     name = normalizer
     qa, ka, va, go = (np.asarray(x) for x in (q, k, v, grad_out))
@@ -154,12 +237,11 @@ def attention_vjp(q, k, v, grad_out, normalizer="softmax", *, out=None, stats=No
             grads[pname] = None
             continue
         src = dr[..., r] if r < nscal else drp[..., r - nscal]
-        g = _sum_to(src.astype(np.float64), np.shape(given))
-        grads[pname] = g.astype(src.dtype)[()] if g.ndim == 0 else g.astype(src.dtype)
+        grads[pname] = sum_to(src, np.shape(given), src.dtype)
     return AttentionGrad(_reduce(dq, qa.shape), _reduce(dk, ka.shape), _reduce(dv, va.shape),
                          grads)
 
 
 def _reduce(g, shape):
     """g summed (in float64) over the leading axes broadcasting added, in g's dtype."""
-    return g if g.shape == tuple(shape) else _sum_to(g.astype(np.float64), shape).astype(g.dtype)
+    return g if g.shape == tuple(shape) else sum_to(g, shape, g.dtype)

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import _core
 from ._attention import _loop_dtype, _params, param_operands
-from ._common import check_param_broadcast, empty_code, mask_operand, window_bounds
+from ._common import check_param_broadcast, empty_code, mask_operand, sum_to, window_bounds
 from ._normalizers import NORMALIZERS, PARAMS, ROW_PARAMS
 
 __all__ = ["normalizer_vjp", "NormalizerGrad", "REAL_PARAMS"]
@@ -52,23 +52,6 @@ class NormalizerGrad(NamedTuple):
     sigmoid's ``bias`` when it is left at its length-aware default."""
     scores: np.ndarray
     params: dict
-
-
-def _sum_to(x, shape, dt=None):
-    """Sum x over the axes it was broadcast along to reach it from ``shape``
-    (in float64), cast to dt if given; 0-d results as scalars."""
-    shape = tuple(shape)
-    x = np.asarray(x, dtype=np.float64)
-    extra = x.ndim - len(shape)
-    if extra > 0:
-        x = x.sum(axis=tuple(range(extra)))
-    axes = tuple(i for i, (a, b) in enumerate(zip(shape, x.shape)) if a == 1 and b != 1)
-    if axes:
-        x = x.sum(axis=axes, keepdims=True)
-    x = x.reshape(shape)
-    if dt is not None:
-        x = x.astype(dt)
-    return x[()] if x.ndim == 0 else x
 
 
 def normalizer_vjp(scores, grad_weights, normalizer="softmax", *, weights=None, mask=None,
@@ -159,7 +142,7 @@ def normalizer_vjp(scores, grad_weights, normalizer="softmax", *, weights=None, 
     dx, dr, drp = getattr(_core, "normalizer_vjp_" + name)(s, w, g, mk, bool(causal), wl, wr,
                                                           rop, iop, rpop, bool(param_grads))
     # gradients in the shapes of the inputs
-    dscores = dx if dx.shape == s.shape else _sum_to(dx, s.shape, dt)
+    dscores = dx if dx.shape == s.shape else sum_to(dx, s.shape, dt)
     if row:
         dscores = dscores[0]
     defaults = {k: p.default for k, p in inspect.signature(PARAMS[name]).parameters.items()}
@@ -174,5 +157,5 @@ def normalizer_vjp(scores, grad_weights, normalizer="softmax", *, weights=None, 
             continue
         src = dr[..., q] if q < nscal else drp[..., q - nscal]
         shape = np.shape(value)
-        grads[pn] = _sum_to(src, shape, dt)
+        grads[pn] = sum_to(src, shape, dt)
     return NormalizerGrad(dscores, grads)

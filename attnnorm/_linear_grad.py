@@ -5,18 +5,19 @@ upstream gradient of its output and returns the gradients of every array
 input (and of the real parameters), reduced to the shapes they were given
 in, in O(n d e) time: the forward's prefix scans become suffix scans over
 the queries.  All run in C (linear_vjp.c), in double inside, one matrix per
-thread, so the results do not depend on the thread count: linear,
-log-space (with its carried state), cheap linear and ZeroS attention as one
-forward and one backward scan over the keys with O(d e) state; SOFT through
-its Newton-Schulz iterations with O(n L + K L^2) memory.
+thread, so the results do not depend on the thread count: linear, cheap
+linear and ZeroS attention as one forward and one backward pass over chunks
+of 64 queries (small GEMMs, O(d e) running sums); log-space attention (with
+its carried state) as one forward and one backward scan over the keys in
+log space with O(d e) state; SOFT through its Newton-Schulz iterations with
+O(n L + K L^2) memory.
 """
 from typing import NamedTuple
 
 import numpy as np
 
 from . import _core
-from ._common import int_scalar, real_param
-from ._grad import _sum_to
+from ._common import int_scalar, real_param, sum_to
 from ._linear import FEATURE_MAPS, _check_qkv, _loop_dtype, _shape
 
 __all__ = ["linear_attention_vjp", "log_attention_vjp", "cheap_linear_attention_vjp",
@@ -120,8 +121,8 @@ def linear_attention_vjp(q, k, v, grad_out, feature_map="elu1", *, causal=False,
         dq, dk, dv, deps = _core.linear_attention_vjp(
             np.asarray(q, dt), np.asarray(k, dt), np.asarray(v, dt), np.asarray(grad_out, dt),
             FEATURE_MAPS[feature_map], bool(causal), ep, 1)
-    return LinearAttentionGrad(_sum_to(dq, qs, dt), _sum_to(dk, ks, dt), _sum_to(dv, vs, dt),
-                               _sum_to(deps, np.shape(ep), dt))
+    return LinearAttentionGrad(sum_to(dq, qs, dt), sum_to(dk, ks, dt), sum_to(dv, vs, dt),
+                               sum_to(deps, np.shape(ep), dt))
 
 
 def _log_vjp_call(q, k, v, g, dt, d, e, causal, state, grad_state):
@@ -168,8 +169,8 @@ def log_attention_vjp(q, k, v, grad_out, *, causal=False, state=None, grad_state
                 raise ValueError(f"{nm} must have shape (..., d, 4 e + 2) = (..., {d}, {w}); got {xs}")
             lead = np.broadcast_shapes(lead, xs[:-2])
     dq, dk, dv, dst = _log_vjp_call(q, k, v, grad_out, dt, d, e, causal, state, grad_state)
-    dstate = None if state is None else _sum_to(dst, np.shape(state), dt)
-    return LogAttentionGrad(_sum_to(dq, qs, dt), _sum_to(dk, ks, dt), _sum_to(dv, vs, dt), dstate)
+    dstate = None if state is None else sum_to(dst, np.shape(state), dt)
+    return LogAttentionGrad(sum_to(dq, qs, dt), sum_to(dk, ks, dt), sum_to(dv, vs, dt), dstate)
 
 
 def cheap_linear_attention_vjp(h, q, grad_out, *, causal=False):
@@ -186,7 +187,7 @@ def cheap_linear_attention_vjp(h, q, grad_out, *, causal=False):
     hh = np.asarray(h, dt)
     dQ, dK, dV, _ = _core.linear_attention_vjp(np.asarray(q, dt), hh, hh, np.asarray(grad_out, dt),
                                                FEATURE_MAPS["identity"], bool(causal), dt.type(0), 0)
-    return CheapLinearGrad(_sum_to(dK + dV, hs, dt), _sum_to(dQ, qs, dt))
+    return CheapLinearGrad(sum_to(dK + dV, hs, dt), sum_to(dQ, qs, dt))
 
 
 def zeros_attention_vjp(q, k, v, s, gate_linear, gate_softmax, grad_out, *, causal=True):
@@ -213,9 +214,9 @@ def zeros_attention_vjp(q, k, v, s, gate_linear, gate_softmax, grad_out, *, caus
     lead = np.broadcast_shapes(lead, np.shape(g1), np.shape(gh))
     dq, dk, dv, ds, dg1, dgh = _core.zeros_attention_vjp(
         *(np.asarray(x, dt) for x in (q, k, v, s)), g1, gh, bool(causal), np.asarray(grad_out, dt))
-    return ZerosAttentionGrad(_sum_to(dq, qs, dt), _sum_to(dk, ks, dt), _sum_to(dv, vs, dt),
-                              _sum_to(ds, ss, dt), _sum_to(dg1, np.shape(g1), dt),
-                              _sum_to(dgh, np.shape(gh), dt))
+    return ZerosAttentionGrad(sum_to(dq, qs, dt), sum_to(dk, ks, dt), sum_to(dv, vs, dt),
+                              sum_to(ds, ss, dt), sum_to(dg1, np.shape(g1), dt),
+                              sum_to(dgh, np.shape(gh), dt))
 
 
 def soft_attention_vjp(q, v, grad_out, landmarks=None, *, n_landmarks=None, newton_iters=20):
@@ -256,5 +257,5 @@ def soft_attention_vjp(q, v, grad_out, landmarks=None, *, n_landmarks=None, newt
                                           np.broadcast_to(np.zeros((), dt), (iters,)),
                                           landmarks is None, np.asarray(grad_out, dt))
     dl = None if landmarks is None else dl
-    return SoftAttentionGrad(_sum_to(dq, qs, dt), _sum_to(dv, vs, dt),
-                             None if dl is None else _sum_to(dl, np.shape(landmarks), dt))
+    return SoftAttentionGrad(sum_to(dq, qs, dt), sum_to(dv, vs, dt),
+                             None if dl is None else sum_to(dl, np.shape(landmarks), dt))

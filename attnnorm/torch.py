@@ -22,7 +22,6 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
-from ._attention import attention as _np_attention
 from ._attention_grad import _OWN_LSE, attention_forward, attention_vjp
 from ._grad import normalizer_vjp
 from ._normalizers import NORMALIZERS
@@ -117,13 +116,8 @@ def _attention_op(q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor], causa
     params = _param_arrays(pnames, pvalues)
     qa, ka, va = _np(q), _np(k), _np(v)
     mk = None if mask is None else mask.numpy()
-    if normalizer in _OWN_LSE:
-        out, lse = attention_forward(qa, ka, va, normalizer, scale=scale, causal=causal,
-                                     window=window, mask=mk, **params)
-    else:
-        out = _np_attention(qa, ka, va, normalizer, scale=scale, causal=causal, window=window,
-                            mask=mk, **params)
-        lse = np.zeros(out.shape[:-1], dtype=out.dtype)   # unused by the backward
+    out, lse = attention_forward(qa, ka, va, normalizer, scale=scale, causal=causal,
+                                 window=window, mask=mk, **params)
     return torch.from_numpy(out), torch.from_numpy(np.ascontiguousarray(lse))
 
 

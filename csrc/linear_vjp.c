@@ -11,10 +11,12 @@
  *   dq_i  = phi'(q_i) * (S_i dnum_i + z_i dden_i)
  *   dS_j  = sum_{i: t_i > j} phi(q_i) dnum_i^T,  dz_j = sum_{i: t_i > j} dden_i phi(q_i)
  *   dk_j  = phi'(k_j) * (dS_j v_j + dz_j),  dv_j = dS_j^T phi(k_j),  deps = sum_i dden_i
- * Pass 1 scans the keys forwards and emits dq (S, z: O(d e)); pass 2 scans
- * them backwards with dS, dz (O(d e)), adding each query once the keys it sees
- * are behind.  Accumulation in double; one matrix per thread, in a fixed
- * order, so the result is the same for every thread count.
+ * Pass 1 runs over the queries forwards and emits dq (S, z: O(d e)); pass 2
+ * runs backwards with dS, dz (O(d e)), each key getting the sums of the
+ * queries that see it; both by chunks of queries (small GEMMs, see below).
+ * Accumulation in double; one matrix per thread, in a fixed order, so the
+ * result is the same for every thread count.  The exp-kernel / log-space,
+ * ZeroS and SOFT VJPs follow in this file.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -40,99 +42,204 @@ static inline an_int lv_seen(an_int i, an_int n, an_int m, int causal)
     return hi;
 }
 
+/* Chunked form: queries in chunks of AN_LVJ_CHUNK rows; chunk c's keys
+ * X_c = [t_{first query of c}, t_{first query of c + 1}) (at most a chunk
+ * of them) are the ones its queries see only in part; keys before the first
+ * query's t form X_{-1}.  Every product is a small GEMM (gemm_acc), in a
+ * fixed order:
+ *   pass 1, chunk by chunk: num = Qf S + mask(Qf Kf_X^T) V_X, den likewise,
+ *     dQf = dnum S^T + dden z^T + mask(dnum V_X^T + dden) Kf_X, then
+ *     S += Kf_X^T V_X, z += Kf_X^T 1;
+ *   pass 2, chunks in reverse with the suffix dS, dz of the later chunks:
+ *     dKf_X = V_X dS^T + dz + mask(dnum V_X^T + dden)^T Qf,
+ *     dv_X = Kf_X dS + mask(Qf Kf_X^T)^T dnum, then dS += Qf^T dnum,
+ *     dz += Qf^T dden; finally X_{-1} with the totals. */
+#define AN_LVJ_CHUNK 64
+
+/* dst (C x R) = src (R x C)^T */
+static void lvj_tr(double *dst, const double *src, an_int R, an_int C)
+{
+    for (an_int r = 0; r < R; r++)
+        for (an_int c = 0; c < C; c++) dst[c * R + r] = src[r * C + c];
+}
+
 #define AN_LINEAR_VJP(T, TS)                                                  \
 static int linear_vjp_one_##TS(const an_linvjp *P, const an_linvjpmat *M)     \
 {                                                                             \
-    const an_int n = P->n, m = P->m, d = P->d, e = P->e;                      \
+    const an_int n = P->n, m = P->m, d = P->d, e = P->e, CH = AN_LVJ_CHUNK;   \
     const int fm = M->fmap, norm = M->normalize;                              \
-    double *S = (double *)calloc((size_t)(d * e + d), sizeof(double));        \
-    double *Qf = (double *)malloc(sizeof(double) * (size_t)(n * d + n * e + n + 2 * d + 2 * e + 1)); \
-    if (!S || !Qf) { free(S); free(Qf); return AN_ERR_NOMEM; }                \
-    double *z = S + d * e;                                                    \
-    double *dnum = Qf + n * d, *dden = dnum + n * e, *kf = dden + n;          \
-    double *dph = kf + d, *vj = dph + d, *acc = vj + e;                       \
-    double deps = 0;                                                          \
-    /* pass 1: keys forwards, dq */                                           \
-    an_int j = 0;                                                             \
+    const an_int big = (d > e ? d : e) > CH ? (d > e ? d : e) : CH;           \
+    const size_t need = (size_t)(2 * n * d + 2 * m * d + m * e + 2 * n * e + n \
+                                 + 2 * d * e + 2 * d + 6 * CH * big + CH);    \
+    double *buf = (double *)malloc(sizeof(double) * need);                    \
+    an_int *tq = (an_int *)malloc(sizeof(an_int) * (size_t)(n + 1));          \
+    if (!buf || !tq) { free(buf); free(tq); return AN_ERR_NOMEM; }            \
+    double *Qf = buf, *dphq = Qf + n * d, *Kf = dphq + n * d, *dphk = Kf + m * d; \
+    double *Vd = dphk + m * d, *dnum = Vd + m * e, *Gd = dnum + n * e;        \
+    double *dden = Gd + n * e, *S = dden + n, *S2 = S + d * e, *z = S2 + d * e; \
+    double *z2 = z + d, *w1 = z2 + d, *w2 = w1 + CH * big, *w3 = w2 + CH * big; \
+    double *w4 = w3 + CH * big, *w5 = w4 + CH * big, *w6 = w5 + CH * big, *rs = w6 + CH * big; \
     for (an_int i = 0; i < n; i++) {                                          \
-        const an_int t = lv_seen(i, n, m, M->causal);                         \
-        for (; j < t; j++) {                                                  \
-            const char *kr = M->k + j * P->k_m, *vr = M->v + j * P->v_m;      \
-            for (an_int x = 0; x < e; x++) vj[x] = (double)AN_AT(T, vr, P->v_e, x); \
-            for (an_int c = 0; c < d; c++) {                                  \
-                double dp, f = lv_phi((double)AN_AT(T, kr, P->k_d, c), fm, &dp); \
-                double *Sc = S + c * e;                                       \
-                _Pragma("omp simd")                                           \
-                for (an_int x = 0; x < e; x++) Sc[x] += f * vj[x];            \
-                z[c] += f;                                                    \
-            }                                                                 \
-        }                                                                     \
         const char *qr = M->q + i * P->q_n, *gr = M->g + i * P->g_n;          \
-        char *dqr = M->dq + i * P->dq_n;                                      \
-        double *qf = Qf + i * d, *dn = dnum + i * e;                          \
-        if (t == 0) {                                                         \
-            for (an_int c = 0; c < d; c++) { qf[c] = 0; AN_AT(T, dqr, P->dq_d, c) = 0; } \
-            for (an_int x = 0; x < e; x++) dn[x] = 0;                         \
-            dden[i] = 0;                                                      \
-            continue;                                                         \
-        }                                                                     \
-        double den = M->eps, go = 0;                                          \
-        for (an_int x = 0; x < e; x++) acc[x] = 0;                            \
-        for (an_int c = 0; c < d; c++) {                                      \
-            qf[c] = lv_phi((double)AN_AT(T, qr, P->q_d, c), fm, dph + c);     \
-            den += qf[c] * z[c];                                              \
-            const double *Sc = S + c * e, qc = qf[c];                         \
-            _Pragma("omp simd")                                               \
-            for (an_int x = 0; x < e; x++) acc[x] += qc * Sc[x];   /* num */  \
-        }                                                                     \
-        if (!norm) den = 1.0;                                                 \
-        for (an_int x = 0; x < e; x++) {                                      \
-            const double g = (double)AN_AT(T, gr, P->g_e, x);                 \
-            dn[x] = g / den;                                                  \
-            go += g * (acc[x] / den);                                         \
-        }                                                                     \
-        dden[i] = norm ? -go / den : 0.0;                                     \
-        deps += dden[i];                                                      \
-        for (an_int c = 0; c < d; c++) {                                      \
-            const double *Sc = S + c * e;                                     \
-            double s = 0;                                                     \
-            _Pragma("omp simd reduction(+:s)")                                \
-            for (an_int x = 0; x < e; x++) s += Sc[x] * dn[x];                \
-            AN_AT(T, dqr, P->dq_d, c) = (T)(dph[c] * (s + z[c] * dden[i]));   \
+        for (an_int c = 0; c < d; c++)                                        \
+            Qf[i * d + c] = lv_phi((double)AN_AT(T, qr, P->q_d, c), fm, dphq + i * d + c); \
+        for (an_int x = 0; x < e; x++) Gd[i * e + x] = (double)AN_AT(T, gr, P->g_e, x); \
+        tq[i] = lv_seen(i, n, m, M->causal);                                  \
+    }                                                                         \
+    tq[n] = m;                                                                \
+    for (an_int j = 0; j < m; j++) {                                          \
+        const char *kr = M->k + j * P->k_m, *vr = M->v + j * P->v_m;          \
+        for (an_int c = 0; c < d; c++)                                        \
+            Kf[j * d + c] = lv_phi((double)AN_AT(T, kr, P->k_d, c), fm, dphk + j * d + c); \
+        for (an_int x = 0; x < e; x++) Vd[j * e + x] = (double)AN_AT(T, vr, P->v_e, x); \
+    }                                                                         \
+    if (fm == AN_FMAP_EXP) {                                                  \
+        /* phi = exp with the shifts b_c = max_j k_jc and a_i = max_c (q_ic +  \
+         * b_c), which cancel in o (held constant: o does not depend on      \
+         * them); phi' = phi.  The caller checks that no term underflows. */ \
+        double *bc = z2;                                                      \
+        for (an_int c = 0; c < d; c++) bc[c] = m > 0 ? -INFINITY : 0.0;       \
+        for (an_int j = 0; j < m; j++)                                        \
+            for (an_int c = 0; c < d; c++) bc[c] = Kf[j * d + c] > bc[c] ? Kf[j * d + c] : bc[c]; \
+        for (an_int j = 0; j < m; j++)                                        \
+            for (an_int c = 0; c < d; c++) dphk[j * d + c] = Kf[j * d + c] = exp(Kf[j * d + c] - bc[c]); \
+        for (an_int i = 0; i < n; i++) {                                      \
+            double a = -INFINITY;                                             \
+            for (an_int c = 0; c < d; c++) a = Qf[i * d + c] + bc[c] > a ? Qf[i * d + c] + bc[c] : a; \
+            for (an_int c = 0; c < d; c++)                                    \
+                dphq[i * d + c] = Qf[i * d + c] = exp(Qf[i * d + c] + bc[c] - a); \
         }                                                                     \
     }                                                                         \
-    /* pass 2: keys backwards with dS (in S), dz (in z) */                    \
-    memset(S, 0, sizeof(double) * (size_t)(d * e + d));                       \
-    an_int i = n - 1;                                                         \
-    for (an_int jj = m - 1; jj >= 0; jj--) {                                  \
-        for (; i >= 0 && lv_seen(i, n, m, M->causal) > jj; i--) {            \
-            const double *qf = Qf + i * d, *dn = dnum + i * e;                \
-            for (an_int c = 0; c < d; c++) {                                  \
-                double *Sc = S + c * e;                                       \
-                const double qc = qf[c];                                      \
-                _Pragma("omp simd")                                           \
-                for (an_int x = 0; x < e; x++) Sc[x] += qc * dn[x];           \
-                z[c] += dden[i] * qc;                                         \
+    const an_int nch = (n + CH - 1) / CH;                                     \
+    /* S, z over X_{-1} = [0, t_0) */                                         \
+    const an_int x_first = n > 0 ? tq[0] : m;                                 \
+    for (an_int x = 0; x < d * e + d; x++) S[x] = 0;   /* S and S2 */         \
+    for (an_int x = 0; x < 2 * d; x++) z[x] = 0;                              \
+    if (x_first > 0) {                                                        \
+        for (an_int j0 = 0; j0 < x_first; j0 += CH) {                         \
+            const an_int w = x_first - j0 < CH ? x_first - j0 : CH;           \
+            lvj_tr(w1, Kf + j0 * d, w, d);                                    \
+            an_vd->gemm_acc(S, e, w1, w, Vd + j0 * e, e, d, e, w);            \
+            for (an_int j = j0; j < j0 + w; j++)                              \
+                for (an_int c = 0; c < d; c++) z[c] += Kf[j * d + c];         \
+        }                                                                     \
+    }                                                                         \
+    double deps = 0;                                                          \
+    /* pass 1 */                                                              \
+    for (an_int ch = 0; ch < nch; ch++) {                                     \
+        const an_int i0 = ch * CH, R = n - i0 < CH ? n - i0 : CH;             \
+        const an_int x0 = tq[i0], x1 = tq[i0 + R], w = x1 - x0;               \
+        const double *Qc = Qf + i0 * d;                                       \
+        double *num = w2, *Pm = w3, *dP = w4, *dQ = w5;                       \
+        for (an_int x = 0; x < R * e; x++) num[x] = 0;                        \
+        an_vd->gemm_acc(num, e, Qc, d, S, e, R, e, d);                        \
+        for (an_int r = 0; r < R; r++) {                                      \
+            double dz = 0;                                                    \
+            for (an_int c = 0; c < d; c++) dz += Qc[r * d + c] * z[c];        \
+            rs[r] = dz;                                                       \
+        }                                                                     \
+        if (w > 0) {                                                          \
+            lvj_tr(w1, Kf + x0 * d, w, d);                 /* Kf_X^T */       \
+            for (an_int x = 0; x < R * w; x++) Pm[x] = 0;                     \
+            an_vd->gemm_acc(Pm, w, Qc, d, w1, w, R, w, d);                    \
+            for (an_int r = 0; r < R; r++)                                    \
+                for (an_int j = 0; j < w; j++)                                \
+                    if (x0 + j >= tq[i0 + r]) Pm[r * w + j] = 0;              \
+            an_vd->gemm_acc(num, e, Pm, w, Vd + x0 * e, e, R, e, w);          \
+            for (an_int r = 0; r < R; r++)                                    \
+                for (an_int j = 0; j < w; j++) rs[r] += Pm[r * w + j];        \
+        }                                                                     \
+        for (an_int r = 0; r < R; r++) {                                      \
+            const an_int i = i0 + r;                                          \
+            double *dn = dnum + i * e;                                        \
+            const double *gi = Gd + i * e;                                    \
+            if (tq[i] == 0) {                                                 \
+                for (an_int x = 0; x < e; x++) dn[x] = 0;                     \
+                dden[i] = 0; continue;                                        \
+            }                                                                 \
+            const double den = norm ? rs[r] + M->eps : 1.0;                   \
+            double go = 0;                                                    \
+            for (an_int x = 0; x < e; x++) { dn[x] = gi[x] / den; go += gi[x] * (num[r * e + x] / den); } \
+            dden[i] = norm ? -go / den : 0.0;                                 \
+            deps += dden[i];                                                  \
+        }                                                                     \
+        /* dQf = dnum S^T + dden z^T + mask(dnum V_X^T + dden) Kf_X */        \
+        lvj_tr(S2, S, d, e);                              /* S^T (e x d) */   \
+        for (an_int x = 0; x < R * d; x++) dQ[x] = 0;                         \
+        an_vd->gemm_acc(dQ, d, dnum + i0 * e, e, S2, d, R, d, e);             \
+        for (an_int r = 0; r < R; r++)                                        \
+            for (an_int c = 0; c < d; c++) dQ[r * d + c] += dden[i0 + r] * z[c]; \
+        if (w > 0) {                                                          \
+            lvj_tr(w6, Vd + x0 * e, w, e);                /* V_X^T */         \
+            for (an_int x = 0; x < R * w; x++) dP[x] = 0;                     \
+            an_vd->gemm_acc(dP, w, dnum + i0 * e, e, w6, w, R, w, e);         \
+            for (an_int r = 0; r < R; r++)                                    \
+                for (an_int j = 0; j < w; j++)                                \
+                    dP[r * w + j] = x0 + j < tq[i0 + r] ? dP[r * w + j] + dden[i0 + r] : 0.0; \
+            an_vd->gemm_acc(dQ, d, dP, w, Kf + x0 * d, d, R, d, w);           \
+            /* S += Kf_X^T V_X, z += Kf_X^T 1 */                              \
+            an_vd->gemm_acc(S, e, w1, w, Vd + x0 * e, e, d, e, w);            \
+            for (an_int j = x0; j < x1; j++)                                  \
+                for (an_int c = 0; c < d; c++) z[c] += Kf[j * d + c];         \
+        }                                                                     \
+        for (an_int r = 0; r < R; r++) {                                      \
+            char *dqr = M->dq + (i0 + r) * P->dq_n;                           \
+            for (an_int c = 0; c < d; c++)                                    \
+                AN_AT(T, dqr, P->dq_d, c) = (T)(dQ[r * d + c] * dphq[(i0 + r) * d + c]); \
+        }                                                                     \
+    }                                                                         \
+    /* pass 2: dS in S, dz in z (suffix over the later chunks) */             \
+    for (an_int x = 0; x < d * e; x++) S[x] = 0;                              \
+    for (an_int x = 0; x < d; x++) z[x] = 0;                                  \
+    for (an_int ch = nch - 1; ch >= -1; ch--) {                               \
+        const an_int i0 = ch >= 0 ? ch * CH : 0;                              \
+        const an_int R = ch >= 0 ? (n - i0 < CH ? n - i0 : CH) : 0;           \
+        const an_int x0 = ch >= 0 ? tq[i0] : 0, x1 = ch >= 0 ? tq[i0 + R] : x_first; \
+        const double *Qc = Qf + i0 * d, *dnc = dnum + i0 * e;                 \
+        lvj_tr(S2, S, d, e);                              /* dS^T */          \
+        for (an_int j0 = x0; j0 < x1; j0 += CH) {                             \
+            const an_int w = x1 - j0 < CH ? x1 - j0 : CH;                     \
+            double *dK = w2, *dV = w3, *Pm = w4, *dP = w5;                    \
+            for (an_int x = 0; x < w * d; x++) dK[x] = 0;                     \
+            for (an_int x = 0; x < w * e; x++) dV[x] = 0;                     \
+            an_vd->gemm_acc(dK, d, Vd + j0 * e, e, S2, d, w, d, e);           \
+            an_vd->gemm_acc(dV, e, Kf + j0 * d, d, S, e, w, e, d);            \
+            for (an_int j = 0; j < w; j++)                                    \
+                for (an_int c = 0; c < d; c++) dK[j * d + c] += z[c];         \
+            if (R > 0) {                                                      \
+                /* mask(Qf Kf_X^T) (R x w) and mask(dnum V_X^T + dden) */     \
+                lvj_tr(w1, Kf + j0 * d, w, d);                                \
+                for (an_int x = 0; x < R * w; x++) Pm[x] = dP[x] = 0;         \
+                an_vd->gemm_acc(Pm, w, Qc, d, w1, w, R, w, d);                \
+                lvj_tr(w6, Vd + j0 * e, w, e);                                \
+                an_vd->gemm_acc(dP, w, dnc, e, w6, w, R, w, e);               \
+                for (an_int r = 0; r < R; r++)                                \
+                    for (an_int j = 0; j < w; j++) {                          \
+                        const int seen = j0 + j < tq[i0 + r];                 \
+                        Pm[r * w + j] = seen ? Pm[r * w + j] : 0.0;           \
+                        dP[r * w + j] = seen ? dP[r * w + j] + dden[i0 + r] : 0.0; \
+                    }                                                         \
+                lvj_tr(w1, dP, R, w);                     /* (w x R) */       \
+                an_vd->gemm_acc(dK, d, w1, R, Qc, d, w, d, R);                \
+                lvj_tr(w1, Pm, R, w);                                         \
+                an_vd->gemm_acc(dV, e, w1, R, dnc, e, w, e, R);               \
+            }                                                                 \
+            for (an_int j = 0; j < w; j++) {                                  \
+                char *dkr = M->dk + (j0 + j) * P->dk_m, *dvr = M->dv + (j0 + j) * P->dv_m; \
+                for (an_int c = 0; c < d; c++)                                \
+                    AN_AT(T, dkr, P->dk_d, c) = (T)(dK[j * d + c] * dphk[(j0 + j) * d + c]); \
+                for (an_int x = 0; x < e; x++) AN_AT(T, dvr, P->dv_e, x) = (T)dV[j * e + x]; \
             }                                                                 \
         }                                                                     \
-        const char *kr = M->k + jj * P->k_m, *vr = M->v + jj * P->v_m;        \
-        char *dkr = M->dk + jj * P->dk_m, *dvr = M->dv + jj * P->dv_m;        \
-        for (an_int x = 0; x < e; x++) { vj[x] = (double)AN_AT(T, vr, P->v_e, x); acc[x] = 0; } \
-        for (an_int c = 0; c < d; c++) {                                      \
-            double dp;                                                        \
-            const double kc = lv_phi((double)AN_AT(T, kr, P->k_d, c), fm, &dp); \
-            const double *Sc = S + c * e;                                     \
-            double s = 0;                                                     \
-            _Pragma("omp simd reduction(+:s)")                                \
-            for (an_int x = 0; x < e; x++) s += Sc[x] * vj[x];                \
-            AN_AT(T, dkr, P->dk_d, c) = (T)(dp * (s + z[c]));                 \
-            _Pragma("omp simd")                                               \
-            for (an_int x = 0; x < e; x++) acc[x] += kc * Sc[x];   /* dv */   \
+        if (R > 0) {                                      /* dS += Qf^T dnum */ \
+            lvj_tr(w1, Qc, R, d);                                             \
+            an_vd->gemm_acc(S, e, w1, R, dnc, e, d, e, R);                    \
+            for (an_int r = 0; r < R; r++)                                    \
+                for (an_int c = 0; c < d; c++) z[c] += dden[i0 + r] * Qc[r * d + c]; \
         }                                                                     \
-        for (an_int x = 0; x < e; x++) AN_AT(T, dvr, P->dv_e, x) = (T)acc[x]; \
     }                                                                         \
-    *(T *)M->deps = (T)deps;                                                  \
-    free(S); free(Qf);                                                        \
+    if (M->deps) *(T *)M->deps = (T)deps;                                     \
+    free(buf); free(tq);                                                      \
     return AN_OK;                                                             \
 }                                                                             \
 int an_linear_attention_vjp_##TS(const an_linvjp *P)                         \
@@ -183,11 +290,47 @@ static inline double lp_log(double M, double s) { return s > 0 ? M + log(s) : -I
 /* e^{x} X for X = e^M s (0 when X = 0) */
 static inline double lp_scale(double x, double M, double s) { return s > 0 ? exp(x + M) * s : 0.0; }
 
+/* The shifted exp map of linear_vjp_one is exact when every score is finite
+ * and, per feature, the keys lie within 600 of their maximum: each query's
+ * largest term over the keys it sees is then >= e^-600 (no underflow, and
+ * the denominator, a sum of positive terms, keeps full relative precision). */
+#define AN_EXP_SAFE(T, TS)                                                    \
+static int exp_shift_safe_##TS(const an_linvjp *P, const an_linvjpmat *M)     \
+{                                                                             \
+    const an_int n = P->n, m = P->m, d = P->d;                                \
+    if (d == 0) return 0;                         /* no features: 0 / 0 */    \
+    for (an_int c = 0; c < d; c++) {                                          \
+        double lo = INFINITY, hi = -INFINITY;                                 \
+        for (an_int j = 0; j < m; j++) {                                      \
+            const double x = (double)AN_AT(T, M->k + j * P->k_m, P->k_d, c);  \
+            if (!(x - x == 0)) return 0;                                      \
+            lo = x < lo ? x : lo; hi = x > hi ? x : hi;                       \
+        }                                                                     \
+        if (m > 0 && hi - lo > 600.0) return 0;                               \
+        for (an_int i = 0; i < n; i++) {                                      \
+            const double x = (double)AN_AT(T, M->q + i * P->q_n, P->q_d, c);  \
+            if (!(x - x == 0)) return 0;                                      \
+        }                                                                     \
+    }                                                                         \
+    return 1;                                                                 \
+}
+AN_EXP_SAFE(float, f)
+AN_EXP_SAFE(double, d)
+
 #define AN_EXP_VJP(T, TS)                                                     \
 static int exp_vjp_one_##TS(const an_linvjp *P, const an_linvjpmat *M)        \
 {                                                                             \
     const an_int n = P->n, m = P->m, d = P->d, e = P->e, de = d * e;          \
     const an_int ew = e;                                                      \
+    if (!M->has_state && !M->has_gstate && exp_shift_safe_##TS(P, M)) {      \
+        /* no state: the chunked linear form with the shifted exp map */     \
+        an_linvjpmat L = *M;                                                  \
+        L.fmap = AN_FMAP_EXP; L.normalize = 1; L.eps = 0; L.deps = NULL;      \
+        for (an_int c = 0; c < d; c++)                                        \
+            for (an_int x = 0; x < 4 * e + 2; x++)                            \
+                AN_AT(T, M->dst + c * P->dst_d, P->dst_w, x) = 0;             \
+        return linear_vjp_one_##TS(P, &L);                                    \
+    }                                                                         \
     /* pairs: Z (d), P+ (d e), P- (d e); the same for A+-, B+-; lambda0 */    \
     const size_t nb = (size_t)(2 * d + 4 * de)   /* Z, S+- pairs */          \
                     + (size_t)(4 * de + 4 * d)   /* A+-, B+- pairs */        \
@@ -448,121 +591,240 @@ AN_EXP_VJP(double, d)
  * The e^{s_i} / Z_t sums are kept relative to the smallest Z_t added, so
  * e^{s_i} / Z_ref <= 1: no overflow whatever the range of s.
  */
+/* Chunked as linear_attention_vjp: prefix sums F, G, H (H relative to the
+ * maximum Rc of the logits before the chunk) over the keys every query of a
+ * chunk sees, the chunk's own keys X through masked small GEMMs with the
+ * explicit weights r_{t,i} = alpha_t + beta_t s_i + sh e^{s_i - log Z_t}. */
+/* out[r] = <row r of A, row r of B> (R x C each) */
+static void zvj_rowdot(const double *A, const double *B, an_int R, an_int C, double *out)
+{
+    for (an_int r = 0; r < R; r++) {
+        double s = 0;
+        for (an_int c = 0; c < C; c++) s += A[r * C + c] * B[r * C + c];
+        out[r] = s;
+    }
+}
+
 #define AN_ZEROS_VJP(T, TS)                                                   \
 static int zeros_vjp_one_##TS(const an_linvjp *P, const an_linvjpmat *M)      \
 {                                                                             \
-    const an_int n = P->n, m = P->m, d = P->d, e = P->e, de = d * e;          \
+    const an_int n = P->n, m = P->m, d = P->d, e = P->e, de = d * e, CH = AN_LVJ_CHUNK; \
     const double g1 = M->g_lin, gh = M->g_soft;                               \
-    double *buf = (double *)malloc(sizeof(double) * (size_t)(3 * de + 5 * n + d + 2 * e)); \
-    if (!buf) return AN_ERR_NOMEM;                                            \
-    double *F = buf, *Gm = F + de, *Hm = Gm + de;                             \
-    double *al = Hm + de, *be = al + n, *lZ = be + n, *cz = lZ + n, *as = cz + n; \
-    double *qv = as + n, *vv = qv + d, *om = vv + e;                          \
-    for (an_int x = 0; x < 3 * de; x++) buf[x] = 0;                           \
-    double cnt = 0, ssum = 0, R = -INFINITY, Zs = 0, dg1 = 0, dgh = 0;        \
-    an_int j = 0;                                                             \
+    const an_int big = (d > e ? d : e) > CH ? (d > e ? d : e) : CH;           \
+    const size_t need = (size_t)(n * d + m * d + m * e + n * e + m + 2 * (m + 1) \
+                                 + 8 * n + 6 * de + 12 * CH * big + 7 * CH);  \
+    double *buf = (double *)malloc(sizeof(double) * need);                    \
+    an_int *tq = (an_int *)malloc(sizeof(an_int) * (size_t)(n + 1));          \
+    if (!buf || !tq) { free(buf); free(tq); return AN_ERR_NOMEM; }            \
+    double *Qd = buf, *Kd = Qd + n * d, *Vd = Kd + m * d, *Od = Vd + m * e, *Sd = Od + n * e; \
+    double *cs = Sd + m, *cz = cs + (m + 1);          /* prefix sum of s, log-sum-exp */ \
+    double *al = cz + (m + 1), *be = al + n, *lZ = be + n, *sb = lZ + n;      \
+    double *dal = sb + n, *dbe = dal + n, *hz = dbe + n, *as = hz + n;        \
+    double *F = as + n, *Gm = F + de, *Hm = Gm + de, *T1 = Hm + de, *T2 = T1 + de, *T3 = T2 + de; \
+    double *w1 = T3 + de, *w2 = w1 + CH * big, *w3 = w2 + CH * big, *w4 = w3 + CH * big; \
+    double *w5 = w4 + CH * big, *w6 = w5 + CH * big, *w7 = w6 + CH * big, *w8 = w7 + CH * big; \
+    double *w9 = w8 + CH * big, *w10 = w9 + CH * big, *w11 = w10 + CH * big, *w12 = w11 + CH * big; \
+    double *v1 = w12 + CH * big, *v2 = v1 + CH, *v3 = v2 + CH, *v4 = v3 + CH; \
+    double *v5 = v4 + CH, *v6 = v5 + CH, *v7 = v6 + CH;                       \
+    for (an_int i = 0; i < n; i++) {                                          \
+        const char *qr = M->q + i * P->q_n, *gr = M->g + i * P->g_n;          \
+        for (an_int c = 0; c < d; c++) Qd[i * d + c] = (double)AN_AT(T, qr, P->q_d, c); \
+        for (an_int x = 0; x < e; x++) Od[i * e + x] = (double)AN_AT(T, gr, P->g_e, x); \
+        tq[i] = lv_seen(i, n, m, M->causal);                                  \
+    }                                                                         \
+    tq[n] = m;                                                                \
+    cs[0] = 0; cz[0] = -INFINITY;                                             \
+    for (an_int j = 0; j < m; j++) {                                          \
+        const char *kr = M->k + j * P->k_m, *vr = M->v + j * P->v_m;          \
+        for (an_int c = 0; c < d; c++) Kd[j * d + c] = (double)AN_AT(T, kr, P->k_d, c); \
+        for (an_int x = 0; x < e; x++) Vd[j * e + x] = (double)AN_AT(T, vr, P->v_e, x); \
+        Sd[j] = (double)AN_AT(T, M->s, P->s_m, j);                            \
+        cs[j + 1] = cs[j] + Sd[j];                                            \
+        const double a = cz[j], b = Sd[j], mx = a > b ? a : b;                \
+        cz[j + 1] = mx + log(exp(a - mx) + exp(b - mx));                      \
+    }                                                                         \
     for (an_int t = 0; t < n; t++) {                                          \
-        const an_int tt = lv_seen(t, n, m, M->causal);                        \
-        for (; j < tt; j++) {                                                 \
-            const char *kr = M->k + j * P->k_m, *vr = M->v + j * P->v_m;      \
-            const double sj = (double)AN_AT(T, M->s, P->s_m, j);              \
-            if (sj > R) {                                                     \
-                const double sc = R == -INFINITY ? 0.0 : exp(R - sj);         \
-                for (an_int x = 0; x < de; x++) Hm[x] *= sc;                  \
-                Zs *= sc; R = sj;                                             \
-            }                                                                 \
-            const double ej = exp(sj - R);                                    \
-            cnt += 1; ssum += sj; Zs += ej;                                   \
-            for (an_int x = 0; x < e; x++) vv[x] = (double)AN_AT(T, vr, P->v_e, x); \
-            for (an_int c = 0; c < d; c++) {                                  \
-                const double kc = (double)AN_AT(T, kr, P->k_d, c);            \
-                for (an_int x = 0; x < e; x++) {                              \
-                    const double kv = kc * vv[x];                             \
-                    F[c * e + x] += kv; Gm[c * e + x] += sj * kv; Hm[c * e + x] += ej * kv; \
-                }                                                             \
-            }                                                                 \
-        }                                                                     \
-        char *dqr = M->dq + t * P->dq_n;                                      \
-        if (tt == 0) {                                                        \
-            for (an_int c = 0; c < d; c++) AN_AT(T, dqr, P->dq_d, c) = 0;      \
-            al[t] = be[t] = cz[t] = as[t] = 0; lZ[t] = INFINITY;              \
-            continue;                                                         \
-        }                                                                     \
-        const char *qr = M->q + t * P->q_n, *gr = M->g + t * P->g_n;          \
-        for (an_int c = 0; c < d; c++) qv[c] = (double)AN_AT(T, qr, P->q_d, c); \
-        for (an_int x = 0; x < e; x++) om[x] = (double)AN_AT(T, gr, P->g_e, x); \
-        const double sbar = ssum / cnt, gam = gh / Zs;   /* gamma_t e^R */    \
-        al[t] = -(g1 - gh) * sbar / cnt - gh / cnt;                           \
+        const double cnt = (double)tq[t];                                     \
+        if (tq[t] == 0) { al[t] = be[t] = sb[t] = 0; lZ[t] = INFINITY; continue; } \
+        sb[t] = cs[tq[t]] / cnt;                                              \
+        lZ[t] = cz[tq[t]];                                                    \
+        al[t] = -(g1 - gh) * sb[t] / cnt - gh / cnt;                          \
         be[t] = (g1 - gh) / cnt;                                              \
-        lZ[t] = R + log(Zs);                                                  \
-        double uF = 0, uG = 0, uH = 0;                                        \
-        for (an_int c = 0; c < d; c++) {                                      \
-            double fo = 0, go = 0, ho = 0;                                    \
-            for (an_int x = 0; x < e; x++) {                                  \
-                fo += F[c * e + x] * om[x]; go += Gm[c * e + x] * om[x]; ho += Hm[c * e + x] * om[x]; \
+    }                                                                         \
+    const an_int nch = (n + CH - 1) / CH, x_first = n > 0 ? tq[0] : m;        \
+    /* prefix F, G, H over keys [0, x_first), H relative to Rc */             \
+    for (an_int x = 0; x < 3 * de; x++) F[x] = 0;                             \
+    double Rc = -INFINITY;                                                    \
+    double dg1 = 0, dgh = 0;                                                  \
+    for (an_int ch = -1; ch < nch; ch++) {                                    \
+        const an_int i0 = ch >= 0 ? ch * CH : 0;                              \
+        const an_int R = ch >= 0 ? (n - i0 < CH ? n - i0 : CH) : 0;           \
+        const an_int x0 = ch >= 0 ? tq[i0] : 0, x1 = ch >= 0 ? tq[i0 + R] : x_first; \
+        const an_int w = x1 - x0;                                             \
+        const double *Qc = Qd + i0 * d, *Oc = Od + i0 * e;                    \
+        if (R > 0) {                                                          \
+            /* prefix part: OF = Omega F^T, OG, OH (R x d) */                 \
+            lvj_tr(T1, F, d, e); lvj_tr(T2, Gm, d, e); lvj_tr(T3, Hm, d, e);  \
+            double *OF = w1, *OG = w2, *OH = w3, *dQ = w4;                    \
+            for (an_int x = 0; x < R * d; x++) OF[x] = OG[x] = OH[x] = 0;     \
+            an_vd->gemm_acc(OF, d, Oc, e, T1, d, R, d, e);                    \
+            an_vd->gemm_acc(OG, d, Oc, e, T2, d, R, d, e);                    \
+            an_vd->gemm_acc(OH, d, Oc, e, T3, d, R, d, e);                    \
+            zvj_rowdot(Qc, OF, R, d, v1); zvj_rowdot(Qc, OG, R, d, v2); zvj_rowdot(Qc, OH, R, d, v3); \
+            for (an_int r = 0; r < R; r++) {                                  \
+                const an_int t = i0 + r;                                      \
+                const double gt = tq[t] > 0 && Rc > -INFINITY ? gh * exp(Rc - lZ[t]) : 0.0; \
+                for (an_int c = 0; c < d; c++)                                \
+                    dQ[r * d + c] = tq[t] > 0 ? al[t] * OF[r * d + c] + be[t] * OG[r * d + c] + gt * OH[r * d + c] : 0.0; \
+                dal[t] = tq[t] > 0 ? v1[r] : 0.0;                             \
+                dbe[t] = tq[t] > 0 ? v2[r] : 0.0;                             \
+                hz[t] = tq[t] > 0 && Rc > -INFINITY ? v3[r] * exp(Rc - lZ[t]) : 0.0; \
             }                                                                 \
-            AN_AT(T, dqr, P->dq_d, c) = (T)(al[t] * fo + be[t] * go + gam * ho); \
-            uF += qv[c] * fo; uG += qv[c] * go; uH += qv[c] * ho;             \
+            if (w > 0) {                                                      \
+                /* intra: QK = Q K_X^T, OV = Omega V_X^T (R x w), masked */   \
+                double *QK = w5, *OV = w6, *Rw = w7;                          \
+                lvj_tr(w8, Kd + x0 * d, w, d); lvj_tr(w9, Vd + x0 * e, w, e); \
+                for (an_int x = 0; x < R * w; x++) QK[x] = OV[x] = 0;         \
+                an_vd->gemm_acc(QK, w, Qc, d, w8, w, R, w, d);                \
+                an_vd->gemm_acc(OV, w, Oc, e, w9, w, R, w, e);                \
+                for (an_int r = 0; r < R; r++) {                              \
+                    const an_int t = i0 + r;                                  \
+                    for (an_int j = 0; j < w; j++) {                          \
+                        const an_int jj = x0 + j;                             \
+                        const int seen = jj < tq[t];                          \
+                        const double ez = seen ? exp(Sd[jj] - lZ[t]) : 0.0;   \
+                        const double p = seen ? QK[r * w + j] * OV[r * w + j] : 0.0; \
+                        Rw[r * w + j] = seen ? (al[t] + be[t] * Sd[jj] + gh * ez) * OV[r * w + j] : 0.0; \
+                        dal[t] += p; dbe[t] += Sd[jj] * p; hz[t] += ez * p;   \
+                    }                                                         \
+                }                                                             \
+                an_vd->gemm_acc(dQ, d, Rw, w, Kd + x0 * d, d, R, d, w);       \
+            }                                                                 \
+            for (an_int r = 0; r < R; r++) {                                  \
+                const an_int t = i0 + r;                                      \
+                char *dqr = M->dq + t * P->dq_n;                              \
+                for (an_int c = 0; c < d; c++) AN_AT(T, dqr, P->dq_d, c) = (T)dQ[r * d + c]; \
+                if (tq[t] == 0) { as[t] = 0; hz[t] = 0; continue; }           \
+                const double cnt = (double)tq[t];                             \
+                dg1 += dal[t] * (-sb[t] / cnt) + dbe[t] / cnt;                \
+                dgh += dal[t] * (sb[t] - 1.0) / cnt - dbe[t] / cnt + hz[t];   \
+                as[t] = -dal[t] * (g1 - gh) / (cnt * cnt);                    \
+                hz[t] = -gh * hz[t];          /* czt: e^{s_i} dZ_t = czt e^{s_i} / Z_t */ \
+            }                                                                 \
         }                                                                     \
-        /* uH = q^T H Omega e^{-R}: dgamma_t / Z_t = uH / Zs */               \
-        dg1 += uF * (-sbar / cnt) + uG / cnt;                                 \
-        dgh += uF * (sbar - 1.0) / cnt - uG / cnt + uH / Zs;                  \
-        cz[t] = -gh * uH / Zs;            /* e^{s_i} dZ_t = cz e^{s_i} / Z_t */ \
-        as[t] = -uF * (g1 - gh) / (cnt * cnt);                                \
+        /* add keys X to F, G, H */                                           \
+        for (an_int j0 = x0; j0 < x1; j0 += CH) {                             \
+            const an_int ww = x1 - j0 < CH ? x1 - j0 : CH;                    \
+            double mx = Rc;                                                   \
+            for (an_int j = j0; j < j0 + ww; j++) mx = Sd[j] > mx ? Sd[j] : mx; \
+            if (mx > Rc) {                                                    \
+                const double sc = Rc == -INFINITY ? 0.0 : exp(Rc - mx);       \
+                for (an_int x = 0; x < de; x++) Hm[x] *= sc;                  \
+                Rc = mx;                                                      \
+            }                                                                 \
+            double *KT = w1, *KS = w2, *KE = w3;                              \
+            lvj_tr(KT, Kd + j0 * d, ww, d);                                   \
+            for (an_int c = 0; c < d; c++)                                    \
+                for (an_int j = 0; j < ww; j++) {                             \
+                    KS[c * ww + j] = KT[c * ww + j] * Sd[j0 + j];             \
+                    KE[c * ww + j] = KT[c * ww + j] * exp(Sd[j0 + j] - Rc);   \
+                }                                                             \
+            an_vd->gemm_acc(F, e, KT, ww, Vd + j0 * e, e, d, e, ww);          \
+            an_vd->gemm_acc(Gm, e, KS, ww, Vd + j0 * e, e, d, e, ww);         \
+            an_vd->gemm_acc(Hm, e, KE, ww, Vd + j0 * e, e, d, e, ww);         \
+        }                                                                     \
     }                                                                         \
     *(T *)M->dg1 = (T)dg1; *(T *)M->dgh = (T)dgh;                             \
-    /* pass 2: Da, Db in F, Gm; the gamma sum relative to Z_ref in Hm */      \
-    for (an_int x = 0; x < 3 * de; x++) buf[x] = 0;                           \
+    /* pass 2: suffix Da, Db (F, Gm), Dg relative to Lref (Hm); scalars */    \
+    for (an_int x = 0; x < 3 * de; x++) F[x] = 0;                             \
     double Lref = INFINITY, scz = 0, sas = 0;                                 \
-    an_int t = n - 1;                                                         \
-    for (an_int i = m - 1; i >= 0; i--) {                                     \
-        for (; t >= 0 && lv_seen(t, n, m, M->causal) > i; t--) {             \
-            const char *qr = M->q + t * P->q_n, *gr = M->g + t * P->g_n;      \
-            if (lZ[t] < Lref) {                                               \
-                const double sc = Lref == INFINITY ? 0.0 : exp(lZ[t] - Lref); \
-                for (an_int x = 0; x < de; x++) Hm[x] *= sc;                  \
-                scz *= sc; Lref = lZ[t];                                      \
+    for (an_int ch = nch - 1; ch >= -1; ch--) {                               \
+        const an_int i0 = ch >= 0 ? ch * CH : 0;                              \
+        const an_int R = ch >= 0 ? (n - i0 < CH ? n - i0 : CH) : 0;           \
+        const an_int x0 = ch >= 0 ? tq[i0] : 0, x1 = ch >= 0 ? tq[i0 + R] : x_first; \
+        const double *Qc = Qd + i0 * d, *Oc = Od + i0 * e;                    \
+        lvj_tr(T1, F, d, e); lvj_tr(T2, Gm, d, e); lvj_tr(T3, Hm, d, e);      \
+        for (an_int j0 = x0; j0 < x1; j0 += CH) {                             \
+            const an_int w = x1 - j0 < CH ? x1 - j0 : CH;                     \
+            const double *Kx = Kd + j0 * d, *Vx = Vd + j0 * e, *sx = Sd + j0; \
+            double *A1 = w1, *A2 = w2, *A3 = w3, *B1 = w4, *B2 = w5, *B3 = w6; \
+            for (an_int x = 0; x < w * d; x++) A1[x] = A2[x] = A3[x] = 0;     \
+            for (an_int x = 0; x < w * e; x++) B1[x] = B2[x] = B3[x] = 0;     \
+            an_vd->gemm_acc(A1, d, Vx, e, T1, d, w, d, e);      /* V Da^T */  \
+            an_vd->gemm_acc(A2, d, Vx, e, T2, d, w, d, e);                    \
+            an_vd->gemm_acc(A3, d, Vx, e, T3, d, w, d, e);                    \
+            an_vd->gemm_acc(B1, e, Kx, d, F, e, w, e, d);       /* K Da */    \
+            an_vd->gemm_acc(B2, e, Kx, d, Gm, e, w, e, d);                    \
+            an_vd->gemm_acc(B3, e, Kx, d, Hm, e, w, e, d);                    \
+            zvj_rowdot(B2, Vx, w, e, v4); zvj_rowdot(B3, Vx, w, e, v5);       \
+            double *dK = w7, *dV = w8;                                        \
+            for (an_int j = 0; j < w; j++) {                                  \
+                const double fj = Lref == INFINITY ? 0.0 : exp(sx[j] - Lref); \
+                for (an_int c = 0; c < d; c++)                                \
+                    dK[j * d + c] = A1[j * d + c] + sx[j] * A2[j * d + c] + fj * A3[j * d + c]; \
+                for (an_int x = 0; x < e; x++)                                \
+                    dV[j * e + x] = B1[j * e + x] + sx[j] * B2[j * e + x] + fj * B3[j * e + x]; \
+                v6[j] = v4[j] + fj * v5[j] + fj * scz + sas;       /* ds */   \
             }                                                                 \
-            const double wg = gh * exp(Lref - lZ[t]);                         \
-            for (an_int x = 0; x < e; x++) om[x] = (double)AN_AT(T, gr, P->g_e, x); \
-            for (an_int c = 0; c < d; c++) {                                  \
-                const double qc = (double)AN_AT(T, qr, P->q_d, c);            \
-                for (an_int x = 0; x < e; x++) {                              \
-                    const double w = qc * om[x];                              \
-                    F[c * e + x] += al[t] * w; Gm[c * e + x] += be[t] * w; Hm[c * e + x] += wg * w; \
+            if (R > 0) {                                                      \
+                double *QK = w9, *OV = w10, *RO = w11, *RQ = w12;             \
+                lvj_tr(w1, Kx, w, d); lvj_tr(w2, Vx, w, e);                   \
+                for (an_int x = 0; x < R * w; x++) QK[x] = OV[x] = 0;         \
+                an_vd->gemm_acc(QK, w, Qc, d, w1, w, R, w, d);                \
+                an_vd->gemm_acc(OV, w, Oc, e, w2, w, R, w, e);                \
+                /* RO (w x R) = (r * OV)^T, RQ = (r * QK)^T, masked; ds terms */ \
+                for (an_int j = 0; j < w; j++) v7[j] = 0;                     \
+                for (an_int r = 0; r < R; r++) {                              \
+                    const an_int t = i0 + r;                                  \
+                    for (an_int j = 0; j < w; j++) {                          \
+                        const int seen = j0 + j < tq[t];                      \
+                        const double ez = seen ? exp(sx[j] - lZ[t]) : 0.0;    \
+                        const double rr = seen ? al[t] + be[t] * sx[j] + gh * ez : 0.0; \
+                        RO[j * R + r] = rr * OV[r * w + j];                   \
+                        RQ[j * R + r] = rr * QK[r * w + j];                   \
+                        if (seen)                                             \
+                            v7[j] += (be[t] + gh * ez) * QK[r * w + j] * OV[r * w + j] \
+                                   + hz[t] * ez + as[t];                      \
+                    }                                                         \
                 }                                                             \
+                an_vd->gemm_acc(dK, d, RO, R, Qc, d, w, d, R);                \
+                an_vd->gemm_acc(dV, e, RQ, R, Oc, e, w, e, R);                \
+                for (an_int j = 0; j < w; j++) v6[j] += v7[j];                \
             }                                                                 \
-            scz += cz[t] * exp(Lref - lZ[t]);                                 \
-            sas += as[t];                                                     \
-        }                                                                     \
-        const char *kr = M->k + i * P->k_m, *vr = M->v + i * P->v_m;          \
-        char *dkr = M->dk + i * P->dk_m, *dvr = M->dv + i * P->dv_m;          \
-        const double si = (double)AN_AT(T, M->s, P->s_m, i);                  \
-        const double fi = Lref == INFINITY ? 0.0 : exp(si - Lref);            \
-        for (an_int x = 0; x < e; x++) vv[x] = (double)AN_AT(T, vr, P->v_e, x); \
-        for (an_int c = 0; c < d; c++) qv[c] = (double)AN_AT(T, kr, P->k_d, c); \
-        double ds = fi * scz + sas;                                           \
-        for (an_int c = 0; c < d; c++) {                                      \
-            double dk = 0;                                                    \
-            for (an_int x = 0; x < e; x++) {                                  \
-                const an_int ce = c * e + x;                                  \
-                const double sd = Gm[ce] + fi * Hm[ce];                       \
-                dk += (F[ce] + si * Gm[ce] + fi * Hm[ce]) * vv[x];            \
-                ds += qv[c] * sd * vv[x];                                     \
+            for (an_int j = 0; j < w; j++) {                                  \
+                char *dkr = M->dk + (j0 + j) * P->dk_m, *dvr = M->dv + (j0 + j) * P->dv_m; \
+                for (an_int c = 0; c < d; c++) AN_AT(T, dkr, P->dk_d, c) = (T)dK[j * d + c]; \
+                for (an_int x = 0; x < e; x++) AN_AT(T, dvr, P->dv_e, x) = (T)dV[j * e + x]; \
+                AN_AT(T, M->ds, P->ds_m, j0 + j) = (T)v6[j];                  \
             }                                                                 \
-            AN_AT(T, dkr, P->dk_d, c) = (T)dk;                                \
         }                                                                     \
-        for (an_int x = 0; x < e; x++) {                                      \
-            double dv = 0;                                                    \
-            for (an_int c = 0; c < d; c++) {                                  \
-                const an_int ce = c * e + x;                                  \
-                dv += (F[ce] + si * Gm[ce] + fi * Hm[ce]) * qv[c];            \
+        /* add the chunk's queries to the suffix sums */                      \
+        if (R > 0) {                                                          \
+            double lmin = Lref;                                               \
+            for (an_int r = 0; r < R; r++) lmin = lZ[i0 + r] < lmin ? lZ[i0 + r] : lmin; \
+            if (lmin < Lref) {                                                \
+                const double sc = Lref == INFINITY ? 0.0 : exp(lmin - Lref);  \
+                for (an_int x = 0; x < de; x++) Hm[x] *= sc;                  \
+                scz *= sc; Lref = lmin;                                       \
             }                                                                 \
-            AN_AT(T, dvr, P->dv_e, x) = (T)dv;                                \
+            double *QT = w1, *OA = w2, *OB = w3, *OC = w4;                    \
+            lvj_tr(QT, Qc, R, d);                                             \
+            for (an_int r = 0; r < R; r++) {                                  \
+                const an_int t = i0 + r;                                      \
+                const double wg = tq[t] > 0 ? gh * exp(Lref - lZ[t]) : 0.0;   \
+                for (an_int x = 0; x < e; x++) {                              \
+                    OA[r * e + x] = al[t] * Oc[r * e + x];                    \
+                    OB[r * e + x] = be[t] * Oc[r * e + x];                    \
+                    OC[r * e + x] = wg * Oc[r * e + x];                       \
+                }                                                             \
+                if (tq[t] > 0) { scz += hz[t] * exp(Lref - lZ[t]); sas += as[t]; } \
+            }                                                                 \
+            an_vd->gemm_acc(F, e, QT, R, OA, e, d, e, R);                     \
+            an_vd->gemm_acc(Gm, e, QT, R, OB, e, d, e, R);                    \
+            an_vd->gemm_acc(Hm, e, QT, R, OC, e, d, e, R);                    \
         }                                                                     \
-        AN_AT(T, M->ds, P->ds_m, i) = (T)ds;                                  \
     }                                                                         \
-    free(buf);                                                                \
+    free(buf); free(tq);                                                      \
     return AN_OK;                                                             \
 }                                                                             \
 int an_zeros_attention_vjp_##TS(const an_linvjp *P)                          \

@@ -162,7 +162,8 @@ static void power_vjp_##TS(const T *x, const T *g, T *dx, an_int nv, double p, \
         const double v = (double)x[k], gk = (double)g[k];                     \
         if (v != v) { dx[k] = (T)NAN; sp += NAN; continue; }                  \
         if ((positive_only && !(v > 0)) || v == 0) { dx[k] = 0; continue; }   \
-        const double pm1 = p == 1.0 ? 1.0 : pow(v, p - 1.0);                  \
+        const double pm1 = p == 1.0 ? 1.0 : p == 2.0 ? v : p == 3.0 ? v * v   \
+                         : pow(v, p - 1.0);                                   \
         dx[k] = (T)(gk * p * pm1 / len);                                      \
         if (dp) sp += gk * (v * pm1 / len) * log(fabs(v));                    \
     }                                                                         \
@@ -214,12 +215,14 @@ static int softpick_vjp_##TS(const T *x, const T *w, const T *g, T *dx, an_int n
         D += fabs(t);                                                         \
         num += t > 0 ? (double)g[k] * t : 0.0;                                \
     }                                                                         \
-    const double q = num / D;                                                 \
+    const double q = num / D, iD = 1.0 / D;                                   \
     double ht = 0;                                                            \
     for (an_int k = 0; k < nv; k++) {                                         \
-        if (x[k] == -INFINITY) { dx[k] = 0; continue; }                       \
+        /* x = -inf: E = 0 and t = -c0 would count; such keys are out */      \
         const double ek = (double)E[k], t = ek - c0;                          \
-        const double h = ((t > 0 ? (double)g[k] : 0.0) - q * (double)((t > 0) - (t < 0))) / D; \
+        const double sg = t > 0 ? 1.0 : (t < 0 ? -1.0 : 0.0);                 \
+        double h = ((t > 0 ? (double)g[k] : 0.0) - q * sg) * iD;              \
+        h = x[k] == -INFINITY ? 0.0 : h;                                      \
         dx[k] = (T)(h * ek);                                                  \
         ht += h * t;                                                          \
     }                                                                         \

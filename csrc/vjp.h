@@ -43,8 +43,11 @@ typedef struct {
     int no_params;                       /* skip the parameter gradients (left 0) */
 } an_vjpmat;
 
-/* Matrix VJP (Sinkhorn): reads M (scores, masks, parameters) and V's w / g,
- * writes V->dx and V->dp. */
+/* Matrix VJP (Sinkhorn): reads M (scores, masks, parameters) and V's g
+ * (the weights are recomputed, w may be NULL), writes V->dx and V->dp (its
+ * parameter gradients are cheap: no_params is ignored).  It parallelises
+ * over fixed row blocks itself when called outside a parallel region, with
+ * the same result for every thread count. */
 typedef int (*an_matvjp_f)(const an_normmat *M, an_vjpmat *V);
 typedef int (*an_matvjp_d)(const an_normmat *M, an_vjpmat *V);
 

@@ -238,6 +238,11 @@ def test_empty_raise_and_weights_argument(rng):
     r = an.normalizer_vjp(s, g, "softmax", mask=mask, weights=w)
     assert np.all(r.scores[1] == 0)
     np.testing.assert_array_equal(r.scores, an.normalizer_vjp(s, g, "softmax", mask=mask).scores)
+    # a row of -inf scores is empty too: NaN weights under empty="nan", gradient 0
+    s[2] = -np.inf
+    for nm in ("softmax", "ssmax", "sparsemax", "entmax", "affine_softmax", "stochastic_softmax"):
+        r = an.normalizer_vjp(s, g, nm, mask=mask, empty="nan")
+        assert np.all(r.scores[1:] == 0) and np.isfinite(r.scores).all()
 
 
 def test_single_row_and_m_one(rng):
@@ -377,3 +382,29 @@ def test_sinkhorn_single_matrix_threads_bit_identical(rng):
     f = lambda x: float(np.sum(g * an.sinkhorn(x, mask=mask, n_iter=4, eps=0.7)))
     want = (f(s + 1e-6 * dirn) - f(s - 1e-6 * dirn)) / 2e-6
     assert abs(np.sum(r1.scores * dirn) - want) <= 1e-6 * abs(want)
+
+
+@pytest.mark.parametrize("alpha", [1.0001, 1.01, 2.5])
+def test_entmax_alpha_derivative_near_one_and_above_two(alpha, rng):
+    """The alpha-derivative stays accurate where its formula's 1/(alpha-1)^2
+    terms nearly cancel, and beyond sparsemax."""
+    s = rng.normal(size=(4, 7))
+    g = rng.normal(size=(4, 7))
+    r = an.normalizer_vjp(s, g, "entmax", alpha=alpha, n_iter=100)
+    f = lambda a: float(np.sum(g * an.entmax(s, alpha=a, n_iter=100)))
+    h = 1e-5
+    want = (f(alpha + h) - f(alpha - h)) / (2 * h)
+    assert abs(r.params["alpha"] - want) <= 1e-6 * max(abs(want), 1e-3)
+
+
+def test_scores_broadcast_against_grad(rng):
+    """Scores shared by a batch of upstream gradients: their gradient is the
+    sum over that batch."""
+    s = rng.normal(size=(4, 6))
+    g = rng.normal(size=(3, 4, 6))
+    r = an.normalizer_vjp(s, g, "softmax", temperature=0.8)
+    assert r.scores.shape == (4, 6)
+    want = sum(an.normalizer_vjp(s, g[b], "softmax", temperature=0.8).scores for b in range(3))
+    np.testing.assert_allclose(r.scores, want, rtol=1e-12, atol=1e-15)
+    tot = sum(an.normalizer_vjp(s, g[b], "softmax", temperature=0.8).params["temperature"] for b in range(3))
+    np.testing.assert_allclose(r.params["temperature"], tot, rtol=1e-12)

@@ -321,3 +321,131 @@ def test_soft_attention_vjp_c_matches_reference(given, dtype, rng):
         for got, w in zip(outs, want):
             assert got.dtype == dtype
             np.testing.assert_allclose(got, w, rtol=tl, atol=tl * np.max(np.abs(w)))
+
+
+def test_linear_vjps_portable_simd_path_agrees():
+    """ATTNNORM_CPU=default (portable tables for the products and the
+    exponentials) gives the same gradients up to rounding."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    code = (
+        "import numpy as np, attnnorm as an, sys\n"
+        "rng = np.random.default_rng(4)\n"
+        "q, k, v, g = (rng.normal(size=(2, 9, 5)) for _ in range(4))\n"
+        "s = rng.normal(size=(2, 9))\n"
+        "out = list(an.linear_attention_vjp(q, k, v, g, causal=True)[:3])\n"
+        "out += list(an.log_attention_vjp(q, k, v, g, causal=True)[:3])\n"
+        "out += list(an.zeros_attention_vjp(q, k, v, s, .3, .6, g)[:4])\n"
+        "out += list(an.soft_attention_vjp(q, v, g, n_landmarks=3)[:2])\n"
+        "np.savez(sys.argv[1], *out)\n"
+        "print(an.simd_path())\n")
+    here = os.path.dirname(os.path.dirname(os.path.abspath(an.__file__)))
+    with tempfile.TemporaryDirectory() as tmp:
+        res = {}
+        for tag, cpu in (("default", "default"), ("best", "")):
+            fn = os.path.join(tmp, tag + ".npz")
+            env = dict(os.environ, ATTNNORM_CPU=cpu, PYTHONPATH=here)
+            p = subprocess.run([sys.executable, "-c", code, fn], env=env, capture_output=True,
+                               text=True, timeout=120)
+            assert p.returncode == 0, p.stderr
+            res[tag] = (p.stdout.strip(), dict(np.load(fn)))
+        assert res["default"][0] == "default"
+        assert len(res["default"][1]) == 12
+        for key, val in res["default"][1].items():
+            np.testing.assert_allclose(val, res["best"][1][key], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("n,m", [(150, 150), (150, 200), (200, 137)])
+def test_chunked_vjps_many_chunks(n, m, causal, rng):
+    """Several query chunks (and n != m both ways): the chunked C kernels of
+    linear and ZeroS attention against their float64 references."""
+    from attnnorm import _reference as ref
+    d, e = 5, 3
+    q = rng.normal(size=(n, d))
+    k = rng.normal(size=(m, d))
+    v = rng.normal(size=(m, e))
+    g = rng.normal(size=(n, e))
+    s = 3 * rng.normal(size=m)
+    for fmap in ("elu1", "identity"):
+        eps = 1e-3 if fmap == "elu1" else 500.0
+        r = an.linear_attention_vjp(q, k, v, g, fmap, causal=causal, eps=eps)
+        want = ref.linear_attention_vjp(q, k, v, g, fmap, causal=causal, eps=eps)
+        for got, w in zip(r, want):
+            np.testing.assert_allclose(got, w, rtol=1e-9, atol=1e-9 * np.max(np.abs(w)))
+    r = an.zeros_attention_vjp(q, k, v, s, 0.3, 0.8, g, causal=causal)
+    want = ref.zeros_attention_vjp(q, k, v, s, 0.3, 0.8, g, causal=causal)
+    for got, w in zip(r, want):
+        np.testing.assert_allclose(got, w, rtol=1e-9, atol=1e-9 * np.max(np.abs(w)))
+    h = rng.normal(size=(m, d))
+    gq = rng.normal(size=(n, d))
+    r = an.cheap_linear_attention_vjp(h, q, gq, causal=causal)
+    dq, dk, dv, _ = ref.kernel_linear_vjp(q, h, h, gq, ref_t(n, m, causal), 0.0, normalize=False)
+    np.testing.assert_allclose(r.q, dq, rtol=1e-9, atol=1e-9 * np.max(np.abs(dq)))
+    np.testing.assert_allclose(r.h, dk + dv, rtol=1e-9, atol=1e-9 * np.max(np.abs(dk + dv)))
+
+
+def ref_t(n, m, causal):
+    return np.full(n, m) if not causal else np.clip(np.arange(n) + (m - n) + 1, 0, m)
+
+
+def test_zeros_vjp_wide_logits_many_chunks(rng):
+    """Logits spread over hundreds, several chunks: directional central
+    differences of the forward for s, k and the softmax gate."""
+    n, d, e = 150, 4, 3
+    q = rng.normal(size=(n, d))
+    k = rng.normal(size=(n, d))
+    v = rng.normal(size=(n, e))
+    g = rng.normal(size=(n, e))
+    s = 200 * rng.normal(size=n)
+    r = an.zeros_attention_vjp(q, k, v, s, 0.3, 0.7, g)
+    assert all(np.isfinite(x).all() for x in r[:4])
+    L = lambda k_, s_, gs=0.7: float(np.sum(g * an.zeros_attention(q, k_, v, s_, 0.3, gs)))
+    for grad, base, f in ((r.s, s, lambda x: L(k, x)), (r.k, k, lambda x: L(x, s))):
+        dirn = rng.normal(size=base.shape)
+        want = (f(base + H * dirn) - f(base - H * dirn)) / (2 * H)
+        assert abs(np.sum(grad * dirn) - want) <= 1e-6 * max(abs(want), 1e-6)
+    want = (L(k, s, 0.7 + H) - L(k, s, 0.7 - H)) / (2 * H)
+    assert abs(r.gate_softmax - want) <= 1e-6 * abs(want)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("n,m", [(150, 150), (150, 200), (200, 137)])
+def test_exp_vjp_chunked_and_log_scan_agree(n, m, causal, rng):
+    """Without a state and with scores within exp's range, the exp-kernel VJP
+    takes the chunked linear form with shifted exponentials; with a (here
+    empty) state it takes the log-space scan.  Both match the NumPy
+    log-space reference over several chunks."""
+    from attnnorm import _reference as ref
+    d, e = 4, 3
+    q, k = 3 * rng.normal(size=(n, d)), 3 * rng.normal(size=(m, d))
+    v, g = rng.normal(size=(m, e)), rng.normal(size=(n, e))
+    _, empty = an.log_attention(q[:1], k[:0], v[:0], return_state=True)
+    chunked = an.log_attention_vjp(q, k, v, g, causal=causal)
+    scan = an.log_attention_vjp(q, k, v, g, causal=causal, state=empty)
+    lin = an.linear_attention_vjp(q, k, v, g, "exp", causal=causal)
+    want = ref.log_attention_vjp(q, k, v, g, causal=causal)
+    for a, b, c, w in zip(chunked[:3], scan[:3], lin[:3], want[:3]):
+        for got in (a, b, c):
+            np.testing.assert_allclose(got, w, rtol=1e-9, atol=1e-9 * np.max(np.abs(w)))
+    assert np.all(scan.state == 0)
+
+
+@pytest.mark.parametrize("n,m,d,e", [(0, 3, 2, 2), (3, 0, 2, 2), (3, 3, 0, 2), (3, 3, 2, 0),
+                                     (1, 1, 1, 1), (5, 2, 3, 1)])
+def test_linear_family_vjps_degenerate_shapes(n, m, d, e, rng):
+    """Empty and one-element core dimensions: finite gradients of the right shapes."""
+    q, k, v, g = (rng.normal(size=sh) for sh in ((n, d), (m, d), (m, e), (n, e)))
+    s = rng.normal(size=m)
+    outs = [an.linear_attention_vjp(q, k, v, g, causal=True),
+            an.linear_attention_vjp(q, k, v, g, "exp", causal=True),
+            an.log_attention_vjp(q, k, v, g, causal=True),
+            an.zeros_attention_vjp(q, k, v, s, 0.3, 0.5, g),
+            an.cheap_linear_attention_vjp(k, q, rng.normal(size=(n, d)), causal=True)]
+    for r in outs:
+        for x in r:
+            if x is not None:
+                assert np.isfinite(np.asarray(x)).all()
+    assert outs[0].q.shape == q.shape and outs[3].s.shape == s.shape
