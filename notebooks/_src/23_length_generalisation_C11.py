@@ -5,7 +5,7 @@
 # weights disperse as the context grows (with bounded scores the normalised entropy → 1), so a model
 # trained on short sequences loses its retrieval accuracy on longer ones; α-entmax keeps a sparse
 # support, and ASEntmax (entmax on length-scaled scores) generalises further. Scalable-Softmax
-# (SSMax: softmax(c·log n·s)) is the softmax-side remedy.
+# ([Nakanishi2025], SSMax: softmax(c·log n·s)) is the softmax-side remedy.
 #
 # **Task** (associative recall). A context of n (key, value) pairs with distinct keys drawn from
 # N_KEYS symbols (each a fixed random unit vector in ℝ^D_KEY, so distinct keys have correlated
