@@ -146,10 +146,10 @@ SABOTAGE = [
      "import attnnorm\n_f = attnnorm.cheap_linear_attention\n"
      "attnnorm.cheap_linear_attention = lambda h, q, causal=False, **kw: _f(h, q, **kw)",
      "cheap_linear_attention(causal)"),
-    ("21_sink_training_C16",  # the PyTorch adapter's forward 1% off for the normalisers without a fused pass
-     "import attnnorm.torch as _t\n_f = _t._np_attention\n"
-     "_t._np_attention = lambda *a, **kw: 1.01 * _f(*a, **kw)",
-     "adapter relu causal: max |output"),
+    ("21_sink_training_C16",  # the PyTorch adapter's attention forward 1% off
+     "import attnnorm.torch as _t\n_f = _t.attention_forward\n"
+     "_t.attention_forward = lambda *a, **kw: (lambda r: (1.01 * r[0], r[1]))(_f(*a, **kw))",
+     "adapter softmax causal: max |output"),
     ("22_softmax_vs_rivals_training",  # the adapter's backward fed a gradient 1% too large
      "import attnnorm.torch as _t\n_f = _t.normalizer_vjp\n"
      "_t.normalizer_vjp = lambda scores, grad, *a, **kw: _f(scores, 1.01 * grad, *a, **kw)",
