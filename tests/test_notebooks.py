@@ -28,13 +28,14 @@ EXPECTED = [
     "09_zeros_soft_C9_C10", "11_entropy_dispersion_C11",
     "13_softpick_stochastic_cheap_C13_C15", "17_oversmoothing_C17", "20_real_attention",
     "21_sink_training_C16", "22_softmax_vs_rivals_training", "23_length_generalisation_C11",
-    "24_uap_training_C7", "25_memorisation_C12",
+    "24_uap_training_C7", "25_memorisation_C12", "26_sigmoid_sample_complexity_C6",
 ]
 
 #: notebooks that train models (about a minute each at their defaults): marked ``training`` so
 #: ``pytest -m "not training"`` skips them; they run by default
 TRAINING = {"21_sink_training_C16", "22_softmax_vs_rivals_training",
-            "23_length_generalisation_C11", "24_uap_training_C7", "25_memorisation_C12"}
+            "23_length_generalisation_C11", "24_uap_training_C7", "25_memorisation_C12",
+            "26_sigmoid_sample_complexity_C6"}
 
 CELL_TIMEOUT = 600  # seconds per cell; the defaults take seconds (training notebooks: ~a minute)
 WORKERS = 2         # notebooks executed at once (kernel start-up overlaps with work)
