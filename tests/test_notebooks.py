@@ -27,13 +27,13 @@ EXPECTED = [
     "05_vanishing_jacobian_C5", "06_sigmoid_C6", "07_uap_construction_C7", "08_norm_analysis_C8",
     "09_zeros_soft_C9_C10", "11_entropy_dispersion_C11",
     "13_softpick_stochastic_cheap_C13_C15", "17_oversmoothing_C17", "20_real_attention",
-    "21_sink_training_C16", "22_softmax_vs_rivals_training", "23_length_generalisation_C11",
+    "27_sink_training_C16", "22_softmax_vs_rivals_training", "23_length_generalisation_C11",
     "24_uap_training_C7", "25_memorisation_C12", "26_sigmoid_sample_complexity_C6",
 ]
 
 #: notebooks that train models (about a minute each at their defaults): marked ``training`` so
 #: ``pytest -m "not training"`` skips them; they run by default
-TRAINING = {"21_sink_training_C16", "22_softmax_vs_rivals_training",
+TRAINING = {"27_sink_training_C16", "22_softmax_vs_rivals_training",
             "23_length_generalisation_C11", "24_uap_training_C7", "25_memorisation_C12",
             "26_sigmoid_sample_complexity_C6"}
 
@@ -147,7 +147,7 @@ SABOTAGE = [
      "import attnnorm\n_f = attnnorm.cheap_linear_attention\n"
      "attnnorm.cheap_linear_attention = lambda h, q, causal=False, **kw: _f(h, q, **kw)",
      "cheap_linear_attention(causal)"),
-    ("21_sink_training_C16",  # the PyTorch adapter's attention forward 1% off
+    ("27_sink_training_C16",  # the PyTorch adapter's attention forward 1% off
      "import attnnorm.torch as _t\n_f = _t.attention_forward\n"
      "_t.attention_forward = lambda *a, **kw: (lambda r: (1.01 * r[0], r[1]))(_f(*a, **kw))",
      "adapter softmax causal: max |output"),
