@@ -15,14 +15,18 @@ from ._attention import AttentionStats, _operands
 from ._common import friendly_errors, sum_to
 from ._docs import fill_doc
 from ._grad import param_grads_of
+from ._normalizers import INFO
 
 __all__ = ["attention_vjp", "attention_forward", "AttentionGrad", "FUSED_BACKWARD"]
 
-#: normalizers whose attention backward is fused in C
-FUSED_BACKWARD = ("softmax", "softmax_sink", "ssmax", "affine_softmax", "stochastic_softmax")
-# normalizers whose own log-normaliser the backward uses; affine_softmax and
-# stochastic_softmax use the plain softmax (temperature 1) of their scores
-_OWN_LSE = ("softmax", "softmax_sink", "ssmax")
+#: normalizers whose attention backward is fused in C: those whose descriptor
+#: has a log-normaliser (the softmax family)
+FUSED_BACKWARD = tuple(nm for nm, info in INFO.items() if info["lognorm"])
+# normalizers whose own log-normaliser the backward uses (their online forward
+# writes it); affine_softmax and stochastic_softmax use the plain softmax
+# (temperature 1) of their scores
+_OWN_LSE = tuple(nm for nm in FUSED_BACKWARD
+                 if INFO[nm]["online"] in ("softmax", "softmax_sink", "ssmax"))
 
 
 class AttentionGrad(NamedTuple):
