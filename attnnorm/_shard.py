@@ -1064,9 +1064,8 @@ def _exact(ctx, blocks, info):
     moments).  When the query block, a key shard or a value shard holds an
     infinite or NaN entry, the query block is computed in memory over the
     concatenated visible shards: ``info["exact"]`` holds its global weights
-    (``w``, keys of all visible shards in order), output ``o`` and, for the
-    softmax family, log-normaliser ``L``.  Finite inputs only pay the
-    ``isfinite`` checks."""
+    (``w``, keys of all visible shards in order), output ``o`` and row
+    statistics ``rows``.  Finite inputs only pay the ``isfinite`` checks."""
     info = dict(info)
     info["exact"] = None
     if not blocks:
@@ -1080,8 +1079,11 @@ def _exact(ctx, blocks, info):
     b0 = bs[0]
     klead = np.broadcast_shapes(*[b.k.shape[:-2] for b in bs])
     k = np.concatenate([np.broadcast_to(b.k, klead + b.k.shape[-2:]) for b in bs], axis=-2)
-    mlead = np.broadcast_shapes(*[b.visible().shape[:-2] for b in bs])
-    mk = np.concatenate([np.broadcast_to(b.visible(), mlead + (b.nb, b.ms)) for b in bs], axis=-1)
+    mk = None
+    if any(b.mask is not None for b in bs):
+        mlead = np.broadcast_shapes(*[b.visible().shape[:-2] for b in bs])
+        mk = np.concatenate([np.broadcast_to(b.visible(), mlead + (b.nb, b.ms)) for b in bs],
+                            axis=-1)
     prm = dict(b0.params)
     nm = ctx["normalizer"]
     if nm == "stochastic_softmax":
@@ -1092,15 +1094,22 @@ def _exact(ctx, blocks, info):
     if ctx["kind"] == "attention" and b0.v is not None:
         vlead = np.broadcast_shapes(*[b.v.shape[:-2] for b in bs])
         v = np.concatenate([np.broadcast_to(b.v, vlead + b.v.shape[-2:]) for b in bs], axis=-2)
+        o, st = attnnorm.attention.__wrapped_numpy__(b0.q, k, v, nm, return_stats=True, **kw)
         if nm == "stochastic_softmax":
             # the same draws as the weights: output = weights @ v
             o = np.matmul(ex["w"], v.astype(np.float64))
-        else:
-            o, st = attnnorm.attention.__wrapped_numpy__(b0.q, k, v, nm, return_stats=True, **kw)
-            if ctx["has_lognorm"]:
-                ex["L"] = np.where(np.isnan(st.lognorm) & (info["ni"] == 0), -np.inf,
-                                   st.lognorm.astype(np.float64))
         ex["o"] = o.astype(np.float64)
+        rows = st if ctx["stats"] else None
+    elif ctx["kind"] == "diagnose":
+        rows = attnnorm.diagnose.__wrapped_numpy__(b0.q, k, nm, **kw)
+    else:
+        rows = None
+    if rows is not None:
+        # the row statistics in memory; argmax as a global key index
+        ex["rows"] = dict(zip([f for f, _ in _STAT_FIELDS[ctx["kind"]]], rows))
+        if "argmax" in ex["rows"]:
+            keys = np.concatenate([np.arange(b.k0, b.k0 + b.ms) for b in bs] + [[-1]])
+            ex["rows"]["argmax"] = keys[ex["rows"]["argmax"]]
     ex["k0"] = {b.k0: (sum(x.ms for x in bs[:i]), b.ms) for i, b in enumerate(bs)}
     info["exact"] = ex
     return info
@@ -1202,6 +1211,10 @@ def _stats(ctx, b, info):
 
 def _merge_stats(ctx, parts, info):
     ni = info["ni"]
+    if info.get("exact") is not None and "rows" in info["exact"]:
+        return {f: np.asarray(x).astype(np.dtype(ctx["dtype"]) if t is None else t)
+                for f, (_, t), x in zip(info["exact"]["rows"], _STAT_FIELDS[ctx["kind"]],
+                                        info["exact"]["rows"].values())}
     lead = np.broadcast_shapes(ni.shape, *[p["ent"].shape for p in parts])
     ent = np.zeros(lead)
     mx = np.full(lead, -np.inf)
@@ -1235,8 +1248,7 @@ def _merge_stats(ctx, parts, info):
                     max_weight=np.where(empty | ~np.isfinite(mx), 0.0, mx).astype(dt),
                     weight0=w0.astype(dt), margin=margin.astype(dt),
                     support=sup.astype(np.int64))
-    L = info["L"] if info.get("exact") is None else info["exact"]["L"]
-    lognorm = np.where(empty, np.nan, L) if ctx["has_lognorm"] else np.full(lead, np.nan)
+    lognorm = np.where(empty, np.nan, info["L"]) if ctx["has_lognorm"] else np.full(lead, np.nan)
     bad = empty | nan
     return dict(lognorm=np.broadcast_to(lognorm, lead).astype(dt),
                 entropy=np.where(bad | (nz == 0), np.nan, ent).astype(dt),
