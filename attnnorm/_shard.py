@@ -1070,8 +1070,10 @@ def _exact(ctx, blocks, info):
     info["exact"] = None
     if not blocks:
         return info
-    arrs = [blocks[0]["q"]] + [b["k"] for b in blocks] + \
-        [b["v"] for b in blocks if b.get("v") is not None]
+    arrs = [blocks[0]["q"]] + [b["k"] for b in blocks]
+    if ctx["normalizer"] != "stochastic_softmax":
+        # (the sharded draws already give weights @ v with any values)
+        arrs += [b["v"] for b in blocks if b.get("v") is not None]
     if all(np.isfinite(np.asarray(a)).all() for a in arrs):
         return info
     import attnnorm
@@ -1079,11 +1081,8 @@ def _exact(ctx, blocks, info):
     b0 = bs[0]
     klead = np.broadcast_shapes(*[b.k.shape[:-2] for b in bs])
     k = np.concatenate([np.broadcast_to(b.k, klead + b.k.shape[-2:]) for b in bs], axis=-2)
-    mk = None
-    if any(b.mask is not None for b in bs):
-        mlead = np.broadcast_shapes(*[b.visible().shape[:-2] for b in bs])
-        mk = np.concatenate([np.broadcast_to(b.visible(), mlead + (b.nb, b.ms)) for b in bs],
-                            axis=-1)
+    mlead = np.broadcast_shapes(*[b.visible().shape[:-2] for b in bs])
+    mk = np.concatenate([np.broadcast_to(b.visible(), mlead + (b.nb, b.ms)) for b in bs], axis=-1)
     prm = dict(b0.params)
     nm = ctx["normalizer"]
     if nm == "stochastic_softmax":
