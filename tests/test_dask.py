@@ -309,9 +309,8 @@ def test_sharded_nonfinite_matches_numpy(rng, normalizer, case):
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
-@pytest.mark.parametrize("case", ["q", "k+inf", "k-nan"])
-@pytest.mark.parametrize("normalizer", ["softmax", "softmax_sink", "ssmax", "affine_softmax",
-                                        "entmax", "nap", "stickbreaking"])
+@pytest.mark.parametrize("case", ["q", "k+inf"])
+@pytest.mark.parametrize("normalizer", ["softmax_sink", "ssmax", "entmax", "stickbreaking"])
 def test_sharded_nonfinite_masked(rng, normalizer, case):
     q, k, v = _nonfinite(rng, case)
     opts = {"mask": masks(rng), "causal": True}
@@ -320,9 +319,9 @@ def test_sharded_nonfinite_masked(rng, normalizer, case):
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
-@pytest.mark.parametrize("normalizer", ["softmax", "sparsemax", "relu", "sinkhorn"])
+@pytest.mark.parametrize("normalizer", ["softmax", "sparsemax"])
 def test_sharded_nonfinite_float32(rng, normalizer):
-    for case in NONFINITE:
+    for case in ("q", "k+inf", "v"):
         q, k, v = _nonfinite(rng, case, np.float32)
         opts = {"window": (3, 2)}
         _compare_all(normalizer, opts, q, k, v, *chunked(q, k, v), np.float32,
