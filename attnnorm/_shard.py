@@ -1062,10 +1062,11 @@ def _exact(ctx, blocks, info):
     """The merges above assume finite scores (an infinite or NaN score breaks
     the score floor, the log-normaliser merge, the thresholds and the
     moments).  When the query block, a key shard or a value shard holds an
-    infinite or NaN entry, the query block is computed in memory over the
-    concatenated visible shards: ``info["exact"]`` holds its global weights
-    (``w``, keys of all visible shards in order), output ``o`` and row
-    statistics ``rows``.  Finite inputs only pay the ``isfinite`` checks."""
+    infinite or NaN entry, or a score or value could overflow, the query
+    block is computed in memory over the concatenated visible shards:
+    ``info["exact"]`` holds its global weights (``w``, keys of all visible
+    shards in order), output ``o`` and row statistics ``rows``.  Other
+    inputs only pay the checks (O(size of q, k, v))."""
     info = dict(info)
     info["exact"] = None
     if not blocks:
@@ -1074,7 +1075,7 @@ def _exact(ctx, blocks, info):
     if ctx["normalizer"] != "stochastic_softmax":
         # (the sharded draws already give weights @ v with any values)
         arrs += [b["v"] for b in blocks if b.get("v") is not None]
-    if all(np.isfinite(np.asarray(a)).all() for a in arrs):
+    if all(np.isfinite(np.asarray(a)).all() for a in arrs) and not _may_overflow(ctx, blocks):
         return info
     import attnnorm
     bs = [_Block(ctx, b) for b in blocks]
@@ -1112,6 +1113,23 @@ def _exact(ctx, blocks, info):
     ex["k0"] = {b.k0: (sum(x.ms for x in bs[:i]), b.ms) for i, b in enumerate(bs)}
     info["exact"] = ex
     return info
+
+
+def _may_overflow(ctx, blocks):
+    """True when a score could come near the loop dtype's overflow threshold:
+    ``|scale| max_i |q_i| max_j |k_j| > sqrt(max)`` (Cauchy-Schwarz, float64),
+    or a value does."""
+    big = math.sqrt(np.finfo(np.dtype(ctx["dtype"])).max)
+    with np.errstate(over="ignore", invalid="ignore"):
+        def norm(x):
+            x = np.asarray(x, np.float64)
+            return float(np.sqrt((x * x).sum(-1)).max(initial=0.0))
+        sc = np.abs(np.asarray(_Block(ctx, blocks[0]).scale, np.float64)).max(initial=0.0)
+        bound = sc * norm(blocks[0]["q"]) * max(norm(b["k"]) for b in blocks)
+        vmax = max(float(np.abs(np.asarray(b["v"], np.float64)).max(initial=0.0))
+                   for b in blocks if b.get("v") is not None) if blocks[0].get("v") is not None \
+            else 0.0
+    return not (bound <= big and vmax <= big)
 
 
 def _exact_weights(info, b):

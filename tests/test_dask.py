@@ -345,6 +345,18 @@ def test_sharded_softmax_plus_inf_key(rng):
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("normalizer", ["softmax", "nap", "sparsemax", "sigmoid"])
+def test_sharded_overflowing_scores(rng, normalizer, dtype):
+    """Finite keys near the overflow threshold make infinite scores; the
+    result equals the in-memory one."""
+    q, k, v = qkv(rng, dtype, lead=(2,), kv_lead=(1,))
+    k[..., 5, :] *= np.finfo(dtype).max / 4
+    _compare_all(normalizer, {}, q, k, v, *chunked(q, k, v), dtype,
+                 diag_opts=_diag_opts(q, k, {}))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 @pytest.mark.parametrize("case", NONFINITE)
 def test_sharded_nonfinite_stochastic(rng, case):
     """stochastic_softmax: NaN weights wherever the in-memory draws have NaN,
