@@ -19,8 +19,8 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _core
-from ._common import (check_param_broadcast, core_shape, empty_code, mask_operand, real_dtype_of,
-                      real_param, window_bounds)
+from ._common import (causal_code, check_param_broadcast, core_shape, empty_code, loop_dtype,
+                      mask_operand, scale_param, window_bounds)
 from ._normalizers import NORMALIZERS, PARAMS, ROW_PARAMS, _rowparam_operand
 
 __all__ = ["attention", "attention_weights", "AttentionStats"]
@@ -56,12 +56,6 @@ class AttentionStats(NamedTuple):
     margin: np.ndarray
     support: np.ndarray
     weight_sum: np.ndarray
-
-
-def _loop_dtype(*xs):
-    """float32 only if every operand is float32/float16, else float64."""
-    return np.dtype(np.float32) if all(real_dtype_of(x) == np.float32 for x in xs) \
-        else np.dtype(np.float64)
 
 
 def _n_row_params(name):
@@ -105,13 +99,10 @@ def _operands(name, q, k, v, scale, causal, window, mask, empty, params):
     except ValueError:
         raise ValueError("the leading axes of q, k" + ("" if v is None else ", v")
                          + f" do not broadcast: {[tuple(s) for s in shapes]}") from None
-    dt = _loop_dtype(q, k) if v is None else _loop_dtype(q, k, v)
-    if scale is None:
-        scale = 1.0 / np.sqrt(d) if d > 0 else 1.0
-    sc = real_param("scale", scale, dtype=dt, allow_inf=False)
-    if np.any(sc == 0):
-        raise ValueError(f"scale must be finite and nonzero; got {scale!r}")
+    dt = loop_dtype(q=q, k=k, v=v)
+    sc = scale_param(scale, d, dt)
     ecode = empty_code(empty)
+    ccode = causal_code(causal)
     wl, wr = window_bounds(window)
     reals, ints = _params(name, dt, params)
     check_param_broadcast(lead, "q, k" + ("" if v is None else ", v"), dict(params, scale=scale),
@@ -143,7 +134,7 @@ def _operands(name, q, k, v, scale, causal, window, mask, empty, params):
     else:
         rpop = np.zeros((n, 0), dtype=dt)
     mk = mask_operand(mask, lead, n, m)
-    return dt, (mk, bool(causal), wl, wr, ecode, sc, rop, iop, rpop)
+    return dt, (mk, ccode, wl, wr, ecode, sc, rop, iop, rpop)
 
 
 def attention(q, k, v, normalizer="softmax", *, scale=None, causal=False, window=None,

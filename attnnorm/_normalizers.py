@@ -20,7 +20,7 @@ axes of the scores and of the output.
 import numpy as np
 
 from . import _core
-from ._common import (check_param_broadcast, split_axes, empty_code, int_param, mask_operand,
+from ._common import (causal_code, check_param_broadcast, split_axes, empty_code, int_param, mask_operand,
                       move_axes, real_dtype_of, real_param, window_bounds)
 
 __all__ = ["softmax", "NORMALIZERS"]
@@ -34,6 +34,7 @@ def _run(gufunc, name, scores, reals=(), ints=(), *, mask=None, causal=False,
     params: the user's keyword parameters by name (for the broadcast check).
     extra: the gufunc also returns the per-row threshold and support size."""
     ecode = empty_code(empty)
+    ccode = causal_code(causal)
     wl, wr = window_bounds(window)
     if axes is not None:
         ax_in, ax_out = split_axes(axes)
@@ -59,7 +60,7 @@ def _run(gufunc, name, scores, reals=(), ints=(), *, mask=None, causal=False,
         # small integer/bool scores would pick the float32 loop when no float64
         # parameter operand forces float64 (sparsemax); README: ints -> float64
         kw["signature"] = (np.float64,) + (None,) * (gufunc.nargs - 1)
-    res = gufunc(scores, mk, bool(causal), wl, wr, ecode, *reals, *ints, **kw)
+    res = gufunc(scores, mk, ccode, wl, wr, ecode, *reals, *ints, **kw)
     if row:
         res = tuple(r[0] for r in res) if isinstance(res, tuple) else res[0]
     if axes is not None:

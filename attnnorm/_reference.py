@@ -15,20 +15,24 @@ import numpy as np
 def visible(n, m, *, causal=False, window=None, mask=None):
     """Boolean array (..., n, m): True where query i sees key j.
 
-    causal: j <= i + (m - n) (bottom-right); window=(left, right): additionally
-    i + (m-n) - left <= j <= i + (m-n) + right, None meaning unbounded."""
+    causal=True or "bottom_right": j <= i + (m - n); causal="top_left":
+    j <= i.  window=(left, right): additionally diag - left <= j <= diag + right
+    with diag the same diagonal (i + (m - n), or i for "top_left"), None
+    meaning unbounded.  A bound beyond n + m excludes nothing and is clipped
+    there, so bounds of any size are exact."""
+    top_left = isinstance(causal, str) and causal == "top_left"
     i = np.arange(n)[:, None]
     j = np.arange(m)[None, :]
-    diag = i + (m - n)
+    diag = i if top_left else i + (m - n)
     vis = np.ones((n, m), dtype=bool)
     if causal:
         vis &= j <= diag
     if window is not None:
         left, right = window
         if left is not None:
-            vis &= j >= diag - left
+            vis &= j >= diag - min(int(left), n + m)
         if right is not None:
-            vis &= j <= diag + right
+            vis &= j <= diag + min(int(right), n + m)
     if mask is not None:
         mk = np.asarray(mask, dtype=bool)
         if mk.ndim < 2:

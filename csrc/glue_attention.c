@@ -54,7 +54,7 @@ void an_att_loop_##TS(char **args, npy_intp const *dims,                       \
         M->mask = args[amk] + t * steps[amk]; M->mk_n = cmk[0]; M->mk_m = cmk[1]; \
         if (cmk[0] == 0 && cmk[1] == 0 && *(const npy_bool *)M->mask)         \
             M->mask = NULL;   /* a broadcast True: no mask */                 \
-        M->causal = *(const int64_t *)(args[ac] + t * steps[ac]) != 0;        \
+        M->causal = an_causal_code(*(const int64_t *)(args[ac] + t * steps[ac]));        \
         M->wleft = *(const int64_t *)(args[ac + 1] + t * steps[ac + 1]);      \
         M->wright = *(const int64_t *)(args[ac + 2] + t * steps[ac + 2]);     \
         M->empty = (int)*(const int64_t *)(args[ac + 3] + t * steps[ac + 3]); \

@@ -18,7 +18,7 @@ static void vis_from_args(an_vis *v, npy_intp n, npy_intp m, char **args, npy_in
     v->mask = args[a0] + k * steps[a0]; v->mk_n = mk_n; v->mk_m = mk_m;
     if ((mk_n == 0 && mk_m == 0 && *(const npy_bool *)v->mask) || n == 0 || m == 0)
         v->mask = NULL;
-    v->causal = *(const int64_t *)(args[a0 + 1] + k * steps[a0 + 1]) != 0;
+    v->causal = an_causal_code(*(const int64_t *)(args[a0 + 1] + k * steps[a0 + 1]));
     v->wleft = *(const int64_t *)(args[a0 + 2] + k * steps[a0 + 2]);
     v->wright = *(const int64_t *)(args[a0 + 3] + k * steps[a0 + 3]);
 }

@@ -47,7 +47,7 @@ AN_LIN_LOOP(linear_attention, TS, T, an_linear_attention,                     \
     P.q_n = cs[0]; P.q_d = cs[1]; P.k_m = cs[2]; P.k_d = cs[3];               \
     P.v_m = cs[4]; P.v_e = cs[5]; P.o_n = cs[6]; P.o_e = cs[7];,              \
     M->q = ARG(0); M->k = ARG(1); M->v = ARG(2);                              \
-    M->fmap = (int)I64(3); M->causal = I64(4) != 0; M->eps = REAL(5);         \
+    M->fmap = (int)I64(3); M->causal = an_causal_code(I64(4)); M->eps = REAL(5);         \
     M->normalize = 1; M->out = ARG(6);)
 LINEAR_ATTENTION_LOOP(f, float)
 LINEAR_ATTENTION_LOOP(d, double)
@@ -61,7 +61,7 @@ AN_LIN_LOOP(cheap_linear, TS, T, an_linear_attention,                         \
     P.m = dims[1]; P.d = P.e = dims[2]; P.n = dims[3];                        \
     P.k_m = P.v_m = cs[0]; P.k_d = P.v_e = cs[1];                             \
     P.q_n = cs[2]; P.q_d = cs[3]; P.o_n = cs[4]; P.o_e = cs[5];,              \
-    M->k = M->v = ARG(0); M->q = ARG(1); M->causal = I64(2) != 0;             \
+    M->k = M->v = ARG(0); M->q = ARG(1); M->causal = an_causal_code(I64(2));             \
     M->fmap = AN_FMAP_IDENTITY; M->normalize = 0; M->out = ARG(3);)
 CHEAP_LINEAR_LOOP(f, float)
 CHEAP_LINEAR_LOOP(d, double)
@@ -76,7 +76,7 @@ AN_LIN_LOOP(log_attention, TS, T, an_log_attention,                           \
     P.v_m = cs[4]; P.v_e = cs[5]; P.si_d = cs[6]; P.si_w = cs[7];             \
     P.o_n = cs[8]; P.o_e = cs[9]; P.so_d = cs[10]; P.so_w = cs[11];,          \
     M->q = ARG(0); M->k = ARG(1); M->v = ARG(2); M->st_in = ARG(3);           \
-    M->causal = I64(4) != 0; M->has_state = I64(5) != 0;                     \
+    M->causal = an_causal_code(I64(4)); M->has_state = I64(5) != 0;                     \
     M->out = ARG(6); M->st_out = ARG(7);)
 LOG_ATTENTION_LOOP(f, float)
 LOG_ATTENTION_LOOP(d, double)
@@ -90,7 +90,7 @@ AN_LIN_LOOP(zeros_attention, TS, T, an_zeros_attention,                       \
     P.q_n = cs[0]; P.q_d = cs[1]; P.k_m = cs[2]; P.k_d = cs[3];               \
     P.v_m = cs[4]; P.v_e = cs[5]; P.s_m = cs[6]; P.o_n = cs[7]; P.o_e = cs[8];, \
     M->q = ARG(0); M->k = ARG(1); M->v = ARG(2); M->s = ARG(3);               \
-    M->g_lin = REAL(4); M->g_soft = REAL(5); M->causal = I64(6) != 0;         \
+    M->g_lin = REAL(4); M->g_soft = REAL(5); M->causal = an_causal_code(I64(6));         \
     M->out = ARG(7);)
 ZEROS_ATTENTION_LOOP(f, float)
 ZEROS_ATTENTION_LOOP(d, double)
@@ -103,7 +103,7 @@ AN_LIN_LOOP(zeros_weights, TS, T, an_zeros_weights,                           \
     P.m = dims[1]; P.n = dims[2];                                             \
     P.s_m = cs[0]; P.o_n = cs[2]; P.o_e = cs[3];,                             \
     M->s = ARG(0); M->g_lin = REAL(2); M->g_soft = REAL(3);                   \
-    M->causal = I64(4) != 0; M->out = ARG(5);)
+    M->causal = an_causal_code(I64(4)); M->out = ARG(5);)
 ZEROS_WEIGHTS_LOOP(f, float)
 ZEROS_WEIGHTS_LOOP(d, double)
 

@@ -66,7 +66,7 @@ static void norm_loop_##TS(char **args, npy_intp const *dims,                 \
         M->mask = args[1] + k * steps[1]; M->mk_n = cs[2]; M->mk_m = cs[3];   \
         if (cs[2] == 0 && cs[3] == 0 && *(const npy_bool *)M->mask)           \
             M->mask = NULL;   /* a broadcast True: no mask */                 \
-        M->causal = *(const int64_t *)(args[2] + k * steps[2]) != 0;          \
+        M->causal = an_causal_code(*(const int64_t *)(args[2] + k * steps[2]));          \
         M->wleft = *(const int64_t *)(args[3] + k * steps[3]);                \
         M->wright = *(const int64_t *)(args[4] + k * steps[4]);               \
         M->empty = (int)*(const int64_t *)(args[5] + k * steps[5]);           \
