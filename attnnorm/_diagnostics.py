@@ -243,6 +243,17 @@ def _softpick_jacobian(a, scores, ord, eps, mask, causal, window):
     return res.astype(real_dtype_of(a), copy=False)
 
 
+def _normalizer_params(normalizer, dt, params):
+    """The normalizer's real parameters, validated by the same check as the
+    normalizer itself (attnnorm._normalizers.PARAMS)."""
+    from ._normalizers import PARAMS
+    try:
+        reals, _ = PARAMS[normalizer](dt, **params)
+    except TypeError:
+        raise ValueError(f"unexpected parameters for {normalizer}: {sorted(params)}") from None
+    return reals
+
+
 def jacobian_norm(a, normalizer="softmax", ord=2, *, mask=None, causal=False, window=None,
                   scores=None, out=None, **params):
     """Exact norm of the normaliser's Jacobian ``d a_i / d s_i`` at each row
@@ -276,9 +287,7 @@ def jacobian_norm(a, normalizer="softmax", ord=2, *, mask=None, causal=False, wi
         if scores is None:
             raise ValueError("jacobian_norm(normalizer='softpick') needs scores= (the softpick "
                              "Jacobian depends on exp(s) where the weight is 0)")
-        eps = real_param("eps", params.pop("eps", 1e-8), positive=True)
-        if params:
-            raise ValueError(f"unexpected parameters for softpick: {sorted(params)}")
+        (eps,) = _normalizer_params("softpick", np.float64, params)
         res = _softpick_jacobian(a, scores, ord, float(eps), mask, causal, window)
         if out is not None:
             out[...] = res
@@ -287,24 +296,11 @@ def jacobian_norm(a, normalizer="softmax", ord=2, *, mask=None, causal=False, wi
     if normalizer not in _JN:
         raise ValueError(f"normalizer must be one of {sorted(_JN) + ['softpick']}; got {normalizer!r}")
     dt = real_dtype_of(a)
-    if normalizer == "softmax":
-        p = real_param("temperature", params.pop("temperature", 1.0), dtype=dt, positive=True)
-    elif normalizer == "ssmax":
-        p = real_param("c", params.pop("c", 0.43), dtype=dt, positive=True)
-    elif normalizer == "softmax_sink":
-        p = np.asarray(1.0, dtype=dt)
-        params.pop("sink", None)
-    elif normalizer == "entmax":
-        p = real_param("alpha", params.pop("alpha", 1.5), dtype=dt, exclusive_min=1.0)
-        params.pop("n_iter", None)
-    elif normalizer in ("relu", "polynomial"):
-        p = real_param("power", params.pop("power", 1.0 if normalizer == "relu" else 3.0),
-                       dtype=dt, positive=True)
-    else:
-        p = np.asarray(0.0, dtype=dt)
-        params.pop("bias", None)
-    if params:
-        raise ValueError(f"unexpected parameters for {normalizer}: {sorted(params)}")
+    reals = _normalizer_params(normalizer, dt, params)
+    # J's parameter: temperature, c, alpha or power (the first real); the
+    # weights alone determine J for softmax_sink (sink) and sigmoid (bias)
+    p = reals[0] if normalizer in ("softmax", "ssmax", "entmax", "relu", "polynomial") \
+        else np.asarray(1.0, dtype=dt)
     a, row = _matrix_operand("a", a)
     mk, c, wl, wr = _vis_operands(a, mask, causal, window)
     res = _core.diag_jacobian_norm(a, mk, c, wl, wr, _JN[normalizer], ord == "fro", p,

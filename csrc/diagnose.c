@@ -181,6 +181,13 @@ int an_diagnose_##TS(const an_normdesc *nd, const an_diagnose *P, an_int nmat, \
                             const T mul = mul_d > (double)TMAX ? TMAX : (T)mul_d; \
                             double se;                                        \
                             const double Z = VOPS->exp_shift_sum_dot(sv, x, nv, (T)top1, mul, &se); \
+                            if (se != se) {   /* e (s - M) = 0 * -inf at -inf scores: \
+                                               * those terms are 0 (NaN scores stay NaN) */ \
+                                se = 0;                                       \
+                                for (an_int k = 0; k < nv; k++)               \
+                                    if (sv[k] != (T)-INFINITY)                \
+                                        se += (double)(x[k] * (sv[k] - (T)top1)); \
+                            }                                                 \
                             const T invZ = (T)(1.0 / Z);                      \
                             ent = log(Z) - (double)mul * se / Z;              \
                             mxw = (double)invZ;                               \

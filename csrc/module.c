@@ -275,10 +275,20 @@ static int add_gufunc(PyObject *module, const an_gufunc_entry *e)
 
 static PyObject *py_set_num_threads(PyObject *self, PyObject *arg)
 {
-    long n = PyLong_AsLong(arg);
-    if (n == -1 && PyErr_Occurred()) return NULL;
-    if (n < 1) {
-        PyErr_Format(PyExc_ValueError, "set_num_threads: n must be >= 1, got %ld", n);
+    /* 1 <= n <= 1024 (larger requests crash inside libgomp) */
+    const long cap = 1024;
+    int overflow = 0;
+    long n = PyLong_AsLongAndOverflow(arg, &overflow);
+    if (n == -1 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_TypeError)) return NULL;
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError,
+                     "set_num_threads: n must be an integer in [1, %ld]; got %R", cap, arg);
+        return NULL;
+    }
+    if (overflow || n < 1 || n > cap) {
+        PyErr_Format(PyExc_ValueError,
+                     "set_num_threads: n must be an integer in [1, %ld]; got %R", cap, arg);
         return NULL;
     }
     an_set_num_threads((int)n);

@@ -58,6 +58,8 @@ static int sinkhorn_mat_##TS(const an_normmat *M)                             \
     const an_int n = M->n, m = M->m;                                          \
     const double eps = M->p[0];                                               \
     const int64_t n_iter = M->ip[0];                                          \
+    if (n > 0 && m <= 0 && M->empty == AN_EMPTY_RAISE)                        \
+        return AN_ERR_EMPTY_ROW;   /* every row sees no key */                \
     if (n <= 0 || m <= 0) return AN_OK;                                       \
     if (!(eps > 0) || eps == INFINITY || n_iter < 1) return AN_ERR_VALUE;                        \
     if ((double)n * (double)m > (double)(SIZE_MAX / (4 * sizeof(T))))         \
