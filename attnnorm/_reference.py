@@ -533,7 +533,8 @@ def _lin_phi(x, feature_map):
 
 
 def _logsumexp(x, axis):
-    mx = np.max(x, axis=axis, keepdims=True)
+    """log sum exp over axis; -inf over an empty axis (an empty sum is 0)."""
+    mx = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
     mx = np.where(np.isfinite(mx), mx, 0.0)
     with np.errstate(divide="ignore"):
         return np.squeeze(mx, axis) + np.log(np.sum(np.exp(x - mx), axis=axis))

@@ -279,13 +279,7 @@ static PyObject *py_set_num_threads(PyObject *self, PyObject *arg)
     const long cap = 1024;
     int overflow = 0;
     long n = PyLong_AsLongAndOverflow(arg, &overflow);
-    if (n == -1 && PyErr_Occurred()) {
-        if (!PyErr_ExceptionMatches(PyExc_TypeError)) return NULL;
-        PyErr_Clear();
-        PyErr_Format(PyExc_ValueError,
-                     "set_num_threads: n must be an integer in [1, %ld]; got %R", cap, arg);
-        return NULL;
-    }
+    if (n == -1 && PyErr_Occurred()) return NULL;   /* not an integer: TypeError */
     if (overflow || n < 1 || n > cap) {
         PyErr_Format(PyExc_ValueError,
                      "set_num_threads: n must be an integer in [1, %ld]; got %R", cap, arg);
