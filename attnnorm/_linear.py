@@ -209,9 +209,13 @@ def soft_attention(q, v, landmarks=None, *, n_landmarks=None, newton_iters=20,
     Computed with the Nyström approximation ``S ~ A B^+ A^T`` in
     O(n L (d + e)): ``A_ia = exp(-||q_i - l_a||^2 / (2 sqrt d))`` against L
     landmarks ``l``, ``B`` the landmarks' own kernel matrix, and ``B^+`` by
-    the Newton-Schulz iteration ``V_0 = alpha B``, ``alpha = 2 / ||B||_1^2``,
-    ``V_{k+1} = 2 V_k - V_k B V_k`` (``newton_iters`` steps, default 20 as the
-    paper's configs).  ``X = A (B^+ (A^T V))``.
+    the Newton-Schulz iteration ``V_0 = alpha B``,
+    ``alpha = 1 / (||B||_1 ||B||_inf)``, ``V_{k+1} = 2 V_k - V_k B V_k``
+    (``newton_iters`` steps, default 20 as the paper's configs).
+    ``X = A (B^+ (A^T V))``.  This ``alpha`` is below ``2 / sigma_max(B)^2``,
+    so every singular value of ``B`` converges (the SOFT code's
+    ``2 / ||B||_1^2`` is on the boundary and stalls at 0 for one landmark or
+    identical ones).
 
     q: ``(..., n, d)`` (SOFT scales its tied projection by d^{-1/4} before
       this; pass q as you want it used); v: ``(..., n, e)``.
@@ -220,7 +224,10 @@ def soft_attention(q, v, landmarks=None, *, n_landmarks=None, newton_iters=20,
       ``numpy.array_split``; SOFT uses a strided convolution instead).
     n_landmarks: used when ``landmarks`` is None; default ``min(n, 64)``.
     return_residuals: also return ``||I - B V_k||_F`` for k = 1..newton_iters,
-      shape ``(..., newton_iters)``.
+      shape ``(..., newton_iters)``: near 0 once converged for an invertible
+      ``B``; a residual that stays large reports non-convergence (too few
+      iterations for an ill-conditioned ``B``; ``sqrt(L - rank B)`` for a
+      singular one, where ``V_k`` tends to ``B^+``).
     """
     qs, vs = _shape("q", q, 2), _shape("v", v, 2)
     n, d = qs[-2], qs[-1]

@@ -668,7 +668,7 @@ def soft_landmarks(q, n_landmarks):
 
 def soft_attention(q, v, landmarks=None, *, n_landmarks=None, newton_iters=20):
     """Nystrom SOFT (A11) for one (n, d) matrix: A (B^+ (A^T V)) with the
-    Newton-Schulz B^+ (V0 = 2 B / ||B||_1^2); returns (out, residuals)."""
+    Newton-Schulz B^+ (V0 = B / (||B||_1 ||B||_inf)); returns (out, residuals)."""
     q, v = np.asarray(q, dtype=np.float64), np.asarray(v, dtype=np.float64)
     n, d = q.shape
     if landmarks is None:
@@ -677,7 +677,7 @@ def soft_attention(q, v, landmarks=None, *, n_landmarks=None, newton_iters=20):
     g = 1.0 / (2 * np.sqrt(d))
     A = np.exp(-((q[:, None, :] - lm[None, :, :]) ** 2).sum(-1) * g)
     B = np.exp(-((lm[:, None, :] - lm[None, :, :]) ** 2).sum(-1) * g)
-    V = 2.0 / np.abs(B).sum(0).max() ** 2 * B
+    V = B / (np.abs(B).sum(0).max() * np.abs(B).sum(1).max())
     eye = np.eye(len(B))
     res = []
     for _ in range(newton_iters):
