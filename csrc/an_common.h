@@ -24,7 +24,16 @@ enum {
     AN_ERR_NOMEM = 1,       /* MemoryError */
     AN_ERR_EMPTY_ROW = 2,   /* ValueError: empty="raise" and a row sees no key */
     AN_ERR_VALUE = 3,       /* ValueError: a parameter found bad inside the loop */
+    AN_ERR_INTERRUPTED = 4, /* a signal handler raised (KeyboardInterrupt) */
 };
+
+/* Ctrl-C (interrupt.c): long parameter-driven loops call an_interrupt_check()
+ * between chunks (nonzero: stop and return AN_ERR_INTERRUPTED; cheap, the
+ * interpreter is consulted at most every 20 ms by thread 0 of the team);
+ * an_interrupted() reads the flag only; an_raise clears it. */
+int an_interrupt_check(void);
+int an_interrupted(void);
+void an_interrupt_clear(void);
 
 /* Empty-row policy (DESIGN "Masks and lengths"). */
 enum { AN_EMPTY_ZERO = 0, AN_EMPTY_NAN = 1, AN_EMPTY_RAISE = 2 };

@@ -15,8 +15,12 @@
 void an_raise(int code, const char *what, an_int detail)
 {
     PyGILState_STATE st = PyGILState_Ensure();
+    an_interrupt_clear();   /* the kernel has stopped: a Ctrl-C flag is spent */
     if (!PyErr_Occurred()) {
         switch (code) {
+        case AN_ERR_INTERRUPTED:
+            PyErr_SetNone(PyExc_KeyboardInterrupt);
+            break;
         case AN_ERR_NOMEM:
             PyErr_Format(PyExc_MemoryError, "%s: could not allocate its workspace", what);
             break;

@@ -78,6 +78,7 @@ static int sinkhorn_mat_##TS(const an_normmat *M)                             \
     if (!K || (!KT && n_iter > 1) || !f || !g || !state || !colok || !tb) { rc = AN_ERR_NOMEM; goto done; } \
     for (an_int j = 0; j < m; j++) g[j] = 0;                                  \
     an_int n_r = 0, m_c = 0;                                                  \
+    int stop = 0;                     /* Ctrl-C, decided by thread 0 */       \
     _Pragma("omp parallel num_threads(nthr)")                                 \
     {                                                                         \
         int tid = 0;                                                          \
@@ -137,6 +138,12 @@ static int sinkhorn_mat_##TS(const an_normmat *M)                             \
          *    weights are written in step 4 */                                \
         const int64_t last = n_r > 0 ? n_iter - 1 : 0;                        \
         for (int64_t it = 0; it < last; it++) {                               \
+            /* Ctrl-C: thread 0 polls, the barrier makes every thread see  \
+             * the same decision (the loop holds worksharing constructs) */ \
+            _Pragma("omp master")                                             \
+            { if (an_interrupt_check()) stop = 1; }                           \
+            _Pragma("omp barrier")                                            \
+            if (stop) break;                                                  \
             if (it % 2 == 0) {                                                \
                 _Pragma("omp for schedule(static)")                           \
                 for (an_int i = 0; i < n; i++)                                \
@@ -195,6 +202,7 @@ static int sinkhorn_mat_##TS(const an_normmat *M)                             \
     if (M->empty == AN_EMPTY_RAISE)                                           \
         for (an_int i = 0; i < n; i++)                                        \
             if (state[i] == ROW_EMPTY) { rc = AN_ERR_EMPTY_ROW; break; }      \
+    if (stop) rc = AN_ERR_INTERRUPTED;                                        \
 done:                                                                         \
     free(K); free(KT); free(f); free(g); free(state); free(colok); free(tb);  \
     return rc;                                                                \

@@ -178,7 +178,15 @@ static double entmax_bisect_theta(double *d, an_int k, an_int nv,
 {
     /* d: candidates z - max z (> -1/am1); overwritten (pruned) */
     double lo = 0.0, hi = -expm1(-am1 * log((double)nv)) / am1;
+    an_int work = 0;
     for (int64_t it = 0; it < n_iter; it++) {
+        /* Ctrl-C: polled every ~2^20 element steps (the caller checks
+         * an_interrupted and discards theta) */
+        work += k + 1;
+        if (work > ((an_int)1 << 20)) {
+            work = 0;
+            if (an_interrupt_check()) break;
+        }
         double mid = 0.5 * (lo + hi), s = 0;
         an_int zeros = 0;
         for (an_int r = 0; r < k; r++) {
@@ -306,6 +314,7 @@ static int entmax_row_##TS(T *x, an_int nv, an_rowctx *c)                     \
     }                                                                         \
     AN_GATHER_CANDIDATES(T, VOPS, -1.0 / am1)                                 \
     const double theta = entmax_bisect_theta(cand, ncand, nv, am1, c->mat->ip[0]); \
+    if (an_interrupted()) return AN_ERR_INTERRUPTED;                          \
     /* renormalised: the sum in key order over the candidates (the other    \
      * keys add exact zeros) */                                              \
     double sum = 0;                                                           \
