@@ -12,6 +12,8 @@
     const an_attdata an_att_weights_data_##nm = { "attention_weights_" #nm, &an_norm_##nm, AN_ATT_MODE_WEIGHTS };
 AN_ALL_NORMALIZERS(AN_ATT_DEFINE)
 
+#define AN_ATT_GLUE_CHUNK 1024
+
 #define AN_ATT_LOOP(T, TS)                                                    \
 void an_att_loop_##TS(char **args, npy_intp const *dims,                       \
                       npy_intp const *steps, void *data)                      \
@@ -34,7 +36,10 @@ void an_att_loop_##TS(char **args, npy_intp const *dims,                       \
         an_raise(AN_ERR_VALUE, ad->name, -1);                                 \
         return;                                                               \
     }                                                                         \
-    an_attnprob *P = (an_attnprob *)calloc((size_t)N, sizeof(an_attnprob));   \
+    /* problems are described and run in groups of at most AN_ATT_GLUE_CHUNK \
+     * (bounded memory for many tiny problems; results do not depend on it) */ \
+    const npy_intp chunk = N < AN_ATT_GLUE_CHUNK ? N : AN_ATT_GLUE_CHUNK;     \
+    an_attnprob *P = (an_attnprob *)malloc((size_t)chunk * sizeof(an_attnprob)); \
     if (!P) { an_raise(AN_ERR_NOMEM, ad->name, 0); return; }                  \
     /* operand indices */                                                     \
     const int aq = 0, ak = 1, av = 2, amk = hasv ? 3 : 2, ac = amk + 1;       \
@@ -43,8 +48,13 @@ void an_att_loop_##TS(char **args, npy_intp const *dims,                       \
     const npy_intp *cq = cs, *ck = cs + 2, *cv = cs + 4;                      \
     const npy_intp *cmk = cs + (hasv ? 6 : 4);                                \
     const npy_intp *cr = cmk + 2, *ci = cr + 1, *crp = ci + 1, *co = crp + 2; \
-    for (npy_intp t = 0; t < N; t++) {                                        \
-        an_attnprob *A = &P[t];                                               \
+    int rc = AN_OK;                                                           \
+    an_int bad = -1;                                                          \
+    for (npy_intp t0 = 0; t0 < N && rc == AN_OK; t0 += chunk) {               \
+    const npy_intp tn = N - t0 < chunk ? N - t0 : chunk;                      \
+    memset(P, 0, (size_t)tn * sizeof(an_attnprob));                           \
+    for (npy_intp t = t0; t < t0 + tn; t++) {                                 \
+        an_attnprob *A = &P[t - t0];                                          \
         an_normmat *M = &A->nm;                                               \
         A->n = n; A->m = m; A->d = dd; A->e = e;                              \
         A->q = args[aq] + t * steps[aq]; A->q_n = cq[0]; A->q_d = cq[1];      \
@@ -78,8 +88,8 @@ void an_att_loop_##TS(char **args, npy_intp const *dims,                       \
                 }                                                             \
         }                                                                     \
     }                                                                         \
-    an_int bad = -1;                                                          \
-    int rc = an_attention_##TS(d, P, N, &bad);                                \
+    rc = an_attention_##TS(d, P, tn, &bad);                                   \
+    }                                                                         \
     free(P);                                                                  \
     AN_CLEAR_FPE();                                                           \
     if (rc) an_raise(rc, ad->name, bad);                                      \
