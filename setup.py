@@ -3,8 +3,8 @@
 Set ATTNNORM_NO_OPENMP=1 to build without OpenMP (everything then runs
 serially).  Set ATTNNORM_SANITIZE=1 to build with AddressSanitizer and UBSan
 (-O1 -g, and -fno-wrapv so that UBSan's signed-integer-overflow check sees
-the overflows Python's default -fwrapv would define away); run Python with LD_PRELOAD=$(gcc -print-file-name=libasan.so) and
-ASAN_OPTIONS=detect_leaks=0; rm -rf build before switching.  SIMD paths
+the overflows Python's default -fwrapv would define away); run Python with
+LD_PRELOAD=$(gcc -print-file-name=libasan.so) and ASAN_OPTIONS=detect_leaks=0; rm -rf build before switching.  SIMD paths
 are chosen at run time, so the build never uses -march=native.
 """
 import glob
