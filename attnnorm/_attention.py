@@ -155,8 +155,9 @@ def attention(q, k, v, normalizer="softmax", *, scale=None, causal=False, window
         Scores are ``scale * q . k``; ``None`` means ``1/sqrt(d)``.  Must be
         finite and nonzero.
     causal, window, mask, empty
-        As for the normalizers: bottom-right causal alignment, ``window=(left,
-        right)``, boolean ``mask`` (True = keep) broadcasting to ``(..., n, m)``,
+        As for the normalizers: ``causal=True`` / ``"bottom_right"``
+        (FlashAttention's alignment) or ``"top_left"`` (PyTorch's
+        ``is_causal``), ``window=(left, right)`` from the same diagonal, boolean ``mask`` (True = keep) broadcasting to ``(..., n, m)``,
         and the policy for a query that sees no key (``"zero"``: output row 0,
         ``"nan"``, ``"raise"``).  Key blocks outside the causal/window range
         are skipped.

@@ -5,13 +5,16 @@ Row diagnostics of weights ``a (..., n, m)`` return ``(..., n)``; matrix
 diagnostics return ``(...)``.  Those that depend on which keys a query sees
 (normalised entropy, support, column and sink mass, margins, Jacobians of the
 length-aware maps) take the shared ``mask=``, ``causal=`` and ``window=``
-options with the normalizers' semantics (``causal``: key ``j`` visible to query
-``i`` iff ``j <= i + (m - n)``); masked entries are ignored.
+options with the normalizers' semantics (``causal=True`` / ``"bottom_right"``:
+key ``j`` visible to query ``i`` iff ``j <= i + (m - n)``; ``"top_left"``: iff
+``j <= i``); masked entries are ignored.
 
 Conventions (documented choices):
 
 * ``0 log 0 = 0``.  A row with no visible key, or whose weights are all 0
-  ("no mass"), has no entropy, effective support or participation ratio: NaN.
+  ("no mass"), or that holds both ``+inf`` and ``-inf`` weights, has no
+  entropy, effective support or participation ratio: NaN.  Streamed
+  (``diagnose``, ``AttentionStats``) and materialised diagnostics agree.
   Entropy sums over the positive weights only (negative weights, e.g. NAP's,
   have no ``a log a``).
 * ``entropy(normalized=True)`` divides by ``log n_i``; with ``n_i = 1`` that is

@@ -7,12 +7,14 @@ inspection helpers ``zeros_weights`` and ``soft_kernel``, which return one on
 purpose.  Shapes follow DESIGN: ``q (..., n, d)``, ``k (..., m, d)``,
 ``v (..., m, e)`` -> ``(..., n, e)``; leading axes broadcast.
 
-``causal=True`` is a prefix scan with DESIGN's bottom-right alignment: query
-``i`` of ``n`` sees keys ``j <= i + (m - n)`` (the usual lower triangle when
-``n == m``); a query that sees no key gets a zero output row.
+``causal=True`` (or ``"bottom_right"``) is a prefix scan with DESIGN's
+bottom-right alignment: query ``i`` of ``n`` sees keys ``j <= i + (m - n)``
+(the usual lower triangle when ``n == m``); ``causal="top_left"`` (PyTorch's
+``is_causal``) sees ``j <= i``; a query that sees no key gets a zero output
+row.  A non-finite key or value reaches only the queries that see it.
 
-All functions run in float32 or float64 (the dtype NumPy's promotion picks
-for the inputs), in C with OpenMP over the leading axes; when there are
+All functions run in float32 when every array input is float32 or float16,
+else in float64 (the one dtype rule of attnnorm), in C with OpenMP over the leading axes; when there are
 fewer matrices than threads, linear_attention and cheap_linear_attention
 split one matrix into fixed key and query blocks, SOFT into fixed row chunks,
 the others into output columns.  Small calls run on one thread.  Results are

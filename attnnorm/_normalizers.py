@@ -4,10 +4,12 @@ Every function maps scores ``(..., n, m)`` to weights of the same shape over
 the last axis and shares one set of masking semantics:
 
 * ``mask``: boolean, broadcastable to ``(..., n, m)``, True = keep.
-* ``causal=True``: query ``i`` sees key ``j`` iff ``j <= i + (m - n)``
-  (bottom-right aligned, as FlashAttention).
-* ``window=(left, right)``: additionally
-  ``i + (m-n) - left <= j <= i + (m-n) + right``; ``None`` = unbounded side.
+* ``causal=True`` or ``"bottom_right"``: query ``i`` sees key ``j`` iff
+  ``j <= i + (m - n)`` (bottom-right aligned, as FlashAttention);
+  ``causal="top_left"``: iff ``j <= i`` (PyTorch's ``is_causal``).
+* ``window=(left, right)``: additionally ``diag - left <= j <= diag + right``
+  with the same diagonal (``diag = i + (m - n)``, or ``i`` for
+  ``"top_left"``); ``None`` = unbounded side.
 * ``n_i``: the number of keys row ``i`` sees after masking; the length-aware
   defaults use it.
 * A row that sees no key (or whose visible scores are all ``-inf``) gets
@@ -496,9 +498,15 @@ def stochastic_softmax(scores, *, trials=100, seed=0, mask=None, causal=False, w
     row in the batch, never on the thread count.  Matrix ``k`` of the
     flattened leading axes uses stream ``k`` (the gufunc takes the streams as
     an int64 operand after trials and seed; see :func:`stochastic_streams`).
-    Sampled by inversion: each trial is one uniform placed on the row's CDF
-    (a binary search over blocks of 8 keys), cost O(n_i + N log n_i) per row.
-    ``trials < 1`` raises ValueError.
+    Up to ``2**20`` trials, sampled by inversion: each trial is one uniform
+    placed on the row's CDF (a binary search over blocks of 8 keys), cost
+    O(n_i + N log n_i) per row.  Above, the counts are drawn key by key as
+    sequential binomials, ``c_j ~ Binomial(N - sum_{l<j} c_l, p_j / sum_{l>=j} p_l)``
+    (the multinomial factorised exactly), each by the BTRS transformed
+    rejection of [Hormann1993] (or geometric waiting times when its mean is
+    below 10): cost O(n_i) per row whatever ``N`` (up to ``2**63 - 1``),
+    still seeded and thread-count independent.  ``trials < 1`` raises
+    ValueError.
     """
     reals, ints = _stochastic_softmax_params(real_dtype_of(scores), trials=trials, seed=seed)
     shape = np.shape(scores)
