@@ -215,7 +215,7 @@ def soft_attention(q, v, landmarks=None, *, n_landmarks=None, newton_iters=20,
     ``alpha = 1 / (||B||_1 ||B||_inf)``, ``V_{k+1} = 2 V_k - V_k B V_k``
     (``newton_iters`` steps, default 20 as the paper's configs).
     ``X = A (B^+ (A^T V))``.  This ``alpha`` is below ``2 / sigma_max(B)^2``,
-    so every singular value of ``B`` converges (the SOFT code's
+    so every singular value of ``B`` converges (the paper's
     ``2 / ||B||_1^2`` is on the boundary and stalls at 0 for one landmark or
     identical ones).
 

@@ -53,6 +53,24 @@ def provenance():
         print(f"  {name:24s} {src}")
 
 
+CHECKS = []
+
+
+def check(label, value, bound, *, at_least=False):
+    """Record and print one check of the notebook: ``value <= bound`` (or
+    ``value >= bound`` with ``at_least``).  A failed check raises
+    AssertionError, so a notebook run by the tests fails when the library
+    disagrees with the notebook's own computation."""
+    value = float(value)
+    ok = value >= bound if at_least else value <= bound
+    CHECKS.append((label, value, bound, ok))
+    rel = ">=" if at_least else "<="
+    print(f"check {'ok  ' if ok else 'FAIL'} {label}: {value:.3g} (required {rel} {bound:.3g})")
+    if not ok:
+        raise AssertionError(f"{label}: {value!r} is not {rel} {bound!r}")
+    return value
+
+
 def loglog_slope(x, y):
     """Least-squares slope of log y against log x."""
     x, y = np.asarray(x, float), np.asarray(y, float)
@@ -111,7 +129,7 @@ def _lse(x, axis):
 
 
 def fb_sinkhorn(scores, n_iter=5, eps=1.0, **_):
-    """Log-domain Sinkhorn (papers.md A5): alternate row / column steps with
+    """Log-domain Sinkhorn [Sander2021]: alternate row / column steps with
     uniform marginals starting with a row step; returns n * pi."""
     c = np.asarray(scores, float) / eps
     n, m = c.shape[-2:]
@@ -125,7 +143,7 @@ def fb_sinkhorn(scores, n_iter=5, eps=1.0, **_):
     return n * np.exp(c + u + v)
 
 
-# unmasked NumPy fallbacks of the normalizers (papers.md section A); n_i = m without masks
+# unmasked NumPy fallbacks of the normalizers; n_i = m without masks
 def fb_softmax(s, temperature=1.0, **_):
     z = np.asarray(s, float) / temperature
     e = np.exp(z - z.max(-1, keepdims=True))
@@ -166,7 +184,7 @@ def fb_softpick(s, eps=1e-8, **_):
 
 
 def fb_entmax(s, alpha=1.5, n_iter=60, **_):
-    """alpha-entmax by bisection on tau (papers.md A6)."""
+    """alpha-entmax by bisection on tau [Peters2019]."""
     z = (alpha - 1.0) * np.asarray(s, float)
     hi = z.max(-1, keepdims=True)
     lo = hi - 1.0
@@ -207,7 +225,7 @@ def normalizer_fn(name):
 
 
 def fb_jacobian_norm(a, normalizer="softmax", ord=2, **_):
-    """Exact norm of the softmax Jacobian diag(a) - a a^T per row (papers.md B6)."""
+    """Exact norm of the softmax Jacobian diag(a) - a a^T per row [Mudarisov2025]."""
     if normalizer != "softmax":
         raise NotImplementedError("the notebook fallback covers softmax only")
     a = np.asarray(a, float)
@@ -219,7 +237,7 @@ def fb_jacobian_norm(a, normalizer="softmax", ord=2, **_):
 
 
 def fb_vanishing_bounds(q, k, temperature=1.0, **_):
-    """Corollary 1 of #1 (papers.md B4) for logits q.k: per row
+    """Corollary 1 of [Mudarisov2025] for logits q.k: per row
     (e^{-2D/T}/L, e^{2D/T}/L) with D = |q_i| max_j |k_j|."""
     q, k = np.asarray(q, float), np.asarray(k, float)
     delta = np.linalg.norm(q, axis=-1) * np.linalg.norm(k, axis=-1).max(-1, keepdims=True)
@@ -287,7 +305,7 @@ def fb_cheap_linear_attention(h, q, causal=False, **_):
 
 
 def fb_log_attention(q, k, v, causal=False, **_):
-    """[exp(Q) exp(K)^T / rowsum] V (Heinsen, papers.md A8), quadratic NumPy form."""
+    """[exp(Q) exp(K)^T / rowsum] V [Heinsen2024], quadratic NumPy form."""
     q, k, v = (np.asarray(x, float) for x in (q, k, v))
     w = np.exp(q - q.max()) @ np.exp(k - k.max()).T
     if causal:
@@ -296,7 +314,7 @@ def fb_log_attention(q, k, v, causal=False, **_):
 
 
 def fb_zeros_weights(s, gate_linear, gate_softmax, causal=True, **_):
-    """Explicit ZeroS weights r_{t,i} (papers.md A9), causal, n = m."""
+    """Explicit ZeroS weights r_{t,i} [Lu2026], causal, n = m."""
     s = np.asarray(s, float)
     m = s.shape[-1]
     r = np.zeros((m, m))
@@ -320,7 +338,7 @@ def fb_soft_kernel(q, **_):
 
 
 def fb_soft_attention(q, v, landmarks=None, *, n_landmarks=None, newton_iters=20, return_residuals=False, **_):
-    """Nyström + Newton-Schulz (papers.md A11) with segment-mean landmarks."""
+    """Nyström + Newton-Schulz [Lu2021] with segment-mean landmarks."""
     q, v = np.asarray(q, float), np.asarray(v, float)
     L = n_landmarks or min(len(q), 64)
     lm = np.stack([seg.mean(0) for seg in np.array_split(q, L)]) if landmarks is None else np.asarray(landmarks, float)
@@ -341,7 +359,7 @@ def fb_attention_norms(a, fx, **_):
 
 
 def fb_mixing_ratios(a, fx, x, *, gamma=None, beta=None, eps=1e-12, return_vectors=False, **_):
-    """Kobayashi et al. 2021 (papers.md B9), NumPy: per-pair vectors and mixing ratios."""
+    """[Kobayashi2021], NumPy: per-pair vectors and mixing ratios."""
     from collections import namedtuple
     a, fx, x = (np.asarray(t, float) for t in (a, fx, x))
     H, n, _ = a.shape

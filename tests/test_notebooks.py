@@ -24,7 +24,7 @@ NOTEBOOKS = sorted(NB_DIR.glob("*.ipynb"))
 #: the notebooks the README promises; a missing one is a failure, not a skip
 EXPECTED = [
     "00_tour", "01_sinkhorn_C1", "02_heinsen_C2", "03_init_scaling_C3", "04_frobenius_C4",
-    "05_vanishing_jacobian_C5", "06_sigmoid_C6", "08_norm_analysis_C8",
+    "05_vanishing_jacobian_C5", "06_sigmoid_C6", "07_uap_construction_C7", "08_norm_analysis_C8",
     "09_zeros_soft_C9_C10", "11_entropy_dispersion_C11",
     "13_softpick_stochastic_cheap_C13_C15", "17_oversmoothing_C17", "20_real_attention",
 ]
@@ -105,3 +105,51 @@ def test_notebooks_match_their_sources():
         nb = nbformat.read(str(NB_DIR / (src.stem + ".ipynb")), as_version=4)
         got = [(c.cell_type, c.source) for c in nb.cells]
         assert got == want, f"{src.stem}.ipynb is out of date with _src/{src.name}"
+
+
+#: (notebook, code run in the kernel before the notebook's cells that breaks one attnnorm
+#: function, the check that must then fail).  The notebooks compare attnnorm with their own NumPy
+#: evaluation of each formula, so a wrong kernel must stop them.
+SABOTAGE = [
+    ("09_zeros_soft_C9_C10",  # the linear and softmax gates swapped: invisible when the gates are equal
+     "import attnnorm\n_f = attnnorm.zeros_attention\n"
+     "attnnorm.zeros_attention = lambda q, k, v, s, g1, gh, **kw: _f(q, k, v, s, gh, g1, **kw)",
+     "prefix-sum ZeroS"),
+    ("04_frobenius_C4",  # a Jacobian norm 20% too large still passes the old 2*sqrt(N) bound
+     "import attnnorm, numpy as np\n_f = attnnorm.jacobian_norm\n"
+     "attnnorm.jacobian_norm = lambda *a, **kw: 1.2 * np.asarray(_f(*a, **kw))",
+     "Jacobian"),
+    ("13_softpick_stochastic_cheap_C13_C15",  # the causal path silently replaced by the full one
+     "import attnnorm\n_f = attnnorm.cheap_linear_attention\n"
+     "attnnorm.cheap_linear_attention = lambda h, q, causal=False, **kw: _f(h, q, **kw)",
+     "cheap_linear_attention(causal)"),
+]
+
+
+def _execute_sabotaged(item):
+    """Run a notebook with a patch cell in front; return the error text (None if it ran)."""
+    name, patch, _ = item
+    path = NB_DIR / (name + ".ipynb")
+    nb = nbformat.read(str(path), as_version=4)
+    nb.cells.insert(0, nbformat.v4.new_code_cell(patch))
+    client = nbclient.NotebookClient(
+        nb, timeout=CELL_TIMEOUT, kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}})
+    try:
+        client.execute(env=kernel_env())
+    except nbclient.exceptions.CellExecutionError as exc:
+        return str(exc)
+    return None
+
+
+@pytest.fixture(scope="module")
+def sabotaged():
+    with concurrent.futures.ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        return dict(zip([s[0] for s in SABOTAGE], pool.map(_execute_sabotaged, SABOTAGE)))
+
+
+@pytest.mark.parametrize("name,patch,check", SABOTAGE, ids=[s[0] for s in SABOTAGE])
+def test_notebook_checks_fail_on_a_wrong_kernel(name, patch, check, sabotaged):
+    text = sabotaged[name]
+    assert text is not None, f"{name} ran to the end with a broken kernel ({patch!r})"
+    assert "AssertionError" in text and "check FAIL" in text and check in text, text[-2000:]

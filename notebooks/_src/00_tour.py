@@ -1,8 +1,8 @@
 # %% [markdown]
 # # A tour of attnnorm: every normaliser on one example
 #
-# attnnorm maps a matrix of attention scores (queries × keys) to weights with one of the
-# normalisers of papers.md section A, all with the same mask semantics (`mask`, `causal`,
+# attnnorm maps a matrix of attention scores (queries × keys) to weights with one of its
+# normalisers, all with the same mask semantics (`mask`, `causal`,
 # `window`; a query row that sees no key gives a row of zeros). This notebook applies every entry
 # of `attnnorm.NORMALIZERS` to the same scores and shows
 # 1. the weights as heatmaps,
@@ -12,7 +12,11 @@
 # 3. how they behave under a causal mask, a sliding window and an arbitrary boolean mask with one
 #    fully masked query row.
 #
-# Source of each formula: papers.md section A (the DESIGN table lists the defaults used here).
+# Sources of the formulas: softmax with temperature [Ram2025], softmax with a sink [RanMilo2026],
+# SSMax [Nakanishi2025], sigmoid [Ramapuram2024], ReLU [RanMilo2026], polynomial
+# [Saratchandran2024], sparsemax [Martins2016], entmax [Peters2019], softpick [Zuhri2025], NAP
+# [Richter2020], affine softmax [Bae2026], stochastic softmax [Yadav2026], Sinkhorn [Sander2021].
+# Each normaliser's docstring gives its formula and defaults (used here unchanged).
 
 # %%
 # Parameters: edit for larger runs
@@ -22,6 +26,7 @@ STOCHASTIC = dict(trials=32, seed=0)   # stochastic_softmax needs trials and a s
 
 # %%
 import numpy as np
+import matplotlib
 import matplotlib.pyplot as plt
 import attnnorm
 import _nbutil as nbu
@@ -68,6 +73,10 @@ x = np.arange(len(NAMES))
 fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), constrained_layout=True)
 axes[0].bar(x, rowsum.mean(1), yerr=[rowsum.mean(1) - rowsum.min(1), rowsum.max(1) - rowsum.mean(1)], capsize=3)
 axes[0].axhline(1.0, color="k", ls=":", label="1 (simplex)"); axes[0].set_yscale("symlog", linthresh=1)
+lo_, hi_ = float(rowsum.min()), float(rowsum.max())
+axes[0].set_yticks([t_ for t_ in [-100, -50, -20, -10, -5, -2, -1, -0.5, 0, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500]
+                    if 2 * min(lo_, -1) <= t_ <= 2 * max(hi_, 1)])
+axes[0].yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
 axes[0].set_ylabel("row sum (mean, min–max)"); axes[0].legend()
 axes[1].bar(x, zeros); axes[1].set_ylabel("fraction of exact zeros")
 axes[2].bar(x, negmass); axes[2].set_ylabel("mean negative mass Σ min(a, 0) per row")
@@ -98,9 +107,14 @@ for r, (mlabel, mkw) in enumerate(MASKS.items()):
         w = np.asarray(norm[name](sq, **mkw))
         masked[(mlabel, name)] = w
         lim = np.max(np.abs(w)) or 1.0
-        axes[r, c].imshow(w, cmap="RdBu_r", vmin=-lim, vmax=lim); axes[r, c].grid(False)
+        im = axes[r, c].imshow(w, cmap="RdBu_r", vmin=-lim, vmax=lim); axes[r, c].grid(False)
+        fig.colorbar(im, ax=axes[r, c], shrink=0.8)
         axes[r, c].set_title(f"{name}\n{mlabel}", fontsize=9)
         axes[r, c].set_xlabel("key"); axes[r, c].set_ylabel("query")
+        if not mkw.get("causal"):                       # outline the fully masked query row
+            axes[r, c].add_patch(plt.Rectangle((-0.5, 4.5), sq.shape[1], 1, fill=False, ec="k", lw=1.5))
+fig.suptitle("masked weights (each panel its own symmetric colour scale; red > 0, blue < 0, white 0; "
+             "black box: the fully masked row)")
 plt.show()
 
 # %% [markdown]
@@ -121,4 +135,32 @@ for n in NAMES:
 leak = max(float(np.max(np.abs(w[~np.broadcast_to(bool_mask, w.shape)])))
            for (ml, _), w in masked.items() if ml.startswith("boolean"))
 print(f"measured largest |weight| on a masked key (incl. the empty row 5): {leak:.1e} (contract: 0)")
+
+
+# NumPy side: each row's visible keys only, from the formulas (softmax e^s/Σe^s, sigmoid σ(s − log n_i),
+# NAP (s − μ)/(σ + 10⁻³) with the population σ); an empty row is all zeros
+def np_masked(s, keep, name):
+    out = np.zeros_like(s)
+    for i in range(s.shape[0]):
+        v = s[i, keep[i]]
+        if v.size == 0:
+            continue
+        if name == "softmax":
+            e = np.exp(v - v.max()); out[i, keep[i]] = e / e.sum()
+        elif name == "sigmoid":
+            out[i, keep[i]] = 1 / (1 + np.exp(-(v - np.log(v.size))))
+        elif name == "nap":
+            out[i, keep[i]] = (v - v.mean()) / (v.std() + 1e-3)
+    return out
+
+
+n_q, n_k = sq.shape
+causal_keep = np.arange(n_k)[None, :] <= np.arange(n_q)[:, None] + (n_k - n_q)
+window_keep = causal_keep & (np.arange(n_k)[None, :] >= np.arange(n_q)[:, None] + (n_k - n_q) - 2)
+KEEP = {"causal": causal_keep, "window (2, 0)": window_keep, "boolean mask, row 5 empty": bool_mask}
+err_masks = max(float(np.abs(masked[(ml, name)] - np_masked(sq, KEEP[ml], name)).max())
+                for ml in MASKS for name in ["softmax", "sigmoid", "nap"] if (ml, name) in masked)
+nbu.check("max |masked softmax, sigmoid, NAP − NumPy on the visible keys| (causal, window, boolean)", err_masks, 1e-12)
+nbu.check("largest |weight| on a masked key", leak, 0.0)
+nbu.check("max |row sum − 1| over the simplex normalisers", dev, 1e-12)
 nbu.provenance()

@@ -1,15 +1,18 @@
 # %% [markdown]
 # # C1 — Sinkformers: one Sinkhorn iteration is softmax; more iterations make it doubly stochastic
 #
-# **Claims** (papers.md A5 and C1, Sinkformers #8, code `sinkhorn.py` / README):
+# **Claims** ([Sander2021], *Sinkformers: Transformers with Doubly Stochastic Attention*; the
+# authors' code `sinkhorn.py` and README):
 # 1. With ε = 1 and a single (row) iteration, the Sinkhorn attention n·π equals softmax(C) row by
 #    row, to machine precision ("1 iteration … corresponds to the original Transformer").
 # 2. As the number of iterations grows, the row residual ‖A·1 − 1‖ and the column residual
 #    ‖Aᵀ·1 − (n/m)·1‖ go to 0; "5 iterations gives … perfectly doubly stochastic".
 #
-# We use `attnnorm.sinkhorn`, `attnnorm.softmax` and the diagnostics `row_residual` /
-# `column_residual`, on the toy set-up of the Sinkformers script `plot_normalizations.py`
-# (seed 4, n = 10, p = 2) and on Gaussian attention scores QKᵀ/√d.
+# We use `attnnorm.sinkhorn` and the diagnostics `row_residual` / `column_residual`, on the toy
+# set-up of the Sinkformers script `plot_normalizations.py` (seed 4, n = 10, p = 2) and on Gaussian
+# attention scores QKᵀ/√d. The NumPy side is a softmax and the log-domain Sinkhorn iteration written
+# below from the formula: with C = scores/ε, alternate u ← log(1/n) − LSE_j(C + v) (row step, first)
+# and v ← log(1/m) − LSE_i(C + u) (column step), and return n·exp(C + u + v).
 
 # %%
 # Parameters: edit for larger runs
@@ -51,10 +54,28 @@ rng = np.random.default_rng(SEED)
 q = rng.normal(size=(N_TOKENS, D_HEAD)); k = rng.normal(size=(N_TOKENS, D_HEAD))
 gauss = q @ k.T / np.sqrt(D_HEAD)
 
-one_iter_err = {}
+def np_lse(x, axis):
+    mx = x.max(axis=axis, keepdims=True)
+    return np.log(np.exp(x - mx).sum(axis=axis, keepdims=True)) + mx
+
+
+def np_sinkhorn(s, n_iter, eps=1.0):
+    c = s / eps
+    n, m = c.shape
+    u, v = np.zeros((n, 1)), np.zeros((1, m))
+    for it in range(n_iter):
+        if it % 2 == 0:
+            u = np.log(1.0 / n) - np_lse(c + v, 1)
+        else:
+            v = np.log(1.0 / m) - np_lse(c + u, 0)
+    return n * np.exp(c + u + v)
+
+
+one_iter_err, err_impl = {}, 0.0
 for label, s in [("toy (n=10)", toy), (f"Gaussian (n={N_TOKENS})", gauss)]:
-    one_iter_err[label] = float(np.max(np.abs(sinkhorn(s, n_iter=1, eps=1.0) - attnnorm.softmax(s))))
-    print(f"{label:18s} max |sinkhorn(n_iter=1) - softmax| = {one_iter_err[label]:.2e}")
+    e = np.exp(s - s.max(-1, keepdims=True))
+    one_iter_err[label] = float(np.max(np.abs(np.asarray(sinkhorn(s, n_iter=1, eps=1.0)) - e / e.sum(-1, keepdims=True))))
+    print(f"{label:18s} max |sinkhorn(n_iter=1) - NumPy softmax| = {one_iter_err[label]:.2e}")
 
 # %% [markdown]
 # ## Residuals against the number of iterations
@@ -67,8 +88,13 @@ res = {}
 for label, s in [("toy (n=10)", toy), (f"Gaussian (n={N_TOKENS})", gauss)]:
     rr, cr = [], []
     for it in iters:
-        a = sinkhorn(s, n_iter=int(it), eps=1.0)
+        a = np.asarray(sinkhorn(s, n_iter=int(it), eps=1.0))
         rr.append(resid(row_residual, a)); cr.append(resid(column_residual, a))
+        a_np = np_sinkhorn(s, int(it))
+        n_, m_ = s.shape
+        err_impl = max(err_impl, float(np.abs(a - a_np).max()),
+                       abs(rr[-1] - float(np.abs(a.sum(1) - 1).max())),
+                       abs(cr[-1] - float(np.abs(a.sum(0) - n_ / m_).max())))
     res[label] = (np.array(rr), np.array(cr))
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), constrained_layout=True)
@@ -105,6 +131,9 @@ plt.show()
 
 # %%
 last_odd = MAX_ITER if MAX_ITER % 2 else MAX_ITER - 1
+nbu.check("max |sinkhorn(n_iter=1) − NumPy softmax|", max(one_iter_err.values()), 1e-12)
+nbu.check("max |sinkhorn − NumPy log-domain Sinkhorn| and |residuals − NumPy sums|, every n_iter", err_impl, 1e-10)
+nbu.check(f"Gaussian example: column residual after {last_odd} iterations", res[f"Gaussian (n={N_TOKENS})"][1][last_odd - 1], 1e-8)
 for label, (rr, cr) in res.items():
     print(f"{label}: measured max|sinkhorn(1) - softmax| = {one_iter_err[label]:.1e} "
           f"(paper: equal, i.e. ~1e-16); measured column residual after 5 iterations = {cr[4]:.1e}, "

@@ -1,8 +1,7 @@
 # %% [markdown]
 # # C2 — Heinsen's log-space attention: equivalence and linear cost
 #
-# **Claims** (Heinsen 2024, *Softmax Attention with Constant Cost per Token*, #16; code README;
-# papers.md A8, C2):
+# **Claims** ([Heinsen2024], *Softmax Attention with Constant Cost per Token*; the code's README):
 # 1. softmax(log(exp(Q)·exp(K)ᵀ))·V — the quadratic form with a causal mask — equals the
 #    linearised form computed with log-cumulative-sum-exp over the keys, and equals the chunked
 #    sequential form that carries (H_S, H_Z) from chunk to chunk (chunk_len = 3); set-up n_tok = 10,
@@ -44,8 +43,15 @@ logV = rng.normal(size=(N_TOK, D_VAL)); V = np.exp(logV)
 # * and attnnorm's `log_attention`, whole-sequence and chunked with its streaming `state=`.
 
 # %%
+def np_causal_softmax(s):
+    """Row-wise softmax over the keys j ≤ i (NumPy)."""
+    s = np.where(np.tril(np.ones(s.shape, bool)), s, -np.inf)
+    e = np.exp(s - s.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
 c1, c2 = Q.max(), K.max()
-quad = attnnorm.softmax(np.log(np.exp(Q - c1) @ np.exp(K - c2).T), causal=True) @ V
+quad = np_causal_softmax(np.log(np.exp(Q - c1) @ np.exp(K - c2).T)) @ V
 
 H_S = np.logaddexp.accumulate(K[:, :, None] + logV[:, None, :], axis=0)   # (n, d_k, d_v)
 H_Z = np.logaddexp.accumulate(K, axis=0)                                  # (n, d_k)
@@ -77,7 +83,7 @@ for k_, f in forms.items():
     print(f"{k_:44s} max abs diff {errs[k_]:.1e}   np.allclose: {np.allclose(f, quad)}")
 neg = rng.normal(size=(N_TOK, D_VAL))  # values of both signs: the quadratic form still applies
 err_neg = np.abs(log_attention(Q, K, neg, causal=True)
-                 - attnnorm.softmax(np.log(np.exp(Q - c1) @ np.exp(K - c2).T), causal=True) @ neg).max()
+                 - np_causal_softmax(np.log(np.exp(Q - c1) @ np.exp(K - c2).T)) @ neg).max()
 print(f"values of any sign: max abs diff {err_neg:.1e}")
 
 # %% [markdown]
@@ -123,6 +129,12 @@ plt.show()
 # linearly with n. Numbers below.
 
 # %%
+nbu.check("max |NumPy linearised and chunked forms − NumPy quadratic form|",
+          max(errs["linearised vs quadratic"], errs["chunked vs quadratic"]), 1e-12)
+nbu.check("max |log_attention (whole and streamed) − NumPy quadratic form|",
+          max(e for k_, e in errs.items() if k_.startswith("log_attention")), 1e-12)
+nbu.check("max |log_attention − NumPy quadratic form|, values of both signs", err_neg, 1e-12)
+nbu.check("time slope of log_attention against n (linear: 1)", nbu.loglog_slope(linear_ns, t_lin), 1.5)
 for k_, e in errs.items():
     print(f"measured {k_}: {e:.1e} (claim: allclose, i.e. equal up to rounding)")
 print(f"measured values of both signs: {err_neg:.1e}")

