@@ -35,7 +35,7 @@ enum {
  * an_interrupt_begin()/an_interrupt_end(). */
 int an_interrupt_check(void);
 int an_interrupted(void);
-void an_interrupt_begin(void);
+int an_interrupt_begin(void);   /* AN_ERR_INTERRUPTED: do not start */
 void an_interrupt_end(void);
 
 /* Empty-row policy (DESIGN "Masks and lengths"). */

@@ -13,11 +13,17 @@
  * holding the GIL (KeyboardInterrupt for the default handler) in an_raise.
  *
  * The gufunc loops bracket their kernels with an_interrupt_begin() and
- * an_interrupt_end(): a signal that arrives while no kernel runs is left to
- * the interpreter alone, and the flag is cleared when the last running
- * kernel ends.  If Python code later replaces the SIGINT handler
+ * an_interrupt_end().  an_interrupt_begin runs on the calling thread outside
+ * any parallel region: it first runs the interpreter's pending signal
+ * handlers (so a Ctrl-C that came just before the call, while Python could
+ * not yet act on it, stops the call before its kernel starts), then clears
+ * the flag of signals the interpreter has thereby seen, unless another
+ * kernel is running (a Ctrl-C stops every running kernel); the last kernel
+ * to end clears it too.  If Python code replaced the SIGINT handler
  * (signal.signal), an_interrupt_begin chains in front of the new one; with
  * SIG_IGN or SIG_DFL nothing is installed and kernels run to completion. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
 #include "an_common.h"
 
 #if !defined(_WIN32)
@@ -26,7 +32,7 @@
 #define AN_HAVE_SIGACTION 1
 #endif
 
-static int an_interrupt_flag = 0;      /* SIGINT seen while a kernel ran */
+static int an_interrupt_flag = 0;      /* SIGINT not yet seen by a kernel */
 static int an_kernels_running = 0;     /* kernels between begin and end */
 
 int an_interrupted(void)
@@ -44,8 +50,7 @@ static struct sigaction an_prev_sigint;   /* the handler chained to */
 
 static void an_sigint_handler(int sig, siginfo_t *info, void *ctx)
 {
-    if (__atomic_load_n(&an_kernels_running, __ATOMIC_RELAXED) > 0)
-        __atomic_store_n(&an_interrupt_flag, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&an_interrupt_flag, 1, __ATOMIC_RELAXED);
     if (an_prev_sigint.sa_flags & SA_SIGINFO)
         an_prev_sigint.sa_sigaction(sig, info, ctx);
     else if (an_prev_sigint.sa_handler != SIG_DFL && an_prev_sigint.sa_handler != SIG_IGN)
@@ -69,12 +74,21 @@ static void an_sigint_install(void)
 }
 #endif
 
-void an_interrupt_begin(void)
+int an_interrupt_begin(void)
 {
 #ifdef AN_HAVE_SIGACTION
     an_sigint_install();
 #endif
-    __atomic_add_fetch(&an_kernels_running, 1, __ATOMIC_RELAXED);
+    PyGILState_STATE st = PyGILState_Ensure();
+    const int raised = PyErr_CheckSignals() != 0;
+    PyGILState_Release(st);
+    if (__atomic_add_fetch(&an_kernels_running, 1, __ATOMIC_RELAXED) == 1)
+        __atomic_store_n(&an_interrupt_flag, 0, __ATOMIC_RELAXED);
+    if (raised) {   /* the exception is set: the kernel does not start */
+        an_interrupt_end();
+        return AN_ERR_INTERRUPTED;
+    }
+    return AN_OK;
 }
 
 void an_interrupt_end(void)
