@@ -30,10 +30,19 @@ the visible length of query ``i`` over all keys, ``n_s`` over the shard's):
 * NAP: pass 1 sums the visible scores (mean ``mu``); pass 2 runs on scores
   shifted by ``-mu`` (an extra feature) and returns ``sum (s - mu) v``,
   ``sum (s - mu)^2`` and ``sum v``; ``o = g sum(s-mu) v / (sigma + eps) + b sum v``.
-* softpick and stochastic_softmax: query blocks are independent, the key axis
-  is rechunked to one chunk; stochastic draws of a query block use a seed
-  mixed from ``(seed, block position)``.  Sinkhorn couples all queries and
-  keys: both axes are rechunked and the leading axes map blockwise.
+* stochastic_softmax: ``L_s`` as for softmax; each row's trials are split
+  over the shards by sequential binomials with the masses ``exp(L_s - L)``
+  (a multinomial over shards), then each shard draws its count from its own
+  softmax; seeds mixed from ``(seed, block position, shard)``.
+* stickbreaking: the shard's own stick-breaking and the log of the stick it
+  leaves, ``R_s = -sum_j softplus(s_ij)``; shard ``s`` is scaled by
+  ``exp(sum_(t > s) R_t)`` (right to left).
+* Sinkhorn (the query axis in one block): the row maximum, then per
+  iteration either each shard's row logsumexp ``LSE_(j in s)(K_ij + g_j)``
+  merged by logaddexp into ``f``, or each shard's own column potentials
+  ``g_j`` given ``f``.
+* softpick: query blocks are independent, the key axis is rechunked to one
+  chunk.
 
 ``diagnose`` and ``return_stats=True`` materialise the global weights of one
 (query block, key shard) at a time, in query sub-blocks, and reduce them
@@ -51,8 +60,9 @@ from ._common import causal_code
 SOFTMAX_FAMILY = ("softmax", "softmax_sink", "ssmax", "affine_softmax")
 ELEMENTWISE = ("sigmoid", "relu", "polynomial")
 SPARSE = ("sparsemax", "entmax")
-ROWWISE = ("softpick", "stochastic_softmax")    # exact per query block, one key shard
-MERGED = SOFTMAX_FAMILY + ELEMENTWISE + SPARSE + ("nap",)
+ROWWISE = ("softpick",)    # exact per query block, one key shard
+MERGED = SOFTMAX_FAMILY + ELEMENTWISE + SPARSE + ("nap", "stickbreaking", "sinkhorn",
+                                                  "stochastic_softmax")
 
 _SUB = 256          # query rows per materialised sub-block
 _BIG = np.iinfo(np.int64).max // 4
@@ -83,6 +93,8 @@ def _family(normalizer, params):
         return "nap"
     if normalizer in ROWWISE:
         return "rowwise"
+    if normalizer in ("stickbreaking", "sinkhorn", "stochastic_softmax"):
+        return normalizer
     return None
 
 
@@ -110,8 +122,7 @@ def run(name, call):
     numpy_fn = getattr(attnnorm, name).__wrapped_numpy__
     _validate(numpy_fn, name, q, k, v, normalizer, scale, causal, window, mask, empty,
               return_stats, params)
-    if fam is None or (name == "diagnose" and fam == "rowwise") or (
-            fam == "rowwise" and normalizer == "stochastic_softmax" and return_stats):
+    if fam is None or (name == "diagnose" and fam == "rowwise"):
         # whole rows (and, for Sinkhorn, whole matrices) per block
         q = da.asarray(q).rechunk({q.ndim - 2: -1})
         k = da.asarray(k).rechunk({k.ndim - 2: -1})
@@ -171,6 +182,9 @@ def run(name, call):
     # core axes: q's n chunks and k's m chunks drive the blocks
     if fam == "rowwise":
         arrs["k"] = arrs["k"].rechunk({nl: -1})
+    if fam == "sinkhorn":
+        # the column potentials couple every query: one query block
+        arrs["q"] = arrs["q"].rechunk({nl: -1})
     qch, kch = arrs["q"].chunks[nl], arrs["k"].chunks[nl]
     arrs["q"] = arrs["q"].rechunk({nl + 1: -1})
     arrs["k"] = arrs["k"].rechunk({nl + 1: -1})
@@ -204,7 +218,7 @@ def run(name, call):
 
             def blk(j, with_v=True):
                 b = dict(q=dl["q"][L + (i, 0)], k=dl["k"][L + (j, 0)],
-                         q0=q0, k0=int(koff[j]), nb=nb, ms=int(kch[j]))
+                         q0=q0, k0=int(koff[j]), nb=nb, ms=int(kch[j]), pos=L + (i,))
                 if v is not None and with_v:
                     b["v"] = dl["v"][L + (j, 0)]
                 if "mask" in dl:
@@ -214,9 +228,13 @@ def run(name, call):
 
             blocks = [blk(j) for j in shards]
             info = task("counts", ctx, [_light(b) for b in blocks], None)
-            for step in _PHASES[fam]:
+            for step in _phases(fam, params):
                 parts = [task(step, ctx, b, info) for b in blocks]
                 info = task("merge_" + step, ctx, parts, info)
+                if step == "skinit":
+                    # the shard's Sinkhorn kernel K, computed once and kept
+                    # (on its worker) for every iteration
+                    blocks = [dict(b, K=task("skkernel", ctx, b, info)) for b in blocks]
             res = []
             if name == "attention":
                 parts = [task("out", ctx, b, info) for b in blocks]
@@ -238,12 +256,22 @@ def run(name, call):
 
 
 _PHASES = {"softmax": ("lognorm",), "elementwise": (), "sparse": ("candidates",),
-           "nap": ("mean", "m2"), "rowwise": ()}
+           "nap": ("mean", "m2"), "rowwise": (), "stickbreaking": ("sbmass",),
+           "stochastic_softmax": ("lognorm",)}
+
+
+def _phases(fam, params):
+    """The reduction steps of a family, in order; Sinkhorn: the row maximum,
+    then ``n_iter`` alternating row and column potentials."""
+    if fam == "sinkhorn":
+        n_iter = int(params.get("n_iter", 5))
+        return ("skinit",) + tuple("skrow" if it % 2 == 0 else "skcol" for it in range(n_iter))
+    return _PHASES[fam]
 
 
 def _light(b):
     """The parts of a block the visible counts need (no q, k or v)."""
-    return {key: val for key, val in b.items() if key in ("q0", "k0", "nb", "ms", "mask", "params")}
+    return {key: val for key, val in b.items() if key in ("q0", "k0", "nb", "ms", "mask", "params", "pos")}
 
 
 def _assemble(name, ctx, out_blocks, col_parts, lead_chunks, qch, kch, dt, nl, return_stats):
@@ -412,6 +440,8 @@ class _Block:
     def __init__(self, ctx, b):
         self.ctx = ctx
         self.q0, self.k0, self.nb, self.ms = b["q0"], b["k0"], b["nb"], b["ms"]
+        self.pos = tuple(b.get("pos", ()))
+        self.K = b.get("K")
         self.q, self.k, self.v = b.get("q"), b.get("k"), b.get("v")
         self.params = dict(ctx["params"])
         self.params.update(b.get("params", {}))
@@ -561,7 +591,7 @@ def _sm_lognorm(ctx, b, info):
         ls = np.where(bad, l2, ls)
         o = np.where(bad[..., None], o2.astype(np.float64), o)
     part = {"L": ls}
-    if ctx["kind"] == "attention":
+    if ctx["kind"] == "attention" and ctx["fam"] == "softmax":
         part["o"] = o
         if ctx["normalizer"] == "affine_softmax":
             part["V"] = b.call("attention", "affine_softmax", a=0.0, b=1.0).astype(np.float64)
@@ -585,7 +615,209 @@ def _sm_merge(ctx, parts, info):
     info["L"] = L
     info["Ls"] = ls
     info["parts"] = parts if ctx["kind"] == "attention" else None
+    if ctx["fam"] == "stochastic_softmax":
+        return _st_draws(info)
     return info
+
+
+# ---- stick-breaking ------------------------------------------------------
+
+def _sb_use(ctx, b):
+    """Keys that break the stick: visible, and not the query's own position
+    i + (m - n) when include_current=False."""
+    use = b.visible()
+    if not b.params.get("include_current", True):
+        i = np.arange(b.q0, b.q0 + b.nb)[:, None] + (ctx["m"] - ctx["n"])
+        use = use & (np.arange(b.k0, b.k0 + b.ms)[None, :] != i)
+    return use
+
+
+def _sb_mass(ctx, b, info):
+    """Log of the stick the shard leaves: R_s = -sum_(j in shard) softplus(s_ij)
+    over the keys that break it, from the scores in query sub-blocks."""
+    b = _Block(ctx, b)
+    use = _sb_use(ctx, b)
+    parts = []
+    for r0 in range(0, b.nb, _SUB):
+        rows = slice(r0, min(r0 + _SUB, b.nb))
+        z = np.where(use[rows], b.scores(rows), -np.inf)
+        with np.errstate(over="ignore", invalid="ignore"):
+            parts.append(-np.logaddexp(0.0, z).sum(-1))
+    lead = np.broadcast_shapes(b.q.shape[:-2], b.k.shape[:-2])
+    return {"R": np.concatenate(parts, -1) if parts else np.zeros(lead + (0,))}
+
+
+def _sb_merge(ctx, parts, info):
+    """Right to left: shard s keeps exp(T_s) of the stick, T_s = sum_(t > s) R_t
+    (shards in key order)."""
+    info = dict(info)
+    tail = 0.0
+    logs = [None] * len(parts)
+    for idx in range(len(parts) - 1, -1, -1):
+        logs[idx] = tail
+        tail = tail + parts[idx]["R"]
+    info["T"] = logs
+    return info
+
+
+def _sb_call(ctx, b, info, fn, index):
+    """The shard's own stick-breaking (on the keys that break the stick)
+    scaled by the stick the shards to its right leave."""
+    with np.errstate(invalid="ignore"):
+        f = np.exp(np.asarray(info["T"][index], np.float64))[..., None]
+    r = b.call(fn, "stickbreaking", mask=_sb_use(ctx, b), include_current=True)
+    return r.astype(np.float64) * f
+
+
+# ---- Sinkhorn ------------------------------------------------------------
+#
+# log-domain Sinkhorn over key shards: K = (s - max_j s) / eps,
+# f_i = -log n_r - LSE_j (K_ij + g_j)  (a logsumexp merged across shards),
+# g_j = -log m_c - LSE_i (K_ij + f_i)  (each shard's own columns),
+# A = n_r exp(K + f + g); n_r / m_c: rows / columns with a visible entry.
+
+def _sk_init(ctx, b, info):
+    """Per row of the shard: NaN among the visible scores, a +inf, and the
+    largest other visible score."""
+    b = _Block(ctx, b)
+    z = b.scores(slice(0, b.nb))
+    nan = np.isnan(z).any(-1)
+    pinf = np.isposinf(z).any(-1)
+    mx = np.where(np.isnan(z), -np.inf, z).max(-1) if b.ms else np.full(z.shape[:-1], -np.inf)
+    return {"nan": nan, "pinf": pinf, "mx": mx}
+
+
+def _sk_init_merge(ctx, parts, info):
+    info = dict(info)
+    nan = np.logical_or.reduce([p["nan"] for p in parts]) if parts else np.zeros(0, bool)
+    pinf = ~nan & np.logical_or.reduce([p["pinf"] for p in parts]) if parts else nan
+    mx = np.maximum.reduce([p["mx"] for p in parts]) if parts else np.zeros(0)
+    used = ~nan & (pinf | (mx > -np.inf))
+    info.update(nan=nan, pinf=pinf, used=used,
+                mx=np.where(used & ~pinf, mx, 0.0), n_r=used.sum(-1),
+                g=[0.0] * len(parts), f=0.0)
+    return info
+
+
+def _sk_kernel(ctx, b, info):
+    """K of the shard (-inf outside the visible entries of used rows)."""
+    if b.K is not None:
+        return b.K
+    z = b.scores(slice(0, b.nb))
+    eps = np.asarray(b.params.get("eps", 1.0), np.float64)
+    eps = eps[..., None, None] if eps.ndim else eps
+    with np.errstate(invalid="ignore"):
+        K = np.where(np.isfinite(z), (z - info["mx"][..., None]) / eps, -np.inf)
+    K = np.where(info["pinf"][..., None], np.where(np.isposinf(z), 0.0, -np.inf), K)
+    return np.where(info["used"][..., None], K, -np.inf)
+
+
+def _lse(x, axis):
+    """log sum exp along axis; -inf for an empty or all -inf slice."""
+    mx = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
+    mx = np.where(np.isfinite(mx), mx, 0.0)
+    with np.errstate(divide="ignore"):
+        return np.log(np.exp(x - mx).sum(axis=axis)) + np.squeeze(mx, axis)
+
+
+def _sk_row(ctx, b, info):
+    """The shard's part of the row logsumexp, LSE_(j in shard) (K_ij + g_j),
+    and its number of columns with a visible entry."""
+    blk = _Block(ctx, b)
+    K = _sk_kernel(ctx, blk, info)
+    g = np.asarray(info["g"][_block_index(info, b)], np.float64)
+    g = g[..., None, :] if g.ndim else g
+    return {"lse": _lse(K + g, -1), "cols": np.isfinite(K).any(-2).sum(-1)}
+
+
+def _sk_row_merge(ctx, parts, info):
+    info = dict(info)
+    lse = np.logaddexp.reduce([p["lse"] for p in parts]) if parts else -np.inf
+    with np.errstate(divide="ignore", invalid="ignore"):
+        info["f"] = np.where(info["used"], -np.log(info["n_r"])[..., None] - lse, 0.0)
+    info["m_c"] = sum(p["cols"] for p in parts) if parts else 0
+    return info
+
+
+def _sk_col(ctx, b, info):
+    """The shard's column potentials g_j = -log m_c - LSE_i (K_ij + f_i)."""
+    blk = _Block(ctx, b)
+    K = _sk_kernel(ctx, blk, info)
+    colok = np.isfinite(K).any(-2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = -np.log(np.asarray(info["m_c"], np.float64))[..., None] - \
+            _lse(K + np.asarray(info["f"])[..., :, None], -2)
+    return {"g": np.where(colok, g, 0.0)}
+
+
+def _sk_col_merge(ctx, parts, info):
+    info = dict(info)
+    info["g"] = [p["g"] for p in parts]
+    return info
+
+
+def _sk_call(ctx, b, info, fn, index):
+    K = _sk_kernel(ctx, b, info)
+    g = np.asarray(info["g"][index], np.float64)
+    g = g[..., None, :] if g.ndim else g
+    n_r = np.asarray(info["n_r"], np.float64)[..., None, None]
+    with np.errstate(invalid="ignore", over="ignore"):
+        A = n_r * np.exp(K + np.asarray(info["f"], np.float64)[..., :, None] + g)
+    A = np.where(info["used"][..., None], A, 0.0)
+    A = np.where(info["nan"][..., None] & b.visible(), np.nan, A)
+    if fn == "attention":
+        return np.matmul(A, b.v.astype(np.float64))
+    return A
+
+
+# ---- stochastic_softmax --------------------------------------------------
+
+def _st_draws(info):
+    """Each row's trials split over the shards, Multinomial(N, p_s) with the
+    shard masses p_s = exp(L_s - L), by sequential binomials; seeded from
+    (seed, block position)."""
+    from ._dask import _block_seed
+    info = dict(info)
+    trials = int(info["p"].get("trials", 100))
+    L = info["L"]
+    rng = np.random.default_rng(_block_seed(info["p"].get("seed", 0), (1,) + info["pos"]))
+    left = np.full(L.shape, trials, np.int64)
+    rest = np.ones(L.shape)
+    counts = []
+    for x in info["Ls"]:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ps = _sm_weight_factor(x, L)
+            pr = np.clip(np.where(rest > 0, ps / np.where(rest > 0, rest, 1.0), 1.0), 0.0, 1.0)
+        c = rng.binomial(left, pr)
+        counts.append(c)
+        left = left - c
+        rest = rest - ps
+    if counts:
+        counts[-1] = counts[-1] + left
+    info["N"] = counts
+    return info
+
+
+def _st_call(ctx, b, info, fn, index):
+    """Within the shard: N_s draws from the shard's own softmax, seeded from
+    (seed, block position, shard); weights c / trials."""
+    from ._dask import _block_seed
+    trials = int(b.params.get("trials", 100))
+    w = b.call("attention_weights", "softmax").astype(np.float64)
+    N = np.asarray(info["N"][index])
+    lead = np.broadcast_shapes(w.shape[:-1], N.shape)
+    w = np.broadcast_to(w, lead + w.shape[-1:])
+    N = np.broadcast_to(N, lead)
+    tot = w.sum(-1, keepdims=True)
+    ok = (tot > 0) & np.isfinite(tot)
+    pv = np.where(ok, w / np.where(ok, tot, 1.0), 1.0 / max(b.ms, 1))
+    N = np.where(ok[..., 0], N, 0)
+    rng = np.random.default_rng(_block_seed(b.params.get("seed", 0), (2,) + b.pos + (b.k0,)))
+    c = rng.multinomial(N, pv) if b.ms else np.zeros(lead + (0,))
+    r = c / float(trials)
+    if fn == "attention":
+        return np.matmul(r, b.v.astype(np.float64))
+    return r
 
 
 def _sm_weight_factor(L_s, L):
@@ -790,6 +1022,12 @@ def _global(ctx, b, info, fn, index):
         return _sp_call(ctx, b, info, fn, index)
     if fam == "nap":
         return _nap_call(ctx, b, info, fn)
+    if fam == "stickbreaking":
+        return _sb_call(ctx, b, info, fn, index)
+    if fam == "sinkhorn":
+        return _sk_call(ctx, b, info, fn, index)
+    if fam == "stochastic_softmax":
+        return _st_call(ctx, b, info, fn, index)
     if fam == "rowwise":
         prm = dict(b.params)
         if ctx["normalizer"] == "stochastic_softmax":
@@ -950,6 +1188,7 @@ def _counts_step(ctx, blocks, _):
     info["_index"] = {b["k0"]: i for i, b in enumerate(blocks)}
     # the parameters of this (leading block, query block), for the merges
     info["p"] = dict(ctx["params"])
+    info["pos"] = tuple(blocks[0].get("pos", ())) if blocks else ()
     if blocks:
         info["p"].update(blocks[0].get("params", {}))
     return info
@@ -960,6 +1199,11 @@ _STEPS = {
     "lognorm": _sm_lognorm, "merge_lognorm": _sm_merge,
     "candidates": _sp_candidates, "merge_candidates": _sp_merge,
     "mean": _nap_mean, "merge_mean": _nap_mean_merge,
+    "sbmass": _sb_mass, "merge_sbmass": _sb_merge,
+    "skinit": _sk_init, "merge_skinit": _sk_init_merge,
+    "skkernel": lambda ctx, b, info: _sk_kernel(ctx, _Block(ctx, b), info),
+    "skrow": _sk_row, "merge_skrow": _sk_row_merge,
+    "skcol": _sk_col, "merge_skcol": _sk_col_merge,
     "m2": _nap_m2, "merge_m2": _nap_m2_merge,
     "out": _out,
     "finish_out": lambda ctx, parts, info: _finish_out(ctx, parts, info),

@@ -22,8 +22,16 @@ relative to the total.
 Every worker runs attnnorm with one OpenMP thread; so does the single
 process (attnnorm.set_num_threads(1), OMP_NUM_THREADS=1).
 
+A load-independent measure of the work the key-sharded path adds ("work"
+column of (b)): the CPU time (time.process_time) of the 2-shard graph on
+dask's synchronous scheduler over that of one single-threaded call, median of
+paired runs; two free workers can give at most 2 / work.
+
 Usage: python benchmarks/bench_dask.py [--target a|b|both] [--repeat R]
-       [--heads B] [--n N] [--long L]
+       [--heads B] [--n N] [--long L] [--normalizers NAME ...] [--full]
+
+The defaults (64 heads, n = m = 16384) finish in a few minutes; --full runs
+the sizes of the targets (256 heads, n = m = 65536).
 """
 import argparse
 import os
@@ -122,6 +130,7 @@ def target_b(client, n, d, normalizer, repeat):
 
     ref = single()
     res = an.attention(q, k, v, normalizer).compute()
+    work = _work_ratio(qn, kn, vn, normalizer, n // 2, repeat)
     err = float(np.abs(res - ref).max())
     rel = err / float(np.abs(ref).max())
     ts, tc, speed = _pairs(single, cluster, repeat)
@@ -140,18 +149,41 @@ def target_b(client, n, d, normalizer, repeat):
                    for w in ("merge", "finish", "counts")):
                 merge += dt
     return dict(single=ts, cluster=tc, speedup=speed, max_abs_diff=err, rel_diff=rel,
-                merge_share=merge / tot if tot else float("nan"), merge_seconds=merge)
+                merge_share=merge / tot if tot else float("nan"), merge_seconds=merge,
+                work=work)
+
+
+def _work_ratio(qn, kn, vn, normalizer, shard, repeat):
+    """Median over paired runs of CPU time of the sharded graph (synchronous
+    scheduler, in this process) / CPU time of one call."""
+    lazy = an.attention(da.from_array(qn, chunks=qn.shape), da.from_array(kn, chunks=(shard, -1)),
+                        da.from_array(vn, chunks=(shard, -1)), normalizer)
+    ratios = []
+    for _ in range(repeat):
+        t0 = time.process_time()
+        an.attention(qn, kn, vn, normalizer)
+        t1 = time.process_time()
+        lazy.compute(scheduler="sync")
+        t2 = time.process_time()
+        ratios.append((t2 - t1) / (t1 - t0))
+    return statistics.median(ratios)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--target", default="both", choices=["a", "b", "both"])
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--heads", type=int, default=256)
+    ap.add_argument("--heads", type=int, default=64)
     ap.add_argument("--n", type=int, default=1024)
-    ap.add_argument("--long", type=int, default=65536)
+    ap.add_argument("--long", type=int, default=16384)
     ap.add_argument("--normalizers", nargs="+", default=["softmax", "entmax"])
+    ap.add_argument("--full", action="store_true",
+                    help="the target sizes: 256 heads, n = m = 65536")
     args = ap.parse_args()
+    if args.full:
+        args.heads, args.long = 256, 65536
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; medians of "
+          f"{args.repeat} paired runs (single, cluster)", flush=True)
     an.set_num_threads(1)
     from distributed import Client, LocalCluster
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
@@ -170,6 +202,8 @@ def main():
 
 def _row(name, r):
     notes = f"max |diff| {r['max_abs_diff']:.2e}"
+    if "work" in r:
+        notes += f", work {r['work']:.2f}x"
     if "merge_share" in r:
         notes += f", merge tasks {100 * r['merge_share']:.2f}% of task time " \
                  f"({r['merge_seconds']:.3f} s)"

@@ -107,6 +107,12 @@ def _compare_all(normalizer, opts, q, k, v, dq, dk, dv, dtype, **sched):
         r, (r2, st2), ww, dd = out
         assert r.shape == q.shape[:-1] + (E,) and ww.shape == q.shape[:-1] + (M,)
         assert_allclose(np.where(ww.sum(-1) > 0, ww.sum(-1), 1.0), 1.0, rtol=1e-5)
+        # the same draws in every call of one chunking: output = weights @ v
+        close(r, ww @ v.astype(np.float64), dtype)
+        close(r2, r, dtype)
+        p = an.attention_weights(q, k, "softmax", **{o: x for o, x in opts.items()
+                                                     if o not in ("trials", "seed")})
+        assert_array_equal(ww[p == 0], 0)
         return
     close(out[0], an.attention(q, k, v, normalizer, **opts), dtype)
     o2, st2 = an.attention(q, k, v, normalizer, return_stats=True, **opts)
@@ -134,7 +140,8 @@ def test_sharded_matches_numpy(rng, normalizer, option):
     _compare_all(normalizer, opts, q, k, v, *chunked(q, k, v), np.float64)
 
 
-@pytest.mark.parametrize("normalizer", ["softmax", "ssmax", "sigmoid", "entmax", "nap", "relu"])
+@pytest.mark.parametrize("normalizer", ["softmax", "ssmax", "sigmoid", "entmax", "nap", "relu",
+                                        "sinkhorn", "stickbreaking"])
 def test_sharded_float32(rng, normalizer):
     q, k, v = qkv(rng, np.float32, lead=(2,), kv_lead=(1,))
     _compare_all(normalizer, {"causal": True}, q, k, v, *chunked(q, k, v), np.float32)
@@ -173,7 +180,8 @@ def test_sharded_empty_policy(rng):
 
 @settings(max_examples=8, deadline=None)
 @given(qc=st.integers(1, N), kc=st.integers(1, M),
-       normalizer=st.sampled_from(["softmax", "sparsemax", "entmax", "relu", "nap"]),
+       normalizer=st.sampled_from(["softmax", "sparsemax", "entmax", "relu", "nap",
+                                   "sinkhorn", "stickbreaking"]),
        causal=st.booleans(), seed=st.integers(0, 2 ** 16))
 def test_any_chunking_is_exact(qc, kc, normalizer, causal, seed):
     rng = np.random.default_rng(seed)
@@ -181,6 +189,51 @@ def test_any_chunking_is_exact(qc, kc, normalizer, causal, seed):
     dq, dk, dv = chunked(q, k, v, qc, kc)
     close(an.attention(dq, dk, dv, normalizer, causal=causal).compute(**SYNC),
           an.attention(q, k, v, normalizer, causal=causal))
+
+
+@pytest.mark.parametrize("normalizer,params", [
+    ("sinkhorn", {"n_iter": 4, "eps": 0.5}), ("sinkhorn", {"n_iter": 3}),
+    ("sinkhorn", {"eps": np.array([0.5, 1.0, 2.0])}),
+    ("stickbreaking", {"include_current": False}),
+    ("stochastic_softmax", {"trials": 7, "seed": 11}),
+])
+def test_merged_over_key_shards(rng, normalizer, params):
+    """Sinkhorn, stick-breaking and stochastic_softmax merge key shards (the
+    keys are never rechunked to one block) and equal the in-memory call."""
+    q, k, v = qkv(rng, lead=(1, 3))
+    opts = dict(params, mask=masks(rng), causal=True)
+    dq, dk, dv = chunked(q, k, v, 3, 4)
+    lazy = an.attention(dq, dk, dv, normalizer, **opts)
+    step = {"sinkhorn": "skinit", "stickbreaking": "sbmass", "stochastic_softmax": "lognorm"}
+    keys = [str(key) for key in lazy.__dask_graph__()]
+    # one reduction task per visible (query block, key shard): shards of 4 of
+    # the 11 keys; causal query blocks of 3 see keys up to 4, 7, 10, so 2, 2
+    # and 3 shards (Sinkhorn: one query block, 3 shards)
+    want = 3 if normalizer == "sinkhorn" else 7
+    assert sum(f"attnnorm-{step[normalizer]}-" in key for key in keys) == want
+    _compare_all(normalizer, opts, q, k, v, dq, dk, dv, np.float64)
+
+
+def test_stochastic_sharded_exact_in_distribution(rng):
+    """Each weight of a key-sharded draw is Binomial(trials, p_ij) / trials with
+    p the in-memory softmax; a fixed seed and chunking repeat the draws, another
+    chunking or seed changes them."""
+    q, k, _ = qkv(rng, lead=(2,), kv_lead=(1,))
+    mk = masks(rng)
+    trials = 40000
+    dq, dk, _ = chunked(q, k, k, 4, 3)
+    w = an.attention_weights(dq, dk, "stochastic_softmax", trials=trials, seed=7, mask=mk)
+    a, b = compute(w, w)
+    assert_array_equal(a, b)
+    p = an.attention_weights(q, k, "softmax", mask=mk)
+    assert_allclose(a * trials, np.round(a * trials), atol=1e-6)
+    assert np.all(np.abs(a - p) <= 6 * np.sqrt(p * (1 - p) / trials) + 1e-12)
+    assert_array_equal(a[..., 3, :], 0)          # the query that sees nothing
+    other = an.attention_weights(*chunked(q, k, k, 4, 5)[:2], "stochastic_softmax",
+                                 trials=trials, seed=7, mask=mk).compute(**SYNC)
+    seed8 = an.attention_weights(dq, dk, "stochastic_softmax", trials=trials, seed=8,
+                                 mask=mk).compute(**SYNC)
+    assert not np.array_equal(a, other) and not np.array_equal(a, seed8)
 
 
 def test_skips_invisible_shards(rng):
@@ -400,7 +453,9 @@ def test_cluster_matches_numpy(client, rng):
     for nm in NORMALIZERS:
         out, diag = got[nm]
         if nm in RANDOM:
+            # seeded per (block, shard): the workers draw what this process draws
             assert out.shape == (2, N, E)
+            assert_array_equal(out, lazy[nm][0].compute(**SYNC))
             continue
         close(out, an.attention(q, k, v, nm, **opts))
         if diag is not None:

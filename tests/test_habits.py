@@ -106,13 +106,20 @@ def test_integer_masks():
         an.softmax(S, mask=np.where(mk, 0.0, -np.inf))
 
 
+def _isolated_python(cmd, cwd):
+    """Run Python without site-packages' .pth hooks (an editable install's import finder
+    would otherwise supply attnnorm._core to the copy), NumPy still importable."""
+    site_dir = os.path.dirname(os.path.dirname(np.__file__))
+    return subprocess.run([sys.executable, "-S", *cmd], cwd=cwd, capture_output=True,
+                          text=True, env=dict(os.environ, PYTHONPATH=site_dir))
+
+
 def test_unbuilt_source_tree_says_what_to_do(tmp_path):
     """Copy the package without its compiled extension and import it."""
     dst = tmp_path / "attnnorm"
     shutil.copytree(PKG, dst, ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"))
     for cmd in (["-c", "import attnnorm"], ["-m", "attnnorm"]):
-        res = subprocess.run([sys.executable, *cmd], cwd=tmp_path, capture_output=True,
-                             text=True, env=dict(os.environ, PYTHONPATH=""))
+        res = _isolated_python(cmd, tmp_path)
         assert res.returncode != 0
         err = res.stderr
         assert "ImportError" in err and "circular import" not in err, err
@@ -125,8 +132,7 @@ def test_broken_extension_is_not_misreported(tmp_path):
     dst = tmp_path / "attnnorm"
     shutil.copytree(PKG, dst, ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"))
     (dst / "_core.cpython-311-x86_64-linux-gnu.so").write_bytes(b"not an ELF file")
-    res = subprocess.run([sys.executable, "-c", "import attnnorm"], cwd=tmp_path,
-                         capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=""))
+    res = _isolated_python(["-c", "import attnnorm"], tmp_path)
     assert res.returncode != 0 and "is missing" not in res.stderr
 
 
