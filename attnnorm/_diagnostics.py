@@ -785,6 +785,7 @@ def jacobian_norm(a, normalizer="softmax", ord=2, *, mask=None, causal=False, wi
         if scores is None:
             raise ValueError(f"jacobian_norm(normalizer={normalizer!r}) needs scores= (its "
                              "Jacobian depends on the scores where the weight is 0)")
+        causal_code(causal)   # validated as every entry point does
         res = _SCORE_JACOBIANS[normalizer](a, scores, ord, values, mask, causal, window)
         if out is not None:
             out[...] = res

@@ -267,6 +267,39 @@ INTERRUPTIBLE = {
 }
 
 
+def test_two_threads_never_deadlock_in_long_loops():
+    # the loops that poll for Ctrl-C, run by 2 threads (several matrices in
+    # parallel, nested regions, team Sinkhorn) while the calling thread holds
+    # the GIL (small problems) or not (large ones): polling never enters the
+    # interpreter, so this finishes; a regression fails by the timeout
+    code = """
+        import numpy as np, attnnorm as an
+        rng = np.random.default_rng(0)
+        for shape in [(3, 5, 7), (2, 64, 600)]:
+            s = rng.normal(size=shape)
+            for causal in (False, True, "top_left"):
+                an.sinkhorn(s, n_iter=40, causal=causal)
+                an.entmax(s, alpha=1.3, causal=causal)
+                an.attention(s[..., :8], s[..., :8], s[..., :8], "sinkhorn", n_iter=40,
+                             causal=causal)
+                an.diagnose(s[..., :8], s[..., :8], "entmax", alpha=1.3, causal=causal)
+            an.soft_attention(s[..., :8], s[..., :8], newton_iters=50)
+        print("ok")
+    """
+    r = run_py(code, timeout=120, env={"OMP_NUM_THREADS": "2"})
+    assert r.stdout.strip() == "ok", r.stderr
+
+
+def test_causal_is_validated_by_every_entry_point():
+    a = an.softmax(np.zeros((3, 4)))
+    for call in (lambda c: an.softmax(a, causal=c), lambda c: an.entropy(a, causal=c),
+                 lambda c: an.jacobian_norm(a, "softpick", scores=a, causal=c),
+                 lambda c: an.linear_attention(a, a, a, causal=c),
+                 lambda c: an.attention(a, a, a, causal=c)):
+        with pytest.raises(ValueError, match="causal must be"):
+            call("top-left")
+
+
 def test_entmax_bisection_work_is_bounded():
     # the halvings stop once lo and hi are adjacent doubles (same result as
     # n_iter halvings), so n_iter = 10**9 costs what a few thousand cost
