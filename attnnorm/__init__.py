@@ -30,16 +30,21 @@ from ._normalizers import NORMALIZERS
 from ._attention import *  # noqa: F401,F403
 from ._linear import *  # noqa: F401,F403
 from ._diagnostics import *  # noqa: F401,F403
-from . import _normalizers, _attention, _linear, _diagnostics
+from ._grad import *  # noqa: F401,F403
+from ._linear_grad import *  # noqa: F401,F403
+from . import _normalizers, _attention, _linear, _diagnostics, _grad, _linear_grad
 
 __version__ = "0.1.0"
 
 __all__ = (["get_num_threads", "set_num_threads", "simd_path", "simd_best", "has_openmp"]
            + _normalizers.__all__ + _attention.__all__ + _linear.__all__
-           + _diagnostics.__all__)
+           + _diagnostics.__all__ + _grad.__all__ + _linear_grad.__all__)
 
 # one hook for lazy arrays: dask arrays and xarray DataArrays go to
-# attnnorm._dask (imported on first use, so importing attnnorm never imports dask)
+# attnnorm._dask (imported on first use, so importing attnnorm never imports dask);
+# the gradients (whose parameter gradients reduce over the leading axes) are not
+# lazy: they take dask arrays as NumPy would (computed)
 from ._lazy import wrap_public as _wrap_public
-_wrap_public(globals(), __all__, NORMALIZERS)
+_wrap_public(globals(), [nm for nm in __all__ if nm not in _grad.__all__ + _linear_grad.__all__],
+             NORMALIZERS)
 del _wrap_public

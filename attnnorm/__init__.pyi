@@ -199,3 +199,60 @@ def diagnose(q: ArrayLike, k: ArrayLike, normalizer: str = ..., *,
              scale: ArrayLike | None = ..., causal: _Causal = ..., window: _Window = ...,
              mask: ArrayLike | None = ..., out: tuple[NDArray[Any], ...] | None = ...,
              **normalizer_params: Any) -> Diagnosis: ...
+
+# ---- gradients (vector-Jacobian products) ----------------------------------------
+
+REAL_PARAMS: dict[str, tuple[str, ...]]
+
+class NormalizerGrad(NamedTuple):
+    scores: _Float
+    params: dict[str, Any]
+
+def normalizer_vjp(scores: ArrayLike, grad_weights: ArrayLike, normalizer: str = ..., *,
+                   weights: ArrayLike | None = ..., mask: ArrayLike | None = ...,
+                   causal: _Causal = ..., window: _Window = ..., empty: _Empty = ...,
+                   param_grads: bool = ..., **params: Any) -> NormalizerGrad: ...
+
+class LinearAttentionGrad(NamedTuple):
+    q: _Float
+    k: _Float
+    v: _Float
+    eps: Any
+
+class LogAttentionGrad(NamedTuple):
+    q: _Float
+    k: _Float
+    v: _Float
+    state: _Float | None
+
+class CheapLinearGrad(NamedTuple):
+    h: _Float
+    q: _Float
+
+class ZerosAttentionGrad(NamedTuple):
+    q: _Float
+    k: _Float
+    v: _Float
+    s: _Float
+    gate_linear: Any
+    gate_softmax: Any
+
+class SoftAttentionGrad(NamedTuple):
+    q: _Float
+    v: _Float
+    landmarks: _Float | None
+
+def linear_attention_vjp(q: ArrayLike, k: ArrayLike, v: ArrayLike, grad_out: ArrayLike,
+                         feature_map: Literal["elu1", "relu", "exp", "identity"] = ..., *,
+                         causal: bool = ..., eps: ArrayLike = ...) -> LinearAttentionGrad: ...
+def log_attention_vjp(q: ArrayLike, k: ArrayLike, v: ArrayLike, grad_out: ArrayLike, *,
+                      causal: bool = ..., state: ArrayLike | None = ...,
+                      grad_state: ArrayLike | None = ...) -> LogAttentionGrad: ...
+def cheap_linear_attention_vjp(h: ArrayLike, q: ArrayLike, grad_out: ArrayLike, *,
+                               causal: bool = ...) -> CheapLinearGrad: ...
+def zeros_attention_vjp(q: ArrayLike, k: ArrayLike, v: ArrayLike, s: ArrayLike,
+                        gate_linear: ArrayLike, gate_softmax: ArrayLike, grad_out: ArrayLike, *,
+                        causal: bool = ...) -> ZerosAttentionGrad: ...
+def soft_attention_vjp(q: ArrayLike, v: ArrayLike, grad_out: ArrayLike,
+                       landmarks: ArrayLike | None = ..., *, n_landmarks: int | None = ...,
+                       newton_iters: int = ...) -> SoftAttentionGrad: ...

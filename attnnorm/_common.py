@@ -428,3 +428,21 @@ def lead_mismatch(names, shapes):
                         f"q.reshape(*q.shape[:{ax}], {hkv}, {g}, *q.shape[{ax + 1}:]), and "
                         f"k, v ({ks}, m, d) -> {kn} with np.expand_dims(k, {ax})")
     return ValueError(msg)
+
+
+def sum_to(x, shape, dt=None):
+    """A gradient x of a broadcast result, summed (in float64) over the axes
+    along which an input of ``shape`` was broadcast, so it has the input's
+    shape; cast to dt if given; 0-d results as scalars."""
+    shape = tuple(shape)
+    x = np.asarray(x, dtype=np.float64)
+    extra = x.ndim - len(shape)
+    if extra > 0:
+        x = x.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, (a, b) in enumerate(zip(shape, x.shape)) if a == 1 and b != 1)
+    if axes:
+        x = x.sum(axis=axes, keepdims=True)
+    x = x.reshape(shape)
+    if dt is not None:
+        x = x.astype(dt)
+    return x[()] if x.ndim == 0 else x

@@ -292,6 +292,19 @@ def stickbreaking_jacobian(scores, *, include_current=True, current=None):
     return J
 
 
+def stickbreaking_vjp_row(x, g, keys, current_key, include_current=True):
+    """J^T g for one row of stick-breaking by its explicit Jacobian
+    (stickbreaking_jacobian: products of (1 - beta), not logs): x, g the
+    visible scores and upstream gradient at the visible key indices ``keys``
+    (ascending); ``current_key`` the query's aligned key i + (m - n)."""
+    cur = None
+    if not include_current:
+        hit = np.flatnonzero(np.asarray(keys) == current_key)
+        cur = int(hit[0]) if hit.size else None
+    J = stickbreaking_jacobian(x, include_current=include_current, current=cur)
+    return J.T @ np.asarray(g, dtype=np.float64)
+
+
 def _row_classes(s, vis):
     """Visible scores z (-inf where masked) and the special rows: NaN rows,
     rows with +inf, empty rows (nothing visible or all -inf), as booleans."""
@@ -859,3 +872,511 @@ def diagnose(q, k, normalize, *, scale=None, causal=False, window=None, mask=Non
                 column_mass=column_mass(w, causal=causal, window=window, mask=mask))
 
 # ---- end section: diagnostics ----
+
+
+# ---- section: gradients (normalizer VJPs) ----
+# Each row's Jacobian is built as an explicit matrix and each parameter's
+# derivative as an explicit vector d a / d theta (formulas derived for the
+# reference, in the unscaled form of each normalizer), then
+# d scores = J^T g and d theta = <g, d a / d theta>.  Sinkhorn pushes every
+# tangent direction forward through its iterations (forward mode), so it
+# shares nothing with the reverse-mode C kernel.  Scalar parameters only.
+
+
+def _row_jacobian(name, x, p):
+    """(J, {param: da/dparam}) of one row of visible, finite scores x."""
+    nv = x.size
+    ln = np.log(nv)
+
+    def smx(z):
+        e = np.exp(z - z.max())
+        return e / e.sum()
+
+    if name in ("softmax", "stochastic_softmax"):
+        T = p.get("temperature", 1.0) if name == "softmax" else 1.0
+        a = smx(x / T)
+        S = np.diag(a) - np.outer(a, a)
+        return S / T, {"temperature": -S @ x / T ** 2}
+    if name == "softmax_sink":
+        sk = p.get("sink", 0.0)
+        z = np.append(x, sk)
+        az = smx(z)
+        a, a0 = az[:-1], az[-1]
+        return np.diag(a) - np.outer(a, a), {"sink": -a * a0}
+    if name == "ssmax":
+        c = p.get("c", 0.43)
+        a = smx(c * ln * x)
+        S = np.diag(a) - np.outer(a, a)
+        return c * ln * S, {"c": ln * S @ x}
+    if name == "sigmoid":
+        b = p["bias"] if p.get("bias") is not None else -ln
+        a = 1.0 / (1.0 + np.exp(-(x + b)))
+        return np.diag(a * (1 - a)), {"bias": a * (1 - a)}
+    if name == "relu":
+        pw = p.get("power", 1.0)
+        pos = x > 0
+        xp = np.where(pos, x, 1.0)
+        return (np.diag(np.where(pos, pw * xp ** (pw - 1) / nv, 0.0)),
+                {"power": np.where(pos, xp ** pw * np.log(xp) / nv, 0.0)})
+    if name == "polynomial":
+        pw = p.get("power", 3.0)
+        nz = x != 0
+        xs = np.where(nz, x, 1.0)
+        a = x ** pw / np.sqrt(nv)
+        return (np.diag(pw * x ** (pw - 1) / np.sqrt(nv)),
+                {"power": np.where(nz, a * np.log(np.abs(xs)), 0.0)})
+    if name == "softpick":
+        # a_j = relu(e^x_j - 1) / (sum_k |e^x_k - 1| + eps e^M),  M = max x
+        eps = p.get("eps", 1e-8)
+        M, jm = x.max(), int(np.argmax(x))
+        u = np.expm1(x)
+        N = np.maximum(u, 0.0)
+        D = np.abs(u).sum() + eps * np.exp(M)
+        dD = np.sign(u) * np.exp(x)
+        dD[jm] += eps * np.exp(M)
+        J = np.diag((u > 0) * np.exp(x) / D) - np.outer(N, dD) / D ** 2
+        if M <= 0:
+            return np.zeros((nv, nv)), {"eps": np.zeros(nv)}
+        return J, {"eps": -N * np.exp(M) / D ** 2}
+    if name == "nap":
+        G, B, eps = p.get("gain", 1.0), p.get("bias", 0.0), p.get("eps", 1e-3)
+        d = x - x.mean()
+        sd = np.sqrt((d ** 2).mean())
+        den = sd + eps
+        J = G * ((np.eye(nv) - 1.0 / nv) / den
+                 - (np.outer(d, d) / (nv * sd * den ** 2) if sd > 0 else 0.0))
+        return J, {"gain": d / den, "bias": np.ones(nv), "eps": -G * d / den ** 2}
+    if name == "affine_softmax":
+        al = p.get("a", 1.0)
+        q = smx(x)
+        return al * (np.diag(q) - np.outer(q, q)), {"a": q, "b": np.ones(nv)}
+    if name in ("sparsemax", "entmax"):
+        alpha = 2.0 if name == "sparsemax" else float(p.get("alpha", 1.5))
+        if alpha == 1.0:
+            raise ValueError("reference entmax VJP: alpha > 1 only")
+        a, tau, _ = entmax(x, alpha=alpha, return_tau=True)
+        s = np.where(a > 0, a ** (2 - alpha), 0.0)
+        J = np.diag(s) - np.outer(s, s) / s.sum()
+        # d a / d alpha by the implicit function theorem on sum a = 1, with
+        # a_j = u_j^(1/(alpha-1)), u_j = (alpha-1) x_j - tau on the support
+        am1 = alpha - 1.0
+        sup = a > 0
+        u = np.where(sup, am1 * x - tau, 1.0)
+        da_fixed = np.where(sup, a * (-np.log(u) / am1 ** 2 + x / (am1 * u)), 0.0)
+        da_dtau = np.where(sup, -a / (am1 * u), 0.0)
+        dtau = -da_fixed.sum() / da_dtau.sum()
+        return J, {"alpha": da_fixed + da_dtau * dtau}
+    raise ValueError(f"no reference VJP for {name!r}")
+
+
+def _sinkhorn_jvp_all(s, vis, n_iter, eps):
+    """Weights of sinkhorn() and their derivatives along every score and eps
+    (forward mode: one tangent per direction), for one (n, m) matrix whose
+    visible scores are finite and every row and column non-empty."""
+    n, m = s.shape
+    nd = n * m + 1
+    K = np.where(vis, s / eps, -np.inf)
+    dK = np.zeros((nd, n, m))
+    dK[np.arange(n * m), np.repeat(np.arange(n), m), np.tile(np.arange(m), n)] = 1.0 / eps
+    dK[-1] = np.where(vis, -s / eps ** 2, 0.0)
+    dK = np.where(vis, dK, 0.0)
+    n_r, m_c = vis.any(1).sum(), vis.any(0).sum()
+    f, g = np.zeros(n), np.zeros(m)
+    df, dg = np.zeros((nd, n)), np.zeros((nd, m))
+    for it in range(n_iter):
+        if it % 2 == 0:
+            Z = K + g[None, :]
+            P = np.exp(Z - Z.max(1, keepdims=True))
+            P /= P.sum(1, keepdims=True)
+            f = -np.log(n_r) - np.log(np.exp(Z - Z.max(1, keepdims=True)).sum(1)) - Z.max(1)
+            df = -np.einsum("dij,ij->di", dK + dg[:, None, :], P)
+        else:
+            Z = K + f[:, None]
+            Q = np.exp(Z - Z.max(0, keepdims=True))
+            Q /= Q.sum(0, keepdims=True)
+            g = -np.log(m_c) - np.log(np.exp(Z - Z.max(0, keepdims=True)).sum(0)) - Z.max(0)
+            dg = -np.einsum("dij,ij->dj", dK + df[:, :, None], Q)
+    A = n_r * np.exp(K + f[:, None] + g[None, :])
+    dA = A[None] * (dK + df[:, :, None] + dg[:, None, :])
+    return A, np.where(vis, dA, 0.0)
+
+
+def normalizer_vjp(scores, grad, normalizer="softmax", *, mask=None, causal=False,
+                   window=None, **params):
+    """(d scores, {param: d param}) of sum(grad * normalizer(scores)) for
+    finite scores and scalar parameters, row by row over the visible keys
+    (fully masked rows give 0)."""
+    s, vis, row = _prepare(scores, causal, window, mask)
+    g = np.broadcast_to(np.asarray(grad, dtype=np.float64), s.shape)
+    ds = np.zeros(s.shape)
+    names = {"softmax": ["temperature"], "softmax_sink": ["sink"], "ssmax": ["c"],
+             "sigmoid": ["bias"] if params.get("bias") is not None else [],
+             "relu": ["power"], "polynomial": ["power"], "softpick": ["eps"],
+             "nap": ["gain", "bias", "eps"], "affine_softmax": ["a", "b"],
+             "entmax": ["alpha"], "sinkhorn": ["eps"]}.get(normalizer, [])
+    dp = {k: 0.0 for k in names}
+    for idx in np.ndindex(s.shape[:-2]):
+        if normalizer == "sinkhorn":
+            S, V = s[idx], vis[idx]
+            rows = V.any(1)
+            cols = V.any(0)
+            _, dA = _sinkhorn_jvp_all(S[rows][:, cols], V[rows][:, cols],
+                                      int(params.get("n_iter", 5)), float(params.get("eps", 1.0)))
+            gg = g[idx][rows][:, cols]
+            d = np.einsum("dij,ij->d", dA, gg)
+            sub = np.zeros((rows.sum(), cols.sum()))
+            sub[...] = d[:-1].reshape(sub.shape)
+            full = np.zeros(S.shape)
+            full[np.ix_(rows, cols)] = sub
+            ds[idx] = np.where(V, full, 0.0)
+            dp["eps"] += d[-1]
+            continue
+        for i in range(s.shape[-2]):
+            v = vis[idx + (i,)]
+            if not v.any():
+                continue
+            x = s[idx + (i,)][v]
+            if normalizer == "stickbreaking":
+                ds[idx + (i,)][v] = stickbreaking_vjp_row(
+                    x, g[idx + (i,)][v], np.flatnonzero(v), i + s.shape[-1] - s.shape[-2],
+                    **params)
+                continue
+            J, dth = _row_jacobian(normalizer, x, params)
+            gi = g[idx + (i,)][v]
+            ds[idx + (i,)][v] = J.T @ gi
+            for k in names:
+                dp[k] += float(gi @ dth[k])
+    return (ds[..., 0, :] if row else ds), dp
+
+# ---- end section: gradients ----
+
+
+# ---- section: gradients of the linear family ----
+
+
+def _suffix_pad(x, axis):
+    """Inclusive suffix sums along ``axis`` with one extra zero slot at the end."""
+    x = np.flip(np.cumsum(np.flip(x, axis), axis=axis), axis)
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (0, 1)
+    return np.pad(x, pad)
+
+
+def _lin_phi_and_grad(x, fmap):
+    if fmap == "elu1":
+        ex = np.exp(np.minimum(x, 0.0))
+        return np.where(x > 0, x + 1.0, ex), np.where(x > 0, 1.0, ex)
+    if fmap == "relu":
+        return np.maximum(x, 0.0), (x > 0).astype(np.float64)
+    return x, np.ones_like(x)
+
+
+def kernel_linear_vjp(Qf, Kf, v, G, t, eps, normalize=True):
+    """VJP of o_i = Qf_i^T S_i / (Qf_i^T z_i + eps) (normalize) or
+    o_i = Qf_i^T S_i, with S_i = sum_{j < t_i} Kf_j v_j^T, z_i = sum_{j < t_i} Kf_j:
+    returns dQf, dKf, dv, deps.
+
+      dnum_i = G_i / den_i,  dden_i = -<G_i, o_i> / den_i
+      dQf_i = S_i dnum_i + z_i dden_i
+      dS_j = sum_{i: t_i > j} Qf_i dnum_i^T,  dz_j = sum_{i: t_i > j} dden_i Qf_i
+      dKf_j = dS_j v_j + dz_j,  dv_j = dS_j^T Kf_j
+    """
+    m = Kf.shape[-2]
+    zero = np.zeros(Kf.shape[:-2] + (1,) + Kf.shape[-1:])
+    Sc = np.concatenate([zero[..., None] * v[..., :1, None, :],
+                         np.cumsum(Kf[..., :, :, None] * v[..., :, None, :], axis=-3)], axis=-3)
+    zc = np.concatenate([zero, np.cumsum(Kf, axis=-2)], axis=-2)
+    S = np.take(Sc, t, axis=-3)                       # (..., n, d, e)
+    z = np.take(zc, t, axis=-2)                       # (..., n, d)
+    seen = (t > 0)[:, None]
+    num = np.einsum("...nd,...nde->...ne", Qf, S)
+    if normalize:
+        den = np.einsum("...nd,...nd->...n", Qf, z)[..., None] + eps
+        den = np.where(seen, den, 1.0)
+        o = num / den
+        dnum = np.where(seen, G / den, 0.0)
+        dden = np.where(seen, -(G * o).sum(-1, keepdims=True) / den, 0.0)
+    else:
+        dnum = np.where(seen, G, 0.0)
+        dden = np.zeros(G.shape[:-1] + (1,))
+    dQf = np.einsum("...nde,...ne->...nd", S, dnum) + z * dden
+    i0 = np.searchsorted(t, np.arange(m), side="right")   # first query seeing key j
+    R = _suffix_pad(Qf[..., :, :, None] * dnum[..., :, None, :], axis=-3)   # (..., n+1, d, e)
+    r = _suffix_pad(Qf * dden, axis=-2)                                     # (..., n+1, d)
+    dS = np.take(R, i0, axis=-3)                                        # (..., m, d, e)
+    dz = np.take(r, i0, axis=-2)
+    dKf = np.einsum("...mde,...me->...md", dS, v) + dz
+    dv = np.einsum("...mde,...md->...me", dS, Kf)
+    return dQf, dKf, dv, dden.sum(axis=(-2, -1))
+
+
+def linear_attention_vjp(q, k, v, g, feature_map="elu1", *, causal=False, eps=1e-6):
+    """(dq, dk, dv, deps) of sum(g * linear_attention(...)) for one (n, d) matrix
+    (elu1, relu, identity), by prefix / suffix sums in float64."""
+    q, k, v, g = (np.asarray(a, dtype=np.float64) for a in (q, k, v, g))
+    n, m = q.shape[-2], k.shape[-2]
+    t = np.full(n, m) if not causal else np.clip(np.arange(n) + (m - n) + 1, 0, m)
+    Qf, dphq = _lin_phi_and_grad(q, feature_map)
+    Kf, dphk = _lin_phi_and_grad(k, feature_map)
+    dQf, dKf, dv, deps = kernel_linear_vjp(Qf, Kf, v, g, t, eps)
+    return dQf * dphq, dKf * dphk, dv, deps
+
+
+def log_state_values(state, d, e):
+    """(logZ (…, d), logS+ (…, d, e), logS- (…, d, e)) of a log_attention state
+    (…, d, 4e + 2) = [M_Z, s_Z, M+ (e), s+ (e), M- (e), s- (e)] per feature."""
+    st = np.asarray(state, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        lz = st[..., 0] + np.log(st[..., 1])
+        lp = st[..., 2:2 + e] + np.log(st[..., 2 + e:2 + 2 * e])
+        ln = st[..., 2 + 2 * e:2 + 3 * e] + np.log(st[..., 2 + 3 * e:2 + 4 * e])
+    fix = lambda x: np.where(np.isnan(x), -np.inf, x)   # (-inf) + log 0
+    return fix(lz), fix(lp), fix(ln)
+
+
+def _log_prefix(x, axis):
+    """Inclusive log-sum-exp prefix scans along ``axis`` with a -inf slot in
+    front, so index t is the scan over the first t entries."""
+    with np.errstate(invalid="ignore"):
+        x = np.logaddexp.accumulate(x, axis=axis)
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (1, 0)
+    return np.pad(x, pad, constant_values=-np.inf)
+
+
+def _log_suffix(x, axis):
+    """Inclusive log-sum-exp suffix scans along ``axis`` plus a -inf slot."""
+    with np.errstate(invalid="ignore"):
+        x = np.flip(np.logaddexp.accumulate(np.flip(x, axis), axis=axis), axis)
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (0, 1)
+    return np.pad(x, pad, constant_values=-np.inf)
+
+
+def exp_attention_vjp(q, k, v, G, t, st=None, gst=None):
+    """VJP of the exp-kernel attention o_i = sum_c e^{q_ic} S_ic / sum_c e^{q_ic} Z_ic,
+    Z_ic = Z0_c + sum_{j < t_i} e^{k_jc}, S_ice = S0_ce + sum_{j < t_i} e^{k_jc} v_je,
+    in log space with the values split by sign (every exponential below is of
+    a number <= 0 up to rounding, or bounded by |G|).
+
+    st: the prior state as log-values (logZ0 (d), logS+0 (d, e), logS-0 (d, e)) or None;
+    gst: the log-gradients lambda = X dL/dX of the state after all m keys
+    (same layout) or None.  Returns dq, dk, dv, lambda of the prior state
+    (or None), and the log-values of the final state.
+
+      pi_ic = e^{q_ic} Z_ic / den_i,  o_ice = S_ice / Z_ic,  rho_ic = e^{q_ic} / den_i
+      dq_ic = pi_ic (sum_e o_ice G_ie - <G_i, o_i>)
+      A_ce(j) = sum_{i: t_i > j} rho_ic G_ie,  B_c(j) = sum_{i: t_i > j} rho_ic <G_i, o_i>
+      dk_jc = e^{k_jc} (sum_e v_je A_ce(j) - B_c(j)),  dv_je = sum_c e^{k_jc} A_ce(j)
+    plus the terms of the state after all keys, through lambda / X.
+    """
+    ninf = -np.inf
+    m = k.shape[-2]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        lv = np.log(np.abs(v))
+        lvp = np.where(v > 0, lv, ninf)
+        lvn = np.where(v < 0, lv, ninf)
+        # prefix log-values over the first t keys (index t), (..., m+1, d[, e])
+        lZc = _log_prefix(k, axis=-2)
+        lPc = _log_prefix(k[..., :, :, None] + lvp[..., :, None, :], axis=-3)
+        lNc = _log_prefix(k[..., :, :, None] + lvn[..., :, None, :], axis=-3)
+        if st is not None:
+            lZ0, lP0, lN0 = st
+            lZc = np.logaddexp(lZc, lZ0[..., None, :])
+            lPc = np.logaddexp(lPc, lP0[..., None, :, :])
+            lNc = np.logaddexp(lNc, lN0[..., None, :, :])
+        lZ = np.take(lZc, t, axis=-2)                 # (..., n, d)
+        lP = np.take(lPc, t, axis=-3)                 # (..., n, d, e)
+        lN = np.take(lNc, t, axis=-3)
+        a = q + lZ
+        amax = np.max(a, axis=-1, keepdims=True)
+        seen = np.isfinite(amax)
+        amax = np.where(seen, amax, 0.0)
+        lden = amax + np.log(np.sum(np.exp(a - amax), axis=-1, keepdims=True))   # (..., n, 1)
+        lden = np.where(seen, lden, 0.0)
+        pi = np.where(seen, np.exp(a - lden), 0.0)                               # (..., n, d)
+        oc = np.exp(lP - lZ[..., None]) - np.exp(lN - lZ[..., None])             # (..., n, d, e)
+        oc = np.where(np.isfinite(lZ)[..., None], oc, 0.0)
+        o = np.einsum("...nd,...nde->...ne", pi, oc)
+        Go = (G * o).sum(-1, keepdims=True)                                      # (..., n, 1)
+        Gs = np.where(seen, G, 0.0)
+        Gos = np.where(seen, Go, 0.0)
+        dq = pi * (np.einsum("...nde,...ne->...nd", oc, Gs) - Gos)
+        lrho = np.where(seen, q - lden, ninf)                                    # (..., n, d)
+        lGp = np.where(Gs > 0, np.log(np.abs(Gs)), ninf)
+        lGn = np.where(Gs < 0, np.log(np.abs(Gs)), ninf)
+        lBp = np.where(Gos > 0, np.log(np.abs(Gos)), ninf)
+        lBn = np.where(Gos < 0, np.log(np.abs(Gos)), ninf)
+        i0 = np.searchsorted(t, np.arange(m), side="right")
+        lAp = np.take(_log_suffix(lrho[..., :, :, None] + lGp[..., :, None, :], -3), i0, axis=-3)
+        lAn = np.take(_log_suffix(lrho[..., :, :, None] + lGn[..., :, None, :], -3), i0, axis=-3)
+        lBps = np.take(_log_suffix(lrho + lBp, -2), i0, axis=-2)                # (..., m, d)
+        lBns = np.take(_log_suffix(lrho + lBn, -2), i0, axis=-2)
+        kk = k[..., :, :, None]
+        eA = np.exp(kk + lAp) - np.exp(kk + lAn)                                 # e^{k_jc} A_ce(j)
+        eB = np.exp(k + lBps) - np.exp(k + lBns)                                 # e^{k_jc} B_c(j)
+        dk = np.einsum("...mde,...me->...md", eA, v) - eB
+        dv = eA.sum(-2)
+        lZf, lPf, lNf = lZc[..., m, :], lPc[..., m, :, :], lNc[..., m, :, :]
+        lam0 = None
+        if st is not None:
+            # every query that sees anything sees the prior state:
+            # lambda0 = X0 dL/dX0 = X0 sum_i rho_i (dden or dnum terms)
+            lamZ = -np.einsum("...nd,...n->...d", np.exp(lZ0[..., None, :] + lrho), Gos[..., 0])
+            eP0 = np.exp(lP0[..., None, :, :] + lrho[..., :, :, None])           # (..., n, d, e)
+            eN0 = np.exp(lN0[..., None, :, :] + lrho[..., :, :, None])
+            lam0 = [lamZ, np.einsum("...nde,...ne->...de", eP0, Gs),
+                    -np.einsum("...nde,...ne->...de", eN0, Gs)]
+        if gst is not None:
+            gZ, gP, gN = gst
+            # the final state X_f = X0 + all keys: dL/dX_f = lambda_f / X_f
+            fZ, fP, fN = np.isfinite(lZf), np.isfinite(lPf), np.isfinite(lNf)
+            cZ = np.where(fZ, gZ, 0.0)
+            lZs = np.where(fZ, lZf, 0.0)
+            lPs = np.where(fP, lPf, 0.0)[..., None, :, :]
+            lNs = np.where(fN, lNf, 0.0)[..., None, :, :]
+            cP = np.where(fP, gP, 0.0)[..., None, :, :]
+            cN = np.where(fN, gN, 0.0)[..., None, :, :]
+            dk = dk + np.exp(k - lZs[..., None, :]) * cZ[..., None, :]
+            dk = dk + (cP * np.exp(kk + lvp[..., :, None, :] - lPs)).sum(-1) \
+                    + (cN * np.exp(kk + lvn[..., :, None, :] - lNs)).sum(-1)
+            # dS+/dv_je = e^{k_jc} (v > 0), dS-/dv_je = -e^{k_jc} (v < 0); at
+            # v = 0 the derivative of S+ - S- through the stream that has mass
+            wP = cP * np.exp(kk - lPs)                                          # (..., m, d, e)
+            wN = cN * np.exp(kk - lNs)
+            v3 = v[..., :, None, :]
+            use_p = (v3 > 0) | ((v3 == 0) & fP[..., None, :, :])
+            dv = dv + np.where(use_p, wP, -wN).sum(-2)
+            if lam0 is not None:
+                lam0[0] = lam0[0] + cZ * np.exp(lZ0 - lZs)
+                lam0[1] = lam0[1] + np.where(fP, gP * np.exp(lP0 - np.where(fP, lPf, 0.0)), 0.0)
+                lam0[2] = lam0[2] + np.where(fN, gN * np.exp(lN0 - np.where(fN, lNf, 0.0)), 0.0)
+    return dq, dk, dv, lam0, (lZf, lPf, lNf)
+
+
+def log_attention_vjp(q, k, v, g, *, causal=False, state=None, grad_state=None):
+    """(dq, dk, dv, dstate) of log_attention for one matrix, in log space with
+    NumPy's logaddexp scans (dstate in the state's (M, s) pair layout)."""
+    q, k, v, g = (np.asarray(a, dtype=np.float64) for a in (q, k, v, g))
+    n, d = q.shape
+    m, e = v.shape
+    t = np.full(n, m) if not causal else np.clip(np.arange(n) + (m - n) + 1, 0, m)
+    st = None if state is None else log_state_values(state, d, e)
+    gst = None
+    if grad_state is not None:
+        gs = np.asarray(grad_state, dtype=np.float64)
+        gst = (gs[..., 0], gs[..., 2:2 + e], gs[..., 2 + 2 * e:2 + 3 * e])
+    dq, dk, dv, lam0, _ = exp_attention_vjp(q, k, v, g, t, st, gst)
+    if state is None:
+        return dq, dk, dv, None
+    s0 = np.asarray(state, dtype=np.float64)
+    out = np.zeros(s0.shape)
+    for lam, (sm, ss) in zip(lam0, [(slice(0, 1), slice(1, 2)),
+                                    (slice(2, 2 + e), slice(2 + e, 2 + 2 * e)),
+                                    (slice(2 + 2 * e, 2 + 3 * e), slice(2 + 3 * e, 2 + 4 * e))]):
+        lam = lam[..., None] if lam.ndim == 1 else lam
+        out[..., sm] = lam
+        sv = s0[..., ss]
+        out[..., ss] = np.where(sv != 0, lam / np.where(sv != 0, sv, 1.0), 0.0)
+    return dq, dk, dv, out
+
+
+def zeros_attention_vjp(q, k, v, s, gate_linear, gate_softmax, g, *, causal=True):
+    """(dq, dk, dv, ds, d gate_linear, d gate_softmax) of zeros_attention for
+    scalar gates, by prefix sums of k v^T, s k v^T, e^(s - max s) k v^T and
+    their suffix sums over the queries (moderate logit ranges only)."""
+    q, k, v, s, G = (np.asarray(x, dtype=np.float64) for x in (q, k, v, s, g))
+    n, m = q.shape[-2], k.shape[-2]
+    lead = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2], s.shape[:-1], G.shape[:-2])
+    Q = np.broadcast_to(q, lead + q.shape[-2:])
+    K = np.broadcast_to(k, lead + k.shape[-2:])
+    V = np.broadcast_to(v, lead + v.shape[-2:])
+    S = np.broadcast_to(s, lead + s.shape[-1:])
+    G = np.broadcast_to(np.asarray(g, dtype=np.float64), lead + q.shape[-2:-1] + v.shape[-1:])
+    a1, ah = float(gate_linear), float(gate_softmax)
+    t = np.full(n, m) if not causal else np.clip(np.arange(n) + (m - n) + 1, 0, m)
+    _suffix = _suffix_pad
+    seen = t > 0
+    T = np.maximum(t, 1).astype(np.float64)
+    M = S.max(-1, keepdims=True) if m else np.zeros(tuple(lead) + (1,))
+    E = np.exp(S - M)
+    pad = lambda x: np.concatenate([np.zeros(x.shape[:-1] + (1,)), np.cumsum(x, -1)], -1)
+    sbar = np.take(pad(S), t, axis=-1) / T
+    Zt = np.take(pad(E), t, axis=-1)
+    Zt = np.where(seen, Zt, 1.0)
+    beta = np.where(seen, (a1 - ah) / T, 0.0)
+    alpha = np.where(seen, -(a1 - ah) * sbar / T - ah / T, 0.0)
+    gam = np.where(seen, ah / Zt, 0.0)
+    kv = K[..., :, :, None] * V[..., :, None, :]                                  # (..., m, d, e)
+    pad3 = lambda x: np.concatenate([np.zeros(x.shape[:-3] + (1,) + x.shape[-2:]),
+                                     np.cumsum(x, -3)], -3)
+    F = np.take(pad3(kv), t, axis=-3)
+    Gm = np.take(pad3(S[..., :, None, None] * kv), t, axis=-3)
+    Hm = np.take(pad3(E[..., :, None, None] * kv), t, axis=-3)
+    U = alpha[..., None, None] * F + beta[..., None, None] * Gm + gam[..., None, None] * Hm
+    dq = np.einsum("...nde,...ne->...nd", U, G)
+    qFo = lambda X: np.einsum("...nd,...nde,...ne->...n", Q, X, G)
+    dal, dbe, dga = qFo(F), qFo(Gm), qFo(Hm)
+    W = Q[..., :, :, None] * G[..., :, None, :]                                   # (..., n, d, e)
+    i0 = np.searchsorted(t, np.arange(m), side="right")
+    Da = np.take(_suffix(alpha[..., None, None] * W, -3), i0, axis=-3)
+    Db = np.take(_suffix(beta[..., None, None] * W, -3), i0, axis=-3)
+    Dg = np.take(_suffix(gam[..., None, None] * W, -3), i0, axis=-3)
+    D = Da + S[..., :, None, None] * Db + E[..., :, None, None] * Dg              # (..., m, d, e)
+    dk = np.einsum("...mde,...me->...md", D, V)
+    dv = np.einsum("...mde,...md->...me", D, K)
+    ds = np.einsum("...md,...mde,...me->...m", K, Db + E[..., :, None, None] * Dg, V)
+    # through sbar_t and Z_t
+    ds += np.take(_suffix(np.where(seen, dal * (-(a1 - ah) / T) / T, 0.0), -1), i0, axis=-1)
+    dZ = np.where(seen, -dga * ah / Zt ** 2, 0.0)
+    ds += E * np.take(_suffix(dZ, -1), i0, axis=-1)
+    dg1 = np.where(seen, dal * (-sbar / T) + dbe / T, 0.0).sum(-1)
+    dgh = np.where(seen, dal * (sbar - 1.0) / T - dbe / T + dga / Zt, 0.0).sum(-1)
+    return dq, dk, dv, ds, dg1.sum(), dgh.sum()
+
+
+def soft_attention_vjp_one(q, v, lm, seg, iters, G):
+    """VJP of SOFT's Nystrom form for one matrix: (dq, dv, dlandmarks)."""
+    n, d = q.shape
+    gm = 0.5 / np.sqrt(d) if d > 0 else 0.0
+    if seg is not None:
+        lm = np.stack([q[sg].mean(0) for sg in seg])
+    A = np.exp(-((q[:, None, :] - lm[None, :, :]) ** 2).sum(-1) * gm)        # (n, L)
+    B = np.exp(-((lm[:, None, :] - lm[None, :, :]) ** 2).sum(-1) * gm)       # (L, L)
+    col = B.sum(0)
+    b_star = int(np.argmax(col))
+    Nrm = col[b_star]
+    c = 2.0 / Nrm ** 2
+    Vs = [c * B]
+    for _ in range(iters):
+        Vk = Vs[-1]
+        Vs.append(2 * Vk - Vk @ B @ Vk)
+    Y = A.T @ v
+    Wt = Vs[-1] @ Y
+    dA = G @ Wt.T
+    dWt = A.T @ G
+    dVk = dWt @ Y.T
+    dY = Vs[-1].T @ dWt
+    dA += v @ dY.T
+    dv = A @ dY
+    dB = np.zeros_like(B)
+    for k in range(iters - 1, -1, -1):
+        Vk = Vs[k]
+        dB -= Vk.T @ dVk @ Vk.T
+        dVk = 2 * dVk - dVk @ (B @ Vk).T - (Vk @ B).T @ dVk
+    dB += c * dVk
+    dc = float(np.sum(dVk * B))
+    dB[:, b_star] += dc * (-4.0 / Nrm ** 3)
+    # Gaussian kernels: d exp(-gm |x - y|^2) / dx = -2 gm (x - y) exp(...)
+    wA = dA * A
+    dq = -2 * gm * (wA.sum(1)[:, None] * q - wA @ lm)
+    dlm = 2 * gm * (wA.T @ q - wA.sum(0)[:, None] * lm)
+    wB = (dB + dB.T) * B
+    dlm += -2 * gm * (wB.sum(1)[:, None] * lm - wB @ lm)
+    if seg is not None:
+        for a, sg in enumerate(seg):
+            dq[sg] += dlm[a] / len(sg)
+        dlm = None
+    return dq, dv, dlm
+
+# ---- end section: gradients of the linear family ----

@@ -161,6 +161,7 @@ def test_causal_defaults_are_false_or_explained():
         p = inspect.signature(fn).parameters.get("causal")
         if p is not None and p.default is not False:
             odd[name] = fn
-    assert set(odd) == {"zeros_attention", "zeros_weights"}
+    assert set(odd) == {"zeros_attention", "zeros_weights", "zeros_attention_vjp"}
     assert "unlike the rest of attnnorm the default is" in odd["zeros_attention"].__doc__
     assert "As in :func:`zeros_attention`" in odd["zeros_weights"].__doc__
+    assert "As in :func:`zeros_attention`" in odd["zeros_attention_vjp"].__doc__

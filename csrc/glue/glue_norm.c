@@ -60,6 +60,15 @@ static const an_opspec ops_jacobian[] = {
     AN_PARAM_OPS, AN_END };
 static const an_opspec outs_jacobian[] = { { AN_OP_JNORM, 'T', "n", "norm" }, AN_END };
 
+/* want_params = 0: the parameter gradients are skipped (left 0) */
+static const an_opspec ops_vjp[] = {
+    { AN_OP_SCORES, 'T', "n,m", "scores" }, { AN_OP_WEIGHTS, 'T', "n,m", "weights" },
+    { AN_OP_GRAD, 'T', "n,m", "grad" }, AN_VIS_OPS, AN_PARAM_OPS,
+    { AN_OP_WANT, 'q', "", "want_params" }, AN_END };
+static const an_opspec outs_vjp[] = {
+    { AN_OP_DSCORES, 'T', "n,m", "d_scores" }, { AN_OP_DREALS, 'T', "r", "d_reals" },
+    { AN_OP_DROWP, 'T', "n,w", "d_rowparams" }, AN_END };
+
 typedef struct {
     const char *prefix;
     const an_opspec *ins, *outs;
@@ -80,6 +89,7 @@ static const an_family families[AN_NFAM] = {
                           an_diagnose_loop_f, an_diagnose_loop_d },
     [AN_FAM_JACOBIAN] = { "jacobian_norm_", ops_jacobian, outs_jacobian,
                           an_jacobian_loop_f, an_jacobian_loop_d },
+    [AN_FAM_VJP] = { "normalizer_vjp_", ops_vjp, outs_vjp, an_vjp_loop_f, an_vjp_loop_d },
 };
 
 /* Whether normalizer d has a gufunc of family f. */
@@ -89,6 +99,7 @@ static int family_applies(const an_normdesc *d, int f)
     case AN_FAM_DIAGNOSE: return d->row_f != NULL;
     case AN_FAM_JACOBIAN:
         return d->jac != AN_JAC_NONE && d->jac != AN_JAC_SCORES;
+    case AN_FAM_VJP: return an_has_vjp(d);
     default: return 1;
     }
 }
@@ -243,7 +254,7 @@ PyObject *an_normalizer_info(PyObject *self, PyObject *noargs)
             PyTuple_SET_ITEM(params, k, pd);
         }
         PyObject *info = Py_BuildValue(
-            "{s:s,s:N,s:O,s:O,s:O,s:O,s:O,s:z,s:O,s:z,s:O}",
+            "{s:s,s:N,s:O,s:O,s:O,s:O,s:O,s:z,s:O,s:z,s:O,s:O}",
             "name", d->name, "params", params,
             "row_kernel", d->row_f ? Py_True : Py_False,
             "tau_support", d->tau_support ? Py_True : Py_False,
@@ -253,7 +264,8 @@ PyObject *an_normalizer_info(PyObject *self, PyObject *noargs)
             "online", online_names[d->online],
             "lognorm", d->lognorm ? Py_True : Py_False,
             "jacobian", jac_names[d->jac],
-            "vjp", d->vjp_f ? Py_True : Py_False);
+            "vjp", an_has_vjp(d) ? Py_True : Py_False,
+            "vjp_weights", d->vjp_weights ? Py_True : Py_False);
         if (!info || PyList_Append(list, info) < 0) {
             Py_XDECREF(info); Py_DECREF(list); return NULL;
         }

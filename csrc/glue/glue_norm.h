@@ -9,6 +9,8 @@
  *   diagnose_<nm>          q, k -> streamed diagnostics   (row kernels only)
  *   jacobian_norm_<nm>     weights -> per-row Jacobian norm (jac form DIAG,
  *                          DOWNDATE, PROJECTION or DENSE)
+ *   normalizer_vjp_<nm>    scores, weights, grad -> d scores, d parameters
+ *                          (normalizers with a VJP)
  *
  * Every family passes the parameters the same way, as three operands after
  * the shared ones: reals (r) [T], ints (i) [int64], rowparams (n, w) [T],
@@ -28,19 +30,19 @@
 enum {
     AN_OP_SCORES, AN_OP_Q, AN_OP_K, AN_OP_V,
     AN_OP_MASK, AN_OP_CAUSAL, AN_OP_WLEFT, AN_OP_WRIGHT, AN_OP_EMPTY, AN_OP_SCALE,
-    AN_OP_FRO, AN_OP_REALS, AN_OP_INTS, AN_OP_ROWP,
+    AN_OP_FRO, AN_OP_REALS, AN_OP_INTS, AN_OP_ROWP, AN_OP_GRAD, AN_OP_WANT,
     /* outputs */
     AN_OP_WEIGHTS, AN_OP_TAU, AN_OP_SUPPORT, AN_OP_OUT,
     AN_OP_ST_LOGNORM, AN_OP_ST_ENTROPY, AN_OP_ST_MAXW, AN_OP_ST_ARGMAX, AN_OP_ST_W0,
     AN_OP_ST_MARGIN, AN_OP_ST_SUPPORT, AN_OP_ST_WSUM,
     AN_OP_D_ENTROPY, AN_OP_D_MAXW, AN_OP_D_SINKW, AN_OP_D_MARGIN, AN_OP_D_SUPPORT,
-    AN_OP_D_COLMASS, AN_OP_JNORM,
+    AN_OP_D_COLMASS, AN_OP_JNORM, AN_OP_DSCORES, AN_OP_DREALS, AN_OP_DROWP,
     AN_NROLES
 };
 
 /* Families of generated gufuncs. */
 enum { AN_FAM_NORMALIZE, AN_FAM_ATTENTION, AN_FAM_ATTENTION_STATS, AN_FAM_ATTENTION_WEIGHTS,
-       AN_FAM_DIAGNOSE, AN_FAM_JACOBIAN, AN_NFAM };
+       AN_FAM_DIAGNOSE, AN_FAM_JACOBIAN, AN_FAM_VJP, AN_NFAM };
 
 /* What a generated loop needs: its normalizer, family and name, and for
  * each role the operand index (arg, -1 if absent) and the index in steps[]
@@ -81,7 +83,8 @@ PyObject *an_normalizer_info(PyObject *self, PyObject *noargs);
     void an_normalize_loop_##TS(char **, npy_intp const *, npy_intp const *, void *); \
     void an_attention_loop_##TS(char **, npy_intp const *, npy_intp const *, void *); \
     void an_diagnose_loop_##TS(char **, npy_intp const *, npy_intp const *, void *);  \
-    void an_jacobian_loop_##TS(char **, npy_intp const *, npy_intp const *, void *);
+    void an_jacobian_loop_##TS(char **, npy_intp const *, npy_intp const *, void *);  \
+    void an_vjp_loop_##TS(char **, npy_intp const *, npy_intp const *, void *);
 AN_NORM_LOOP_DECLS(f)
 AN_NORM_LOOP_DECLS(d)
 #undef AN_NORM_LOOP_DECLS

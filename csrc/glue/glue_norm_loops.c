@@ -10,6 +10,7 @@
 #include <string.h>
 #include "attention.h"
 #include "diagnostics.h"
+#include "vjp.h"
 
 /* The parameter operands hold exactly the descriptor's counts: per-matrix
  * reals (r), integers (i), per-row reals (w).  Raises and returns 0 if not. */

@@ -67,6 +67,27 @@ static const an_gufunc_entry an_gufuncs[] = {
       soft_attention_loop_f, soft_attention_loop_d, NULL },
     { "soft_kernel", "(n,d)->(n,n)", "T-T", "soft_kernel(q) -> S",
       soft_kernel_loop_f, soft_kernel_loop_d, NULL },
+    /* their VJPs */
+    { "linear_attention_vjp", "(n,d),(m,d),(m,e),(n,e),(),(),(),()->(n,d),(m,d),(m,e),()",
+      "TTTTqqTq-TTTT",
+      "linear_attention_vjp(q, k, v, grad, feature_map, causal, eps, normalize) -> dq, dk, dv, deps",
+      an_linear_vjp_loop_f, an_linear_vjp_loop_d, NULL },
+    { "log_attention_vjp",
+      "(n,d),(m,d),(m,e),(n,e),(d,w),(d,w),(),(),()->(n,d),(m,d),(m,e),(d,w)",
+      "TTTTTTqqq-TTTT",
+      "log_attention_vjp(q, k, v, grad, state, grad_state, causal, has_state, has_grad_state)"
+      " -> dq, dk, dv, dstate",
+      an_log_vjp_loop_f, an_log_vjp_loop_d, NULL },
+    { "zeros_attention_vjp",
+      "(n,d),(m,d),(m,e),(m),(),(),(),(n,e)->(n,d),(m,d),(m,e),(m),(),()",
+      "TTTTTTqT-TTTTTT",
+      "zeros_attention_vjp(q, k, v, s, gate_linear, gate_softmax, causal, grad)"
+      " -> dq, dk, dv, ds, d_gate_linear, d_gate_softmax",
+      an_zeros_vjp_loop_f, an_zeros_vjp_loop_d, NULL },
+    { "soft_attention_vjp", "(n,d),(n,e),(l,d),(k),(),(n,e)->(n,d),(n,e),(l,d)",
+      "TTTTqT-TTT",
+      "soft_attention_vjp(q, v, landmarks, iterations, mean_landmarks, grad) -> dq, dv, dlandmarks",
+      an_soft_vjp_loop_f, an_soft_vjp_loop_d, NULL },
     /* ---- end linear-time attention ---- */
 
     /* ---- diagnostics (DESIGN "Diagnostics") ---- */

@@ -57,6 +57,37 @@ typedef int (*an_rowfn_d)(double *x, an_int nv, an_rowctx *c);
 typedef int (*an_matfn_f)(const an_normmat *M);
 typedef int (*an_matfn_d)(const an_normmat *M);
 
+/* Row VJPs: x[0..nv) the row's visible scores as the row kernel saw them,
+ * w[0..nv) its weights, g[0..nv) the upstream gradient dL/dw; write
+ * dx[0..nv) = J^T g and ADD to dparam[r] the gradient of real parameter r
+ * (the caller zeroes it), in the order of the real parameters: the per-matrix
+ * reals, then the per-row reals, each in descriptor order; dparam = NULL
+ * skips the parameter gradients (and their cost).  c as for the row kernel
+ * (c->ws holds vjp_ws_mult (m + 1) doubles).  dx may not alias x, w or g.
+ * Returns AN_OK or an error code.  vjp.h describes the conventions (masked
+ * and empty rows, +inf scores, length-aware defaults). */
+typedef int (*an_vjpfn_f)(const float *x, const float *w, const float *g, float *dx,
+                          an_int nv, an_rowctx *c, double *dparam);
+typedef int (*an_vjpfn_d)(const double *x, const double *w, const double *g, double *dx,
+                          an_int nv, an_rowctx *c, double *dparam);
+
+/* Operands of a matrix VJP besides the an_normmat (whose out is unused). */
+typedef struct an_vjpmat {
+    const char *w;  an_int w_n, w_m;     /* weights, or NULL (recomputed) */
+    const char *g;  an_int g_n, g_m;     /* upstream gradient */
+    char *dx;       an_int dx_n, dx_m;   /* out: d scores (masked entries 0) */
+    double dp[AN_MAXPARAM];              /* out: gradient of each per-matrix real */
+    char *drp[2];   an_int drp_s[2];     /* out: gradient of each per-row real (T), or NULL */
+    int no_params;                       /* skip the parameter gradients (left 0) */
+} an_vjpmat;
+
+/* Matrix VJPs (Sinkhorn): read M (scores, masks, parameters) and V's g (the
+ * weights are recomputed), write V->dx and V->dp (no_params may be
+ * ignored).  They parallelise over fixed row blocks themselves, with the
+ * same result for every thread count. */
+typedef int (*an_matvjp_f)(const an_normmat *M, an_vjpmat *V);
+typedef int (*an_matvjp_d)(const an_normmat *M, an_vjpmat *V);
+
 /* ---- the descriptor: everything the rest of the code asks about a
  * normalizer.  One per normalizer, next to its kernel; the list of them is
  * an_normalizers[] (registry.c).  The gufuncs (normalizer, attention_*,
@@ -119,13 +150,14 @@ typedef struct an_normdesc {
     an_rowfn_f row_f;  an_rowfn_d row_d;
     an_matfn_f mat_f;  an_matfn_d mat_d;
     int ws_mult;                            /* workspace doubles per key */
-    /* row VJP: given the visible scores x as the row kernel saw them, its
-     * weights w and the upstream gradient g, write dx and add the gradient of
-     * the real parameters (in their order here) to dparam.  NULL: none. */
-    int (*vjp_f)(const float *x, const float *w, const float *g, float *dx,
-                 an_int nv, an_rowctx *c, double *dparam);
-    int (*vjp_d)(const double *x, const double *w, const double *g, double *dx,
-                 an_int nv, an_rowctx *c, double *dparam);
+    /* VJP (reverse-mode derivative): a row VJP for a row kernel, a matrix
+     * VJP for a matrix kernel; NULL: none (no normalizer_vjp_<name>). */
+    an_vjpfn_f vjp_f;  an_vjpfn_d vjp_d;
+    an_matvjp_f mat_vjp_f;  an_matvjp_d mat_vjp_d;
+    int vjp_ws_mult;                        /* row VJP workspace doubles per key */
+    int vjp_weights;                        /* the VJP reads the forward weights (else
+                                             * it recomputes what it needs: pass the
+                                             * scores as weights) */
     /* traits */
     int tau_support;     /* the kernel reports a threshold and support size (outputs tau, support) */
     int lists_support;   /* the kernel lists its nonzero weights (c->nz) */
@@ -140,6 +172,9 @@ typedef struct an_normdesc {
     /* DENSE: J[j * nv + l] = d a_j / d s_l from the weights a[0..nv) */
     void (*jac_dense)(const double *a, an_int nv, const an_normmat *M, double *J);
 } an_normdesc;
+
+/* Whether d has a VJP. */
+static inline int an_has_vjp(const an_normdesc *d) { return d->vjp_f != NULL || d->mat_vjp_f != NULL; }
 
 /* Number of parameters of a kind: per matrix reals (an_nreal), per-row
  * reals (an_nrowp), integers including a stream (an_nint). */

@@ -5,6 +5,7 @@
  */
 #include <float.h>
 #include "normalize.h"
+#include "vjp.h"
 #include "an_simd.h"
 #include "normalizers_shared.h"
 
@@ -21,7 +22,9 @@ const an_normdesc an_norm_softmax = {
     .nparams = 1,
     .row_f = softmax_row_f, .row_d = softmax_row_d,
     .online = AN_ONLINE_SOFTMAX, .lognorm = AN_LOGNORM_INV_P0,
-    .jac = AN_JAC_DOWNDATE, .jac_downdate = softmax_jac };
+    .jac = AN_JAC_DOWNDATE, .jac_downdate = softmax_jac,
+    .vjp_f = an_softmax_vjp_f, .vjp_d = an_softmax_vjp_d,
+    .vjp_weights = 1 };
 
 
 /* Jacobian diag(a) - a a^T (sum a < 1: the sink keeps the rest) */
@@ -33,7 +36,9 @@ const an_normdesc an_norm_softmax_sink = {
     .nparams = 1,
     .row_f = softmax_sink_row_f, .row_d = softmax_sink_row_d,
     .online = AN_ONLINE_SINK, .lognorm = AN_LOGNORM_SINK_P0,
-    .jac = AN_JAC_DOWNDATE, .jac_downdate = softmax_sink_jac };
+    .jac = AN_JAC_DOWNDATE, .jac_downdate = softmax_sink_jac,
+    .vjp_f = an_softmax_sink_vjp_f, .vjp_d = an_softmax_sink_vjp_d,
+    .vjp_weights = 1 };
 
 /* Jacobian: softmax's at T = 1 / (c log n_i) */
 static void ssmax_jac(const an_normmat *M, an_int nv, double *e, double *T)
@@ -44,7 +49,9 @@ const an_normdesc an_norm_ssmax = {
     .nparams = 1,
     .row_f = ssmax_row_f, .row_d = ssmax_row_d, .uses_length = 1,
     .online = AN_ONLINE_SSMAX, .lognorm = AN_LOGNORM_P0_LOGN,
-    .jac = AN_JAC_DOWNDATE, .jac_downdate = ssmax_jac };
+    .jac = AN_JAC_DOWNDATE, .jac_downdate = ssmax_jac,
+    .vjp_f = an_ssmax_vjp_f, .vjp_d = an_ssmax_vjp_d,
+    .vjp_weights = 1 };
 
 /* Jacobian diag(a (1 - a)) */
 static double sigmoid_jac(double a, an_int nv, const an_normmat *M)
@@ -55,7 +62,8 @@ const an_normdesc an_norm_sigmoid = {
                   AN_DOM_SAME } },
     .nparams = 1,
     .row_f = sigmoid_row_f, .row_d = sigmoid_row_d, .uses_length = 1, .elementwise = 1,
-    .jac = AN_JAC_DIAG, .jac_diag = sigmoid_jac };
+    .jac = AN_JAC_DIAG, .jac_diag = sigmoid_jac,
+    .vjp_f = an_sigmoid_vjp_f, .vjp_d = an_sigmoid_vjp_d, .vjp_ws_mult = 1 };
 
 /* Jacobian diag(p relu(s)^(p-1) / n_i), relu(s) = (n_i a)^(1/p) */
 static double relu_jac(double a, an_int nv, const an_normmat *M)
@@ -68,7 +76,8 @@ const an_normdesc an_norm_relu = {
     .params = { { "power", AN_PARAM_REAL, AN_PF_FINITE, 1.0, AN_DOM_POS, AN_DOM_SAME } },
     .nparams = 1,
     .row_f = relu_row_f, .row_d = relu_row_d, .uses_length = 1, .elementwise = 1,
-    .jac = AN_JAC_DIAG, .jac_diag = relu_jac };
+    .jac = AN_JAC_DIAG, .jac_diag = relu_jac,
+    .vjp_f = an_relu_vjp_f, .vjp_d = an_relu_vjp_d };
 
 /* Jacobian diag(p |s|^(p-1) / sqrt(n_i)), |s| = (sqrt(n_i) |a|)^(1/p) */
 static double polynomial_jac(double a, an_int nv, const an_normmat *M)
@@ -84,14 +93,16 @@ const an_normdesc an_norm_polynomial = {
                   AN_DOM_SAME } },
     .nparams = 1,
     .row_f = polynomial_row_f, .row_d = polynomial_row_d, .uses_length = 1,
-    .elementwise = 1, .jac = AN_JAC_DIAG, .jac_diag = polynomial_jac };
+    .elementwise = 1, .jac = AN_JAC_DIAG, .jac_diag = polynomial_jac,
+    .vjp_f = an_polynomial_vjp_f, .vjp_d = an_polynomial_vjp_d };
 
 const an_normdesc an_norm_softpick = {
     .name = "softpick",
     .params = { { "eps", AN_PARAM_REAL, AN_PF_FINITE, 1e-8, AN_DOM_POS, AN_DOM_SAME } },
     .nparams = 1,
     .row_f = softpick_row_f, .row_d = softpick_row_d,
-    .online = AN_ONLINE_SOFTPICK, .jac = AN_JAC_SCORES };
+    .online = AN_ONLINE_SOFTPICK, .jac = AN_JAC_SCORES,
+    .vjp_f = an_softpick_vjp_f, .vjp_d = an_softpick_vjp_d, .vjp_ws_mult = 1 };
 
 const an_normdesc an_norm_nap = {
     .name = "nap",
@@ -99,7 +110,8 @@ const an_normdesc an_norm_nap = {
                 { "bias", AN_PARAM_REAL, AN_PF_FINITE, 0.0, AN_DOM_ANY, AN_DOM_SAME },
                 { "eps", AN_PARAM_REAL, AN_PF_FINITE, 1e-3, AN_DOM_POS, AN_DOM_SAME } },
     .nparams = 3,
-    .row_f = nap_row_f, .row_d = nap_row_d };
+    .row_f = nap_row_f, .row_d = nap_row_d,
+    .vjp_f = an_nap_vjp_f, .vjp_d = an_nap_vjp_d };
 
 const an_normdesc an_norm_affine_softmax = {
     .name = "affine_softmax",
@@ -107,4 +119,5 @@ const an_normdesc an_norm_affine_softmax = {
                 { "b", AN_PARAM_REAL, AN_PF_ROW | AN_PF_FINITE, 0.0, AN_DOM_ANY, AN_DOM_SAME } },
     .nparams = 2,
     .row_f = affine_softmax_row_f, .row_d = affine_softmax_row_d,
-    .online = AN_ONLINE_AFFINE, .lognorm = AN_LOGNORM_UNIT };
+    .online = AN_ONLINE_AFFINE, .lognorm = AN_LOGNORM_UNIT,
+    .vjp_f = an_affine_softmax_vjp_f, .vjp_d = an_affine_softmax_vjp_d, .vjp_ws_mult = 1 };

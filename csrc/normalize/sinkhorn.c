@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "normalize.h"
+#include "vjp.h"
 #include "an_simd.h"
 
 enum { ROW_OK = 0, ROW_EMPTY = 1, ROW_NAN = 2 };
@@ -48,4 +49,5 @@ const an_normdesc an_norm_sinkhorn = {
     .params = { { "n_iter", AN_PARAM_INT, 0, 5, { 1.0, INFINITY, 0, NULL }, AN_DOM_SAME },
                 { "eps", AN_PARAM_REAL, AN_PF_FINITE, 1.0, AN_DOM_POS, AN_DOM_SAME } },
     .nparams = 2,
-    .mat_f = sinkhorn_mat_f, .mat_d = sinkhorn_mat_d };
+    .mat_f = sinkhorn_mat_f, .mat_d = sinkhorn_mat_d,
+    .mat_vjp_f = an_sinkhorn_vjp_f, .mat_vjp_d = an_sinkhorn_vjp_d };

@@ -23,6 +23,7 @@
 #include <float.h>
 #include <string.h>
 #include "normalize.h"
+#include "vjp.h"
 #include "an_simd.h"
 #include "normalizers_shared.h"
 
@@ -240,7 +241,9 @@ static inline double an_sparse_weight(const an_sparse_w *w, double xk, an_int r)
 const an_normdesc an_norm_sparsemax = {
     .name = "sparsemax",
     .row_f = sparsemax_row_f, .row_d = sparsemax_row_d, .ws_mult = 3,
-    .tau_support = 1, .lists_support = 1, .jac = AN_JAC_PROJECTION };
+    .tau_support = 1, .lists_support = 1, .jac = AN_JAC_PROJECTION,
+    .vjp_f = an_sparsemax_vjp_f, .vjp_d = an_sparsemax_vjp_d,
+    .vjp_weights = 1 };
 
 /* Jacobian diag(t) - t t^T / sum t with t = a^(2 - alpha) on the support */
 static void entmax_jac(const an_normmat *M, an_int nv, double *e, double *T)
@@ -253,4 +256,6 @@ const an_normdesc an_norm_entmax = {
     .nparams = 2,
     .row_f = entmax_row_f, .row_d = entmax_row_d, .ws_mult = 4,
     .tau_support = 1, .lists_support = 1,
-    .jac = AN_JAC_DOWNDATE, .jac_sum = 1, .jac_downdate = entmax_jac };
+    .jac = AN_JAC_DOWNDATE, .jac_sum = 1, .jac_downdate = entmax_jac,
+    .vjp_f = an_entmax_vjp_f, .vjp_d = an_entmax_vjp_d,
+    .vjp_weights = 1 };

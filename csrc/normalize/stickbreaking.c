@@ -1,6 +1,6 @@
 /*
  * stickbreaking.c -- stick-breaking attention [Tan2025]: each query breaks
- * a unit stick over the keys it sees, nearest first (kernel:
+ * a unit stick over the keys it sees, nearest first (kernel and its VJP:
  * stickbreaking_impl.inc).  Not normalised: 1 - sum_j a_ij is left unused.
  */
 #include "normalize.h"
@@ -53,4 +53,5 @@ const an_normdesc an_norm_stickbreaking = {
                   AN_DOM_SAME } },
     .nparams = 1,
     .row_f = stickbreaking_row_f, .row_d = stickbreaking_row_d,
+    .vjp_f = stickbreaking_vjp_f, .vjp_d = stickbreaking_vjp_d, .vjp_ws_mult = 1,
     .jac = AN_JAC_DENSE, .jac_dense = stickbreaking_jac };
