@@ -1343,10 +1343,10 @@ def soft_attention_vjp_one(q, v, lm, seg, iters, G):
         lm = np.stack([q[sg].mean(0) for sg in seg])
     A = np.exp(-((q[:, None, :] - lm[None, :, :]) ** 2).sum(-1) * gm)        # (n, L)
     B = np.exp(-((lm[:, None, :] - lm[None, :, :]) ** 2).sum(-1) * gm)       # (L, L)
-    col = B.sum(0)
-    b_star = int(np.argmax(col))
-    Nrm = col[b_star]
-    c = 2.0 / Nrm ** 2
+    col, row = B.sum(0), B.sum(1)
+    b_star, r_star = int(np.argmax(col)), int(np.argmax(row))
+    N1, Ni = col[b_star], row[r_star]
+    c = 1.0 / (N1 * Ni)       # V_0 = B / (||B||_1 ||B||_inf), B > 0
     Vs = [c * B]
     for _ in range(iters):
         Vk = Vs[-1]
@@ -1366,7 +1366,8 @@ def soft_attention_vjp_one(q, v, lm, seg, iters, G):
         dVk = 2 * dVk - dVk @ (B @ Vk).T - (Vk @ B).T @ dVk
     dB += c * dVk
     dc = float(np.sum(dVk * B))
-    dB[:, b_star] += dc * (-4.0 / Nrm ** 3)
+    dB[:, b_star] += dc * (-c / N1)
+    dB[r_star, :] += dc * (-c / Ni)
     # Gaussian kernels: d exp(-gm |x - y|^2) / dx = -2 gm (x - y) exp(...)
     wA = dA * A
     dq = -2 * gm * (wA.sum(1)[:, None] * q - wA @ lm)

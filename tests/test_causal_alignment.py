@@ -144,3 +144,21 @@ def test_bad_causal_values_raise_naming_causal(rng, bad):
     for call in calls:
         with pytest.raises(ValueError, match="causal"):
             call()
+
+
+@pytest.mark.parametrize("name", ["softmax", "entmax", "sinkhorn", "sigmoid"])
+def test_normalizer_vjp_top_left_matches_explicit_mask(rng, name):
+    n, m = 4, 7
+    s, g = rng.normal(size=(n, m)), rng.normal(size=(n, m))
+    vis = ref.visible(n, m, causal="top_left")
+    got = an.normalizer_vjp(s, g, name, causal="top_left")
+    want = an.normalizer_vjp(s, g, name, mask=vis)
+    assert_array_equal(got[0], want[0])
+
+
+def test_linear_vjps_reject_top_left_clearly(rng):
+    q, k, v, g = (rng.normal(size=(4, 3)) for _ in range(4))
+    with pytest.raises(NotImplementedError, match="top_left"):
+        an.linear_attention_vjp(q, k, v, g, causal="top_left")
+    with pytest.raises(ValueError, match="causal must be"):
+        an.linear_attention_vjp(q, k, v, g, causal="top-left")
