@@ -235,6 +235,8 @@ def run(name, call):
                     # the shard's Sinkhorn kernel K, computed once and kept
                     # (on its worker) for every iteration
                     blocks = [dict(b, K=task("skkernel", ctx, b, info)) for b in blocks]
+            # non-finite q, k or v: the block's exact in-memory result
+            info = task("exact", ctx, blocks, info)
             res = []
             if name == "attention":
                 parts = [task("out", ctx, b, info) for b in blocks]
@@ -1048,12 +1050,97 @@ def _global(ctx, b, info, fn, index):
     return w
 
 
+# ---- non-finite inputs ---------------------------------------------------
+
+def _exact(ctx, blocks, info):
+    """The merges above assume finite scores (an infinite or NaN score breaks
+    the score floor, the log-normaliser merge, the thresholds and the
+    moments).  When the query block, a key shard or a value shard holds an
+    infinite or NaN entry, or a score or value could overflow, the query
+    block is computed in memory over the concatenated visible shards:
+    ``info["exact"]`` holds its global weights (``w``, keys of all visible
+    shards in order), output ``o`` and row statistics ``rows``.  Other
+    inputs only pay the checks (O(size of q, k, v))."""
+    info = dict(info)
+    info["exact"] = None
+    if not blocks:
+        return info
+    arrs = [blocks[0]["q"]] + [b["k"] for b in blocks]
+    if ctx["normalizer"] != "stochastic_softmax":
+        # (the sharded draws already give weights @ v with any values)
+        arrs += [b["v"] for b in blocks if b.get("v") is not None]
+    if all(np.isfinite(np.asarray(a)).all() for a in arrs) and not _may_overflow(ctx, blocks):
+        return info
+    import attnnorm
+    bs = [_Block(ctx, b) for b in blocks]
+    b0 = bs[0]
+    klead = np.broadcast_shapes(*[b.k.shape[:-2] for b in bs])
+    k = np.concatenate([np.broadcast_to(b.k, klead + b.k.shape[-2:]) for b in bs], axis=-2)
+    mlead = np.broadcast_shapes(*[b.visible().shape[:-2] for b in bs])
+    mk = np.concatenate([np.broadcast_to(b.visible(), mlead + (b.nb, b.ms)) for b in bs], axis=-1)
+    prm = dict(b0.params)
+    nm = ctx["normalizer"]
+    if nm == "stochastic_softmax":
+        from ._dask import _block_seed
+        prm["seed"] = _block_seed(prm.get("seed", 0), (3,) + b0.pos)
+    kw = dict(scale=b0.scale, mask=mk, **prm)
+    ex = {"w": attnnorm.attention_weights.__wrapped_numpy__(b0.q, k, nm, **kw).astype(np.float64)}
+    if ctx["kind"] == "attention" and b0.v is not None:
+        vlead = np.broadcast_shapes(*[b.v.shape[:-2] for b in bs])
+        v = np.concatenate([np.broadcast_to(b.v, vlead + b.v.shape[-2:]) for b in bs], axis=-2)
+        o, st = attnnorm.attention.__wrapped_numpy__(b0.q, k, v, nm, return_stats=True, **kw)
+        if nm == "stochastic_softmax":
+            # the same draws as the weights: output = weights @ v
+            o = np.matmul(ex["w"], v.astype(np.float64))
+        ex["o"] = o.astype(np.float64)
+        rows = st if ctx["stats"] else None
+    elif ctx["kind"] == "diagnose":
+        rows = attnnorm.diagnose.__wrapped_numpy__(b0.q, k, nm, **kw)
+    else:
+        rows = None
+    if rows is not None:
+        # the row statistics in memory; argmax as a global key index
+        ex["rows"] = dict(zip([f for f, _ in _STAT_FIELDS[ctx["kind"]]], rows))
+        if "argmax" in ex["rows"]:
+            keys = np.concatenate([np.arange(b.k0, b.k0 + b.ms) for b in bs] + [[-1]])
+            ex["rows"]["argmax"] = keys[ex["rows"]["argmax"]]
+    ex["k0"] = {b.k0: (sum(x.ms for x in bs[:i]), b.ms) for i, b in enumerate(bs)}
+    info["exact"] = ex
+    return info
+
+
+def _may_overflow(ctx, blocks):
+    """True when a score could come near the loop dtype's overflow threshold:
+    ``|scale| max_i |q_i| max_j |k_j| > sqrt(max)`` (Cauchy-Schwarz, float64),
+    or a value does."""
+    big = math.sqrt(np.finfo(np.dtype(ctx["dtype"])).max)
+    with np.errstate(over="ignore", invalid="ignore"):
+        def norm(x):
+            x = np.asarray(x, np.float64)
+            return float(np.sqrt((x * x).sum(-1)).max(initial=0.0))
+        sc = np.abs(np.asarray(_Block(ctx, blocks[0]).scale, np.float64)).max(initial=0.0)
+        bound = sc * norm(blocks[0]["q"]) * max(norm(b["k"]) for b in blocks)
+        vmax = max(float(np.abs(np.asarray(b["v"], np.float64)).max(initial=0.0))
+                   for b in blocks if b.get("v") is not None) if blocks[0].get("v") is not None \
+            else 0.0
+    return not (bound <= big and vmax <= big)
+
+
+def _exact_weights(info, b):
+    """This shard's columns of the exact weights, or None."""
+    ex = info.get("exact")
+    if ex is None:
+        return None
+    c0, ms = ex["k0"][b.k0]
+    return ex["w"][..., c0:c0 + ms]
+
+
 def _block_index(info, b):
     return info.get("_index", {}).get(b["k0"], 0)
 
 
 def _out(ctx, b, info):
-    if ctx["fam"] == "softmax":
+    if ctx["fam"] == "softmax" or info.get("exact") is not None:
         return None
     blk = _Block(ctx, b)
     return _global(ctx, blk, info, "attention", _block_index(info, b))
@@ -1062,7 +1149,9 @@ def _out(ctx, b, info):
 def _finish_out(ctx, parts, info):
     dt = np.dtype(ctx["dtype"])
     ni = info["ni"]
-    if ctx["fam"] == "softmax":
+    if info.get("exact") is not None:
+        out = info["exact"]["o"]
+    elif ctx["fam"] == "softmax":
         ctx = dict(ctx)
         ctx["_a"] = info["p"].get("a", 1.0)
         ctx["_b"] = info["p"].get("b", 0.0)
@@ -1086,7 +1175,9 @@ def _finish_out(ctx, parts, info):
 
 def _weights_block(ctx, b, info):
     blk = _Block(ctx, b)
-    w = _global(ctx, blk, info, "attention_weights", _block_index(info, b))
+    w = _exact_weights(info, blk)
+    if w is None:
+        w = _global(ctx, blk, info, "attention_weights", _block_index(info, b))
     w = np.where(blk.visible(), w, 0.0)
     ni = info["ni"]
     if ctx["empty"] == "nan" and np.any(ni == 0):
@@ -1101,7 +1192,9 @@ def _stats(ctx, b, info):
     computed on query sub-blocks."""
     blk = _Block(ctx, b)
     idx = _block_index(info, b)
-    w = _global(ctx, blk, info, "attention_weights", idx)
+    w = _exact_weights(info, blk)
+    if w is None:
+        w = _global(ctx, blk, info, "attention_weights", idx)
     vis = blk.visible()
     w = np.where(vis, w, 0.0)
     pos = w > 0
@@ -1129,6 +1222,10 @@ def _stats(ctx, b, info):
 
 def _merge_stats(ctx, parts, info):
     ni = info["ni"]
+    if info.get("exact") is not None and "rows" in info["exact"]:
+        return {f: np.asarray(x).astype(np.dtype(ctx["dtype"]) if t is None else t)
+                for f, (_, t), x in zip(info["exact"]["rows"], _STAT_FIELDS[ctx["kind"]],
+                                        info["exact"]["rows"].values())}
     lead = np.broadcast_shapes(ni.shape, *[p["ent"].shape for p in parts])
     ent = np.zeros(lead)
     mx = np.full(lead, -np.inf)
@@ -1205,6 +1302,7 @@ _STEPS = {
     "skrow": _sk_row, "merge_skrow": _sk_row_merge,
     "skcol": _sk_col, "merge_skcol": _sk_col_merge,
     "m2": _nap_m2, "merge_m2": _nap_m2_merge,
+    "exact": _exact,
     "out": _out,
     "finish_out": lambda ctx, parts, info: _finish_out(ctx, parts, info),
     "weights_block": _weights_block,

@@ -91,9 +91,10 @@ OPTIONS = {
 }
 
 
-def _compare_all(normalizer, opts, q, k, v, dq, dk, dv, dtype, **sched):
+def _compare_all(normalizer, opts, q, k, v, dq, dk, dv, dtype, diag_opts=None, **sched):
     """attention, attention(return_stats), attention_weights and diagnose
-    on dask inputs against the NumPy calls."""
+    on dask inputs against the NumPy calls (diagnose with ``diag_opts`` if
+    given)."""
     res = an.attention(dq, dk, dv, normalizer, **opts)
     res_st = an.attention(dq, dk, dv, normalizer, return_stats=True, **opts)
     w = an.attention_weights(dq, dk, normalizer, **opts)
@@ -124,7 +125,7 @@ def _compare_all(normalizer, opts, q, k, v, dq, dk, dv, dtype, **sched):
             close(a, b, dtype)
     close(out[2], an.attention_weights(q, k, normalizer, **opts), dtype)
     if diag is not None:
-        dref = an.diagnose(q, k, normalizer, **opts)
+        dref = an.diagnose(q, k, normalizer, **(opts if diag_opts is None else diag_opts))
         for f, a, b in zip(dref._fields, out[3], dref):
             if f == "support":
                 assert_array_equal(a, b, err_msg=f)
@@ -253,6 +254,128 @@ def test_scores_with_wide_range(rng):
     q *= 40
     dq, dk, dv = chunked(q, k, v)
     close(an.attention(dq, dk, dv).compute(**SYNC), an.attention(q, k, v), np.float32)
+
+
+# --------------------------------------------------------------------------
+# infinite and NaN entries in one key shard (or one query block)
+# --------------------------------------------------------------------------
+
+def _nonfinite(rng, case, dtype=np.float64):
+    """q, k, v with +inf, -inf or NaN entries: in the query blocks of rows 1,
+    5 and 6 ("q"), in the key shard 4..7 ("k+inf": two +inf keys, which
+    share the weight of rows that score +inf on both), or in the value shard
+    4..7 ("v")."""
+    q, k, v = qkv(rng, dtype, lead=(2,), kv_lead=(1,))
+    if case == "q":
+        q[0, 1, 0], q[1, 5, 2], q[0, 6, 1] = np.inf, -np.inf, np.nan
+    elif case == "k+inf":
+        k[..., 5, 1] = k[..., 6, 1] = np.inf
+    elif case == "k-inf":
+        k[..., 5, 1] = -np.inf
+    elif case == "k-nan":
+        k[..., 6, 2] = np.nan
+    else:
+        v[..., 5, 0], v[..., 6, 1], v[..., 7, 2] = np.inf, -np.inf, np.nan
+    return q, k, v
+
+
+NONFINITE = ("q", "k+inf", "k-inf", "k-nan", "v")
+
+
+def _visible(q, k, opts):
+    """The visibility of causal / window / mask as one boolean mask (the
+    sigmoid weights of finite scores are positive on every visible key)."""
+    z = np.zeros(q.shape[-2:]), np.zeros(k.shape[-2:])
+    return an.attention_weights(*z, "sigmoid", **opts) > 0
+
+
+def _diag_opts(q, k, opts):
+    """The in-memory diagnose given the visibility as a boolean mask: its
+    entropy of a row with a -inf score then agrees with the weights
+    (``entropy(attention_weights)``) and with ``return_stats``."""
+    return {"mask": _visible(q, k, opts)}
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("case", NONFINITE)
+@pytest.mark.parametrize("normalizer", [x for x in NORMALIZERS if x not in RANDOM])
+def test_sharded_nonfinite_matches_numpy(rng, normalizer, case):
+    """attention (with and without statistics), attention_weights and
+    diagnose with infinite and NaN entries equal the in-memory calls,
+    NaN positions included."""
+    q, k, v = _nonfinite(rng, case)
+    _compare_all(normalizer, {}, q, k, v, *chunked(q, k, v), np.float64,
+                 diag_opts=_diag_opts(q, k, {}))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("case", ["q", "k+inf"])
+@pytest.mark.parametrize("normalizer", ["softmax_sink", "ssmax", "entmax", "stickbreaking"])
+def test_sharded_nonfinite_masked(rng, normalizer, case):
+    q, k, v = _nonfinite(rng, case)
+    opts = {"mask": masks(rng), "causal": True}
+    _compare_all(normalizer, opts, q, k, v, *chunked(q, k, v, 3, 4), np.float64,
+                 diag_opts=_diag_opts(q, k, opts))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("normalizer", ["softmax", "sparsemax"])
+def test_sharded_nonfinite_float32(rng, normalizer):
+    for case in ("q", "k+inf", "v"):
+        q, k, v = _nonfinite(rng, case, np.float32)
+        opts = {"window": (3, 2)}
+        _compare_all(normalizer, opts, q, k, v, *chunked(q, k, v), np.float32,
+                     diag_opts=_diag_opts(q, k, opts))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_sharded_softmax_plus_inf_key(rng):
+    """A row scoring +inf on the two +inf keys puts weight 1/2 on each; a
+    NaN score makes the whole row NaN, as in memory."""
+    q, k, v = _nonfinite(rng, "k+inf")
+    dq, dk, dv = chunked(q, k, v)
+    w = an.attention_weights(dq, dk).compute(**SYNC)
+    up = q[..., 1] > 0
+    assert up.any() and (~up).any()
+    assert_array_equal(w[up][:, 5:7], 0.5)
+    assert_array_equal(np.delete(w[up], [5, 6], axis=-1), 0)
+    q, k, v = _nonfinite(rng, "k-nan")
+    w = an.attention_weights(*chunked(q, k, v)[:2]).compute(**SYNC)
+    assert np.isnan(w).all()
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("normalizer", ["softmax", "nap", "sparsemax", "sigmoid"])
+def test_sharded_overflowing_scores(rng, normalizer, dtype):
+    """Finite keys near the overflow threshold make infinite scores; the
+    result equals the in-memory one."""
+    q, k, v = qkv(rng, dtype, lead=(2,), kv_lead=(1,))
+    k[..., 5, :] *= np.finfo(dtype).max / 4
+    _compare_all(normalizer, {}, q, k, v, *chunked(q, k, v), dtype,
+                 diag_opts=_diag_opts(q, k, {}))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("case", NONFINITE)
+def test_sharded_nonfinite_stochastic(rng, case):
+    """stochastic_softmax: NaN weights wherever the in-memory draws have NaN,
+    a single +inf key takes every trial, output = weights @ v."""
+    q, k, v = _nonfinite(rng, case)
+    dq, dk, dv = chunked(q, k, v)
+    prm = {"trials": 64, "seed": 3}
+    r, w = compute(an.attention(dq, dk, dv, "stochastic_softmax", **prm),
+                   an.attention_weights(dq, dk, "stochastic_softmax", **prm))
+    wref = an.attention_weights(q, k, "stochastic_softmax", **prm)
+    assert_array_equal(np.isnan(w), np.isnan(wref))
+    if case != "v":     # (with infinite values, NaN outputs depend on the draws)
+        assert_array_equal(np.isnan(r), np.isnan(an.attention(q, k, v, "stochastic_softmax",
+                                                              **prm)))
+    p = an.attention_weights(q, k, "softmax")
+    assert_array_equal(w[p == 0], 0)
+    one = (p == 1).any(-1)
+    close(w[one], p[one])
+    close(r, w @ v)
 
 
 # --------------------------------------------------------------------------
