@@ -2,8 +2,10 @@
 
 Set ATTNNORM_NO_OPENMP=1 to build without OpenMP (everything then runs
 serially).  Set ATTNNORM_SANITIZE=1 to build with AddressSanitizer and UBSan
-(-O1 -g); run Python with LD_PRELOAD=$(gcc -print-file-name=libasan.so) and
-ASAN_OPTIONS=detect_leaks=0; rm -rf build before switching.  SIMD paths
+(-O1 -g, and -fno-wrapv so that UBSan's signed-integer-overflow check sees
+the overflows Python's default -fwrapv would define away); run Python with
+LD_PRELOAD=$(gcc -print-file-name=libasan.so) and ASAN_OPTIONS=detect_leaks=0;
+rm -rf build before switching.  SIMD paths
 are chosen at run time, so the build never uses -march=native.
 """
 import glob
@@ -58,7 +60,7 @@ class BuildExt(build_ext):
         if os.environ.get("ATTNNORM_SANITIZE", "") not in ("", "0") and ctype != "msvc":
             san_l = ["-fsanitize=address,undefined"]
             san_c = san_l + ["-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined",
-                             "-g", "-O1"]
+                             "-fno-wrapv", "-g", "-O1"]
         for ext in self.extensions:
             ext.include_dirs.append(numpy.get_include())
             ext.extra_compile_args = cflags + (omp_c if use_omp else []) + san_c

@@ -18,9 +18,8 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _core
-from ._common import (check_param_broadcast, core_shape, empty_code, friendly_errors, lead_mismatch,
-                      mask_operand, real_dtype_of,
-                      real_param, window_bounds)
+from ._common import (causal_code, check_param_broadcast, core_shape, empty_code, friendly_errors,
+                      lead_mismatch, loop_dtype, mask_operand, scale_param, window_bounds)
 from ._docs import fill_doc
 from ._normalizers import NORMALIZERS, param_operands, row_param_names, validate
 
@@ -65,12 +64,6 @@ class AttentionStats(NamedTuple):
         return self.sink_weight
 
 
-def _loop_dtype(*xs):
-    """float32 only if every operand is float32/float16, else float64."""
-    return np.dtype(np.float32) if all(real_dtype_of(x) == np.float32 for x in xs) \
-        else np.dtype(np.float64)
-
-
 def _operands(name, q, k, v, scale, causal, window, mask, empty, params):
     """Validate everything and build the gufunc's operands (before any work)."""
     if not isinstance(name, str) or name not in NORMALIZERS:
@@ -91,13 +84,10 @@ def _operands(name, q, k, v, scale, causal, window, mask, empty, params):
         lead = np.broadcast_shapes(*shapes)
     except ValueError:
         raise lead_mismatch(["q", "k", "v"][:len(shapes)], shapes) from None
-    dt = _loop_dtype(q, k) if v is None else _loop_dtype(q, k, v)
-    if scale is None:
-        scale = 1.0 / np.sqrt(d) if d > 0 else 1.0
-    sc = real_param("scale", scale, dtype=dt, allow_inf=False)
-    if np.any(sc == 0):
-        raise ValueError(f"scale must be finite and nonzero; got {scale!r}")
+    dt = loop_dtype(q=q, k=k, v=v)
+    sc = scale_param(scale, d, dt)
     ecode = empty_code(empty)
+    ccode = causal_code(causal)
     wl, wr = window_bounds(window)
     values = validate(name, dt, params)
     rows = row_param_names(name)
@@ -111,7 +101,7 @@ def _operands(name, q, k, v, scale, causal, window, mask, empty, params):
         slead = np.broadcast_shapes(lead, np.shape(mask)[:-2])
     ops = param_operands(name, dt, values, n, lead, slead)
     mk = mask_operand(mask, lead, n, m)
-    return dt, (mk, bool(causal), wl, wr, ecode, sc) + ops
+    return dt, (mk, ccode, wl, wr, ecode, sc) + ops
 
 
 @friendly_errors

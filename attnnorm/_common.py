@@ -39,8 +39,38 @@ def int_scalar(name, value, *, low=None, high=None, what=None):
     return iv
 
 
+_INT64_MAX = 2 ** 63 - 1
+
+#: accepted values of ``causal`` -> the code of the gufuncs' causal operand
+#: (csrc/an_common.h: 0 none, 1 bottom-right, 2 top-left)
+CAUSAL_CODES = {"bottom_right": 1, "top_left": 2}
+
+
+def causal_code(causal):
+    """causal=False | True | "bottom_right" | "top_left" -> 0, 1, 1, 2.
+
+    ``True`` and ``"bottom_right"``: query ``i`` of ``n`` sees key ``j`` iff
+    ``j <= i + (m - n)`` (FlashAttention's alignment); ``"top_left"``: iff
+    ``j <= i`` (PyTorch's ``is_causal``).  The window is measured from the
+    same diagonal."""
+    if isinstance(causal, str):
+        if causal in CAUSAL_CODES:
+            return CAUSAL_CODES[causal]
+    elif isinstance(causal, (bool, np.bool_)):
+        return int(bool(causal))
+    else:
+        try:
+            c = operator.index(causal)
+        except TypeError:
+            c = None
+        if c in (0, 1):
+            return c
+    raise ValueError(f"causal must be False, True, 'bottom_right' or 'top_left'; got {causal!r}")
+
+
 def window_bounds(window):
-    """window=(left, right) -> (left, right) as ints, -1 meaning unbounded."""
+    """window=(left, right) -> (left, right) as int64 values, -1 meaning
+    unbounded.  Bounds beyond 2**63 - 1 saturate there (they exclude nothing)."""
     if window is None:
         return -1, -1
     try:
@@ -52,19 +82,67 @@ def window_bounds(window):
         if v is None:
             out.append(-1)
             continue
-        out.append(int_scalar(f"window {side}", v, low=0, what="an integer >= 0 or None"))
+        iv = int_scalar(f"window {side}", v, low=0, what="an integer >= 0 or None")
+        out.append(min(iv, _INT64_MAX))
     return out[0], out[1]
 
 
+def visible_bounds(n, m, causal=False, window=None):
+    """Per query row, the half-open range ``[lo, hi)`` of keys that causal and
+    window leave visible (the mask applies on top): int64 arrays of shape
+    ``(n,)``, as the kernels compute them (an_visible_range).  Exact for
+    window bounds up to 2**63 - 1."""
+    code = causal_code(causal)
+    wl, wr = window_bounds(window)
+    i = np.arange(n, dtype=np.int64)
+    diag = i if code == 2 else i + (m - n)
+    lo = np.zeros(n, dtype=np.int64)
+    hi = np.full(n, m, dtype=np.int64)
+    if code:
+        hi = np.minimum(hi, diag + 1)
+    # bounds beyond n + m exclude nothing: saturate so diag -/+ bound cannot overflow
+    if wl >= 0:
+        lo = np.maximum(lo, diag - min(wl, n + m))
+    if wr >= 0:
+        hi = np.minimum(hi, diag + min(wr, n + m) + 1)
+    lo = np.clip(lo, 0, m)
+    hi = np.clip(hi, lo, m)
+    return lo, hi
+
+
+def loop_dtype(**arrays):
+    """The one dtype rule of every function: the computation (and the result)
+    is float32 if every array operand is float32 or float16, else float64
+    (integers and booleans compute in float64).  Complex, object, string and
+    other non-real dtypes raise TypeError naming the operand."""
+    f32 = True
+    for name, x in arrays.items():
+        if x is None:
+            continue
+        dt = getattr(x, "dtype", None)
+        dt = np.asarray(x).dtype if dt is None else np.dtype(dt)
+        if dt.kind not in "biuf":
+            raise TypeError(f"{name} must be a real (boolean, integer or floating) array; "
+                            f"got dtype {dt}")
+        if dt not in (np.float16, np.float32):
+            f32 = False
+    return np.dtype(np.float32) if f32 else np.dtype(np.float64)
+
+
 def real_dtype_of(x):
-    """float32 or float64: the loop dtype NumPy will pick for x."""
-    dt = getattr(x, "dtype", None)
-    if dt is None:
-        dt = np.asarray(x).dtype
-    dt = np.dtype(dt)
-    if dt == np.float32 or dt == np.float16:
-        return np.dtype(np.float32)
-    return np.dtype(np.float64)
+    """float32 or float64: the loop dtype for a single operand x (loop_dtype)."""
+    return loop_dtype(x=x)
+
+
+def scale_param(scale, d, dtype):
+    """scale=None -> 1/sqrt(d) (1 for d = 0); else a finite nonzero real
+    (scalar or array), returned as ``dtype``."""
+    if scale is None:
+        scale = 1.0 / np.sqrt(d) if d > 0 else 1.0
+    sc = real_param("scale", scale, dtype=dtype, allow_inf=False)
+    if np.any(sc == 0):
+        raise ValueError(f"scale must be finite and nonzero; got {scale!r}")
+    return sc
 
 
 def real_param(name, value, *, dtype=None, positive=False, nonneg=False,

@@ -5,13 +5,16 @@ Row diagnostics of weights ``a (..., n, m)`` return ``(..., n)``; matrix
 diagnostics return ``(...)``.  Those that depend on which keys a query sees
 (normalised entropy, support, column and sink mass, margins, Jacobians of the
 length-aware maps) take the shared ``mask=``, ``causal=`` and ``window=``
-options with the normalizers' semantics (``causal``: key ``j`` visible to query
-``i`` iff ``j <= i + (m - n)``); masked entries are ignored.
+options with the normalizers' semantics (``causal=True`` / ``"bottom_right"``:
+key ``j`` visible to query ``i`` iff ``j <= i + (m - n)``; ``"top_left"``: iff
+``j <= i``); masked entries are ignored.
 
 Conventions (documented choices):
 
 * ``0 log 0 = 0``.  A row with no visible key, or whose weights are all 0
-  ("no mass"), has no entropy, effective support or participation ratio: NaN.
+  ("no mass"), or that holds both ``+inf`` and ``-inf`` weights, has no
+  entropy, effective support or participation ratio: NaN.  Streamed
+  (``diagnose``, ``AttentionStats``) and materialised diagnostics agree.
   Entropy sums over the positive weights only (negative weights, e.g. NAP's,
   have no ``a log a``).
 * ``entropy(normalized=True)`` divides by ``log n_i``; with ``n_i = 1`` that is
@@ -22,16 +25,15 @@ Conventions (documented choices):
 sink weight, margin, support) and the per-key column mass from ``q`` and ``k``
 in one streamed pass, without the ``n x m`` matrix.
 """
-import math
 from collections import namedtuple
 
 import numpy as np
 
 from . import _core
 from ._docs import fill_doc
-from ._common import (check_param_broadcast, friendly_errors, int_scalar, core_shape, lead_mismatch,
-                      mask_operand, real_dtype_of,
-                      real_param, window_bounds)
+from ._common import (causal_code, check_param_broadcast, friendly_errors, int_scalar, core_shape,
+                      lead_mismatch, loop_dtype, mask_operand, real_dtype_of, real_param,
+                      scale_param, visible_bounds, window_bounds)
 
 __all__ = ["entropy", "effective_support", "participation_ratio", "support_size",
            "column_mass", "sink_mass", "separation_margin", "row_residual",
@@ -62,7 +64,7 @@ def _vis_operands(a, mask, causal, window):
     shape = np.shape(a)
     lead, (n, m) = shape[:-2], shape[-2:]
     wl, wr = window_bounds(window)
-    return mask_operand(mask, lead, n, m), bool(causal), wl, wr
+    return mask_operand(mask, lead, n, m), causal_code(causal), wl, wr
 
 
 def _out_kw(out, row):
@@ -783,6 +785,7 @@ def jacobian_norm(a, normalizer="softmax", ord=2, *, mask=None, causal=False, wi
         if scores is None:
             raise ValueError(f"jacobian_norm(normalizer={normalizer!r}) needs scores= (its "
                              "Jacobian depends on the scores where the weight is 0)")
+        causal_code(causal)   # validated as every entry point does
         res = _SCORE_JACOBIANS[normalizer](a, scores, ord, values, mask, causal, window)
         if out is not None:
             out[...] = res
@@ -802,25 +805,13 @@ def jacobian_norm(a, normalizer="softmax", ord=2, *, mask=None, causal=False, wi
 # --------------------------------------------------------------------------
 
 
-def _n_visible(n, m, causal, window, mask):
+def _n_visible(n, m, causal, window, mask, lead=()):
     """n_i without building an n x m mask unless a mask is given."""
-    wl, wr = window_bounds(window)
-    i = np.arange(n)
-    diag = i + (m - n)
-    lo = np.zeros(n, dtype=np.int64)
-    hi = np.full(n, m, dtype=np.int64)
-    if causal:
-        hi = np.minimum(hi, diag + 1)
-    if wl >= 0:
-        lo = np.maximum(lo, diag - wl)
-    if wr >= 0:
-        hi = np.minimum(hi, diag + wr + 1)
-    hi = np.clip(hi, 0, m)
-    lo = np.clip(lo, 0, m)
-    cnt = np.maximum(hi - lo, 0)
+    lo, hi = visible_bounds(n, m, causal, window)
+    cnt = hi - lo
     if mask is None:
         return cnt
-    mk = np.asarray(mask, dtype=bool)
+    mk = mask_operand(mask, lead, n, m)
     j = np.arange(m)
     inrange = (j[None, :] >= lo[:, None]) & (j[None, :] < hi[:, None])
     return (mk & inrange).sum(-1)
@@ -886,10 +877,14 @@ def vanishing_bounds(q, k, *, temperature=1.0, mask=None, causal=False, window=N
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(f"q and k must have the same feature size d; got {q.shape[-1]} and {k.shape[-1]}")
     n, m = q.shape[-2], k.shape[-2]
+    try:
+        lead = np.broadcast_shapes(q.shape[:-2], k.shape[:-2])
+    except ValueError:
+        raise lead_mismatch(["q", "k"], [q.shape[:-2], k.shape[:-2]]) from None
     qn = np.linalg.norm(q.astype(dt, copy=False), axis=-1)
     kmax = np.linalg.norm(k.astype(dt, copy=False), axis=-1).max(axis=-1, initial=0.0)
     delta = qn * kmax[..., None]
-    L = _n_visible(n, m, causal, window, mask).astype(dt)
+    L = _n_visible(n, m, causal, window, mask, lead).astype(dt)
     t = np.asarray(t)[..., None] if np.ndim(t) else t
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         lower = np.exp(-2 * delta / t) / L
@@ -1318,11 +1313,10 @@ def diagnose(q, k, normalizer="softmax", *, scale=None, causal=False, window=Non
     if qs[-1] != ks[-1]:
         raise ValueError(f"q and k must have the same feature size d; got {qs[-1]} and {ks[-1]}")
     n, d, m = qs[-2], qs[-1], ks[-2]
-    dt = np.result_type(real_dtype_of(q), real_dtype_of(k))
-    if scale is None:
-        scale = 1.0 / math.sqrt(d) if d > 0 else 1.0
-    sc = real_param("scale", scale, dtype=dt, allow_inf=False)
+    dt = loop_dtype(q=q, k=k)
+    sc = scale_param(scale, d, dt)
     values = validate(normalizer, dt, normalizer_params)
+    ccode = causal_code(causal)
     wl, wr = window_bounds(window)
     try:
         lead = np.broadcast_shapes(qs[:-2], ks[:-2])
@@ -1341,5 +1335,5 @@ def diagnose(q, k, normalizer="softmax", *, scale=None, causal=False, window=Non
             raise ValueError("out must be a tuple of 6 arrays (entropy, max_weight, sink_weight, "
                              "margin, support, column_mass)")
         kw["out"] = out
-    res = gufunc(q, k, mk, bool(causal), wl, wr, sc, *ops, **kw)
+    res = gufunc(q, k, mk, ccode, wl, wr, sc, *ops, **kw)
     return Diagnosis(*res)

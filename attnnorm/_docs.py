@@ -414,9 +414,14 @@ Reproducible: the draws come from a counter-based generator keyed by
 the position of the row in the batch, never on the thread count.  Matrix
 ``k`` of the flattened leading axes uses stream ``k`` (the raw gufunc
 ``attnnorm._core.stochastic_softmax`` takes the streams as an int64 operand
-after ``trials`` and ``seed``).  Sampled by inversion:
-each trial is one uniform placed on the row's CDF, cost
-``O(n_i + N log n_i)`` per row.
+after ``trials`` and ``seed``).  Up to ``2**20`` trials, sampled by
+inversion: each trial is one uniform placed on the row's CDF, cost
+``O(n_i + N log n_i)`` per row.  Above, the counts are drawn key by key as
+sequential binomials, ``c_j ~ Binomial(N - sum_{l<j} c_l, p_j / sum_{l>=j} p_l)``
+(the multinomial factorised exactly), each by Hörmann's BTRS transformed
+rejection (1993; geometric waiting times when its mean is below 10): cost
+``O(n_i)`` per row whatever ``N`` (up to ``2**63 - 1``), still seeded and
+independent of the thread count.
 """,
     """
 trials : int or array_like of int, default 100

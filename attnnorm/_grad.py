@@ -11,8 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _core
-from ._attention import _loop_dtype
-from ._common import (check_param_broadcast, empty_code, friendly_errors, mask_operand, sum_to,
+from ._common import (causal_code, check_param_broadcast, loop_dtype, empty_code, friendly_errors, mask_operand, sum_to,
                       window_bounds)
 from ._normalizers import (_LAYOUT, INFO, NORMALIZERS, param_operands, row_param_names,
                            validate)
@@ -145,8 +144,7 @@ def normalizer_vjp(scores, grad_weights, normalizer="softmax", *, weights=None, 
     if len(s_shape) == 0:
         raise ValueError("scores must have at least 1 dimension (a row of scores); got a scalar")
     row = len(s_shape) == 1
-    dt = _loop_dtype(scores, grad_weights) if weights is None \
-        else _loop_dtype(scores, grad_weights, weights)
+    dt = loop_dtype(scores=scores, grad_weights=grad_weights, weights=weights)
     values = validate(name, dt, params)
     if weights is None and (info["vjp_weights"] or empty == "raise"):
         weights = NORMALIZERS[name](scores, mask=mask, causal=causal, window=window,
@@ -176,7 +174,7 @@ def normalizer_vjp(scores, grad_weights, normalizer="softmax", *, weights=None, 
     ops = param_operands(name, dt, values, n, lead)
     mk = mask_operand(mask, lead, n, m)
     wl, wr = window_bounds(window)
-    dx, dr, drp = getattr(_core, "normalizer_vjp_" + name)(s, w, g, mk, bool(causal), wl, wr,
+    dx, dr, drp = getattr(_core, "normalizer_vjp_" + name)(s, w, g, mk, causal_code(causal), wl, wr,
                                                           *ops, bool(param_grads))
     # gradients in the shapes of the inputs
     dscores = dx if dx.shape == s.shape else sum_to(dx, s.shape, dt)

@@ -23,26 +23,13 @@ import numpy as np
 
 from . import _core
 from ._docs import fill_doc
-from ._common import friendly_errors, int_scalar, lead_mismatch, real_param
+from ._common import causal_code, friendly_errors, int_scalar, lead_mismatch, loop_dtype, real_param
 
 __all__ = ["linear_attention", "log_attention", "cheap_linear_attention",
            "zeros_attention", "zeros_weights", "soft_attention", "soft_kernel"]
 
 #: feature_map name -> code understood by the C kernel (csrc/linear.h)
 FEATURE_MAPS = {"elu1": 0, "relu": 1, "exp": 2, "identity": 3}
-
-
-def _loop_dtype(*arrays):
-    """float32 or float64: the loop NumPy will pick for these inputs."""
-    dts = []
-    for x in arrays:
-        dt = getattr(x, "dtype", None)
-        dts.append(np.asarray(x).dtype if dt is None else np.dtype(dt))
-    for name, dt in zip(("input",) * len(dts), dts):
-        if dt.kind not in "biuf":
-            raise TypeError(f"{name} arrays must be real (float32 or float64); got dtype {dt}")
-    dt = np.result_type(*dts)
-    return np.dtype(np.float32) if dt in (np.float16, np.float32) else np.dtype(np.float64)
 
 
 def _shape(name, x, ndim):
@@ -66,8 +53,10 @@ def _check_qkv(q, k, v):
     return qs, ks, vs
 
 
-def _kw(out):
-    return {} if out is None else {"out": out}
+def _kw(out, dt):
+    """gufunc keywords: ``out`` if given, and the loop dtype of the one dtype
+    rule (loop_dtype), so e.g. bool or int8 inputs compute in float64."""
+    return {"dtype": dt} if out is None else {"out": out, "dtype": dt}
 
 
 @friendly_errors
@@ -134,9 +123,10 @@ def linear_attention(q, k, v, feature_map="elu1", *, causal=False, eps=1e-6, out
     _check_qkv(q, k, v)
     if not isinstance(feature_map, str) or feature_map not in FEATURE_MAPS:
         raise ValueError(f"feature_map must be one of {sorted(FEATURE_MAPS)}; got {feature_map!r}")
-    dt = _loop_dtype(q, k, v)
+    dt = loop_dtype(q=q, k=k, v=v)
     e = real_param("eps", eps, dtype=dt, nonneg=True, allow_inf=False)
-    return _core.linear_attention(q, k, v, FEATURE_MAPS[feature_map], bool(causal), e, **_kw(out))
+    return _core.linear_attention(q, k, v, FEATURE_MAPS[feature_map], causal_code(causal), e,
+                                  **_kw(out, dt))
 
 
 @friendly_errors
@@ -209,7 +199,7 @@ def log_attention(q, k, v, *, causal=False, state=None, return_state=False, out=
     """
     qs, ks, vs = _check_qkv(q, k, v)
     d, e = qs[-1], vs[-1]
-    dt = _loop_dtype(q, k, v)
+    dt = loop_dtype(q=q, k=k, v=v, state=state)
     if state is None:
         st, has = np.broadcast_to(np.zeros((), dt), (d, 4 * e + 2)), False
     else:
@@ -218,8 +208,8 @@ def log_attention(q, k, v, *, causal=False, state=None, return_state=False, out=
             raise ValueError(f"state must have shape (..., d, 4 e + 2) = (..., {d}, {4 * e + 2}) "
                              f"as returned by log_attention(return_state=True); got {ss}")
         st, has = state, True
-    kw = {} if out is None else {"out": (out, None)}
-    res, new_state = _core.log_attention(q, k, v, st, bool(causal), has, **kw)
+    res, new_state = _core.log_attention(q, k, v, st, causal_code(causal), has,
+                                         **_kw(None if out is None else (out, None), dt))
     return (res, new_state) if return_state else res
 
 
@@ -274,7 +264,8 @@ def cheap_linear_attention(h, q, *, causal=False, out=None):
     hs, qs = _shape("h", h, 2), _shape("q", q, 2)
     if hs[-1] != qs[-1]:
         raise ValueError(f"h and q must have the same last dimension; got h {hs}, q {qs}")
-    return _core.cheap_linear_attention(h, q, bool(causal), **_kw(out))
+    dt = loop_dtype(h=h, q=q)
+    return _core.cheap_linear_attention(h, q, causal_code(causal), **_kw(out, dt))
 
 
 def _gates(dt, gate_linear, gate_softmax):
@@ -359,8 +350,9 @@ def zeros_attention(q, k, v, s, gate_linear, gate_softmax, *, causal=True, out=N
     ss = _shape("s", s, 1)
     if ss[-1] != ks[-2]:
         raise ValueError(f"s must have one logit per key (last axis m = {ks[-2]}); got shape {ss}")
-    g1, gh = _gates(_loop_dtype(q, k, v, s), gate_linear, gate_softmax)
-    return _core.zeros_attention(q, k, v, s, g1, gh, bool(causal), **_kw(out))
+    dt = loop_dtype(q=q, k=k, v=v, s=s)
+    g1, gh = _gates(dt, gate_linear, gate_softmax)
+    return _core.zeros_attention(q, k, v, s, g1, gh, causal_code(causal), **_kw(out, dt))
 
 
 @friendly_errors
@@ -422,10 +414,10 @@ def zeros_weights(s, gate_linear, gate_softmax, *, causal=True, n=None, out=None
     if n is None:
         n = m
     n = int_scalar("n", n, low=0, what="an integer >= 0 or None")
-    dt = _loop_dtype(s)
+    dt = loop_dtype(s=s)
     g1, gh = _gates(dt, gate_linear, gate_softmax)
     rows = np.broadcast_to(np.zeros((), dt), (n,))
-    return _core.zeros_weights(s, rows, g1, gh, bool(causal), **_kw(out))
+    return _core.zeros_weights(s, rows, g1, gh, causal_code(causal), **_kw(out, dt))
 
 
 @friendly_errors
@@ -455,7 +447,11 @@ def soft_attention(q, v, landmarks=None, *, n_landmarks=None, newton_iters=20,
     newton_iters : int, default 20
         ``>= 1`` Newton-Schulz steps (20 as the paper's configs).
     return_residuals : bool, default False
-        Also return ``||I - B V_k||_F`` for ``k = 1..newton_iters``.
+        Also return ``||I - B V_k||_F`` for ``k = 1..newton_iters``: near 0
+        once converged for an invertible ``B``; a residual that stays large
+        reports non-convergence (too few iterations for an ill-conditioned
+        ``B``; ``sqrt(L - rank B)`` for a singular one, where ``V_k`` tends to
+        ``B^+``).
     out : ndarray, optional
         ``(..., n, e)`` array to write into.
 
@@ -477,8 +473,10 @@ def soft_attention(q, v, landmarks=None, *, n_landmarks=None, newton_iters=20,
     -----
     ``A_ia = exp(-||q_i - l_a||^2 / (2 sqrt d))`` against the landmarks ``l``,
     ``B`` the landmarks' own kernel matrix, ``V_0 = alpha B`` with
-    ``alpha = 2 / ||B||_1^2`` and ``V_{k+1} = 2 V_k - V_k B V_k``;
-    ``X = A (B^+ (A^T V))``.
+    ``alpha = 1 / (||B||_1 ||B||_inf)`` and ``V_{k+1} = 2 V_k - V_k B V_k``;
+    ``X = A (B^+ (A^T V))``.  This ``alpha`` is below ``2 / sigma_max(B)^2``,
+    so every singular value of ``B`` converges ([Lu2021]'s ``2 / ||B||_1^2``
+    is on the boundary and stalls at 0 for one landmark or identical ones).
 
     References
     ----------
@@ -505,7 +503,7 @@ def soft_attention(q, v, landmarks=None, *, n_landmarks=None, newton_iters=20,
             n_landmarks = min(n, 64)
         L = int_scalar("n_landmarks", n_landmarks, low=1, high=n,
                        what=f"an integer with 1 <= n_landmarks <= n = {n}")
-        dt = _loop_dtype(q, v)
+        dt = loop_dtype(q=q, v=v)
         lm = np.broadcast_to(np.zeros((), dt), (L, d))
         mean = True
     else:
@@ -517,13 +515,11 @@ def soft_attention(q, v, landmarks=None, *, n_landmarks=None, newton_iters=20,
             raise ValueError(f"landmarks must number between 1 and n = {n}; got {L} (shape {ls})")
         if n_landmarks is not None and n_landmarks != L:
             raise ValueError(f"n_landmarks = {n_landmarks!r} disagrees with landmarks of shape {ls}")
-        dt = _loop_dtype(q, v, landmarks)
+        dt = loop_dtype(q=q, v=v, landmarks=landmarks)
         lm, mean = landmarks, False
     ks = np.broadcast_to(np.zeros((), dt), (iters,))
-    kw = {}
-    if out is not None:
-        kw["out"] = (out, None)
-    res_out, res = _core.soft_attention(q, v, lm, ks, mean, **kw)
+    res_out, res = _core.soft_attention(q, v, lm, ks, mean,
+                                        **_kw(None if out is None else (out, None), dt))
     return (res_out, res) if return_residuals else res_out
 
 
@@ -570,4 +566,4 @@ def soft_kernel(q, *, out=None):
     True
     """
     _shape("q", q, 2)
-    return _core.soft_kernel(q, **_kw(out))
+    return _core.soft_kernel(q, **_kw(out, loop_dtype(q=q)))

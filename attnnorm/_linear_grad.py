@@ -17,8 +17,19 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _core
-from ._common import friendly_errors, int_scalar, real_param, sum_to
-from ._linear import FEATURE_MAPS, _check_qkv, _loop_dtype, _shape
+from ._common import causal_code, friendly_errors, int_scalar, loop_dtype, real_param, sum_to
+from ._linear import FEATURE_MAPS, _check_qkv, _shape
+
+
+def _causal(causal, name):
+    """The causal code (attnnorm._common.causal_code); the linear-family VJPs
+    implement the bottom-right alignment only."""
+    code = causal_code(causal)
+    if code == 2:
+        raise NotImplementedError(f"{name}: causal='top_left' is not implemented for the "
+                                  "gradients yet; use causal=True (bottom-right, the same when "
+                                  "n == m)")
+    return code
 
 __all__ = ["linear_attention_vjp", "log_attention_vjp", "cheap_linear_attention_vjp",
            "zeros_attention_vjp", "soft_attention_vjp",
@@ -156,7 +167,7 @@ def linear_attention_vjp(q, k, v, grad_out, feature_map="elu1", *, causal=False,
     qs, ks, vs = _check_qkv(q, k, v)
     if not isinstance(feature_map, str) or feature_map not in FEATURE_MAPS:
         raise ValueError(f"feature_map must be one of {sorted(FEATURE_MAPS)}; got {feature_map!r}")
-    dt = _loop_dtype(q, k, v, grad_out)
+    dt = loop_dtype(q=q, k=k, v=v, grad_out=grad_out)
     ep = real_param("eps", eps, dtype=dt, nonneg=True, allow_inf=False)
     n, m, d, e = qs[-2], ks[-2], qs[-1], vs[-1]
     lead = _grad_out(grad_out, _lead(qs, ks, vs), n, e, "(n, e)")
@@ -168,7 +179,7 @@ def linear_attention_vjp(q, k, v, grad_out, feature_map="elu1", *, causal=False,
     else:
         dq, dk, dv, deps = _core.linear_attention_vjp(
             np.asarray(q, dt), np.asarray(k, dt), np.asarray(v, dt), np.asarray(grad_out, dt),
-            FEATURE_MAPS[feature_map], bool(causal), ep, 1)
+            FEATURE_MAPS[feature_map], _causal(causal, "linear_attention_vjp"), ep, 1)
     return LinearAttentionGrad(sum_to(dq, qs, dt), sum_to(dk, ks, dt), sum_to(dv, vs, dt),
                                sum_to(deps, np.shape(ep), dt))
 
@@ -181,7 +192,8 @@ def _log_vjp_call(q, k, v, g, dt, d, e, causal, state, grad_state):
     st = none if state is None else np.asarray(state, dt)
     gs = none if grad_state is None else np.asarray(grad_state, dt)
     return _core.log_attention_vjp(np.asarray(q, dt), np.asarray(k, dt), np.asarray(v, dt),
-                                   np.asarray(g, dt), st, gs, bool(causal), state is not None,
+                                   np.asarray(g, dt), st, gs, _causal(causal, "log_attention_vjp"),
+                                   state is not None,
                                    grad_state is not None)
 
 
@@ -254,8 +266,7 @@ def log_attention_vjp(q, k, v, grad_out, *, causal=False, state=None, grad_state
     """
     qs, ks, vs = _check_qkv(q, k, v)
     n, m, d, e = qs[-2], ks[-2], qs[-1], vs[-1]
-    dts = [q, k, v, grad_out] + ([state] if state is not None else [])
-    dt = _loop_dtype(*dts)
+    dt = loop_dtype(q=q, k=k, v=v, grad_out=grad_out, state=state)
     lead = _grad_out(grad_out, _lead(qs, ks, vs), n, e, "(n, e)")
     w = 4 * e + 2
     for nm, x in (("state", state), ("grad_state", grad_state)):
@@ -324,12 +335,14 @@ def cheap_linear_attention_vjp(h, q, grad_out, *, causal=False):
     hs, qs = _shape("h", h, 2), _shape("q", q, 2)
     if hs[-1] != qs[-1]:
         raise ValueError(f"h and q must have the same last dimension; got h {hs}, q {qs}")
-    dt = _loop_dtype(h, q, grad_out)
+    dt = loop_dtype(h=h, q=q, grad_out=grad_out)
     n, m, kk = qs[-2], hs[-2], hs[-1]
     lead = _grad_out(grad_out, _lead(hs, qs), n, kk, "(n, k)")
     hh = np.asarray(h, dt)
     dQ, dK, dV, _ = _core.linear_attention_vjp(np.asarray(q, dt), hh, hh, np.asarray(grad_out, dt),
-                                               FEATURE_MAPS["identity"], bool(causal), dt.type(0), 0)
+                                               FEATURE_MAPS["identity"],
+                                               _causal(causal, "cheap_linear_attention_vjp"),
+                                               dt.type(0), 0)
     return CheapLinearGrad(sum_to(dK + dV, hs, dt), sum_to(dQ, qs, dt))
 
 
@@ -400,14 +413,15 @@ def zeros_attention_vjp(q, k, v, s, gate_linear, gate_softmax, grad_out, *, caus
     ss = _shape("s", s, 1)
     if ss[-1] != ks[-2]:
         raise ValueError(f"s must have one logit per key (last axis m = {ks[-2]}); got shape {ss}")
-    dt = _loop_dtype(q, k, v, s, grad_out)
+    dt = loop_dtype(q=q, k=k, v=v, s=s, grad_out=grad_out)
     g1 = real_param("gate_linear", gate_linear, dtype=dt, allow_inf=False)
     gh = real_param("gate_softmax", gate_softmax, dtype=dt, allow_inf=False)
     n, m, d, e = qs[-2], ks[-2], qs[-1], vs[-1]
     lead = _grad_out(grad_out, _lead(qs, ks, vs, tuple(ss[:-1]) + (0, 0)), n, e, "(n, e)")
     lead = np.broadcast_shapes(lead, np.shape(g1), np.shape(gh))
     dq, dk, dv, ds, dg1, dgh = _core.zeros_attention_vjp(
-        *(np.asarray(x, dt) for x in (q, k, v, s)), g1, gh, bool(causal), np.asarray(grad_out, dt))
+        *(np.asarray(x, dt) for x in (q, k, v, s)), g1, gh,
+        _causal(causal, "zeros_attention_vjp"), np.asarray(grad_out, dt))
     return ZerosAttentionGrad(sum_to(dq, qs, dt), sum_to(dk, ks, dt), sum_to(dv, vs, dt),
                               sum_to(ds, ss, dt), sum_to(dg1, np.shape(g1), dt),
                               sum_to(dgh, np.shape(gh), dt))
@@ -485,7 +499,7 @@ def soft_attention_vjp(q, v, grad_out, landmarks=None, *, n_landmarks=None, newt
             n_landmarks = min(n, 64)
         L = int_scalar("n_landmarks", n_landmarks, low=1, high=n,
                        what=f"an integer with 1 <= n_landmarks <= n = {n}")
-        dt = _loop_dtype(q, v, grad_out)
+        dt = loop_dtype(q=q, v=v, grad_out=grad_out)
     else:
         ls = _shape("landmarks", landmarks, 2)
         L = ls[-2]
@@ -493,7 +507,7 @@ def soft_attention_vjp(q, v, grad_out, landmarks=None, *, n_landmarks=None, newt
             raise ValueError(f"landmarks must have shape (..., L, d) with 1 <= L <= n = {n} "
                              f"and d = {d}; got {ls}")
         shapes.append(ls)
-        dt = _loop_dtype(q, v, landmarks, grad_out)
+        dt = loop_dtype(q=q, v=v, landmarks=landmarks, grad_out=grad_out)
     _grad_out(grad_out, _lead(*shapes), n, e, "(n, e)")
     if landmarks is None:
         lm = np.broadcast_to(np.zeros((), dt), (L, d))

@@ -4,10 +4,12 @@ Every function maps scores ``(..., n, m)`` to weights of the same shape over
 the last axis and shares one set of masking semantics:
 
 * ``mask``: boolean, broadcastable to ``(..., n, m)``, True = keep.
-* ``causal=True``: query ``i`` sees key ``j`` iff ``j <= i + (m - n)``
-  (bottom-right aligned, as FlashAttention).
-* ``window=(left, right)``: additionally
-  ``i + (m-n) - left <= j <= i + (m-n) + right``; ``None`` = unbounded side.
+* ``causal=True`` or ``"bottom_right"``: query ``i`` sees key ``j`` iff
+  ``j <= i + (m - n)`` (bottom-right aligned, as FlashAttention);
+  ``causal="top_left"``: iff ``j <= i`` (PyTorch's ``is_causal``).
+* ``window=(left, right)``: additionally ``diag - left <= j <= diag + right``
+  with the same diagonal (``diag = i + (m - n)``, or ``i`` for
+  ``"top_left"``); ``None`` = unbounded side.
 * ``n_i``: the number of keys row ``i`` sees after masking; the length-aware
   defaults use it.
 * A row that sees no key (or whose visible scores are all ``-inf``) gets
@@ -29,7 +31,7 @@ import numbers
 import numpy as np
 
 from . import _core
-from ._common import (check_param_broadcast, friendly_errors, split_axes, empty_code, int_param,
+from ._common import (causal_code, check_param_broadcast, friendly_errors, split_axes, empty_code, int_param,
                       mask_operand, move_axes, real_dtype_of, real_param, window_bounds)
 from ._docs import NORMALIZER_DOCS
 
@@ -208,6 +210,7 @@ def _run(name, scores, params, *, mask=None, causal=False, window=None, empty="z
     dt = real_dtype_of(scores)
     values = validate(name, dt, params)
     ecode = empty_code(empty)
+    ccode = causal_code(causal)
     wl, wr = window_bounds(window)
     extra = info["tau_support"]
     ax_out = None
@@ -261,7 +264,7 @@ def _run(name, scores, params, *, mask=None, causal=False, window=None, empty="z
         # small integer/bool scores would pick the float32 loop when no float64
         # parameter operand forces float64 (README: ints -> float64)
         kw["signature"] = (np.float64,) + (None,) * (gufunc.nargs - 1)
-    res = gufunc(scores, mk, bool(causal), wl, wr, ecode, *ops, **kw)
+    res = gufunc(scores, mk, ccode, wl, wr, ecode, *ops, **kw)
     if row:
         res = tuple(r[0] for r in res) if isinstance(res, tuple) else res[0]
     if extra:

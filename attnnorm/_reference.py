@@ -15,20 +15,24 @@ import numpy as np
 def visible(n, m, *, causal=False, window=None, mask=None):
     """Boolean array (..., n, m): True where query i sees key j.
 
-    causal: j <= i + (m - n) (bottom-right); window=(left, right): additionally
-    i + (m-n) - left <= j <= i + (m-n) + right, None meaning unbounded."""
+    causal=True or "bottom_right": j <= i + (m - n); causal="top_left":
+    j <= i.  window=(left, right): additionally diag - left <= j <= diag + right
+    with diag the same diagonal (i + (m - n), or i for "top_left"), None
+    meaning unbounded.  A bound beyond n + m excludes nothing and is clipped
+    there, so bounds of any size are exact."""
+    top_left = isinstance(causal, str) and causal == "top_left"
     i = np.arange(n)[:, None]
     j = np.arange(m)[None, :]
-    diag = i + (m - n)
+    diag = i if top_left else i + (m - n)
     vis = np.ones((n, m), dtype=bool)
     if causal:
         vis &= j <= diag
     if window is not None:
         left, right = window
         if left is not None:
-            vis &= j >= diag - left
+            vis &= j >= diag - min(int(left), n + m)
         if right is not None:
-            vis &= j <= diag + right
+            vis &= j <= diag + min(int(right), n + m)
     if mask is not None:
         mk = np.asarray(mask, dtype=bool)
         if mk.ndim < 2:
@@ -582,7 +586,8 @@ def _lin_phi(x, feature_map):
 
 
 def _logsumexp(x, axis):
-    mx = np.max(x, axis=axis, keepdims=True)
+    """log sum exp over axis; -inf over an empty axis (an empty sum is 0)."""
+    mx = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
     mx = np.where(np.isfinite(mx), mx, 0.0)
     with np.errstate(divide="ignore"):
         return np.squeeze(mx, axis) + np.log(np.sum(np.exp(x - mx), axis=axis))
@@ -716,7 +721,7 @@ def soft_landmarks(q, n_landmarks):
 
 def soft_attention(q, v, landmarks=None, *, n_landmarks=None, newton_iters=20):
     """Nystrom SOFT [Lu2021] for one (n, d) matrix: A (B^+ (A^T V)) with the
-    Newton-Schulz B^+ (V0 = 2 B / ||B||_1^2); returns (out, residuals)."""
+    Newton-Schulz B^+ (V0 = B / (||B||_1 ||B||_inf)); returns (out, residuals)."""
     q, v = np.asarray(q, dtype=np.float64), np.asarray(v, dtype=np.float64)
     n, d = q.shape
     if landmarks is None:
@@ -725,7 +730,7 @@ def soft_attention(q, v, landmarks=None, *, n_landmarks=None, newton_iters=20):
     g = 1.0 / (2 * np.sqrt(d))
     A = np.exp(-((q[:, None, :] - lm[None, :, :]) ** 2).sum(-1) * g)
     B = np.exp(-((lm[:, None, :] - lm[None, :, :]) ** 2).sum(-1) * g)
-    V = 2.0 / np.abs(B).sum(0).max() ** 2 * B
+    V = B / (np.abs(B).sum(0).max() * np.abs(B).sum(1).max())
     eye = np.eye(len(B))
     res = []
     for _ in range(newton_iters):
@@ -1338,10 +1343,10 @@ def soft_attention_vjp_one(q, v, lm, seg, iters, G):
         lm = np.stack([q[sg].mean(0) for sg in seg])
     A = np.exp(-((q[:, None, :] - lm[None, :, :]) ** 2).sum(-1) * gm)        # (n, L)
     B = np.exp(-((lm[:, None, :] - lm[None, :, :]) ** 2).sum(-1) * gm)       # (L, L)
-    col = B.sum(0)
-    b_star = int(np.argmax(col))
-    Nrm = col[b_star]
-    c = 2.0 / Nrm ** 2
+    col, row = B.sum(0), B.sum(1)
+    b_star, r_star = int(np.argmax(col)), int(np.argmax(row))
+    N1, Ni = col[b_star], row[r_star]
+    c = 1.0 / (N1 * Ni)       # V_0 = B / (||B||_1 ||B||_inf), B > 0
     Vs = [c * B]
     for _ in range(iters):
         Vk = Vs[-1]
@@ -1361,7 +1366,8 @@ def soft_attention_vjp_one(q, v, lm, seg, iters, G):
         dVk = 2 * dVk - dVk @ (B @ Vk).T - (Vk @ B).T @ dVk
     dB += c * dVk
     dc = float(np.sum(dVk * B))
-    dB[:, b_star] += dc * (-4.0 / Nrm ** 3)
+    dB[:, b_star] += dc * (-c / N1)
+    dB[r_star, :] += dc * (-c / Ni)
     # Gaussian kernels: d exp(-gm |x - y|^2) / dx = -2 gm (x - y) exp(...)
     wA = dA * A
     dq = -2 * gm * (wA.sum(1)[:, None] * q - wA @ lm)

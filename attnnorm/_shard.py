@@ -55,6 +55,8 @@ import numpy as np
 import dask
 import dask.array as da
 
+from ._common import causal_code
+
 SOFTMAX_FAMILY = ("softmax", "softmax_sink", "ssmax", "affine_softmax")
 ELEMENTWISE = ("sigmoid", "relu", "polynomial")
 SPARSE = ("sparsemax", "entmax")
@@ -104,7 +106,7 @@ def run(name, call):
     """Lazy attention / attention_weights / diagnose with sharded q or k."""
     import attnnorm
     from ._dask import blockwise, _unify_leading
-    from ._attention import _loop_dtype
+    from ._common import loop_dtype
     call = dict(call)
     normalizer = call.pop("normalizer", "softmax")
     q, k, v = call.pop("q"), call.pop("k"), call.pop("v", None)
@@ -138,7 +140,7 @@ def run(name, call):
         normalizer, params, fam = "softmax", {}, "softmax"
     qs, ks = np.shape(q), np.shape(k)
     n, d, m = qs[-2], qs[-1], ks[-2]
-    dt = _loop_dtype(q, k) if v is None else _loop_dtype(q, k, v)
+    dt = loop_dtype(q=q, k=k, v=v)
     shapes = [qs[:-2], ks[:-2]] + ([np.shape(v)[:-2]] if v is not None else [])
     if mask is not None:
         mask = da.asarray(mask)
@@ -196,7 +198,7 @@ def run(name, call):
     lead_chunks = arrs["q"].chunks[:nl]
     dl = {a: x.to_delayed() for a, x in arrs.items()}
     ctx = dict(kind=name, normalizer=normalizer, fam=fam, n=n, m=m, dtype=np.dtype(dt).str,
-               causal=_causal_code(causal), window=_window(window), empty=empty,
+               causal=causal_code(causal), window=_window(window), empty=empty,
                params={p: vv for p, vv in params.items() if p not in pnames},
                scale=None if "scale" in pnames else scale, stats=return_stats,
                e=(np.shape(v)[-1] if v is not None else 0), d=d, has_lognorm=has_lognorm)
@@ -400,16 +402,6 @@ def _first(x):
     return x
 
 
-def _causal_code(causal):
-    if causal is False or causal is None:
-        return 0
-    if causal is True or causal == "bottom_right":
-        return 1
-    if causal == "top_left":
-        return 2
-    raise ValueError(f"causal must be False, True, 'bottom_right' or 'top_left'; got {causal!r}")
-
-
 def _window(window):
     from ._common import window_bounds
     return tuple(window_bounds(window))
@@ -422,7 +414,9 @@ def _bounds(ctx, q0, nb):
     i = np.arange(q0, q0 + nb, dtype=np.int64)
     lo = np.full(nb, -_BIG, dtype=np.int64)
     hi = np.full(nb, _BIG, dtype=np.int64)
-    wl, wr = ctx["window"]
+    # bounds beyond n + m exclude nothing: saturate so i + off +- bound
+    # cannot overflow int64
+    wl, wr = (min(b, n + m) for b in ctx["window"])
     if ctx["causal"]:
         hi = i + off
     if wr >= 0:

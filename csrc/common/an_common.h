@@ -24,7 +24,19 @@ enum {
     AN_ERR_NOMEM = 1,       /* MemoryError */
     AN_ERR_EMPTY_ROW = 2,   /* ValueError: empty="raise" and a row sees no key */
     AN_ERR_VALUE = 3,       /* ValueError: a parameter found bad inside the loop */
+    AN_ERR_INTERRUPTED = 4, /* a signal handler raised (KeyboardInterrupt) */
 };
+
+/* Ctrl-C (interrupt.c): long parameter-driven loops call an_interrupt_check()
+ * between chunks (nonzero: stop and return AN_ERR_INTERRUPTED).  It reads a
+ * flag that a chained SIGINT handler sets: one atomic load, any thread, never
+ * the interpreter.  an_interrupted() is the same read, for callers that
+ * check after a loop stopped.  The gufunc loops bracket their kernels with
+ * an_interrupt_begin()/an_interrupt_end(). */
+int an_interrupt_check(void);
+int an_interrupted(void);
+int an_interrupt_begin(void);   /* AN_ERR_INTERRUPTED: do not start */
+void an_interrupt_end(void);
 
 /* Empty-row policy (DESIGN "Masks and lengths"). */
 enum { AN_EMPTY_ZERO = 0, AN_EMPTY_NAN = 1, AN_EMPTY_RAISE = 2 };
@@ -60,21 +72,37 @@ static inline char *an_thread_block(const an_thread_blocks *b)
  * OMP_NUM_THREADS and threadpoolctl all act on this). */
 int an_num_threads(void);
 void an_set_num_threads(int n);
+#define AN_MAX_THREADS 1024   /* set_num_threads' cap */
+
+/* Causal operand codes: 0 none, 1 bottom-right (j <= i + m - n, as
+ * FlashAttention), 2 top-left (j <= i, as PyTorch's is_causal).  Any other
+ * nonzero value read from the operand means bottom-right. */
+enum { AN_CAUSAL_NONE = 0, AN_CAUSAL_BOTTOM_RIGHT = 1, AN_CAUSAL_TOP_LEFT = 2 };
+static inline int an_causal_code(int64_t v)
+{
+    return v == AN_CAUSAL_TOP_LEFT ? AN_CAUSAL_TOP_LEFT : v != 0;
+}
 
 /*
  * Visibility of keys for query row i of an (n, m) score matrix
- * (DESIGN "Masks and lengths"):
- *   causal:  j <= i + (m - n)                       (bottom-right alignment)
- *   window:  i + (m - n) - left <= j <= i + (m - n) + right   (left/right < 0: unbounded)
+ * (DESIGN "Masks and lengths"), measured from the diagonal
+ *   diag = i + (m - n)   (bottom-right alignment; also without causal)
+ *   diag = i             (causal == AN_CAUSAL_TOP_LEFT)
+ *   causal:  j <= diag
+ *   window:  diag - left <= j <= diag + right   (left/right < 0: unbounded)
  * The result is the half-open range [*lo, *hi) of keys that are not excluded
  * by causal/window; a boolean mask (if any) is applied on top by the caller.
+ * Window bounds beyond n + m exclude nothing, so they saturate there and
+ * diag -/+ bound cannot overflow for bounds up to 2^63 - 1.
  */
 static inline void an_visible_range(an_int i, an_int n, an_int m, int causal,
                                     an_int wleft, an_int wright,
                                     an_int *lo, an_int *hi)
 {
-    an_int diag = i + (m - n);
+    an_int diag = causal == AN_CAUSAL_TOP_LEFT ? i : i + (m - n);
     an_int l = 0, h = m;
+    if (wleft > n + m) wleft = n + m;
+    if (wright > n + m) wright = n + m;
     if (causal && diag + 1 < h) h = diag + 1;
     if (wleft >= 0 && diag - wleft > l) l = diag - wleft;
     if (wright >= 0 && diag + wright + 1 < h) h = diag + wright + 1;

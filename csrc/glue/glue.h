@@ -23,6 +23,13 @@ static inline char *an_operand(char **args, npy_intp const *steps, int op, npy_i
     return args[op] + k * steps[op];
 }
 
+/* The causal operand (int64: 0, 1 or 2 from attnnorm._common.causal_code)
+ * of outer-loop element k as an AN_CAUSAL_* code. */
+static inline int an_causal_operand(char **args, npy_intp const *steps, int op, npy_intp k)
+{
+    return an_causal_code(*(const int64_t *)an_operand(args, steps, op, k));
+}
+
 /* Kernels follow IEEE limits on purpose (NaN rows, +-inf scores); clear the
  * floating-point status they leave so NumPy does not warn about it. */
 #define AN_CLEAR_FPE() feclearexcept(FE_ALL_EXCEPT)

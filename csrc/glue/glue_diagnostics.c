@@ -32,7 +32,7 @@ static void vis_from_args(an_vis *v, npy_intp n, npy_intp m, char **args,
     v->mk_n = cs[CS_MASK]; v->mk_m = cs[CS_MASK + 1];
     if ((v->mk_n == 0 && v->mk_m == 0 && *(const npy_bool *)v->mask) || n == 0 || m == 0)
         v->mask = NULL;
-    v->causal = *(const int64_t *)an_operand(args, steps, OP_CAUSAL, k) != 0;
+    v->causal = an_causal_operand(args, steps, OP_CAUSAL, k);
     v->wleft = *(const int64_t *)an_operand(args, steps, OP_WLEFT, k);
     v->wright = *(const int64_t *)an_operand(args, steps, OP_WRIGHT, k);
 }

@@ -14,7 +14,8 @@ static void run(an_linprob *P, an_linmat *mats, npy_intp N, const char *name,
 {
     P->N = N;
     P->mats = mats;
-    int rc = kernel(P);
+    int rc = an_interrupt_begin();
+    if (!rc) { rc = kernel(P); an_interrupt_end(); }
     free(mats);
     AN_CLEAR_FPE();
     if (rc) an_raise(rc, name, 0);

@@ -41,7 +41,7 @@ static void unpack_vis(an_normmat *M, const an_loopdata *L, char **args,
     M->mk_n = cm[0]; M->mk_m = cm[1];
     if (n == 0 || m == 0 || (cm[0] == 0 && cm[1] == 0 && *(const npy_bool *)M->mask))
         M->mask = NULL;
-    M->causal = an_arg_i64(args, steps, L, AN_OP_CAUSAL, k) != 0;
+    M->causal = an_causal_code(an_arg_i64(args, steps, L, AN_OP_CAUSAL, k));
     M->wleft = an_arg_i64(args, steps, L, AN_OP_WLEFT, k);
     M->wright = an_arg_i64(args, steps, L, AN_OP_WRIGHT, k);
     M->empty = L->arg[AN_OP_EMPTY] >= 0 ? (int)an_arg_i64(args, steps, L, AN_OP_EMPTY, k)
@@ -55,6 +55,9 @@ static void vis_of(an_vis *v, const an_normmat *M)
     v->causal = M->causal; v->wleft = M->wleft; v->wright = M->wright;
     v->mask = M->mask; v->mk_n = M->mk_n; v->mk_m = M->mk_m;
 }
+
+/* attention_*: problems per kernel call (bounds the descriptor memory) */
+#define AN_ATT_GLUE_GROUP 1024
 
 #define AN_TEMPLATE "glue_norm_loops_impl.inc"
 #include "an_template.h"

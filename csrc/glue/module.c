@@ -18,6 +18,13 @@ void an_raise(int code, const char *what, an_int detail)
     PyGILState_STATE st = PyGILState_Ensure();
     if (!PyErr_Occurred()) {
         switch (code) {
+        case AN_ERR_INTERRUPTED:
+            /* the interpreter's SIGINT handler (KeyboardInterrupt by
+             * default) on this thread; KeyboardInterrupt if it raises
+             * nothing (another thread, or a handler that returns) */
+            if (PyErr_CheckSignals() == 0 && !PyErr_Occurred())
+                PyErr_SetNone(PyExc_KeyboardInterrupt);
+            break;
         case AN_ERR_NOMEM:
             PyErr_Format(PyExc_MemoryError, "%s: could not allocate its workspace", what);
             break;
@@ -153,10 +160,14 @@ static int add_gufunc(void *ctx, const an_gufunc_entry *e)
 static PyObject *py_set_num_threads(PyObject *self, PyObject *arg)
 {
     (void)self;
-    long n = PyLong_AsLong(arg);
-    if (n == -1 && PyErr_Occurred()) return NULL;
-    if (n < 1) {
-        PyErr_Format(PyExc_ValueError, "set_num_threads: n must be >= 1, got %ld", n);
+    /* 1 <= n <= AN_MAX_THREADS (larger requests crash inside libgomp) */
+    int overflow = 0;
+    long n = PyLong_AsLongAndOverflow(arg, &overflow);
+    if (n == -1 && PyErr_Occurred()) return NULL;   /* not an integer: TypeError */
+    if (overflow || n < 1 || n > AN_MAX_THREADS) {
+        PyErr_Format(PyExc_ValueError,
+                     "set_num_threads: n must be an integer in [1, %d]; got %R",
+                     AN_MAX_THREADS, arg);
         return NULL;
     }
     an_set_num_threads((int)n);
@@ -192,7 +203,7 @@ static PyObject *py_has_openmp(PyObject *self, PyObject *noargs)
 }
 
 static PyMethodDef an_methods[] = {
-    {"set_num_threads", py_set_num_threads, METH_O, "set_num_threads($module, n, /)\n--\n\nCap the OpenMP threads used by attnnorm's kernels at n >= 1 (omp_set_num_threads;\nthread-local with GNU OpenMP). Results are bit-identical for every thread count."},
+    {"set_num_threads", py_set_num_threads, METH_O, "set_num_threads($module, n, /)\n--\n\nCap the OpenMP threads used by attnnorm's kernels at n, 1 <= n <= 1024 (omp_set_num_threads;\nthread-local with GNU OpenMP). Results are bit-identical for every thread count."},
     {"get_num_threads", py_get_num_threads, METH_NOARGS, "get_num_threads($module, /)\n--\n\nThe number of OpenMP threads the next kernel call will use (an int >= 1)."},
     {"simd_path", py_simd_path, METH_NOARGS, "simd_path($module, /)\n--\n\nThe SIMD path in use: 'avx512', 'avx2' or 'default' (set ATTNNORM_CPU to force one)."},
     {"simd_best", py_simd_best, METH_NOARGS, "simd_best($module, /)\n--\n\nThe best SIMD path this CPU supports: 'avx512', 'avx2' or 'default'."},

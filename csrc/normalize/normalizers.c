@@ -45,8 +45,7 @@ static void ssmax_jac(const an_normmat *M, an_int nv, double *e, double *T)
 { *e = 1.0; *T = 1.0 / (M->p[0] * log((double)nv)); }
 const an_normdesc an_norm_ssmax = {
     .name = "ssmax",
-    .params = { { "c", AN_PARAM_REAL, AN_PF_FINITE, 0.43, AN_DOM_NONNEG,
-                  { 0.0, INFINITY, 1, "> 0" } } },
+    .params = { { "c", AN_PARAM_REAL, AN_PF_FINITE, 0.43, AN_DOM_NONNEG, AN_DOM_SAME } },
     .nparams = 1,
     .row_f = ssmax_row_f, .row_d = ssmax_row_d, .uses_length = 1,
     .online = AN_ONLINE_SSMAX, .lognorm = AN_LOGNORM_P0_LOGN,

@@ -208,8 +208,11 @@ static double entmax_bisect_theta(const double *d, an_int k, an_int nv,
     const double root = entmax_root(d, k, am1, lo, hi, pw);
     for (int64_t it = 0; it < n_iter; it++) {
         const double mid = 0.5 * (lo + hi);
+        /* lo and hi adjacent (mid rounds onto one of them): no later
+         * halving changes either, so stop (at most ~2100 halvings, whatever
+         * n_iter; the result is the one n_iter halvings give) */
+        if (mid == lo || mid == hi) break;
         if (mid <= root) lo = mid; else hi = mid;
-        if (lo == hi) break;
     }
     return 0.5 * (lo + hi);
 }
@@ -248,7 +251,7 @@ static void entmax_jac(const an_normmat *M, an_int nv, double *e, double *T)
 const an_normdesc an_norm_entmax = {
     .name = "entmax",
     .params = { { "alpha", AN_PARAM_REAL, AN_PF_FINITE, 1.5, { 1.0, INFINITY, 0, NULL },
-                  { 1.0, INFINITY, 1, "> 1" } },
+                  AN_DOM_SAME },
                 { "n_iter", AN_PARAM_INT, 0, 50, { 1.0, INFINITY, 0, NULL }, AN_DOM_SAME } },
     .nparams = 2,
     .row_f = entmax_row_f, .row_d = entmax_row_d, .ws_mult = 4,

@@ -47,7 +47,9 @@ static inline float AN_F(expf_fma_)(float x)
     q = AN_FMAF(q, r, 0x1.fffe2ap-2f);
     const float p = 1.0f + AN_FMAF(q, r * r, r);
     const int32_t k1 = k >> 1, k2 = k - k1;
-    union { int32_t i; float f; } s1 = { (k1 + 127) << 23 }, s2 = { (k2 + 127) << 23 };
+    /* exponent bits by an unsigned shift (k < -127 for NaN input: no UB) */
+    union { int32_t i; float f; } s1 = { (int32_t)((uint32_t)(k1 + 127) << 23) },
+                                  s2 = { (int32_t)((uint32_t)(k2 + 127) << 23) };
     return p * s1.f * s2.f;
 }
 #undef AN_FMAF

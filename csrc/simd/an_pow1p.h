@@ -61,7 +61,8 @@ static inline double AN_F(exp_poly_d_)(double y)
     p = AN_PFMA(p, r, 0.5);
     p = AN_PFMA(p, r, 1.0);
     p = AN_PFMA(p, r, 1.0);
-    union { int64_t i; double f; } sc = { (k + 1023) << 52 };
+    /* exponent bits by an unsigned shift (no UB for a negative k + 1023) */
+    union { int64_t i; double f; } sc = { (int64_t)((uint64_t)(k + 1023) << 52) };
     return y < -708.0 ? 0.0 : p * sc.f;
 }
 

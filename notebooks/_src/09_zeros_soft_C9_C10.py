@@ -13,7 +13,10 @@
 # unit diagonal and entries in (0, 1]; the Newton–Schulz iteration V₀ = αB, V_{k+1} = 2V_k − V_kBV_k
 # with α = 2/‖B‖₁² drives ‖I − BV_k‖ ≪ 1 in 20 iterations, converging quadratically once
 # ‖I − BV_k‖₂ < 1. The authors' code differs from the paper: it iterates on B + 0.01·I with
-# α = 0.9·2/(max row sum)²; both are run below.
+# α = 0.9·2/(max row sum)²; both are run below. The paper's α = 2/‖B‖₁² sits on the convergence
+# boundary (α < 2/σ_max(B)² is needed; σ_max ≤ ‖B‖₁ with equality for one landmark or identical
+# ones, where the iteration stalls at V = 0), so attnnorm starts from α = 1/(‖B‖₁‖B‖_∞), strictly
+# inside it; its form is otherwise the paper's.
 #
 # attnnorm functions: `zeros_weights`, `zeros_attention`, `soft_kernel`,
 # `soft_attention(…, return_residuals=True)`. Every check compares them with plain NumPy written
@@ -96,9 +99,9 @@ plt.show()
 # %% [markdown]
 # The NumPy side: the landmarks `soft_attention` uses by default (means of L contiguous segments of
 # q), A and B from the kernel formula, and the Newton–Schulz iteration written out, in the paper's
-# form (α = 2/‖B‖₁²) and in the authors' code form (B + 0.01·I, α = 0.9·2/(max row sum)²). For a
-# symmetric B the paper-form residual also has a closed form: I − BV_k = (I − αB²)^(2^k), so with the
-# eigenvalues λ of B, ‖I − BV_k‖_F = sqrt(Σ(1 − αλ²)^(2^(k+1))).
+# form with attnnorm's start (α = 1/(‖B‖₁‖B‖_∞)) and in the authors' code form (B + 0.01·I,
+# α = 0.9·2/(max row sum)²). For a symmetric B the paper-form residual also has a closed form:
+# I − BV_k = (I − αB²)^(2^k), so with the eigenvalues λ of B, ‖I − BV_k‖_F = sqrt(Σ(1 − αλ²)^(2^(k+1))).
 
 # %%
 def gauss(x, y):                                         # exp(−‖x_i − y_j‖²/(2√d))
@@ -127,10 +130,11 @@ nys_err, nys_err_code, err_out, err_res = [], [], 0.0, 0.0
 for L in LANDMARKS:
     lm = np.stack([seg.mean(0) for seg in np.array_split(qs, L)])
     A, B = gauss(qs, lm), gauss(lm, lm)
-    # paper form
-    V, res_np[L] = newton_schulz(B, 2.0 / np.abs(B).sum(0).max() ** 2, NEWTON_ITERS)
+    # paper form, attnnorm's start α = 1/(‖B‖₁‖B‖_∞)
+    alpha = 1.0 / (np.abs(B).sum(0).max() * np.abs(B).sum(1).max())
+    V, res_np[L] = newton_schulz(B, alpha, NEWTON_ITERS)
     lam = np.linalg.eigvalsh(B)
-    e0 = 1 - 2.0 / np.abs(B).sum(0).max() ** 2 * lam ** 2
+    e0 = 1 - alpha * lam ** 2
     closed[L] = np.sqrt([np.sum(np.abs(e0) ** (2.0 ** (k + 1))) for k in ks])
     cond[L] = np.linalg.cond(B)
     out, rk = soft_attention(qs, vs, n_landmarks=L, newton_iters=NEWTON_ITERS, return_residuals=True)
@@ -171,7 +175,7 @@ plt.show()
 # SOFT kernel has the stated structure and attnnorm's Nyström output and Newton–Schulz residuals
 # equal the NumPy iteration. The residual falls slowly while ‖I − BV_k‖ is large and then
 # quadratically, reaching ≪ 1 within 20 iterations only when B is well conditioned (few landmarks):
-# an eigenvalue λ needs about log₂(‖B‖₁²/λ²) iterations before its quadratic phase, so with many
+# an eigenvalue λ needs about log₂(‖B‖₁‖B‖_∞/λ²) iterations before its quadratic phase, so with many
 # landmarks (segment means of random vectors, close to each other) 20 iterations are not enough.
 # The code form's B + 0.01·I lowers the condition number (to at most about ‖B‖₂/0.01) and so shortens
 # the slow phase: it converges for 4 and 8 landmarks, but with 16 or more landmarks 20 iterations
