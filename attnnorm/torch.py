@@ -22,6 +22,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
+from ._common import CAUSAL_CODES, causal_code
 from ._attention_grad import _OWN_LSE, FUSED_BACKWARD, attention_forward, attention_vjp
 from ._grad import normalizer_vjp
 from ._normalizers import NORMALIZERS
@@ -97,6 +98,10 @@ def _param_grads(grads, pnames, pvalues):
     return res
 
 
+# causal operand code (0, 1, 2) -> the causal argument of the NumPy functions
+_CAUSAL_ARG = {0: False, **{c: nm for nm, c in CAUSAL_CODES.items()}}
+
+
 def _check_normalizer(normalizer):
     if not isinstance(normalizer, str) or normalizer not in NORMALIZERS:
         raise ValueError(f"normalizer must be one of {sorted(NORMALIZERS)}; got {normalizer!r}")
@@ -108,7 +113,7 @@ def _lead(*shapes):
 
 # ------------------------------------------------------- attention operator
 @torch.library.custom_op("attnnorm::attention", mutates_args=())
-def _attention_op(q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor], causal: bool,
+def _attention_op(q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor], causal: int,
                   wleft: int, wright: int, scale: Optional[float], normalizer: str,
                   pnames: str, pvalues: List[Tensor]) -> Tuple[Tensor, Tensor]:
     window = None if wleft < 0 and wright < 0 else (None if wleft < 0 else wleft,
@@ -116,7 +121,8 @@ def _attention_op(q: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor], causa
     params = _param_arrays(pnames, pvalues)
     qa, ka, va = _np(q), _np(k), _np(v)
     mk = None if mask is None else mask.numpy()
-    out, lse = attention_forward(qa, ka, va, normalizer, scale=scale, causal=causal,
+    out, lse = attention_forward(qa, ka, va, normalizer, scale=scale,
+                                 causal=_CAUSAL_ARG[causal],
                                  window=window, mask=mk, **params)
     if normalizer not in FUSED_BACKWARD:
         lse = np.zeros_like(lse)   # no log-normaliser (NaN); the backward does not read it
@@ -133,7 +139,7 @@ def _(q, k, v, mask, causal, wleft, wright, scale, normalizer, pnames, pvalues):
 
 @torch.library.custom_op("attnnorm::attention_backward", mutates_args=())
 def _attention_backward_op(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor,
-                           lognorm: Tensor, mask: Optional[Tensor], causal: bool, wleft: int,
+                           lognorm: Tensor, mask: Optional[Tensor], causal: int, wleft: int,
                            wright: int, scale: Optional[float], normalizer: str,
                            pnames: str, pvalues: List[Tensor], param_grads: bool) -> List[Tensor]:
     window = None if wleft < 0 and wright < 0 else (None if wleft < 0 else wleft,
@@ -144,7 +150,7 @@ def _attention_backward_op(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, ou
     g = attention_vjp(_np(q), _np(k), _np(v), _np(grad_out), normalizer,
                       out=_np(out) if fused_stats else None,
                       stats=_np(lognorm) if fused_stats else None,
-                      scale=scale, causal=causal, window=window, mask=mk,
+                      scale=scale, causal=_CAUSAL_ARG[causal], window=window, mask=mk,
                       param_grads=param_grads, **params)
     return [torch.from_numpy(np.ascontiguousarray(x)).to(t.dtype)
             for x, t in zip(g[:3], (q, k, v))] + _param_grads(g.params, pnames, pvalues)
@@ -183,13 +189,14 @@ _attention_op.register_autograd(_attention_bwd, setup_context=_attention_setup)
 
 # ------------------------------------------------------ normalize operator
 @torch.library.custom_op("attnnorm::normalize", mutates_args=())
-def _normalize_op(scores: Tensor, mask: Optional[Tensor], causal: bool, wleft: int, wright: int,
+def _normalize_op(scores: Tensor, mask: Optional[Tensor], causal: int, wleft: int, wright: int,
                   normalizer: str, pnames: str, pvalues: List[Tensor]) -> Tensor:
     window = None if wleft < 0 and wright < 0 else (None if wleft < 0 else wleft,
                                                      None if wright < 0 else wright)
     params = _param_arrays(pnames, pvalues)
     mk = None if mask is None else mask.numpy()
-    w = NORMALIZERS[normalizer](_np(scores), mask=mk, causal=causal, window=window, **params)
+    w = NORMALIZERS[normalizer](_np(scores), mask=mk, causal=_CAUSAL_ARG[causal], window=window,
+                                **params)
     w = w[0] if isinstance(w, tuple) else w
     return torch.from_numpy(np.ascontiguousarray(w))
 
@@ -202,14 +209,15 @@ def _(scores, mask, causal, wleft, wright, normalizer, pnames, pvalues):
 
 @torch.library.custom_op("attnnorm::normalize_backward", mutates_args=())
 def _normalize_backward_op(grad: Tensor, scores: Tensor, weights: Tensor, mask: Optional[Tensor],
-                           causal: bool, wleft: int, wright: int, normalizer: str,
+                           causal: int, wleft: int, wright: int, normalizer: str,
                            pnames: str, pvalues: List[Tensor], param_grads: bool) -> List[Tensor]:
     window = None if wleft < 0 and wright < 0 else (None if wleft < 0 else wleft,
                                                      None if wright < 0 else wright)
     params = _param_arrays(pnames, pvalues)
     mk = None if mask is None else mask.numpy()
     g = normalizer_vjp(_np(scores), _np(grad), normalizer, weights=_np(weights), mask=mk,
-                       causal=causal, window=window, param_grads=param_grads, **params)
+                       causal=_CAUSAL_ARG[causal], window=window, param_grads=param_grads,
+                       **params)
     ds = np.asarray(g.scores)
     if ds.shape != tuple(scores.shape):   # broadcast by a mask with more leading axes
         ds = ds.reshape((-1,) + tuple(scores.shape)).sum(0) if ds.size else ds
@@ -268,8 +276,9 @@ def normalize(scores, normalizer="softmax", *, dim=-1, mask=None, causal=False, 
     with autograd (:func:`attnnorm.normalizer_vjp`) for the scores and for
     every parameter passed as a tensor with ``requires_grad``.
 
-    ``mask`` (boolean, True = keep), ``causal`` (bottom-right alignment),
-    ``window`` and the parameters are those of the NumPy function; the
+    ``mask`` (boolean, True = keep), ``causal`` (False, True or
+    ``"bottom_right"``, ``"top_left"``), ``window`` and the parameters are
+    those of the NumPy function; the
     normalised axis ``dim`` plays the role of the key axis ``m`` and the one
     before it (after moving ``dim`` last) the query axis ``n``.  Returns the
     weights (for sparsemax/entmax without ``tau``/``support``)."""
@@ -279,7 +288,7 @@ def normalize(scores, normalizer="softmax", *, dim=-1, mask=None, causal=False, 
     wl, wr = _window_ints(window)
     names, values = _split_params(params)
     s = scores.movedim(dim, -1) if dim not in (-1, scores.ndim - 1) else scores
-    w = _normalize_op(s, mask, bool(causal), wl, wr, normalizer, names, values)
+    w = _normalize_op(s, mask, causal_code(causal), wl, wr, normalizer, names, values)
     return w.movedim(-1, dim) if s is not scores else w
 
 
@@ -317,7 +326,6 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
                          f"got {dropout_p!r}")
     if is_causal and attn_mask is not None:
         raise ValueError("is_causal and attn_mask cannot both be set (as in PyTorch)")
-    L, S = query.shape[-2], key.shape[-2]
     q, k, v = query, key, value
     names, values = _split_params(params)
     gqa = None
@@ -359,32 +367,23 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
                     mask = None
         else:
             raise TypeError(f"attn_mask must be boolean or floating point; got {attn_mask.dtype}")
-    causal, wl, wr = False, -1, -1
-    if is_causal:
-        # top-left alignment: keys j > i are never seen; keys >= L by no query
-        if S > L:
-            k, v = k[..., :L, :], v[..., :L, :]
-            causal = True
-        else:
-            wr = L - S if L > S else -1
-            causal = L == S
+    # PyTorch's is_causal is top-left aligned: query i sees keys j <= i
+    causal, wl, wr = causal_code("top_left" if is_causal else False), -1, -1
     if bias is not None:
         return _materialised(q, k, v, mask, bias, causal, wl, wr, scale, normalizer, names,
-                             values, gqa, S, query.shape)
+                             values, gqa)
     out, _ = _attention_op(q, k, v, mask, causal, wl, wr, scale, normalizer, names, values)
     if gqa is not None:
         out = out.flatten(-4, -3)
     return out
 
 
-def _materialised(q, k, v, mask, bias, causal, wl, wr, scale, normalizer, names, values, gqa,
-                  S, qshape):
+def _materialised(q, k, v, mask, bias, causal, wl, wr, scale, normalizer, names, values, gqa):
     """Scores with an additive bias: softmax-style attention on materialised
     (L, S) scores through the normalize operator."""
     sc = 1.0 / float(np.sqrt(q.shape[-1])) if scale is None else scale
-    s = (q @ k.transpose(-1, -2)) * sc + bias[..., : k.shape[-2]]
-    m = mask[..., : k.shape[-2]] if mask is not None else None
-    w = _normalize_op(s, m, causal, wl, wr, normalizer, names, values)
+    s = (q @ k.transpose(-1, -2)) * sc + bias
+    w = _normalize_op(s, mask, causal, wl, wr, normalizer, names, values)
     out = w @ v
     if gqa is not None:
         out = out.flatten(-4, -3)

@@ -115,7 +115,7 @@ def _per_head(name, H):
 
 
 @pytest.mark.parametrize("name", sorted(FAMILY) + sorted(OTHERS))
-@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("causal", [False, True, "top_left"])
 def test_kernel_equals_normalizer_vjp_composed(name, causal):
     """The C backward (fused softmax family, generic row-VJP path, Sinkhorn
     through its iterations) against normalizer_vjp on the materialised scores composed with

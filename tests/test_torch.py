@@ -215,3 +215,15 @@ def test_import_attnnorm_does_not_import_torch():
     here = os.path.dirname(os.path.dirname(os.path.abspath(an.__file__)))
     subprocess.run([sys.executable, "-c", code], check=True,
                    env=dict(os.environ, PYTHONPATH=here))
+
+
+@pytest.mark.parametrize("causal", [True, "bottom_right", "top_left"])
+def test_normalize_causal_alignments(causal):
+    """normalize takes causal as the NumPy functions do (both alignments,
+    n != m): weights equal them, and the backward passes gradcheck."""
+    g = torch.Generator().manual_seed(3)
+    s = torch.randn(2, 4, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    w = at.normalize(s, "softmax", causal=causal)
+    want = an.softmax(s.detach().numpy(), causal=causal)
+    assert np.allclose(w.detach().numpy(), want, rtol=1e-13, atol=1e-15)
+    assert torch.autograd.gradcheck(lambda x: at.normalize(x, "softmax", causal=causal), (s,))
