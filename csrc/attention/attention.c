@@ -1,5 +1,5 @@
 /*
- * attention.c -- fused attention kernels (DESIGN "Attention"); the driver is
+ * attention.c -- fused attention kernels (README "Attention"); the driver is
  * attention_impl.inc, compiled here for float and double.  The matrix
  * products go through the run-time dispatched micro-kernel table of
  * an_gemm.c (shared with diagnose.c); the row normalizers are the ones of normalize.h, so a

@@ -1,5 +1,5 @@
 /*
- * attention.h -- fused attention for every normalizer (DESIGN "Attention").
+ * attention.h -- fused attention for every normalizer (README "Attention").
  *
  * One (n, m) problem = one element of the gufunc's leading axes: queries q
  * (n, d), keys k (m, d), values v (m, e), the normalizer's matrix record

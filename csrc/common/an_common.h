@@ -38,7 +38,7 @@ int an_interrupted(void);
 int an_interrupt_begin(void);   /* AN_ERR_INTERRUPTED: do not start */
 void an_interrupt_end(void);
 
-/* Empty-row policy (DESIGN "Masks and lengths"). */
+/* Empty-row policy (README "Conventions"). */
 enum { AN_EMPTY_ZERO = 0, AN_EMPTY_NAN = 1, AN_EMPTY_RAISE = 2 };
 
 /* Strided element access: p is a char*, s a byte stride. */
@@ -85,7 +85,7 @@ static inline int an_causal_code(int64_t v)
 
 /*
  * Visibility of keys for query row i of an (n, m) score matrix
- * (DESIGN "Masks and lengths"), measured from the diagonal
+ * (README "Conventions"), measured from the diagonal
  *   diag = i + (m - n)   (bottom-right alignment; also without causal)
  *   diag = i             (causal == AN_CAUSAL_TOP_LEFT)
  *   causal:  j <= diag

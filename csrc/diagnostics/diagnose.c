@@ -1,5 +1,5 @@
 /*
- * diagnose.c -- streamed diagnostics from q and k (DESIGN "Attention":
+ * diagnose.c -- streamed diagnostics from q and k (README "Attention":
  * per-query statistics without the n x m matrix).
  *
  * For each block of BQ query rows the visible score rows s_ij = scale q_i.k_j

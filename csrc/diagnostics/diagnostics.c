@@ -1,6 +1,6 @@
 /*
  * diagnostics.c -- materialised diagnostics of weights and scores
- * (DESIGN "Diagnostics"; definitions papers.md section B).
+ * (README "Diagnostics").
  *
  * Row kernels gather the visible entries of one row (causal/window range,
  * then the boolean mask), exactly as normalize_driver.c does, and reduce
@@ -41,7 +41,7 @@ static int threads_for(double work, an_int tasks)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Row diagnostics (papers.md B1-B3, B6):                                    */
+/* Row diagnostics ([Sander2021], [Vasylenko2025], [Mudarisov2025]):                                    */
 /*   entropy H = -sum_{a>0} a log a (0 log 0 = 0), times p = 1/log(base);     */
 /*   normalised H / log n_i; effective support exp(H); participation          */
 /*   1 / sum a^2; negative mass sum min(a, 0); support #{a > p};              */
@@ -51,7 +51,7 @@ static int threads_for(double work, an_int tasks)
 /* ------------------------------------------------------------------------ */
 
 /* ------------------------------------------------------------------------ */
-/* Column mass (papers.md B8): m_j = (1/|Q_j|) sum_{i in Q_j} a_ij, Q_j the  */
+/* Column mass ([Gu2024]): m_j = (1/|Q_j|) sum_{i in Q_j} a_ij, Q_j the  */
 /* queries that see key j; NaN if Q_j is empty.  Rows are cut into 16 fixed  */
 /* chunks (not one per thread), each summed in row order into its own        */
 /* partial, and the partials are added in chunk order: contiguous row reads  */
@@ -60,7 +60,7 @@ static int threads_for(double work, an_int tasks)
 #define AN_CM_CHUNKS 16
 
 /* ------------------------------------------------------------------------ */
-/* Matrix diagnostics: residuals (papers.md B1), ||a||_F (B7), rank collapse */
+/* Matrix diagnostics: residuals ([Sander2021]), ||a||_F ([Saratchandran2024]), rank collapse */
 /* (B15).  One thread per matrix.                                            */
 /* ------------------------------------------------------------------------ */
 static inline void norm_acc(double *acc, double r, int ord)
@@ -73,7 +73,7 @@ static inline void norm_acc(double *acc, double r, int ord)
 
 
 /* ------------------------------------------------------------------------ */
-/* Largest eigenvalue of A = diag(d) - zs2 w w^T, exactly (papers.md B6).    */
+/* Largest eigenvalue of A = diag(d) - zs2 w w^T, exactly ([Mudarisov2025]).    */
 /* Entries with w_i = 0 are eigenvalues d_i; a pole d shared by c >= 2      */
 /* entries is an eigenvalue (multiplicity c - 1).  The other eigenvalues are */
 /* the roots of the secular equation 1 = zs2 sum_i w_i^2 / (d_i - lambda),   */

@@ -1,6 +1,6 @@
 /*
- * diagnostics.h -- kernels of the diagnostics (DESIGN "Diagnostics",
- * papers.md section B), materialised (diagnostics.c) and streamed (diagnose.c).
+ * diagnostics.h -- kernels of the diagnostics (README
+ * "Diagnostics"), materialised (diagnostics.c) and streamed (diagnose.c).
  * No Python.h here: kernels see pointers, sizes and byte strides.
  */
 #ifndef AN_DIAGNOSTICS_H
@@ -127,7 +127,7 @@ typedef struct {
 int an_matrix_diag_f(const an_matdiag *P, an_int nmat);
 int an_matrix_diag_d(const an_matdiag *P, an_int nmat);
 
-/* Jacobian norms (papers.md B6, B7) of the normalizer desc at each row,
+/* Jacobian norms ([Mudarisov2025], [Saratchandran2024]) of the normalizer desc at each row,
  * from the weights a alone; the form of the Jacobian and its parameters come
  * from the descriptor (normalize.h: jac, jac_*) and nm's parameters. */
 typedef struct {

@@ -90,7 +90,7 @@ static const an_gufunc_entry an_gufuncs[] = {
       an_soft_vjp_loop_f, an_soft_vjp_loop_d, NULL },
     /* ---- end linear-time attention ---- */
 
-    /* ---- diagnostics (DESIGN "Diagnostics") ---- */
+    /* ---- diagnostics (README "Diagnostics") ---- */
     { "diag_row", "(n,m),(n,m),(),(),(),(),()->(n)", "TbqqqqT-T",
       "diag_row(a, mask, causal, wleft, wright, kind, p) -> per-row diagnostic",
       diag_row_loop_f, diag_row_loop_d, NULL },

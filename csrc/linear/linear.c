@@ -1,6 +1,6 @@
 /*
- * linear.c -- the linear-time attention family (papers.md A8-A11, DESIGN
- * "Attention", linear-time family).  Kernels only: pointers, sizes, strides.
+ * linear.c -- the linear-time attention family ([Heinsen2024], [Lu2026],
+ * [Brebisson2016], [Lu2021]; README "Linear-time attention family").  Kernels only: pointers, sizes, strides.
  *
  * linear_impl.inc holds the kernels and is compiled twice (float, double).
  * This file holds the one task driver they share: the work of a gufunc call
@@ -59,7 +59,7 @@ static int an_lin_threads(double work)
 static inline an_int an_pad8(an_int x) { return (x + 7) & ~(an_int)7; }
 
 /* last key (exclusive) that query i of n sees among m keys: the causal
- * alignment of DESIGN (an_visible_range without a window; causal is an
+ * alignment of the README's conventions (an_visible_range without a window; causal is an
  * AN_CAUSAL_* code) */
 static inline an_int an_keys_seen(an_int i, an_int n, an_int m, int causal)
 {

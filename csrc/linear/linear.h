@@ -1,5 +1,5 @@
 /*
- * linear.h -- kernels of the linear-time attention family (papers.md A8-A11).
+ * linear.h -- kernels of the linear-time attention family ([Heinsen2024], [Lu2026], [Brebisson2016], [Lu2021]).
  *
  * No Python.h here: the glue (glue_linear.c) fills an an_linprob with the
  * pointers, sizes and byte strides of a gufunc call and calls one kernel.

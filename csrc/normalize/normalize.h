@@ -1,5 +1,5 @@
 /*
- * normalize.h -- the score -> weight normalizers (DESIGN "Normalizers").
+ * normalize.h -- the score -> weight normalizers (README "Normalizers").
  *
  * Most normalizers act on one query row at a time.  The driver
  * (normalize_driver.c) gathers the visible scores of a row (after causal,

@@ -1,6 +1,6 @@
 /*
  * sinkhorn.c -- log-domain Sinkhorn normalisation of a whole (n, m) score
- * matrix (papers.md A5, Sinkformers #8).
+ * matrix ([Sander2021], Sinkformers).
  *
  *   K = s / eps (log kernel),  pi = exp(K + f 1^T + 1 g^T),  A = n_r pi
  *

@@ -1,5 +1,5 @@
 /*
- * sparse.c -- sparsemax and alpha-entmax row kernels (papers.md A6).
+ * sparse.c -- sparsemax and alpha-entmax row kernels ([Peters2019], [Vasylenko2025]).
  *
  *   alpha-entmax(z)_i = [(alpha - 1) z_i - tau]_+ ^ (1 / (alpha - 1)),  sum_i p_i = 1
  *

@@ -1,5 +1,5 @@
 /*
- * stochastic.c -- stochastic softmax (papers.md A7, Stochastic Attention #10).
+ * stochastic.c -- stochastic softmax ([Yadav2026], Stochastic Attention #10).
  *
  *   a~ = c / N,   c ~ Multinomial(N, softmax(s))
  *
