@@ -22,14 +22,8 @@ from ._linear import FEATURE_MAPS, _check_qkv, _shape
 
 
 def _causal(causal, name):
-    """The causal code (attnnorm._common.causal_code); the linear-family VJPs
-    implement the bottom-right alignment only."""
-    code = causal_code(causal)
-    if code == 2:
-        raise NotImplementedError(f"{name}: causal='top_left' is not implemented for the "
-                                  "gradients yet; use causal=True (bottom-right, the same when "
-                                  "n == m)")
-    return code
+    """The causal code (attnnorm._common.causal_code)."""
+    return causal_code(causal)
 
 __all__ = ["linear_attention_vjp", "log_attention_vjp", "cheap_linear_attention_vjp",
            "zeros_attention_vjp", "soft_attention_vjp",
