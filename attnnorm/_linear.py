@@ -9,7 +9,10 @@ purpose.  Shapes: ``q (..., n, d)``, ``k (..., m, d)``,
 
 ``causal=True`` is a prefix scan with bottom-right alignment: query
 ``i`` of ``n`` sees keys ``j <= i + (m - n)`` (the usual lower triangle when
-``n == m``); a query that sees no key gets a zero output row.
+``n == m``); ``causal="top_left"`` aligns the first query with the first
+key instead (query ``i`` sees ``j <= i``, PyTorch's ``is_causal``), and
+``"bottom_right"`` is the same as ``True``.  A query that sees no key gets a
+zero output row.
 
 All functions run in float32 or float64 (the dtype NumPy's promotion picks
 for the inputs), in C with OpenMP over the leading axes; when there are
@@ -83,7 +86,7 @@ def linear_attention(q, k, v, feature_map="elu1", *, causal=False, eps=1e-6, out
         queries by their maximum, the shifts cancel; ``eps`` is not used) or
         ``x`` (the denominator may vanish or change sign; ``eps`` is added as
         given).
-    causal : bool, default False
+    causal : bool or {"bottom_right", "top_left"}, default False
         Prefix scan: query ``i`` of ``n`` sees keys ``j <= i + (m - n)``
         (bottom-right aligned); a query that sees no key gets a zero row.
     eps : float, default 1e-6
@@ -145,7 +148,7 @@ def log_attention(q, k, v, *, causal=False, state=None, return_state=False, out=
     k : array_like, shape ``(..., m, d)``
     v : array_like, shape ``(..., m, e)``
         Leading axes broadcast.
-    causal : bool, default False
+    causal : bool or {"bottom_right", "top_left"}, default False
         Run the log-sum-exps over keys as a log-cumulative-sum-exp scan (query
         ``i`` sees keys ``j <= i + (m - n)``).
     state : ndarray, shape ``(..., d, 4 e + 2)``, optional
@@ -227,7 +230,7 @@ def cheap_linear_attention(h, q, *, causal=False, out=None):
         Hidden states (the keys and values of the lookup).
     q : array_like, shape ``(..., n, k)``
         Lookups.  Leading axes broadcast.
-    causal : bool, default False
+    causal : bool or {"bottom_right", "top_left"}, default False
         Incremental ``C_t = C_{t-1} + h_t h_t^T``: query ``i`` sees ``h_j`` for
         ``j <= i + (m - n)``.
     out : ndarray, optional
@@ -299,7 +302,7 @@ def zeros_attention(q, k, v, s, gate_linear, gate_softmax, *, causal=True, out=N
         against the leading axes (one gate per head).
     gate_softmax : float or array_like
         ``sigma_h``, the gate of the softmax term; as ``gate_linear``.
-    causal : bool, default True
+    causal : bool or {"bottom_right", "top_left"}, default True
         ZeroS is a causal model, so unlike the rest of attnnorm the default is
         causal: query ``t`` sees the keys ``i <= t + (m - n)`` (bottom-right
         aligned) and its weights are defined by how many it sees.  ``False``
@@ -370,7 +373,7 @@ def zeros_weights(s, gate_linear, gate_softmax, *, causal=True, n=None, out=None
         Radial logits, one per key.
     gate_linear, gate_softmax : float or array_like
         ``sigma_1`` and ``sigma_h``, as in :func:`zeros_attention`.
-    causal : bool, default True
+    causal : bool or {"bottom_right", "top_left"}, default True
         As in :func:`zeros_attention` (lower-triangular when ``n == m``).
     n : int, optional
         Number of queries, ``>= 0``; default ``m`` (self-attention).

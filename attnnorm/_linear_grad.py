@@ -21,16 +21,6 @@ from ._common import causal_code, friendly_errors, int_scalar, loop_dtype, real_
 from ._linear import FEATURE_MAPS, _check_qkv, _shape
 
 
-def _causal(causal, name):
-    """The causal code (attnnorm._common.causal_code); the linear-family VJPs
-    implement the bottom-right alignment only."""
-    code = causal_code(causal)
-    if code == 2:
-        raise NotImplementedError(f"{name}: causal='top_left' is not implemented for the "
-                                  "gradients yet; use causal=True (bottom-right, the same when "
-                                  "n == m)")
-    return code
-
 __all__ = ["linear_attention_vjp", "log_attention_vjp", "cheap_linear_attention_vjp",
            "zeros_attention_vjp", "soft_attention_vjp",
            "LinearAttentionGrad", "LogAttentionGrad", "CheapLinearGrad", "ZerosAttentionGrad",
@@ -120,7 +110,7 @@ def linear_attention_vjp(q, k, v, grad_out, feature_map="elu1", *, causal=False,
         The upstream gradient ``dL/dout``.
     feature_map : {"elu1", "relu", "exp", "identity"}, default "elu1"
         As in the forward call.
-    causal : bool, default False
+    causal : bool or {"bottom_right", "top_left"}, default False
         As in the forward call.
     eps : float or array_like, default 1e-6
         As in the forward call.
@@ -179,7 +169,7 @@ def linear_attention_vjp(q, k, v, grad_out, feature_map="elu1", *, causal=False,
     else:
         dq, dk, dv, deps = _core.linear_attention_vjp(
             np.asarray(q, dt), np.asarray(k, dt), np.asarray(v, dt), np.asarray(grad_out, dt),
-            FEATURE_MAPS[feature_map], _causal(causal, "linear_attention_vjp"), ep, 1)
+            FEATURE_MAPS[feature_map], causal_code(causal), ep, 1)
     return LinearAttentionGrad(sum_to(dq, qs, dt), sum_to(dk, ks, dt), sum_to(dv, vs, dt),
                                sum_to(deps, np.shape(ep), dt))
 
@@ -192,7 +182,7 @@ def _log_vjp_call(q, k, v, g, dt, d, e, causal, state, grad_state):
     st = none if state is None else np.asarray(state, dt)
     gs = none if grad_state is None else np.asarray(grad_state, dt)
     return _core.log_attention_vjp(np.asarray(q, dt), np.asarray(k, dt), np.asarray(v, dt),
-                                   np.asarray(g, dt), st, gs, _causal(causal, "log_attention_vjp"),
+                                   np.asarray(g, dt), st, gs, causal_code(causal),
                                    state is not None,
                                    grad_state is not None)
 
@@ -210,7 +200,7 @@ def log_attention_vjp(q, k, v, grad_out, *, causal=False, state=None, grad_state
         As in the forward call: ``(..., n, d)``, ``(..., m, d)``, ``(..., m, e)``.
     grad_out : array_like, shape ``(..., n, e)``
         The upstream gradient ``dL/dout``.
-    causal : bool, default False
+    causal : bool or {"bottom_right", "top_left"}, default False
         As in the forward call.
     state : array_like, shape ``(..., d, 4 e + 2)``, optional
         The ``state=`` of the forward call.
@@ -295,7 +285,7 @@ def cheap_linear_attention_vjp(h, q, grad_out, *, causal=False):
         The lookups of the forward call.
     grad_out : array_like, shape ``(..., n, k)``
         The upstream gradient ``dL/dr``.
-    causal : bool, default False
+    causal : bool or {"bottom_right", "top_left"}, default False
         As in the forward call.
 
     Returns
@@ -341,7 +331,7 @@ def cheap_linear_attention_vjp(h, q, grad_out, *, causal=False):
     hh = np.asarray(h, dt)
     dQ, dK, dV, _ = _core.linear_attention_vjp(np.asarray(q, dt), hh, hh, np.asarray(grad_out, dt),
                                                FEATURE_MAPS["identity"],
-                                               _causal(causal, "cheap_linear_attention_vjp"),
+                                               causal_code(causal),
                                                dt.type(0), 0)
     return CheapLinearGrad(sum_to(dK + dV, hs, dt), sum_to(dQ, qs, dt))
 
@@ -364,7 +354,7 @@ def zeros_attention_vjp(q, k, v, s, gate_linear, gate_softmax, grad_out, *, caus
         The gates of the forward call (one per head as arrays).
     grad_out : array_like, shape ``(..., n, e)``
         The upstream gradient ``dL/dout``.
-    causal : bool, default True
+    causal : bool or {"bottom_right", "top_left"}, default True
         As in :func:`zeros_attention`, whose default it keeps.
 
     Returns
@@ -421,7 +411,7 @@ def zeros_attention_vjp(q, k, v, s, gate_linear, gate_softmax, grad_out, *, caus
     lead = np.broadcast_shapes(lead, np.shape(g1), np.shape(gh))
     dq, dk, dv, ds, dg1, dgh = _core.zeros_attention_vjp(
         *(np.asarray(x, dt) for x in (q, k, v, s)), g1, gh,
-        _causal(causal, "zeros_attention_vjp"), np.asarray(grad_out, dt))
+        causal_code(causal), np.asarray(grad_out, dt))
     return ZerosAttentionGrad(sum_to(dq, qs, dt), sum_to(dk, ks, dt), sum_to(dv, vs, dt),
                               sum_to(ds, ss, dt), sum_to(dg1, np.shape(g1), dt),
                               sum_to(dgh, np.shape(gh), dt))

@@ -1115,7 +1115,7 @@ def linear_attention_vjp(q, k, v, g, feature_map="elu1", *, causal=False, eps=1e
     (elu1, relu, identity), by prefix / suffix sums in float64."""
     q, k, v, g = (np.asarray(a, dtype=np.float64) for a in (q, k, v, g))
     n, m = q.shape[-2], k.shape[-2]
-    t = np.full(n, m) if not causal else np.clip(np.arange(n) + (m - n) + 1, 0, m)
+    t = n_visible(visible(n, m, causal=causal))          # keys [0, t_i) seen by query i
     Qf, dphq = _lin_phi_and_grad(q, feature_map)
     Kf, dphk = _lin_phi_and_grad(k, feature_map)
     dQf, dKf, dv, deps = kernel_linear_vjp(Qf, Kf, v, g, t, eps)
@@ -1260,7 +1260,7 @@ def log_attention_vjp(q, k, v, g, *, causal=False, state=None, grad_state=None):
     q, k, v, g = (np.asarray(a, dtype=np.float64) for a in (q, k, v, g))
     n, d = q.shape
     m, e = v.shape
-    t = np.full(n, m) if not causal else np.clip(np.arange(n) + (m - n) + 1, 0, m)
+    t = n_visible(visible(n, m, causal=causal))          # keys [0, t_i) seen by query i
     st = None if state is None else log_state_values(state, d, e)
     gst = None
     if grad_state is not None:
@@ -1294,7 +1294,7 @@ def zeros_attention_vjp(q, k, v, s, gate_linear, gate_softmax, g, *, causal=True
     S = np.broadcast_to(s, lead + s.shape[-1:])
     G = np.broadcast_to(np.asarray(g, dtype=np.float64), lead + q.shape[-2:-1] + v.shape[-1:])
     a1, ah = float(gate_linear), float(gate_softmax)
-    t = np.full(n, m) if not causal else np.clip(np.arange(n) + (m - n) + 1, 0, m)
+    t = n_visible(visible(n, m, causal=causal))          # keys [0, t_i) seen by query i
     _suffix = _suffix_pad
     seen = t > 0
     T = np.maximum(t, 1).astype(np.float64)

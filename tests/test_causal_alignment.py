@@ -156,9 +156,10 @@ def test_normalizer_vjp_top_left_matches_explicit_mask(rng, name):
     assert_array_equal(got[0], want[0])
 
 
-def test_linear_vjps_reject_top_left_clearly(rng):
+def test_linear_vjps_top_left_square_is_bottom_right(rng):
     q, k, v, g = (rng.normal(size=(4, 3)) for _ in range(4))
-    with pytest.raises(NotImplementedError, match="top_left"):
-        an.linear_attention_vjp(q, k, v, g, causal="top_left")
+    for a, b in zip(an.linear_attention_vjp(q, k, v, g, causal="top_left"),
+                    an.linear_attention_vjp(q, k, v, g, causal=True)):
+        assert_array_equal(a, b)
     with pytest.raises(ValueError, match="causal must be"):
         an.linear_attention_vjp(q, k, v, g, causal="top-left")

@@ -388,7 +388,8 @@ def test_chunked_vjps_many_chunks(n, m, causal, rng):
 
 
 def ref_t(n, m, causal):
-    return np.full(n, m) if not causal else np.clip(np.arange(n) + (m - n) + 1, 0, m)
+    from attnnorm import _reference as ref
+    return ref.n_visible(ref.visible(n, m, causal=causal))
 
 
 def test_zeros_vjp_wide_logits_many_chunks(rng):
@@ -449,3 +450,110 @@ def test_linear_family_vjps_degenerate_shapes(n, m, d, e, rng):
             if x is not None:
                 assert np.isfinite(np.asarray(x)).all()
     assert outs[0].q.shape == q.shape and outs[3].s.shape == s.shape
+
+
+TOP_LEFT_SHAPES = [(3, 6), (6, 3), (5, 5)]
+
+
+@pytest.mark.parametrize("n,m", TOP_LEFT_SHAPES)
+@pytest.mark.parametrize("fmap", ["elu1", "relu", "identity", "exp"])
+def test_linear_attention_vjp_top_left(fmap, n, m, rng):
+    """causal="top_left" (query i sees keys j <= i) against central differences;
+    with n == m it is causal=True exactly."""
+    q, k, v, g = _qkv(rng, n=n, m=m)
+    eps = 5.0 if fmap == "identity" else 0.1
+    L = lambda q_, k_, v_: float(np.sum(g * an.linear_attention(q_, k_, v_, fmap, causal="top_left", eps=eps)))
+    r = an.linear_attention_vjp(q, k, v, g, fmap, causal="top_left", eps=eps)
+    _ok(r.q, _fd(lambda x: L(x, k, v), q))
+    _ok(r.k, _fd(lambda x: L(q, x, v), k))
+    _ok(r.v, _fd(lambda x: L(q, k, x), v))
+    br = an.linear_attention_vjp(q, k, v, g, fmap, causal=True, eps=eps)
+    for a, b in zip(r[:3], br[:3]):
+        if n == m:
+            np.testing.assert_array_equal(a, b)
+        else:
+            assert not np.allclose(a, b)
+
+
+@pytest.mark.parametrize("n,m", TOP_LEFT_SHAPES)
+def test_log_attention_vjp_top_left(n, m, rng):
+    """Without a state (chunked C path) and with a carried state (log-space
+    scan: the queries see the state's keys plus keys j <= i of this call)."""
+    q, k, v, g = _qkv(rng, n=n, m=m)
+    q0, k0, v0, _ = _qkv(rng, n=2, m=4)
+    _, st = an.log_attention(q0, k0, v0, causal=True, return_state=True)
+    for state in (None, st):
+        L = lambda q_, k_, v_, s_=state: float(np.sum(g * an.log_attention(q_, k_, v_, causal="top_left", state=s_)))
+        r = an.log_attention_vjp(q, k, v, g, causal="top_left", state=state)
+        _ok(r.q, _fd(lambda x: L(x, k, v), q))
+        _ok(r.k, _fd(lambda x: L(q, x, v), k))
+        _ok(r.v, _fd(lambda x: L(q, k, x), v))
+        if state is not None:
+            _ok(r.state, _fd(lambda x: L(q, k, v, x), st))
+        br = an.log_attention_vjp(q, k, v, g, causal=True, state=state)
+        if n == m:
+            np.testing.assert_array_equal(r.q, br.q)
+        else:
+            assert not np.allclose(r.q, br.q)
+
+
+def test_log_attention_vjp_top_left_carried_state_chunks(rng):
+    """Square chunks with causal="top_left", the state's gradient carried back,
+    equal the top-left gradient of the whole sequence."""
+    q, k, v, g = _qkv(rng, n=7, m=7)
+    _, s1 = an.log_attention(q[:3], k[:3], v[:3], causal="top_left", return_state=True)
+    r2 = an.log_attention_vjp(q[3:], k[3:], v[3:], g[3:], causal="top_left", state=s1)
+    r1 = an.log_attention_vjp(q[:3], k[:3], v[:3], g[:3], causal="top_left", grad_state=r2.state)
+    whole = an.log_attention_vjp(q, k, v, g, causal="top_left")
+    for a, b, w in zip(r1[:3], r2[:3], whole[:3]):
+        np.testing.assert_allclose(np.concatenate([a, b]), w, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("n,m", TOP_LEFT_SHAPES)
+def test_cheap_linear_attention_vjp_top_left(n, m, rng):
+    h, q, g = rng.normal(size=(m, 3)), rng.normal(size=(n, 3)), rng.normal(size=(n, 3))
+    L = lambda h_, q_: float(np.sum(g * an.cheap_linear_attention(h_, q_, causal="top_left")))
+    r = an.cheap_linear_attention_vjp(h, q, g, causal="top_left")
+    _ok(r.h, _fd(lambda x: L(x, q), h))
+    _ok(r.q, _fd(lambda x: L(h, x), q))
+    if n == m:
+        br = an.cheap_linear_attention_vjp(h, q, g, causal=True)
+        np.testing.assert_array_equal(r.h, br.h)
+        np.testing.assert_array_equal(r.q, br.q)
+
+
+@pytest.mark.parametrize("n,m", TOP_LEFT_SHAPES)
+def test_zeros_attention_vjp_top_left(n, m, rng):
+    q, k, v, g = _qkv(rng, n=n, m=m)
+    s = rng.normal(size=m)
+    L = lambda q_, k_, v_, s_, a=0.3, b=0.7: float(
+        np.sum(g * an.zeros_attention(q_, k_, v_, s_, a, b, causal="top_left")))
+    r = an.zeros_attention_vjp(q, k, v, s, 0.3, 0.7, g, causal="top_left")
+    _ok(r.q, _fd(lambda x: L(x, k, v, s), q))
+    _ok(r.k, _fd(lambda x: L(q, x, v, s), k))
+    _ok(r.v, _fd(lambda x: L(q, k, x, s), v))
+    _ok(r.s, _fd(lambda x: L(q, k, v, x), s))
+    _ok(r.gate_linear, (L(q, k, v, s, 0.3 + H) - L(q, k, v, s, 0.3 - H)) / (2 * H))
+    _ok(r.gate_softmax, (L(q, k, v, s, 0.3, 0.7 + H) - L(q, k, v, s, 0.3, 0.7 - H)) / (2 * H))
+    if n == m:
+        br = an.zeros_attention_vjp(q, k, v, s, 0.3, 0.7, g, causal=True)
+        for a, b in zip(r, br):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("n,m", [(150, 200), (200, 137)])
+def test_top_left_vjps_many_chunks_match_reference(n, m, rng):
+    """Several 64-query chunks with causal="top_left": C against the float64 references."""
+    from attnnorm import _reference as ref
+    d, e = 4, 3
+    q, k = rng.normal(size=(n, d)), rng.normal(size=(m, d))
+    v, g, s = rng.normal(size=(m, e)), rng.normal(size=(n, e)), 3 * rng.normal(size=m)
+    pairs = [(an.linear_attention_vjp(q, k, v, g, "elu1", causal="top_left", eps=1e-3)[:3],
+              ref.linear_attention_vjp(q, k, v, g, "elu1", causal="top_left", eps=1e-3)[:3]),
+             (an.log_attention_vjp(q, k, v, g, causal="top_left")[:3],
+              ref.log_attention_vjp(q, k, v, g, causal="top_left")[:3]),
+             (an.zeros_attention_vjp(q, k, v, s, 0.3, 0.8, g, causal="top_left")[:4],
+              ref.zeros_attention_vjp(q, k, v, s, 0.3, 0.8, g, causal="top_left")[:4])]
+    for got, want in pairs:
+        for a, w in zip(got, want):
+            np.testing.assert_allclose(a, w, rtol=1e-9, atol=1e-9 * np.max(np.abs(w)))

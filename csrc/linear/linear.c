@@ -58,15 +58,5 @@ static int an_lin_threads(double work)
 
 static inline an_int an_pad8(an_int x) { return (x + 7) & ~(an_int)7; }
 
-/* last key (exclusive) that query i of n sees among m keys: the causal
- * alignment of the README's conventions (an_visible_range without a window; causal is an
- * AN_CAUSAL_* code) */
-static inline an_int an_keys_seen(an_int i, an_int n, an_int m, int causal)
-{
-    an_int lo, hi;
-    an_visible_range(i, n, m, causal, -1, -1, &lo, &hi);
-    return hi;
-}
-
 #define AN_TEMPLATE "linear_impl.inc"
 #include "an_template.h"

@@ -8,6 +8,16 @@
 #define AN_LINEAR_H
 #include "an_common.h"
 
+/* last key (exclusive) that query i of n sees among m keys: the causal
+ * alignment of the README's conventions (an_visible_range without a window; causal is an
+ * AN_CAUSAL_* code) */
+static inline an_int an_keys_seen(an_int i, an_int n, an_int m, int causal)
+{
+    an_int lo, hi;
+    an_visible_range(i, n, m, causal, -1, -1, &lo, &hi);
+    return hi;
+}
+
 /* feature maps of linear_attention (codes shared with attnnorm/_linear.py) */
 enum { AN_FMAP_ELU1 = 0, AN_FMAP_RELU = 1, AN_FMAP_EXP = 2, AN_FMAP_IDENTITY = 3 };
 

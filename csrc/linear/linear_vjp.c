@@ -37,13 +37,6 @@ static inline double lv_phi(double x, int fmap, double *dphi)
     }
 }
 
-static inline an_int lv_seen(an_int i, an_int n, an_int m, int causal)
-{
-    an_int lo, hi;
-    an_visible_range(i, n, m, causal, -1, -1, &lo, &hi);
-    return hi;
-}
-
 /* Chunked form: queries in chunks of AN_LVJ_CHUNK rows; chunk c's keys
  * X_c = [t_{first query of c}, t_{first query of c + 1}) (at most a chunk
  * of them) are the ones its queries see only in part; keys before the first
