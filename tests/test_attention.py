@@ -1,4 +1,4 @@
-"""Fused attention (DESIGN "Attention"): attention, attention_weights, stats.
+"""Fused attention (README "Attention"): attention, attention_weights, stats.
 
 Every test is parametrized over attnnorm.NORMALIZERS, so normalizers merged
 later are covered automatically.  References: attnnorm._reference (float64)."""

@@ -206,7 +206,7 @@ def check_contract(name, s, dt, w, kw, empty):
     # NaN only where the input row has NaN or the row is empty with empty="nan"
     bad = nan_out.any(axis=-1) & ~(nan_in | policy_nan)
     assert not bad.any(), f"NaN in rows without NaN input: {np.argwhere(bad)[:3]}"
-    # every row with NaN input is NaN somewhere (DESIGN Errors)
+    # every row with NaN input is NaN somewhere (README "Conventions", errors)
     assert nan_out.any(axis=-1)[nan_in].all(), "a NaN input row lost its NaN"
 
 

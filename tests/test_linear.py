@@ -1,4 +1,4 @@
-"""Linear-time attention family (papers.md A8-A11; checks C2, C9, C10, C15)."""
+"""Linear-time attention family ([Heinsen2024], [Lu2026], [Brebisson2016], [Lu2021]; checks C2, C9, C10, C15)."""
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st

@@ -25,7 +25,7 @@ BAD_NORMALIZER_PARAMS = {
             ("eps", 0.0), ("eps", -1e-3), ("eps", INF), ("eps", NAN)],
     "affine_softmax": [("a", INF), ("a", NAN), ("b", -INF), ("b", NAN),
                        ("a", np.ones(4)), ("b", np.ones((7, 5)))],
-    # sparse / stochastic / Sinkhorn (DESIGN "Errors": alpha <= 1, negative
+    # sparse / stochastic / Sinkhorn (README "Conventions", errors: alpha <= 1, negative
     # trials, n_iter < 1, eps <= 0); checked once they are registered
     "entmax": [("alpha", v) for v in (0.5, -1.0, NAN, INF)] +
               [("n_iter", v) for v in (0, -1, 2.5)],
