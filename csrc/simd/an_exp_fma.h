@@ -1,5 +1,5 @@
 /*
- * an_exp_fma.h -- float exp for the row primitives, written for FMA targets
+ * an_exp_fma.h -- float exp for the row primitives, in FMA form
  * (included by simd_impl.inc once per target; a * b + c is one FMA where the
  * target has it, __FMA__, and two roundings on the portable path).
  *
