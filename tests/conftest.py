@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -10,3 +14,26 @@ def rng():
 def tol(dtype):
     """(rtol, atol) for comparing a kernel of this dtype with the float64 reference."""
     return (2e-5, 2e-6) if np.dtype(dtype) == np.float32 else (1e-12, 1e-13)
+
+
+TEST_ENV = ("ATTNNORM_CPU", "ATTNNORM_ATTENTION_GENERIC", "ATTNNORM_SINKHORN_RECOMPUTE")
+
+
+def run_variants(tmp_path, code, variants):
+    """Run `code` (argv: input .npz, output .npz) in one subprocess per
+    (tag, environment) of `variants` (the kernels read these switches at
+    import or per call; the other switches are cleared) on tmp_path/in.npz;
+    returns tag -> the loaded output."""
+    import attnnorm as an
+    # the directory holding the attnnorm this process imported (source tree with
+    # an in-place build, or site-packages after pip install)
+    here = os.path.dirname(os.path.dirname(os.path.abspath(an.__file__)))
+    outs = {}
+    for tag, extra in variants:
+        env = {k: v for k, v in os.environ.items() if k not in TEST_ENV}
+        env.update(PYTHONPATH=here, **extra)
+        fn = tmp_path / f"out_{tag}.npz"
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / "in.npz"), str(fn)],
+                       check=True, env=env, cwd=str(tmp_path))
+        outs[tag] = np.load(fn)
+    return outs

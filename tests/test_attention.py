@@ -12,6 +12,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 import attnnorm as an
 from attnnorm import _reference as ref
+from conftest import run_variants
 
 NAMES = sorted(an.NORMALIZERS)
 
@@ -135,28 +136,6 @@ def test_threads_bit_identical(rng, name):
     assert_array_equal(w1, w2)
     for a, b in zip(s1, s2):
         assert_array_equal(a, b)
-
-
-TEST_ENV = ("ATTNNORM_CPU", "ATTNNORM_ATTENTION_GENERIC", "ATTNNORM_SINKHORN_RECOMPUTE")
-
-
-def run_variants(tmp_path, code, variants):
-    """Run `code` (argv: input .npz, output .npz) in one subprocess per
-    (tag, environment) of `variants` (the kernels read these switches at
-    import or per call; the other switches are cleared) on tmp_path/in.npz;
-    returns tag -> the loaded output."""
-    # the directory holding the attnnorm this process imported (source tree with
-    # an in-place build, or site-packages after pip install)
-    here = os.path.dirname(os.path.dirname(os.path.abspath(an.__file__)))
-    outs = {}
-    for tag, extra in variants:
-        env = {k: v for k, v in os.environ.items() if k not in TEST_ENV}
-        env.update(PYTHONPATH=here, **extra)
-        fn = tmp_path / f"out_{tag}.npz"
-        subprocess.run([sys.executable, "-c", code, str(tmp_path / "in.npz"), str(fn)],
-                       check=True, env=env, cwd=str(tmp_path))
-        outs[tag] = np.load(fn)
-    return outs
 
 
 def test_portable_simd_and_generic_paths_agree(tmp_path):

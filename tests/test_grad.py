@@ -1,9 +1,6 @@
 """Normalizer VJPs (attnnorm.normalizer_vjp) against central finite
 differences of the forward normalizers, against the explicit-Jacobian float64
 reference (attnnorm._reference.normalizer_vjp), and their edge cases."""
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -11,6 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 import attnnorm as an
 from attnnorm import _reference as ref
+from conftest import run_variants
 
 # (normalizer, parameters at which to differentiate); every real parameter
 # of every normalizer appears in at least one entry
@@ -292,7 +290,7 @@ def test_thread_count_bit_identical(name, params, rng):
         np.testing.assert_array_equal(r1.params[k], r2.params[k])
 
 
-def test_portable_simd_path_agrees():
+def test_portable_simd_path_agrees(tmp_path):
     """ATTNNORM_CPU=default (portable tables) gives the same gradients."""
     code = (
         "import numpy as np, attnnorm as an\n"
@@ -304,24 +302,15 @@ def test_portable_simd_path_agrees():
         "    for dt in (np.float32, np.float64):\n"
         "        r = an.normalizer_vjp(s.astype(dt), g.astype(dt), nm, causal=True, **p)\n"
         "        out[nm + str(dt.__name__)] = [r.scores] + [v for v in r.params.values()]\n"
-        "np.savez(__import__('sys').argv[1], **{k: np.stack([np.ravel(x) for x in v[:1]])\n"
-        "         for k, v in out.items()})\n"
-        "print(an.simd_path())\n")
-    here = os.path.dirname(os.path.dirname(os.path.abspath(an.__file__)))
-    import tempfile
-    with tempfile.TemporaryDirectory() as tmp:
-        res = {}
-        for tag, cpu in (("default", "default"), ("best", "")):
-            fn = os.path.join(tmp, tag + ".npz")
-            env = dict(os.environ, ATTNNORM_CPU=cpu, PYTHONPATH=here)
-            p = subprocess.run([sys.executable, "-c", code, fn], env=env, capture_output=True,
-                               text=True, timeout=120)
-            assert p.returncode == 0, p.stderr
-            res[tag] = (p.stdout.strip(), dict(np.load(fn)))
-        assert res["default"][0] == "default"
-        for k, v in res["default"][1].items():
+        "np.savez(__import__('sys').argv[2], path=an.simd_path(),\n"
+        "         **{k: np.stack([np.ravel(x) for x in v[:1]]) for k, v in out.items()})\n")
+    res = run_variants(tmp_path, code, (("default", {"ATTNNORM_CPU": "default"}), ("best", {})))
+    assert str(res["default"]["path"]) == "default"
+    for k in res["default"].files:
+        if k != "path":
+            v = res["default"][k]
             tl = 1e-5 if "float32" in k else 1e-12
-            np.testing.assert_allclose(v, res["best"][1][k], rtol=tl, atol=tl)
+            np.testing.assert_allclose(v, res["best"][k], rtol=tl, atol=tl)
 
 
 @settings(max_examples=30, deadline=None)

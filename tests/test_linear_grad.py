@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import attnnorm as an
+from conftest import run_variants
 
 H = 1e-6
 
@@ -323,13 +324,9 @@ def test_soft_attention_vjp_c_matches_reference(given, dtype, rng):
             np.testing.assert_allclose(got, w, rtol=tl, atol=tl * np.max(np.abs(w)))
 
 
-def test_linear_vjps_portable_simd_path_agrees():
+def test_linear_vjps_portable_simd_path_agrees(tmp_path):
     """ATTNNORM_CPU=default (portable tables for the products and the
     exponentials) gives the same gradients up to rounding."""
-    import os
-    import subprocess
-    import sys
-    import tempfile
     code = (
         "import numpy as np, attnnorm as an, sys\n"
         "rng = np.random.default_rng(4)\n"
@@ -339,22 +336,13 @@ def test_linear_vjps_portable_simd_path_agrees():
         "out += list(an.log_attention_vjp(q, k, v, g, causal=True)[:3])\n"
         "out += list(an.zeros_attention_vjp(q, k, v, s, .3, .6, g)[:4])\n"
         "out += list(an.soft_attention_vjp(q, v, g, n_landmarks=3)[:2])\n"
-        "np.savez(sys.argv[1], *out)\n"
-        "print(an.simd_path())\n")
-    here = os.path.dirname(os.path.dirname(os.path.abspath(an.__file__)))
-    with tempfile.TemporaryDirectory() as tmp:
-        res = {}
-        for tag, cpu in (("default", "default"), ("best", "")):
-            fn = os.path.join(tmp, tag + ".npz")
-            env = dict(os.environ, ATTNNORM_CPU=cpu, PYTHONPATH=here)
-            p = subprocess.run([sys.executable, "-c", code, fn], env=env, capture_output=True,
-                               text=True, timeout=120)
-            assert p.returncode == 0, p.stderr
-            res[tag] = (p.stdout.strip(), dict(np.load(fn)))
-        assert res["default"][0] == "default"
-        assert len(res["default"][1]) == 12
-        for key, val in res["default"][1].items():
-            np.testing.assert_allclose(val, res["best"][1][key], rtol=1e-10, atol=1e-12)
+        "np.savez(sys.argv[2], *out, path=an.simd_path())\n")
+    res = run_variants(tmp_path, code, (("default", {"ATTNNORM_CPU": "default"}), ("best", {})))
+    assert str(res["default"]["path"]) == "default"
+    keys = [key for key in res["default"].files if key != "path"]
+    assert len(keys) == 12
+    for key in keys:
+        np.testing.assert_allclose(res["default"][key], res["best"][key], rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("causal", [False, True])
