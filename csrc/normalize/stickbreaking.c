@@ -4,12 +4,14 @@
  * stickbreaking_impl.inc).  Not normalised: 1 - sum_j a_ij is left unused.
  */
 #include "normalize.h"
+#include "an_simd.h"
 
-/* softplus(z) = log(1 + e^z), overflow-free; +inf -> +inf, -inf -> 0 */
-static double softplus(double z)
-{
-    return z > 0 ? z + log1p(exp(-z)) : log1p(exp(z));
-}
+/* The stick-breaking walk stops once the log of the stick left is below
+ * -AN_SB_STOP_f / -AN_SB_STOP_d: every farther weight is then below
+ * e^-104 < 2^-150 (rounds to 0 in float) or e^-708 (0 from the walk's
+ * exp_poly_d_ in double). */
+#define AN_SB_STOP_f 104.0
+#define AN_SB_STOP_d 708.0
 
 /* Position in x[0..nv) of the key at the query's aligned position
  * row + (m - n), or -1 if it is not visible. */
@@ -53,5 +55,5 @@ const an_normdesc an_norm_stickbreaking = {
                   AN_DOM_SAME } },
     .nparams = 1,
     .row_f = stickbreaking_row_f, .row_d = stickbreaking_row_d,
-    .vjp_f = stickbreaking_vjp_f, .vjp_d = stickbreaking_vjp_d, .vjp_ws_mult = 1,
+    .vjp_f = stickbreaking_vjp_f, .vjp_d = stickbreaking_vjp_d, .vjp_ws_mult = 3,
     .jac = AN_JAC_DENSE, .jac_dense = stickbreaking_jac };
