@@ -4,6 +4,7 @@
  * stickbreaking_impl.inc).  Not normalised: 1 - sum_j a_ij is left unused.
  */
 #include "normalize.h"
+#include <string.h>
 #include "an_simd.h"
 
 /* The stick-breaking walk stops once the log of the stick left is below
@@ -54,6 +55,6 @@ const an_normdesc an_norm_stickbreaking = {
     .params = { { "include_current", AN_PARAM_INT, AN_PF_BOOL, 1, { 0.0, 1.0, 0, NULL },
                   AN_DOM_SAME } },
     .nparams = 1,
-    .row_f = stickbreaking_row_f, .row_d = stickbreaking_row_d,
+    .row_f = stickbreaking_row_f, .row_d = stickbreaking_row_d, .ws_mult = 1,
     .vjp_f = stickbreaking_vjp_f, .vjp_d = stickbreaking_vjp_d, .vjp_ws_mult = 3,
     .jac = AN_JAC_DENSE, .jac_dense = stickbreaking_jac };
