@@ -7,12 +7,12 @@
 #include <string.h>
 #include "an_simd.h"
 
-/* The stick-breaking walk stops once the log of the stick left is below
- * -AN_SB_STOP_f / -AN_SB_STOP_d: every farther weight is then below
- * e^-104 < 2^-150 (rounds to 0 in float) or e^-708 (0 from the walk's
- * exp_poly_d_ in double). */
-#define AN_SB_STOP_f 104.0
-#define AN_SB_STOP_d 708.0
+/* The stick-breaking walk stops once the stick left is below AN_SB_TINY_f /
+ * AN_SB_TINY_d, and every farther weight, below it too, is 0: in float
+ * anything below 2^-150 rounds to 0; in double the weights below 2^-1022
+ * (subnormal) are taken as 0. */
+#define AN_SB_TINY_f 0x1p-150
+#define AN_SB_TINY_d 0x1p-1022
 
 /* Position in x[0..nv) of the key at the query's aligned position
  * row + (m - n), or -1 if it is not visible. */
@@ -56,5 +56,5 @@ const an_normdesc an_norm_stickbreaking = {
                   AN_DOM_SAME } },
     .nparams = 1,
     .row_f = stickbreaking_row_f, .row_d = stickbreaking_row_d, .ws_mult = 1,
-    .vjp_f = stickbreaking_vjp_f, .vjp_d = stickbreaking_vjp_d, .vjp_ws_mult = 3,
+    .vjp_f = stickbreaking_vjp_f, .vjp_d = stickbreaking_vjp_d, .vjp_ws_mult = 4,
     .jac = AN_JAC_DENSE, .jac_dense = stickbreaking_jac };

@@ -49,13 +49,13 @@
     void (*dev_affine)(T *x, an_int n, double s1, double s2, double r,       \
                        double g, double b);                                   \
     /* stick-breaking weights of the keys [hi, n) of x, nearest (n - 1)     \
-     * first, the key cur (< 0: none) taken as -inf: walks in blocks until  \
-     * the stick left has log below -stop, returns hi (0: every key).        \
-     * Writes w[k] = a_k (w may be x), and where not NULL a[k] = a_k,       \
+     * first: walks in blocks until the stick left is below tiny, returns   \
+     * hi (0: every key).  Writes                                            \
+     * w[k] = a_k (w may be x), and where a is not NULL a[k] = a_k,         \
      * sig[k] = sigma(x[k]), rest[k] = 1 - sigma(x[k]) in double          \
      * (simd_ops_impl.inc) */                                                 \
-    an_int (*stickbreaking)(const T *x, an_int n, an_int cur, double stop,   \
-                            T *w, double *a, double *sig, double *rest);
+    an_int (*stickbreaking)(const T *x, an_int n, double tiny, T *w,         \
+                            double *a, double *sig, double *rest);
 
 typedef struct { AN_VECOPS_FIELDS(float) const char *name; } an_vecops_f;
 typedef struct { AN_VECOPS_FIELDS(double) const char *name; } an_vecops_d;
