@@ -48,11 +48,11 @@
 #    classification is reproduced here.
 
 # %%
-# Parameters. Default: ~60 s of CPU here (measured; see the table at the end, ~2–3x that in wall
-# time on the shared, loaded machine). PAPER_GRID = True sets the paper's sizes, optimiser and grids
+# Parameters. Default: 70–90 s of CPU here (measured: 72 s, and 88 s under heavy load; 3–9 min of
+# wall time on the shared, loaded machine; the table at the end gives each run's). PAPER_GRID = True sets the paper's sizes, optimiser and grids
 # (d = 64, 100 classes, H ∈ {1, 5, …, 60} at n = 32, n ∈ {1, 5, …, 60} at H = 20, batch 256, lr
 # 1e-3, max(500 epochs, 50 000 steps), 6 seeds): the last cell estimates its CPU time here from a
-# timed step of the paper-sized model -- years on this CPU.
+# timed step of the paper-sized model -- about a CPU-year (0.8–0.9 measured).
 PAPER_GRID = False
 D = 8                       # input dimension = d_model = d_h
 N_CLASSES = 10
@@ -308,6 +308,17 @@ plt.tight_layout(); plt.show()
 # The checks below hold the notebook to what this page and the README claim for the default run;
 # they fail if a rerun (or a change to the adapter, the optimiser or the search) gives a different
 # picture. The search itself must be resolved: no configuration may stop at N_MAX or at N = 1.
+#
+# **How far the default numbers can be trusted** (two larger runs of this notebook, measured here
+# with the first cell changed). N* is the capacity *within the budget*, a lower bound of the
+# budget-free one, and its spread over seeds (±10–45) is comparable to the differences between
+# neighbouring n. With 1200 steps and the same 2 seeds, N* = 12, 56, 92, 132 for H = 1–4 (39.6 per
+# head, R² = 0.999), but against n the point at n = d_h = 8 fell below its neighbours (20, 37, 56,
+# 42, 64, 70 for n = 1–32), so the log-log slopes were 0.38 up to d_h and 0.37 after: no saturation
+# with those two seeds. With 1200 steps and 4 seeds (0–3), N* = 20.5, 38.5, 46.5, 59, 64, 70 for
+# n = 1–32 (std 6–23): slopes 0.48 up to d_h and 0.12 after, the saturation the paper reports. The
+# default's picture (linear in H, growth slowing after d_h) therefore holds, but its saturation
+# verdict rests on two seeds; use 4 or more seeds before quoting it.
 
 # %%
 clock.report()
@@ -332,28 +343,32 @@ print(f"\none paper-sized step (H = 20, n = 32, d = 64, batch 256): {1e3 * step_
       f"(16 configurations × 6 seeds × ~10 trainings of ~98k steps) ≈ {paper_cpu / 86400 / 365:.1f} CPU-years here")
 
 gain_h = mean_h[-1] / mean_h[0]
-below = [m for n, m in zip(CTXS, mean_n) if n <= D]
-above = [m for n, m in zip(CTXS, mean_n) if n >= D]
-growth_below = below[-1] / below[0]          # N*(n = d_h) / N*(smallest n)
-growth_above = max(above) / above[0]         # largest N* at n ≥ d_h relative to N*(n = d_h)
-print(f"\nmeasured (default run: d = d_h = {D}, {N_CLASSES} classes, {len(SEEDS)} seeds, budget {budget(1)} full-batch "
-      f"steps, resolution {RESOLUTION:.3g}; mean ± std over seeds):")
+# growth against n as the log-log slope of mean N* (N* ∝ n^slope) up to d_h and from d_h on
+ns = np.array(CTXS)
+slope_below = nbu.loglog_slope(ns[ns <= D], mean_n[ns <= D])
+slope_above = nbu.loglog_slope(ns[ns >= D], mean_n[ns >= D])
+train = (f"{budget(1)} full-batch steps" if BATCH is None else f"batch {BATCH}, max({MIN_STEPS}, {EPOCHS} epochs) steps")
+print(f"\nmeasured (d = d_h = {D}, {N_CLASSES} classes, {len(SEEDS)} seed(s), Adam lr {LR:g}, {train}, resolution "
+      f"{RESOLUTION:.3g}; mean ± std over seeds):")
 print(f"  N* against H at n = {N_CTX_H}: " + ", ".join(f"H={h}: {m:.0f} ± {s:.0f}" for h, m, s in zip(HEADS, mean_h, sd_h))
       + f"; linear fit {slope:.1f} examples per head (intercept {icpt:+.1f}), R² = {r2:.3f}")
 print(f"  N* against n at H = {H_CTX}: " + ", ".join(f"n={n}: {m:.0f} ± {s:.0f}" for n, m, s in zip(CTXS, mean_n, sd_n)))
-print(f"  growth of N* from n = {CTXS[0]} to n = d_h = {D}: x{growth_below:.2f}; beyond d_h (largest N* at n ≥ d_h over "
-      f"N* at n = d_h): x{growth_above:.2f}")
+print(f"  log-log slope of N* against n: {slope_below:.2f} for n ≤ d_h = {D}, {slope_above:.2f} for n ≥ d_h")
 print(f"  searches: {inv_h + inv_n} monotonicity violations among the trained sizes; {cen_h + cen_n} censored at N_MAX; "
       f"{STEPS_RUN[0]} training steps in all")
 print("paper [Mahdavi2023]: N* grows linearly in H (theorem: Ω(H·n) examples for n < d_h) and saturates once n ≥ d_h "
       "(figures, d = 64, 100 classes; no table of numbers in our sources).")
-print("departures: d = 8 and 10 classes, full-batch Adam (lr 1e-2, 600 steps) instead of batch 256 for ≥ 50 000 steps, "
-      "doubling-and-bisection search on nested datasets, 2 seeds, smaller H and n grids (see the first cell).")
+print("departures: " + ("" if PAPER_GRID else f"d = {D} and {N_CLASSES} classes instead of 64 and 100, {train} instead of "
+      "batch 256 for max(500 epochs, 50 000) steps, smaller H and n grids, fewer seeds; ")
+      + "a doubling-and-bisection search on nested datasets (see the first cell).")
+print(f"verdict: {'linear' if r2 >= 0.9 else 'NOT linear'} in H (R² = {r2:.3f}, {slope:.1f} examples per head); "
+      f"against n: {'growth slows after d_h' if slope_above <= 0.5 * slope_below else 'NO saturation after d_h'} "
+      f"(slopes {slope_below:.2f} → {slope_above:.2f}).")
 nbu.check("searches resolved: none censored at N_MAX", cen_h + cen_n, 0)
 nbu.check("searches resolved: every configuration memorises N ≥ 2", min(cap_h.min(), cap_n.min()), 2, at_least=True)
 nbu.check("linear in H: R² of the linear fit of mean N* against H", r2, 0.9, at_least=True)
 nbu.check(f"linear in H: N*(H = {HEADS[-1]}) / N*(H = {HEADS[0]}) (H ratio {HEADS[-1] / HEADS[0]:.0f})",
           gain_h, 0.5 * HEADS[-1] / HEADS[0], at_least=True)
-nbu.check("growth with n up to d_h: N*(n = d_h) / N*(n = 1)", growth_below, 1.5, at_least=True)
-nbu.check("saturation after d_h: largest N* at n ≥ d_h / N*(n = d_h)", growth_above, 1.5)
+nbu.check("N* grows with n up to d_h: log-log slope for n ≤ d_h", slope_below, 0.25, at_least=True)
+nbu.check("N* saturates after d_h: slope for n ≥ d_h over slope for n ≤ d_h", slope_above / slope_below, 0.5)
 nbu.provenance()
