@@ -317,8 +317,8 @@ plt.tight_layout(); plt.show()
 # neighbouring n. With 1200 steps and the same 2 seeds, N* = 12, 56, 92, 132 for H = 1–4 (39.6 per
 # head, R² = 0.999), but against n the point at n = d_h = 8 fell below its neighbours (20, 37, 56,
 # 42, 64, 70 for n = 1–32), so the log-log slopes were 0.38 up to d_h and 0.37 after: no saturation
-# with those two seeds. With 1200 steps and 4 seeds (0–3), N* = 20.5, 38.5, 46.5, 59, 64, 70 for
-# n = 1–32 (std 6–23): slopes 0.48 up to d_h and 0.12 after, the saturation the paper reports. The
+# with those two seeds. With 1200 steps and 4 seeds (0–3), N* = 20.5, 38.5, 46.5, 59, 64, 70, 73 for
+# n = 1–64 (std 6–23): slopes 0.48 up to d_h and 0.11 after, the saturation the paper reports. The
 # default's picture (linear in H, growth slowing after d_h) therefore holds, but its saturation
 # verdict rests on two seeds; use 4 or more seeds before quoting it.
 
