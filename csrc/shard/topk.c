@@ -7,7 +7,6 @@
 #define AN_TOPK_KB 512   /* keys per packed chunk */
 #define AN_TOPK_RB 96    /* queries per block (a multiple of AN_ATT_RM) */
 #define AN_TOPK_VW 16    /* scores tested together against a row's threshold */
-#define AN_TOPK_BUF 4    /* a row's buffer: AN_TOPK_BUF * K candidates */
 
 #define AN_TEMPLATE "topk_impl.inc"
 #include "an_template.h"
