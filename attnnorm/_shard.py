@@ -230,7 +230,10 @@ def run(name, call):
             info = task("counts", ctx, [_light(b) for b in blocks], None)
             prev = None
             for step in _phases(fam, params):
-                parts = [task(step, ctx, b, info) for b in blocks]
+                # the recheck needs only the rows to list again (not the
+                # candidates' weights)
+                src = task("recheck_info", ctx, info, None) if step == "recheck" else info
+                parts = [task(step, ctx, b, src) for b in blocks]
                 # the recheck's merge takes the first candidates as well
                 info = task("merge_" + step, ctx, [prev, parts] if step == "recheck" else parts,
                             info)
@@ -919,14 +922,18 @@ def _sp_merge(ctx, parts, info):
     last candidate has a weight, and it has more visible keys) are listed
     again in the next step down to the score ``tau_c / (alpha - 1)``."""
     info = dict(info)
-    info["redo"], info["thr"] = [], None
+    info["redo"], info["thr"], info["w"] = [], None, None
     if not parts:
         return info
     ws, tau = _sp_normalize(ctx, info, [p["c"] for p in parts])
     for p, w in zip(parts, ws):
         last = w[..., -1] > 0 if w.shape[-1] else np.zeros(w.shape[:-1], bool)
         info["redo"].append(last & p["more"] if np.any(last & p["more"]) else None)
-    if any(r is not None for r in info["redo"]):
+    if all(r is None for r in info["redo"]):
+        # exact already: the weights of the candidates are the global ones
+        _sp_keep(info, ws, [(p["idx"], p["ms"]) for p in parts])
+    else:
+        info["ws0"] = ws
         am1 = 1.0
         if ctx["normalizer"] == "entmax":
             am1 = np.asarray(info["p"].get("alpha", 1.5), np.float64) - 1.0
@@ -974,43 +981,77 @@ def _sp_recheck(ctx, b, info):
 
 
 def _sp_final(ctx, parts, info):
-    """The normalizer on the candidates of every shard (the rows listed
-    again replacing their first lists): the global weights of the
-    candidates; each shard keeps those with a weight (key index, weight;
-    padding ``ms`` and 0)."""
+    """The normalizer again on the rows some shard listed again (their new
+    lists replacing the first ones; the other rows keep the weights of the
+    check): the global weights of the candidates; each shard keeps those
+    with a weight (key index, weight; padding ``ms`` and 0)."""
     first, again = parts
     info = dict(info)
-    info["w"], info["idx"] = [], []
-    if not first:
-        return info
-    cs, ids = [], []
+    ws0 = info.pop("ws0", None)
+    if info.get("w") is not None or not first:
+        return info             # no row was listed again: weights from the check
+    lead = np.broadcast_shapes(*[p["c"].shape[:-1] for p in first],
+                               *[r["lead"] + (p["c"].shape[-2],)
+                                 for p, r in zip(first, again) if r is not None])
+    nb = lead[-1]
+    aff = np.unique(np.concatenate([r["flat"] for r in again if r is not None]))
+    cs, ids, wide = [], [], []
     for p, r in zip(first, again):
-        c, idx, ms = p["c"], p["idx"], p["ms"]
+        width = max(p["c"].shape[-1], r["c"].shape[-1] if r is not None else 0)
+        c = np.broadcast_to(p["c"], lead + p["c"].shape[-1:]).reshape(-1, p["c"].shape[-1])
+        i = np.broadcast_to(p["idx"], lead + p["c"].shape[-1:]).reshape(-1, p["c"].shape[-1])
+        c2 = np.full((aff.size, width), -np.inf)
+        i2 = np.full((aff.size, width), p["ms"], np.int64)
+        c2[:, :c.shape[-1]] = c[aff]
+        i2[:, :c.shape[-1]] = i[aff]
         if r is not None:
-            lead = np.broadcast_shapes(c.shape[:-2], r["lead"])
-            width = max(c.shape[-1], r["c"].shape[-1])
-            c2 = np.full(lead + (c.shape[-2], width), -np.inf)
-            i2 = np.full(lead + (c.shape[-2], width), ms, np.int64)
-            c2[..., :c.shape[-1]] = c
-            i2[..., :c.shape[-1]] = idx
-            c2f, i2f = c2.reshape(-1, width), i2.reshape(-1, width)
-            c2f[r["flat"]] = -np.inf
-            i2f[r["flat"]] = ms
-            c2f[r["flat"], :r["c"].shape[-1]] = r["c"]
-            i2f[r["flat"], :r["idx"].shape[-1]] = r["idx"]
-            c, idx = c2, i2
-        cs.append(c)
-        ids.append((idx, ms))
-    ws, _ = _sp_normalize(ctx, info, cs)
+            at = np.searchsorted(aff, r["flat"])
+            c2[at] = -np.inf
+            i2[at] = p["ms"]
+            c2[at, :r["c"].shape[-1]] = r["c"]
+            i2[at, :r["idx"].shape[-1]] = r["idx"]
+        cs.append(c2.reshape(aff.shape + (width,)))
+        ids.append(i2)
+        wide.append(width)
+    sub = dict(info)
+    sub["p"] = _rows_of(info["p"], lead, aff) if ctx["normalizer"] == "entmax" else info["p"]
+    wa, _ = _sp_normalize(ctx, sub, cs)
+    ws, full = [], []
+    for p, w0, w, i2, width in zip(first, ws0, wa, ids, wide):
+        wf = np.zeros((int(np.prod(lead, dtype=np.int64)), width))
+        wf[:, :w0.shape[-1]] = np.broadcast_to(w0, lead + w0.shape[-1:]).reshape(-1, w0.shape[-1])
+        wf[aff] = w
+        f = np.full(wf.shape, p["ms"], np.int64)
+        f[:, :p["c"].shape[-1]] = np.broadcast_to(p["idx"], lead + p["c"].shape[-1:]).reshape(
+            -1, p["c"].shape[-1])
+        f[aff] = i2
+        ws.append(wf.reshape(lead + (width,)))
+        full.append((f.reshape(lead + (width,)), p["ms"]))
+    _sp_keep(info, ws, full)
+    return info
+
+
+def _rows_of(prm, lead, rows):
+    """The per-matrix parameters of the rows ``rows`` (flat over ``lead``)
+    as arrays of one entry per row, for the normalizer on those rows."""
+    out = dict(prm)
+    for key in ("alpha",):
+        if key in out and np.ndim(out[key]):
+            a = np.broadcast_to(np.asarray(out[key])[..., None], lead).reshape(-1)
+            out[key] = a[rows]
+    return out
+
+
+def _sp_keep(info, ws, ids):
+    """Each shard's candidates with a weight: a prefix of every row (the
+    candidates are in decreasing score order), cut to the widest."""
+    info["w"], info["idx"] = [], []
     for w, (idx, ms) in zip(ws, ids):
-        idx = np.broadcast_to(idx, w.shape)
         pos = w > 0
         width = int(pos.sum(-1).max(initial=0))
-        order = np.argsort(~pos, axis=-1, kind="stable")[..., :width]
-        keep = np.take_along_axis(pos, order, -1)
-        info["w"].append(np.where(keep, np.take_along_axis(w, order, -1), 0.0))
-        info["idx"].append(np.where(keep, np.take_along_axis(idx, order, -1), ms))
-    return info
+        pos = pos[..., :width]
+        info["w"].append(np.where(pos, w[..., :width], 0.0))
+        info["idx"].append(np.where(pos, np.broadcast_to(idx, w.shape)[..., :width], ms))
 
 
 def _sp_call(ctx, b, info, fn, index):
@@ -1369,6 +1410,7 @@ _STEPS = {
     "lognorm": _sm_lognorm, "merge_lognorm": _sm_merge,
     "candidates": _sp_candidates, "merge_candidates": _sp_merge,
     "recheck": _sp_recheck, "merge_recheck": _sp_final,
+    "recheck_info": lambda ctx, info, _: {key: info[key] for key in ("redo", "thr", "_index")},
     "mean": _nap_mean, "merge_mean": _nap_mean_merge,
     "sbmass": _sb_mass, "merge_sbmass": _sb_merge,
     "skinit": _sk_init, "merge_skinit": _sk_init_merge,
