@@ -12,7 +12,8 @@ partly visible) and ``causal=False``.
 Merges (``L_s``, ``o_s``: the log-normaliser and output of shard ``s``; ``n_i``
 the visible length of query ``i`` over all keys, ``n_s`` over the shard's):
 
-* softmax family (softmax, softmax_sink, ssmax, affine_softmax): one pass;
+* softmax family (softmax, softmax_sink, ssmax, affine_softmax): one pass,
+  the shard's ``attention_forward`` (output and log-normaliser);
   ``L = log(sum_s exp(L_s) [+ e^sink])``, ``o = sum_s exp(L_s - L) o_s``
   (flash-decoding).  SSMax multiplies each query by ``c log n_i`` first, so
   every shard uses the global ``n_i``; affine_softmax adds ``b`` times the sum
@@ -21,12 +22,14 @@ the visible length of query ``i`` over all keys, ``n_s`` over the shard's):
   global one: ``n_s / n_i`` (ReLU), ``sqrt(n_s / n_i)`` (polynomial); the
   sigmoid's default bias ``-log n_i`` is added to the scores through one extra
   feature (query column ``-log n_i / scale``, key column 1).
-* sparsemax / entmax: the global threshold ``tau`` satisfies ``tau >= tau_s``
-  for every shard, so the global support lies in the union of the shards'
-  supports.  Pass 1 lists each row's support in each shard (key indices and
-  scores: the candidates); the normalizer on the concatenated candidates
-  gives the global weights of every candidate, and each shard adds
-  ``sum w_j v_j`` over its candidates (a gather of O(support x e)).
+* sparsemax / entmax: pass 1 lists each row's ``_TOPK`` best keys of each
+  shard (``topk_scores``: scores and key indices from the score GEMM, no
+  n x m array).  The normalizer on all candidates gives ``tau_c <= tau``
+  (fewer keys need a lower threshold); a shard whose last candidate has
+  weight 0 under ``tau_c`` holds no other key of the global support.  The
+  rows where that fails are listed again by their shard down to the score
+  ``tau_c / (alpha - 1)`` and renormalised.  Each shard adds ``sum w_j v_j``
+  over its candidates with a weight (a gather of O(support x e)).
 * NAP: pass 1 sums the visible scores (mean ``mu``); pass 2 runs on scores
   shifted by ``-mu`` (an extra feature) and returns ``sum (s - mu) v``,
   ``sum (s - mu)^2`` and ``sum v``; ``o = g sum(s-mu) v / (sigma + eps) + b sum v``.
@@ -1010,7 +1013,7 @@ def _sp_final(ctx, parts, info):
             i2[at] = p["ms"]
             c2[at, :r["c"].shape[-1]] = r["c"]
             i2[at, :r["idx"].shape[-1]] = r["idx"]
-        cs.append(c2.reshape(aff.shape + (width,)))
+        cs.append(c2[:, None, :])     # each row its own matrix (per-row parameters)
         ids.append(i2)
         wide.append(width)
     sub = dict(info)
@@ -1020,7 +1023,7 @@ def _sp_final(ctx, parts, info):
     for p, w0, w, i2, width in zip(first, ws0, wa, ids, wide):
         wf = np.zeros((int(np.prod(lead, dtype=np.int64)), width))
         wf[:, :w0.shape[-1]] = np.broadcast_to(w0, lead + w0.shape[-1:]).reshape(-1, w0.shape[-1])
-        wf[aff] = w
+        wf[aff] = w[:, 0]
         f = np.full(wf.shape, p["ms"], np.int64)
         f[:, :p["c"].shape[-1]] = np.broadcast_to(p["idx"], lead + p["c"].shape[-1:]).reshape(
             -1, p["c"].shape[-1])
