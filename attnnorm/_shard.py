@@ -998,7 +998,7 @@ def _sp_final(ctx, parts, info):
                                  for p, r in zip(first, again) if r is not None])
     nb = lead[-1]
     aff = np.unique(np.concatenate([r["flat"] for r in again if r is not None]))
-    cs, ids, wide = [], [], []
+    cs, ids = [], []
     for p, r in zip(first, again):
         width = max(p["c"].shape[-1], r["c"].shape[-1] if r is not None else 0)
         c = np.broadcast_to(p["c"], lead + p["c"].shape[-1:]).reshape(-1, p["c"].shape[-1])
@@ -1015,19 +1015,27 @@ def _sp_final(ctx, parts, info):
             i2[at, :r["idx"].shape[-1]] = r["idx"]
         cs.append(c2[:, None, :])     # each row its own matrix (per-row parameters)
         ids.append(i2)
-        wide.append(width)
     sub = dict(info)
     sub["p"] = _rows_of(info["p"], lead, aff) if ctx["normalizer"] == "entmax" else info["p"]
     wa, _ = _sp_normalize(ctx, sub, cs)
     ws, full = [], []
-    for p, w0, w, i2, width in zip(first, ws0, wa, ids, wide):
-        wf = np.zeros((int(np.prod(lead, dtype=np.int64)), width))
-        wf[:, :w0.shape[-1]] = np.broadcast_to(w0, lead + w0.shape[-1:]).reshape(-1, w0.shape[-1])
-        wf[aff] = w[:, 0]
-        f = np.full(wf.shape, p["ms"], np.int64)
-        f[:, :p["c"].shape[-1]] = np.broadcast_to(p["idx"], lead + p["c"].shape[-1:]).reshape(
-            -1, p["c"].shape[-1])
-        f[aff] = i2
+    nl = int(np.prod(lead, dtype=np.int64))
+    for p, w0, w, i2 in zip(first, ws0, wa, ids):
+        # weights are a prefix of every row: cut to the widest before assembling
+        w = w[:, 0]
+        k0 = p["c"].shape[-1]
+        w0f = np.broadcast_to(w0, lead + (k0,)).reshape(nl, k0)
+        i0f = np.broadcast_to(p["idx"], lead + (k0,)).reshape(nl, k0)
+        width = max(int((w0f > 0).sum(-1).max(initial=0)), int((w > 0).sum(-1).max(initial=0)))
+        wf = np.zeros((nl, width))
+        f = np.full((nl, width), p["ms"], np.int64)
+        a, b = min(width, k0), min(width, w.shape[-1])
+        wf[:, :a] = w0f[:, :a]
+        f[:, :a] = i0f[:, :a]
+        wf[aff] = 0.0
+        f[aff] = p["ms"]
+        wf[aff, :b] = w[:, :b]
+        f[aff, :b] = i2[:, :b]
         ws.append(wf.reshape(lead + (width,)))
         full.append((f.reshape(lead + (width,)), p["ms"]))
     _sp_keep(info, ws, full)
