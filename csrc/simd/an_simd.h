@@ -48,6 +48,10 @@
     /* x[i] = (T)(g * (d_i * r) + b), d_i as in dev_sums */              \
     void (*dev_affine)(T *x, an_int n, double s1, double s2, double r,       \
                        double g, double b);                                   \
+    /* x[i] = (T)(v^p / den), v = (double)x[i], or max(v, 0) (v <= 0: 0,   \
+     * NaN stays NaN) when relu, p = 1, 2 or 3; the division is correctly    \
+     * rounded for T = double, a multiply by rden = 1 / den for float */     \
+    void (*powi_scale)(T *x, an_int n, int p, int relu, double den, double rden); \
     /* stick-breaking weights of the keys [hi, n) of x, nearest (n - 1)     \
      * first: walks in blocks until the stick left is below tiny, returns   \
      * hi (0: every key).  Writes                                            \
