@@ -486,9 +486,13 @@ NORMALIZER_DOCS["stickbreaking"] = _normalizer_doc(
 Over the keys query ``i`` sees, nearest first, key ``j`` breaks off a
 fraction ``beta_ij = sigmoid(s_ij)`` of the stick that the keys nearer to the
 query left over [Tan2025]: a causal model gets a recency bias without
-positional encodings.  Computed in log space (sums of
-``log sigmoid(-s)``), so long rows do not underflow before the final
-``exp``.  Rows sum to at most 1; the remainder is the mass no key took.
+positional encodings.  Computed in double precision and rounded once, with
+``sigmoid(s)`` and ``1 - sigmoid(s) = sigmoid(-s)`` each formed directly
+(never as 1 minus a rounded value), so a key with a large score still
+leaves its small remainder and long rows keep their small weights; once
+the stick left is below the smallest weight the dtype holds, the farther
+keys get 0 without being computed.  Rows sum to at most 1; the remainder
+is the mass no key took.
 """,
     """
 include_current : bool, default True

@@ -231,3 +231,96 @@ def test_jacobian_norm_vs_finite_differences(rng):
             J = np.array([(an.stickbreaking(s[i] + h * e) - an.stickbreaking(s[i] - h * e))
                           / (2 * h) for e in np.eye(6)]).T
             assert_allclose(j[i], np.linalg.norm(J, 2 if o == 2 else "fro"), 1e-6, 1e-9)
+
+
+# ---------------------------------------------------------------- the walk
+
+
+WALK_CODE = r"""
+import sys, numpy as np, attnnorm as an
+z = np.load(sys.argv[1])
+np.savez(sys.argv[2], path=an.simd_path(),
+         w32=an.stickbreaking(z["s"].astype(np.float32)),
+         w32c=an.stickbreaking(z["s"].astype(np.float32), causal=True, include_current=False),
+         w64=an.stickbreaking(z["s"]))
+"""
+
+
+def test_walk_rounded_once_on_every_path(tmp_path):
+    """The weights are computed in double and rounded once: float32 results
+    are within 1 ulp of the float64 reference on the float32 scores (normal
+    range), float64 ones within 1e-12 relative (down to 1e-300, where the
+    reference's log-space sums carry errors of that order), on every SIMD path (each in
+    a subprocess: the path is chosen at import).  Rows of 300 keys cross
+    several blocks of the walk; the scores span small and large sticks."""
+    rng = np.random.default_rng(11)
+    s = rng.normal(scale=4.0, size=(40, 300)) - rng.uniform(0, 6, size=(40, 1))
+    s[::3] = rng.normal(-7.0, 1.0, size=s[::3].shape)   # long sticks: every key counts
+    np.savez(tmp_path / "in.npz", s=s)
+    from conftest import run_variants
+    paths = [("default", {"ATTNNORM_CPU": "default"}), ("best", {"ATTNNORM_CPU": ""})]
+    if an.simd_best() == "avx512":
+        paths.append(("avx2", {"ATTNNORM_CPU": "avx2"}))
+    outs = run_variants(tmp_path, WALK_CODE, paths)
+    s32 = s.astype(np.float32).astype(np.float64)
+    want32 = ref.stickbreaking(s32)
+    want32c = ref.stickbreaking(s32, causal=True, include_current=False)
+    want64 = ref.stickbreaking(s)
+    tiny = np.finfo(np.float32).tiny
+    for tag, out in outs.items():
+        for got, want in ((out["w32"], want32), (out["w32c"], want32c)):
+            ok = want >= tiny
+            ulp = np.spacing(want[ok].astype(np.float32)).astype(np.float64)
+            err = np.abs(got[ok].astype(np.float64) - want[ok]) / ulp
+            assert err.max() <= 1.0, (tag, err.max())
+            assert (np.abs(got[~ok]) <= 2 * tiny).all(), tag
+        ok = want64 > 1e-300
+        assert_allclose(out["w64"][ok], want64[ok], rtol=1e-12, err_msg=tag)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_walk_stops_when_the_stick_is_used_up(dtype):
+    """Large scores use the stick up within a few keys; the keys farther away
+    are 0 without being computed, but a NaN there still makes its key and
+    every farther key NaN (and the whole row's gradient NaN), and +inf/-inf
+    there change nothing."""
+    m = 700
+    s = np.full((4, m), 30.0)
+    s[1, 10] = np.nan
+    s[2, 10] = np.inf
+    s[3, 10] = -np.inf
+    w = an.stickbreaking(s.astype(dtype))
+    want = ref.stickbreaking(np.where(np.isfinite(s), s, 30.0))
+    assert_allclose(w[0], want[0], **tol(dtype))
+    assert np.isnan(w[1, :11]).all()
+    assert_array_equal(w[1, 11:], w[0, 11:])
+    assert_array_equal(w[2], w[0])
+    assert_array_equal(w[3], w[0])
+    assert w[0, -1] > 0.99 and (w[0, :m - 40] == 0).all()
+    g = np.ones((4, m), dtype)
+    dz = an.normalizer_vjp(s.astype(dtype), g, "stickbreaking").scores
+    assert np.isnan(dz[1]).all()
+    want_dz, _ = ref.normalizer_vjp(np.where(np.isfinite(s), s, 30.0)[:1], g[:1].astype(float),
+                                    "stickbreaking")
+    assert_allclose(dz[0], want_dz[0], **tol(dtype))
+    assert_array_equal(dz[2], dz[0])
+    assert_array_equal(dz[3], dz[0])
+
+
+def test_include_current_false_long_rows_is_masking(rng):
+    """As test_include_current_false_is_masking_the_aligned_key, on rows that
+    span several blocks of the walk (bit for bit, forward and gradient)."""
+    n, m = 6, 300
+    s = rng.normal(-3.0, 1.0, size=(2, n, m))
+    g = rng.normal(size=(2, n, m))
+    mask = ~ref._current_key(n, m)
+    for dt in DTYPES:
+        for opts in ({}, {"causal": True}, {"window": (150, 100)}):
+            a = an.stickbreaking(s.astype(dt), include_current=False, **opts)
+            b = an.stickbreaking(s.astype(dt), mask=mask, **opts)
+            assert_array_equal(a, b)
+            da = an.normalizer_vjp(s.astype(dt), g.astype(dt), "stickbreaking",
+                                   include_current=False, **opts).scores
+            db = an.normalizer_vjp(s.astype(dt), g.astype(dt), "stickbreaking", mask=mask,
+                                   **opts).scores
+            assert_array_equal(da, db)

@@ -4,12 +4,15 @@
  * stickbreaking_impl.inc).  Not normalised: 1 - sum_j a_ij is left unused.
  */
 #include "normalize.h"
+#include <string.h>
+#include "an_simd.h"
 
-/* softplus(z) = log(1 + e^z), overflow-free; +inf -> +inf, -inf -> 0 */
-static double softplus(double z)
-{
-    return z > 0 ? z + log1p(exp(-z)) : log1p(exp(z));
-}
+/* The stick-breaking walk stops once the stick left is below AN_SB_TINY_f /
+ * AN_SB_TINY_d, and every farther weight, below it too, is 0: in float
+ * anything below 2^-150 rounds to 0; in double the weights below 2^-1022
+ * (subnormal) are taken as 0. */
+#define AN_SB_TINY_f 0x1p-150
+#define AN_SB_TINY_d 0x1p-1022
 
 /* Position in x[0..nv) of the key at the query's aligned position
  * row + (m - n), or -1 if it is not visible. */
@@ -52,6 +55,6 @@ const an_normdesc an_norm_stickbreaking = {
     .params = { { "include_current", AN_PARAM_INT, AN_PF_BOOL, 1, { 0.0, 1.0, 0, NULL },
                   AN_DOM_SAME } },
     .nparams = 1,
-    .row_f = stickbreaking_row_f, .row_d = stickbreaking_row_d,
-    .vjp_f = stickbreaking_vjp_f, .vjp_d = stickbreaking_vjp_d, .vjp_ws_mult = 1,
+    .row_f = stickbreaking_row_f, .row_d = stickbreaking_row_d, .ws_mult = 1,
+    .vjp_f = stickbreaking_vjp_f, .vjp_d = stickbreaking_vjp_d, .vjp_ws_mult = 4,
     .jac = AN_JAC_DENSE, .jac_dense = stickbreaking_jac };

@@ -66,6 +66,29 @@ static inline double AN_F(exp_poly_d_)(double y)
     return y < -708.0 ? 0.0 : p * sc.f;
 }
 
+/* log1p(u) for w = 1 + u >= 2^-1022 (u > -1), and *rw = 1 / w (rounded w):
+ * log w by the branch-free log above plus (u - (w - 1)) / w, which restores
+ * what the rounding of 1 + u lost, so small u keep their relative accuracy.
+ * One division gives both s = f / (2 + f) and 1 / w: q = 1 / ((2 + f) w),
+ * s = f w q, 1 / w = (2 + f) q.  (stickbreaking's softplus uses it too.) */
+static inline double AN_F(log1p_rw_)(double u, double w, double *rw_out)
+{
+    double f;
+    const double ed = AN_F(logd_f_)(w, &f);
+    const double q = 1.0 / ((2.0 + f) * w);
+    const double rw = (2.0 + f) * q, sl = f * w * q;
+    const double hfsq = 0.5 * f * f, z = sl * sl, w2 = z * z;
+    const double t1 = w2 * (3.999999999940941908e-01 + w2 * (2.222219843214978396e-01
+                      + w2 * 1.531383769920937332e-01));
+    const double t2 = z * (6.666666666666735130e-01 + w2 * (2.857142874366239149e-01
+                      + w2 * (1.818357216161805012e-01 + w2 * 1.479819860511658591e-01)));
+    const double R = t2 + t1;
+    const double lw = ed * 6.93147180369123816490e-01
+                      - ((hfsq - (sl * (hfsq + R) + ed * 1.90821492927058770002e-10)) - f);
+    *rw_out = rw;
+    return lw + (u - (w - 1.0)) * rw;
+}
+
 static double AN_F(pow1p_sums_)(const double *d, an_int k, double am1, double th,
                                 double *der, double *pw)
 {
@@ -76,21 +99,8 @@ static double AN_F(pow1p_sums_)(const double *d, an_int k, double am1, double th
         const double u = am1 * (d[r] - th), w = 1.0 + u;
         const int live = w >= 2.2250738585072014e-308;
         const double wl = live ? w : 1.0;
-        double f;
-        const double ed = AN_F(logd_f_)(wl, &f);
-        /* one division for s = f / (2 + f) and 1 / w */
-        const double q = 1.0 / ((2.0 + f) * wl);
-        const double rw = (2.0 + f) * q, sl = f * wl * q;
-        const double hfsq = 0.5 * f * f, z = sl * sl, w2 = z * z;
-        const double t1 = w2 * (3.999999999940941908e-01 + w2 * (2.222219843214978396e-01
-                          + w2 * 1.531383769920937332e-01));
-        const double t2 = z * (6.666666666666735130e-01 + w2 * (2.857142874366239149e-01
-                          + w2 * (1.818357216161805012e-01 + w2 * 1.479819860511658591e-01)));
-        const double R = t2 + t1;
-        const double lw = ed * 6.93147180369123816490e-01
-                          - ((hfsq - (sl * (hfsq + R) + ed * 1.90821492927058770002e-10)) - f);
-        /* (u - (w - 1)) / w: the rounding of 1 + u restored */
-        const double l1p = lw + (u - (wl - 1.0)) * rw;
+        double rw;
+        const double l1p = AN_F(log1p_rw_)(u, wl, &rw);
         const double p = live ? AN_F(exp_poly_d_)(l1p * inv) : 0.0;
         pw[r] = p;
         s += p;

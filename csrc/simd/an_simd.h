@@ -51,7 +51,15 @@
     /* x[i] = (T)(v^p / den), v = (double)x[i], or max(v, 0) (v <= 0: 0,   \
      * NaN stays NaN) when relu, p = 1, 2 or 3; the division is correctly    \
      * rounded for T = double, a multiply by rden = 1 / den for float */     \
-    void (*powi_scale)(T *x, an_int n, int p, int relu, double den, double rden);
+    void (*powi_scale)(T *x, an_int n, int p, int relu, double den, double rden); \
+    /* stick-breaking weights of the keys [hi, n) of x, nearest (n - 1)     \
+     * first: walks in blocks until the stick left is below tiny, returns   \
+     * hi (0: every key).  Writes                                            \
+     * w[k] = a_k (w may be x), and where a is not NULL a[k] = a_k,         \
+     * sig[k] = sigma(x[k]), rest[k] = 1 - sigma(x[k]) in double          \
+     * (simd_ops_impl.inc) */                                                 \
+    an_int (*stickbreaking)(const T *x, an_int n, double tiny, T *w,         \
+                            double *a, double *sig, double *rest);
 
 typedef struct { AN_VECOPS_FIELDS(float) const char *name; } an_vecops_f;
 typedef struct { AN_VECOPS_FIELDS(double) const char *name; } an_vecops_d;
