@@ -141,6 +141,31 @@ def test_kernel_equals_normalizer_vjp_composed(name, causal):
         assert_allclose(g.params[p], ng.params[p], rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("name", sorted(OTHERS))
+@pytest.mark.parametrize("causal,window", [(False, None), (True, (200, 0)), (False, (90, 130))])
+def test_unmasked_windows_equal_normalizer_vjp_composed(name, causal, window):
+    """Without a boolean mask (the row VJP reads the visible keys in place)
+    and with windows whose query blocks start in the middle of a key chunk
+    (full-row tiles from a column offset): the generic path and Sinkhorn
+    against normalizer_vjp composed with the matrix products."""
+    rng = np.random.default_rng(17)
+    n, m, d, e = 70, 600, 8, 5
+    q, k, v, go, _ = make(rng, n, m, d, e, lead=(2,))
+    params = dict(OTHERS[name])
+    opts = dict(causal=causal, window=window)
+    g = an.attention_vjp(q, k, v, go, name, **opts, **params)
+    sc = 1 / np.sqrt(d)
+    s = sc * q @ np.swapaxes(k, -1, -2)
+    w = ref.attention_weights(q, k, name, **opts, **params)
+    ng = an.normalizer_vjp(s, go @ np.swapaxes(v, -1, -2), name, **opts, **params)
+    assert np.abs(ng.scores).max() > 0
+    assert_allclose(g.v, np.swapaxes(w, -1, -2) @ go, atol=1e-12)
+    assert_allclose(g.q, sc * ng.scores @ k, atol=1e-12)
+    assert_allclose(g.k, sc * np.swapaxes(ng.scores, -1, -2) @ q, atol=1e-12)
+    for p in ng.params:
+        assert_allclose(g.params[p], ng.params[p], rtol=1e-10, atol=1e-12)
+
+
 def _torch_reference(q, k, v, go, name, params, causal, mask):
     torch = pytest.importorskip("torch")
     Q, K, V = (torch.tensor(x, requires_grad=True) for x in (q, k, v))

@@ -12,6 +12,7 @@
 
 #define AN_AVJP_QB 48     /* query rows per block (a multiple of AN_ATT_RM) */
 #define AN_AVJP_KB 256    /* keys per chunk (a multiple of every nr) */
+#define AN_AVJP_PAD 16    /* extra elements per tile row (row strides off powers of 2) */
 #define AN_VROUNDUP(x, b) ((((x) + (b) - 1) / (b)) * (b))
 #define AN_VALIGN64(x) ((((x) + 63) / 64) * 64)
 

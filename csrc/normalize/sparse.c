@@ -243,7 +243,7 @@ const an_normdesc an_norm_sparsemax = {
     .row_f = sparsemax_row_f, .row_d = sparsemax_row_d, .ws_mult = 3,
     .tau_support = 1, .lists_support = 1, .jac = AN_JAC_PROJECTION,
     .vjp_f = an_sparsemax_vjp_f, .vjp_d = an_sparsemax_vjp_d,
-    .vjp_weights = 1 };
+    .vjp_weights = 1, .vjp_ws_mult = 2 };
 
 /* Jacobian diag(t) - t t^T / sum t with t = a^(2 - alpha) on the support */
 static void entmax_jac(const an_normmat *M, an_int nv, double *e, double *T)
@@ -258,4 +258,4 @@ const an_normdesc an_norm_entmax = {
     .tau_support = 1, .lists_support = 1,
     .jac = AN_JAC_DOWNDATE, .jac_sum = 1, .jac_downdate = entmax_jac,
     .vjp_f = an_entmax_vjp_f, .vjp_d = an_entmax_vjp_d,
-    .vjp_weights = 1 };
+    .vjp_weights = 1, .vjp_ws_mult = 2 };

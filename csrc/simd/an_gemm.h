@@ -7,7 +7,8 @@
  * gemm:     C[M x N] (+)= A[M x K] . B[K x N], M a multiple of AN_ATT_RM,
  *           N a multiple of the table's nr (the register block);
  * gemm_acc: C += A . B for any M, N (the micro-kernel on the full blocks, the
- *           same per-element order on the edges).
+ *           same per-element order on the edges);
+ * gemm_tn:  as gemm with A given transposed (A^T stored K x M).
  * Row-major with leading dimensions.  Each C element is c = c + a_ik b_kj
  * for k = 0..K-1 in order (fused multiply-add on FMA targets), so results
  * depend neither on the blocking nor on the threads.
@@ -28,6 +29,12 @@ typedef struct {
                        const double *B, an_int ldb, an_int M, an_int N, an_int K);
     int nr_f, nr_d;       /* column block (elements) of the micro-kernel */
     const char *name;
+    /* gemm with A stored transposed (K x M, leading dimension lda), the same
+     * micro-kernel and order: C (+)= A^T B */
+    void (*gemm_tn_f)(an_int M, an_int N, an_int K, const float *A, an_int lda,
+                      const float *B, an_int ldb, float *C, an_int ldc, int accumulate);
+    void (*gemm_tn_d)(an_int M, an_int N, an_int K, const double *A, an_int lda,
+                      const double *B, an_int ldb, double *C, an_int ldc, int accumulate);
 } an_gemm_ops;
 
 /* The per-target tables (an_gemm.c); an_simd_init picks one (an_gemm). */
