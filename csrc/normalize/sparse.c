@@ -161,60 +161,135 @@ static double exact_tau(double *X, an_int k, int q)
 }
 
 /* ---- alpha-entmax by bisection, alpha > 1, alpha != 1.5, 2 ----
- * Parametrised as p_i = [1 + (alpha-1)(z_i - max z - theta)]_+^(1/(alpha-1)),
- * i.e. tau' = (alpha-1) theta - 1, with theta in [0, (1 - n^(1-alpha))/(alpha-1)]
- * (p_max <= 1 and p_max >= 1/n).  The power is evaluated as
- * exp(log1p(u) / (alpha-1)), which tends to exp(z - max z - theta) as alpha -> 1,
- * (vectorised: VOPS->pow1p_sums), which tends to exp(z - max z - theta) as
- * alpha -> 1, so the map is continuous into softmax.  n_iter halvings, then
- * the weights are renormalised to sum to 1 (as the entmax package's
- * entmax_bisect).  Workspace (ws_mult = 4): the candidates' (sparse_impl.inc),
- * then their powers. */
-/* The root theta* of s(theta) = sum_r [1 + am1 (d_r - theta)]_+^(1/am1) - 1
- * (decreasing in theta) in [lo, hi], by Newton steps kept inside a shrinking
- * bracket (a step that leaves it bisects instead), until a step is below
- * 1e-14 max(1, theta).  s is convex for am1 < 1 and concave for am1 > 1:
- * Newton started on the side where it approaches monotonically.  The sums
- * are vectorised (an_vd->pow1p_sums); pw: k doubles of scratch. */
-static double entmax_root(const double *d, an_int k, double am1, double lo, double hi,
-                          double *pw)
+ * Parametrised as p_i = [1 + am1 (d_i - theta)]_+^q, d_i = z_i - max z,
+ * am1 = alpha - 1, q = 1 / am1, i.e. tau' = am1 theta - 1, with theta in
+ * [0, (1 - n^(-am1)) / am1] (p_max <= 1 and p_max >= 1/n).  The power is
+ * evaluated as exp(log1p(u) / am1) (vectorised: VOPS->pow1p_sums), which tends
+ * to exp(d_i - theta) as alpha -> 1, so the map is continuous into softmax.
+ * The result is theta after n_iter halvings of that interval, and the weights
+ * renormalised to sum to 1 (as the entmax package's entmax_bisect), but the
+ * halvings are decided by the root theta* of s(theta) = sum_i p_i = 1, found
+ * once (entmax_bisect_theta):
+ *  1. lower bounds without powers (entmax_lower): for any set S of
+ *     candidates 1 = s(theta*) >= sum_S [1 + am1 (d_i - theta*)]_+^q, so
+ *       q >= 1 (convex power, Jensen):  theta* >= mean_S d + (1 - |S|^-am1) / am1
+ *       q < 1 (w^q >= w for w <= 1):    theta* >= mean_S d + (1 - 1 / |S|) / am1;
+ *     the candidates with d_i <= lo - 1/am1 have weight 0 at every theta >= lo
+ *     and leave; repeated on the rest while that removes many (Michelot's
+ *     algorithm when q = 1);
+ *  2. Newton steps on phi(theta) = s(theta)^am1 (entmax_newton), which is
+ *     linear in theta while the support holds and its weights are equal
+ *     (s = k w^q): theta += (s - s^(1 - am1)) / (am1 sum_i p_i / w_i), kept
+ *     inside the bracket [lo, hi] that every evaluation narrows (a step that
+ *     leaves it bisects instead), the candidates that drop out at lo leaving
+ *     as above, until a step is below tol max(1, theta);
+ * a float row evaluates the powers in float (an_vf: relative error of s a
+ * few 1e-7, theta* to about 1e-6), then, for q < 1 only, where a weight's
+ * sensitivity to theta, w^(q-1), is unbounded at the edge of the support,
+ * polishes theta* with double evaluations (an_vd).  Removals keep a slack
+ * above the float error and the halvings' final width, so no candidate
+ * with weight at the final theta leaves. */
+typedef double (*an_pow1p_fn)(const double *d, an_int k, double am1, double th,
+                              double *der, an_int *live, double *pw);
+
+/* Keep the candidates d > cut (d and their keys together, in order); returns
+ * their number, *sum their sum. */
+static an_int entmax_keep(double *d, an_int *idx, an_int k, double cut, double *sum)
 {
-    double th = am1 < 1.0 ? lo : hi;
-    for (int it = 0; it < 200; it++) {
-        double der;   /* -ds/dtheta */
-        const double s = an_vd->pow1p_sums(d, k, am1, th, &der, pw);
-        if (s == 0.0) return th;
-        if (s > 0.0) lo = th; else hi = th;
-        double nt = der > 0.0 ? th + s / der : 0.5 * (lo + hi);
-        if (!(nt > lo && nt < hi)) nt = 0.5 * (lo + hi);
-        if (!(nt > lo && nt < hi)) return th;       /* bracket exhausted */
+    an_int w = 0;
+    double sm = 0;
+    for (an_int r = 0; r < k; r++) {
+        const double x = d[r];
+        const an_int j = idx[r];
+        const int keep = x > cut;
+        d[w] = x; idx[w] = j;
+        w += keep;
+        sm += keep ? x : 0.0;
+    }
+    *sum = sm;
+    return w;
+}
+
+/* step 1 above; d[0..*kp) with max 0, shrunk in place; returns the bound */
+static double entmax_lower(double *d, an_int *idx, an_int *kp, double am1, double slack)
+{
+    an_int k = *kp;
+    double lo = 0.0, sum = 0.0;
+    for (an_int r = 0; r < k; r++) sum += d[r];
+    for (;;) {
+        const double kk = (double)k;
+        const double lb = sum / kk + (am1 <= 1.0 ? -expm1(-am1 * log(kk)) : 1.0 - 1.0 / kk) / am1;
+        if (!(lb > lo)) break;
+        lo = lb;
+        const an_int w = entmax_keep(d, idx, k, lo - 1.0 / am1 - slack, &sum);
+        const int few = w > k - k / 8;   /* under 1/8 left: Newton goes on */
+        k = w;
+        if (few) break;
+    }
+    *kp = k;
+    return lo;
+}
+
+/* step 2 above from theta = th in [*lo, *hi]; returns theta* */
+static double entmax_newton(an_pow1p_fn fn, double *d, an_int *idx, an_int *kp, double am1,
+                            double th, double *lo, double *hi, double tol, double slack)
+{
+    an_int k = *kp;
+    for (int it = 0; it < 100; it++) {
+        double der, sum;
+        an_int live;
+        const double s = fn(d, k, am1, th, &der, &live, NULL);
+        if (s == 1.0) break;
+        if (s > 1.0) {
+            *lo = th;
+            if (live < k - k / 4) k = entmax_keep(d, idx, k, th - 1.0 / am1 - slack, &sum);
+        } else {
+            *hi = th;
+        }
+        double nt = der > 0.0 ? th + (s - pow(s, 1.0 - am1)) / (am1 * der) : 0.5 * (*lo + *hi);
+        if (!(nt > *lo && nt < *hi)) nt = 0.5 * (*lo + *hi);
+        if (!(nt > *lo && nt < *hi)) break;           /* bracket exhausted */
         const double step = nt - th;
         th = nt;
-        if (fabs(step) <= 1e-14 * (fabs(th) > 1.0 ? fabs(th) : 1.0)) break;
+        if (fabs(step) <= tol * (fabs(th) > 1.0 ? fabs(th) : 1.0)) break;
     }
+    *kp = k;
     return th;
 }
 
-/* theta after n_iter bisection halvings of [0, (1 - nv^(-am1)) / am1]:
- * each halving keeps the half holding the root (s(mid) >= 1 iff
- * mid <= theta*), so the root, found once (entmax_root), decides every
- * halving; the costly sum over the candidates is evaluated a handful of
- * times instead of n_iter times.  d: candidates z - max z (> -1/am1);
- * pw: k doubles of scratch. */
-static double entmax_bisect_theta(const double *d, an_int k, an_int nv,
-                                  double am1, int64_t n_iter, double *pw)
+/* theta after n_iter halvings of [0, (1 - nv^(-am1)) / am1]: each halving
+ * keeps the half holding the root (s(mid) >= 1 iff mid <= theta*), so the
+ * root decides every halving.  d[0..*kp), keys idx: the candidates
+ * z - max z (> -1/am1), max 0; on return the candidates that may have weight
+ * at the returned theta (a subset, in order).  dbl: the row is double (every
+ * evaluation in double). */
+static double entmax_bisect_theta(double *d, an_int *idx, an_int *kp, an_int nv, double am1,
+                                  int64_t n_iter, int dbl)
 {
-    double lo = 0.0, hi = -expm1(-am1 * log((double)nv)) / am1;
-    const double root = entmax_root(d, k, am1, lo, hi, pw);
-    for (int64_t it = 0; it < n_iter; it++) {
-        const double mid = 0.5 * (lo + hi);
-        /* lo and hi adjacent (mid rounds onto one of them): no later
-         * halving changes either, so stop (at most ~2100 halvings, whatever
-         * n_iter; the result is the one n_iter halvings give) */
-        if (mid == lo || mid == hi) break;
-        if (mid <= root) lo = mid; else hi = mid;
+    const double top = -expm1(-am1 * log((double)nv)) / am1;
+    /* the halvings' final width: theta ends at most this far below the root */
+    const double width = n_iter < 1000 ? ldexp(top, -(int)n_iter) : 0.0;
+    const double slack = (dbl ? 1e-12 : 1e-5) + width;
+    double lo = entmax_lower(d, idx, kp, am1, slack);
+    double hi = -expm1(-am1 * log((double)*kp)) / am1;
+    if (!(lo < hi)) lo = hi;
+    const double lo0 = lo, hi0 = hi;
+    double root = entmax_newton(dbl ? an_vd->pow1p_sums : an_vf->pow1p_sums, d, idx, kp, am1,
+                                lo, &lo, &hi, dbl ? 1e-14 : 1e-6, slack);
+    if (!dbl && am1 > 1.0) {
+        lo = lo0; hi = hi0;
+        root = entmax_newton(an_vd->pow1p_sums, d, idx, kp, am1, root, &lo, &hi, 1e-12, slack);
     }
-    return 0.5 * (lo + hi);
+    double a = 0.0, b = top;
+    for (int64_t it = 0; it < n_iter; it++) {
+        const double mid = 0.5 * (a + b);
+        /* a and b adjacent (mid rounds onto one of them): no later halving
+         * changes either, so stop (at most ~2100 halvings, whatever n_iter;
+         * the result is the one n_iter halvings give) */
+        if (mid == a || mid == b) break;
+        if (mid <= root) a = mid; else b = mid;
+    }
+    return 0.5 * (a + b);
 }
 
 /* The weight of a candidate of score xk in the support:

@@ -1,20 +1,34 @@
 /*
  * an_pow1p.h -- entmax's power sums, vectorised (included by simd_impl.inc
- * once per target, after the double exp AN_F(expd_)).
+ * once per target, after the float exp AN_F(expf_fma_)).
  *
- *   p_r = [1 + u_r]_+^(1/am1),  u_r = am1 (d_r - theta),
- *   returns sum_r p_r - 1, *der = sum_r p_r / (1 + u_r), and p_r in pw[r].
- * The power is exp(log1p(u) / am1), log1p(u) = log(w) + (u - (w - 1)) / w
- * for w = 1 + u rounded (the correction restores what the rounding lost, so
- * small u keep their relative accuracy), with a branch-free log:
- * w = 2^e m, m in [sqrt(2)/2, sqrt(2)), f = m - 1, s = f / (2 + f),
+ *   p_r = [1 + u_r]_+^q,  u_r = am1 (d_r - theta),  q = 1 / am1,
+ *   returns sum_r p_r, *der = sum_r p_r / (1 + u_r) (= -d/dtheta sum p_r),
+ *   *live = #{r : p_r > 0}, and p_r in pw[r] unless pw is NULL.
+ * w = 1 + u is formed in double in both versions (so the terms at the edge
+ * of the support keep their relative accuracy), u <= 0 (theta >= 0 >= d_r).
+ *
+ * pow1p_sums_d, double precision: the power is exp(log1p(u) / am1),
+ * log1p(u) = log(w) + (u - (w - 1)) / w for w = 1 + u rounded (the
+ * correction restores what the rounding lost, so small u keep their
+ * relative accuracy), with a branch-free log: w = 2^e m, m in
+ * [sqrt(2)/2, sqrt(2)), f = m - 1, s = f / (2 + f),
  *   log w = e ln 2 + f - f^2/2 + s (f^2/2 + R(s^2))
  * (R: the degree-7 minimax polynomial in s^2 of fdlibm's e_log.c, error
  * below 1 ulp), and a division-free exp (2^k times a degree-13 Taylor
  * polynomial).  One division per term gives both s and 1 / w:
  * q = 1 / ((2 + f) w), s = f w q, 1 / w = (2 + f) q.  Terms with
- * w < 2^-1022 (u within 2^-1022 of -1) count as 0; u <= 0 here (theta >= 0
- * >= d_r), so the exponent never exceeds 0 by more than rounding.
+ * w < 2^-1022 (u within 2^-1022 of -1) count as 0.
+ *
+ * pow1p_sums_f, float precision (relative error of a term a few 1e-7, the
+ * sums in double): w = 2^e m split in double as above, f = m - 1 rounded
+ * to float (exact e, f with its full relative precision), then in float
+ *   log w = e ln 2 + f - f^2/2 + f^3 P(f)   (P: Cephes logf's degree-8
+ *                                           polynomial, about 1 ulp)
+ *   t = w^(q-1) = exp((q - 1) log w),  p = w t,  p / w = t
+ * so the derivative's terms come without a division.  Terms with
+ * w < 2^-126 count as 0 (then (q - 1) log w <= 87.4 whatever q > 0: t is
+ * finite).
  */
 #if defined(__FMA__)
 #define AN_PFMA(a, b, c) __builtin_fma((a), (b), (c))
@@ -66,16 +80,17 @@ static inline double AN_F(exp_poly_d_)(double y)
     return y < -708.0 ? 0.0 : p * sc.f;
 }
 
-static double AN_F(pow1p_sums_)(const double *d, an_int k, double am1, double th,
-                                double *der, double *pw)
+static double AN_F(pow1p_sums_d)(const double *d, an_int k, double am1, double th,
+                                 double *der, an_int *live, double *pw)
 {
     const double inv = 1.0 / am1;
     double s = 0.0, dr = 0.0;
-    _Pragma("omp simd reduction(+:s, dr)")
+    an_int nl = 0;
+    _Pragma("omp simd reduction(+:s, dr, nl)")
     for (an_int r = 0; r < k; r++) {
         const double u = am1 * (d[r] - th), w = 1.0 + u;
-        const int live = w >= 2.2250738585072014e-308;
-        const double wl = live ? w : 1.0;
+        const int on = w >= 2.2250738585072014e-308;
+        const double wl = on ? w : 1.0;
         double f;
         const double ed = AN_F(logd_f_)(wl, &f);
         /* one division for s = f / (2 + f) and 1 / w */
@@ -91,12 +106,67 @@ static double AN_F(pow1p_sums_)(const double *d, an_int k, double am1, double th
                           - ((hfsq - (sl * (hfsq + R) + ed * 1.90821492927058770002e-10)) - f);
         /* (u - (w - 1)) / w: the rounding of 1 + u restored */
         const double l1p = lw + (u - (wl - 1.0)) * rw;
-        const double p = live ? AN_F(exp_poly_d_)(l1p * inv) : 0.0;
-        pw[r] = p;
+        const double p = on ? AN_F(exp_poly_d_)(l1p * inv) : 0.0;
+        if (pw) pw[r] = p;
         s += p;
         dr += p * rw;
+        nl += p > 0;
     }
     *der = dr;
-    return s - 1.0;
+    *live = nl;
+    return s;
+}
+
+static double AN_F(pow1p_sums_f)(const double *d, an_int k, double am1, double th,
+                                 double *der, an_int *live, double *pw)
+{
+#if defined(__FMA__)
+#define AN_PFMAF(a, b, c) __builtin_fmaf((a), (b), (c))
+#else
+#define AN_PFMAF(a, b, c) ((a) * (b) + (c))
+#endif
+    const float qm1 = (float)(1.0 / am1 - 1.0);
+    const double c0 = 1.0 - am1 * th;    /* w = c0 + am1 d */
+    double s = 0.0, dr = 0.0;
+    an_int nl = 0;
+    _Pragma("omp simd reduction(+:s, dr, nl)")
+    for (an_int r = 0; r < k; r++) {
+        const double w = AN_PFMA(am1, d[r], c0);
+        const int on = w >= 1.1754943508222875e-38;
+        const double wl = on ? w : 1.0;
+        /* w = 2^e m, m in [sqrt(2)/2, sqrt(2)): the biased exponent read
+         * as a double (2^52 + e + 1023, exact) */
+        union { double f; int64_t i; } b = { wl };
+        union { int64_t i; double f; } eb = { (int64_t)(((uint64_t)b.i >> 52)
+                                                        | 0x4330000000000000ULL) };
+        union { int64_t i; double f; } mb = { (b.i & 0x000FFFFFFFFFFFFFLL)
+                                              | 0x3FF0000000000000LL };
+        const int big = mb.f > 1.4142135623730951;
+        const double m = big ? 0.5 * mb.f : mb.f;
+        const float e = (float)(eb.f - (4503599627370496.0 + 1023.0) + (big ? 1.0 : 0.0));
+        const float f = (float)(m - 1.0), z = f * f;
+        float P = 7.0376836292E-2f;
+        P = AN_PFMAF(P, f, -1.1514610310E-1f);
+        P = AN_PFMAF(P, f, 1.1676998740E-1f);
+        P = AN_PFMAF(P, f, -1.2420140846E-1f);
+        P = AN_PFMAF(P, f, 1.4249322787E-1f);
+        P = AN_PFMAF(P, f, -1.6668057665E-1f);
+        P = AN_PFMAF(P, f, 2.0000714765E-1f);
+        P = AN_PFMAF(P, f, -2.4999993993E-1f);
+        P = AN_PFMAF(P, f, 3.3333331174E-1f);
+        /* log w, ln 2 in two parts (e times the first is exact) */
+        float lw = AN_PFMAF(f * z, P, AN_PFMAF(-0.5f, z, AN_PFMAF(e, -2.12194440e-4f, f)));
+        lw = AN_PFMAF(e, 0.693359375f, lw);
+        const float t = on ? AN_F(expf_fma_)(qm1 * lw) : 0.0f;
+        const float p = (float)wl * t;
+        if (pw) pw[r] = (double)p;
+        s += (double)p;
+        dr += (double)t;
+        nl += p > 0;
+    }
+    *der = dr;
+    *live = nl;
+    return s;
+#undef AN_PFMAF
 }
 #undef AN_PFMA
