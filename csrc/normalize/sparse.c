@@ -192,41 +192,24 @@ static double exact_tau(double *X, an_int k, int q)
 typedef double (*an_pow1p_fn)(const double *d, an_int k, double am1, double th,
                               double *der, an_int *live, double *pw);
 
-/* Keep the candidates d > cut (d and their keys together, in order); returns
- * their number, *sum their sum. */
-static an_int entmax_keep(double *d, an_int *idx, an_int k, double cut, double *sum)
-{
-    an_int w = 0;
-    double sm = 0;
-    for (an_int r = 0; r < k; r++) {
-        const double x = d[r];
-        const an_int j = idx[r];
-        const int keep = x > cut;
-        d[w] = x; idx[w] = j;
-        w += keep;
-        sm += keep ? x : 0.0;
-    }
-    *sum = sm;
-    return w;
-}
-
-/* step 1 above; d[0..*kp) with max 0, shrunk in place; returns the bound */
+/* step 1 above; d[0..*kp) with max 0 and their keys idx, shrunk in place;
+ * returns the bound.  The rounds sum the shrinking set without moving it
+ * (an_vd->sum_above) until it shrinks by under 1/16, then compact once. */
 static double entmax_lower(double *d, an_int *idx, an_int *kp, double am1, double slack)
 {
-    an_int k = *kp;
-    double lo = 0.0, sum = 0.0;
-    for (an_int r = 0; r < k; r++) sum += d[r];
-    for (;;) {
-        const double kk = (double)k;
+    const an_int k = *kp;
+    an_int cnt = k;
+    double lo = 0.0, sum = an_vd->sum_above(d, k, -INFINITY, &cnt);
+    for (int round = 0; round < 16; round++) {
+        const double kk = (double)cnt;
         const double lb = sum / kk + (am1 <= 1.0 ? -expm1(-am1 * log(kk)) : 1.0 - 1.0 / kk) / am1;
         if (!(lb > lo)) break;
         lo = lb;
-        const an_int w = entmax_keep(d, idx, k, lo - 1.0 / am1 - slack, &sum);
-        const int few = w > k - k / 8;   /* under 1/8 left: Newton goes on */
-        k = w;
-        if (few) break;
+        const an_int prev = cnt;
+        sum = an_vd->sum_above(d, k, lo - 1.0 / am1 - slack, &cnt);
+        if (cnt > prev - prev / 16) break;
     }
-    *kp = k;
+    if (cnt < k) *kp = an_vd->keep_above(d, idx, k, lo - 1.0 / am1 - slack);
     return lo;
 }
 
@@ -236,13 +219,13 @@ static double entmax_newton(an_pow1p_fn fn, double *d, an_int *idx, an_int *kp, 
 {
     an_int k = *kp;
     for (int it = 0; it < 100; it++) {
-        double der, sum;
+        double der;
         an_int live;
         const double s = fn(d, k, am1, th, &der, &live, NULL);
         if (s == 1.0) break;
         if (s > 1.0) {
             *lo = th;
-            if (live < k - k / 4) k = entmax_keep(d, idx, k, th - 1.0 / am1 - slack, &sum);
+            if (live < k - k / 4) k = an_vd->keep_above(d, idx, k, th - 1.0 / am1 - slack);
         } else {
             *hi = th;
         }

@@ -29,6 +29,10 @@
  * so the derivative's terms come without a division.  Terms with
  * w < 2^-126 count as 0 (then (q - 1) log w <= 87.4 whatever q > 0: t is
  * finite).
+ *
+ * sum_above / keep_above: the candidate set's sums and its compaction for
+ * entmax's lower bounds (sum and count of d > cut; keep d > cut with their
+ * keys, in order: AVX-512 compresses 8 at a time).
  */
 #if defined(__FMA__)
 #define AN_PFMA(a, b, c) __builtin_fma((a), (b), (c))
@@ -168,5 +172,43 @@ static double AN_F(pow1p_sums_f)(const double *d, an_int k, double am1, double t
     *live = nl;
     return s;
 #undef AN_PFMAF
+}
+static double AN_F(sum_above_)(const double *d, an_int k, double cut, an_int *cnt)
+{
+    double s = 0.0;
+    an_int c = 0;
+    _Pragma("omp simd reduction(+:s, c)")
+    for (an_int r = 0; r < k; r++) {
+        const int in = d[r] > cut;
+        s += in ? d[r] : 0.0;
+        c += in;
+    }
+    *cnt = c;
+    return s;
+}
+
+static an_int AN_F(keep_above_)(double *d, an_int *idx, an_int k, double cut)
+{
+    an_int w = 0, r = 0;
+#if defined(__AVX512F__)
+    /* the compressed block is stored whole at w <= r: it overwrites only
+     * entries already read */
+    const __m512d c = _mm512_set1_pd(cut);
+    for (; r + 8 <= k; r += 8) {
+        const __m512d x = _mm512_loadu_pd(d + r);
+        const __m512i j = _mm512_loadu_si512((const void *)(idx + r));
+        const __mmask8 m = _mm512_cmp_pd_mask(x, c, _CMP_GT_OQ);
+        _mm512_storeu_pd(d + w, _mm512_maskz_compress_pd(m, x));
+        _mm512_storeu_si512((void *)(idx + w), _mm512_maskz_compress_epi64(m, j));
+        w += __builtin_popcount((unsigned)m);
+    }
+#endif
+    for (; r < k; r++) {
+        const double x = d[r];
+        const an_int j = idx[r];
+        d[w] = x; idx[w] = j;
+        w += x > cut;
+    }
+    return w;
 }
 #undef AN_PFMA
