@@ -21,14 +21,15 @@
  * w < 2^-1022 (u within 2^-1022 of -1) count as 0.
  *
  * pow1p_sums_f, float precision (relative error of a term a few 1e-7, the
- * sums in double): w = 2^e m split in double as above, f = m - 1 rounded
- * to float (exact e, f with its full relative precision), then in float
+ * sum of the powers in double): w = 2^e m split in double by integer
+ * arithmetic on the bits, f = m - 1 rounded to float (exact e, f with its
+ * full relative precision), then in float
  *   log w = e ln 2 + f - f^2/2 + f^3 P(f)   (P: Cephes logf's degree-8
  *                                           polynomial, about 1 ulp)
  *   t = w^(q-1) = exp((q - 1) log w),  p = w t,  p / w = t
  * so the derivative's terms come without a division.  Terms with
- * w < 2^-126 count as 0 (then (q - 1) log w <= 87.4 whatever q > 0: t is
- * finite).
+ * w < 2^-126 or p <= e^-87 count as 0 (so t is finite whatever q > 0, and
+ * nothing is subnormal: subnormal floats cost a microcode assist each).
  *
  * sum_above / keep_above: the candidate set's sums and its compaction for
  * entmax's lower bounds (sum and count of d > cut; keep d > cut with their
@@ -131,24 +132,25 @@ static double AN_F(pow1p_sums_f)(const double *d, an_int k, double am1, double t
 #endif
     const float qm1 = (float)(1.0 / am1 - 1.0);
     const double c0 = 1.0 - am1 * th;    /* w = c0 + am1 d */
-    double s = 0.0, dr = 0.0;
-    an_int nl = 0;
+    double s = 0.0;
+    float dr = 0.0f;
+    int nl = 0;
     _Pragma("omp simd reduction(+:s, dr, nl)")
     for (an_int r = 0; r < k; r++) {
         const double w = AN_PFMA(am1, d[r], c0);
         const int on = w >= 1.1754943508222875e-38;
-        const double wl = on ? w : 1.0;
-        /* w = 2^e m, m in [sqrt(2)/2, sqrt(2)): the biased exponent read
-         * as a double (2^52 + e + 1023, exact) */
-        union { double f; int64_t i; } b = { wl };
-        union { int64_t i; double f; } eb = { (int64_t)(((uint64_t)b.i >> 52)
-                                                        | 0x4330000000000000ULL) };
-        union { int64_t i; double f; } mb = { (b.i & 0x000FFFFFFFFFFFFFLL)
-                                              | 0x3FF0000000000000LL };
-        const int big = mb.f > 1.4142135623730951;
-        const double m = big ? 0.5 * mb.f : mb.f;
-        const float e = (float)(eb.f - (4503599627370496.0 + 1023.0) + (big ? 1.0 : 0.0));
-        const float f = (float)(m - 1.0), z = f * f;
+        const double wl = on ? w : 1.1754943508222875e-38;
+        /* w = 2^e m, m in [sqrt(2)/2, sqrt(2)), by integer arithmetic on
+         * the bits: tb = bits(w) - bits(sqrt(2)/2) + bits of 2^0 has e + 1023
+         * in its top 12 bits (positive for every w >= 2^-1022); e read as a
+         * double from 2^52 + e + 1023 */
+        union { double f; uint64_t i; } b = { wl };
+        const uint64_t tb = b.i - 0x3FE6A09E667F3BCDULL + 0x3FF0000000000000ULL;
+        union { uint64_t i; double f; } eb = { (tb >> 52) | 0x4330000000000000ULL },
+                                        mb = { b.i - (tb & 0xFFF0000000000000ULL)
+                                               + 0x3FF0000000000000ULL };
+        const float e = (float)(eb.f - (4503599627370496.0 + 1023.0));
+        const float f = (float)(mb.f - 1.0), z = f * f;
         float P = 7.0376836292E-2f;
         P = AN_PFMAF(P, f, -1.1514610310E-1f);
         P = AN_PFMAF(P, f, 1.1676998740E-1f);
@@ -161,18 +163,23 @@ static double AN_F(pow1p_sums_f)(const double *d, an_int k, double am1, double t
         /* log w, ln 2 in two parts (e times the first is exact) */
         float lw = AN_PFMAF(f * z, P, AN_PFMAF(-0.5f, z, AN_PFMAF(e, -2.12194440e-4f, f)));
         lw = AN_PFMAF(e, 0.693359375f, lw);
-        const float t = on ? AN_F(expf_fma_)(qm1 * lw) : 0.0f;
-        const float p = (float)wl * t;
+        /* terms with p = w^q <= e^-87 (near float's smallest normal)
+         * count as 0: no exp or product ever goes subnormal */
+        const float y = qm1 * lw;
+        const int in = on & (y + lw > -87.0f);
+        const float t = AN_F(expf_fma_)(in ? y : 0.0f);
+        const float p = in ? (float)w * t : 0.0f;
         if (pw) pw[r] = (double)p;
         s += (double)p;
-        dr += (double)t;
-        nl += p > 0;
+        dr += in ? t : 0.0f;
+        nl += in;
     }
-    *der = dr;
+    *der = (double)dr;
     *live = nl;
     return s;
 #undef AN_PFMAF
 }
+
 static double AN_F(sum_above_)(const double *d, an_int k, double cut, an_int *cnt)
 {
     double s = 0.0;
