@@ -176,7 +176,8 @@ static double exact_tau(double *X, an_int k, int q)
  *       q < 1 (w^q >= w for w <= 1):    theta* >= mean_S d + (1 - 1 / |S|) / am1;
  *     the candidates with d_i <= lo - 1/am1 have weight 0 at every theta >= lo
  *     and leave; repeated on the rest while that removes many (Michelot's
- *     algorithm when q = 1);
+ *     algorithm when q = 1), by masked sums over the row (entmax_lower_ in
+ *     sparse_impl.inc), before the candidates are gathered;
  *  2. Newton steps on phi(theta) = s(theta)^am1 (entmax_newton), which is
  *     linear in theta while the support holds and its weights are equal
  *     (s = k w^q): theta += (s - s^(1 - am1)) / (am1 sum_i p_i / w_i), kept
@@ -192,25 +193,20 @@ static double exact_tau(double *X, an_int k, int q)
 typedef double (*an_pow1p_fn)(const double *d, an_int k, double am1, double th,
                               double *der, an_int *live, double *pw);
 
-/* step 1 above; d[0..*kp) with max 0 and their keys idx, shrunk in place;
- * returns the bound.  The rounds sum the shrinking set without moving it
- * (an_vd->sum_above) until it shrinks by under 1/16, then compact once. */
-static double entmax_lower(double *d, an_int *idx, an_int *kp, double am1, double slack)
+/* step 1 above: the bound from a set of cnt candidates of mean d mean */
+static inline double entmax_lb(double mean, an_int cnt, double am1)
 {
-    const an_int k = *kp;
-    an_int cnt = k;
-    double lo = 0.0, sum = an_vd->sum_above(d, k, -INFINITY, &cnt);
-    for (int round = 0; round < 16; round++) {
-        const double kk = (double)cnt;
-        const double lb = sum / kk + (am1 <= 1.0 ? -expm1(-am1 * log(kk)) : 1.0 - 1.0 / kk) / am1;
-        if (!(lb > lo)) break;
-        lo = lb;
-        const an_int prev = cnt;
-        sum = an_vd->sum_above(d, k, lo - 1.0 / am1 - slack, &cnt);
-        if (cnt > prev - prev / 16) break;
-    }
-    if (cnt < k) *kp = an_vd->keep_above(d, idx, k, lo - 1.0 / am1 - slack);
-    return lo;
+    const double k = (double)cnt;
+    return mean + (am1 <= 1.0 ? -expm1(-am1 * log(k)) : 1.0 - 1.0 / k) / am1;
+}
+
+/* The slack of every removal: the float evaluations' error of theta* (well
+ * above it) plus the halvings' final width (theta ends at most that far
+ * below the root). */
+static inline double entmax_slack(an_int nv, double am1, int64_t n_iter, int dbl)
+{
+    const double top = -expm1(-am1 * log((double)nv)) / am1;
+    return (dbl ? 1e-12 : 1e-5) + (n_iter < 1000 ? ldexp(top, -(int)n_iter) : 0.0);
 }
 
 /* step 2 above from theta = th in [*lo, *hi]; returns theta* */
@@ -243,17 +239,14 @@ static double entmax_newton(an_pow1p_fn fn, double *d, an_int *idx, an_int *kp, 
 /* theta after n_iter halvings of [0, (1 - nv^(-am1)) / am1]: each halving
  * keeps the half holding the root (s(mid) >= 1 iff mid <= theta*), so the
  * root decides every halving.  d[0..*kp), keys idx: the candidates
- * z - max z (> -1/am1), max 0; on return the candidates that may have weight
- * at the returned theta (a subset, in order).  dbl: the row is double (every
+ * z - max z, max 0, every one above lo - 1/am1 - slack (lo: a lower bound
+ * of theta*, step 1); on return the candidates that may have weight at the
+ * returned theta (a subset, in order).  dbl: the row is double (every
  * evaluation in double). */
 static double entmax_bisect_theta(double *d, an_int *idx, an_int *kp, an_int nv, double am1,
-                                  int64_t n_iter, int dbl)
+                                  int64_t n_iter, int dbl, double lo, double slack)
 {
     const double top = -expm1(-am1 * log((double)nv)) / am1;
-    /* the halvings' final width: theta ends at most this far below the root */
-    const double width = n_iter < 1000 ? ldexp(top, -(int)n_iter) : 0.0;
-    const double slack = (dbl ? 1e-12 : 1e-5) + width;
-    double lo = entmax_lower(d, idx, kp, am1, slack);
     double hi = -expm1(-am1 * log((double)*kp)) / am1;
     if (!(lo < hi)) lo = hi;
     const double lo0 = lo, hi0 = hi;

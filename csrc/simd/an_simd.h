@@ -34,8 +34,8 @@
      * unless pw is NULL (an_pow1p.h) */                                     \
     double (*pow1p_sums)(const double *d, an_int k, double am1, double th,   \
                          double *der, an_int *live, double *pw);              \
-    /* sum of the d[r] > cut (in double), their number in *cnt */            \
-    double (*sum_above)(const double *d, an_int k, double cut, an_int *cnt);   \
+    /* sum of the x[r] > cut (in double), their number in *cnt */            \
+    double (*sum_above)(const T *x, an_int k, T cut, an_int *cnt);             \
     /* keep the d[r] > cut and their idx[r] (in place, in order); returns   \
      * their number */                                                        \
     an_int (*keep_above)(double *d, an_int *idx, an_int k, double cut);       \
