@@ -221,7 +221,7 @@ static double entmax_newton(an_pow1p_fn fn, double *d, an_int *idx, an_int *kp, 
         if (s == 1.0) break;
         if (s > 1.0) {
             *lo = th;
-            if (live < k - k / 4) k = an_vd->keep_above(d, idx, k, th - 1.0 / am1 - slack);
+            if (live < k - k / 16) k = an_vd->keep_above(d, idx, k, th - 1.0 / am1 - slack);
         } else {
             *hi = th;
         }
@@ -251,7 +251,7 @@ static double entmax_bisect_theta(double *d, an_int *idx, an_int *kp, an_int nv,
     if (!(lo < hi)) lo = hi;
     const double lo0 = lo, hi0 = hi;
     double root = entmax_newton(dbl ? an_vd->pow1p_sums : an_vf->pow1p_sums, d, idx, kp, am1,
-                                lo, &lo, &hi, dbl ? 1e-14 : 1e-6, slack);
+                                lo, &lo, &hi, dbl ? 1e-14 : 3e-5, slack);
     if (!dbl && am1 > 1.0) {
         lo = lo0; hi = hi0;
         root = entmax_newton(an_vd->pow1p_sums, d, idx, kp, am1, root, &lo, &hi, 1e-12, slack);
