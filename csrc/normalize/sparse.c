@@ -26,6 +26,9 @@
 #include "vjp.h"
 #include "an_simd.h"
 #include "normalizers_shared.h"
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 /* ---- descending sort of doubles (candidates; in place) ----
  * quicksort with median-of-three, insertion sort below 24 elements; the
@@ -275,7 +278,16 @@ static double entmax_bisect_theta(double *d, an_int *idx, an_int *kp, an_int nv,
  *              of candidate r computed beforehand in pw[r] */
 enum { AN_W_SPARSEMAX, AN_W_ENTMAX15, AN_W_BISECT };
 typedef struct { int form; double mx, tau, theta, am1, inv; const double *pw; } an_sparse_w;
-static inline double pos_part(double u) { return u > 0 ? u : 0.0; }
+/* [u]_+ without a branch (sparse_write_: none on the data): maxsd on x86
+ * (compilers turn the C forms back into a compare and branch) */
+static inline double pos_part(double u)
+{
+#if defined(__SSE2__)
+    return _mm_cvtsd_f64(_mm_max_sd(_mm_set_sd(u), _mm_setzero_pd()));
+#else
+    return u > 0 ? u : 0.0;
+#endif
+}
 static inline double an_sparse_weight(const an_sparse_w *w, double xk, an_int r)
 {
     switch (w->form) {
