@@ -173,7 +173,7 @@ static double exact_tau(double *X, an_int k, int q)
  * renormalised to sum to 1 (as the entmax package's entmax_bisect), but the
  * halvings are decided by the root theta* of s(theta) = sum_i p_i = 1, found
  * once (entmax_bisect_theta):
- *  1. lower bounds without powers (entmax_lower): for any set S of
+ *  1. lower bounds without powers (entmax_lb): for any set S of
  *     candidates 1 = s(theta*) >= sum_S [1 + am1 (d_i - theta*)]_+^q, so
  *       q >= 1 (convex power, Jensen):  theta* >= mean_S d + (1 - |S|^-am1) / am1
  *       q < 1 (w^q >= w for w <= 1):    theta* >= mean_S d + (1 - 1 / |S|) / am1;
