@@ -12,7 +12,8 @@ partly visible) and ``causal=False``.
 Merges (``L_s``, ``o_s``: the log-normaliser and output of shard ``s``; ``n_i``
 the visible length of query ``i`` over all keys, ``n_s`` over the shard's):
 
-* softmax family (softmax, softmax_sink, ssmax, affine_softmax): one pass;
+* softmax family (softmax, softmax_sink, ssmax, affine_softmax): one pass,
+  the shard's ``attention_forward`` (output and log-normaliser);
   ``L = log(sum_s exp(L_s) [+ e^sink])``, ``o = sum_s exp(L_s - L) o_s``
   (flash-decoding).  SSMax multiplies each query by ``c log n_i`` first, so
   every shard uses the global ``n_i``; affine_softmax adds ``b`` times the sum
@@ -21,12 +22,14 @@ the visible length of query ``i`` over all keys, ``n_s`` over the shard's):
   global one: ``n_s / n_i`` (ReLU), ``sqrt(n_s / n_i)`` (polynomial); the
   sigmoid's default bias ``-log n_i`` is added to the scores through one extra
   feature (query column ``-log n_i / scale``, key column 1).
-* sparsemax / entmax: the global threshold ``tau`` satisfies ``tau >= tau_s``
-  for every shard, so the global support lies in the union of the shards'
-  supports.  Pass 1 lists each row's support in each shard (key indices and
-  scores: the candidates); the normalizer on the concatenated candidates
-  gives the global weights of every candidate, and each shard adds
-  ``sum w_j v_j`` over its candidates (a gather of O(support x e)).
+* sparsemax / entmax: pass 1 lists each row's ``_TOPK`` best keys of each
+  shard (``topk_scores``: scores and key indices from the score GEMM, no
+  n x m array).  The normalizer on all candidates gives ``tau_c <= tau``
+  (fewer keys need a lower threshold); a shard whose last candidate has
+  weight 0 under ``tau_c`` holds no other key of the global support.  The
+  rows where that fails are listed again by their shard down to the score
+  ``tau_c / (alpha - 1)`` and renormalised.  Each shard adds ``sum w_j v_j``
+  over its candidates with a weight (a gather of O(support x e)).
 * NAP: pass 1 sums the visible scores (mean ``mu``); pass 2 runs on scores
   shifted by ``-mu`` (an extra feature) and returns ``sum (s - mu) v``,
   ``sum (s - mu)^2`` and ``sum v``; ``o = g sum(s-mu) v / (sigma + eps) + b sum v``.
@@ -228,9 +231,16 @@ def run(name, call):
 
             blocks = [blk(j) for j in shards]
             info = task("counts", ctx, [_light(b) for b in blocks], None)
+            prev = None
             for step in _phases(fam, params):
-                parts = [task(step, ctx, b, info) for b in blocks]
-                info = task("merge_" + step, ctx, parts, info)
+                # the recheck needs only the rows to list again (not the
+                # candidates' weights)
+                src = task("recheck_info", ctx, info, None) if step == "recheck" else info
+                parts = [task(step, ctx, b, src) for b in blocks]
+                # the recheck's merge takes the first candidates as well
+                info = task("merge_" + step, ctx, [prev, parts] if step == "recheck" else parts,
+                            info)
+                prev = parts
                 if step == "skinit":
                     # the shard's Sinkhorn kernel K, computed once and kept
                     # (on its worker) for every iteration
@@ -257,7 +267,7 @@ def run(name, call):
     return _assemble(name, ctx, out_blocks, col_parts, lead_chunks, qch, kch, dt, nl, return_stats)
 
 
-_PHASES = {"softmax": ("lognorm",), "elementwise": (), "sparse": ("candidates",),
+_PHASES = {"softmax": ("lognorm",), "elementwise": (), "sparse": ("candidates", "recheck"),
            "nap": ("mean", "m2"), "rowwise": (), "stickbreaking": ("sbmass",),
            "stochastic_softmax": ("lognorm",)}
 
@@ -537,64 +547,22 @@ def _sm_query(ctx, b, info):
     return b.q, {}
 
 
-def _score_floor(b, q):
-    """A lower bound of every score ``scale q_i . k_j`` of the shard, per row:
-    ``q'_i . c - |q'_i| max_j |k_j - c|`` with ``q' = scale q`` and ``c`` the
-    mean key (Cauchy-Schwarz), minus 1."""
-    qs = q.astype(np.float64) * np.asarray(b.scale, np.float64)[..., None, None]
-    kk = b.k.astype(np.float64)
-    c = kk.mean(-2) if b.ms else np.zeros(kk.shape[:-2] + kk.shape[-1:])
-    rad = np.sqrt(((kk - c[..., None, :]) ** 2).sum(-1)).max(-1) if b.ms else np.zeros(kk.shape[:-2])
-    return (np.einsum("...nd,...d->...n", qs, c) - np.sqrt((qs ** 2).sum(-1)) * rad[..., None]
-            - 1.0)
-
-
 def _sm_lognorm(ctx, b, info):
-    """Output and log-normaliser of the shard's softmax from one fused pass:
-    an extra visible key with score ``x_i`` below every score of the row and
-    value ``e_(e+1)`` gets weight ``p_i = exp(x_i - L'_i)``, ``L'_i =
-    log(e^x_i + sum_j e^s_ij)``; so ``L_s = L' + log(1 - p)`` and the shard's
-    output is the other columns divided by ``1 - p``.  Rows where ``p``
-    underflows (scores spread over more than the exponent range) use
-    ``return_stats=True`` instead."""
+    """Output and log-normaliser of the shard's softmax from the pass of
+    ``attention`` itself (``attention_forward``: the online kernel writing
+    ``L_s = log sum_j exp(s_ij / T)`` as well); ``L_s = -inf`` for rows that
+    see no key of the shard."""
+    from ._attention_grad import attention_forward
     b = _Block(ctx, b)
     q, prm = _sm_query(ctx, b, info)
     dt = q.dtype if q.dtype in (np.float32, np.float64) else np.float64
-    v = b.v if b.v is not None else np.zeros(b.k.shape[:-1] + (1,), dt)
-    x = _score_floor(b, q)
-    temp = np.asarray(prm.get("temperature", 1.0), np.float64)
-    temp = temp[..., None] if temp.ndim else temp
-    lead = np.broadcast_shapes(q.shape[:-2], x.shape[:-1])
-    qa = np.concatenate([np.broadcast_to(q, lead + q.shape[-2:]).astype(dt),
-                         np.broadcast_to((x / b.scale_col())[..., None].astype(dt),
-                                         lead + (b.nb, 1))], axis=-1)
-    ka = np.zeros(b.k.shape[:-2] + (b.ms + 1, b.k.shape[-1] + 1), dt)
-    ka[..., :b.ms, :-1] = b.k
-    ka[..., b.ms, -1] = 1
-    va = np.zeros(v.shape[:-2] + (b.ms + 1, v.shape[-1] + 1), np.result_type(v.dtype, dt))
-    va[..., :b.ms, :-1] = v
-    va[..., b.ms, -1] = 1
-    mk = None
-    if b.mask is not None:
-        mk = np.concatenate([b.mask, np.ones(b.mask.shape[:-1] + (1,), bool)], axis=-1)
-    out = b.call("attention", "softmax", q=qa, k=ka, v=va, mask=mk, **prm).astype(np.float64)
-    pe = out[..., -1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lp = x / temp - np.log(pe)
-        ls = lp + np.log1p(-pe)
-        o = out[..., :-1] / (1.0 - pe)[..., None]
-    alive = pe < 1.0
-    ls = np.where(alive, ls, -np.inf)
-    o = np.where(alive[..., None], o, 0.0)
-    bad = ~(pe > np.finfo(dt).tiny * 2 ** 24) & alive
-    if np.any(bad):
-        o2, st = b.call("attention", "softmax", q=q, v=v, return_stats=True, **prm)
-        l2 = np.where(np.isnan(st.lognorm), -np.inf, st.lognorm.astype(np.float64))
-        ls = np.where(bad, l2, ls)
-        o = np.where(bad[..., None], o2.astype(np.float64), o)
-    part = {"L": ls}
-    if ctx["kind"] == "attention" and ctx["fam"] == "softmax":
-        part["o"] = o
+    want_o = ctx["kind"] == "attention" and ctx["fam"] == "softmax"
+    v = b.v if (b.v is not None and want_o) else np.zeros(b.k.shape[:-1] + (1,), dt)
+    o, ls = attention_forward(q, b.k, v, "softmax", scale=b.scale, mask=b.mask, **prm)
+    ls = np.asarray(ls, np.float64)
+    part = {"L": np.where(np.isnan(ls), -np.inf, ls)}
+    if want_o:
+        part["o"] = np.asarray(o, np.float64)
         if ctx["normalizer"] == "affine_softmax":
             part["V"] = b.call("attention", "affine_softmax", a=0.0, b=1.0).astype(np.float64)
     return part
@@ -872,72 +840,229 @@ def _sp_params(ctx, b):
     return {}
 
 
+_TOPK = 32          # candidates per query and key shard in the first pass
+
+
+def _topk(b, K, rows=None):
+    """The ``K`` largest visible scores of each query of the block against
+    its keys (``attnnorm._core.topk_scores``: the score GEMM of attention,
+    nothing of size nb x ms written), in decreasing order: scores (float64,
+    padding -inf) and key indices (padding ``ms``), shape ``lead + (nb, K)``.
+    With ``rows`` (a boolean ``lead + (nb,)``): only those queries, as
+    ``(flat row indices, scores, keys)`` over the flattened ``lead + (nb,)``."""
+    from . import _core
+    dt = np.dtype(b.ctx["dtype"])
+    q, k = np.asarray(b.q, dt), np.asarray(b.k, dt)
+    mk = b.mask if b.mask is not None else np.broadcast_to(np.True_, (b.nb, b.ms))
+    sc = np.asarray(b.scale, dt)
+    K = int(min(K, b.ms))
+    lead = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], mk.shape[:-2], sc.shape)
+    slots = np.empty(K, dt)
+    if rows is None:
+        if K == 0 or b.nb == 0:
+            return (np.full(lead + (b.nb, K), -np.inf), np.full(lead + (b.nb, K), b.ms, np.int64))
+        val, idx = _core.topk_scores(q, k, mk, sc, slots)
+        val = np.broadcast_to(val, lead + val.shape[-2:]).astype(np.float64)
+        return val, np.where(np.broadcast_to(idx, val.shape) < 0, b.ms, idx)
+    flat = np.flatnonzero(np.broadcast_to(rows, lead + (b.nb,)))
+    val = np.full((flat.size, K), -np.inf)
+    idx = np.full((flat.size, K), b.ms, np.int64)
+    if K == 0 or flat.size == 0:
+        return flat, val, idx
+    # views (no copies of the broadcast operands), one call per matrix
+    qb = np.broadcast_to(q, lead + q.shape[-2:])
+    kb = np.broadcast_to(k, lead + k.shape[-2:])
+    mb = np.broadcast_to(mk, lead + (b.nb, b.ms))
+    sb = np.broadcast_to(sc, lead)
+    li, ri = np.divmod(flat, b.nb)
+    for l in np.unique(li):
+        sel = li == l
+        at = np.unravel_index(l, lead) if lead else ()
+        v_, i_ = _core.topk_scores(qb[at][ri[sel]], kb[at], mb[at][ri[sel]], sb[at], slots)
+        val[sel] = v_
+        idx[sel] = np.where(i_ < 0, b.ms, i_)
+    return flat, val, idx
+
+
 def _sp_candidates(ctx, b, info):
-    """Each row's support in this shard (key index and score), padded to the
-    block's widest support with index ``ms`` and score -inf.  The support of
-    the shard's own normalisation comes from attention_weights on query
-    sub-blocks; the scores of the support keys are the dot products of the
-    gathered rows (O(support x d))."""
+    """Each row's ``_TOPK`` best keys in this shard (key index and score;
+    padding ``ms`` and -inf), and whether the shard may hold more visible
+    keys than it listed."""
     b = _Block(ctx, b)
-    prm = _sp_params(ctx, b)
-    lead = np.broadcast_shapes(b.q.shape[:-2], b.k.shape[:-2])
-    nlead = int(np.prod(lead, dtype=np.int64))
-    qf = np.broadcast_to(b.q, lead + b.q.shape[-2:]).reshape(nlead, b.nb, -1)
-    kf = np.broadcast_to(b.k, lead + b.k.shape[-2:]).reshape(nlead, b.ms, -1)
-    sc = np.broadcast_to(np.asarray(b.scale, np.float64), lead).reshape(nlead)
-    subs = []
-    for r0 in range(0, b.nb, _SUB):
-        r1 = min(r0 + _SUB, b.nb)
-        mk = None if b.mask is None else b.mask[..., r0:r1, :]
-        w = b.call("attention_weights", ctx["normalizer"], q=b.q[..., r0:r1, :], mask=mk, **prm)
-        w = np.broadcast_to(w, lead + w.shape[-2:]).reshape(nlead * (r1 - r0), b.ms)
-        flat = np.flatnonzero(w > 0)
-        row, col = np.divmod(flat, b.ms)
-        cnt = np.bincount(row, minlength=w.shape[0])
-        width = int(cnt.max()) if cnt.size else 0
-        start = np.concatenate([[0], np.cumsum(cnt)[:-1]])
-        slot = np.arange(flat.size) - start[row]
-        li, qi = np.divmod(row, r1 - r0)
-        sco = np.einsum("ij,ij->i", qf[li, r0 + qi].astype(np.float64),
-                        kf[li, col].astype(np.float64)) * sc[li]
-        idx = np.full((w.shape[0], width), b.ms, np.int64)
-        val = np.full((w.shape[0], width), -np.inf)
-        idx[row, slot] = col
-        val[row, slot] = sco
-        subs.append((idx.reshape(lead + (r1 - r0, width)), val.reshape(lead + (r1 - r0, width))))
-    width = max([x[0].shape[-1] for x in subs] + [0])
-    idx = np.full(lead + (b.nb, width), b.ms, np.int64)
-    val = np.full(lead + (b.nb, width), -np.inf)
-    r0 = 0
-    for i_, v_ in subs:
-        idx[..., r0:r0 + i_.shape[-2], :i_.shape[-1]] = i_
-        val[..., r0:r0 + v_.shape[-2], :v_.shape[-1]] = v_
-        r0 += i_.shape[-2]
-    return {"idx": idx, "c": val}
+    val, idx = _topk(b, _TOPK)
+    more = (idx[..., -1] < b.ms) & (idx.shape[-1] < b.ms) if idx.shape[-1] else \
+        np.zeros(idx.shape[:-1], bool)
+    return {"idx": idx, "c": val, "more": more, "ms": b.ms}
 
 
-def _sp_merge(ctx, parts, info):
-    """The normalizer on the concatenated candidates: the global weights of
-    every candidate key, per shard."""
+def _sp_normalize(ctx, info, cs):
+    """The normalizer on the candidates of all shards side by side: their
+    weights (one array per shard) and the threshold tau of each row."""
     import attnnorm
-    info = dict(info)
-    info["w"], info["idx"] = [], []
-    if not parts:
-        return info
-    cs = [p["c"] for p in parts]
     lead = np.broadcast_shapes(*[c.shape[:-1] for c in cs])
     cat = np.concatenate([np.broadcast_to(c, lead + c.shape[-1:]) for c in cs], axis=-1)
     prm = {}
     if ctx["normalizer"] == "entmax":
         prm = {p: info["p"][p] for p in ("alpha", "n_iter") if p in info["p"]}
     fn = getattr(attnnorm, ctx["normalizer"]).__wrapped_numpy__
-    w = fn(cat, **prm) if cat.shape[-1] else np.zeros(cat.shape)
-    start = 0
-    for p, c in zip(parts, cs):
-        info["w"].append(w[..., start:start + c.shape[-1]])
-        info["idx"].append(np.broadcast_to(p["idx"], lead + c.shape[-1:]))
+    if cat.shape[-1]:
+        w, tau, _ = fn(cat, return_tau=True, **prm)
+    else:
+        w, tau = np.zeros(cat.shape), np.full(lead, -np.inf)
+    out, start = [], 0
+    for c in cs:
+        out.append(w[..., start:start + c.shape[-1]])
         start += c.shape[-1]
+    return out, np.asarray(tau, np.float64)
+
+
+def _sp_merge(ctx, parts, info):
+    """Exactness check of the candidates.  ``tau_c``, the threshold of the
+    normalizer on all candidates, is at most the global ``tau`` (fewer keys
+    need a lower threshold).  A shard whose lowest listed candidate has
+    weight 0 under ``tau_c`` holds no other key above ``tau_c``, so no other
+    key of the global support; the rows of a shard where that fails (its
+    last candidate has a weight, and it has more visible keys) are listed
+    again in the next step down to the score ``tau_c / (alpha - 1)``."""
+    info = dict(info)
+    info["redo"], info["thr"], info["w"] = [], None, None
+    if not parts:
+        return info
+    ws, tau = _sp_normalize(ctx, info, [p["c"] for p in parts])
+    for p, w in zip(parts, ws):
+        last = w[..., -1] > 0 if w.shape[-1] else np.zeros(w.shape[:-1], bool)
+        info["redo"].append(last & p["more"] if np.any(last & p["more"]) else None)
+    if all(r is None for r in info["redo"]):
+        # exact already: the weights of the candidates are the global ones
+        _sp_keep(info, ws, [(p["idx"], p["ms"]) for p in parts])
+    else:
+        info["ws0"] = ws
+        am1 = 1.0
+        if ctx["normalizer"] == "entmax":
+            am1 = np.asarray(info["p"].get("alpha", 1.5), np.float64) - 1.0
+            am1 = am1[..., None] if am1.ndim else am1
+        with np.errstate(divide="ignore", invalid="ignore"):
+            thr = (tau - 1e-3 * (1.0 + np.abs(tau))) / am1
+        # alpha = 1 (softmax) has no threshold: every key
+        info["thr"] = np.where(np.broadcast_to(am1, thr.shape) > 0, thr, -np.inf)
     return info
+
+
+def _sp_recheck(ctx, b, info):
+    """The rows of this shard the check sent back: every visible key scoring
+    above ``thr`` (top-K with K doubled until the K-th is below it)."""
+    redo = info["redo"][_block_index(info, b)] if info["redo"] else None
+    if redo is None:
+        return None
+    b = _Block(ctx, b)
+    lead = np.broadcast_shapes(redo.shape[:-1], info["thr"].shape[:-1])
+    thr = np.broadcast_to(info["thr"], lead + (b.nb,)).reshape(-1)
+    rows = np.broadcast_to(redo, lead + (b.nb,)).copy()
+    K = 2 * _TOPK
+    flat_all, val_all, idx_all = [], [], []
+    while True:
+        flat, val, idx = _topk(b, K, rows)
+        done = (idx[:, -1] == b.ms) | (val[:, -1] <= thr[flat]) | (K >= b.ms)
+        flat_all.append(flat[done])
+        val_all.append(val[done])
+        idx_all.append(idx[done])
+        if done.all():
+            break
+        rows = np.zeros(rows.shape, bool)
+        rows.reshape(-1)[flat[~done]] = True
+        K *= 2
+    width = max(v.shape[-1] for v in val_all)
+    flat = np.concatenate(flat_all)
+    val = np.full((flat.size, width), -np.inf)
+    idx = np.full((flat.size, width), b.ms, np.int64)
+    r0 = 0
+    for v_, i_ in zip(val_all, idx_all):
+        val[r0:r0 + v_.shape[0], :v_.shape[1]] = v_
+        idx[r0:r0 + v_.shape[0], :v_.shape[1]] = i_
+        r0 += v_.shape[0]
+    return {"lead": lead, "flat": flat, "c": val, "idx": idx}
+
+
+def _sp_final(ctx, parts, info):
+    """The normalizer again on the rows some shard listed again (their new
+    lists replacing the first ones; the other rows keep the weights of the
+    check): the global weights of the candidates; each shard keeps those
+    with a weight (key index, weight; padding ``ms`` and 0)."""
+    first, again = parts
+    info = dict(info)
+    ws0 = info.pop("ws0", None)
+    if info.get("w") is not None or not first:
+        return info             # no row was listed again: weights from the check
+    lead = np.broadcast_shapes(*[p["c"].shape[:-1] for p in first],
+                               *[r["lead"] + (p["c"].shape[-2],)
+                                 for p, r in zip(first, again) if r is not None])
+    nb = lead[-1]
+    aff = np.unique(np.concatenate([r["flat"] for r in again if r is not None]))
+    cs, ids = [], []
+    for p, r in zip(first, again):
+        width = max(p["c"].shape[-1], r["c"].shape[-1] if r is not None else 0)
+        c = np.broadcast_to(p["c"], lead + p["c"].shape[-1:]).reshape(-1, p["c"].shape[-1])
+        i = np.broadcast_to(p["idx"], lead + p["c"].shape[-1:]).reshape(-1, p["c"].shape[-1])
+        c2 = np.full((aff.size, width), -np.inf)
+        i2 = np.full((aff.size, width), p["ms"], np.int64)
+        c2[:, :c.shape[-1]] = c[aff]
+        i2[:, :c.shape[-1]] = i[aff]
+        if r is not None:
+            at = np.searchsorted(aff, r["flat"])
+            c2[at] = -np.inf
+            i2[at] = p["ms"]
+            c2[at, :r["c"].shape[-1]] = r["c"]
+            i2[at, :r["idx"].shape[-1]] = r["idx"]
+        cs.append(c2[:, None, :])     # each row its own matrix (per-row parameters)
+        ids.append(i2)
+    sub = dict(info)
+    sub["p"] = _rows_of(info["p"], lead, aff) if ctx["normalizer"] == "entmax" else info["p"]
+    wa, _ = _sp_normalize(ctx, sub, cs)
+    ws, full = [], []
+    nl = int(np.prod(lead, dtype=np.int64))
+    for p, w0, w, i2 in zip(first, ws0, wa, ids):
+        # weights are a prefix of every row: cut to the widest before assembling
+        w = w[:, 0]
+        k0 = p["c"].shape[-1]
+        w0f = np.broadcast_to(w0, lead + (k0,)).reshape(nl, k0)
+        i0f = np.broadcast_to(p["idx"], lead + (k0,)).reshape(nl, k0)
+        width = max(int((w0f > 0).sum(-1).max(initial=0)), int((w > 0).sum(-1).max(initial=0)))
+        wf = np.zeros((nl, width))
+        f = np.full((nl, width), p["ms"], np.int64)
+        a, b = min(width, k0), min(width, w.shape[-1])
+        wf[:, :a] = w0f[:, :a]
+        f[:, :a] = i0f[:, :a]
+        wf[aff] = 0.0
+        f[aff] = p["ms"]
+        wf[aff, :b] = w[:, :b]
+        f[aff, :b] = i2[:, :b]
+        ws.append(wf.reshape(lead + (width,)))
+        full.append((f.reshape(lead + (width,)), p["ms"]))
+    _sp_keep(info, ws, full)
+    return info
+
+
+def _rows_of(prm, lead, rows):
+    """The per-matrix parameters of the rows ``rows`` (flat over ``lead``)
+    as arrays of one entry per row, for the normalizer on those rows."""
+    out = dict(prm)
+    for key in ("alpha",):
+        if key in out and np.ndim(out[key]):
+            a = np.broadcast_to(np.asarray(out[key])[..., None], lead).reshape(-1)
+            out[key] = a[rows]
+    return out
+
+
+def _sp_keep(info, ws, ids):
+    """Each shard's candidates with a weight: a prefix of every row (the
+    candidates are in decreasing score order), cut to the widest."""
+    info["w"], info["idx"] = [], []
+    for w, (idx, ms) in zip(ws, ids):
+        pos = w > 0
+        width = int(pos.sum(-1).max(initial=0))
+        pos = pos[..., :width]
+        info["w"].append(np.where(pos, w[..., :width], 0.0))
+        info["idx"].append(np.where(pos, np.broadcast_to(idx, w.shape)[..., :width], ms))
 
 
 def _sp_call(ctx, b, info, fn, index):
@@ -1295,6 +1420,8 @@ _STEPS = {
     "counts": _counts_step,
     "lognorm": _sm_lognorm, "merge_lognorm": _sm_merge,
     "candidates": _sp_candidates, "merge_candidates": _sp_merge,
+    "recheck": _sp_recheck, "merge_recheck": _sp_final,
+    "recheck_info": lambda ctx, info, _: {key: info[key] for key in ("redo", "thr", "_index")},
     "mean": _nap_mean, "merge_mean": _nap_mean_merge,
     "sbmass": _sb_mass, "merge_sbmass": _sb_merge,
     "skinit": _sk_init, "merge_skinit": _sk_init_merge,

@@ -594,3 +594,141 @@ def test_cluster_blockwise_and_stochastic(client, rng):
     close(got[1], an.entropy(an.softmax(s)))
     a = client.compute(an.stochastic_softmax(ds, seed=3), sync=True)
     assert_array_equal(a, an.stochastic_softmax(ds, seed=3).compute(**SYNC))
+
+
+# --------------------------------------------------------------------------
+# the candidates of key-sharded sparsemax / entmax: per-row top-K scores,
+# the exactness check and the recheck of the rows it sends back
+# --------------------------------------------------------------------------
+
+def _topk_reference(q, k, mask, scale, K):
+    s = np.where(mask, (scale * q) @ np.swapaxes(k, -1, -2), -np.inf)
+    order = np.argsort(-s, axis=-1, kind="stable")[..., :K]
+    val = np.take_along_axis(s, order, -1)
+    pad = [(0, 0)] * (val.ndim - 1) + [(0, K - val.shape[-1])]
+    val = np.pad(val, pad, constant_values=-np.inf)
+    order = np.pad(order, pad)
+    return val, np.where(np.isfinite(val), order, -1)
+
+
+@pytest.mark.parametrize("K", [1, 3, 7, 40, 75])
+def test_topk_scores_matches_numpy(rng, K):
+    from attnnorm import _core
+    q = rng.normal(size=(2, 1, 37, 5))
+    k = rng.normal(size=(3, 70, 5))
+    k[:, 50:60] = k[:, 10:20]                     # tied scores: the lower key first
+    mask = rng.random((2, 3, 37, 70)) < 0.6
+    mask[0, 0, 4] = False                         # a row that sees nothing
+    mask[1, 2, 5] = False
+    mask[1, 2, 5, :2] = True                      # fewer visible keys than K
+    scale = np.array([0.7, 1.3])[:, None]
+    val, idx = _core.topk_scores(q, k, mask, scale, np.empty(K))
+    rv, ri = _topk_reference(q, k, mask, scale[..., None, None], K)
+    assert val.shape == idx.shape == (2, 3, 37, K)
+    assert_array_equal(idx, ri)
+    assert_array_equal(val, rv)
+    # float32: the same keys up to scores within rounding of each other
+    v32, i32 = _core.topk_scores(q.astype(np.float32), k.astype(np.float32), mask,
+                                 scale.astype(np.float32), np.empty(K, np.float32))
+    assert v32.dtype == np.float32 and i32.dtype == np.int64
+    assert_array_equal(i32 < 0, ri < 0)
+    close(np.where(i32 < 0, 0, v32), np.where(ri < 0, 0, rv), np.float32)
+
+
+def test_topk_scores_threads_and_paths(rng, tmp_path):
+    from tests.conftest import run_variants
+    q = rng.normal(size=(300, 16)).astype(np.float32)
+    k = rng.normal(size=(1500, 16)).astype(np.float32)
+    np.savez(tmp_path / "in.npz", q=q, k=k)
+    code = ("import sys, numpy as np, attnnorm as an; from attnnorm import _core; "
+            "d = np.load(sys.argv[1]); q, k = d['q'], d['k']; "
+            "mk = np.broadcast_to(np.True_, (q.shape[0], k.shape[0])); "
+            "outs = {}\n"
+            "for t in (1, 2):\n"
+            "    an.set_num_threads(t)\n"
+            "    outs[f'v{t}'], outs[f'i{t}'] = _core.topk_scores(q, k, mk, np.float32(0.25), "
+            "np.empty(24, np.float32))\n"
+            "np.savez(sys.argv[2], **outs)")
+    outs = run_variants(tmp_path, code, [("default", {"ATTNNORM_CPU": "default"}), ("best", {})])
+    for o in outs.values():
+        assert_array_equal(o["v1"], o["v2"])
+        assert_array_equal(o["i1"], o["i2"])
+    rv, ri = _topk_reference(q.astype(np.float64), k.astype(np.float64),
+                             np.ones((300, 1500), bool), 0.25, 24)
+    for o in outs.values():
+        close(o["v1"], rv, np.float32)
+        # the keys agree wherever the float64 scores are not within rounding
+        gap = np.abs(np.diff(rv, axis=-1)).min(-1) > 1e-5
+        assert gap.mean() > 0.5
+        assert_array_equal(o["i1"][gap], ri[gap])
+
+
+def test_topk_scores_validation():
+    from attnnorm import _core
+    with pytest.raises(ValueError):
+        _core.topk_scores(np.ones((3, 2)), np.ones((4, 3)), np.ones((3, 4), bool), 1.0,
+                          np.empty(2))
+
+
+@pytest.fixture
+def small_topk(monkeypatch):
+    """Two candidates per row and shard: most rows of the sparse merges fail
+    the first check and go through the recheck; counts the rows rechecked."""
+    import attnnorm._shard as shard
+    monkeypatch.setattr(shard, "_TOPK", 2)
+    seen = []
+    orig = shard._sp_recheck
+
+    def recheck(ctx, b, info):
+        r = orig(ctx, b, info)
+        if r is not None:
+            seen.append(r["flat"].size)
+        return r
+    monkeypatch.setitem(shard._STEPS, "recheck", recheck)
+    return seen
+
+
+@pytest.mark.parametrize("option", sorted(OPTIONS) + ["shard_hidden"])
+@pytest.mark.parametrize("normalizer,params", [("sparsemax", {}), ("entmax", {}),
+                                               ("entmax", {"alpha": 1.25}),
+                                               ("entmax", {"alpha": 2.0})])
+def test_sparse_recheck_matches_numpy(rng, small_topk, normalizer, params, option):
+    # flat scores (small scale): wide supports, beyond two keys per shard
+    q, k, v = qkv(rng, lead=(2,), kv_lead=(1,))
+    q = q * 0.2
+    if option == "shard_hidden":
+        # every key of the shard 4..7 hidden
+        opts = {"mask": np.broadcast_to((np.arange(M) < 4) | (np.arange(M) >= 8), (N, M))}
+    else:
+        opts = OPTIONS[option](rng)
+    opts.update(params)
+    dq, dk, dv = chunked(q, k, v, qc=4, kc=4)
+    _compare_all(normalizer, opts, q, k, v, dq, dk, dv, np.float64)
+    assert sum(small_topk) > 0, "the recheck never ran"
+
+
+def test_sparse_recheck_float32_and_alpha_per_head(rng, small_topk):
+    q, k, v = qkv(rng, np.float32, lead=(2,), kv_lead=(1,))
+    q = q * np.float32(0.3)
+    alpha = np.array([1.5, 2.0])
+    dq, dk, dv = chunked(q, k, v, qc=5, kc=3)
+    res = an.attention(dq, dk, dv, "entmax", alpha=alpha, causal=True)
+    close(compute(res)[0], an.attention(q, k, v, "entmax", alpha=alpha, causal=True),
+          np.float32)
+    assert sum(small_topk) > 0
+
+
+def test_sparse_first_candidates_suffice(rng):
+    """With the default number of candidates, peaked rows pass the check:
+    no row is listed again, and the result equals the in-memory call."""
+    import attnnorm._shard as shard
+    q, k, v = qkv(rng, lead=(2,), kv_lead=(1,))
+    q = q * 4.0
+    dq, dk, dv = chunked(q, k, v, qc=4, kc=4)
+    parts = [shard._sp_candidates(
+        {"dtype": "<f8", "n": N, "m": M, "causal": 0, "window": (-1, -1), "params": {},
+         "scale": None, "fam": "sparse", "normalizer": "entmax"},
+        {"q": q, "k": k[..., j:j + 4, :], "q0": 0, "k0": j, "nb": N, "ms": min(4, M - j),
+         "params": {"scale": 0.5}}, None) for j in range(0, M, 4)]
+    assert all(not p["more"].any() for p in parts)     # 4 keys per shard < _TOPK
+    close(compute(an.attention(dq, dk, dv, "entmax"))[0], an.attention(q, k, v, "entmax"))

@@ -155,6 +155,10 @@ SABOTAGE = [
      "import attnnorm.torch as _t\n_f = _t.normalizer_vjp\n"
      "_t.normalizer_vjp = lambda scores, grad, *a, **kw: _f(scores, 1.01 * grad, *a, **kw)",
      "normalize softmax: max |gradient"),
+    ("25_memorisation_C12",  # the adapter's normalised weights 1% off
+     "import attnnorm.torch as _t\n_f = _t.normalize\n"
+     "_t.normalize = lambda *a, **kw: 1.01 * _f(*a, **kw)",
+     "normalize softmax: max |output"),
 ]
 
 

@@ -12,6 +12,7 @@
 #include "glue_norm.h"
 #include "glue_linear.h"
 #include "glue_diagnostics.h"
+#include "glue_topk.h"
 
 void an_raise(int code, const char *what, an_int detail)
 {
@@ -107,6 +108,11 @@ static const an_gufunc_entry an_gufuncs[] = {
       "diag_matrix(a, kind, ord) -> residual / Frobenius norm / rank collapse",
       diag_matrix_loop_f, diag_matrix_loop_d, NULL },
     /* ---- end diagnostics ---- */
+    /* ---- key-sharded sparse attention (attnnorm/_shard.py) ---- */
+    { "topk_scores", "(n,d),(m,d),(n,m),(),(k)->(n,k),(n,k)", "TTbTT-Tq",
+      "topk_scores(q, k, mask, scale, slots) -> the K = len(slots) largest visible scores "
+      "(scale q) . k_j of each row, decreasing, and their key indices (-inf, -1: padding)",
+      topk_scores_loop_f, topk_scores_loop_d, NULL },
 };
 
 /* ------------------------------------------------------------------------ */
