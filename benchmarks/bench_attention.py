@@ -6,6 +6,12 @@ user would otherwise run on the same CPU, in one run on the same inputs.
         [--only softmax,sigmoid] [--no-numpy] [--no-torch] [--numpy-repeat 3]
         [--numpy-heads 2] [--no-peak]
 
+--only takes normalizer names, each optionally with parameters after colons,
+``name:key=value:key=value`` (e.g. ``--only entmax,entmax:alpha=1.3``): the
+row is then labelled with its parameters and they reach attnnorm, the
+PyTorch peer (entmax's peer is the ``entmax`` package's ``entmax15``, or its
+``entmax_bisect`` for another alpha) and the NumPy reference.
+
 Inputs are 4-D, q (batch, heads, n, d), k and v (batch, heads, m, d), on both
 sides: that is what a user hands PyTorch, and the shape for which PyTorch's
 ``scaled_dot_product_attention`` picks its fused flash CPU kernel (with 3-D
@@ -78,12 +84,29 @@ def threads_and_torch(threads, no_torch):
     return torch
 
 
+def parse_spec(spec):
+    """'name:key=value:...' -> (name, {key: value}) with int, float or str values."""
+    name, *pairs = spec.split(":")
+    kw = {}
+    for pair in pairs:
+        key, sep, val = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--only: expected key=value after ':' in {spec!r}, got {pair!r}")
+        for conv in (int, float, str):
+            try:
+                kw[key] = conv(val)
+                break
+            except ValueError:
+                pass
+    return name, kw
+
+
 def run_lists(args):
-    """(normalizers with softmax first, causal flags, dtypes) from --only,
-    --causal and --dtype."""
+    """(normalizer specs 'name[:key=value...]' with softmax first, causal flags,
+    dtypes) from --only, --causal and --dtype."""
     names = sorted(an.NORMALIZERS, key=lambda x: (x != "softmax", x))
     if args.only:
-        names = [x for x in args.only.split(",") if x in an.NORMALIZERS]
+        names = [x for x in args.only.split(",") if parse_spec(x)[0] in an.NORMALIZERS]
         if "softmax" not in names:
             names = ["softmax"] + names
     causals = {"both": [False, True], "yes": [True], "no": [False]}[args.causal]
@@ -168,7 +191,11 @@ def _torch_attention(torch, name, kw, causal):
     }
     if entmax is not None:
         weights["sparsemax"] = lambda s, vis, ni: entmax.sparsemax(masked(s, vis), dim=-1)
-        weights["entmax"] = lambda s, vis, ni: entmax.entmax15(masked(s, vis), dim=-1)
+        def w_entmax(s, vis, ni, alpha=1.5, n_iter=50):
+            if alpha == 1.5:
+                return entmax.entmax15(masked(s, vis), dim=-1)
+            return entmax.entmax_bisect(masked(s, vis), alpha=alpha, dim=-1, n_iter=n_iter)
+        weights["entmax"] = w_entmax
     if name == "softmax" and not kw:
         return (lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=causal)), "sdpa"
     if name not in weights:
@@ -285,8 +312,9 @@ def main(argv=None):
             def soft():
                 return an.attention(q, k, v, "softmax", causal=causal)
 
-            for name in names:
-                kw = dict(CALL_KW.get(name, {}))
+            for spec in names:
+                name, extra = parse_spec(spec)
+                kw = dict(CALL_KW.get(name, {}), **extra)
                 run = lambda: an.attention(q, k, v, name, causal=causal, **kw)  # noqa: E731
                 t_peer = peer = peer_ratio = None
                 f = None
@@ -314,11 +342,11 @@ def main(argv=None):
                             peer_ratio = 1.0 / r
                             t_peer = t_an * peer_ratio
                 except Exception as exc:
-                    print(f"{name:<20}  skipped: {type(exc).__name__}: {exc}")
+                    print(f"{spec:<20}  skipped: {type(exc).__name__}: {exc}")
                     continue
                 t_np = None
                 if not args.no_numpy:
-                    key = (name, causal)
+                    key = (spec, causal)
                     if key not in numpy_times:
                         fn = _numpy_pipeline(name, kw, causal)
                         hb = args.numpy_heads if 0 < args.numpy_heads < B else B
@@ -335,7 +363,7 @@ def main(argv=None):
                 pct = f"{100 * gf / peaks[dt.name]:.0f}" if dt.name in peaks else "-"
                 pr = f"{peer_ratio:.2f}" if peer_ratio is not None else "-"
                 nr = f"{t_np / t_an:.2f}" if t_np is not None else "-"
-                print(f"{name:<20}{ms(t_an):>12}{gf:>9.1f}{pct:>7}{rel:>9.2f}"
+                print(f"{spec:<20}{ms(t_an):>12}{gf:>9.1f}{pct:>7}{rel:>9.2f}"
                       f"{peer or '-':>12}{ms(t_peer):>10}{pr:>9}{ms(t_np):>10}"
                       f"{nr:>10}", flush=True)
 

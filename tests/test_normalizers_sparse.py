@@ -60,6 +60,42 @@ def test_entmax_matches_reference(rng, dtype, alpha, opts):
     _sums_one(w, dtype, opts)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("alpha", [1.05, 1.3, 1.7, 2.5, 4.0])
+def test_entmax_bisection_long_rows(rng, dtype, alpha):
+    """Rows long enough for the bisection path's bounds, candidate removals
+    and vector loops (supports from a few keys to most of the row), with
+    ties, a single huge score and a masked half, against the reference."""
+    s = np.concatenate([rng.normal(size=(3, 1500)) * sc for sc in (0.3, 1.0, 4.0)])
+    s[0, :700] = s[0, 800]                         # many ties below the maximum
+    s[1, 5] = 50.0                                 # one key takes (nearly) all
+    s = s.astype(dtype)
+    for opts in ({}, {"causal": True}):
+        w, tau, sup = an.entmax(s, alpha=alpha, return_tau=True, **opts)
+        rw, rtau, _ = ref.entmax(s, alpha=alpha, return_tau=True, **opts)
+        assert_allclose(w, rw, *_tol32(dtype, 4))
+        assert_allclose(tau, rtau, *_tol32(dtype, 4))
+        assert_array_equal(sup, np.count_nonzero(w, axis=-1))
+        _sums_one(w, dtype, opts)
+
+
+def test_entmax_bisection_portable_and_simd_agree(tmp_path, rng):
+    """The float power sums, masked sums and compaction of the portable path
+    and the best SIMD path give the same weights (to the float tolerance)."""
+    from conftest import run_variants
+    s = np.concatenate([rng.normal(size=(4, 777)) * sc for sc in (0.5, 2.0)])
+    np.savez(tmp_path / "in.npz", s=s)
+    code = ("import sys, numpy as np, attnnorm as an\n"
+            "s = np.load(sys.argv[1])['s']\n"
+            "np.savez(sys.argv[2], **{f'{a}{dt.__name__}': an.entmax(s.astype(dt), alpha=a)"
+            " for a in (1.2, 1.7, 3.0) for dt in (np.float32, np.float64)})\n")
+    outs = run_variants(tmp_path, code, (("default", {"ATTNNORM_CPU": "default"}),
+                                         ("best", {})))
+    for key in outs["best"].files:
+        dt = np.float32 if key.endswith("float32") else np.float64
+        assert_allclose(outs["default"][key], outs["best"][key], *_tol32(dt, 4), err_msg=key)
+
+
 def test_entmax_against_entmax_package(rng):
     torch = pytest.importorskip("torch")
     em = pytest.importorskip("entmax")

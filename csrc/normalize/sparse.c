@@ -26,6 +26,9 @@
 #include "vjp.h"
 #include "an_simd.h"
 #include "normalizers_shared.h"
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 /* ---- descending sort of doubles (candidates; in place) ----
  * quicksort with median-of-three, insertion sort below 24 elements; the
@@ -161,60 +164,111 @@ static double exact_tau(double *X, an_int k, int q)
 }
 
 /* ---- alpha-entmax by bisection, alpha > 1, alpha != 1.5, 2 ----
- * Parametrised as p_i = [1 + (alpha-1)(z_i - max z - theta)]_+^(1/(alpha-1)),
- * i.e. tau' = (alpha-1) theta - 1, with theta in [0, (1 - n^(1-alpha))/(alpha-1)]
- * (p_max <= 1 and p_max >= 1/n).  The power is evaluated as
- * exp(log1p(u) / (alpha-1)), which tends to exp(z - max z - theta) as alpha -> 1,
- * (vectorised: VOPS->pow1p_sums), which tends to exp(z - max z - theta) as
- * alpha -> 1, so the map is continuous into softmax.  n_iter halvings, then
- * the weights are renormalised to sum to 1 (as the entmax package's
- * entmax_bisect).  Workspace (ws_mult = 4): the candidates' (sparse_impl.inc),
- * then their powers. */
-/* The root theta* of s(theta) = sum_r [1 + am1 (d_r - theta)]_+^(1/am1) - 1
- * (decreasing in theta) in [lo, hi], by Newton steps kept inside a shrinking
- * bracket (a step that leaves it bisects instead), until a step is below
- * 1e-14 max(1, theta).  s is convex for am1 < 1 and concave for am1 > 1:
- * Newton started on the side where it approaches monotonically.  The sums
- * are vectorised (an_vd->pow1p_sums); pw: k doubles of scratch. */
-static double entmax_root(const double *d, an_int k, double am1, double lo, double hi,
-                          double *pw)
+ * Parametrised as p_i = [1 + am1 (d_i - theta)]_+^q, d_i = z_i - max z,
+ * am1 = alpha - 1, q = 1 / am1, i.e. tau' = am1 theta - 1, with theta in
+ * [0, (1 - n^(-am1)) / am1] (p_max <= 1 and p_max >= 1/n).  The power is
+ * evaluated as exp(log1p(u) / am1) (vectorised: VOPS->pow1p_sums), which tends
+ * to exp(d_i - theta) as alpha -> 1, so the map is continuous into softmax.
+ * The result is theta after n_iter halvings of that interval, and the weights
+ * renormalised to sum to 1 (as the entmax package's entmax_bisect), but the
+ * halvings are decided by the root theta* of s(theta) = sum_i p_i = 1, found
+ * once (entmax_bisect_theta):
+ *  1. lower bounds without powers (entmax_lb): for any set S of
+ *     candidates 1 = s(theta*) >= sum_S [1 + am1 (d_i - theta*)]_+^q, so
+ *       q >= 1 (convex power, Jensen):  theta* >= mean_S d + (1 - |S|^-am1) / am1
+ *       q < 1 (w^q >= w for w <= 1):    theta* >= mean_S d + (1 - 1 / |S|) / am1;
+ *     the candidates with d_i <= lo - 1/am1 have weight 0 at every theta >= lo
+ *     and leave; repeated on the rest while that removes many (Michelot's
+ *     algorithm when q = 1), by masked sums over the row (entmax_lower_ in
+ *     sparse_impl.inc), before the candidates are gathered;
+ *  2. Newton steps on phi(theta) = s(theta)^am1 (entmax_newton), which is
+ *     linear in theta while the support holds and its weights are equal
+ *     (s = k w^q): theta += (s - s^(1 - am1)) / (am1 sum_i p_i / w_i), kept
+ *     inside the bracket [lo, hi] that every evaluation narrows (a step that
+ *     leaves it bisects instead), the candidates that drop out at lo leaving
+ *     as above, until a step is below tol max(1, theta);
+ * a float row evaluates the powers in float (an_vf: relative error of s a
+ * few 1e-7, theta* to about 1e-6), then, for q < 1 only, where a weight's
+ * sensitivity to theta, w^(q-1), is unbounded at the edge of the support,
+ * polishes theta* with double evaluations (an_vd).  Removals keep a slack
+ * above the float error and the halvings' final width, so no candidate
+ * with weight at the final theta leaves. */
+typedef double (*an_pow1p_fn)(const double *d, an_int k, double am1, double th,
+                              double *der, an_int *live, double *pw);
+
+/* step 1 above: the bound from a set of cnt candidates of mean d mean */
+static inline double entmax_lb(double mean, an_int cnt, double am1)
 {
-    double th = am1 < 1.0 ? lo : hi;
-    for (int it = 0; it < 200; it++) {
-        double der;   /* -ds/dtheta */
-        const double s = an_vd->pow1p_sums(d, k, am1, th, &der, pw);
-        if (s == 0.0) return th;
-        if (s > 0.0) lo = th; else hi = th;
-        double nt = der > 0.0 ? th + s / der : 0.5 * (lo + hi);
-        if (!(nt > lo && nt < hi)) nt = 0.5 * (lo + hi);
-        if (!(nt > lo && nt < hi)) return th;       /* bracket exhausted */
+    const double k = (double)cnt;
+    return mean + (am1 <= 1.0 ? -expm1(-am1 * log(k)) : 1.0 - 1.0 / k) / am1;
+}
+
+/* The slack of every removal: the float evaluations' error of theta* (well
+ * above it) plus the halvings' final width (theta ends at most that far
+ * below the root). */
+static inline double entmax_slack(an_int nv, double am1, int64_t n_iter, int dbl)
+{
+    const double top = -expm1(-am1 * log((double)nv)) / am1;
+    return (dbl ? 1e-12 : 1e-5) + (n_iter < 1000 ? ldexp(top, -(int)n_iter) : 0.0);
+}
+
+/* step 2 above from theta = th in [*lo, *hi]; returns theta* */
+static double entmax_newton(an_pow1p_fn fn, double *d, an_int *idx, an_int *kp, double am1,
+                            double th, double *lo, double *hi, double tol, double slack)
+{
+    an_int k = *kp;
+    for (int it = 0; it < 100; it++) {
+        double der;
+        an_int live;
+        const double s = fn(d, k, am1, th, &der, &live, NULL);
+        if (s == 1.0) break;
+        if (s > 1.0) {
+            *lo = th;
+            if (live < k - k / 16) k = an_vd->keep_above(d, idx, k, th - 1.0 / am1 - slack);
+        } else {
+            *hi = th;
+        }
+        double nt = der > 0.0 ? th + (s - pow(s, 1.0 - am1)) / (am1 * der) : 0.5 * (*lo + *hi);
+        if (!(nt > *lo && nt < *hi)) nt = 0.5 * (*lo + *hi);
+        if (!(nt > *lo && nt < *hi)) break;           /* bracket exhausted */
         const double step = nt - th;
         th = nt;
-        if (fabs(step) <= 1e-14 * (fabs(th) > 1.0 ? fabs(th) : 1.0)) break;
+        if (fabs(step) <= tol * (fabs(th) > 1.0 ? fabs(th) : 1.0)) break;
     }
+    *kp = k;
     return th;
 }
 
-/* theta after n_iter bisection halvings of [0, (1 - nv^(-am1)) / am1]:
- * each halving keeps the half holding the root (s(mid) >= 1 iff
- * mid <= theta*), so the root, found once (entmax_root), decides every
- * halving; the costly sum over the candidates is evaluated a handful of
- * times instead of n_iter times.  d: candidates z - max z (> -1/am1);
- * pw: k doubles of scratch. */
-static double entmax_bisect_theta(const double *d, an_int k, an_int nv,
-                                  double am1, int64_t n_iter, double *pw)
+/* theta after n_iter halvings of [0, (1 - nv^(-am1)) / am1]: each halving
+ * keeps the half holding the root (s(mid) >= 1 iff mid <= theta*), so the
+ * root decides every halving.  d[0..*kp), keys idx: the candidates
+ * z - max z, max 0, every one above lo - 1/am1 - slack (lo: a lower bound
+ * of theta*, step 1); on return the candidates that may have weight at the
+ * returned theta (a subset, in order).  dbl: the row is double (every
+ * evaluation in double). */
+static double entmax_bisect_theta(double *d, an_int *idx, an_int *kp, an_int nv, double am1,
+                                  int64_t n_iter, int dbl, double lo, double slack)
 {
-    double lo = 0.0, hi = -expm1(-am1 * log((double)nv)) / am1;
-    const double root = entmax_root(d, k, am1, lo, hi, pw);
-    for (int64_t it = 0; it < n_iter; it++) {
-        const double mid = 0.5 * (lo + hi);
-        /* lo and hi adjacent (mid rounds onto one of them): no later
-         * halving changes either, so stop (at most ~2100 halvings, whatever
-         * n_iter; the result is the one n_iter halvings give) */
-        if (mid == lo || mid == hi) break;
-        if (mid <= root) lo = mid; else hi = mid;
+    const double top = -expm1(-am1 * log((double)nv)) / am1;
+    double hi = -expm1(-am1 * log((double)*kp)) / am1;
+    if (!(lo < hi)) lo = hi;
+    const double lo0 = lo, hi0 = hi;
+    double root = entmax_newton(dbl ? an_vd->pow1p_sums : an_vf->pow1p_sums, d, idx, kp, am1,
+                                lo, &lo, &hi, dbl ? 1e-14 : 3e-5, slack);
+    if (!dbl && am1 > 1.0) {
+        lo = lo0; hi = hi0;
+        root = entmax_newton(an_vd->pow1p_sums, d, idx, kp, am1, root, &lo, &hi, 1e-12, slack);
     }
-    return 0.5 * (lo + hi);
+    double a = 0.0, b = top;
+    for (int64_t it = 0; it < n_iter; it++) {
+        const double mid = 0.5 * (a + b);
+        /* a and b adjacent (mid rounds onto one of them): no later halving
+         * changes either, so stop (at most ~2100 halvings, whatever n_iter;
+         * the result is the one n_iter halvings give) */
+        if (mid == a || mid == b) break;
+        if (mid <= root) a = mid; else b = mid;
+    }
+    return 0.5 * (a + b);
 }
 
 /* The weight of a candidate of score xk in the support:
@@ -224,7 +278,16 @@ static double entmax_bisect_theta(const double *d, an_int k, an_int nv,
  *              of candidate r computed beforehand in pw[r] */
 enum { AN_W_SPARSEMAX, AN_W_ENTMAX15, AN_W_BISECT };
 typedef struct { int form; double mx, tau, theta, am1, inv; const double *pw; } an_sparse_w;
-static inline double pos_part(double u) { return u > 0 ? u : 0.0; }
+/* [u]_+ without a branch (sparse_write_: none on the data): maxsd on x86
+ * (compilers turn the C forms back into a compare and branch) */
+static inline double pos_part(double u)
+{
+#if defined(__SSE2__)
+    return _mm_cvtsd_f64(_mm_max_sd(_mm_set_sd(u), _mm_setzero_pd()));
+#else
+    return u > 0 ? u : 0.0;
+#endif
+}
 static inline double an_sparse_weight(const an_sparse_w *w, double xk, an_int r)
 {
     switch (w->form) {

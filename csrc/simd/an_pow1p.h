@@ -1,20 +1,39 @@
 /*
  * an_pow1p.h -- entmax's power sums, vectorised (included by simd_impl.inc
- * once per target, after the double exp AN_F(expd_)).
+ * once per target, after the float exp AN_F(expf_fma_)).
  *
- *   p_r = [1 + u_r]_+^(1/am1),  u_r = am1 (d_r - theta),
- *   returns sum_r p_r - 1, *der = sum_r p_r / (1 + u_r), and p_r in pw[r].
- * The power is exp(log1p(u) / am1), log1p(u) = log(w) + (u - (w - 1)) / w
- * for w = 1 + u rounded (the correction restores what the rounding lost, so
- * small u keep their relative accuracy), with a branch-free log:
- * w = 2^e m, m in [sqrt(2)/2, sqrt(2)), f = m - 1, s = f / (2 + f),
+ *   p_r = [1 + u_r]_+^q,  u_r = am1 (d_r - theta),  q = 1 / am1,
+ *   returns sum_r p_r, *der = sum_r p_r / (1 + u_r) (= -d/dtheta sum p_r),
+ *   *live = #{r : p_r > 0}, and p_r in pw[r] unless pw is NULL.
+ * w = 1 + u is formed in double in both versions (so the terms at the edge
+ * of the support keep their relative accuracy), u <= 0 (theta >= 0 >= d_r).
+ *
+ * pow1p_sums_d, double precision: the power is exp(log1p(u) / am1),
+ * log1p(u) = log(w) + (u - (w - 1)) / w for w = 1 + u rounded (the
+ * correction restores what the rounding lost, so small u keep their
+ * relative accuracy), with a branch-free log: w = 2^e m, m in
+ * [sqrt(2)/2, sqrt(2)), f = m - 1, s = f / (2 + f),
  *   log w = e ln 2 + f - f^2/2 + s (f^2/2 + R(s^2))
  * (R: the degree-7 minimax polynomial in s^2 of fdlibm's e_log.c, error
  * below 1 ulp), and a division-free exp (2^k times a degree-13 Taylor
  * polynomial).  One division per term gives both s and 1 / w:
  * q = 1 / ((2 + f) w), s = f w q, 1 / w = (2 + f) q.  Terms with
- * w < 2^-1022 (u within 2^-1022 of -1) count as 0; u <= 0 here (theta >= 0
- * >= d_r), so the exponent never exceeds 0 by more than rounding.
+ * w < 2^-1022 (u within 2^-1022 of -1) count as 0.
+ *
+ * pow1p_sums_f, float precision (relative error of a term a few 1e-7, the
+ * sum of the powers in double): w = 2^e m split in double by integer
+ * arithmetic on the bits, f = m - 1 rounded to float (exact e, f with its
+ * full relative precision), then in float
+ *   log w = e ln 2 + f - f^2/2 + f^3 P(f)   (P: Cephes logf's degree-8
+ *                                           polynomial, about 1 ulp)
+ *   t = w^(q-1) = exp((q - 1) log w),  p = w t,  p / w = t
+ * so the derivative's terms come without a division.  Terms with
+ * w < 2^-126 or p <= e^-87 count as 0 (so t is finite whatever q > 0, and
+ * nothing is subnormal: subnormal floats cost a microcode assist each).
+ *
+ * sum_above / keep_above, for entmax's bounds: the sum (in double) and
+ * count of the x > cut of a row; the compaction of the candidates to the
+ * d > cut with their keys, in order (AVX-512 compresses 8 at a time).
  */
 #if defined(__FMA__)
 #define AN_PFMA(a, b, c) __builtin_fma((a), (b), (c))
@@ -66,47 +85,151 @@ static inline double AN_F(exp_poly_d_)(double y)
     return y < -708.0 ? 0.0 : p * sc.f;
 }
 
-/* log1p(u) for w = 1 + u >= 2^-1022 (u > -1), and *rw = 1 / w (rounded w):
- * log w by the branch-free log above plus (u - (w - 1)) / w, which restores
- * what the rounding of 1 + u lost, so small u keep their relative accuracy.
- * One division gives both s = f / (2 + f) and 1 / w: q = 1 / ((2 + f) w),
- * s = f w q, 1 / w = (2 + f) q.  (stickbreaking's softplus uses it too.) */
-static inline double AN_F(log1p_rw_)(double u, double w, double *rw_out)
-{
-    double f;
-    const double ed = AN_F(logd_f_)(w, &f);
-    const double q = 1.0 / ((2.0 + f) * w);
-    const double rw = (2.0 + f) * q, sl = f * w * q;
-    const double hfsq = 0.5 * f * f, z = sl * sl, w2 = z * z;
-    const double t1 = w2 * (3.999999999940941908e-01 + w2 * (2.222219843214978396e-01
-                      + w2 * 1.531383769920937332e-01));
-    const double t2 = z * (6.666666666666735130e-01 + w2 * (2.857142874366239149e-01
-                      + w2 * (1.818357216161805012e-01 + w2 * 1.479819860511658591e-01)));
-    const double R = t2 + t1;
-    const double lw = ed * 6.93147180369123816490e-01
-                      - ((hfsq - (sl * (hfsq + R) + ed * 1.90821492927058770002e-10)) - f);
-    *rw_out = rw;
-    return lw + (u - (w - 1.0)) * rw;
-}
-
-static double AN_F(pow1p_sums_)(const double *d, an_int k, double am1, double th,
-                                double *der, double *pw)
+static double AN_F(pow1p_sums_d)(const double *d, an_int k, double am1, double th,
+                                 double *der, an_int *live, double *pw)
 {
     const double inv = 1.0 / am1;
     double s = 0.0, dr = 0.0;
-    _Pragma("omp simd reduction(+:s, dr)")
+    an_int nl = 0;
+    _Pragma("omp simd reduction(+:s, dr, nl)")
     for (an_int r = 0; r < k; r++) {
         const double u = am1 * (d[r] - th), w = 1.0 + u;
-        const int live = w >= 2.2250738585072014e-308;
-        const double wl = live ? w : 1.0;
-        double rw;
-        const double l1p = AN_F(log1p_rw_)(u, wl, &rw);
-        const double p = live ? AN_F(exp_poly_d_)(l1p * inv) : 0.0;
-        pw[r] = p;
+        const int on = w >= 2.2250738585072014e-308;
+        const double wl = on ? w : 1.0;
+        double f;
+        const double ed = AN_F(logd_f_)(wl, &f);
+        /* one division for s = f / (2 + f) and 1 / w */
+        const double q = 1.0 / ((2.0 + f) * wl);
+        const double rw = (2.0 + f) * q, sl = f * wl * q;
+        const double hfsq = 0.5 * f * f, z = sl * sl, w2 = z * z;
+        const double t1 = w2 * (3.999999999940941908e-01 + w2 * (2.222219843214978396e-01
+                          + w2 * 1.531383769920937332e-01));
+        const double t2 = z * (6.666666666666735130e-01 + w2 * (2.857142874366239149e-01
+                          + w2 * (1.818357216161805012e-01 + w2 * 1.479819860511658591e-01)));
+        const double R = t2 + t1;
+        const double lw = ed * 6.93147180369123816490e-01
+                          - ((hfsq - (sl * (hfsq + R) + ed * 1.90821492927058770002e-10)) - f);
+        /* (u - (w - 1)) / w: the rounding of 1 + u restored */
+        const double l1p = lw + (u - (wl - 1.0)) * rw;
+        const double p = on ? AN_F(exp_poly_d_)(l1p * inv) : 0.0;
+        if (pw) pw[r] = p;
         s += p;
         dr += p * rw;
+        nl += p > 0;
     }
     *der = dr;
-    return s - 1.0;
+    *live = nl;
+    return s;
+}
+
+static double AN_F(pow1p_sums_f)(const double *d, an_int k, double am1, double th,
+                                 double *der, an_int *live, double *pw)
+{
+#if defined(__FMA__)
+#define AN_PFMAF(a, b, c) __builtin_fmaf((a), (b), (c))
+#else
+#define AN_PFMAF(a, b, c) ((a) * (b) + (c))
+#endif
+    const float qm1 = (float)(1.0 / am1 - 1.0);
+    const double c0 = 1.0 - am1 * th;    /* w = c0 + am1 d */
+    double s = 0.0;
+    float dr = 0.0f;
+    int nl = 0;
+    _Pragma("omp simd reduction(+:s, dr, nl)")
+    for (an_int r = 0; r < k; r++) {
+        const double w = AN_PFMA(am1, d[r], c0);
+        const int on = w >= 1.1754943508222875e-38;
+        const double wl = on ? w : 1.1754943508222875e-38;
+        /* w = 2^e m, m in [sqrt(2)/2, sqrt(2)), by integer arithmetic on
+         * the bits: tb = bits(w) - bits(sqrt(2)/2) + bits of 2^0 has e + 1023
+         * in its top 12 bits (positive for every w >= 2^-1022); e read as a
+         * double from 2^52 + e + 1023 */
+        union { double f; uint64_t i; } b = { wl };
+        const uint64_t tb = b.i - 0x3FE6A09E667F3BCDULL + 0x3FF0000000000000ULL;
+        union { uint64_t i; double f; } eb = { (tb >> 52) | 0x4330000000000000ULL },
+                                        mb = { b.i - (tb & 0xFFF0000000000000ULL)
+                                               + 0x3FF0000000000000ULL };
+        const float e = (float)(eb.f - (4503599627370496.0 + 1023.0));
+        const float f = (float)(mb.f - 1.0), z = f * f;
+        float P = 7.0376836292E-2f;
+        P = AN_PFMAF(P, f, -1.1514610310E-1f);
+        P = AN_PFMAF(P, f, 1.1676998740E-1f);
+        P = AN_PFMAF(P, f, -1.2420140846E-1f);
+        P = AN_PFMAF(P, f, 1.4249322787E-1f);
+        P = AN_PFMAF(P, f, -1.6668057665E-1f);
+        P = AN_PFMAF(P, f, 2.0000714765E-1f);
+        P = AN_PFMAF(P, f, -2.4999993993E-1f);
+        P = AN_PFMAF(P, f, 3.3333331174E-1f);
+        /* log w, ln 2 in two parts (e times the first is exact) */
+        float lw = AN_PFMAF(f * z, P, AN_PFMAF(-0.5f, z, AN_PFMAF(e, -2.12194440e-4f, f)));
+        lw = AN_PFMAF(e, 0.693359375f, lw);
+        /* terms with p = w^q <= e^-87 (near float's smallest normal)
+         * count as 0: no exp or product ever goes subnormal */
+        const float y = qm1 * lw;
+        const int in = on & (y + lw > -87.0f);
+        const float t = AN_F(expf_fma_)(in ? y : 0.0f);
+        const float p = in ? (float)w * t : 0.0f;
+        if (pw) pw[r] = (double)p;
+        s += (double)p;
+        dr += in ? t : 0.0f;
+        nl += in;
+    }
+    *der = (double)dr;
+    *live = nl;
+    return s;
+#undef AN_PFMAF
+}
+
+static double AN_F(sum_above_f)(const float *x, an_int k, float cut, an_int *cnt)
+{
+    double s = 0.0;
+    an_int c = 0;
+    _Pragma("omp simd reduction(+:s, c)")
+    for (an_int r = 0; r < k; r++) {
+        const int in = x[r] > cut;
+        s += in ? (double)x[r] : 0.0;
+        c += in;
+    }
+    *cnt = c;
+    return s;
+}
+
+static double AN_F(sum_above_d)(const double *x, an_int k, double cut, an_int *cnt)
+{
+    double s = 0.0;
+    an_int c = 0;
+    _Pragma("omp simd reduction(+:s, c)")
+    for (an_int r = 0; r < k; r++) {
+        const int in = x[r] > cut;
+        s += in ? x[r] : 0.0;
+        c += in;
+    }
+    *cnt = c;
+    return s;
+}
+
+static an_int AN_F(keep_above_)(double *d, an_int *idx, an_int k, double cut)
+{
+    an_int w = 0, r = 0;
+#if defined(__AVX512F__)
+    /* the compressed block is stored whole at w <= r: it overwrites only
+     * entries already read */
+    const __m512d c = _mm512_set1_pd(cut);
+    for (; r + 8 <= k; r += 8) {
+        const __m512d x = _mm512_loadu_pd(d + r);
+        const __m512i j = _mm512_loadu_si512((const void *)(idx + r));
+        const __mmask8 m = _mm512_cmp_pd_mask(x, c, _CMP_GT_OQ);
+        _mm512_storeu_pd(d + w, _mm512_maskz_compress_pd(m, x));
+        _mm512_storeu_si512((void *)(idx + w), _mm512_maskz_compress_epi64(m, j));
+        w += __builtin_popcount((unsigned)m);
+    }
+#endif
+    for (; r < k; r++) {
+        const double x = d[r];
+        const an_int j = idx[r];
+        d[w] = x; idx[w] = j;
+        w += x > cut;
+    }
+    return w;
 }
 #undef AN_PFMA

@@ -28,11 +28,17 @@
     /* indices i (increasing) with x[i] > thr into idx[0..count), count      \
      * returned; idx holds n entries (NaN is never above; n < 2^31) */        \
     an_int (*above)(const T *x, an_int n, T thr, int32_t *idx);              \
-    /* entmax power sums (double whatever T): p_r = [1 + u_r]_+^(1/am1),    \
-     * u_r = am1 (d[r] - th); returns sum p_r - 1, sets *der = sum p_r /    \
-     * (1 + u_r) and pw[r] = p_r (an_pow1p.h) */                              \
+    /* entmax power sums, candidates d in double, precision of T:          \
+     * p_r = [1 + u_r]_+^(1/am1), u_r = am1 (d[r] - th); returns sum p_r,  \
+     * sets *der = sum p_r / (1 + u_r), *live = #{p_r > 0} and pw[r] = p_r \
+     * unless pw is NULL (an_pow1p.h) */                                     \
     double (*pow1p_sums)(const double *d, an_int k, double am1, double th,   \
-                         double *der, double *pw);                            \
+                         double *der, an_int *live, double *pw);              \
+    /* sum of the x[r] > cut (in double), their number in *cnt */            \
+    double (*sum_above)(const T *x, an_int k, T cut, an_int *cnt);             \
+    /* keep the d[r] > cut and their idx[r] (in place, in order); returns   \
+     * their number */                                                        \
+    an_int (*keep_above)(double *d, an_int *idx, an_int k, double cut);       \
     /* x[i] = sigmoid(x[i] + shift) = 1 / (1 + exp(-(x[i] + shift))),    \
      * overflow-free through exp(-|v|) (simd_impl.inc: sigmoidf_/sigmoidd_) */ \
     void (*sigmoid_shift)(T *x, an_int n, T shift);                           \
