@@ -49,7 +49,11 @@
     double (*dev_sums)(const T *x, an_int n, double s1, double s2, double *sq); \
     /* x[i] = (T)(g * (d_i * r) + b), d_i as in dev_sums */              \
     void (*dev_affine)(T *x, an_int n, double s1, double s2, double r,       \
-                       double g, double b);
+                       double g, double b);                                   \
+    /* x[i] = (T)(v^p / den), v = (double)x[i], or max(v, 0) (v <= 0: 0,   \
+     * NaN stays NaN) when relu, p = 1, 2 or 3; the division is correctly    \
+     * rounded for T = double, a multiply by rden = 1 / den for float */     \
+    void (*powi_scale)(T *x, an_int n, int p, int relu, double den, double rden);
 
 typedef struct { AN_VECOPS_FIELDS(float) const char *name; } an_vecops_f;
 typedef struct { AN_VECOPS_FIELDS(double) const char *name; } an_vecops_d;
