@@ -16,7 +16,8 @@ def tol(dtype):
     return (2e-5, 2e-6) if np.dtype(dtype) == np.float32 else (1e-12, 1e-13)
 
 
-TEST_ENV = ("ATTNNORM_CPU", "ATTNNORM_ATTENTION_GENERIC", "ATTNNORM_SINKHORN_RECOMPUTE")
+TEST_ENV = ("ATTNNORM_CPU", "ATTNNORM_ATTENTION_GENERIC", "ATTNNORM_SINKHORN_RECOMPUTE",
+            "ATTNNORM_SINKHORN_LOGDOMAIN", "ATTNNORM_SINKHORN_CACHE_BYTES")
 
 
 def run_variants(tmp_path, code, variants):

@@ -25,6 +25,8 @@
     void (*scale)(T *x, an_int n, T c);                                       \
     /* y[i] += a * x[i] */                                                    \
     void (*axpy)(T *y, const T *x, an_int n, T a);                            \
+    /* sum x[i] y[i] (accumulated in T lanes) */                             \
+    double (*dot)(const T *x, const T *y, an_int n);                          \
     /* indices i (increasing) with x[i] > thr into idx[0..count), count      \
      * returned; idx holds n entries (NaN is never above; n < 2^31) */        \
     an_int (*above)(const T *x, an_int n, T thr, int32_t *idx);              \
