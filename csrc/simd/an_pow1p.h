@@ -31,7 +31,7 @@
  * w < 2^-126 or p <= e^-87 count as 0 (so t is finite whatever q > 0, and
  * nothing is subnormal: subnormal floats cost a microcode assist each).
  *
- * sum_above / keep_above, for entmax's bounds: the sum (in double) and
+ * sum_above (simd_ops_impl.inc) / keep_above, for entmax's bounds: the sum (in double) and
  * count of the x > cut of a row; the compaction of the candidates to the
  * d > cut with their keys, in order (AVX-512 compresses 8 at a time).
  */
@@ -178,34 +178,6 @@ static double AN_F(pow1p_sums_f)(const double *d, an_int k, double am1, double t
     *live = nl;
     return s;
 #undef AN_PFMAF
-}
-
-static double AN_F(sum_above_f)(const float *x, an_int k, float cut, an_int *cnt)
-{
-    double s = 0.0;
-    an_int c = 0;
-    _Pragma("omp simd reduction(+:s, c)")
-    for (an_int r = 0; r < k; r++) {
-        const int in = x[r] > cut;
-        s += in ? (double)x[r] : 0.0;
-        c += in;
-    }
-    *cnt = c;
-    return s;
-}
-
-static double AN_F(sum_above_d)(const double *x, an_int k, double cut, an_int *cnt)
-{
-    double s = 0.0;
-    an_int c = 0;
-    _Pragma("omp simd reduction(+:s, c)")
-    for (an_int r = 0; r < k; r++) {
-        const int in = x[r] > cut;
-        s += in ? x[r] : 0.0;
-        c += in;
-    }
-    *cnt = c;
-    return s;
 }
 
 static an_int AN_F(keep_above_)(double *d, an_int *idx, an_int k, double cut)
