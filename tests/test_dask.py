@@ -636,7 +636,7 @@ def test_topk_scores_matches_numpy(rng, K):
 
 
 def test_topk_scores_threads_and_paths(rng, tmp_path):
-    from tests.conftest import run_variants
+    from conftest import run_variants
     q = rng.normal(size=(300, 16)).astype(np.float32)
     k = rng.normal(size=(1500, 16)).astype(np.float32)
     np.savez(tmp_path / "in.npz", q=q, k=k)
