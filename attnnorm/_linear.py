@@ -264,11 +264,26 @@ def cheap_linear_attention(h, q, *, causal=False, out=None):
     >>> bool(np.allclose(an.cheap_linear_attention(h, q), q @ (h.T @ h)))
     True
     """
+    _check_cheap(h, q)
+    dt = loop_dtype(h=h, q=q)
+    return _core.cheap_linear_attention(h, q, causal_code(causal), **_kw(out, dt))
+
+
+def _check_cheap(h, q):
+    """Core shapes of cheap linear attention's h and q."""
     hs, qs = _shape("h", h, 2), _shape("q", q, 2)
     if hs[-1] != qs[-1]:
         raise ValueError(f"h and q must have the same last dimension; got h {hs}, q {qs}")
-    dt = loop_dtype(h=h, q=q)
-    return _core.cheap_linear_attention(h, q, causal_code(causal), **_kw(out, dt))
+    return hs, qs
+
+
+def _check_zeros(q, k, v, s):
+    """Core shapes of ZeroS's q, k, v and per-key logits s."""
+    qs, ks, vs = _check_qkv(q, k, v)
+    ss = _shape("s", s, 1)
+    if ss[-1] != ks[-2]:
+        raise ValueError(f"s must have one logit per key (last axis m = {ks[-2]}); got shape {ss}")
+    return qs, ks, vs, ss
 
 
 def _gates(dt, gate_linear, gate_softmax):
@@ -349,10 +364,7 @@ def zeros_attention(q, k, v, s, gate_linear, gate_softmax, *, causal=True, out=N
     >>> bool(np.allclose(o, (r * (q @ k.T)) @ v)) and bool(np.allclose(r.sum(-1), 0))
     True
     """
-    qs, ks, vs = _check_qkv(q, k, v)
-    ss = _shape("s", s, 1)
-    if ss[-1] != ks[-2]:
-        raise ValueError(f"s must have one logit per key (last axis m = {ks[-2]}); got shape {ss}")
+    _check_zeros(q, k, v, s)
     dt = loop_dtype(q=q, k=k, v=v, s=s)
     g1, gh = _gates(dt, gate_linear, gate_softmax)
     return _core.zeros_attention(q, k, v, s, g1, gh, causal_code(causal), **_kw(out, dt))
@@ -421,6 +433,38 @@ def zeros_weights(s, gate_linear, gate_softmax, *, causal=True, n=None, out=None
     g1, gh = _gates(dt, gate_linear, gate_softmax)
     rows = np.broadcast_to(np.zeros((), dt), (n,))
     return _core.zeros_weights(s, rows, g1, gh, causal_code(causal), **_kw(out, dt))
+
+
+def _soft_inputs(q, v, landmarks, n_landmarks, newton_iters, **more):
+    """SOFT's inputs checked: the core shapes of q, v (and landmarks, or None),
+    the loop dtype (``more`` are further arrays that take part in it), the
+    landmarks operand (placeholder when they are the segment means), the mean
+    flag and the Newton-iteration count operand."""
+    qs, vs = _shape("q", q, 2), _shape("v", v, 2)
+    n, d = qs[-2], qs[-1]
+    if vs[-2] != n:
+        raise ValueError(f"q and v must have the same length n; got q {qs}, v {vs}")
+    iters = int_scalar("newton_iters", newton_iters, low=1)
+    if landmarks is None:
+        if n_landmarks is None:
+            n_landmarks = min(n, 64)
+        L = int_scalar("n_landmarks", n_landmarks, low=1, high=n,
+                       what=f"an integer with 1 <= n_landmarks <= n = {n}")
+        ls = None
+        dt = loop_dtype(q=q, v=v, **more)
+        lm = np.broadcast_to(np.zeros((), dt), (L, d))
+    else:
+        ls = _shape("landmarks", landmarks, 2)
+        L = ls[-2]
+        if ls[-1] != d:
+            raise ValueError(f"landmarks must have the last dimension d = {d} of q; got shape {ls}")
+        if not 1 <= L <= n:
+            raise ValueError(f"landmarks must number between 1 and n = {n}; got {L} (shape {ls})")
+        if n_landmarks is not None and n_landmarks != L:
+            raise ValueError(f"n_landmarks = {n_landmarks!r} disagrees with landmarks of shape {ls}")
+        dt = loop_dtype(q=q, v=v, landmarks=landmarks, **more)
+        lm = landmarks
+    return qs, vs, ls, dt, lm, landmarks is None, np.broadcast_to(np.zeros((), dt), (iters,))
 
 
 @friendly_errors
@@ -496,31 +540,7 @@ def soft_attention(q, v, landmarks=None, *, n_landmarks=None, newton_iters=20,
     >>> bool(np.allclose(x, an.soft_kernel(q) @ v))
     True
     """
-    qs, vs = _shape("q", q, 2), _shape("v", v, 2)
-    n, d = qs[-2], qs[-1]
-    if vs[-2] != n:
-        raise ValueError(f"q and v must have the same length n; got q {qs}, v {vs}")
-    iters = int_scalar("newton_iters", newton_iters, low=1)
-    if landmarks is None:
-        if n_landmarks is None:
-            n_landmarks = min(n, 64)
-        L = int_scalar("n_landmarks", n_landmarks, low=1, high=n,
-                       what=f"an integer with 1 <= n_landmarks <= n = {n}")
-        dt = loop_dtype(q=q, v=v)
-        lm = np.broadcast_to(np.zeros((), dt), (L, d))
-        mean = True
-    else:
-        ls = _shape("landmarks", landmarks, 2)
-        L = ls[-2]
-        if ls[-1] != d:
-            raise ValueError(f"landmarks must have the last dimension d = {d} of q; got shape {ls}")
-        if not 1 <= L <= n:
-            raise ValueError(f"landmarks must number between 1 and n = {n}; got {L} (shape {ls})")
-        if n_landmarks is not None and n_landmarks != L:
-            raise ValueError(f"n_landmarks = {n_landmarks!r} disagrees with landmarks of shape {ls}")
-        dt = loop_dtype(q=q, v=v, landmarks=landmarks)
-        lm, mean = landmarks, False
-    ks = np.broadcast_to(np.zeros((), dt), (iters,))
+    _, _, _, dt, lm, mean, ks = _soft_inputs(q, v, landmarks, n_landmarks, newton_iters)
     res_out, res = _core.soft_attention(q, v, lm, ks, mean,
                                         **_kw(None if out is None else (out, None), dt))
     return (res_out, res) if return_residuals else res_out

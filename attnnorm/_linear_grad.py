@@ -17,8 +17,9 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _core
-from ._common import causal_code, friendly_errors, int_scalar, loop_dtype, real_param, sum_to
-from ._linear import FEATURE_MAPS, _check_qkv, _shape
+from ._common import causal_code, friendly_errors, loop_dtype, real_param, sum_to
+from ._linear import (FEATURE_MAPS, _check_cheap, _check_qkv, _check_zeros, _gates,
+                      _soft_inputs)
 
 
 __all__ = ["linear_attention_vjp", "log_attention_vjp", "cheap_linear_attention_vjp",
@@ -322,9 +323,7 @@ def cheap_linear_attention_vjp(h, q, grad_out, *, causal=False):
     >>> bool(np.allclose(grad.q, g @ C))
     True
     """
-    hs, qs = _shape("h", h, 2), _shape("q", q, 2)
-    if hs[-1] != qs[-1]:
-        raise ValueError(f"h and q must have the same last dimension; got h {hs}, q {qs}")
+    hs, qs = _check_cheap(h, q)
     dt = loop_dtype(h=h, q=q, grad_out=grad_out)
     n, m, kk = qs[-2], hs[-2], hs[-1]
     lead = _grad_out(grad_out, _lead(hs, qs), n, kk, "(n, k)")
@@ -399,13 +398,9 @@ def zeros_attention_vjp(q, k, v, s, gate_linear, gate_softmax, grad_out, *, caus
     >>> grad.s.shape, float(grad.gate_linear) != 0.0
     ((12,), True)
     """
-    qs, ks, vs = _check_qkv(q, k, v)
-    ss = _shape("s", s, 1)
-    if ss[-1] != ks[-2]:
-        raise ValueError(f"s must have one logit per key (last axis m = {ks[-2]}); got shape {ss}")
+    qs, ks, vs, ss = _check_zeros(q, k, v, s)
     dt = loop_dtype(q=q, k=k, v=v, s=s, grad_out=grad_out)
-    g1 = real_param("gate_linear", gate_linear, dtype=dt, allow_inf=False)
-    gh = real_param("gate_softmax", gate_softmax, dtype=dt, allow_inf=False)
+    g1, gh = _gates(dt, gate_linear, gate_softmax)
     n, m, d, e = qs[-2], ks[-2], qs[-1], vs[-1]
     lead = _grad_out(grad_out, _lead(qs, ks, vs, tuple(ss[:-1]) + (0, 0)), n, e, "(n, e)")
     lead = np.broadcast_shapes(lead, np.shape(g1), np.shape(gh))
@@ -477,35 +472,13 @@ def soft_attention_vjp(q, v, grad_out, landmarks=None, *, n_landmarks=None, newt
     >>> grad.q.shape, grad.landmarks is None
     ((32, 4), True)
     """
-    qs, vs = _shape("q", q, 2), _shape("v", v, 2)
-    n, d = qs[-2], qs[-1]
-    e = vs[-1]
-    if vs[-2] != n:
-        raise ValueError(f"q and v must have the same length n; got q {qs}, v {vs}")
-    iters = int_scalar("newton_iters", newton_iters, low=1)
-    shapes = [qs, vs]
-    if landmarks is None:
-        if n_landmarks is None:
-            n_landmarks = min(n, 64)
-        L = int_scalar("n_landmarks", n_landmarks, low=1, high=n,
-                       what=f"an integer with 1 <= n_landmarks <= n = {n}")
-        dt = loop_dtype(q=q, v=v, grad_out=grad_out)
-    else:
-        ls = _shape("landmarks", landmarks, 2)
-        L = ls[-2]
-        if ls[-1] != d or not 1 <= L <= n:
-            raise ValueError(f"landmarks must have shape (..., L, d) with 1 <= L <= n = {n} "
-                             f"and d = {d}; got {ls}")
-        shapes.append(ls)
-        dt = loop_dtype(q=q, v=v, landmarks=landmarks, grad_out=grad_out)
-    _grad_out(grad_out, _lead(*shapes), n, e, "(n, e)")
-    if landmarks is None:
-        lm = np.broadcast_to(np.zeros((), dt), (L, d))
-    else:
-        lm = np.asarray(landmarks, dt)
-    dq, dv, dl = _core.soft_attention_vjp(np.asarray(q, dt), np.asarray(v, dt), lm,
-                                          np.broadcast_to(np.zeros((), dt), (iters,)),
-                                          landmarks is None, np.asarray(grad_out, dt))
+    qs, vs, ls, dt, lm, mean, ks = _soft_inputs(q, v, landmarks, n_landmarks, newton_iters,
+                                                grad_out=grad_out)
+    _grad_out(grad_out, _lead(*[x for x in (qs, vs, ls) if x is not None]), qs[-2], vs[-1],
+              "(n, e)")
+    lm = np.asarray(lm, dt)
+    dq, dv, dl = _core.soft_attention_vjp(np.asarray(q, dt), np.asarray(v, dt), lm, ks, mean,
+                                          np.asarray(grad_out, dt))
     dl = None if landmarks is None else dl
     return SoftAttentionGrad(sum_to(dq, qs, dt), sum_to(dv, vs, dt),
                              None if dl is None else sum_to(dl, np.shape(landmarks), dt))
