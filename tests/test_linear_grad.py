@@ -129,10 +129,9 @@ def test_cheap_linear_attention_vjp(causal, rng):
     _ok(r.q, _fd(lambda x: L(h, x), q))
 
 
-@pytest.mark.parametrize("causal", [False, True])
-def test_zeros_attention_vjp(causal, rng):
-    q, k, v, g = _qkv(rng, n=5, m=6)
-    s = rng.normal(size=6)
+def _zeros_vjp_against_fd(q, k, v, s, g, causal):
+    """zeros_attention_vjp (gates 0.3, 0.7) against central differences of
+    every input and both gates; returns the VJP."""
     L = lambda q_, k_, v_, s_, a=0.3, b=0.7: float(
         np.sum(g * an.zeros_attention(q_, k_, v_, s_, a, b, causal=causal)))
     r = an.zeros_attention_vjp(q, k, v, s, 0.3, 0.7, g, causal=causal)
@@ -142,6 +141,14 @@ def test_zeros_attention_vjp(causal, rng):
     _ok(r.s, _fd(lambda x: L(q, k, v, x), s))
     _ok(r.gate_linear, (L(q, k, v, s, 0.3 + H) - L(q, k, v, s, 0.3 - H)) / (2 * H))
     _ok(r.gate_softmax, (L(q, k, v, s, 0.3, 0.7 + H) - L(q, k, v, s, 0.3, 0.7 - H)) / (2 * H))
+    return r
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_zeros_attention_vjp(causal, rng):
+    q, k, v, g = _qkv(rng, n=5, m=6)
+    s = rng.normal(size=6)
+    _zeros_vjp_against_fd(q, k, v, s, g, causal)
 
 
 def test_zeros_attention_vjp_per_head_gates(rng):
@@ -514,15 +521,7 @@ def test_cheap_linear_attention_vjp_top_left(n, m, rng):
 def test_zeros_attention_vjp_top_left(n, m, rng):
     q, k, v, g = _qkv(rng, n=n, m=m)
     s = rng.normal(size=m)
-    L = lambda q_, k_, v_, s_, a=0.3, b=0.7: float(
-        np.sum(g * an.zeros_attention(q_, k_, v_, s_, a, b, causal="top_left")))
-    r = an.zeros_attention_vjp(q, k, v, s, 0.3, 0.7, g, causal="top_left")
-    _ok(r.q, _fd(lambda x: L(x, k, v, s), q))
-    _ok(r.k, _fd(lambda x: L(q, x, v, s), k))
-    _ok(r.v, _fd(lambda x: L(q, k, x, s), v))
-    _ok(r.s, _fd(lambda x: L(q, k, v, x), s))
-    _ok(r.gate_linear, (L(q, k, v, s, 0.3 + H) - L(q, k, v, s, 0.3 - H)) / (2 * H))
-    _ok(r.gate_softmax, (L(q, k, v, s, 0.3, 0.7 + H) - L(q, k, v, s, 0.3, 0.7 - H)) / (2 * H))
+    r = _zeros_vjp_against_fd(q, k, v, s, g, "top_left")
     if n == m:
         br = an.zeros_attention_vjp(q, k, v, s, 0.3, 0.7, g, causal=True)
         for a, b in zip(r, br):
