@@ -537,6 +537,13 @@ ValueError
 TypeError
     Complex, object or string input, or an unknown keyword (PyTorch's
     ``dim=`` and friends get a message naming attnnorm's equivalent).""",
+    "raises_vjp": """\
+ValueError
+    Core shapes that do not fit (naming the arrays and their shapes), a
+    ``grad_out`` that is not of the output's shape, leading axes that do
+    not broadcast, a parameter outside its domain.
+TypeError
+    An unknown keyword, or complex, object or string arrays.""",
     "raises_qkv": """\
 ValueError
     Core shapes that do not match (``d`` of q and k, ``m`` of k and v),

@@ -18,6 +18,7 @@ import numpy as np
 
 from . import _core
 from ._common import causal_code, friendly_errors, loop_dtype, real_param, sum_to
+from ._docs import fill_doc
 from ._linear import (FEATURE_MAPS, _check_cheap, _check_qkv, _check_zeros, _gates,
                       _soft_inputs)
 
@@ -96,6 +97,7 @@ def _grad_out(grad_out, lead, n, e, what):
 
 
 @friendly_errors
+@fill_doc
 def linear_attention_vjp(q, k, v, grad_out, feature_map="elu1", *, causal=False, eps=1e-6):
     """Gradient of ``sum(grad_out * linear_attention(q, k, v, feature_map, ...))``.
 
@@ -124,12 +126,7 @@ def linear_attention_vjp(q, k, v, grad_out, feature_map="elu1", *, causal=False,
 
     Raises
     ------
-    ValueError
-        Core shapes that do not fit (naming the arrays and their shapes), a
-        ``grad_out`` that is not of the output's shape, leading axes that do
-        not broadcast, a parameter outside its domain.
-    TypeError
-        An unknown keyword, or complex, object or string arrays.
+    {raises_vjp}
 
     Notes
     -----
@@ -189,6 +186,7 @@ def _log_vjp_call(q, k, v, g, dt, d, e, causal, state, grad_state):
 
 
 @friendly_errors
+@fill_doc
 def log_attention_vjp(q, k, v, grad_out, *, causal=False, state=None, grad_state=None):
     """Gradient of :func:`log_attention`, including its carried state.
 
@@ -220,12 +218,7 @@ def log_attention_vjp(q, k, v, grad_out, *, causal=False, state=None, grad_state
 
     Raises
     ------
-    ValueError
-        Core shapes that do not fit (naming the arrays and their shapes), a
-        ``grad_out`` that is not of the output's shape, leading axes that do
-        not broadcast, a parameter outside its domain.
-    TypeError
-        An unknown keyword, or complex, object or string arrays.
+    {raises_vjp}
 
     Notes
     -----
@@ -272,6 +265,7 @@ def log_attention_vjp(q, k, v, grad_out, *, causal=False, state=None, grad_state
 
 
 @friendly_errors
+@fill_doc
 def cheap_linear_attention_vjp(h, q, grad_out, *, causal=False):
     """Gradient of ``sum(grad_out * cheap_linear_attention(h, q, causal=))``.
 
@@ -297,12 +291,7 @@ def cheap_linear_attention_vjp(h, q, grad_out, *, causal=False):
 
     Raises
     ------
-    ValueError
-        Core shapes that do not fit (naming the arrays and their shapes), a
-        ``grad_out`` that is not of the output's shape, leading axes that do
-        not broadcast, a parameter outside its domain.
-    TypeError
-        An unknown keyword, or complex, object or string arrays.
+    {raises_vjp}
 
     Notes
     -----
@@ -336,6 +325,7 @@ def cheap_linear_attention_vjp(h, q, grad_out, *, causal=False):
 
 
 @friendly_errors
+@fill_doc
 def zeros_attention_vjp(q, k, v, s, gate_linear, gate_softmax, grad_out, *, causal=True):
     """Gradient of ``sum(grad_out * zeros_attention(q, k, v, s, gate_linear, gate_softmax))``.
 
@@ -364,12 +354,7 @@ def zeros_attention_vjp(q, k, v, s, gate_linear, gate_softmax, grad_out, *, caus
 
     Raises
     ------
-    ValueError
-        Core shapes that do not fit (naming the arrays and their shapes), a
-        ``grad_out`` that is not of the output's shape, leading axes that do
-        not broadcast, a parameter outside its domain.
-    TypeError
-        An unknown keyword, or complex, object or string arrays.
+    {raises_vjp}
 
     Notes
     -----
@@ -413,6 +398,7 @@ def zeros_attention_vjp(q, k, v, s, gate_linear, gate_softmax, grad_out, *, caus
 
 
 @friendly_errors
+@fill_doc
 def soft_attention_vjp(q, v, grad_out, landmarks=None, *, n_landmarks=None, newton_iters=20):
     """Gradient of ``sum(grad_out * soft_attention(q, v, landmarks, ...))``.
 
@@ -444,12 +430,7 @@ def soft_attention_vjp(q, v, grad_out, landmarks=None, *, n_landmarks=None, newt
 
     Raises
     ------
-    ValueError
-        Core shapes that do not fit (naming the arrays and their shapes), a
-        ``grad_out`` that is not of the output's shape, leading axes that do
-        not broadcast, a parameter outside its domain.
-    TypeError
-        An unknown keyword, or complex, object or string arrays.
+    {raises_vjp}
 
     Notes
     -----
