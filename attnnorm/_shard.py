@@ -189,6 +189,13 @@ def run(name, call):
         # the column potentials couple every query: one query block
         arrs["q"] = arrs["q"].rechunk({nl: -1})
     qch, kch = arrs["q"].chunks[nl], arrs["k"].chunks[nl]
+    user_qch = qch
+    if fam == "sparse":
+        # query sub-blocks: one candidates task per (sub-block, shard) and
+        # one merge per sub-block, so the merges run on every worker and
+        # overlap the candidates of the next sub-blocks
+        qch = _sub_blocks(qch)
+        arrs["q"] = arrs["q"].rechunk({nl: qch})
     arrs["q"] = arrs["q"].rechunk({nl + 1: -1})
     arrs["k"] = arrs["k"].rechunk({nl + 1: -1})
     if v is not None:
@@ -212,6 +219,7 @@ def run(name, call):
             "diagnose": 6}[name]
     out_blocks = {}
     col_parts = {}
+    checks = {}             # (leading block, key shard) -> its _kv_check
     for L in np.ndindex(*[len(c) for c in lead_chunks]):
         lshape = tuple(lead_chunks[a][L[a]] for a in range(nl))
         for i in range(len(qch)):
@@ -227,6 +235,10 @@ def run(name, call):
                 if "mask" in dl:
                     b["mask"] = dl["mask"][L + (i, j)]
                 b["params"] = {p: dl[p][L + ((i,) if cores[p] == 1 else ())] for p in pnames}
+                if (L, j) not in checks:
+                    checks[(L, j)] = task("kv_check", ctx, {key: b[key] for key in ("k", "v")
+                                                          if key in b}, None)
+                b["chk"] = checks[(L, j)]
                 return b
 
             blocks = [blk(j) for j in shards]
@@ -264,7 +276,37 @@ def run(name, call):
                 for j, p in zip(shards, parts):
                     col_parts.setdefault((L, j), []).append(p)
             out_blocks[(L, i)] = (lshape, nb, res)
-    return _assemble(name, ctx, out_blocks, col_parts, lead_chunks, qch, kch, dt, nl, return_stats)
+    res = _assemble(name, ctx, out_blocks, col_parts, lead_chunks, qch, kch, dt, nl,
+                    return_stats)
+    return _query_chunks(name, res, nl, user_qch) if qch != user_qch else res
+
+
+_SP_ROWS = 1024     # sparse family: query sub-blocks of at least this many rows,
+_SP_PARTS = 8       # at most this many per query block
+
+
+def _sub_blocks(qch):
+    """Each query chunk split into at most ``_SP_PARTS`` near-equal
+    sub-blocks of at least ``_SP_ROWS`` rows."""
+    out = []
+    for c in qch:
+        parts = max(1, min(_SP_PARTS, int(c) // _SP_ROWS))
+        base, extra = divmod(int(c), parts)
+        out.extend(base + (t < extra) for t in range(parts))
+    return tuple(out)
+
+
+def _query_chunks(name, res, nl, qch):
+    """The query axis of the results rechunked to the caller's query chunks."""
+    def rows(x):
+        return x.rechunk({nl: qch})
+    if name == "attention_weights":
+        return rows(res)
+    if name == "attention":
+        if isinstance(res, tuple):
+            return rows(res[0]), type(res[1])(*[rows(x) for x in res[1]])
+        return rows(res)
+    return type(res)(*[rows(x) for x in res[:-1]], res[-1])     # diagnose: columns last
 
 
 _PHASES = {"softmax": ("lognorm",), "elementwise": (), "sparse": ("candidates", "recheck"),
@@ -1190,11 +1232,18 @@ def _exact(ctx, blocks, info):
     info["exact"] = None
     if not blocks:
         return info
-    arrs = [blocks[0]["q"]] + [b["k"] for b in blocks]
-    if ctx["normalizer"] != "stochastic_softmax":
-        # (the sharded draws already give weights @ v with any values)
-        arrs += [b["v"] for b in blocks if b.get("v") is not None]
-    if all(np.isfinite(np.asarray(a)).all() for a in arrs) and not _may_overflow(ctx, blocks):
+    # the key and value shards by their summaries (_kv_check)
+    chk = [b["chk"] for b in blocks]
+    with np.errstate(over="ignore", invalid="ignore"):
+        finite = np.isfinite(np.asarray(blocks[0]["q"])).all() and all(c["kfin"] for c in chk)
+        if ctx["normalizer"] != "stochastic_softmax":
+            # (the sharded draws already give weights @ v with any values)
+            finite = finite and all(c["vfin"] for c in chk)
+        big = math.sqrt(np.finfo(np.dtype(ctx["dtype"])).max)
+        sc = np.abs(np.asarray(_Block(ctx, blocks[0]).scale, np.float64)).max(initial=0.0)
+        bound = sc * _max_norm(blocks[0]["q"]) * max(c["knorm"] for c in chk)
+        vmax = max(c["vmax"] for c in chk)
+    if finite and bound <= big and vmax <= big:
         return info
     import attnnorm
     bs = [_Block(ctx, b) for b in blocks]
@@ -1234,21 +1283,24 @@ def _exact(ctx, blocks, info):
     return info
 
 
-def _may_overflow(ctx, blocks):
-    """True when a score could come near the loop dtype's overflow threshold:
-    ``|scale| max_i |q_i| max_j |k_j| > sqrt(max)`` (Cauchy-Schwarz, float64),
-    or a value does."""
-    big = math.sqrt(np.finfo(np.dtype(ctx["dtype"])).max)
+def _max_norm(x):
+    """Largest row norm of x in float64."""
+    x = np.asarray(x, np.float64)
+    return float(np.sqrt((x * x).sum(-1)).max(initial=0.0))
+
+
+def _kv_check(ctx, b, _):
+    """Summary of one key shard (and its values) for ``_exact``: all
+    finite, the largest key norm and the largest |value|.  A score
+    ``|scale| |q_i| |k_j|`` (Cauchy-Schwarz) or a value beyond
+    ``sqrt(max)`` of the loop dtype may overflow in the merges."""
+    v = b.get("v")
     with np.errstate(over="ignore", invalid="ignore"):
-        def norm(x):
-            x = np.asarray(x, np.float64)
-            return float(np.sqrt((x * x).sum(-1)).max(initial=0.0))
-        sc = np.abs(np.asarray(_Block(ctx, blocks[0]).scale, np.float64)).max(initial=0.0)
-        bound = sc * norm(blocks[0]["q"]) * max(norm(b["k"]) for b in blocks)
-        vmax = max(float(np.abs(np.asarray(b["v"], np.float64)).max(initial=0.0))
-                   for b in blocks if b.get("v") is not None) if blocks[0].get("v") is not None \
-            else 0.0
-    return not (bound <= big and vmax <= big)
+        return {"kfin": bool(np.isfinite(np.asarray(b["k"])).all()),
+                "vfin": v is None or bool(np.isfinite(np.asarray(v)).all()),
+                "knorm": _max_norm(b["k"]),
+                "vmax": 0.0 if v is None else float(np.abs(np.asarray(v, np.float64))
+                                                    .max(initial=0.0))}
 
 
 def _exact_weights(info, b):
@@ -1429,7 +1481,7 @@ _STEPS = {
     "skrow": _sk_row, "merge_skrow": _sk_row_merge,
     "skcol": _sk_col, "merge_skcol": _sk_col_merge,
     "m2": _nap_m2, "merge_m2": _nap_m2_merge,
-    "exact": _exact,
+    "exact": _exact, "kv_check": _kv_check,
     "out": _out,
     "finish_out": lambda ctx, parts, info: _finish_out(ctx, parts, info),
     "weights_block": _weights_block,
