@@ -888,10 +888,11 @@ _TOPK = 32          # candidates per query and key shard in the first pass
 def _topk(b, K, rows=None):
     """The ``K`` largest visible scores of each query of the block against
     its keys (``attnnorm._core.topk_scores``: the score GEMM of attention,
-    nothing of size nb x ms written), in decreasing order: scores (float64,
-    padding -inf) and key indices (padding ``ms``), shape ``lead + (nb, K)``.
-    With ``rows`` (a boolean ``lead + (nb,)``): only those queries, as
-    ``(flat row indices, scores, keys)`` over the flattened ``lead + (nb,)``."""
+    nothing of size nb x ms written), in decreasing order: scores (the loop
+    dtype, padding -inf) and key indices (int32 where they fit, padding
+    ``ms``), shape ``lead + (nb, K)``.  With ``rows`` (a boolean
+    ``lead + (nb,)``): only those queries, as ``(flat row indices, scores,
+    keys)`` over the flattened ``lead + (nb,)``, float64 and int64."""
     from . import _core
     dt = np.dtype(b.ctx["dtype"])
     q, k = np.asarray(b.q, dt), np.asarray(b.k, dt)
@@ -904,8 +905,10 @@ def _topk(b, K, rows=None):
         if K == 0 or b.nb == 0:
             return (np.full(lead + (b.nb, K), -np.inf), np.full(lead + (b.nb, K), b.ms, np.int64))
         val, idx = _core.topk_scores(q, k, mk, sc, slots)
-        val = np.broadcast_to(val, lead + val.shape[-2:]).astype(np.float64)
-        return val, np.where(np.broadcast_to(idx, val.shape) < 0, b.ms, idx)
+        val = np.broadcast_to(val, lead + val.shape[-2:])
+        # compact for the move to the merge: scores in the loop dtype, keys int32
+        idt = np.int32 if b.ms < np.iinfo(np.int32).max else np.int64
+        return val, np.where(np.broadcast_to(idx, val.shape) < 0, b.ms, idx).astype(idt)
     flat = np.flatnonzero(np.broadcast_to(rows, lead + (b.nb,)))
     val = np.full((flat.size, K), -np.inf)
     idx = np.full((flat.size, K), b.ms, np.int64)
@@ -942,7 +945,8 @@ def _sp_normalize(ctx, info, cs):
     weights (one array per shard) and the threshold tau of each row."""
     import attnnorm
     lead = np.broadcast_shapes(*[c.shape[:-1] for c in cs])
-    cat = np.concatenate([np.broadcast_to(c, lead + c.shape[-1:]) for c in cs], axis=-1)
+    cat = np.concatenate([np.broadcast_to(c, lead + c.shape[-1:]) for c in cs], axis=-1,
+                         dtype=np.float64)
     prm = {}
     if ctx["normalizer"] == "entmax":
         prm = {p: info["p"][p] for p in ("alpha", "n_iter") if p in info["p"]}
@@ -1117,11 +1121,12 @@ def _sp_call(ctx, b, info, fn, index):
         nlead = int(np.prod(lead, dtype=np.int64))
         idx = np.broadcast_to(idx, lead + idx.shape[-2:]).reshape(nlead, b.nb, -1)
         w = np.broadcast_to(w, lead + w.shape[-2:]).reshape(nlead, b.nb, -1)
+        # CSR straight from the (row-major) candidates: no sorting
         keep = idx < b.ms
-        li, row, slot = np.nonzero(keep)
-        cols = li * b.ms + idx[li, row, slot]
-        mat = sparse.csr_matrix((w[li, row, slot], (li * b.nb + row, cols)),
-                                shape=(nlead * b.nb, nlead * b.ms))
+        indptr = np.zeros(nlead * b.nb + 1, np.int64)
+        np.cumsum(keep.reshape(nlead * b.nb, -1).sum(-1), out=indptr[1:])
+        cols = (idx + (np.arange(nlead, dtype=np.int64) * b.ms)[:, None, None])[keep]
+        mat = sparse.csr_matrix((w[keep], cols, indptr), shape=(nlead * b.nb, nlead * b.ms))
         vv = np.broadcast_to(b.v, lead + b.v.shape[-2:]).reshape(nlead * b.ms, -1)
         return np.asarray(mat @ vv.astype(np.float64)).reshape(lead + (b.nb, b.v.shape[-1]))
     lead = idx.shape[:-2]

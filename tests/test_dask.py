@@ -732,3 +732,63 @@ def test_sparse_first_candidates_suffice(rng):
          "params": {"scale": 0.5}}, None) for j in range(0, M, 4)]
     assert all(not p["more"].any() for p in parts)     # 4 keys per shard < _TOPK
     close(compute(an.attention(dq, dk, dv, "entmax"))[0], an.attention(q, k, v, "entmax"))
+
+
+@pytest.fixture
+def sub_blocks(monkeypatch):
+    """Query sub-blocks of 2 rows (at most 4 per query chunk) for the sparse
+    family, so the small arrays of these tests take that graph shape."""
+    import attnnorm._shard as shard
+    monkeypatch.setattr(shard, "_SP_ROWS", 2)
+    monkeypatch.setattr(shard, "_SP_PARTS", 4)
+
+
+def _steps(x, step):
+    """The tasks of one step of the sharded graph of a dask collection."""
+    return [key for key in dict(x.__dask_graph__())
+            if (key[0] if isinstance(key, tuple) else key).startswith(f"attnnorm-{step}-")]
+
+
+def test_sub_blocks_split_query_chunks():
+    import attnnorm._shard as shard
+    assert shard._sub_blocks((9,)) == (9,)
+    assert shard._sub_blocks((70000, 3)) == (8750,) * 8 + (3,)
+    assert shard._sub_blocks((2500,)) == (1250, 1250)
+    assert sum(shard._sub_blocks((65537,))) == 65537
+
+
+@pytest.mark.parametrize("option", sorted(OPTIONS) + ["shard_hidden"])
+@pytest.mark.parametrize("normalizer", ["sparsemax", "entmax"])
+def test_sparse_query_sub_blocks(rng, sub_blocks, small_topk, normalizer, option):
+    """One query chunk merged in sub-blocks: the caller's chunks come back,
+    the values equal the in-memory call (with the recheck of the rows whose
+    two candidates per shard do not cover the support)."""
+    q, k, v = qkv(rng, lead=(2,), kv_lead=(1,))
+    q = q * 0.3
+    if option == "shard_hidden":
+        opts = {"mask": np.broadcast_to((np.arange(M) < 4) | (np.arange(M) >= 8), (N, M))}
+    else:
+        opts = OPTIONS[option](rng)
+    dq, dk, dv = chunked(q, k, v, qc=N, kc=4)
+    res = an.attention(dq, dk, dv, normalizer, **opts)
+    assert res.chunks[-2] == (N,)
+    # 4 sub-blocks of the 9 queries, each against the visible key shards
+    assert len(_steps(res, "merge_candidates")) == 4
+    assert len(_steps(res, "candidates")) > 4
+    diag = an.diagnose(dq, dk, normalizer, **opts)
+    assert all(x.chunks[-1] == (N,) for x in diag[:-1]) and diag[-1].chunks[-1] == (4, 4, 3)
+    _compare_all(normalizer, opts, q, k, v, dq, dk, dv, np.float64)
+    assert sum(small_topk) > 0
+
+
+def test_cluster_sparse_query_sub_blocks(client, rng, sub_blocks):
+    """The sub-block graph on the cluster: the same values as this process
+    and as the in-memory call, with masks across shard boundaries."""
+    q, k, v = qkv(rng, np.float32, lead=(2,), kv_lead=(1,))
+    opts = {"mask": masks(rng), "causal": True, "window": (6, None)}
+    dq, dk, dv = chunked(q, k, v, qc=N, kc=4)
+    lazy = {nm: an.attention(dq, dk, dv, nm, **opts) for nm in ("sparsemax", "entmax")}
+    got = client.compute(lazy, sync=True)
+    for nm, out in got.items():
+        assert_array_equal(out, lazy[nm].compute(**SYNC))
+        close(out, an.attention(q, k, v, nm, **opts), np.float32)
