@@ -22,9 +22,12 @@ the visible length of query ``i`` over all keys, ``n_s`` over the shard's):
   global one: ``n_s / n_i`` (ReLU), ``sqrt(n_s / n_i)`` (polynomial); the
   sigmoid's default bias ``-log n_i`` is added to the scores through one extra
   feature (query column ``-log n_i / scale``, key column 1).
-* sparsemax / entmax: pass 1 lists each row's ``_TOPK`` best keys of each
-  shard (``topk_scores``: scores and key indices from the score GEMM, no
-  n x m array).  The normalizer on all candidates gives ``tau_c <= tau``
+* sparsemax / entmax: each query block is split into sub-blocks
+  (``_sub_blocks``) so that the merges below run per sub-block on every
+  worker while the candidates of the other sub-blocks are computed; the
+  result is rechunked to the caller's query chunks.  Pass 1 lists each
+  row's ``_TOPK`` best keys of each shard (``topk_scores``: scores and key
+  indices from the score GEMM, no n x m array).  The normalizer on all candidates gives ``tau_c <= tau``
   (fewer keys need a lower threshold); a shard whose last candidate has
   weight 0 under ``tau_c`` holds no other key of the global support.  The
   rows where that fails are listed again by their shard down to the score

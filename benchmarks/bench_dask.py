@@ -151,8 +151,8 @@ def target_b(client, n, d, normalizer, repeat):
                 continue
             dt = s["stop"] - s["start"]
             tot += dt
-            if any(w in rec["key"][0] if isinstance(rec["key"], tuple) else w in rec["key"]
-                   for w in ("merge", "finish", "counts")):
+            key = rec["key"][0] if isinstance(rec["key"], tuple) else rec["key"]
+            if key.startswith(("attnnorm-merge", "attnnorm-finish", "attnnorm-counts")):
                 merge += dt
     return dict(single=ts, cluster=tc, speedup=speed, max_abs_diff=err, rel_diff=rel,
                 merge_share=merge / tot if tot else float("nan"), merge_seconds=merge,
