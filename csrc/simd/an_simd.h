@@ -25,8 +25,7 @@
     double (*exp_shift_sum_dot)(const T *s, T *e, an_int n, T shift, T mul,  \
                                 double *dot);                                 \
     /* x[i] = v, x[i] = s[i]: plain vector stores, never the C library's     \
-     * memset / memcpy (whose `rep stos` / `rep movs` for rows of a few KiB \
-     * leave the row out of L1 on some CPUs: the next pass over it stalls) */ \
+     * memset / memcpy (AN_NO_MEMCALL, an_common.h) */                        \
     void (*fill)(T *x, an_int n, T v);                                        \
     void (*copy)(const T *s, T *x, an_int n);                                 \
     /* x[i] *= c */                                                           \
