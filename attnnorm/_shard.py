@@ -241,7 +241,6 @@ def run(name, call):
                 if (L, j) not in checks:
                     checks[(L, j)] = task("kv_check", ctx, {key: b[key] for key in ("k", "v")
                                                           if key in b}, None)
-                b["chk"] = checks[(L, j)]
                 return b
 
             blocks = [blk(j) for j in shards]
@@ -261,7 +260,8 @@ def run(name, call):
                     # (on its worker) for every iteration
                     blocks = [dict(b, K=task("skkernel", ctx, b, info)) for b in blocks]
             # non-finite q, k or v: the block's exact in-memory result
-            info = task("exact", ctx, blocks, info)
+            info = task("exact", ctx, [dict(b, chk=checks[(L, j)])
+                                       for j, b in zip(shards, blocks)], info)
             res = []
             if name == "attention":
                 parts = [task("out", ctx, b, info) for b in blocks]
