@@ -635,6 +635,26 @@ def test_topk_scores_matches_numpy(rng, K):
     close(np.where(i32 < 0, 0, v32), np.where(ri < 0, 0, rv), np.float32)
 
 
+@pytest.mark.parametrize("K", [1, 32, 600, 1400])
+def test_topk_scores_many_key_chunks(rng, K):
+    """Keys over several packed chunks (the group maxima of each chunk bound
+    the K-th score): ties across chunks, masked runs, a row with fewer
+    visible keys than K, and K from one key to more than all of them."""
+    from attnnorm import _core
+    m = 1300
+    q = rng.normal(size=(23, 6))
+    k = rng.normal(size=(m, 6))
+    k[700:760] = k[100:160]                       # tied scores in another chunk
+    mask = rng.random((23, m)) < 0.7
+    mask[2, 500:1200] = False                     # a long masked run
+    mask[3] = False
+    mask[3, [5, 900]] = True                      # two visible keys
+    val, idx = _core.topk_scores(q, k, mask, np.array(0.8), np.empty(K))
+    rv, ri = _topk_reference(q, k, mask, 0.8, K)
+    assert_array_equal(idx, ri)
+    assert_array_equal(val, rv)
+
+
 def test_topk_scores_threads_and_paths(rng, tmp_path):
     from conftest import run_variants
     q = rng.normal(size=(300, 16)).astype(np.float32)
