@@ -652,7 +652,9 @@ def test_topk_scores_many_key_chunks(rng, K):
     val, idx = _core.topk_scores(q, k, mask, np.array(0.8), np.empty(K))
     rv, ri = _topk_reference(q, k, mask, 0.8, K)
     assert_array_equal(idx, ri)
-    assert_array_equal(val, rv)
+    # scores of the kernel's GEMM: NumPy's up to rounding
+    assert_array_equal(np.isfinite(val), np.isfinite(rv))
+    close(np.where(np.isfinite(val), val, 0), np.where(np.isfinite(rv), rv, 0))
 
 
 def test_topk_scores_threads_and_paths(rng, tmp_path):
