@@ -284,7 +284,7 @@ def run(name, call):
     return _query_chunks(name, res, nl, user_qch) if qch != user_qch else res
 
 
-_SP_ROWS = 8192     # sparse family: query sub-blocks of at least this many rows,
+_SP_ROWS = 16384    # sparse family: query sub-blocks of at least this many rows,
 _SP_PARTS = 4       # at most this many per query block
 
 

@@ -775,8 +775,8 @@ def test_sub_blocks_split_query_chunks():
     import attnnorm._shard as shard
     assert shard._sub_blocks((9,)) == (9,)
     assert shard._sub_blocks((70000, 3)) == (17500,) * 4 + (3,)
-    assert shard._sub_blocks((20000,)) == (10000, 10000)
-    assert shard._sub_blocks((8191, 8192)) == (8191, 8192)
+    assert shard._sub_blocks((40000,)) == (20000, 20000)
+    assert shard._sub_blocks((16383, 16384)) == (16383, 16384)
     assert sum(shard._sub_blocks((65537,))) == 65537
 
 
