@@ -112,8 +112,13 @@ static double entmax15_tau_sorted(const double *X, an_int k)
  *       q = 2: tau' = mean_S - sqrt(max(0, (1 - ss_S) / |S|)),  ss_S = sum_S (X - mean_S)^2
  *     Candidates still inside after 64 halvings lie within 2^-64 of tau'
  *     (zero weight either way) and are counted in S, leaving tau' unchanged. */
+static double entmax15_tau_newton(double *X, an_int *kp);
 static double exact_tau(double *X, an_int k, int q)
 {
+    if (q == 2) {
+        const double tau = entmax15_tau_newton(X, &k);
+        if (tau == tau) return tau;
+    }
     if (k <= 64) {
         sort_desc(X, k);
         return q == 1 ? sparsemax_tau_sorted(X, k) : entmax15_tau_sorted(X, k);
@@ -161,6 +166,65 @@ static double exact_tau(double *X, an_int k, int q)
     const double ss = s2 - n_in * mean * mean;
     const double delta = (1.0 - ss) / n_in;
     return mean - sqrt(delta > 0 ? delta : 0.0);
+}
+
+/* ---- 1.5-entmax threshold by Newton steps from below ----
+ * h(t) = sum_i [X_i - t]_+^2 is convex and decreasing where positive, so a
+ * Newton step t += (h(t) - 1) / (2 sum_i [X_i - t]_+) from a lower bound of
+ * the root tau' stays a lower bound; the candidates X_i <= t are out.  The
+ * first bound is mean X - 1 / sqrt(k) (Cauchy-Schwarz, as exact_tau).  Each
+ * pass keeps S = {X > t} (with n, sum X, sum X^2 and min X over S) and the
+ * closed form on S, tau_S = mean_S - sqrt(max(0, (1 - ss_S) / |S|)), is
+ * tau' as soon as t <= tau_S <= min_S X (then h(tau_S) = h_S(tau_S) = 1).
+ * Returns NaN (X[0..*kp) still holding every candidate of the support) when
+ * the steps stall in rounding: exact_tau's bisection then finishes. */
+static double entmax15_tau_newton(double *X, an_int *kp)
+{
+    an_int k = *kp;
+    double s1 = 0;
+    _Pragma("omp simd reduction(+:s1)")
+    for (an_int r = 0; r < k; r++) s1 += X[r];
+    double t = s1 / (double)k - 1.0 / sqrt((double)k);
+    if (!(t > -1.0)) t = -1.0;
+    for (int it = 0; it < 64; it++) {
+        /* S = {X > t} with no branch on the data (masks as factors 0/1;
+         * X <= 0, so X + 2 keeps a key outside S above every key of S in
+         * the minimum); two interleaved sets of sums (even and odd r) halve
+         * the chains of dependent adds */
+        double a1 = 0, a2 = 0, b1 = 0, b2 = 0, amn = INFINITY, bmn = INFINITY;
+        an_int w = 0, r = 0;
+        for (; r + 2 <= k; r += 2) {
+            const double x = X[r], y = X[r + 1];
+            const int inx = x > t, iny = y > t;
+            const double fx = (double)inx, fy = (double)iny;
+            X[w] = x; w += inx;
+            X[w] = y; w += iny;
+            const double ux = fx * x, uy = fy * y;
+            const double vx = x + (1.0 - fx) * 2.0, vy = y + (1.0 - fy) * 2.0;
+            a1 += ux; a2 += ux * x; amn = vx < amn ? vx : amn;
+            b1 += uy; b2 += uy * y; bmn = vy < bmn ? vy : bmn;
+        }
+        for (; r < k; r++) {
+            const double x = X[r];
+            const int inx = x > t;
+            const double fx = (double)inx, ux = fx * x, vx = x + (1.0 - fx) * 2.0;
+            X[w] = x; w += inx;
+            a1 += ux; a2 += ux * x; amn = vx < amn ? vx : amn;
+        }
+        const double n = (double)w, s2 = a2 + b2, mn = amn < bmn ? amn : bmn;
+        s1 = a1 + b1;
+        k = w;
+        *kp = k;
+        if (k == 0) break;
+        const double mean = s1 / n, ss = s2 - n * mean * mean, delta = (1.0 - ss) / n;
+        const double tau = mean - sqrt(delta > 0 ? delta : 0.0);
+        if (tau >= t && tau <= mn) return tau;
+        const double h = s2 - 2.0 * t * s1 + n * t * t, g = s1 - n * t;
+        const double nt = t + (h - 1.0) / (2.0 * g);
+        if (!(nt > t && nt < 0.0)) break;   /* (max X = 0 stays in S) */
+        t = nt;
+    }
+    return NAN;
 }
 
 /* ---- alpha-entmax by bisection, alpha > 1, alpha != 1.5, 2 ----
