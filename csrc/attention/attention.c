@@ -60,15 +60,15 @@ static int an_att_online_kind(const an_normdesc *d)
 }
 
 /* Scratch of one call (packed keys/values, Sinkhorn's state and caches).
- * From 4 MiB on: 2 MiB aligned and marked for transparent huge pages where
- * the system has them, so that the first touch in every call (the memory
- * is fresh from the kernel) costs a page fault per 2 MiB instead of one per
- * 4 KiB.  Freed by free(). */
+ * From 32 MiB on (Sinkhorn's caches, very long problems): 2 MiB aligned and
+ * marked for transparent huge pages where the system has them, so that the
+ * first touch in every call (the memory is fresh from the kernel) costs a
+ * page fault per 2 MiB instead of one per 4 KiB.  Freed by free(). */
 static void *an_att_alloc(size_t bytes)
 {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
     const size_t huge = (size_t)2 << 20;
-    if (bytes >= 2 * huge) {
+    if (bytes >= 16 * huge) {
         const size_t len = AN_ROUNDUP(bytes, huge);
         void *p = aligned_alloc(huge, len);
         if (p) (void)madvise(p, len, MADV_HUGEPAGE);   /* a hint: failure is harmless */

@@ -270,9 +270,12 @@ static inline double entmax_lb(double mean, an_int cnt, double am1)
 /* The slack of every removal: the float evaluations' error of theta* (well
  * above it) plus the halvings' final width (theta ends at most that far
  * below the root). */
-static inline double entmax_slack(an_int nv, double am1, int64_t n_iter, int dbl)
+static inline double entmax_top(an_int nv, double am1)
 {
-    const double top = -expm1(-am1 * log((double)nv)) / am1;
+    return -expm1(-am1 * log((double)nv)) / am1;
+}
+static inline double entmax_slack(double top, int64_t n_iter, int dbl)
+{
     return (dbl ? 1e-12 : 1e-5) + (n_iter < 1000 ? ldexp(top, -(int)n_iter) : 0.0);
 }
 
@@ -303,18 +306,18 @@ static double entmax_newton(an_pow1p_fn fn, double *d, an_int *idx, an_int *kp, 
     return th;
 }
 
-/* theta after n_iter halvings of [0, (1 - nv^(-am1)) / am1]: each halving
+/* theta after n_iter halvings of [0, top], top = (1 - nv^(-am1)) / am1
+ * (entmax_top): each halving
  * keeps the half holding the root (s(mid) >= 1 iff mid <= theta*), so the
  * root decides every halving.  d[0..*kp), keys idx: the candidates
  * z - max z, max 0, every one above lo - 1/am1 - slack (lo: a lower bound
  * of theta*, step 1); on return the candidates that may have weight at the
  * returned theta (a subset, in order).  dbl: the row is double (every
  * evaluation in double). */
-static double entmax_bisect_theta(double *d, an_int *idx, an_int *kp, an_int nv, double am1,
+static double entmax_bisect_theta(double *d, an_int *idx, an_int *kp, double top, double am1,
                                   int64_t n_iter, int dbl, double lo, double slack)
 {
-    const double top = -expm1(-am1 * log((double)nv)) / am1;
-    double hi = -expm1(-am1 * log((double)*kp)) / am1;
+    double hi = entmax_top(*kp, am1);
     if (!(lo < hi)) lo = hi;
     const double lo0 = lo, hi0 = hi;
     double root = entmax_newton(dbl ? an_vd->pow1p_sums : an_vf->pow1p_sums, d, idx, kp, am1,
@@ -330,7 +333,9 @@ static double entmax_bisect_theta(double *d, an_int *idx, an_int *kp, an_int nv,
          * changes either, so stop (at most ~2100 halvings, whatever n_iter;
          * the result is the one n_iter halvings give) */
         if (mid == a || mid == b) break;
-        if (mid <= root) a = mid; else b = mid;
+        const int le = mid <= root;   /* selects, not a branch on the data */
+        a = le ? mid : a;
+        b = le ? b : mid;
     }
     return 0.5 * (a + b);
 }
