@@ -105,3 +105,37 @@ def test_portable_and_vector_paths_agree(tmp_path):
         rtol, atol = tol(a.dtype)
         assert_array_equal(np.isnan(a), np.isnan(b))
         assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=k)
+
+
+# every row normalizer, including those that copy the row before working in place
+LAYOUT_CASES = CASES + [("sparsemax", {}), ("entmax", {}), ("entmax", {"alpha": 1.3}),
+                        ("stochastic_softmax", {"seed": 3}), ("stickbreaking", {}),
+                        ("stickbreaking", {"include_current": False}), ("ssmax", {"c": 0.0})]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name,kw", LAYOUT_CASES,
+                         ids=[f"{nm}-{'-'.join(f'{k}={v}' for k, v in kw.items())}"
+                              for nm, kw in LAYOUT_CASES])
+def test_scores_read_in_place_or_gathered_give_the_same_bits(dtype, name, kw):
+    """A contiguous score row is read where it is and the weights written to the
+    output (contiguous or strided); a strided score row is gathered first; with
+    out= the scores themselves the row is computed in place.  Every layout gives
+    the same bits, with a window (rows whose first visible key is not key 0) and
+    without, rows with NaN, +-inf and a row of -inf among them."""
+    rng = np.random.default_rng(5)
+    s = (3 * rng.normal(size=(3, 9, 37))).astype(dtype)
+    s[0, 2, 5] = np.nan
+    s[1, 3, [0, 7]] = [np.inf, -np.inf]
+    s[2, 4] = -np.inf
+    f = getattr(an, name)
+    for extra in ({}, {"window": (6, 2)}, {"causal": True}):
+        base = f(s, **kw, **extra)
+        strided_out = np.full((3, 9, 74), 7.0, dtype)[..., ::2]
+        f(s, out=strided_out, **kw, **extra)
+        strided_in = np.repeat(s, 2, axis=-1)[..., ::2]
+        assert not strided_in.flags.c_contiguous
+        inplace = s.copy()
+        f(inplace, out=inplace, **kw, **extra)
+        for other in (strided_out, f(strided_in, **kw, **extra), inplace):
+            assert_array_equal(other, base)

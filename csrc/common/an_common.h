@@ -112,6 +112,16 @@ static inline void an_visible_range(an_int i, an_int n, an_int m, int causal,
     *lo = l; *hi = h;
 }
 
+/* A function whose loops the compiler must not turn into memset / memcpy
+ * calls: the C library's `rep stos` / `rep movs` forms for rows of a few KiB
+ * leave the row out of L1 on some CPUs, and the next pass over it stalls
+ * (the row primitives fill and copy, the counts of stochastic_softmax). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define AN_NO_MEMCALL __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define AN_NO_MEMCALL
+#endif
+
 /* ---- counter-based random numbers (same stream for any thread count) ----
  * splitmix64 finaliser applied to (key, counter): a stateless hash, so the
  * number drawn for (matrix seed, row, draw) does not depend on scheduling. */

@@ -44,9 +44,18 @@ typedef struct {
     an_int nnz;              /*   each once, nnz of them (NULL: not reported) */
     an_int key0;             /* key index of x[k]: keys[k], or key0 + k when keys */
     const an_int *keys;      /*   is NULL (rows without a boolean mask) */
+    const void *src;         /* the row's scores (T) when not in x, else NULL: AN_ROWSRC */
 } an_rowctx;
 
-/* Row kernels: x[0..nv) visible scores in, weights out (nv >= 1).
+/* The visible scores a row kernel reads: c->src, or x itself.  The driver
+ * passes a contiguous score row as src, so a kernel reads it in its first
+ * pass and writes the weights to x (which then starts undefined) instead of
+ * a copy of the row being made first; every kernel writes all of x[0..nv)
+ * or returns AN_ROW_EMPTY. */
+#define AN_ROWSRC(T, x, c) ((c)->src ? (const T *)(c)->src : (const T *)(x))
+
+/* Row kernels: visible scores AN_ROWSRC(T, x, c)[0..nv) in, weights
+ * x[0..nv) out (nv >= 1).
  * Return AN_OK, an error code, or AN_ROW_EMPTY when the row carries no mass
  * at all (every visible score is -inf): the driver then applies the empty-row
  * policy exactly as for a fully masked row. */
@@ -241,15 +250,20 @@ void an_row_gather_d(const char *src, an_int s_m, an_int key0, const an_int *key
  * tau NaN, support 0; returns AN_ERR_EMPTY_ROW under empty="raise". */
 int an_row_empty_f(const an_normmat *M, float *x, an_int nv, an_rowctx *c);
 int an_row_empty_d(const an_normmat *M, double *x, an_int nv, an_rowctx *c);
-/* The row kernel of d on the visible scores x[0..nv) of row i (in place),
- * c set up for it; a row with no key, or whose kernel finds no mass, is
- * *empty and gets the empty-row policy.  Returns AN_OK or an error code. */
-int an_row_normalize_f(const an_normdesc *d, const an_normmat *M, an_int i, float *x,
-                       an_int nv, an_int key0, const an_int *keys, void *ws, an_rowctx *c,
-                       int *empty);
-int an_row_normalize_d(const an_normdesc *d, const an_normmat *M, an_int i, double *x,
-                       an_int nv, an_int key0, const an_int *keys, void *ws, an_rowctx *c,
-                       int *empty);
+/* The row kernel of d on the visible scores of row i, src[0..nv) (NULL: x,
+ * in place), weights into x[0..nv), c set up for it; a row with no key, or
+ * whose kernel finds no mass, is *empty and gets the empty-row policy.
+ * Returns AN_OK or an error code. */
+int an_row_normalize_f(const an_normdesc *d, const an_normmat *M, an_int i, const float *src,
+                       float *x, an_int nv, an_int key0, const an_int *keys, void *ws,
+                       an_rowctx *c, int *empty);
+int an_row_normalize_d(const an_normdesc *d, const an_normmat *M, an_int i, const double *src,
+                       double *x, an_int nv, an_int key0, const an_int *keys, void *ws,
+                       an_rowctx *c, int *empty);
+/* Bring the scores into x for a kernel that works in place (copy c->src,
+ * which becomes NULL: x holds them now). */
+void an_row_load_f(float *x, an_int nv, an_rowctx *c);
+void an_row_load_d(double *x, an_int nv, an_rowctx *c);
 /* Write the weights x[0..nv) of the visible keys into a row whose key j is
  * at dst + j * d_m, and 0 into the other keys of [j0, j1); inplace: x is
  * already there (keys key0 .. key0 + nv - 1). */

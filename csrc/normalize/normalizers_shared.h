@@ -2,7 +2,8 @@
 #ifndef AN_NORMALIZERS_SHARED_H
 #define AN_NORMALIZERS_SHARED_H
 #include "an_common.h"
-/* in-place softmax at inverse temperature mul (see normalizers.c) */
-int an_softmax_inplace_f(float *x, an_int nv, double mul);
-int an_softmax_inplace_d(double *x, an_int nv, double mul);
+/* softmax of s[0..nv) into x at inverse temperature mul, s may be x
+ * (normalizers_impl.inc) */
+int an_softmax_to_f(const float *s, float *x, an_int nv, double mul);
+int an_softmax_to_d(const double *s, double *x, an_int nv, double mul);
 #endif

@@ -3,6 +3,7 @@
  * (normalize.h).  Type-generic parts in rows_impl.inc. */
 #include <string.h>
 #include "normalize.h"
+#include "an_simd.h"
 
 an_int an_keys(an_int i, an_int n, an_int m, int causal, an_int wleft, an_int wright,
                const char *mask, an_int mk_n, an_int mk_m, an_int *idx, an_int *lo,

@@ -41,6 +41,13 @@
 #include "normalize.h"
 #include "vjp.h"
 #include "normalizers_shared.h"
+#include "an_simd.h"
+
+/* cnt[0..n) = 0 (plain stores: AN_NO_MEMCALL) */
+AN_NO_MEMCALL static void stoch_zero_counts(int64_t *cnt, an_int n)
+{
+    for (an_int j = 0; j < n; j++) cnt[j] = 0;
+}
 
 /* key of (seed, stream, row) for an_rand_uniform */
 static inline uint64_t stochastic_key(int64_t seed, int64_t stream, an_int row)

@@ -16,11 +16,18 @@
     T (*max)(const T *x, an_int n);                                           \
     /* x[i] = exp((x[i] - shift) * mul); returns sum of the new x */          \
     double (*exp_shift_sum)(T *x, an_int n, T shift, T mul);                  \
+    /* e[i] = exp((s[i] - shift) * mul); returns sum e[i] (e may be s: then   \
+     * exp_shift_sum, the same code) */                                       \
+    double (*exp_shift_to)(const T *s, T *e, an_int n, T shift, T mul);       \
     /* e[i] = exp((s[i] - shift) * mul); returns sum e[i] and sets      \
      * *dot = sum e[i] (s[i] - shift) (in double): softmax mass and the      \
      * entropy's mean score in one pass (diagnose) */                         \
     double (*exp_shift_sum_dot)(const T *s, T *e, an_int n, T shift, T mul,  \
                                 double *dot);                                 \
+    /* x[i] = v, x[i] = s[i]: plain vector stores, never the C library's     \
+     * memset / memcpy (AN_NO_MEMCALL, an_common.h) */                        \
+    void (*fill)(T *x, an_int n, T v);                                        \
+    void (*copy)(const T *s, T *x, an_int n);                                 \
     /* x[i] *= c */                                                           \
     void (*scale)(T *x, an_int n, T c);                                       \
     /* y[i] += a * x[i] */                                                    \
@@ -41,25 +48,29 @@
     /* keep the d[r] > cut and their idx[r] (in place, in order); returns   \
      * their number */                                                        \
     an_int (*keep_above)(double *d, an_int *idx, an_int k, double cut);       \
-    /* x[i] = sigmoid(x[i] + shift) = 1 / (1 + exp(-(x[i] + shift))),    \
+    /* The primitives below that write x[0..n) read s[0..n), which may be x \
+     * itself (in place) or another row (the normalizer driver reads the    \
+     * scores where they are and writes the weights).                       \
+     * x[i] = sigmoid(s[i] + shift) = 1 / (1 + exp(-(s[i] + shift))),       \
      * overflow-free through exp(-|v|) (simd_impl.inc: sigmoidf_/sigmoidd_) */ \
-    void (*sigmoid_shift)(T *x, an_int n, T shift);                           \
-    /* softpick terms: d_i = exp(x[i] - shift) - t; x[i] = max(d_i, 0)  \
-     * where x[i] > 0, else 0 (t = exp(-shift): d_i = 0 there in exact math); \
-     * returns the sum of |d_i| over the x[i] != -inf (shift finite) */       \
-    double (*softpick_terms)(T *x, an_int n, T shift, T t);                  \
+    void (*sigmoid_shift)(const T *s, T *x, an_int n, T shift);               \
+    /* softpick terms: d_i = exp(s[i] - shift) - t; x[i] = max(d_i, 0)  \
+     * where s[i] > 0, else 0 (t = exp(-shift): d_i = 0 there in exact math); \
+     * returns the sum of |d_i| over the s[i] != -inf (shift finite) */       \
+    double (*softpick_terms)(const T *s, T *x, an_int n, T shift, T t);      \
     /* x[i] = elu(x[i]) + 1 = x[i] > 0 ? x[i] + 1 : exp(x[i])          \
      * (the elu1 feature map of linear attention; NaN stays NaN) */          \
     void (*elu1)(T *x, an_int n);                                             \
     /* d_i = ((double)x[i] - s1) - s2: returns sum d_i, *sq = sum d_i^2 */ \
     double (*dev_sums)(const T *x, an_int n, double s1, double s2, double *sq); \
-    /* x[i] = (T)(g * (d_i * r) + b), d_i as in dev_sums */              \
-    void (*dev_affine)(T *x, an_int n, double s1, double s2, double r,       \
-                       double g, double b);                                   \
-    /* x[i] = (T)(v^p / den), v = (double)x[i], or max(v, 0) (v <= 0: 0,   \
+    /* x[i] = (T)(g * (d_i * r) + b), d_i = ((double)s[i] - s1) - s2 */  \
+    void (*dev_affine)(const T *s, T *x, an_int n, double s1, double s2,      \
+                       double r, double g, double b);                         \
+    /* x[i] = (T)(v^p / den), v = (double)s[i], or max(v, 0) (v <= 0: 0,   \
      * NaN stays NaN) when relu, p = 1, 2 or 3; the division is correctly    \
      * rounded for T = double, a multiply by rden = 1 / den for float */     \
-    void (*powi_scale)(T *x, an_int n, int p, int relu, double den, double rden); \
+    void (*powi_scale)(const T *s, T *x, an_int n, int p, int relu, double den, \
+                       double rden);                                          \
     /* stick-breaking weights of the keys [hi, n) of x, nearest (n - 1)     \
      * first: walks in blocks until the stick left is below tiny, returns   \
      * hi (0: every key).  Writes                                            \
