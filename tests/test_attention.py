@@ -565,13 +565,13 @@ def test_long_lists_of_nonzero_weights(name, kw, dtype):
     old = an.get_num_threads()
     try:
         for causal in (False, True):
-            w = an.attention_weights(q, k, name, causal=causal, scale=0.05, **kw)
+            w = an.attention_weights(q, k, name, causal=causal, scale=0.3, **kw)
             nnz = (w != 0).sum(-1)
-            assert nnz.max() >= 40 and (w != 0).mean() < 1 / 8
+            assert nnz.max() >= 40 and nnz.min() < 400
             outs = []
             for t in (1, 2):
                 an.set_num_threads(t)
-                outs.append(an.attention(q, k, v, name, causal=causal, scale=0.05, **kw))
+                outs.append(an.attention(q, k, v, name, causal=causal, scale=0.3, **kw))
             assert_array_equal(outs[0], outs[1])
             assert_allclose(outs[0], w.astype(np.float64) @ v,
                             rtol=1e-4 if dtype == np.float32 else 1e-12,
