@@ -319,8 +319,14 @@ static double entmax_newton(an_pow1p_fn fn, double *d, an_int *idx, an_int *kp, 
         const double s = fn(d, k, am1, th, &der, &live, NULL);
         if (s == 1.0) break;
         if (s > 1.0) {
-            *lo = th;
-            if (live < k - k / 16) k = an_vd->keep_above(d, idx, k, th - 1.0 / am1 - slack);
+            /* q >= 1: s is convex in theta, so the root of its tangent,
+             * th + (s - 1) / der, is a lower bound of theta* as well; used
+             * far from the root only (for the removals; near it the bracket
+             * is left to the steps) */
+            const double tan = am1 <= 1.0 && der > 0.0 && s > 1.25 ? th + (s - 1.0) / der : th;
+            *lo = tan > th && tan < *hi ? tan : th;
+            if (live < k - k / 16 || *lo > th)
+                k = an_vd->keep_above(d, idx, k, *lo - 1.0 / am1 - slack);
         } else {
             *hi = th;
         }
