@@ -14,7 +14,8 @@
  * in double on those candidates only (workspace: one double per key), which
  * makes the cost O(m) for the max / filter / output passes plus a sort of
  * the candidates when they are few, or a sort-free exact search of the
- * support when they are many (exact_tau).  The reported tau is in the units
+ * support when they are many (exact_tau; for 1.5-entmax, Newton steps on
+ * the candidates whatever their number).  The reported tau is in the units
  * of the formula above: tau = tau' + (alpha - 1) max z.
  *
  * Limits: NaN anywhere in a row -> NaN row (tau NaN); all -inf -> empty row;
@@ -97,7 +98,9 @@ static double entmax15_tau_sorted(const double *X, an_int k)
 
 /* ---- exact threshold for power q = 1 (sparsemax) or q = 2 (1.5-entmax) ----
  * X[0..k): candidates in (-1, 0] (max 0), overwritten.  tau' solves
- * h(tau) = sum_i [X_i - tau]_+^q = 1.  Few candidates (k <= 64): sort and use
+ * h(tau) = sum_i [X_i - tau]_+^q = 1.  q = 2: Newton steps from below
+ * (entmax15_tau_newton), and what follows only if they stall in rounding.
+ * Few candidates (k <= 64): sort and use
  * the sort-based formulas above.  Many: find the support without sorting.
  *  1. Lower bounds: for any set S of candidates, tau' >= (sum_S X - 1) / |S|
  *     (q = 1) and tau' >= mean_S X - 1 / sqrt(|S|) (q = 2, by Cauchy-Schwarz),
@@ -249,8 +252,9 @@ static double entmax15_tau_newton(double *X, an_int *kp)
  *     linear in theta while the support holds and its weights are equal
  *     (s = k w^q): theta += (s - s^(1 - am1)) / (am1 sum_i p_i / w_i), kept
  *     inside the bracket [lo, hi] that every evaluation narrows (a step that
- *     leaves it bisects instead), the candidates that drop out at lo leaving
- *     as above, until a step is below tol max(1, theta);
+ *     leaves it bisects instead; for q >= 1, far from the root, lo is the
+ *     root of s's tangent, s being convex), the candidates that drop out at
+ *     lo leaving as above, until a step is below tol max(1, theta);
  * a float row evaluates the powers in float (an_vf: relative error of s a
  * few 1e-7, theta* to about 1e-6), then, for q < 1 only, where a weight's
  * sensitivity to theta, w^(q-1), is unbounded at the edge of the support,
