@@ -551,6 +551,35 @@ def test_sparse_weights_path_matches_weights_at_v(name, dtype):
     assert_array_equal(np.isnan(o), np.isnan(expect))
 
 
+@pytest.mark.parametrize("name, kw", [("entmax", {"alpha": 1.2}),
+                                      ("stochastic_softmax", {"seed": 5, "trials": 64})])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_long_lists_of_nonzero_weights(name, kw, dtype):
+    """Rows with dozens of listed nonzero weights (accumulated in several
+    partial sums) still give attention_weights @ v, the same bits for 1 and
+    2 threads."""
+    rng = np.random.default_rng(12)
+    q = rng.normal(size=(2, 60, 16)).astype(dtype)
+    k = rng.normal(size=(2, 400, 16)).astype(dtype)
+    v = rng.normal(size=(2, 400, 8)).astype(dtype)
+    old = an.get_num_threads()
+    try:
+        for causal in (False, True):
+            w = an.attention_weights(q, k, name, causal=causal, scale=0.3, **kw)
+            nnz = (w != 0).sum(-1)
+            assert nnz.max() >= 40 and nnz.min() < 400
+            outs = []
+            for t in (1, 2):
+                an.set_num_threads(t)
+                outs.append(an.attention(q, k, v, name, causal=causal, scale=0.3, **kw))
+            assert_array_equal(outs[0], outs[1])
+            assert_allclose(outs[0], w.astype(np.float64) @ v,
+                            rtol=1e-4 if dtype == np.float32 else 1e-12,
+                            atol=1e-5 if dtype == np.float32 else 1e-13)
+    finally:
+        an.set_num_threads(old)
+
+
 @pytest.mark.skipif("sinkhorn" not in an.NORMALIZERS, reason="sinkhorn not built")
 def test_sinkhorn_cached_and_recomputed_log_kernel_agree(tmp_path):
     """Sinkhorn keeps its n x m log kernel when it fits the cache budget and

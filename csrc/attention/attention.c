@@ -5,9 +5,15 @@
  * an_gemm.c (shared with diagnose.c); the row normalizers are the ones of normalize.h, so a
  * new normalizer works in attention as soon as it has a row kernel.
  */
+#if defined(__linux__) && !defined(_DEFAULT_SOURCE)
+#define _DEFAULT_SOURCE   /* madvise */
+#endif
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 #include "attention.h"
 #include "an_simd.h"
 #if defined(__SSE__) && (defined(__GNUC__) || defined(__clang__))
@@ -22,6 +28,8 @@
 #define AN_ATT_PACK_BYTES ((size_t)32 << 20)   /* packed K/V of a group of problems */
 #define AN_SK_CACHE_BYTES ((size_t)32 << 20)   /* Sinkhorn's cached n x m log kernel */
 #define AN_SK_SOLO_BYTES ((size_t)128 << 20)   /* ... all threads' caches, one problem each */
+#define AN_ATT_NACC 4    /* accumulators of the listed (sparse) weights' W . V */
+#define AN_ATT_PREFETCH 6   /* ... and how far ahead their value rows are fetched */
 #define AN_SK_SLABS 32   /* Sinkhorn's column sums: at most this many partial sums */
 #define AN_ROUNDUP(x, b) ((((x) + (b) - 1) / (b)) * (b))
 #define AN_ALIGN64(x) ((((x) + 63) / 64) * 64)
@@ -49,6 +57,25 @@ static int an_att_online_kind(const an_normdesc *d)
 {
     if (getenv("ATTNNORM_ATTENTION_GENERIC")) return AN_ONLINE_NONE;
     return d->online;
+}
+
+/* Scratch of one call (packed keys/values, Sinkhorn's state and caches).
+ * From 32 MiB on (Sinkhorn's caches, very long problems): 2 MiB aligned and
+ * marked for transparent huge pages where the system has them, so that the
+ * first touch in every call (the memory is fresh from the kernel) costs a
+ * page fault per 2 MiB instead of one per 4 KiB.  Freed by free(). */
+static void *an_att_alloc(size_t bytes)
+{
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    const size_t huge = (size_t)2 << 20;
+    if (bytes >= 16 * huge) {
+        const size_t len = AN_ROUNDUP(bytes, huge);
+        void *p = aligned_alloc(huge, len);
+        if (p) (void)madvise(p, len, MADV_HUGEPAGE);   /* a hint: failure is harmless */
+        return p;
+    }
+#endif
+    return malloc(bytes);
 }
 
 /* Sinkhorn row states (attention_impl.inc) */

@@ -14,7 +14,8 @@
  * in double on those candidates only (workspace: one double per key), which
  * makes the cost O(m) for the max / filter / output passes plus a sort of
  * the candidates when they are few, or a sort-free exact search of the
- * support when they are many (exact_tau).  The reported tau is in the units
+ * support when they are many (exact_tau; for 1.5-entmax, Newton steps on
+ * the candidates whatever their number).  The reported tau is in the units
  * of the formula above: tau = tau' + (alpha - 1) max z.
  *
  * Limits: NaN anywhere in a row -> NaN row (tau NaN); all -inf -> empty row;
@@ -97,7 +98,9 @@ static double entmax15_tau_sorted(const double *X, an_int k)
 
 /* ---- exact threshold for power q = 1 (sparsemax) or q = 2 (1.5-entmax) ----
  * X[0..k): candidates in (-1, 0] (max 0), overwritten.  tau' solves
- * h(tau) = sum_i [X_i - tau]_+^q = 1.  Few candidates (k <= 64): sort and use
+ * h(tau) = sum_i [X_i - tau]_+^q = 1.  q = 2: Newton steps from below
+ * (entmax15_tau_newton), and what follows only if they stall in rounding.
+ * Few candidates (k <= 64): sort and use
  * the sort-based formulas above.  Many: find the support without sorting.
  *  1. Lower bounds: for any set S of candidates, tau' >= (sum_S X - 1) / |S|
  *     (q = 1) and tau' >= mean_S X - 1 / sqrt(|S|) (q = 2, by Cauchy-Schwarz),
@@ -112,8 +115,13 @@ static double entmax15_tau_sorted(const double *X, an_int k)
  *       q = 2: tau' = mean_S - sqrt(max(0, (1 - ss_S) / |S|)),  ss_S = sum_S (X - mean_S)^2
  *     Candidates still inside after 64 halvings lie within 2^-64 of tau'
  *     (zero weight either way) and are counted in S, leaving tau' unchanged. */
+static double entmax15_tau_newton(double *X, an_int *kp);
 static double exact_tau(double *X, an_int k, int q)
 {
+    if (q == 2) {
+        const double tau = entmax15_tau_newton(X, &k);
+        if (tau == tau) return tau;
+    }
     if (k <= 64) {
         sort_desc(X, k);
         return q == 1 ? sparsemax_tau_sorted(X, k) : entmax15_tau_sorted(X, k);
@@ -163,6 +171,65 @@ static double exact_tau(double *X, an_int k, int q)
     return mean - sqrt(delta > 0 ? delta : 0.0);
 }
 
+/* ---- 1.5-entmax threshold by Newton steps from below ----
+ * h(t) = sum_i [X_i - t]_+^2 is convex and decreasing where positive, so a
+ * Newton step t += (h(t) - 1) / (2 sum_i [X_i - t]_+) from a lower bound of
+ * the root tau' stays a lower bound; the candidates X_i <= t are out.  The
+ * first bound is mean X - 1 / sqrt(k) (Cauchy-Schwarz, as exact_tau).  Each
+ * pass keeps S = {X > t} (with n, sum X, sum X^2 and min X over S) and the
+ * closed form on S, tau_S = mean_S - sqrt(max(0, (1 - ss_S) / |S|)), is
+ * tau' as soon as t <= tau_S <= min_S X (then h(tau_S) = h_S(tau_S) = 1).
+ * Returns NaN (X[0..*kp) still holding every candidate of the support) when
+ * the steps stall in rounding: exact_tau's bisection then finishes. */
+static double entmax15_tau_newton(double *X, an_int *kp)
+{
+    an_int k = *kp;
+    double s1 = 0;
+    _Pragma("omp simd reduction(+:s1)")
+    for (an_int r = 0; r < k; r++) s1 += X[r];
+    double t = s1 / (double)k - 1.0 / sqrt((double)k);
+    if (!(t > -1.0)) t = -1.0;
+    for (int it = 0; it < 64; it++) {
+        /* S = {X > t} with no branch on the data (masks as factors 0/1;
+         * X <= 0, so X + 2 keeps a key outside S above every key of S in
+         * the minimum); two interleaved sets of sums (even and odd r) halve
+         * the chains of dependent adds */
+        double a1 = 0, a2 = 0, b1 = 0, b2 = 0, amn = INFINITY, bmn = INFINITY;
+        an_int w = 0, r = 0;
+        for (; r + 2 <= k; r += 2) {
+            const double x = X[r], y = X[r + 1];
+            const int inx = x > t, iny = y > t;
+            const double fx = (double)inx, fy = (double)iny;
+            X[w] = x; w += inx;
+            X[w] = y; w += iny;
+            const double ux = fx * x, uy = fy * y;
+            const double vx = x + (1.0 - fx) * 2.0, vy = y + (1.0 - fy) * 2.0;
+            a1 += ux; a2 += ux * x; amn = vx < amn ? vx : amn;
+            b1 += uy; b2 += uy * y; bmn = vy < bmn ? vy : bmn;
+        }
+        for (; r < k; r++) {
+            const double x = X[r];
+            const int inx = x > t;
+            const double fx = (double)inx, ux = fx * x, vx = x + (1.0 - fx) * 2.0;
+            X[w] = x; w += inx;
+            a1 += ux; a2 += ux * x; amn = vx < amn ? vx : amn;
+        }
+        const double n = (double)w, s2 = a2 + b2, mn = amn < bmn ? amn : bmn;
+        s1 = a1 + b1;
+        k = w;
+        *kp = k;
+        if (k == 0) break;
+        const double mean = s1 / n, ss = s2 - n * mean * mean, delta = (1.0 - ss) / n;
+        const double tau = mean - sqrt(delta > 0 ? delta : 0.0);
+        if (tau >= t && tau <= mn) return tau;
+        const double h = s2 - 2.0 * t * s1 + n * t * t, g = s1 - n * t;
+        const double nt = t + (h - 1.0) / (2.0 * g);
+        if (!(nt > t && nt < 0.0)) break;   /* (max X = 0 stays in S) */
+        t = nt;
+    }
+    return NAN;
+}
+
 /* ---- alpha-entmax by bisection, alpha > 1, alpha != 1.5, 2 ----
  * Parametrised as p_i = [1 + am1 (d_i - theta)]_+^q, d_i = z_i - max z,
  * am1 = alpha - 1, q = 1 / am1, i.e. tau' = am1 theta - 1, with theta in
@@ -185,8 +252,9 @@ static double exact_tau(double *X, an_int k, int q)
  *     linear in theta while the support holds and its weights are equal
  *     (s = k w^q): theta += (s - s^(1 - am1)) / (am1 sum_i p_i / w_i), kept
  *     inside the bracket [lo, hi] that every evaluation narrows (a step that
- *     leaves it bisects instead), the candidates that drop out at lo leaving
- *     as above, until a step is below tol max(1, theta);
+ *     leaves it bisects instead; for q >= 1, far from the root, lo is the
+ *     root of s's tangent, s being convex), the candidates that drop out at
+ *     lo leaving as above, until a step is below tol max(1, theta);
  * a float row evaluates the powers in float (an_vf: relative error of s a
  * few 1e-7, theta* to about 1e-6), then, for q < 1 only, where a weight's
  * sensitivity to theta, w^(q-1), is unbounded at the edge of the support,
@@ -203,12 +271,44 @@ static inline double entmax_lb(double mean, an_int cnt, double am1)
     return mean + (am1 <= 1.0 ? -expm1(-am1 * log(k)) : 1.0 - 1.0 / k) / am1;
 }
 
+/* step 1 above among the gathered candidates d[0..*kp) (z - max z, keys
+ * idx): from the bound lo the rows' rounds reached, the sets S = the
+ * candidates above lo - 1/am1 - slack as lo rises, while over 256 are left
+ * and a round removes over 1/8 of them (as entmax_lower_ over the row, at
+ * a fraction of the cost once the set is small); returns lo */
+static double entmax_lower_cand(double *d, an_int *idx, an_int *kp, double am1, double lo,
+                                double slack)
+{
+    an_int k = *kp;
+    for (int round = 0; round < 16 && k > 256; round++) {
+        /* eight partial sums: no chain of dependent adds */
+        double ps[8] = { 0, 0, 0, 0, 0, 0, 0, 0 }, sum = 0;
+        an_int r = 0;
+        for (; r + 8 <= k; r += 8)
+            for (int j = 0; j < 8; j++) ps[j] += d[r + j];
+        for (; r < k; r++) sum += d[r];
+        sum += ((ps[0] + ps[1]) + (ps[2] + ps[3])) + ((ps[4] + ps[5]) + (ps[6] + ps[7]));
+        const double lb = entmax_lb(sum / (double)k, k, am1);
+        if (!(lb > lo)) break;
+        lo = lb;
+        const an_int kn = an_vd->keep_above(d, idx, k, lo - 1.0 / am1 - slack);
+        const int few = kn > k - k / 8;
+        k = kn;
+        if (few) break;
+    }
+    *kp = k;
+    return lo;
+}
+
 /* The slack of every removal: the float evaluations' error of theta* (well
  * above it) plus the halvings' final width (theta ends at most that far
  * below the root). */
-static inline double entmax_slack(an_int nv, double am1, int64_t n_iter, int dbl)
+static inline double entmax_top(an_int nv, double am1)
 {
-    const double top = -expm1(-am1 * log((double)nv)) / am1;
+    return -expm1(-am1 * log((double)nv)) / am1;
+}
+static inline double entmax_slack(double top, int64_t n_iter, int dbl)
+{
     return (dbl ? 1e-12 : 1e-5) + (n_iter < 1000 ? ldexp(top, -(int)n_iter) : 0.0);
 }
 
@@ -223,8 +323,14 @@ static double entmax_newton(an_pow1p_fn fn, double *d, an_int *idx, an_int *kp, 
         const double s = fn(d, k, am1, th, &der, &live, NULL);
         if (s == 1.0) break;
         if (s > 1.0) {
-            *lo = th;
-            if (live < k - k / 16) k = an_vd->keep_above(d, idx, k, th - 1.0 / am1 - slack);
+            /* q >= 1: s is convex in theta, so the root of its tangent,
+             * th + (s - 1) / der, is a lower bound of theta* as well; used
+             * far from the root only (for the removals; near it the bracket
+             * is left to the steps) */
+            const double tan = am1 <= 1.0 && der > 0.0 && s > 1.25 ? th + (s - 1.0) / der : th;
+            *lo = tan > th && tan < *hi ? tan : th;
+            if (live < k - k / 16 || *lo > th)
+                k = an_vd->keep_above(d, idx, k, *lo - 1.0 / am1 - slack);
         } else {
             *hi = th;
         }
@@ -239,18 +345,18 @@ static double entmax_newton(an_pow1p_fn fn, double *d, an_int *idx, an_int *kp, 
     return th;
 }
 
-/* theta after n_iter halvings of [0, (1 - nv^(-am1)) / am1]: each halving
+/* theta after n_iter halvings of [0, top], top = (1 - nv^(-am1)) / am1
+ * (entmax_top): each halving
  * keeps the half holding the root (s(mid) >= 1 iff mid <= theta*), so the
  * root decides every halving.  d[0..*kp), keys idx: the candidates
  * z - max z, max 0, every one above lo - 1/am1 - slack (lo: a lower bound
  * of theta*, step 1); on return the candidates that may have weight at the
  * returned theta (a subset, in order).  dbl: the row is double (every
  * evaluation in double). */
-static double entmax_bisect_theta(double *d, an_int *idx, an_int *kp, an_int nv, double am1,
+static double entmax_bisect_theta(double *d, an_int *idx, an_int *kp, double top, double am1,
                                   int64_t n_iter, int dbl, double lo, double slack)
 {
-    const double top = -expm1(-am1 * log((double)nv)) / am1;
-    double hi = -expm1(-am1 * log((double)*kp)) / am1;
+    double hi = entmax_top(*kp, am1);
     if (!(lo < hi)) lo = hi;
     const double lo0 = lo, hi0 = hi;
     double root = entmax_newton(dbl ? an_vd->pow1p_sums : an_vf->pow1p_sums, d, idx, kp, am1,
@@ -266,7 +372,9 @@ static double entmax_bisect_theta(double *d, an_int *idx, an_int *kp, an_int nv,
          * changes either, so stop (at most ~2100 halvings, whatever n_iter;
          * the result is the one n_iter halvings give) */
         if (mid == a || mid == b) break;
-        if (mid <= root) a = mid; else b = mid;
+        const int le = mid <= root;   /* selects, not a branch on the data */
+        a = le ? mid : a;
+        b = le ? b : mid;
     }
     return 0.5 * (a + b);
 }

@@ -12,13 +12,14 @@
  * independent uniforms u_k = an_rand_uniform(key, k) in (0, 1), and trial k
  * lands on the key j with cdf_(j-1) < u_k * cdf_(n_i) <= cdf_j.  The CDF is
  * kept at the ends of blocks of 8 keys, C[b] = sum_{j < 8(b+1)} p_j (each
- * block summed in double as a tree, then accumulated); a trial finds its
- * block by a branch-free binary search over C (16 trials side by side) and
- * its key inside the block by
- * 7 compares against C[b-1] + p_0 + ... + p_t.  No trial depends on another,
- * so there is no branch on the data and no sort.  Counts go to an int64
- * array; the keys that received a count are listed (in order of first hit)
- * for the caller in c->nz.
+ * block summed in double as a tree, the blocks accumulated four at a time);
+ * a trial finds its block by a branch-free binary search over C (16 trials
+ * side by side) and its key inside the block by 7 compares of
+ * p_0 + ... + p_t (a shallow tree of adds) against u_k cdf_(n_i) - C[b-1].
+ * No trial depends on another, so there is no branch on the data and no
+ * sort.  Counts go to an int64 array (zeroed block by block as the trials
+ * first reach a block); the keys that received a count are listed (in
+ * order of first hit) for the caller in c->nz.
  *
  * Keys with probability 0 (e.g. -inf scores) never receive a count: inside a
  * block such a key's interval is empty (adding 0 is exact), and the one place

@@ -28,6 +28,10 @@
      * memset / memcpy (AN_NO_MEMCALL, an_common.h) */                        \
     void (*fill)(T *x, an_int n, T v);                                        \
     void (*copy)(const T *s, T *x, an_int n);                                 \
+    /* x[i] = s[i] with non-temporal stores where the target has them: the   \
+     * lines of x go to memory without being read first (the caller issues  \
+     * an_store_fence() before the data is used elsewhere); plain elsewhere */ \
+    void (*stream)(const T *s, T *x, an_int n);                               \
     /* x[i] *= c */                                                           \
     void (*scale)(T *x, an_int n, T c);                                       \
     /* y[i] += a * x[i] */                                                    \
@@ -85,6 +89,10 @@ typedef struct { AN_VECOPS_FIELDS(double) const char *name; } an_vecops_d;
 
 extern const an_vecops_f *an_vf;   /* the chosen float table */
 extern const an_vecops_d *an_vd;   /* the chosen double table */
+
+/* Orders the non-temporal stores of `stream` before the stores that follow
+ * (x86: sfence; elsewhere nothing is needed). */
+void an_store_fence(void);
 
 /* Choose the tables; returns the name of the chosen path. */
 const char *an_simd_init(void);

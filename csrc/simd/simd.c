@@ -65,6 +65,13 @@ float an_exp_f(float x) { return expf_fma__default(x); }
 void an_exp_inplace_f(float *x, an_int n) { an_vf->exp_shift_sum(x, n, 0.0f, 1.0f); }
 void an_exp_inplace_d(double *x, an_int n) { an_vd->exp_shift_sum(x, n, 0.0, 1.0); }
 
+void an_store_fence(void)
+{
+#if defined(AN_HAVE_X86_DISPATCH)
+    _mm_sfence();   /* SSE: every x86-64 */
+#endif
+}
+
 const char *an_simd_best(void)
 {
 #ifdef AN_HAVE_X86_DISPATCH
