@@ -626,7 +626,11 @@ def test_topk_scores_matches_numpy(rng, K):
     rv, ri = _topk_reference(q, k, mask, scale[..., None, None], K)
     assert val.shape == idx.shape == (2, 3, 37, K)
     assert_array_equal(idx, ri)
-    assert_array_equal(val, rv)
+    # the kernel's GEMM and NumPy's may round differently (FMA or not): scores
+    # to a few ulp, -inf (padding) exactly
+    assert_array_equal(np.isinf(val), np.isinf(rv))
+    np.testing.assert_allclose(np.where(np.isinf(val), 0, val), np.where(np.isinf(rv), 0, rv),
+                               rtol=1e-13, atol=1e-13)
     # float32: the same keys up to scores within rounding of each other
     v32, i32 = _core.topk_scores(q.astype(np.float32), k.astype(np.float32), mask,
                                  scale.astype(np.float32), np.empty(K, np.float32))
