@@ -714,6 +714,14 @@ def small_topk(monkeypatch):
     return seen
 
 
+def _sparse_options(rng, option):
+    """The keyword arguments of an OPTIONS entry, or "shard_hidden": every key
+    of the shard 4..7 hidden by the mask."""
+    if option == "shard_hidden":
+        return {"mask": np.broadcast_to((np.arange(M) < 4) | (np.arange(M) >= 8), (N, M))}
+    return OPTIONS[option](rng)
+
+
 @pytest.mark.parametrize("option", sorted(OPTIONS) + ["shard_hidden"])
 @pytest.mark.parametrize("normalizer,params", [("sparsemax", {}), ("entmax", {}),
                                                ("entmax", {"alpha": 1.25}),
@@ -722,11 +730,7 @@ def test_sparse_recheck_matches_numpy(rng, small_topk, normalizer, params, optio
     # flat scores (small scale): wide supports, beyond two keys per shard
     q, k, v = qkv(rng, lead=(2,), kv_lead=(1,))
     q = q * 0.2
-    if option == "shard_hidden":
-        # every key of the shard 4..7 hidden
-        opts = {"mask": np.broadcast_to((np.arange(M) < 4) | (np.arange(M) >= 8), (N, M))}
-    else:
-        opts = OPTIONS[option](rng)
+    opts = _sparse_options(rng, option)
     opts.update(params)
     dq, dk, dv = chunked(q, k, v, qc=4, kc=4)
     _compare_all(normalizer, opts, q, k, v, dq, dk, dv, np.float64)
@@ -792,10 +796,7 @@ def test_sparse_query_sub_blocks(rng, sub_blocks, small_topk, normalizer, option
     two candidates per shard do not cover the support)."""
     q, k, v = qkv(rng, lead=(2,), kv_lead=(1,))
     q = q * 0.3
-    if option == "shard_hidden":
-        opts = {"mask": np.broadcast_to((np.arange(M) < 4) | (np.arange(M) >= 8), (N, M))}
-    else:
-        opts = OPTIONS[option](rng)
+    opts = _sparse_options(rng, option)
     dq, dk, dv = chunked(q, k, v, qc=N, kc=4)
     res = an.attention(dq, dk, dv, normalizer, **opts)
     assert res.chunks[-2] == (N,)
