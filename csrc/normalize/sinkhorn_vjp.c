@@ -66,7 +66,7 @@ static void skv_row_step(const skv_work *W, const double *g, double *f)
         const double *Ki = W->K + (size_t)i * (size_t)m;
         for (an_int j = 0; j < m; j++) t[j] = Ki[j] + g[j];
         const double mx = an_vd->max(t, m);
-        f[i] = mx == -INFINITY ? 0.0 : -(mx + log(an_vd->exp_shift_sum(t, m, mx, 1.0)));
+        f[i] = mx == -INFINITY ? 0.0 : -(mx + log(an_vd->exp_shift_to(t, t, m, mx, 1.0)));
     }
 }
 
@@ -108,7 +108,7 @@ static void skv_col_step(const skv_work *W, const double *f, const unsigned char
         for (an_int i = b * AN_SKV_BLOCK; i < i1; i++) {
             const double *Ki = W->K + (size_t)i * (size_t)m;
             for (an_int j = 0; j < m; j++) t[j] = Ki[j] + f[i] - cmax[j];
-            an_vd->exp_shift_sum(t, m, 0.0, 1.0);
+            an_vd->exp_shift_to(t, t, m, 0.0, 1.0);
             for (an_int j = 0; j < m; j++) p[j] += t[j];
         }
     }

@@ -14,10 +14,7 @@
 #define AN_VECOPS_FIELDS(T)                                                   \
     /* max over x[0..n) (NaN-propagating: returns NaN if any x is NaN) */     \
     T (*max)(const T *x, an_int n);                                           \
-    /* x[i] = exp((x[i] - shift) * mul); returns sum of the new x */          \
-    double (*exp_shift_sum)(T *x, an_int n, T shift, T mul);                  \
-    /* e[i] = exp((s[i] - shift) * mul); returns sum e[i] (e may be s: then   \
-     * exp_shift_sum, the same code) */                                       \
+    /* e[i] = exp((s[i] - shift) * mul); returns sum e[i] (e may be s) */    \
     double (*exp_shift_to)(const T *s, T *e, an_int n, T shift, T mul);       \
     /* e[i] = exp((s[i] - shift) * mul); returns sum e[i] and sets      \
      * *dot = sum e[i] (s[i] - shift) (in double): softmax mass and the      \

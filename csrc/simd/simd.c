@@ -62,8 +62,8 @@ float an_exp_f(float x) { return expf_fma__default(x); }
 
 /* x[i] = exp(x[i]) by the dispatched vector exp (the accuracy test calls
  * these through ctypes) */
-void an_exp_inplace_f(float *x, an_int n) { an_vf->exp_shift_sum(x, n, 0.0f, 1.0f); }
-void an_exp_inplace_d(double *x, an_int n) { an_vd->exp_shift_sum(x, n, 0.0, 1.0); }
+void an_exp_inplace_f(float *x, an_int n) { an_vf->exp_shift_to(x, x, n, 0.0f, 1.0f); }
+void an_exp_inplace_d(double *x, an_int n) { an_vd->exp_shift_to(x, x, n, 0.0, 1.0); }
 
 void an_store_fence(void)
 {
