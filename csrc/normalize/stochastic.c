@@ -56,11 +56,17 @@ static inline uint64_t stochastic_key(int64_t seed, int64_t stream, an_int row)
     return an_rand_u64(an_rand_u64((uint64_t)seed, (uint64_t)stream), (uint64_t)row);
 }
 
-/* Rows of up to AN_STOCH_STACK_BLOCKS blocks keep C on the stack, longer
- * rows in the workspace.  Workspace (ws_mult = 3, 24 (m + 1) bytes):
- * nz (m + 1 an_int: each trial writes one past the list) | C (nblk + 1
- * doubles, long rows only) | counts (m int64). */
-#define AN_STOCH_STACK_BLOCKS 256
+/* Rows of up to AN_STOCH_STACK_BLOCKS blocks keep C (and the levels above
+ * it) on the stack, longer rows in the workspace.  Workspace (ws_mult = 3,
+ * 3 (m + 1) words): nz (m + 1 an_int: each trial writes one past the list)
+ * | C (long rows only) | then, up to 2^20 trials, the levels above C (AVX-512
+ * path, long rows only) and the key of every trial (an_int), or, when they
+ * do not fit, int32 counts of the m keys; above, counts (m int64) after
+ * C[nblk]. */
+#define AN_STOCH_STACK_BLOCKS 256   /* a multiple of 8 */
+
+/* Uniforms are drawn AN_STOCH_CHUNK at a time (a multiple of 8). */
+#define AN_STOCH_CHUNK 64
 
 /* Trials are placed in batches of AN_STOCH_BATCH: the binary searches of a
  * batch run level by level side by side, so their chains of dependent loads
@@ -81,12 +87,141 @@ static inline void stoch_blocks_of(const double *C, an_int nblk, const double *P
     for (int u = 0; u < AN_STOCH_BATCH; u++) blk[u] += C[blk[u]] < P[u];
 }
 
+/* ---- the block search by levels of 8 (AVX-512 path) ----
+ * lev[0] is C padded with +inf to a multiple of 8; lev[l + 1][s] =
+ * lev[l][8 s + 7] (the last of each group of 8, +inf past the end), up to a
+ * top level of at most 32 entries.  The lower bound #{b : C[b] < P} (C is
+ * nondecreasing) is then the count of the top entries below P, refined level
+ * by level by the count below P inside one group of 8: the same block as the
+ * binary search, by 8-wide compares. */
+#define AN_STOCH_MAXLEV 24
+typedef struct {
+    const double *lev[AN_STOCH_MAXLEV];
+    an_int len[AN_STOCH_MAXLEV];
+    int nlev;
+} stoch_levels;
+
+static inline an_int stoch_round8(an_int n) { return (n + 7) & ~(an_int)7; }
+
+/* doubles needed above C for nblk blocks */
+static an_int stoch_levels_words(an_int nblk)
+{
+    an_int w = 0;
+    for (an_int len = stoch_round8(nblk); len > 32; ) { len = stoch_round8(len / 8); w += len; }
+    return w;
+}
+
+/* pads C (room for stoch_round8(nblk) doubles) and writes the levels above
+ * it into up (stoch_levels_words(nblk) doubles) */
+static void stoch_levels_build(double *C, an_int nblk, double *up, stoch_levels *L)
+{
+    an_int len = stoch_round8(nblk);
+    for (an_int b = nblk; b < len; b++) C[b] = INFINITY;
+    L->lev[0] = C; L->len[0] = len; L->nlev = 1;
+    const double *cur = C;
+    while (len > 32) {
+        const an_int n1 = len / 8, len1 = stoch_round8(n1);
+        for (an_int s = 0; s < n1; s++) up[s] = cur[8 * s + 7];
+        for (an_int s = n1; s < len1; s++) up[s] = INFINITY;
+        L->lev[L->nlev] = up; L->len[L->nlev++] = len1;
+        cur = up; up += len1; len = len1;
+    }
+}
+
 /* nearest key of the block (down first) with pv > 0 */
 static inline int nearest_positive(const double *pv, int t)
 {
     for (int u = t; u >= 0; u--) if (pv[u] > 0) return u;
     for (int u = t + 1; u < 8; u++) if (pv[u] > 0) return u;
     return t;
+}
+
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+#define AN_STOCH_X86 1
+#include <immintrin.h>
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,avx512vl,popcnt")
+
+/* P[u] = an_rand_uniform(key, ctr0 + u) * run for u < nb (mk = an_mix64(key)),
+ * eight counters per vector (the same bits as the scalar form: the 64-bit
+ * multiplies and shifts are exact, (h >> 11) converts exactly, the two
+ * scalings by 2^-53 and run round as there); P has room for nb rounded up
+ * to 8 */
+static void stoch_uniforms_avx512(uint64_t mk, uint64_t ctr0, int nb, double run, double *P)
+{
+    const __m512i K = _mm512_set1_epi64((long long)AN_RAND_CTR_MUL);
+    const __m512i G = _mm512_set1_epi64((long long)0x9E3779B97F4A7C15ULL);
+    const __m512i M1 = _mm512_set1_epi64((long long)0xBF58476D1CE4E5B9ULL);
+    const __m512i M2 = _mm512_set1_epi64((long long)0x94D049BB133111EBULL);
+    const __m512i mkv = _mm512_set1_epi64((long long)mk), eight = _mm512_set1_epi64(8);
+    const __m512d half = _mm512_set1_pd(0.5), ulp = _mm512_set1_pd(1.0 / 9007199254740992.0);
+    const __m512d runv = _mm512_set1_pd(run);
+    __m512i ctr = _mm512_add_epi64(_mm512_set1_epi64((long long)ctr0),
+                                   _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0));
+    for (int u = 0; u < nb; u += 8) {
+        __m512i z = _mm512_add_epi64(_mm512_xor_si512(mkv, _mm512_mullo_epi64(ctr, K)), G);
+        z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)), M1);
+        z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)), M2);
+        z = _mm512_xor_si512(z, _mm512_srli_epi64(z, 31));
+        const __m512d d = _mm512_cvtepu64_pd(_mm512_srli_epi64(z, 11));
+        _mm512_storeu_pd(P + u, _mm512_mul_pd(_mm512_mul_pd(_mm512_add_pd(d, half), ulp), runv));
+        ctr = _mm512_add_epi64(ctr, eight);
+    }
+}
+
+/* J[u] = the key of the trial at P[u] (u < nb), as the portable
+ * stoch_keys_ (stochastic_impl.inc) finds it: the block by the levels, then
+ * the same in-block prefix sums a_q of the block's probabilities pv (zero
+ * past nv), formed lane-wise in the same order:
+ *   odd lanes += the lane below   (a_1 = p_0 + p_1, p_2 + p_3, ...)
+ *   lanes 2, 3 += a_1;  lanes 4, 5 += a_3;  lane 6 += a_5
+ * and t = #{q < 7 : a_q < P - C[b-1]}.  x is float (isf) or double. */
+static void stoch_keys_avx512(const void *x, int isf, an_int nv, const stoch_levels *L,
+                              an_int blast, const double *P, int nb, an_int *J)
+{
+    const int top = L->nlev - 1;
+    const double *Lt = L->lev[top], *C = L->lev[0];
+    const an_int lt = L->len[top];
+    const __m512i ipair = _mm512_set_epi64(6, 6, 4, 4, 2, 2, 0, 0);
+    const __m512i i1 = _mm512_set1_epi64(1), i3 = _mm512_set1_epi64(3);
+    const __m512i i5 = _mm512_set1_epi64(5);
+    const __m512d zero = _mm512_setzero_pd();
+    for (int u = 0; u < nb; u++) {
+        const __m512d p = _mm512_set1_pd(P[u]);
+        an_int b = 0;
+        for (an_int s = 0; s < lt; s += 8)
+            b += __builtin_popcount(_mm512_cmp_pd_mask(_mm512_loadu_pd(Lt + s), p, _CMP_LT_OQ));
+        for (int l = top - 1; l >= 0; l--)
+            b = 8 * b + __builtin_popcount(
+                _mm512_cmp_pd_mask(_mm512_loadu_pd(L->lev[l] + 8 * b), p, _CMP_LT_OQ));
+        if (b > blast) b = blast;
+        const an_int j0 = 8 * b;
+        const __mmask8 lm = j0 + 8 <= nv ? (__mmask8)0xFF : (__mmask8)((1u << (nv - j0)) - 1);
+        const __m512d pv = isf ? _mm512_cvtps_pd(_mm256_maskz_loadu_ps(lm, (const float *)x + j0))
+                               : _mm512_maskz_loadu_pd(lm, (const double *)x + j0);
+        __m512d a = _mm512_mask_add_pd(pv, 0xAA, pv, _mm512_permutexvar_pd(ipair, pv));
+        a = _mm512_mask_add_pd(a, 0x0C, a, _mm512_permutexvar_pd(i1, a));
+        a = _mm512_mask_add_pd(a, 0x30, a, _mm512_permutexvar_pd(i3, a));
+        a = _mm512_mask_add_pd(a, 0x40, a, _mm512_permutexvar_pd(i5, a));
+        const __m512d R = _mm512_set1_pd(P[u] - (b ? C[b - 1] : 0.0));
+        const int t = __builtin_popcount(_mm512_cmp_pd_mask(a, R, _CMP_LT_OQ) & 0x7F);
+        const unsigned pos = _mm512_cmp_pd_mask(pv, zero, _CMP_GT_OQ);
+        J[u] = j0 + t;
+        if ((t == 7) & !(pos >> 7))   /* nearest_positive(pv, 7) */
+            J[u] = j0 + (pos ? 31 - __builtin_clz(pos) : 7);
+    }
+}
+#pragma GCC pop_options
+#endif
+
+/* the AVX-512 table is the chosen path (it implies F, DQ, VL and POPCNT) */
+static int stoch_use_avx512(void)
+{
+#ifdef AN_STOCH_X86
+    return strcmp(an_vd->name, "avx512") == 0;
+#else
+    return 0;
+#endif
 }
 
 /* Above this many trials the counts come from sequential binomials. */
