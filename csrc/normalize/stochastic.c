@@ -170,31 +170,41 @@ static void stoch_uniforms_avx512(uint64_t mk, uint64_t ctr0, int nb, double run
 }
 
 /* J[u] = the key of the trial at P[u] (u < nb), as the portable
- * stoch_keys_ (stochastic_impl.inc) finds it: the block by the levels, then
- * the same in-block prefix sums a_q of the block's probabilities pv (zero
- * past nv), formed lane-wise in the same order:
+ * stoch_keys_ (stochastic_impl.inc) finds it: the block by the levels (the
+ * top level for eight trials at once: a count per lane of the entries below
+ * P), then the same in-block prefix sums a_q of the block's probabilities pv
+ * (zero past nv), formed lane-wise in the same order:
  *   odd lanes += the lane below   (a_1 = p_0 + p_1, p_2 + p_3, ...)
  *   lanes 2, 3 += a_1;  lanes 4, 5 += a_3;  lane 6 += a_5
- * and t = #{q < 7 : a_q < P - C[b-1]}.  x is float (isf) or double. */
+ * and t = #{q < 7 : a_q < P - C[b-1]} (C[-1] = 0 is readable).  Key 7 of a
+ * block can have probability 0 only past nv or where the row has a zero
+ * (zero_any); only there is t = 7 mended.  x is float (isf) or double; P
+ * has room for nb rounded up to 8. */
 static void stoch_keys_avx512(const void *x, int isf, an_int nv, const stoch_levels *L,
-                              an_int blast, const double *P, int nb, an_int *J)
+                              an_int blast, int zero_any, const double *P, int nb, an_int *J)
 {
     const int top = L->nlev - 1;
     const double *Lt = L->lev[top], *C = L->lev[0];
     const an_int lt = L->len[top];
     const __m512i ipair = _mm512_set_epi64(6, 6, 4, 4, 2, 2, 0, 0);
     const __m512i i1 = _mm512_set1_epi64(1), i3 = _mm512_set1_epi64(3);
-    const __m512i i5 = _mm512_set1_epi64(5);
-    const __m512d zero = _mm512_setzero_pd();
+    const __m512i i5 = _mm512_set1_epi64(5), one = _mm512_set1_epi64(1);
+    int64_t B[AN_STOCH_CHUNK];
+    for (int u = 0; u < nb; u += 8) {   /* top level: #{s : Lt[s] < P} */
+        const __m512d p = _mm512_loadu_pd(P + u);
+        __m512i cnt = _mm512_setzero_si512();
+        for (an_int s = 0; s < lt; s++)
+            cnt = _mm512_mask_add_epi64(cnt, _mm512_cmp_pd_mask(p, _mm512_set1_pd(Lt[s]), _CMP_GT_OQ),
+                                        cnt, one);
+        _mm512_storeu_si512(B + u, cnt);
+    }
     for (int u = 0; u < nb; u++) {
         const __m512d p = _mm512_set1_pd(P[u]);
-        an_int b = 0;
-        for (an_int s = 0; s < lt; s += 8)
-            b += __builtin_popcount(_mm512_cmp_pd_mask(_mm512_loadu_pd(Lt + s), p, _CMP_LT_OQ));
+        an_int b = B[u];
         for (int l = top - 1; l >= 0; l--)
             b = 8 * b + __builtin_popcount(
                 _mm512_cmp_pd_mask(_mm512_loadu_pd(L->lev[l] + 8 * b), p, _CMP_LT_OQ));
-        if (b > blast) b = blast;
+        b = b < blast ? b : blast;
         const an_int j0 = 8 * b;
         const __mmask8 lm = j0 + 8 <= nv ? (__mmask8)0xFF : (__mmask8)((1u << (nv - j0)) - 1);
         const __m512d pv = isf ? _mm512_cvtps_pd(_mm256_maskz_loadu_ps(lm, (const float *)x + j0))
@@ -203,13 +213,50 @@ static void stoch_keys_avx512(const void *x, int isf, an_int nv, const stoch_lev
         a = _mm512_mask_add_pd(a, 0x0C, a, _mm512_permutexvar_pd(i1, a));
         a = _mm512_mask_add_pd(a, 0x30, a, _mm512_permutexvar_pd(i3, a));
         a = _mm512_mask_add_pd(a, 0x40, a, _mm512_permutexvar_pd(i5, a));
-        const __m512d R = _mm512_set1_pd(P[u] - (b ? C[b - 1] : 0.0));
+        const __m512d R = _mm512_set1_pd(P[u] - C[b - 1]);
         const int t = __builtin_popcount(_mm512_cmp_pd_mask(a, R, _CMP_LT_OQ) & 0x7F);
-        const unsigned pos = _mm512_cmp_pd_mask(pv, zero, _CMP_GT_OQ);
         J[u] = j0 + t;
-        if ((t == 7) & !(pos >> 7))   /* nearest_positive(pv, 7) */
-            J[u] = j0 + (pos ? 31 - __builtin_clz(pos) : 7);
+        if ((t == 7) & (zero_any | (lm != 0xFF))) {   /* nearest_positive(pv, 7) */
+            const unsigned pos = _mm512_cmp_pd_mask(pv, _mm512_setzero_pd(), _CMP_GT_OQ);
+            if (!(pos >> 7)) J[u] = j0 + (pos ? 31 - __builtin_clz(pos) : 7);
+        }
     }
+}
+/* C[b] = run0 + (the block sums up to b) for b < n4 (a multiple of 4), as
+ * the portable loop (stochastic_impl.inc) forms them: each block's sum
+ * ((y0 + y2) + (y4 + y6)) + ((y1 + y3) + (y5 + y7)) in double (lane-wise,
+ * four blocks side by side), then within a group of four p1 = s0 + s1,
+ * p2 = p1 + s2, p3 = p2 + s3 and C = run + p.  Returns run; *zero is set
+ * when some x[j] (j < 8 n4) is 0. */
+static double stoch_cdf_avx512(const float *x, an_int n4, double run, double *C, int *zero)
+{
+    const __m512i sel = _mm512_set_epi64(6, 4, 2, 0, 6, 4, 2, 0);
+    const __m512 fz = _mm512_setzero_ps();
+    __mmask16 z = 0;
+    for (an_int b4 = 0; b4 < n4; b4 += 4) {
+        const float *y = x + 8 * b4;
+        z |= _mm512_cmp_ps_mask(_mm512_loadu_ps(y), fz, _CMP_EQ_OQ)
+           | _mm512_cmp_ps_mask(_mm512_loadu_ps(y + 16), fz, _CMP_EQ_OQ);
+        __m512d A[4];
+        for (int k = 0; k < 4; k++) {   /* lanes 0, 1, 4, 5 (and 2, 3, 6, 7): y0 + y2, y1 + y3, y4 + y6, y5 + y7 */
+            const __m512d D = _mm512_cvtps_pd(_mm256_loadu_ps(y + 8 * k));
+            A[k] = _mm512_add_pd(D, _mm512_permutex_pd(D, 0x4E));
+        }
+        const __m512d P01 = _mm512_mask_blend_pd(0xCC, A[0], A[1]);
+        const __m512d P23 = _mm512_mask_blend_pd(0xCC, A[2], A[3]);
+        const __m512d B01 = _mm512_add_pd(P01, _mm512_shuffle_f64x2(P01, P01, 0x4E));
+        const __m512d B23 = _mm512_add_pd(P23, _mm512_shuffle_f64x2(P23, P23, 0x4E));
+        const __m512d E = _mm512_mask_blend_pd(0xF0, B01, B23);   /* block k: e0, e1 in lanes 2k, 2k + 1 */
+        const __m512d S = _mm512_add_pd(E, _mm512_permute_pd(E, 0x55));
+        __m256d V = _mm512_castpd512_pd256(_mm512_permutexvar_pd(sel, S));   /* s0 .. s3 */
+        V = _mm256_mask_add_pd(V, 0x2, V, _mm256_permute4x64_pd(V, 0x00));
+        V = _mm256_mask_add_pd(V, 0x4, V, _mm256_permute4x64_pd(V, 0x55));
+        V = _mm256_mask_add_pd(V, 0x8, V, _mm256_permute4x64_pd(V, 0xAA));   /* s0, p1, p2, p3 */
+        _mm256_storeu_pd(C + b4, _mm256_add_pd(_mm256_set1_pd(run), V));
+        run += _mm_cvtsd_f64(_mm_unpackhi_pd(_mm256_extractf128_pd(V, 1), _mm256_extractf128_pd(V, 1)));
+    }
+    *zero |= z != 0;
+    return run;
 }
 #pragma GCC pop_options
 #endif
@@ -223,6 +270,23 @@ static int stoch_use_avx512(void)
     return 0;
 #endif
 }
+
+/* Counts of the keys J[0..n) in xc (zero where not yet hit), the keys listed
+ * in nz (after the nnz there) in order of first hit; returns their number.
+ * xc is a row's own storage (int32 over float, int64 over double) or a
+ * separate int32 array. */
+#define AN_STOCH_COUNT(NAME, CT)                                              \
+    static an_int NAME(CT *xc, const an_int *J, int64_t n, an_int *nz, an_int nnz) \
+    {                                                                          \
+        for (int64_t k = 0; k < n; k++) {                                      \
+            const an_int j = J[k];                                             \
+            nz[nnz] = j;                                                       \
+            nnz += xc[j]++ == 0;                                               \
+        }                                                                      \
+        return nnz;                                                            \
+    }
+AN_STOCH_COUNT(stoch_count32, int32_t)
+AN_STOCH_COUNT(stoch_count64, int64_t)
 
 /* Above this many trials the counts come from sequential binomials. */
 #define AN_STOCH_BINOMIAL_N ((int64_t)1 << 20)
