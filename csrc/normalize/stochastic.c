@@ -180,8 +180,9 @@ static void stoch_uniforms_avx512(uint64_t mk, uint64_t ctr0, int nb, double run
  * block can have probability 0 only past nv or where the row has a zero
  * (zero_any); only there is t = 7 mended.  x is float (isf) or double; P
  * has room for nb rounded up to 8. */
-static void stoch_keys_avx512(const void *x, int isf, an_int nv, const stoch_levels *L,
-                              an_int blast, int zero_any, const double *P, int nb, an_int *J)
+static inline __attribute__((always_inline)) void
+stoch_keys_avx512_(const void *x, const int isf, an_int nv, const stoch_levels *L, an_int blast,
+                   int zero_any, const double *P, int nb, an_int *J)
 {
     const int top = L->nlev - 1;
     const double *Lt = L->lev[top], *C = L->lev[0];
@@ -201,9 +202,12 @@ static void stoch_keys_avx512(const void *x, int isf, an_int nv, const stoch_lev
     for (int u = 0; u < nb; u++) {
         const __m512d p = _mm512_set1_pd(P[u]);
         an_int b = B[u];
-        for (int l = top - 1; l >= 0; l--)
-            b = 8 * b + __builtin_popcount(
-                _mm512_cmp_pd_mask(_mm512_loadu_pd(L->lev[l] + 8 * b), p, _CMP_LT_OQ));
+        if (top == 1)
+            b = 8 * b + __builtin_popcount(_mm512_cmp_pd_mask(_mm512_loadu_pd(C + 8 * b), p, _CMP_LT_OQ));
+        else
+            for (int l = top - 1; l >= 0; l--)
+                b = 8 * b + __builtin_popcount(
+                    _mm512_cmp_pd_mask(_mm512_loadu_pd(L->lev[l] + 8 * b), p, _CMP_LT_OQ));
         b = b < blast ? b : blast;
         const an_int j0 = 8 * b;
         const __mmask8 lm = j0 + 8 <= nv ? (__mmask8)0xFF : (__mmask8)((1u << (nv - j0)) - 1);
@@ -222,6 +226,17 @@ static void stoch_keys_avx512(const void *x, int isf, an_int nv, const stoch_lev
         }
     }
 }
+static void stoch_keys_avx512_f(const float *x, an_int nv, const stoch_levels *L, an_int blast,
+                                int zero_any, const double *P, int nb, an_int *J)
+{
+    stoch_keys_avx512_(x, 1, nv, L, blast, zero_any, P, nb, J);
+}
+static void stoch_keys_avx512_d(const double *x, an_int nv, const stoch_levels *L, an_int blast,
+                                int zero_any, const double *P, int nb, an_int *J)
+{
+    stoch_keys_avx512_(x, 0, nv, L, blast, zero_any, P, nb, J);
+}
+
 /* C[b] = run0 + (the block sums up to b) for b < n4 (a multiple of 4), as
  * the portable loop (stochastic_impl.inc) forms them: each block's sum
  * ((y0 + y2) + (y4 + y6)) + ((y1 + y3) + (y5 + y7)) in double (lane-wise,
