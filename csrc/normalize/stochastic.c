@@ -239,36 +239,48 @@ static void stoch_keys_avx512_d(const double *x, an_int nv, const stoch_levels *
 
 /* C[b] = run0 + (the block sums up to b) for b < n4 (a multiple of 4), as
  * the portable loop (stochastic_impl.inc) forms them: each block's sum
- * ((y0 + y2) + (y4 + y6)) + ((y1 + y3) + (y5 + y7)) in double (lane-wise,
- * four blocks side by side), then within a group of four p1 = s0 + s1,
- * p2 = p1 + s2, p3 = p2 + s3 and C = run + p.  Returns run; *zero is set
- * when some x[j] (j < 8 n4) is 0. */
+ * ((y0 + y2) + (y4 + y6)) + ((y1 + y3) + (y5 + y7)) in double, eight
+ * blocks side by side (the pairs regrouped across blocks before each level
+ * of adds), then within each group of four p1 = s0 + s1, p2 = p1 + s2,
+ * p3 = p2 + s3 and C = run + p, run += p3.  Returns run; *zero is set when
+ * some x[j] (j < 8 n4) is 0. */
 static double stoch_cdf_avx512(const float *x, an_int n4, double run, double *C, int *zero)
 {
-    const __m512i sel = _mm512_set_epi64(6, 4, 2, 0, 6, 4, 2, 0);
+    const __m512i lo2 = _mm512_set_epi64(13, 12, 9, 8, 5, 4, 1, 0);
+    const __m512i hi2 = _mm512_set_epi64(15, 14, 11, 10, 7, 6, 3, 2);
+    const __m512i ev = _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i od = _mm512_set_epi64(15, 13, 11, 9, 7, 5, 3, 1);
     const __m512 fz = _mm512_setzero_ps();
     __mmask16 z = 0;
-    for (an_int b4 = 0; b4 < n4; b4 += 4) {
-        const float *y = x + 8 * b4;
-        z |= _mm512_cmp_ps_mask(_mm512_loadu_ps(y), fz, _CMP_EQ_OQ)
-           | _mm512_cmp_ps_mask(_mm512_loadu_ps(y + 16), fz, _CMP_EQ_OQ);
-        __m512d A[4];
-        for (int k = 0; k < 4; k++) {   /* lanes 0, 1, 4, 5 (and 2, 3, 6, 7): y0 + y2, y1 + y3, y4 + y6, y5 + y7 */
-            const __m512d D = _mm512_cvtps_pd(_mm256_loadu_ps(y + 8 * k));
-            A[k] = _mm512_add_pd(D, _mm512_permutex_pd(D, 0x4E));
-        }
-        const __m512d P01 = _mm512_mask_blend_pd(0xCC, A[0], A[1]);
-        const __m512d P23 = _mm512_mask_blend_pd(0xCC, A[2], A[3]);
-        const __m512d B01 = _mm512_add_pd(P01, _mm512_shuffle_f64x2(P01, P01, 0x4E));
-        const __m512d B23 = _mm512_add_pd(P23, _mm512_shuffle_f64x2(P23, P23, 0x4E));
-        const __m512d E = _mm512_mask_blend_pd(0xF0, B01, B23);   /* block k: e0, e1 in lanes 2k, 2k + 1 */
-        const __m512d S = _mm512_add_pd(E, _mm512_permute_pd(E, 0x55));
-        __m256d V = _mm512_castpd512_pd256(_mm512_permutexvar_pd(sel, S));   /* s0 .. s3 */
-        V = _mm256_mask_add_pd(V, 0x2, V, _mm256_permute4x64_pd(V, 0x00));
-        V = _mm256_mask_add_pd(V, 0x4, V, _mm256_permute4x64_pd(V, 0x55));
-        V = _mm256_mask_add_pd(V, 0x8, V, _mm256_permute4x64_pd(V, 0xAA));   /* s0, p1, p2, p3 */
-        _mm256_storeu_pd(C + b4, _mm256_add_pd(_mm256_set1_pd(run), V));
-        run += _mm_cvtsd_f64(_mm_unpackhi_pd(_mm256_extractf128_pd(V, 1), _mm256_extractf128_pd(V, 1)));
+    for (an_int b8 = 0; b8 < n4; b8 += 8) {
+        const float *y = x + 8 * b8;
+        const int nk = n4 - b8 >= 8 ? 8 : 4;   /* blocks in this step */
+        __m512d D[8], Zp[4], G[2];
+        for (int k = 0; k < 8; k++)
+            D[k] = k < nk ? _mm512_cvtps_pd(_mm256_loadu_ps(y + 8 * k)) : _mm512_setzero_pd();
+        for (int k = 0; k < nk; k += 4)
+            z |= _mm512_cmp_ps_mask(_mm512_loadu_ps(y + 8 * k), fz, _CMP_EQ_OQ)
+               | _mm512_cmp_ps_mask(_mm512_loadu_ps(y + 8 * k + 16), fz, _CMP_EQ_OQ);
+        /* blocks k, k+1: y0 + y2, y1 + y3, y4 + y6, y5 + y7 of each */
+        for (int k = 0; k < 4; k++)
+            Zp[k] = _mm512_add_pd(_mm512_permutex2var_pd(D[2 * k], lo2, D[2 * k + 1]),
+                                  _mm512_permutex2var_pd(D[2 * k], hi2, D[2 * k + 1]));
+        /* blocks 4g .. 4g+3: e0 = (y0 + y2) + (y4 + y6), e1 = (y1 + y3) + (y5 + y7) */
+        for (int g = 0; g < 2; g++)
+            G[g] = _mm512_add_pd(_mm512_permutex2var_pd(Zp[2 * g], lo2, Zp[2 * g + 1]),
+                                 _mm512_permutex2var_pd(Zp[2 * g], hi2, Zp[2 * g + 1]));
+        /* s_k = e0 + e1, then the prefix within each group of four */
+        __m512d V = _mm512_add_pd(_mm512_permutex2var_pd(G[0], ev, G[1]),
+                                  _mm512_permutex2var_pd(G[0], od, G[1]));
+        V = _mm512_mask_add_pd(V, 0x22, V, _mm512_permutex_pd(V, 0x00));
+        V = _mm512_mask_add_pd(V, 0x44, V, _mm512_permutex_pd(V, 0x55));
+        V = _mm512_mask_add_pd(V, 0x88, V, _mm512_permutex_pd(V, 0xAA));
+        double v[8];
+        _mm512_storeu_pd(v, V);
+        const double run1 = run + v[3];
+        const __m512d Rv = _mm512_mask_blend_pd(0xF0, _mm512_set1_pd(run), _mm512_set1_pd(run1));
+        _mm512_mask_storeu_pd(C + b8, nk == 8 ? 0xFF : 0x0F, _mm512_add_pd(Rv, V));
+        run = nk == 8 ? run1 + v[7] : run1;
     }
     *zero |= z != 0;
     return run;
