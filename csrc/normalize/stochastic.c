@@ -190,6 +190,8 @@ stoch_keys_avx512_(const void *x, const int isf, an_int nv, const stoch_levels *
     const __m512i ipair = _mm512_set_epi64(6, 6, 4, 4, 2, 2, 0, 0);
     const __m512i i1 = _mm512_set1_epi64(1), i3 = _mm512_set1_epi64(3);
     const __m512i i5 = _mm512_set1_epi64(5), one = _mm512_set1_epi64(1);
+    /* three passes over the trials (short chains of dependent work, many
+     * trials in flight): the top level, the block, the key */
     int64_t B[AN_STOCH_CHUNK];
     for (int u = 0; u < nb; u += 8) {   /* top level: #{s : Lt[s] < P} */
         const __m512d p = _mm512_loadu_pd(P + u);
@@ -199,7 +201,8 @@ stoch_keys_avx512_(const void *x, const int isf, an_int nv, const stoch_levels *
                                         cnt, one);
         _mm512_storeu_si512(B + u, cnt);
     }
-    for (int u = 0; u < nb; u++) {
+    double Rs[AN_STOCH_CHUNK];
+    for (int u = 0; u < nb; u++) {   /* the blocks, and P - C[b-1] */
         const __m512d p = _mm512_set1_pd(P[u]);
         an_int b = B[u];
         if (top == 1)
@@ -209,6 +212,11 @@ stoch_keys_avx512_(const void *x, const int isf, an_int nv, const stoch_levels *
                 b = 8 * b + __builtin_popcount(
                     _mm512_cmp_pd_mask(_mm512_loadu_pd(L->lev[l] + 8 * b), p, _CMP_LT_OQ));
         b = b < blast ? b : blast;
+        B[u] = b;
+        Rs[u] = P[u] - C[b - 1];
+    }
+    for (int u = 0; u < nb; u++) {
+        const an_int b = B[u];
         const an_int j0 = 8 * b;
         const __mmask8 lm = j0 + 8 <= nv ? (__mmask8)0xFF : (__mmask8)((1u << (nv - j0)) - 1);
         const __m512d pv = isf ? _mm512_cvtps_pd(_mm256_maskz_loadu_ps(lm, (const float *)x + j0))
@@ -217,7 +225,7 @@ stoch_keys_avx512_(const void *x, const int isf, an_int nv, const stoch_levels *
         a = _mm512_mask_add_pd(a, 0x0C, a, _mm512_permutexvar_pd(i1, a));
         a = _mm512_mask_add_pd(a, 0x30, a, _mm512_permutexvar_pd(i3, a));
         a = _mm512_mask_add_pd(a, 0x40, a, _mm512_permutexvar_pd(i5, a));
-        const __m512d R = _mm512_set1_pd(P[u] - C[b - 1]);
+        const __m512d R = _mm512_set1_pd(Rs[u]);
         const int t = __builtin_popcount(_mm512_cmp_pd_mask(a, R, _CMP_LT_OQ) & 0x7F);
         J[u] = j0 + t;
         if ((t == 7) & (zero_any | (lm != 0xFF))) {   /* nearest_positive(pv, 7) */
