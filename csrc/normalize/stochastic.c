@@ -187,9 +187,7 @@ stoch_keys_avx512_(const void *x, const int isf, an_int nv, const stoch_levels *
     const int top = L->nlev - 1;
     const double *Lt = L->lev[top], *C = L->lev[0];
     const an_int lt = L->len[top];
-    const __m512i ipair = _mm512_set_epi64(6, 6, 4, 4, 2, 2, 0, 0);
-    const __m512i i1 = _mm512_set1_epi64(1), i3 = _mm512_set1_epi64(3);
-    const __m512i i5 = _mm512_set1_epi64(5), one = _mm512_set1_epi64(1);
+    const __m512i i3 = _mm512_set1_epi64(3), one = _mm512_set1_epi64(1);
     /* three passes over the trials (short chains of dependent work, many
      * trials in flight): the top level, the block, the key */
     int64_t B[AN_STOCH_CHUNK];
@@ -221,10 +219,10 @@ stoch_keys_avx512_(const void *x, const int isf, an_int nv, const stoch_levels *
         const __mmask8 lm = j0 + 8 <= nv ? (__mmask8)0xFF : (__mmask8)((1u << (nv - j0)) - 1);
         const __m512d pv = isf ? _mm512_cvtps_pd(_mm256_maskz_loadu_ps(lm, (const float *)x + j0))
                                : _mm512_maskz_loadu_pd(lm, (const double *)x + j0);
-        __m512d a = _mm512_mask_add_pd(pv, 0xAA, pv, _mm512_permutexvar_pd(ipair, pv));
-        a = _mm512_mask_add_pd(a, 0x0C, a, _mm512_permutexvar_pd(i1, a));
+        __m512d a = _mm512_mask_add_pd(pv, 0xAA, pv, _mm512_movedup_pd(pv));
+        a = _mm512_mask_add_pd(a, 0x0C, a, _mm512_permutex_pd(a, 0x55));
         a = _mm512_mask_add_pd(a, 0x30, a, _mm512_permutexvar_pd(i3, a));
-        a = _mm512_mask_add_pd(a, 0x40, a, _mm512_permutexvar_pd(i5, a));
+        a = _mm512_mask_add_pd(a, 0x40, a, _mm512_permutex_pd(a, 0x55));
         const __m512d R = _mm512_set1_pd(Rs[u]);
         const int t = __builtin_popcount(_mm512_cmp_pd_mask(a, R, _CMP_LT_OQ) & 0x7F);
         J[u] = j0 + t;
