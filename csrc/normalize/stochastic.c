@@ -60,9 +60,8 @@ static inline uint64_t stochastic_key(int64_t seed, int64_t stream, an_int row)
  * it) on the stack, longer rows in the workspace.  Workspace (ws_mult = 3,
  * 3 (m + 1) words): nz (m + 1 an_int: each trial writes one past the list)
  * | C (long rows only) | then, up to 2^20 trials, the levels above C (AVX-512
- * path, long rows only) and the key of every trial (an_int), or, when they
- * do not fit, int32 counts of the m keys; above, counts (m int64) after
- * C[nblk]. */
+ * path, long rows only) and int32 counts of the m keys; above, counts
+ * (m int64) after C[nblk]. */
 #define AN_STOCH_STACK_BLOCKS 256   /* a multiple of 8 */
 
 /* Uniforms are drawn AN_STOCH_CHUNK at a time (a multiple of 8). */
@@ -304,22 +303,18 @@ static int stoch_use_avx512(void)
 #endif
 }
 
-/* Counts of the keys J[0..n) in xc (zero where not yet hit), the keys listed
- * in nz (after the nnz there) in order of first hit; returns their number.
- * xc is a row's own storage (int32 over float, int64 over double) or a
- * separate int32 array. */
-#define AN_STOCH_COUNT(NAME, CT)                                              \
-    static an_int NAME(CT *xc, const an_int *J, int64_t n, an_int *nz, an_int nnz) \
-    {                                                                          \
-        for (int64_t k = 0; k < n; k++) {                                      \
-            const an_int j = J[k];                                             \
-            nz[nnz] = j;                                                       \
-            nnz += xc[j]++ == 0;                                               \
-        }                                                                      \
-        return nnz;                                                            \
+/* Counts of the keys J[0..n) in cnt (zero where not yet hit), the keys
+ * listed in nz (after the nnz there) in order of first hit; returns their
+ * number. */
+static an_int stoch_count(int32_t *cnt, const an_int *J, int n, an_int *nz, an_int nnz)
+{
+    for (int k = 0; k < n; k++) {
+        const an_int j = J[k];
+        nz[nnz] = j;
+        nnz += cnt[j]++ == 0;
     }
-AN_STOCH_COUNT(stoch_count32, int32_t)
-AN_STOCH_COUNT(stoch_count64, int64_t)
+    return nnz;
+}
 
 /* Above this many trials the counts come from sequential binomials. */
 #define AN_STOCH_BINOMIAL_N ((int64_t)1 << 20)
