@@ -8,7 +8,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 import attnnorm as an
 from attnnorm import _reference as ref
-from conftest import run_variants, tol
+from conftest import run_portable_and_best, tol
 
 DTYPES = [np.float32, np.float64]
 MASKINGS = [{}, {"causal": True}, {"window": (2, 1)}, {"causal": True, "window": (3, None)}]
@@ -420,11 +420,7 @@ def test_stochastic_portable_and_vector_paths_draw_the_same_bits(tmp_path):
         "            res[f'{key}{np.dtype(dt).name}_{N}'] = an.stochastic_softmax(\n"
         "                d[key].astype(dt), trials=N, seed=4)\n"
         "np.savez(sys.argv[2], path=an.simd_path(), **res)\n")
-    outs = run_variants(tmp_path, code, (("default", {"ATTNNORM_CPU": "default"}),
-                                         ("best", {})))
-    assert str(outs["default"]["path"]) == "default"
-    assert str(outs["best"]["path"]) == an.simd_best()
-    keys = [k for k in outs["default"].files if k != "path"]
+    outs, keys = run_portable_and_best(tmp_path, code)
     assert len(keys) == 6 * 2 * 3
     for k in keys:
         a, b = outs["default"][k], outs["best"][k]
