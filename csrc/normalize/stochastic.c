@@ -13,13 +13,17 @@
  * lands on the key j with cdf_(j-1) < u_k * cdf_(n_i) <= cdf_j.  The CDF is
  * kept at the ends of blocks of 8 keys, C[b] = sum_{j < 8(b+1)} p_j (each
  * block summed in double as a tree, the blocks accumulated four at a time);
- * a trial finds its block by a branch-free binary search over C (16 trials
- * side by side) and its key inside the block by 7 compares of
- * p_0 + ... + p_t (a shallow tree of adds) against u_k cdf_(n_i) - C[b-1].
- * No trial depends on another, so there is no branch on the data and no
- * sort.  Counts go to an int64 array (zeroed block by block as the trials
- * first reach a block); the keys that received a count are listed (in
- * order of first hit) for the caller in c->nz.
+ * a trial finds its block b = #{b : C[b] < u_k cdf_(n_i)} and its key
+ * inside the block by 7 compares of p_0 + ... + p_t (a shallow tree of adds)
+ * against u_k cdf_(n_i) - C[b-1].  No trial depends on another, so there is
+ * no branch on the data and no sort.  The portable path finds the block by
+ * a branch-free binary search over C (16 trials side by side); the AVX-512
+ * path draws eight uniforms per vector, sums the blocks eight at a time and
+ * counts the entries below the trial in levels of 8 over C (the top level
+ * for eight trials at once), the in-block sums lane-wise: the same
+ * operations in the same order, so both paths draw the same bits.  Counts
+ * go to an int32 array (cleared per row); the keys that received a count are
+ * listed (in order of first hit) for the caller in c->nz.
  *
  * Keys with probability 0 (e.g. -inf scores) never receive a count: inside a
  * block such a key's interval is empty (adding 0 is exact), and the one place
