@@ -48,6 +48,8 @@ typedef struct {
     double wscale;           /* in 1: the caller writes the weights out as wscale * x, */
                              /*   so a kernel may leave its last scaling to it and set */
                              /*   the factor here; in NaN: x must be the weights */
+    int listed_only;         /* in: when the kernel lists its nonzeros (nz), the caller */
+                             /*   reads x only there: the rest of x may be left as is */
 } an_rowctx;
 
 /* The visible scores a row kernel reads: c->src, or x itself.  The driver
@@ -253,17 +255,19 @@ void an_row_gather_d(const char *src, an_int s_m, an_int key0, const an_int *key
  * tau NaN, support 0; returns AN_ERR_EMPTY_ROW under empty="raise". */
 int an_row_empty_f(const an_normmat *M, float *x, an_int nv, an_rowctx *c);
 int an_row_empty_d(const an_normmat *M, double *x, an_int nv, an_rowctx *c);
+enum { AN_ROW_DEFER_SCALE = 1, AN_ROW_LISTED_ONLY = 2 };
 /* The row kernel of d on the visible scores of row i, src[0..nv) (NULL: x,
  * in place), weights into x[0..nv), c set up for it; a row with no key, or
  * whose kernel finds no mass, is *empty and gets the empty-row policy.
- * defer_scale: the caller writes the weights as c->wscale * x (an_rowctx).
+ * flags: AN_ROW_DEFER_SCALE, the caller writes the weights as c->wscale * x;
+ * AN_ROW_LISTED_ONLY, it reads only the listed weights (an_rowctx).
  * Returns AN_OK or an error code. */
 int an_row_normalize_f(const an_normdesc *d, const an_normmat *M, an_int i, const float *src,
                        float *x, an_int nv, an_int key0, const an_int *keys, void *ws,
-                       int defer_scale, an_rowctx *c, int *empty);
+                       unsigned flags, an_rowctx *c, int *empty);
 int an_row_normalize_d(const an_normdesc *d, const an_normmat *M, an_int i, const double *src,
                        double *x, an_int nv, an_int key0, const an_int *keys, void *ws,
-                       int defer_scale, an_rowctx *c, int *empty);
+                       unsigned flags, an_rowctx *c, int *empty);
 /* Bring the scores into x for a kernel that works in place (copy c->src,
  * which becomes NULL: x holds them now). */
 void an_row_load_f(float *x, an_int nv, an_rowctx *c);
