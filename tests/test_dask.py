@@ -694,6 +694,24 @@ def test_topk_scores_candidate_lists(rng, K):
     assert np.all(np.isinf(v5[0, :min(K, 2)]))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("K", [1, 7, 40, 200])
+def test_topk_scores_integer_ties(rng, dtype, K):
+    """Small integer scores (exact in every dtype and path, so the lists
+    must agree with NumPy's exactly): ties everywhere, broken by the lower
+    key; a masked run across the first chunk boundary."""
+    from attnnorm import _core
+    m = 1500
+    q = rng.integers(-2, 3, size=(13, 3)).astype(dtype)
+    k = rng.integers(-2, 3, size=(m, 3)).astype(dtype)
+    mask = rng.random((13, m)) < 0.8
+    mask[4, 300:900] = False
+    val, idx = _core.topk_scores(q, k, mask, np.array(1.0, dtype), np.empty(K, dtype))
+    rv, ri = _topk_reference(q.astype(np.float64), k.astype(np.float64), mask, 1.0, K)
+    assert_array_equal(idx, ri)
+    assert_array_equal(val, rv.astype(dtype))
+
+
 def test_topk_scores_threads_and_paths(rng, tmp_path):
     from conftest import run_variants
     q = rng.normal(size=(300, 16)).astype(np.float32)
