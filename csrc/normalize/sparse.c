@@ -262,7 +262,7 @@ static double entmax15_tau_newton(double *X, an_int *kp)
  * above the float error and the halvings' final width, so no candidate
  * with weight at the final theta leaves. */
 typedef double (*an_pow1p_fn)(const double *d, an_int k, double am1, double th,
-                              double *der, an_int *live, double *pw);
+                              double *der, an_int *live, double *pw, double *tw);
 
 /* step 1 above: the bound from a set of cnt candidates of mean d mean */
 static inline double entmax_lb(double mean, an_int cnt, double am1)
@@ -312,15 +312,18 @@ static inline double entmax_slack(double top, int64_t n_iter, int dbl)
     return (dbl ? 1e-12 : 1e-5) + (n_iter < 1000 ? ldexp(top, -(int)n_iter) : 0.0);
 }
 
-/* step 2 above from theta = th in [*lo, *hi]; returns theta* */
+/* step 2 above from theta = th in [*lo, *hi]; returns theta*.  Stops after
+ * a Newton step below ntol max(1, theta) or a bisection step below
+ * tol max(1, theta) (the returned theta is that step's end, not evaluated). */
 static double entmax_newton(an_pow1p_fn fn, double *d, an_int *idx, an_int *kp, double am1,
-                            double th, double *lo, double *hi, double tol, double slack)
+                            double th, double *lo, double *hi, double tol, double ntol,
+                            double slack)
 {
     an_int k = *kp;
     for (int it = 0; it < 100; it++) {
         double der;
         an_int live;
-        const double s = fn(d, k, am1, th, &der, &live, NULL);
+        const double s = fn(d, k, am1, th, &der, &live, NULL, NULL);
         if (s == 1.0) break;
         if (s > 1.0) {
             /* q >= 1: s is convex in theta, so the root of its tangent,
@@ -335,42 +338,56 @@ static double entmax_newton(an_pow1p_fn fn, double *d, an_int *idx, an_int *kp, 
             *hi = th;
         }
         double nt = der > 0.0 ? th + (s - pow(s, 1.0 - am1)) / (am1 * der) : 0.5 * (*lo + *hi);
-        if (!(nt > *lo && nt < *hi)) nt = 0.5 * (*lo + *hi);
+        const int newton = nt > *lo && nt < *hi;
+        if (!newton) nt = 0.5 * (*lo + *hi);
         if (!(nt > *lo && nt < *hi)) break;           /* bracket exhausted */
         const double step = nt - th;
         th = nt;
-        if (fabs(step) <= tol * (fabs(th) > 1.0 ? fabs(th) : 1.0)) break;
+        if (fabs(step) <= (newton ? ntol : tol) * (fabs(th) > 1.0 ? fabs(th) : 1.0)) break;
     }
     *kp = k;
     return th;
 }
 
-/* theta after n_iter halvings of [0, top], top = (1 - nv^(-am1)) / am1
- * (entmax_top): each halving
- * keeps the half holding the root (s(mid) >= 1 iff mid <= theta*), so the
- * root decides every halving.  d[0..*kp), keys idx: the candidates
+/* theta* (steps 1 and 2 above).  d[0..*kp), keys idx: the candidates
  * z - max z, max 0, every one above lo - 1/am1 - slack (lo: a lower bound
- * of theta*, step 1); on return the candidates that may have weight at the
- * returned theta (a subset, in order).  dbl: the row is double (every
- * evaluation in double). */
-static double entmax_bisect_theta(double *d, an_int *idx, an_int *kp, double top, double am1,
-                                  int64_t n_iter, int dbl, double lo, double slack)
+ * of theta*, step 1); on return the candidates that may have weight at
+ * theta* (a subset, in order).  dbl: the row is double (every evaluation in
+ * double).  ntol: the float evaluations' Newton steps end below ntol (a
+ * caller that takes one more Newton step of its own may pass a loose one). */
+static double entmax_root(double *d, an_int *idx, an_int *kp, double am1, int dbl, double lo,
+                          double slack, double ntol)
 {
     double hi = entmax_top(*kp, am1);
     if (!(lo < hi)) lo = hi;
     const double lo0 = lo, hi0 = hi;
     double root = entmax_newton(dbl ? an_vd->pow1p_sums : an_vf->pow1p_sums, d, idx, kp, am1,
-                                lo, &lo, &hi, dbl ? 1e-14 : 3e-5, slack);
+                                lo, &lo, &hi, dbl ? 1e-14 : 3e-5, dbl ? 1e-14 : ntol, slack);
     if (!dbl && am1 > 1.0) {
         lo = lo0; hi = hi0;
-        root = entmax_newton(an_vd->pow1p_sums, d, idx, kp, am1, root, &lo, &hi, 1e-12, slack);
+        root = entmax_newton(an_vd->pow1p_sums, d, idx, kp, am1, root, &lo, &hi, 1e-12, 1e-12,
+                             slack);
+    }
+    return root;
+}
+
+/* theta after n_iter halvings of [0, top], top = (1 - nv^(-am1)) / am1
+ * (entmax_top), each keeping the half that holds the root (s(mid) >= 1 iff
+ * mid <= theta*): the midpoint of the cell j = floor(2^n_iter root / top)
+ * of the grid of width top 2^-n_iter (j clamped to [0, 2^n_iter)); by
+ * halvings beyond 2^-50 (they stop once a and b are adjacent: at most
+ * ~2100, whatever n_iter) */
+static double entmax_grid(double root, double top, int64_t n_iter)
+{
+    if (n_iter <= 50) {
+        const double cells = ldexp(1.0, (int)n_iter);
+        double j = floor(root / top * cells);
+        j = j > 0.0 ? (j < cells ? j : cells - 1.0) : 0.0;   /* NaN root: 0 */
+        return top * ldexp(j + 0.5, -(int)n_iter);
     }
     double a = 0.0, b = top;
     for (int64_t it = 0; it < n_iter; it++) {
         const double mid = 0.5 * (a + b);
-        /* a and b adjacent (mid rounds onto one of them): no later halving
-         * changes either, so stop (at most ~2100 halvings, whatever n_iter;
-         * the result is the one n_iter halvings give) */
         if (mid == a || mid == b) break;
         const int le = mid <= root;   /* selects, not a branch on the data */
         a = le ? mid : a;

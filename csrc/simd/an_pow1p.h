@@ -4,7 +4,8 @@
  *
  *   p_r = [1 + u_r]_+^q,  u_r = am1 (d_r - theta),  q = 1 / am1,
  *   returns sum_r p_r, *der = sum_r p_r / (1 + u_r) (= -d/dtheta sum p_r),
- *   *live = #{r : p_r > 0}, and p_r in pw[r] unless pw is NULL.
+ *   *live = #{r : p_r > 0}, p_r in pw[r] unless pw is NULL and
+ *   p_r / (1 + u_r) in tw[r] unless tw is NULL.
  * w = 1 + u is formed in double in both versions (so the terms at the edge
  * of the support keep their relative accuracy), u <= 0 (theta >= 0 >= d_r).
  *
@@ -86,7 +87,7 @@ static inline double AN_F(exp_poly_d_)(double y)
 }
 
 static double AN_F(pow1p_sums_d)(const double *d, an_int k, double am1, double th,
-                                 double *der, an_int *live, double *pw)
+                                 double *der, an_int *live, double *pw, double *tw)
 {
     const double inv = 1.0 / am1;
     double s = 0.0, dr = 0.0;
@@ -113,6 +114,7 @@ static double AN_F(pow1p_sums_d)(const double *d, an_int k, double am1, double t
         const double l1p = lw + (u - (wl - 1.0)) * rw;
         const double p = on ? AN_F(exp_poly_d_)(l1p * inv) : 0.0;
         if (pw) pw[r] = p;
+        if (tw) tw[r] = p * rw;
         s += p;
         dr += p * rw;
         nl += p > 0;
@@ -123,34 +125,34 @@ static double AN_F(pow1p_sums_d)(const double *d, an_int k, double am1, double t
 }
 
 static double AN_F(pow1p_sums_f)(const double *d, an_int k, double am1, double th,
-                                 double *der, an_int *live, double *pw)
+                                 double *der, an_int *live, double *pw, double *tw)
 {
 #if defined(__FMA__)
 #define AN_PFMAF(a, b, c) __builtin_fmaf((a), (b), (c))
 #else
 #define AN_PFMAF(a, b, c) ((a) * (b) + (c))
 #endif
-    const float qm1 = (float)(1.0 / am1 - 1.0), af = (float)am1;
-    /* theta in two floats: v = (d - th_hi) - th_lo keeps v's relative
-     * precision (d <= 0 <= theta: no cancellation) */
-    const float thh = (float)th, thl = (float)(th - (double)thh);
+    const float qm1 = (float)(1.0 / am1 - 1.0);
+    const double c0 = 1.0 - am1 * th;    /* w = c0 + am1 d */
     double s = 0.0;
     float dr = 0.0f;
     int nl = 0;
     _Pragma("omp simd reduction(+:s, dr, nl)")
     for (an_int r = 0; r < k; r++) {
-        const float u = af * (((float)d[r] - thh) - thl), w = 1.0f + u;
-        const int on = w >= 1.17549435e-38f;
-        const float wl = on ? w : 1.0f;
-        /* w = 2^e m, m in [sqrt(2)/2, sqrt(2)), from the bits of w (musl's
-         * logf reduction); e = 0: f = u itself (exact, where 1 + u lost u's
-         * low bits), else f = m - 1 exactly */
-        union { float f; int32_t i; } b = { wl };
-        const int32_t ix = b.i - 0x3F3504F3;
-        const int32_t ei = ix >> 23;
-        union { int32_t i; float f; } mb = { (ix & 0x007FFFFF) + 0x3F3504F3 };
-        const float e = (float)ei;
-        const float f = ei == 0 ? u : mb.f - 1.0f, z = f * f;
+        const double w = AN_PFMA(am1, d[r], c0);
+        const int on = w >= 1.1754943508222875e-38;
+        const double wl = on ? w : 1.1754943508222875e-38;
+        /* w = 2^e m, m in [sqrt(2)/2, sqrt(2)), by integer arithmetic on
+         * the bits: tb = bits(w) - bits(sqrt(2)/2) + bits of 2^0 has e + 1023
+         * in its top 12 bits (positive for every w >= 2^-1022); e read as a
+         * double from 2^52 + e + 1023 */
+        union { double f; uint64_t i; } b = { wl };
+        const uint64_t tb = b.i - 0x3FE6A09E667F3BCDULL + 0x3FF0000000000000ULL;
+        union { uint64_t i; double f; } eb = { (tb >> 52) | 0x4330000000000000ULL },
+                                        mb = { b.i - (tb & 0xFFF0000000000000ULL)
+                                               + 0x3FF0000000000000ULL };
+        const float e = (float)(eb.f - (4503599627370496.0 + 1023.0));
+        const float f = (float)(mb.f - 1.0), z = f * f;
         float P = 7.0376836292E-2f;
         P = AN_PFMAF(P, f, -1.1514610310E-1f);
         P = AN_PFMAF(P, f, 1.1676998740E-1f);
@@ -168,8 +170,9 @@ static double AN_F(pow1p_sums_f)(const double *d, an_int k, double am1, double t
         const float y = qm1 * lw;
         const int in = on & (y + lw > -87.0f);
         const float t = AN_F(expf_fma_)(in ? y : 0.0f);
-        const float p = in ? wl * t : 0.0f;
+        const float p = in ? (float)w * t : 0.0f;
         if (pw) pw[r] = (double)p;
+        if (tw) tw[r] = in ? (double)t : 0.0;
         s += (double)p;
         dr += in ? t : 0.0f;
         nl += in;

@@ -40,10 +40,11 @@
     an_int (*above)(const T *x, an_int n, T thr, int32_t *idx);              \
     /* entmax power sums, candidates d in double, precision of T:          \
      * p_r = [1 + u_r]_+^(1/am1), u_r = am1 (d[r] - th); returns sum p_r,  \
-     * sets *der = sum p_r / (1 + u_r), *live = #{p_r > 0} and pw[r] = p_r \
-     * unless pw is NULL (an_pow1p.h) */                                     \
+     * sets *der = sum p_r / (1 + u_r), *live = #{p_r > 0}, pw[r] = p_r   \
+     * unless pw is NULL and tw[r] = p_r / (1 + u_r) unless tw is NULL       \
+     * (an_pow1p.h) */                                                       \
     double (*pow1p_sums)(const double *d, an_int k, double am1, double th,   \
-                         double *der, an_int *live, double *pw);              \
+                         double *der, an_int *live, double *pw, double *tw);  \
     /* sum of the x[r] > cut (in double), their number in *cnt */            \
     double (*sum_above)(const T *x, an_int k, T cut, an_int *cnt);             \
     /* keep the d[r] > cut and their idx[r] (in place, in order); returns   \
