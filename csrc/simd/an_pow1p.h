@@ -32,8 +32,8 @@
  * w < 2^-126 or p <= e^-87 count as 0 (so t is finite whatever q > 0, and
  * nothing is subnormal: subnormal floats cost a microcode assist each).
  *
- * sum_above (simd_ops_impl.inc) / keep_above, for entmax's bounds: the sum (in double) and
- * count of the x > cut of a row; the compaction of the candidates to the
+ * sum_above (simd_ops_impl.inc, simd_avx512_impl.inc) / keep_above, for entmax's
+ * bounds: the sum of x - cut and the count of the x > cut of a row; the compaction of the candidates to the
  * d > cut with their keys, in order (AVX-512 compresses 8 at a time).
  */
 #if defined(__FMA__)

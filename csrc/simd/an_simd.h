@@ -45,7 +45,8 @@
      * (an_pow1p.h) */                                                       \
     double (*pow1p_sums)(const double *d, an_int k, double am1, double th,   \
                          double *der, an_int *live, double *pw, double *tw);  \
-    /* sum of the x[r] > cut (in double), their number in *cnt */            \
+    /* sum of x[r] - cut over the x[r] > cut, their number in *cnt: in      \
+     * double, or for float within cnt (max x - cut) 2^-20 (float lanes) */ \
     double (*sum_above)(const T *x, an_int k, T cut, an_int *cnt);             \
     /* keep the d[r] > cut and their idx[r] (in place, in order); returns   \
      * their number */                                                        \
