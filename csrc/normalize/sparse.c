@@ -351,14 +351,13 @@ static double entmax_newton(an_pow1p_fn fn, double *d, an_int *idx, an_int *kp, 
 
 /* theta* (steps 1 and 2 above).  d[0..*kp), keys idx: the candidates
  * z - max z, max 0, every one above lo - 1/am1 - slack (lo: a lower bound
- * of theta*, step 1); on return the candidates that may have weight at
- * theta* (a subset, in order).  dbl: the row is double (every evaluation in
+ * of theta*, step 1; hi: an upper bound, e.g. entmax_top of the row); on
+ * return the candidates that may have weight at theta* (a subset, in order).  dbl: the row is double (every evaluation in
  * double).  ntol: the float evaluations' Newton steps end below ntol (a
  * caller that takes one more Newton step of its own may pass a loose one). */
 static double entmax_root(double *d, an_int *idx, an_int *kp, double am1, int dbl, double lo,
-                          double slack, double ntol)
+                          double hi, double slack, double ntol)
 {
-    double hi = entmax_top(*kp, am1);
     if (!(lo < hi)) lo = hi;
     const double lo0 = lo, hi0 = hi;
     double root = entmax_newton(dbl ? an_vd->pow1p_sums : an_vf->pow1p_sums, d, idx, kp, am1,

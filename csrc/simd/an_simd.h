@@ -51,6 +51,12 @@
     /* keep the d[r] > cut and their idx[r] (in place, in order); returns   \
      * their number */                                                        \
     an_int (*keep_above)(double *d, an_int *idx, an_int k, double cut);       \
+    /* the sparse kernels' candidates: the keys k with x[k] > thr (a float \
+     * superset), then those with d = (double)x[k] - mx > lim: cand[j] =  \
+     * mul d, cidx[j] = k (increasing); returns their number.  tmp: 2 n     \
+     * int32 of scratch; n < 2^31 */                                         \
+    an_int (*gather_above)(const T *x, an_int n, T thr, double mx, double lim, \
+                           double mul, double *cand, an_int *cidx, int32_t *tmp); \
     /* The primitives below that write x[0..n) read s[0..n), which may be x \
      * itself (in place) or another row (the normalizer driver reads the    \
      * scores where they are and writes the weights).                       \
