@@ -273,30 +273,27 @@ static inline double entmax_lb(double mean, an_int cnt, double am1)
 
 /* step 1 above among the gathered candidates d[0..*kp) (z - max z, keys
  * idx): from the bound lo the rows' rounds reached, the sets S = the
- * candidates above lo - 1/am1 - slack as lo rises, while over 256 are left
- * and a round removes over 1/8 of them (as entmax_lower_ over the row, at
- * a fraction of the cost once the set is small); returns lo */
+ * candidates above lo - 1/am1 - slack as lo rises, while S has over 256
+ * and a round removes over 1/8 of it (as entmax_lower_ over the row: masked
+ * sums over the candidates, vectorised, then one compaction to the last
+ * S); returns lo */
 static double entmax_lower_cand(double *d, an_int *idx, an_int *kp, double am1, double lo,
                                 double slack)
 {
-    an_int k = *kp;
-    for (int round = 0; round < 16 && k > 256; round++) {
-        /* eight partial sums: no chain of dependent adds */
-        double ps[8] = { 0, 0, 0, 0, 0, 0, 0, 0 }, sum = 0;
-        an_int r = 0;
-        for (; r + 8 <= k; r += 8)
-            for (int j = 0; j < 8; j++) ps[j] += d[r + j];
-        for (; r < k; r++) sum += d[r];
-        sum += ((ps[0] + ps[1]) + (ps[2] + ps[3])) + ((ps[4] + ps[5]) + (ps[6] + ps[7]));
-        const double lb = entmax_lb(sum / (double)k, k, am1);
+    an_int k = *kp, cnt = k, prev = k;
+    if (k <= 256) return lo;
+    const double lo0 = lo;
+    for (int round = 0; round < 16; round++) {
+        const double cut = lo - 1.0 / am1 - slack;
+        const double sum = an_vd->sum_above(d, k, cut, &cnt);
+        if (cnt == 0) break;
+        const double lb = entmax_lb(sum / (double)cnt + cut, cnt, am1);
         if (!(lb > lo)) break;
         lo = lb;
-        const an_int kn = an_vd->keep_above(d, idx, k, lo - 1.0 / am1 - slack);
-        const int few = kn > k - k / 8;
-        k = kn;
-        if (few) break;
+        if (cnt <= 256 || (round > 0 && cnt > prev - prev / 8)) break;
+        prev = cnt;
     }
-    *kp = k;
+    if (lo > lo0) *kp = an_vd->keep_above(d, idx, k, lo - 1.0 / am1 - slack);
     return lo;
 }
 
