@@ -661,6 +661,39 @@ def test_topk_scores_many_key_chunks(rng, K):
     close(np.where(np.isfinite(val), val, 0), np.where(np.isfinite(rv), rv, 0))
 
 
+@pytest.mark.parametrize("K", [1, 5, 16, 300])
+def test_topk_scores_candidate_lists(rng, K):
+    """Rows whose candidate list starts without a bound or with a poor one:
+    a first key chunk masked but for a few keys (group maxima -inf), equal
+    scores over whole chunks (the bound ties with many keys), the best keys
+    in the last chunk only (the bound rises late), NaN scores (never
+    candidates) and +inf scores (always)."""
+    from attnnorm import _core
+    m, d = 1100, 4
+    q = rng.normal(size=(9, d))
+    k = rng.normal(size=(m, d))
+    mask = np.ones((9, m), bool)
+    mask[0, :512] = False
+    mask[0, [3, 200, 511]] = True                 # three keys in the first chunk
+    q[1] = 0.0                                    # every score 0: ties throughout
+    k[1000:] *= 1.0 + np.arange(100)[:, None] / 10   # large scores late (row 2 on)
+    q[3, 0] = np.nan                              # NaN scores: no candidate
+    mask[4, 600:] = False                         # visible keys in the first two chunks
+    val, idx = _core.topk_scores(q, k, mask, np.array(1.0), np.empty(K))
+    rv, ri = _topk_reference(np.where(np.isnan(q), 0, q), k, mask, 1.0, K)
+    rv[3], ri[3] = -np.inf, -1
+    assert_array_equal(idx, ri)
+    assert_array_equal(np.isfinite(val), np.isfinite(rv))
+    close(np.where(np.isfinite(val), val, 0), np.where(np.isfinite(rv), rv, 0))
+    # +inf scores come first, in key order
+    kinf = k.copy()
+    kinf[[7, 900]] = np.inf
+    q5 = np.abs(q[5:6]) + 0.1
+    v5, i5 = _core.topk_scores(q5, kinf, np.ones((1, m), bool), np.array(1.0), np.empty(K))
+    assert_array_equal(i5[0, :min(K, 2)], [7, 900][:min(K, 2)])
+    assert np.all(np.isinf(v5[0, :min(K, 2)]))
+
+
 def test_topk_scores_threads_and_paths(rng, tmp_path):
     from conftest import run_variants
     q = rng.normal(size=(300, 16)).astype(np.float32)

@@ -45,6 +45,9 @@ typedef struct {
     an_int key0;             /* key index of x[k]: keys[k], or key0 + k when keys */
     const an_int *keys;      /*   is NULL (rows without a boolean mask) */
     const void *src;         /* the row's scores (T) when not in x, else NULL: AN_ROWSRC */
+    double wscale;           /* in 1: the caller writes the weights out as wscale * x, */
+                             /*   so a kernel may leave its last scaling to it and set */
+                             /*   the factor here; in NaN: x must be the weights */
 } an_rowctx;
 
 /* The visible scores a row kernel reads: c->src, or x itself.  The driver
@@ -253,13 +256,14 @@ int an_row_empty_d(const an_normmat *M, double *x, an_int nv, an_rowctx *c);
 /* The row kernel of d on the visible scores of row i, src[0..nv) (NULL: x,
  * in place), weights into x[0..nv), c set up for it; a row with no key, or
  * whose kernel finds no mass, is *empty and gets the empty-row policy.
+ * defer_scale: the caller writes the weights as c->wscale * x (an_rowctx).
  * Returns AN_OK or an error code. */
 int an_row_normalize_f(const an_normdesc *d, const an_normmat *M, an_int i, const float *src,
                        float *x, an_int nv, an_int key0, const an_int *keys, void *ws,
-                       an_rowctx *c, int *empty);
+                       int defer_scale, an_rowctx *c, int *empty);
 int an_row_normalize_d(const an_normdesc *d, const an_normmat *M, an_int i, const double *src,
                        double *x, an_int nv, an_int key0, const an_int *keys, void *ws,
-                       an_rowctx *c, int *empty);
+                       int defer_scale, an_rowctx *c, int *empty);
 /* Bring the scores into x for a kernel that works in place (copy c->src,
  * which becomes NULL: x holds them now). */
 void an_row_load_f(float *x, an_int nv, an_rowctx *c);

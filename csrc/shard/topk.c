@@ -1,14 +1,28 @@
 /* topk.c -- per-row top-K scores (topk.h), per real type (topk_impl.inc). */
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #include "topk.h"
 #include "an_gemm.h"
 
 #define AN_ROUNDUP(x, b) ((((x) + (b) - 1) / (b)) * (b))
 #define AN_TOPK_KB 512   /* keys per packed chunk */
-#define AN_TOPK_RB 96    /* at most this many queries per block (a multiple of AN_ATT_RM) */
-#define AN_TOPK_SBYTES (1u << 22)   /* their scores over all keys: about this much */
-#define AN_TOPK_GROUPS 4   /* groups of keys per candidate for the bound */
+#define AN_TOPK_RB 192   /* at most this many queries per block (a multiple of AN_ATT_RM) */
+#define AN_TOPK_LBYTES (1u << 21)   /* their candidate lists: at most about this much */
 #define AN_TOPK_VW 16    /* scores tested together against a row's bound */
+
+/* index of the lowest set bit of a nonzero word */
+static inline int an_ctz(unsigned x)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    return __builtin_ctz(x);
+#else
+    int t = 0;
+    while (!(x & 1u)) { x >>= 1; t++; }
+    return t;
+#endif
+}
 
 #define AN_TEMPLATE "topk_impl.inc"
 #include "an_template.h"

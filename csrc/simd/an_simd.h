@@ -25,10 +25,11 @@
      * memset / memcpy (AN_NO_MEMCALL, an_common.h) */                        \
     void (*fill)(T *x, an_int n, T v);                                        \
     void (*copy)(const T *s, T *x, an_int n);                                 \
-    /* x[i] = s[i] with non-temporal stores where the target has them: the   \
-     * lines of x go to memory without being read first (the caller issues  \
-     * an_store_fence() before the data is used elsewhere); plain elsewhere */ \
-    void (*stream)(const T *s, T *x, an_int n);                               \
+    /* x[i] = c * s[i] with non-temporal stores where the target has them:  \
+     * the lines of x go to memory without being read first (the caller     \
+     * issues an_store_fence() before the data is used elsewhere); plain     \
+     * elsewhere */                                                          \
+    void (*stream)(const T *s, T *x, an_int n, T c);                         \
     /* x[i] *= c */                                                           \
     void (*scale)(T *x, an_int n, T c);                                       \
     /* y[i] += a * x[i] */                                                    \
