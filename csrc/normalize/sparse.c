@@ -254,7 +254,10 @@ static double entmax15_tau_newton(double *X, an_int *kp)
  *     inside the bracket [lo, hi] that every evaluation narrows (a step that
  *     leaves it bisects instead; for q >= 1, far from the root, lo is the
  *     root of s's tangent, s being convex), the candidates that drop out at
- *     lo leaving as above, until a step is below tol max(1, theta);
+ *     lo leaving as above, until a step is below tol max(1, theta); for
+ *     q >= 1 and many candidates from a start one Newton step from an
+ *     estimate of theta* on every 8th candidate (entmax_start: phi is then
+ *     convex, so the step ends below theta*);
  * a float row evaluates the powers in float (an_vf: relative error of s a
  * few 1e-7, theta* to about 1e-6), then, for q < 1 only, where a weight's
  * sensitivity to theta, w^(q-1), is unbounded at the edge of the support,
@@ -346,19 +349,62 @@ static double entmax_newton(an_pow1p_fn fn, double *d, an_int *idx, an_int *kp, 
     return th;
 }
 
+/* A better start for step 2 when q >= 1 and the candidates are many:
+ * phi = s^am1 = ||[w]_+||_q is convex in theta (a norm of a convex map), so
+ * a Newton step on phi from any theta with live keys ends at or below
+ * theta*: a lower bound however poor the point it starts from.  The point:
+ * two Newton steps on 8 s_T, T every 8th candidate (an estimate of theta*
+ * for a fraction of the work); the step from there needs only the keys
+ * alive there (copied into tmp; the others add exact zeros).  Returns the
+ * new lower bound (at least lo; theta*'s upper bound in *hi when the point
+ * is above the root) and the candidates above it (less slack) kept. */
+static double entmax_start(an_pow1p_fn fn, double *d, an_int *idx, an_int *kp, double am1,
+                           double lo, double *hi, double slack, double *tmp)
+{
+    const an_int k = *kp;
+    double der, th = lo;
+    an_int live, nt_ = 0;
+    for (an_int r = 0; r < k; r += 8) tmp[nt_++] = d[r];
+    for (int it = 0; it < 2; it++) {
+        const double s = 8.0 * fn(tmp, nt_, am1, th, &der, &live, NULL, NULL);
+        der *= 8.0;
+        if (!(der > 0.0)) break;
+        const double nt = th + (s - pow(s, 1.0 - am1)) / (am1 * der);
+        if (!(nt > lo && nt < *hi)) break;
+        th = nt;
+    }
+    if (th == lo) return lo;
+    an_vd->copy(d, tmp, k);
+    const an_int nc = an_vd->keep_above(tmp, NULL, k, th - 1.0 / am1);
+    const double s = fn(tmp, nc, am1, th, &der, &live, NULL, NULL);
+    double nlo = lo;
+    if (s >= 1.0) nlo = th;
+    else if (th < *hi) *hi = th;
+    if (der > 0.0) {
+        const double nt = th + (s - pow(s, 1.0 - am1)) / (am1 * der);
+        if (nt > nlo && nt < *hi) nlo = nt;
+    }
+    if (nlo > lo) *kp = an_vd->keep_above(d, idx, k, nlo - 1.0 / am1 - slack);
+    return nlo;
+}
+
 /* theta* (steps 1 and 2 above).  d[0..*kp), keys idx: the candidates
  * z - max z, max 0, every one above lo - 1/am1 - slack (lo: a lower bound
  * of theta*, step 1; hi: an upper bound, e.g. entmax_top of the row); on
- * return the candidates that may have weight at theta* (a subset, in order).  dbl: the row is double (every evaluation in
- * double).  ntol: the float evaluations' Newton steps end below ntol (a
- * caller that takes one more Newton step of its own may pass a loose one). */
+ * return the candidates that may have weight at theta* (a subset, in
+ * order).  dbl: the row is double (every evaluation in double).  ntol: the
+ * float evaluations' Newton steps end below ntol (a caller that takes one
+ * more Newton step of its own may pass a loose one).  tmp: *kp doubles of
+ * scratch for entmax_start (over 128 candidates, q >= 1), or NULL. */
 static double entmax_root(double *d, an_int *idx, an_int *kp, double am1, int dbl, double lo,
-                          double hi, double slack, double ntol)
+                          double hi, double slack, double ntol, double *tmp)
 {
     if (!(lo < hi)) lo = hi;
     const double lo0 = lo, hi0 = hi;
-    double root = entmax_newton(dbl ? an_vd->pow1p_sums : an_vf->pow1p_sums, d, idx, kp, am1,
-                                lo, &lo, &hi, dbl ? 1e-14 : 3e-5, dbl ? 1e-14 : ntol, slack);
+    const an_pow1p_fn fn = dbl ? an_vd->pow1p_sums : an_vf->pow1p_sums;
+    if (tmp && am1 <= 1.0 && *kp > 128) lo = entmax_start(fn, d, idx, kp, am1, lo, &hi, slack, tmp);
+    double root = entmax_newton(fn, d, idx, kp, am1, lo, &lo, &hi, dbl ? 1e-14 : 3e-5,
+                                dbl ? 1e-14 : ntol, slack);
     if (!dbl && am1 > 1.0) {
         lo = lo0; hi = hi0;
         root = entmax_newton(an_vd->pow1p_sums, d, idx, kp, am1, root, &lo, &hi, 1e-12, 1e-12,

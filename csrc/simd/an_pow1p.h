@@ -32,9 +32,10 @@
  * w < 2^-126 or p <= e^-87 count as 0 (so t is finite whatever q > 0, and
  * nothing is subnormal: subnormal floats cost a microcode assist each).
  *
- * sum_above (simd_ops_impl.inc, simd_avx512_impl.inc) / keep_above, for entmax's
- * bounds: the sum of x - cut and the count of the x > cut of a row; the compaction of the candidates to the
- * d > cut with their keys, in order (AVX-512 compresses 8 at a time).
+ * sum_above (simd_ops_impl.inc, simd_avx512_impl.inc) / keep_above, for
+ * entmax's bounds: the sum of x - cut and the count of the x > cut of a row;
+ * the compaction of the candidates to the d > cut with their keys, in order
+ * (AVX-512 compresses 8 at a time).
  */
 #if defined(__FMA__)
 #define AN_PFMA(a, b, c) __builtin_fma((a), (b), (c))
@@ -192,17 +193,19 @@ static an_int AN_F(keep_above_)(double *d, an_int *idx, an_int k, double cut)
     const __m512d c = _mm512_set1_pd(cut);
     for (; r + 8 <= k; r += 8) {
         const __m512d x = _mm512_loadu_pd(d + r);
-        const __m512i j = _mm512_loadu_si512((const void *)(idx + r));
         const __mmask8 m = _mm512_cmp_pd_mask(x, c, _CMP_GT_OQ);
         _mm512_storeu_pd(d + w, _mm512_maskz_compress_pd(m, x));
-        _mm512_storeu_si512((void *)(idx + w), _mm512_maskz_compress_epi64(m, j));
+        if (idx) {
+            const __m512i j = _mm512_loadu_si512((const void *)(idx + r));
+            _mm512_storeu_si512((void *)(idx + w), _mm512_maskz_compress_epi64(m, j));
+        }
         w += __builtin_popcount((unsigned)m);
     }
 #endif
     for (; r < k; r++) {
         const double x = d[r];
-        const an_int j = idx[r];
-        d[w] = x; idx[w] = j;
+        d[w] = x;
+        if (idx) idx[w] = idx[r];
         w += x > cut;
     }
     return w;

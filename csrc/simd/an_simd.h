@@ -49,8 +49,8 @@
     /* sum of x[r] - cut over the x[r] > cut, their number in *cnt: in      \
      * double, or for float within cnt (max x - cut) 2^-20 (float lanes) */ \
     double (*sum_above)(const T *x, an_int k, T cut, an_int *cnt);             \
-    /* keep the d[r] > cut and their idx[r] (in place, in order); returns   \
-     * their number */                                                        \
+    /* keep the d[r] > cut and their idx[r] (in place, in order; idx may be \
+     * NULL); returns their number */                                         \
     an_int (*keep_above)(double *d, an_int *idx, an_int k, double cut);       \
     /* the sparse kernels' candidates: the keys k with x[k] > thr (a float \
      * superset), then those with d = (double)x[k] - mx > lim: cand[j] =  \
