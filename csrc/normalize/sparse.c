@@ -274,18 +274,15 @@ static inline double entmax_lb(double mean, an_int cnt, double am1)
     return mean + (am1 <= 1.0 ? -expm1(-am1 * log(k)) : 1.0 - 1.0 / k) / am1;
 }
 
-/* step 1 above among the gathered candidates d[0..*kp) (z - max z, keys
- * idx): from the bound lo the rows' rounds reached, the sets S = the
- * candidates above lo - 1/am1 - slack as lo rises, while S has over 256
- * and a round removes over 1/8 of it (as entmax_lower_ over the row: masked
- * sums over the candidates, vectorised, then one compaction to the last
- * S); returns lo */
-static double entmax_lower_cand(double *d, an_int *idx, an_int *kp, double am1, double lo,
-                                double slack)
+/* step 1 above among the gathered candidates d[0..k) (z - max z): from the
+ * bound lo the rows' rounds reached, the sets S = the candidates above
+ * lo - 1/am1 - slack as lo rises, while S has over 256 and a round removes
+ * over 1/8 of it (as entmax_lower_ over the row: masked sums over the
+ * candidates, vectorised; entmax_root compacts them once); returns lo */
+static double entmax_lower_cand(const double *d, an_int k, double am1, double lo, double slack)
 {
-    an_int k = *kp, cnt = k, prev = k;
+    an_int cnt = k, prev = k;
     if (k <= 256) return lo;
-    const double lo0 = lo;
     for (int round = 0; round < 16; round++) {
         const double cut = lo - 1.0 / am1 - slack;
         const double sum = an_vd->sum_above(d, k, cut, &cnt);
@@ -296,7 +293,6 @@ static double entmax_lower_cand(double *d, an_int *idx, an_int *kp, double am1, 
         if (cnt <= 256 || (round > 0 && cnt > prev - prev / 8)) break;
         prev = cnt;
     }
-    if (lo > lo0) *kp = an_vd->keep_above(d, idx, k, lo - 1.0 / am1 - slack);
     return lo;
 }
 
@@ -357,11 +353,10 @@ static double entmax_newton(an_pow1p_fn fn, double *d, an_int *idx, an_int *kp, 
  * for a fraction of the work); the step from there needs only the keys
  * alive there (copied into tmp; the others add exact zeros).  Returns the
  * new lower bound (at least lo; theta*'s upper bound in *hi when the point
- * is above the root) and the candidates above it (less slack) kept. */
-static double entmax_start(an_pow1p_fn fn, double *d, an_int *idx, an_int *kp, double am1,
-                           double lo, double *hi, double slack, double *tmp)
+ * is above the root); the caller keeps the candidates above it. */
+static double entmax_start(an_pow1p_fn fn, const double *d, an_int k, double am1, double lo,
+                           double *hi, double *tmp)
 {
-    const an_int k = *kp;
     double der, th = lo;
     an_int live, nt_ = 0;
     for (an_int r = 0; r < k; r += 8) tmp[nt_++] = d[r];
@@ -384,15 +379,14 @@ static double entmax_start(an_pow1p_fn fn, double *d, an_int *idx, an_int *kp, d
         const double nt = th + (s - pow(s, 1.0 - am1)) / (am1 * der);
         if (nt > nlo && nt < *hi) nlo = nt;
     }
-    if (nlo > lo) *kp = an_vd->keep_above(d, idx, k, nlo - 1.0 / am1 - slack);
     return nlo;
 }
 
 /* theta* (steps 1 and 2 above).  d[0..*kp), keys idx: the candidates
- * z - max z, max 0, every one above lo - 1/am1 - slack (lo: a lower bound
- * of theta*, step 1; hi: an upper bound, e.g. entmax_top of the row); on
- * return the candidates that may have weight at theta* (a subset, in
- * order).  dbl: the row is double (every evaluation in double).  ntol: the
+ * z - max z, max 0, a superset of those above lo - 1/am1 - slack (lo: a
+ * lower bound of theta*, step 1; hi: an upper bound, e.g. entmax_top of
+ * the row); on return the candidates that may have weight at theta* (a
+ * subset, in order).  dbl: the row is double (every evaluation in double).  ntol: the
  * float evaluations' Newton steps end below ntol (a caller that takes one
  * more Newton step of its own may pass a loose one).  tmp: *kp doubles of
  * scratch for entmax_start (over 128 candidates, q >= 1), or NULL. */
@@ -402,7 +396,8 @@ static double entmax_root(double *d, an_int *idx, an_int *kp, double am1, int db
     if (!(lo < hi)) lo = hi;
     const double lo0 = lo, hi0 = hi;
     const an_pow1p_fn fn = dbl ? an_vd->pow1p_sums : an_vf->pow1p_sums;
-    if (tmp && am1 <= 1.0 && *kp > 128) lo = entmax_start(fn, d, idx, kp, am1, lo, &hi, slack, tmp);
+    if (tmp && am1 <= 1.0 && *kp > 128) lo = entmax_start(fn, d, *kp, am1, lo, &hi, tmp);
+    *kp = an_vd->keep_above(d, idx, *kp, lo - 1.0 / am1 - slack);
     double root = entmax_newton(fn, d, idx, kp, am1, lo, &lo, &hi, dbl ? 1e-14 : 3e-5,
                                 dbl ? 1e-14 : ntol, slack);
     if (!dbl && am1 > 1.0) {
