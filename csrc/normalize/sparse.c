@@ -386,10 +386,11 @@ static double entmax_start(an_pow1p_fn fn, const double *d, an_int k, double am1
  * z - max z, max 0, a superset of those above lo - 1/am1 - slack (lo: a
  * lower bound of theta*, step 1; hi: an upper bound, e.g. entmax_top of
  * the row); on return the candidates that may have weight at theta* (a
- * subset, in order).  dbl: the row is double (every evaluation in double).  ntol: the
- * float evaluations' Newton steps end below ntol (a caller that takes one
- * more Newton step of its own may pass a loose one).  tmp: *kp doubles of
- * scratch for entmax_start (over 128 candidates, q >= 1), or NULL. */
+ * subset, in order).  dbl: the row is double (every evaluation in
+ * double).  ntol: the float evaluations' Newton steps end below ntol (a
+ * caller that takes one more Newton step of its own may pass a loose one).
+ * tmp: *kp doubles of scratch for entmax_start (over 128 candidates,
+ * q >= 1), or NULL. */
 static double entmax_root(double *d, an_int *idx, an_int *kp, double am1, int dbl, double lo,
                           double hi, double slack, double ntol, double *tmp)
 {

@@ -31,6 +31,7 @@
  * so the derivative's terms come without a division.  Terms with
  * w < 2^-126 or p <= e^-87 count as 0 (so t is finite whatever q > 0, and
  * nothing is subnormal: subnormal floats cost a microcode assist each).
+ * simd_avx512_impl.inc has the same terms 16 a vector (pow1p_sums16_f).
  *
  * sum_above (simd_ops_impl.inc, simd_avx512_impl.inc) / keep_above, for
  * entmax's bounds: the sum of x - cut and the count of the x > cut of a row;
