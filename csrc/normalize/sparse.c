@@ -255,9 +255,9 @@ static double entmax15_tau_newton(double *X, an_int *kp)
  *     leaves it bisects instead; for q >= 1, far from the root, lo is the
  *     root of s's tangent, s being convex), the candidates that drop out at
  *     lo leaving as above, until a step is below tol max(1, theta); for
- *     q >= 1 and many candidates from a start one Newton step from an
- *     estimate of theta* on every 8th candidate (entmax_start: phi is then
- *     convex, so the step ends below theta*);
+ *     float rows with q >= 1 and many candidates from a start one Newton
+ *     step from an estimate of theta* on every 8th candidate (entmax_start:
+ *     phi is then convex, so the step ends below theta*);
  * a float row evaluates the powers in float (an_vf: relative error of s a
  * few 1e-7, theta* to about 1e-6), then, for q < 1 only, where a weight's
  * sensitivity to theta, w^(q-1), is unbounded at the edge of the support,
@@ -389,15 +389,17 @@ static double entmax_start(an_pow1p_fn fn, const double *d, an_int k, double am1
  * subset, in order).  dbl: the row is double (every evaluation in
  * double).  ntol: the float evaluations' Newton steps end below ntol (a
  * caller that takes one more Newton step of its own may pass a loose one).
- * tmp: *kp doubles of scratch for entmax_start (over 128 candidates,
- * q >= 1), or NULL. */
+ * tmp: *kp doubles of scratch for entmax_start (float rows, over 128
+ * candidates, q >= 1; double rows' tight steps from it took more
+ * evaluations than it saved near alpha = 1), or NULL. */
 static double entmax_root(double *d, an_int *idx, an_int *kp, double am1, int dbl, double lo,
                           double hi, double slack, double ntol, double *tmp)
 {
     if (!(lo < hi)) lo = hi;
     const double lo0 = lo, hi0 = hi;
     const an_pow1p_fn fn = dbl ? an_vd->pow1p_sums : an_vf->pow1p_sums;
-    if (tmp && am1 <= 1.0 && *kp > 128) lo = entmax_start(fn, d, *kp, am1, lo, &hi, tmp);
+    if (!dbl && tmp && am1 <= 1.0 && *kp > 128)
+        lo = entmax_start(fn, d, *kp, am1, lo, &hi, tmp);
     *kp = an_vd->keep_above(d, idx, *kp, lo - 1.0 / am1 - slack);
     double root = entmax_newton(fn, d, idx, kp, am1, lo, &lo, &hi, dbl ? 1e-14 : 3e-5,
                                 dbl ? 1e-14 : ntol, slack);
