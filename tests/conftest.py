@@ -38,3 +38,16 @@ def run_variants(tmp_path, code, variants):
                        check=True, env=env, cwd=str(tmp_path))
         outs[tag] = np.load(fn)
     return outs
+
+
+def run_portable_and_best(tmp_path, code):
+    """run_variants on the portable path (ATTNNORM_CPU=default) and on this
+    CPU's best path; `code` saves an.simd_path() as `path` beside its results.
+    Checks that each ran on its path; returns (outputs by tag "default" and
+    "best", the names of the results)."""
+    import attnnorm as an
+    outs = run_variants(tmp_path, code, (("default", {"ATTNNORM_CPU": "default"}),
+                                         ("best", {})))
+    assert str(outs["default"]["path"]) == "default"
+    assert str(outs["best"]["path"]) == an.simd_best()
+    return outs, [k for k in outs["default"].files if k != "path"]

@@ -8,7 +8,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 import attnnorm as an
 from attnnorm import _reference as ref
-from conftest import tol
+from conftest import run_portable_and_best, tol
 
 DTYPES = [np.float32, np.float64]
 MASKINGS = [{}, {"causal": True}, {"window": (2, 1)}, {"causal": True, "window": (3, None)}]
@@ -454,6 +454,52 @@ def test_stochastic_long_rows_and_zero_keys(rng):
     kw = dict(trials=N, seed=2)
     o = an.attention(q, k, v, "stochastic_softmax", **kw)
     assert_allclose(o, an.attention_weights(q, k, "stochastic_softmax", **kw) @ v, 1e-12, 1e-12)
+
+
+def test_stochastic_portable_and_vector_paths_draw_the_same_bits(tmp_path):
+    """The trials' keys are the same numbers through ATTNNORM_CPU=default (the
+    binary search over the block CDF) and the best path of this CPU (block
+    sums, uniforms and the search by levels of 8 in vector registers): row
+    lengths across one, two and three levels above the block CDF and partial
+    last blocks, -inf keys (zero probabilities, also each block's last key),
+    more trials than the workspace holds keys for, float32 and float64."""
+    rng = np.random.default_rng(21)
+    arrays = {}
+    for m in (5, 8, 61, 300, 2049, 5003):
+        s = 3 * rng.normal(size=(4, m))
+        s[1, 7::8] = -np.inf
+        s[2, m // 2:] = -np.inf
+        arrays[f"s{m}"] = s
+    np.savez(tmp_path / "in.npz", **arrays)
+    code = (
+        "import sys, numpy as np, attnnorm as an\n"
+        "d = np.load(sys.argv[1]); res = {}\n"
+        "for key in d.files:\n"
+        "    for dt in (np.float32, np.float64):\n"
+        "        for N in (1, 100, 3000):\n"
+        "            res[f'{key}{np.dtype(dt).name}_{N}'] = an.stochastic_softmax(\n"
+        "                d[key].astype(dt), trials=N, seed=4)\n"
+        "np.savez(sys.argv[2], path=an.simd_path(), **res)\n")
+    outs, keys = run_portable_and_best(tmp_path, code)
+    assert len(keys) == 6 * 2 * 3
+    for k in keys:
+        a, b = outs["default"][k], outs["best"][k]
+        assert_array_equal(a, b, err_msg=k)
+        n = int(k.rsplit("_", 1)[1])
+        assert_array_equal(np.round(a.astype(np.float64) * n).sum(-1), n)
+
+
+@pytest.mark.parametrize("e", [16, 64, 70, 130])
+def test_stochastic_attention_sums_the_listed_keys(rng, e):
+    """attention sums the listed weights times the value rows (in float32, 64
+    columns at a time on the vector path): the same as the weights @ v."""
+    q, k, v = (rng.normal(size=(2, 150, e)).astype(np.float32) for _ in range(3))
+    for causal in (False, True):
+        kw = dict(normalizer="stochastic_softmax", causal=causal, seed=3)
+        o = an.attention(q, k, v, **kw)
+        w = an.attention_weights(q, k, **kw)
+        assert np.count_nonzero(w[0, -1]) > 16   # more than one accumulator's worth
+        assert_allclose(o, (w.astype(np.float64) @ v).astype(np.float32), 2e-5, 2e-6)
 
 
 def test_stochastic_peaked_row():

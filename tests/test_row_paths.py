@@ -9,7 +9,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 import attnnorm as an
 from attnnorm import _reference as ref
-from conftest import run_variants, tol
+from conftest import run_portable_and_best, tol
 
 # every row normalizer of normalizers.c, with parameters that take each branch of
 # its primitives (relu and polynomial: the integer powers of the vector path)
@@ -94,11 +94,7 @@ def test_portable_and_vector_paths_agree(tmp_path):
         "        for dt in (np.float32, np.float64):\n"
         "            res[f'{key}_{j}_{np.dtype(dt).name}'] = getattr(an, nm)(d[key].astype(dt), **kw)\n"
         "np.savez(sys.argv[2], path=an.simd_path(), **res)\n")
-    outs = run_variants(tmp_path, code, (("default", {"ATTNNORM_CPU": "default"}),
-                                         ("best", {})))
-    assert str(outs["default"]["path"]) == "default"
-    assert str(outs["best"]["path"]) == an.simd_best()
-    keys = [k for k in outs["default"].files if k != "path"]
+    outs, keys = run_portable_and_best(tmp_path, code)
     assert len(keys) == len(LENGTHS) * len(CASES) * 2
     for k in keys:
         a, b = outs["default"][k], outs["best"][k]

@@ -132,14 +132,24 @@ static inline uint64_t an_mix64(uint64_t z)
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
     return z ^ (z >> 31);
 }
+#define AN_RAND_CTR_MUL 0xD1B54A32D192ED03ULL
+/* an_rand_u64(key, ctr) from mk = an_mix64(key), computed once per key */
+static inline uint64_t an_rand_u64_mk(uint64_t mk, uint64_t ctr)
+{
+    return an_mix64(mk ^ (ctr * AN_RAND_CTR_MUL));
+}
 static inline uint64_t an_rand_u64(uint64_t key, uint64_t ctr)
 {
-    return an_mix64(an_mix64(key) ^ (ctr * 0xD1B54A32D192ED03ULL));
+    return an_rand_u64_mk(an_mix64(key), ctr);
 }
-/* uniform double in (0, 1) */
+/* uniform double in (0, 1) from 64 random bits: ((h >> 11) + 1/2) 2^-53 */
+static inline double an_rand_unit(uint64_t h)
+{
+    return ((double)(h >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+}
 static inline double an_rand_uniform(uint64_t key, uint64_t ctr)
 {
-    return ((double)(an_rand_u64(key, ctr) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+    return an_rand_unit(an_rand_u64(key, ctr));
 }
 
 #endif

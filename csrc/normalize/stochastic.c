@@ -13,13 +13,17 @@
  * lands on the key j with cdf_(j-1) < u_k * cdf_(n_i) <= cdf_j.  The CDF is
  * kept at the ends of blocks of 8 keys, C[b] = sum_{j < 8(b+1)} p_j (each
  * block summed in double as a tree, the blocks accumulated four at a time);
- * a trial finds its block by a branch-free binary search over C (16 trials
- * side by side) and its key inside the block by 7 compares of
- * p_0 + ... + p_t (a shallow tree of adds) against u_k cdf_(n_i) - C[b-1].
- * No trial depends on another, so there is no branch on the data and no
- * sort.  Counts go to an int64 array (zeroed block by block as the trials
- * first reach a block); the keys that received a count are listed (in
- * order of first hit) for the caller in c->nz.
+ * a trial finds its block b = #{b : C[b] < u_k cdf_(n_i)} and its key
+ * inside the block by 7 compares of p_0 + ... + p_t (a shallow tree of adds)
+ * against u_k cdf_(n_i) - C[b-1].  No trial depends on another, so there is
+ * no branch on the data and no sort.  The portable path finds the block by
+ * a branch-free binary search over C (16 trials side by side); the AVX-512
+ * path draws eight uniforms per vector, sums the blocks eight at a time and
+ * counts the entries below the trial in levels of 8 over C (the top level
+ * for eight trials at once), the in-block sums lane-wise: the same
+ * operations in the same order, so both paths draw the same bits.  Counts
+ * go to an int32 array (cleared per row); the keys that received a count are
+ * listed (in order of first hit) for the caller in c->nz.
  *
  * Keys with probability 0 (e.g. -inf scores) never receive a count: inside a
  * block such a key's interval is empty (adding 0 is exact), and the one place
@@ -56,11 +60,16 @@ static inline uint64_t stochastic_key(int64_t seed, int64_t stream, an_int row)
     return an_rand_u64(an_rand_u64((uint64_t)seed, (uint64_t)stream), (uint64_t)row);
 }
 
-/* Rows of up to AN_STOCH_STACK_BLOCKS blocks keep C on the stack, longer
- * rows in the workspace.  Workspace (ws_mult = 3, 24 (m + 1) bytes):
- * nz (m + 1 an_int: each trial writes one past the list) | C (nblk + 1
- * doubles, long rows only) | counts (m int64). */
-#define AN_STOCH_STACK_BLOCKS 256
+/* Rows of up to AN_STOCH_STACK_BLOCKS blocks keep C (and the levels above
+ * it) on the stack, longer rows in the workspace.  Workspace (ws_mult = 3,
+ * 3 (m + 1) words): nz (m + 1 an_int: each trial writes one past the list)
+ * | C (long rows only) | then, up to 2^20 trials, the levels above C (AVX-512
+ * path, long rows only) and int32 counts of the m keys; above, counts
+ * (m int64) after C[nblk]. */
+#define AN_STOCH_STACK_BLOCKS 256   /* a multiple of 8 */
+
+/* Uniforms are drawn AN_STOCH_CHUNK at a time (a multiple of 8). */
+#define AN_STOCH_CHUNK 64
 
 /* Trials are placed in batches of AN_STOCH_BATCH: the binary searches of a
  * batch run level by level side by side, so their chains of dependent loads
@@ -81,12 +90,234 @@ static inline void stoch_blocks_of(const double *C, an_int nblk, const double *P
     for (int u = 0; u < AN_STOCH_BATCH; u++) blk[u] += C[blk[u]] < P[u];
 }
 
+/* ---- the block search by levels of 8 (AVX-512 path) ----
+ * lev[0] is C padded with +inf to a multiple of 8; lev[l + 1][s] =
+ * lev[l][8 s + 7] (the last of each group of 8, +inf past the end), up to a
+ * top level of at most 32 entries.  The lower bound #{b : C[b] < P} (C is
+ * nondecreasing) is then the count of the top entries below P, refined level
+ * by level by the count below P inside one group of 8: the same block as the
+ * binary search, by 8-wide compares. */
+#define AN_STOCH_MAXLEV 24
+typedef struct {
+    const double *lev[AN_STOCH_MAXLEV];
+    an_int len[AN_STOCH_MAXLEV];
+    int nlev;
+} stoch_levels;
+
+static inline an_int stoch_round8(an_int n) { return (n + 7) & ~(an_int)7; }
+
+/* doubles needed above C for nblk blocks */
+static an_int stoch_levels_words(an_int nblk)
+{
+    an_int w = 0;
+    for (an_int len = stoch_round8(nblk); len > 32; ) { len = stoch_round8(len / 8); w += len; }
+    return w;
+}
+
+/* pads C (room for stoch_round8(nblk) doubles) and writes the levels above
+ * it into up (stoch_levels_words(nblk) doubles) */
+static void stoch_levels_build(double *C, an_int nblk, double *up, stoch_levels *L)
+{
+    an_int len = stoch_round8(nblk);
+    for (an_int b = nblk; b < len; b++) C[b] = INFINITY;
+    L->lev[0] = C; L->len[0] = len; L->nlev = 1;
+    const double *cur = C;
+    while (len > 32) {
+        const an_int n1 = len / 8, len1 = stoch_round8(n1);
+        for (an_int s = 0; s < n1; s++) up[s] = cur[8 * s + 7];
+        for (an_int s = n1; s < len1; s++) up[s] = INFINITY;
+        L->lev[L->nlev] = up; L->len[L->nlev++] = len1;
+        cur = up; up += len1; len = len1;
+    }
+}
+
 /* nearest key of the block (down first) with pv > 0 */
 static inline int nearest_positive(const double *pv, int t)
 {
     for (int u = t; u >= 0; u--) if (pv[u] > 0) return u;
     for (int u = t + 1; u < 8; u++) if (pv[u] > 0) return u;
     return t;
+}
+
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+#define AN_STOCH_X86 1
+#include <immintrin.h>
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,avx512vl,popcnt")
+
+/* P[u] = an_rand_uniform(key, ctr0 + u) * run for u < nb (mk = an_mix64(key)),
+ * eight counters per vector (the same bits as the scalar form: the 64-bit
+ * multiplies and shifts are exact, (h >> 11) converts exactly, the two
+ * scalings by 2^-53 and run round as there); P has room for nb rounded up
+ * to 8 */
+static void stoch_uniforms_avx512(uint64_t mk, uint64_t ctr0, int nb, double run, double *P)
+{
+    const __m512i K = _mm512_set1_epi64((long long)AN_RAND_CTR_MUL);
+    const __m512i G = _mm512_set1_epi64((long long)0x9E3779B97F4A7C15ULL);
+    const __m512i M1 = _mm512_set1_epi64((long long)0xBF58476D1CE4E5B9ULL);
+    const __m512i M2 = _mm512_set1_epi64((long long)0x94D049BB133111EBULL);
+    const __m512i mkv = _mm512_set1_epi64((long long)mk), eight = _mm512_set1_epi64(8);
+    const __m512d half = _mm512_set1_pd(0.5), ulp = _mm512_set1_pd(1.0 / 9007199254740992.0);
+    const __m512d runv = _mm512_set1_pd(run);
+    __m512i ctr = _mm512_add_epi64(_mm512_set1_epi64((long long)ctr0),
+                                   _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0));
+    for (int u = 0; u < nb; u += 8) {
+        __m512i z = _mm512_add_epi64(_mm512_xor_si512(mkv, _mm512_mullo_epi64(ctr, K)), G);
+        z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)), M1);
+        z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)), M2);
+        z = _mm512_xor_si512(z, _mm512_srli_epi64(z, 31));
+        const __m512d d = _mm512_cvtepu64_pd(_mm512_srli_epi64(z, 11));
+        _mm512_storeu_pd(P + u, _mm512_mul_pd(_mm512_mul_pd(_mm512_add_pd(d, half), ulp), runv));
+        ctr = _mm512_add_epi64(ctr, eight);
+    }
+}
+
+/* J[u] = the key of the trial at P[u] (u < nb), as the portable
+ * stoch_keys_ (stochastic_impl.inc) finds it: the block by the levels (the
+ * top level for eight trials at once: a count per lane of the entries below
+ * P), then the same in-block prefix sums a_q of the block's probabilities pv
+ * (zero past nv), formed lane-wise in the same order:
+ *   odd lanes += the lane below   (a_1 = p_0 + p_1, p_2 + p_3, ...)
+ *   lanes 2, 3 += a_1;  lanes 4, 5 += a_3;  lane 6 += a_5
+ * and t = #{q < 7 : a_q < P - C[b-1]} (C[-1] = 0 is readable).  Key 7 of a
+ * block can have probability 0 only past nv or where the row has a zero
+ * (zero_any); only there is t = 7 mended.  x is float (isf) or double; P
+ * has room for nb rounded up to 8. */
+static inline __attribute__((always_inline)) void
+stoch_keys_avx512_(const void *x, const int isf, an_int nv, const stoch_levels *L, an_int blast,
+                   int zero_any, const double *P, int nb, an_int *J)
+{
+    const int top = L->nlev - 1;
+    const double *Lt = L->lev[top], *C = L->lev[0];
+    const an_int lt = L->len[top];
+    const __m512i i3 = _mm512_set1_epi64(3), one = _mm512_set1_epi64(1);
+    /* three passes over the trials (short chains of dependent work, many
+     * trials in flight): the top level, the block, the key */
+    int64_t B[AN_STOCH_CHUNK];
+    for (int u = 0; u < nb; u += 8) {   /* top level: #{s : Lt[s] < P} */
+        const __m512d p = _mm512_loadu_pd(P + u);
+        __m512i cnt = _mm512_setzero_si512();
+        for (an_int s = 0; s < lt; s++)
+            cnt = _mm512_mask_add_epi64(cnt, _mm512_cmp_pd_mask(p, _mm512_set1_pd(Lt[s]), _CMP_GT_OQ),
+                                        cnt, one);
+        _mm512_storeu_si512(B + u, cnt);
+    }
+    double Rs[AN_STOCH_CHUNK];
+    for (int u = 0; u < nb; u++) {   /* the blocks, and P - C[b-1] */
+        const __m512d p = _mm512_set1_pd(P[u]);
+        an_int b = B[u];
+        if (top == 1)
+            b = 8 * b + __builtin_popcount(_mm512_cmp_pd_mask(_mm512_loadu_pd(C + 8 * b), p, _CMP_LT_OQ));
+        else
+            for (int l = top - 1; l >= 0; l--)
+                b = 8 * b + __builtin_popcount(
+                    _mm512_cmp_pd_mask(_mm512_loadu_pd(L->lev[l] + 8 * b), p, _CMP_LT_OQ));
+        b = b < blast ? b : blast;
+        B[u] = b;
+        Rs[u] = P[u] - C[b - 1];
+    }
+    for (int u = 0; u < nb; u++) {
+        const an_int b = B[u];
+        const an_int j0 = 8 * b;
+        const __mmask8 lm = j0 + 8 <= nv ? (__mmask8)0xFF : (__mmask8)((1u << (nv - j0)) - 1);
+        const __m512d pv = isf ? _mm512_cvtps_pd(_mm256_maskz_loadu_ps(lm, (const float *)x + j0))
+                               : _mm512_maskz_loadu_pd(lm, (const double *)x + j0);
+        __m512d a = _mm512_mask_add_pd(pv, 0xAA, pv, _mm512_movedup_pd(pv));
+        a = _mm512_mask_add_pd(a, 0x0C, a, _mm512_permutex_pd(a, 0x55));
+        a = _mm512_mask_add_pd(a, 0x30, a, _mm512_permutexvar_pd(i3, a));
+        a = _mm512_mask_add_pd(a, 0x40, a, _mm512_permutex_pd(a, 0x55));
+        const __m512d R = _mm512_set1_pd(Rs[u]);
+        const int t = __builtin_popcount(_mm512_cmp_pd_mask(a, R, _CMP_LT_OQ) & 0x7F);
+        J[u] = j0 + t;
+        if ((t == 7) & (zero_any | (lm != 0xFF))) {   /* nearest_positive(pv, 7) */
+            const unsigned pos = _mm512_cmp_pd_mask(pv, _mm512_setzero_pd(), _CMP_GT_OQ);
+            if (!(pos >> 7)) J[u] = j0 + (pos ? 31 - __builtin_clz(pos) : 7);
+        }
+    }
+}
+static void stoch_keys_avx512_f(const float *x, an_int nv, const stoch_levels *L, an_int blast,
+                                int zero_any, const double *P, int nb, an_int *J)
+{
+    stoch_keys_avx512_(x, 1, nv, L, blast, zero_any, P, nb, J);
+}
+static void stoch_keys_avx512_d(const double *x, an_int nv, const stoch_levels *L, an_int blast,
+                                int zero_any, const double *P, int nb, an_int *J)
+{
+    stoch_keys_avx512_(x, 0, nv, L, blast, zero_any, P, nb, J);
+}
+
+/* C[b] = run0 + (the block sums up to b) for b < n4 (a multiple of 4), as
+ * the portable loop (stochastic_impl.inc) forms them: each block's sum
+ * ((y0 + y2) + (y4 + y6)) + ((y1 + y3) + (y5 + y7)) in double, eight
+ * blocks side by side (the pairs regrouped across blocks before each level
+ * of adds), then within each group of four p1 = s0 + s1, p2 = p1 + s2,
+ * p3 = p2 + s3 and C = run + p, run += p3.  Returns run; *zero is set when
+ * some x[j] (j < 8 n4) is 0. */
+static double stoch_cdf_avx512(const float *x, an_int n4, double run, double *C, int *zero)
+{
+    const __m512i lo2 = _mm512_set_epi64(13, 12, 9, 8, 5, 4, 1, 0);
+    const __m512i hi2 = _mm512_set_epi64(15, 14, 11, 10, 7, 6, 3, 2);
+    const __m512i ev = _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i od = _mm512_set_epi64(15, 13, 11, 9, 7, 5, 3, 1);
+    const __m512 fz = _mm512_setzero_ps();
+    __mmask16 z = 0;
+    for (an_int b8 = 0; b8 < n4; b8 += 8) {
+        const float *y = x + 8 * b8;
+        const int nk = n4 - b8 >= 8 ? 8 : 4;   /* blocks in this step */
+        __m512d D[8], Zp[4], G[2];
+        for (int k = 0; k < 8; k++)
+            D[k] = k < nk ? _mm512_cvtps_pd(_mm256_loadu_ps(y + 8 * k)) : _mm512_setzero_pd();
+        for (int k = 0; k < nk; k += 4)
+            z |= _mm512_cmp_ps_mask(_mm512_loadu_ps(y + 8 * k), fz, _CMP_EQ_OQ)
+               | _mm512_cmp_ps_mask(_mm512_loadu_ps(y + 8 * k + 16), fz, _CMP_EQ_OQ);
+        /* blocks k, k+1: y0 + y2, y1 + y3, y4 + y6, y5 + y7 of each */
+        for (int k = 0; k < 4; k++)
+            Zp[k] = _mm512_add_pd(_mm512_permutex2var_pd(D[2 * k], lo2, D[2 * k + 1]),
+                                  _mm512_permutex2var_pd(D[2 * k], hi2, D[2 * k + 1]));
+        /* blocks 4g .. 4g+3: e0 = (y0 + y2) + (y4 + y6), e1 = (y1 + y3) + (y5 + y7) */
+        for (int g = 0; g < 2; g++)
+            G[g] = _mm512_add_pd(_mm512_permutex2var_pd(Zp[2 * g], lo2, Zp[2 * g + 1]),
+                                 _mm512_permutex2var_pd(Zp[2 * g], hi2, Zp[2 * g + 1]));
+        /* s_k = e0 + e1, then the prefix within each group of four */
+        __m512d V = _mm512_add_pd(_mm512_permutex2var_pd(G[0], ev, G[1]),
+                                  _mm512_permutex2var_pd(G[0], od, G[1]));
+        V = _mm512_mask_add_pd(V, 0x22, V, _mm512_permutex_pd(V, 0x00));
+        V = _mm512_mask_add_pd(V, 0x44, V, _mm512_permutex_pd(V, 0x55));
+        V = _mm512_mask_add_pd(V, 0x88, V, _mm512_permutex_pd(V, 0xAA));
+        double v[8];
+        _mm512_storeu_pd(v, V);
+        const double run1 = run + v[3];
+        const __m512d Rv = _mm512_mask_blend_pd(0xF0, _mm512_set1_pd(run), _mm512_set1_pd(run1));
+        _mm512_mask_storeu_pd(C + b8, nk == 8 ? 0xFF : 0x0F, _mm512_add_pd(Rv, V));
+        run = nk == 8 ? run1 + v[7] : run1;
+    }
+    *zero |= z != 0;
+    return run;
+}
+#pragma GCC pop_options
+#endif
+
+/* the AVX-512 table is the chosen path (it implies F, DQ, VL and POPCNT) */
+static int stoch_use_avx512(void)
+{
+#ifdef AN_STOCH_X86
+    return strcmp(an_vd->name, "avx512") == 0;
+#else
+    return 0;
+#endif
+}
+
+/* Counts of the keys J[0..n) in cnt (zero where not yet hit), the keys
+ * listed in nz (after the nnz there) in order of first hit; returns their
+ * number. */
+static an_int stoch_count(int32_t *cnt, const an_int *J, int n, an_int *nz, an_int nnz)
+{
+    for (int k = 0; k < n; k++) {
+        const an_int j = J[k];
+        nz[nnz] = j;
+        nnz += cnt[j]++ == 0;
+    }
+    return nnz;
 }
 
 /* Above this many trials the counts come from sequential binomials. */
