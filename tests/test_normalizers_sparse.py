@@ -79,6 +79,66 @@ def test_entmax_bisection_long_rows(rng, dtype, alpha):
         _sums_one(w, dtype, opts)
 
 
+def _entmax_hard_rows(rng, n):
+    """Rows that stress the bisection path's bounds, Newton steps and their
+    last first-order step: ties, one huge score, tiny and large-offset
+    scores, -inf keys (never all), a flat row (every key in the support);
+    the first n keys of rows of max(n, 3)."""
+    m, n = n, max(n, 3)
+    rows = [rng.normal(size=n),
+            np.full(n, 0.7),                                   # all tied
+            np.where(np.arange(n) % 3 == 0, 2.0, rng.normal(size=n) - 3.0),  # tied top third
+            np.r_[50.0, rng.normal(size=n - 1)],               # one key takes nearly all
+            np.r_[1.0, 1.0, np.full(n - 2, -40.0)],            # two tied, the rest far below
+            rng.normal(size=n) * 1e-30,                        # tiny scores
+            1e4 + rng.normal(size=n),                          # large offset
+            rng.normal(size=n) * 0.01,                         # flat: all in the support
+            np.r_[0.5, np.where(rng.random(n - 1) < 0.5, -np.inf, rng.normal(size=n - 1) * 4.0)]]
+    return np.stack(rows)[:, :m]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("alpha", [1.01, 1.1, 1.3, 1.7, 1.99, 2.5])
+@pytest.mark.parametrize("n", [1, 2, 37, 1100])
+def test_entmax_bisection_hard_rows(rng, dtype, alpha, n):
+    """The bisection path on hard rows, short and long, alpha near 1 and 2:
+    weights and tau against the reference, the support listed, sums of 1."""
+    s = _entmax_hard_rows(rng, n).astype(dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        w, tau, sup = an.entmax(s, alpha=alpha, return_tau=True)
+        rw, rtau, _ = ref.entmax(s.astype(np.float64), alpha=alpha, return_tau=True)
+    assert np.isfinite(w).all()
+    assert_allclose(w, rw, *_tol32(dtype, 4))
+    assert_allclose(tau, rtau, *_tol32(dtype, 4))
+    assert_array_equal(sup, np.count_nonzero(w, axis=-1))
+    assert_allclose(w.sum(-1), 1.0, *_tol32(dtype, 4))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n_iter", [1, 4, 12, 30, 50, 80])
+def test_entmax_bisection_n_iter_grid(rng, dtype, n_iter):
+    """theta is the midpoint of the cell, among 2^n_iter of [0, top], that
+    holds the root theta* (what n_iter halvings give), the weights
+    [1 + am1 (z - max z - theta)]_+^(1/am1) renormalised; emulated here
+    from the reference's root."""
+    alpha, n = 1.3, 500
+    am1 = alpha - 1.0
+    s = np.concatenate([rng.normal(size=(3, n)) * sc for sc in (0.5, 1.0, 3.0)]).astype(dtype)
+    w, tau, _ = an.entmax(s, alpha=alpha, n_iter=n_iter, return_tau=True)
+    z = s.astype(np.float64)
+    mx = z.max(-1, keepdims=True)
+    _, rtau, _ = ref.entmax(z, alpha=alpha, return_tau=True)
+    root = (rtau[:, None] - am1 * mx + 1.0) / am1               # theta*
+    top = -np.expm1(-am1 * np.log(n)) / am1
+    cells = 2.0 ** n_iter
+    j = np.clip(np.floor(root / top * cells), 0, cells - 1)
+    theta = top * (j + 0.5) / cells
+    p = np.maximum(1.0 + am1 * (z - mx - theta), 0.0) ** (1.0 / am1)
+    expect = p / p.sum(-1, keepdims=True)
+    assert_allclose(w, expect, *_tol32(dtype, 4))
+    assert_allclose(tau, (am1 * (theta + mx) - 1.0)[:, 0], *_tol32(dtype, 4))
+
+
 def test_entmax_bisection_portable_and_simd_agree(tmp_path, rng):
     """The float power sums, masked sums and compaction of the portable path
     and the best SIMD path give the same weights (to the float tolerance)."""

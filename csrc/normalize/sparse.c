@@ -254,7 +254,10 @@ static double entmax15_tau_newton(double *X, an_int *kp)
  *     inside the bracket [lo, hi] that every evaluation narrows (a step that
  *     leaves it bisects instead; for q >= 1, far from the root, lo is the
  *     root of s's tangent, s being convex), the candidates that drop out at
- *     lo leaving as above, until a step is below tol max(1, theta);
+ *     lo leaving as above, until a step is below tol max(1, theta); for
+ *     float rows with q >= 1 and many candidates from a start one Newton
+ *     step from an estimate of theta* on every 8th candidate (entmax_start:
+ *     phi is then convex, so the step ends below theta*);
  * a float row evaluates the powers in float (an_vf: relative error of s a
  * few 1e-7, theta* to about 1e-6), then, for q < 1 only, where a weight's
  * sensitivity to theta, w^(q-1), is unbounded at the edge of the support,
@@ -262,7 +265,7 @@ static double entmax15_tau_newton(double *X, an_int *kp)
  * above the float error and the halvings' final width, so no candidate
  * with weight at the final theta leaves. */
 typedef double (*an_pow1p_fn)(const double *d, an_int k, double am1, double th,
-                              double *der, an_int *live, double *pw);
+                              double *der, an_int *live, double *pw, double *tw);
 
 /* step 1 above: the bound from a set of cnt candidates of mean d mean */
 static inline double entmax_lb(double mean, an_int cnt, double am1)
@@ -271,32 +274,25 @@ static inline double entmax_lb(double mean, an_int cnt, double am1)
     return mean + (am1 <= 1.0 ? -expm1(-am1 * log(k)) : 1.0 - 1.0 / k) / am1;
 }
 
-/* step 1 above among the gathered candidates d[0..*kp) (z - max z, keys
- * idx): from the bound lo the rows' rounds reached, the sets S = the
- * candidates above lo - 1/am1 - slack as lo rises, while over 256 are left
- * and a round removes over 1/8 of them (as entmax_lower_ over the row, at
- * a fraction of the cost once the set is small); returns lo */
-static double entmax_lower_cand(double *d, an_int *idx, an_int *kp, double am1, double lo,
-                                double slack)
+/* step 1 above among the gathered candidates d[0..k) (z - max z): from the
+ * bound lo the rows' rounds reached, the sets S = the candidates above
+ * lo - 1/am1 - slack as lo rises, while S has over 256 and a round removes
+ * over 1/8 of it (as entmax_lower_ over the row: masked sums over the
+ * candidates, vectorised; entmax_root compacts them once); returns lo */
+static double entmax_lower_cand(const double *d, an_int k, double am1, double lo, double slack)
 {
-    an_int k = *kp;
-    for (int round = 0; round < 16 && k > 256; round++) {
-        /* eight partial sums: no chain of dependent adds */
-        double ps[8] = { 0, 0, 0, 0, 0, 0, 0, 0 }, sum = 0;
-        an_int r = 0;
-        for (; r + 8 <= k; r += 8)
-            for (int j = 0; j < 8; j++) ps[j] += d[r + j];
-        for (; r < k; r++) sum += d[r];
-        sum += ((ps[0] + ps[1]) + (ps[2] + ps[3])) + ((ps[4] + ps[5]) + (ps[6] + ps[7]));
-        const double lb = entmax_lb(sum / (double)k, k, am1);
+    an_int cnt = k, prev = k;
+    if (k <= 256) return lo;
+    for (int round = 0; round < 16; round++) {
+        const double cut = lo - 1.0 / am1 - slack;
+        const double sum = an_vd->sum_above(d, k, cut, &cnt);
+        if (cnt == 0) break;
+        const double lb = entmax_lb(sum / (double)cnt + cut, cnt, am1);
         if (!(lb > lo)) break;
         lo = lb;
-        const an_int kn = an_vd->keep_above(d, idx, k, lo - 1.0 / am1 - slack);
-        const int few = kn > k - k / 8;
-        k = kn;
-        if (few) break;
+        if (cnt <= 256 || (round > 0 && cnt > prev - prev / 8)) break;
+        prev = cnt;
     }
-    *kp = k;
     return lo;
 }
 
@@ -312,15 +308,18 @@ static inline double entmax_slack(double top, int64_t n_iter, int dbl)
     return (dbl ? 1e-12 : 1e-5) + (n_iter < 1000 ? ldexp(top, -(int)n_iter) : 0.0);
 }
 
-/* step 2 above from theta = th in [*lo, *hi]; returns theta* */
+/* step 2 above from theta = th in [*lo, *hi]; returns theta*.  Stops after
+ * a Newton step below ntol max(1, theta) or a bisection step below
+ * tol max(1, theta) (the returned theta is that step's end, not evaluated). */
 static double entmax_newton(an_pow1p_fn fn, double *d, an_int *idx, an_int *kp, double am1,
-                            double th, double *lo, double *hi, double tol, double slack)
+                            double th, double *lo, double *hi, double tol, double ntol,
+                            double slack)
 {
     an_int k = *kp;
     for (int it = 0; it < 100; it++) {
         double der;
         an_int live;
-        const double s = fn(d, k, am1, th, &der, &live, NULL);
+        const double s = fn(d, k, am1, th, &der, &live, NULL, NULL);
         if (s == 1.0) break;
         if (s > 1.0) {
             /* q >= 1: s is convex in theta, so the root of its tangent,
@@ -335,42 +334,100 @@ static double entmax_newton(an_pow1p_fn fn, double *d, an_int *idx, an_int *kp, 
             *hi = th;
         }
         double nt = der > 0.0 ? th + (s - pow(s, 1.0 - am1)) / (am1 * der) : 0.5 * (*lo + *hi);
-        if (!(nt > *lo && nt < *hi)) nt = 0.5 * (*lo + *hi);
+        const int newton = nt > *lo && nt < *hi;
+        if (!newton) nt = 0.5 * (*lo + *hi);
         if (!(nt > *lo && nt < *hi)) break;           /* bracket exhausted */
         const double step = nt - th;
         th = nt;
-        if (fabs(step) <= tol * (fabs(th) > 1.0 ? fabs(th) : 1.0)) break;
+        if (fabs(step) <= (newton ? ntol : tol) * (fabs(th) > 1.0 ? fabs(th) : 1.0)) break;
     }
     *kp = k;
     return th;
 }
 
-/* theta after n_iter halvings of [0, top], top = (1 - nv^(-am1)) / am1
- * (entmax_top): each halving
- * keeps the half holding the root (s(mid) >= 1 iff mid <= theta*), so the
- * root decides every halving.  d[0..*kp), keys idx: the candidates
- * z - max z, max 0, every one above lo - 1/am1 - slack (lo: a lower bound
- * of theta*, step 1); on return the candidates that may have weight at the
- * returned theta (a subset, in order).  dbl: the row is double (every
- * evaluation in double). */
-static double entmax_bisect_theta(double *d, an_int *idx, an_int *kp, double top, double am1,
-                                  int64_t n_iter, int dbl, double lo, double slack)
+/* A better start for step 2 when q >= 1 and the candidates are many:
+ * phi = s^am1 = ||[w]_+||_q is convex in theta (a norm of a convex map), so
+ * a Newton step on phi from any theta with live keys ends at or below
+ * theta*: a lower bound however poor the point it starts from.  The point:
+ * two Newton steps on 8 s_T, T every 8th candidate (an estimate of theta*
+ * for a fraction of the work); the step from there needs only the keys
+ * alive there (copied into tmp; the others add exact zeros).  Returns the
+ * new lower bound (at least lo; theta*'s upper bound in *hi when the point
+ * is above the root); the caller keeps the candidates above it. */
+static double entmax_start(an_pow1p_fn fn, const double *d, an_int k, double am1, double lo,
+                           double *hi, double *tmp)
 {
-    double hi = entmax_top(*kp, am1);
+    double der, th = lo;
+    an_int live, nt_ = 0;
+    for (an_int r = 0; r < k; r += 8) tmp[nt_++] = d[r];
+    for (int it = 0; it < 2; it++) {
+        const double s = 8.0 * fn(tmp, nt_, am1, th, &der, &live, NULL, NULL);
+        der *= 8.0;
+        if (!(der > 0.0)) break;
+        const double nt = th + (s - pow(s, 1.0 - am1)) / (am1 * der);
+        if (!(nt > lo && nt < *hi)) break;
+        th = nt;
+    }
+    if (th == lo) return lo;
+    an_vd->copy(d, tmp, k);
+    const an_int nc = an_vd->keep_above(tmp, NULL, k, th - 1.0 / am1);
+    const double s = fn(tmp, nc, am1, th, &der, &live, NULL, NULL);
+    double nlo = lo;
+    if (s >= 1.0) nlo = th;
+    else if (th < *hi) *hi = th;
+    if (der > 0.0) {
+        const double nt = th + (s - pow(s, 1.0 - am1)) / (am1 * der);
+        if (nt > nlo && nt < *hi) nlo = nt;
+    }
+    return nlo;
+}
+
+/* theta* (steps 1 and 2 above).  d[0..*kp), keys idx: the candidates
+ * z - max z, max 0, a superset of those above lo - 1/am1 - slack (lo: a
+ * lower bound of theta*, step 1; hi: an upper bound, e.g. entmax_top of
+ * the row); on return the candidates that may have weight at theta* (a
+ * subset, in order).  dbl: the row is double (every evaluation in
+ * double).  ntol: the float evaluations' Newton steps end below ntol (a
+ * caller that takes one more Newton step of its own may pass a loose one).
+ * tmp: *kp doubles of scratch for entmax_start (float rows, over 128
+ * candidates, q >= 1; double rows' tight steps from it took more
+ * evaluations than it saved near alpha = 1), or NULL. */
+static double entmax_root(double *d, an_int *idx, an_int *kp, double am1, int dbl, double lo,
+                          double hi, double slack, double ntol, double *tmp)
+{
     if (!(lo < hi)) lo = hi;
     const double lo0 = lo, hi0 = hi;
-    double root = entmax_newton(dbl ? an_vd->pow1p_sums : an_vf->pow1p_sums, d, idx, kp, am1,
-                                lo, &lo, &hi, dbl ? 1e-14 : 3e-5, slack);
+    const an_pow1p_fn fn = dbl ? an_vd->pow1p_sums : an_vf->pow1p_sums;
+    if (!dbl && tmp && am1 <= 1.0 && *kp > 128)
+        lo = entmax_start(fn, d, *kp, am1, lo, &hi, tmp);
+    *kp = an_vd->keep_above(d, idx, *kp, lo - 1.0 / am1 - slack);
+    double root = entmax_newton(fn, d, idx, kp, am1, lo, &lo, &hi, dbl ? 1e-14 : 3e-5,
+                                dbl ? 1e-14 : ntol, slack);
     if (!dbl && am1 > 1.0) {
         lo = lo0; hi = hi0;
-        root = entmax_newton(an_vd->pow1p_sums, d, idx, kp, am1, root, &lo, &hi, 1e-12, slack);
+        root = entmax_newton(an_vd->pow1p_sums, d, idx, kp, am1, root, &lo, &hi, 1e-12, 1e-12,
+                             slack);
+    }
+    return root;
+}
+
+/* theta after n_iter halvings of [0, top], top = (1 - nv^(-am1)) / am1
+ * (entmax_top), each keeping the half that holds the root (s(mid) >= 1 iff
+ * mid <= theta*): the midpoint of the cell j = floor(2^n_iter root / top)
+ * of the grid of width top 2^-n_iter (j clamped to [0, 2^n_iter)); by
+ * halvings beyond 2^-50 (they stop once a and b are adjacent: at most
+ * ~2100, whatever n_iter) */
+static double entmax_grid(double root, double top, int64_t n_iter)
+{
+    if (n_iter <= 50) {
+        const double cells = ldexp(1.0, (int)n_iter);
+        double j = floor(root / top * cells);
+        j = j > 0.0 ? (j < cells ? j : cells - 1.0) : 0.0;   /* NaN root: 0 */
+        return top * ldexp(j + 0.5, -(int)n_iter);
     }
     double a = 0.0, b = top;
     for (int64_t it = 0; it < n_iter; it++) {
         const double mid = 0.5 * (a + b);
-        /* a and b adjacent (mid rounds onto one of them): no later halving
-         * changes either, so stop (at most ~2100 halvings, whatever n_iter;
-         * the result is the one n_iter halvings give) */
         if (mid == a || mid == b) break;
         const int le = mid <= root;   /* selects, not a branch on the data */
         a = le ? mid : a;

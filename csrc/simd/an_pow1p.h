@@ -4,7 +4,8 @@
  *
  *   p_r = [1 + u_r]_+^q,  u_r = am1 (d_r - theta),  q = 1 / am1,
  *   returns sum_r p_r, *der = sum_r p_r / (1 + u_r) (= -d/dtheta sum p_r),
- *   *live = #{r : p_r > 0}, and p_r in pw[r] unless pw is NULL.
+ *   *live = #{r : p_r > 0}, p_r in pw[r] unless pw is NULL and
+ *   p_r / (1 + u_r) in tw[r] unless tw is NULL.
  * w = 1 + u is formed in double in both versions (so the terms at the edge
  * of the support keep their relative accuracy), u <= 0 (theta >= 0 >= d_r).
  *
@@ -30,10 +31,12 @@
  * so the derivative's terms come without a division.  Terms with
  * w < 2^-126 or p <= e^-87 count as 0 (so t is finite whatever q > 0, and
  * nothing is subnormal: subnormal floats cost a microcode assist each).
+ * simd_avx512_impl.inc has the same terms 16 a vector (pow1p_sums16_f).
  *
- * sum_above (simd_ops_impl.inc) / keep_above, for entmax's bounds: the sum (in double) and
- * count of the x > cut of a row; the compaction of the candidates to the
- * d > cut with their keys, in order (AVX-512 compresses 8 at a time).
+ * sum_above (simd_ops_impl.inc, simd_avx512_impl.inc) / keep_above, for
+ * entmax's bounds: the sum of x - cut and the count of the x > cut of a row;
+ * the compaction of the candidates to the d > cut with their keys, in order
+ * (AVX-512 compresses 8 at a time).
  */
 #if defined(__FMA__)
 #define AN_PFMA(a, b, c) __builtin_fma((a), (b), (c))
@@ -86,7 +89,7 @@ static inline double AN_F(exp_poly_d_)(double y)
 }
 
 static double AN_F(pow1p_sums_d)(const double *d, an_int k, double am1, double th,
-                                 double *der, an_int *live, double *pw)
+                                 double *der, an_int *live, double *pw, double *tw)
 {
     const double inv = 1.0 / am1;
     double s = 0.0, dr = 0.0;
@@ -113,6 +116,7 @@ static double AN_F(pow1p_sums_d)(const double *d, an_int k, double am1, double t
         const double l1p = lw + (u - (wl - 1.0)) * rw;
         const double p = on ? AN_F(exp_poly_d_)(l1p * inv) : 0.0;
         if (pw) pw[r] = p;
+        if (tw) tw[r] = p * rw;
         s += p;
         dr += p * rw;
         nl += p > 0;
@@ -123,7 +127,7 @@ static double AN_F(pow1p_sums_d)(const double *d, an_int k, double am1, double t
 }
 
 static double AN_F(pow1p_sums_f)(const double *d, an_int k, double am1, double th,
-                                 double *der, an_int *live, double *pw)
+                                 double *der, an_int *live, double *pw, double *tw)
 {
 #if defined(__FMA__)
 #define AN_PFMAF(a, b, c) __builtin_fmaf((a), (b), (c))
@@ -170,6 +174,7 @@ static double AN_F(pow1p_sums_f)(const double *d, an_int k, double am1, double t
         const float t = AN_F(expf_fma_)(in ? y : 0.0f);
         const float p = in ? (float)w * t : 0.0f;
         if (pw) pw[r] = (double)p;
+        if (tw) tw[r] = in ? (double)t : 0.0;
         s += (double)p;
         dr += in ? t : 0.0f;
         nl += in;
@@ -189,17 +194,19 @@ static an_int AN_F(keep_above_)(double *d, an_int *idx, an_int k, double cut)
     const __m512d c = _mm512_set1_pd(cut);
     for (; r + 8 <= k; r += 8) {
         const __m512d x = _mm512_loadu_pd(d + r);
-        const __m512i j = _mm512_loadu_si512((const void *)(idx + r));
         const __mmask8 m = _mm512_cmp_pd_mask(x, c, _CMP_GT_OQ);
         _mm512_storeu_pd(d + w, _mm512_maskz_compress_pd(m, x));
-        _mm512_storeu_si512((void *)(idx + w), _mm512_maskz_compress_epi64(m, j));
+        if (idx) {
+            const __m512i j = _mm512_loadu_si512((const void *)(idx + r));
+            _mm512_storeu_si512((void *)(idx + w), _mm512_maskz_compress_epi64(m, j));
+        }
         w += __builtin_popcount((unsigned)m);
     }
 #endif
     for (; r < k; r++) {
         const double x = d[r];
-        const an_int j = idx[r];
-        d[w] = x; idx[w] = j;
+        d[w] = x;
+        if (idx) idx[w] = idx[r];
         w += x > cut;
     }
     return w;

@@ -41,15 +41,23 @@
     an_int (*above)(const T *x, an_int n, T thr, int32_t *idx);              \
     /* entmax power sums, candidates d in double, precision of T:          \
      * p_r = [1 + u_r]_+^(1/am1), u_r = am1 (d[r] - th); returns sum p_r,  \
-     * sets *der = sum p_r / (1 + u_r), *live = #{p_r > 0} and pw[r] = p_r \
-     * unless pw is NULL (an_pow1p.h) */                                     \
+     * sets *der = sum p_r / (1 + u_r), *live = #{p_r > 0}, pw[r] = p_r   \
+     * unless pw is NULL and tw[r] = p_r / (1 + u_r) unless tw is NULL       \
+     * (an_pow1p.h) */                                                       \
     double (*pow1p_sums)(const double *d, an_int k, double am1, double th,   \
-                         double *der, an_int *live, double *pw);              \
-    /* sum of the x[r] > cut (in double), their number in *cnt */            \
+                         double *der, an_int *live, double *pw, double *tw);  \
+    /* sum of x[r] - cut over the x[r] > cut, their number in *cnt: in      \
+     * double, or for float within cnt (max x - cut) 2^-20 (float lanes) */ \
     double (*sum_above)(const T *x, an_int k, T cut, an_int *cnt);             \
-    /* keep the d[r] > cut and their idx[r] (in place, in order); returns   \
-     * their number */                                                        \
+    /* keep the d[r] > cut and their idx[r] (in place, in order; idx may be \
+     * NULL); returns their number */                                         \
     an_int (*keep_above)(double *d, an_int *idx, an_int k, double cut);       \
+    /* the sparse kernels' candidates: the keys k with x[k] > thr (a float \
+     * superset), then those with d = (double)x[k] - mx > lim: cand[j] =  \
+     * mul d, cidx[j] = k (increasing); returns their number.  tmp: 2 n     \
+     * int32 of scratch; n < 2^31 */                                         \
+    an_int (*gather_above)(const T *x, an_int n, T thr, double mx, double lim, \
+                           double mul, double *cand, an_int *cidx, int32_t *tmp); \
     /* The primitives below that write x[0..n) read s[0..n), which may be x \
      * itself (in place) or another row (the normalizer driver reads the    \
      * scores where they are and writes the weights).                       \
