@@ -297,16 +297,6 @@ static double stoch_cdf_avx512(const float *x, an_int n4, double run, double *C,
 #pragma GCC pop_options
 #endif
 
-/* the AVX-512 table is the chosen path (it implies F, DQ, VL and POPCNT) */
-static int stoch_use_avx512(void)
-{
-#ifdef AN_STOCH_X86
-    return strcmp(an_vd->name, "avx512") == 0;
-#else
-    return 0;
-#endif
-}
-
 /* Counts of the keys J[0..n) in cnt (zero where not yet hit), the keys
  * listed in nz (after the nnz there) in order of first hit; returns their
  * number. */

@@ -95,6 +95,10 @@ typedef struct { AN_VECOPS_FIELDS(double) const char *name; } an_vecops_d;
 
 extern const an_vecops_f *an_vf;   /* the chosen float table */
 extern const an_vecops_d *an_vd;   /* the chosen double table */
+/* 1 when the chosen path is AVX-512 (F, DQ, VL, POPCNT): the few kernels
+ * compiled for that target outside the tables (target attributes) run only
+ * then */
+extern int an_simd_avx512;
 
 /* Orders the non-temporal stores of `stream` before the stores that follow
  * (x86: sfence; elsewhere nothing is needed). */

@@ -55,6 +55,7 @@ static void an_pack_lut_init(void)
 }
 
 const an_vecops_f *an_vf = &an_vecops_f__default;
+int an_simd_avx512 = 0;
 const an_vecops_d *an_vd = &an_vecops_d__default;
 
 double an_exp_d(double x) { return expd__default(x); }
@@ -124,6 +125,7 @@ const char *an_simd_init(void)
             an_vd = an_paths[k].vd;
             an_gemm = an_paths[k].gemm;
             an_diag = an_paths[k].diag;
+            an_simd_avx512 = strcmp(an_paths[k].name, "avx512") == 0;
         }
     return an_vf->name;
 }
