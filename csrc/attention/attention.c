@@ -16,12 +16,6 @@
 #endif
 #include "attention.h"
 #include "an_simd.h"
-#if defined(__SSE__) && (defined(__GNUC__) || defined(__clang__))
-#include <xmmintrin.h>   /* baseline x86-64: the 4 x 4 transpose of packed keys */
-#define AN_ATT_SSE_TRANSPOSE 1
-#else
-#define AN_ATT_SSE_TRANSPOSE 0
-#endif
 
 #define AN_ATT_QB 48     /* query rows per block (a multiple of AN_ATT_RM) */
 #define AN_ATT_KB 256    /* keys per packed chunk (a multiple of every nr) */
