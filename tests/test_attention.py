@@ -617,6 +617,34 @@ def test_sinkhorn_cached_and_recomputed_log_kernel_agree(tmp_path):
 
 
 @pytest.mark.skipif("sinkhorn" not in an.NORMALIZERS, reason="sinkhorn not built")
+def test_kept_scratch_gives_the_same_bits(tmp_path):
+    """A call's scratch of 32 MiB or more is kept for the next call: Sinkhorn
+    with a 40 MB cache budget on a problem too large for it (float64,
+    n = m = 2300: the exp domain keeps E for the first rows), run before and
+    after another problem that leaves its own numbers in that block, and in
+    a process that returns every block (ATTNNORM_KEEP_SCRATCH=0): the same
+    bits every time."""
+    rng = np.random.default_rng(8)
+    q, k, v = qkv(rng, np.float64, lead_q=(1,), lead_kv=(1,), n=2300, m=2300, d=4, e=3)
+    np.savez(tmp_path / "in.npz", q=q, k=k, v=v)
+    code = (
+        "import sys, numpy as np, attnnorm as an\n"
+        "z = np.load(sys.argv[1]); q, k, v = z['q'], z['k'], z['v']\n"
+        "first = an.attention(q, k, v, 'sinkhorn')\n"
+        "other = an.attention(2 * q, k[::-1], v, 'sinkhorn', causal=True, n_iter=3)\n"
+        "again = an.attention(q, k, v, 'sinkhorn')\n"
+        "np.savez(sys.argv[2], first=first, other=other, again=again)\n")
+    budget = {"ATTNNORM_SINKHORN_CACHE_BYTES": "40000000"}
+    outs = run_variants(tmp_path, code, (("kept", budget),
+                                         ("returned", dict(budget, ATTNNORM_KEEP_SCRATCH="0"))))
+    assert np.isfinite(outs["kept"]["first"]).all()
+    assert not np.array_equal(outs["kept"]["first"], outs["kept"]["other"])
+    for tag in ("kept", "returned"):
+        assert_array_equal(outs[tag]["again"], outs["kept"]["first"], err_msg=tag)
+        assert_array_equal(outs[tag]["first"], outs["kept"]["first"], err_msg=tag)
+        assert_array_equal(outs[tag]["other"], outs["kept"]["other"], err_msg=tag)
+
+
 def test_sinkhorn_exp_domain_log_domain_and_partial_cache_agree(tmp_path):
     """Sinkhorn attention takes its steps in the exp domain (E = exp(K) once,
     sums of products, E kept for the rows that fit the cache budget) and
