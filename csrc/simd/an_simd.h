@@ -95,16 +95,29 @@
      * sig[k] = sigma(x[k]), rest[k] = 1 - sigma(x[k]) in double          \
      * (simd_ops_impl.inc) */                                                 \
     an_int (*stickbreaking)(const T *x, an_int n, double tiny, T *w,         \
-                            double *a, double *sig, double *rest);
+                            double *a, double *sig, double *rest);           \
+    /* o[c] += sum_t x[nz[t]] V[key_t ep + c], c < e, over the listed       \
+     * weights t < nnz in list order (key_t = idx[nz[t]], or lo + nz[t]    \
+     * without idx): a sparse row of weights times the values.  Lists of    \
+     * 4 AN_LISTED_NACC entries or more go round-robin into AN_LISTED_NACC  \
+     * accumulators (o, then the rows of ot, ep apart), added into o in     \
+     * order at the end: the consecutive updates do not wait on one        \
+     * another.  The value rows are fetched ahead (they are scattered). */  \
+    void (*listed_sums)(T *o, T *ot, const T *V, an_int ep, an_int e, const T *x, \
+                        const an_int *nz, an_int nnz, const an_int *idx, an_int lo); \
+    /* bit t set where s[t] >= thr, t < r <= 64 (NaN: never) */             \
+    uint64_t (*hits64)(const T *s, an_int r, T thr);
+
+#define AN_LISTED_NACC 4   /* accumulators of listed_sums */
 
 typedef struct { AN_VECOPS_FIELDS(float) const char *name; } an_vecops_f;
 typedef struct { AN_VECOPS_FIELDS(double) const char *name; } an_vecops_d;
 
 extern const an_vecops_f *an_vf;   /* the chosen float table */
 extern const an_vecops_d *an_vd;   /* the chosen double table */
-/* 1 when the chosen path is AVX-512 (F, DQ, VL, POPCNT): the few kernels
- * compiled for that target outside the tables (target attributes) run only
- * then */
+/* 1 when the chosen path is AVX-512 (F, DQ, VL, POPCNT): the one kernel
+ * compiled for that target outside the tables (stochastic_softmax's
+ * sampling, target attributes) runs only then */
 extern int an_simd_avx512;
 
 /* Orders the non-temporal stores of `stream` before the stores that follow
