@@ -267,11 +267,27 @@ static double entmax15_tau_newton(double *X, an_int *kp)
 typedef double (*an_pow1p_fn)(const double *d, an_int k, double am1, double th,
                               double *der, an_int *live, double *pw, double *tw);
 
+/* 1 - x^-am1 = -expm1(-am1 log x), x >= 1: by exp where that is exact to a
+ * few ulp (am1 log x >= 1/2, 1 - e^-y >= 0.39), a cheaper call than expm1 */
+static inline double entmax_one_minus_pow(double x, double am1)
+{
+    const double y = am1 * log(x);
+    return y >= 0.5 ? 1.0 - exp(-y) : -expm1(-y);
+}
+
 /* step 1 above: the bound from a set of cnt candidates of mean d mean */
 static inline double entmax_lb(double mean, an_int cnt, double am1)
 {
     const double k = (double)cnt;
-    return mean + (am1 <= 1.0 ? -expm1(-am1 * log(k)) : 1.0 - 1.0 / k) / am1;
+    return mean + (am1 <= 1.0 ? entmax_one_minus_pow(k, am1) : 1.0 - 1.0 / k) / am1;
+}
+
+/* Newton's step on phi = s^am1 from theta = th, where s = s(th) and
+ * der = -s'(th) > 0:  th + (s - s^(1 - am1)) / (am1 der), the power as
+ * exp(-am1 log s) s (two cheap calls instead of pow) */
+static inline double entmax_phi_step(double th, double s, double der, double am1)
+{
+    return th + s * (1.0 - exp(-am1 * log(s))) / (am1 * der);
 }
 
 /* step 1 above among the gathered candidates d[0..k) (z - max z): from the
@@ -301,7 +317,7 @@ static double entmax_lower_cand(const double *d, an_int k, double am1, double lo
  * below the root). */
 static inline double entmax_top(an_int nv, double am1)
 {
-    return -expm1(-am1 * log((double)nv)) / am1;
+    return entmax_one_minus_pow((double)nv, am1) / am1;
 }
 static inline double entmax_slack(double top, int64_t n_iter, int dbl)
 {
@@ -333,7 +349,7 @@ static double entmax_newton(an_pow1p_fn fn, double *d, an_int *idx, an_int *kp, 
         } else {
             *hi = th;
         }
-        double nt = der > 0.0 ? th + (s - pow(s, 1.0 - am1)) / (am1 * der) : 0.5 * (*lo + *hi);
+        double nt = der > 0.0 ? entmax_phi_step(th, s, der, am1) : 0.5 * (*lo + *hi);
         const int newton = nt > *lo && nt < *hi;
         if (!newton) nt = 0.5 * (*lo + *hi);
         if (!(nt > *lo && nt < *hi)) break;           /* bracket exhausted */
@@ -355,8 +371,9 @@ static double entmax_newton(an_pow1p_fn fn, double *d, an_int *idx, an_int *kp, 
  * new lower bound (at least lo; theta*'s upper bound in *hi when the point
  * is above the root); the caller keeps the candidates above it. */
 static double entmax_start(an_pow1p_fn fn, const double *d, an_int k, double am1, double lo,
-                           double *hi, double *tmp)
+                           double *hi, double *tmp, double ntol, int *done)
 {
+    *done = 0;
     double der, th = lo;
     an_int live, nt_ = 0;
     for (an_int r = 0; r < k; r += 8) tmp[nt_++] = d[r];
@@ -364,7 +381,7 @@ static double entmax_start(an_pow1p_fn fn, const double *d, an_int k, double am1
         const double s = 8.0 * fn(tmp, nt_, am1, th, &der, &live, NULL, NULL);
         der *= 8.0;
         if (!(der > 0.0)) break;
-        const double nt = th + (s - pow(s, 1.0 - am1)) / (am1 * der);
+        const double nt = entmax_phi_step(th, s, der, am1);
         if (!(nt > lo && nt < *hi)) break;
         th = nt;
     }
@@ -376,8 +393,11 @@ static double entmax_start(an_pow1p_fn fn, const double *d, an_int k, double am1
     if (s >= 1.0) nlo = th;
     else if (th < *hi) *hi = th;
     if (der > 0.0) {
-        const double nt = th + (s - pow(s, 1.0 - am1)) / (am1 * der);
-        if (nt > nlo && nt < *hi) nlo = nt;
+        const double nt = entmax_phi_step(th, s, der, am1);
+        if (nt > nlo && nt < *hi) {
+            nlo = nt;
+            *done = fabs(nt - th) <= ntol * (fabs(nt) > 1.0 ? fabs(nt) : 1.0);
+        }
     }
     return nlo;
 }
@@ -398,11 +418,13 @@ static double entmax_root(double *d, an_int *idx, an_int *kp, double am1, int db
     if (!(lo < hi)) lo = hi;
     const double lo0 = lo, hi0 = hi;
     const an_pow1p_fn fn = dbl ? an_vd->pow1p_sums : an_vf->pow1p_sums;
+    int done = 0;
     if (!dbl && tmp && am1 <= 1.0 && *kp > 128)
-        lo = entmax_start(fn, d, *kp, am1, lo, &hi, tmp);
+        lo = entmax_start(fn, d, *kp, am1, lo, &hi, tmp, ntol, &done);
     *kp = an_vd->keep_above(d, idx, *kp, lo - 1.0 / am1 - slack);
-    double root = entmax_newton(fn, d, idx, kp, am1, lo, &lo, &hi, dbl ? 1e-14 : 3e-5,
-                                dbl ? 1e-14 : ntol, slack);
+    /* a start whose own Newton step was below ntol is step 2's end */
+    double root = done ? lo : entmax_newton(fn, d, idx, kp, am1, lo, &lo, &hi,
+                                            dbl ? 1e-14 : 3e-5, dbl ? 1e-14 : ntol, slack);
     if (!dbl && am1 > 1.0) {
         lo = lo0; hi = hi0;
         root = entmax_newton(an_vd->pow1p_sums, d, idx, kp, am1, root, &lo, &hi, 1e-12, 1e-12,
