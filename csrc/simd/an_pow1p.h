@@ -4,8 +4,10 @@
  *
  *   p_r = [1 + u_r]_+^q,  u_r = am1 (d_r - theta),  q = 1 / am1,
  *   returns sum_r p_r, *der = sum_r p_r / (1 + u_r) (= -d/dtheta sum p_r),
- *   *live = #{r : p_r > 0}, p_r in pw[r] unless pw is NULL and
- *   p_r / (1 + u_r) in tw[r] unless tw is NULL.
+ *   *live = #{r : p_r > 0}, p_r in pw[r] unless pw is NULL,
+ *   p_r / (1 + u_r) in tw[r] unless tw is NULL and
+ *   *cur = sum_r p_r / (1 + u_r)^2 (= d^2/dtheta^2 sum p_r / (1 - am1))
+ *   unless cur is NULL.
  * w = 1 + u is formed in double in both versions (so the terms at the edge
  * of the support keep their relative accuracy), u <= 0 (theta >= 0 >= d_r).
  *
@@ -89,12 +91,12 @@ static inline double AN_F(exp_poly_d_)(double y)
 }
 
 static double AN_F(pow1p_sums_d)(const double *d, an_int k, double am1, double th,
-                                 double *der, an_int *live, double *pw, double *tw)
+                                 double *der, an_int *live, double *pw, double *tw, double *cur)
 {
     const double inv = 1.0 / am1;
-    double s = 0.0, dr = 0.0;
+    double s = 0.0, dr = 0.0, cu = 0.0;
     an_int nl = 0;
-    _Pragma("omp simd reduction(+:s, dr, nl)")
+    _Pragma("omp simd reduction(+:s, dr, cu, nl)")
     for (an_int r = 0; r < k; r++) {
         const double u = am1 * (d[r] - th), w = 1.0 + u;
         const int on = w >= 2.2250738585072014e-308;
@@ -119,15 +121,17 @@ static double AN_F(pow1p_sums_d)(const double *d, an_int k, double am1, double t
         if (tw) tw[r] = p * rw;
         s += p;
         dr += p * rw;
+        cu += p * rw * rw;
         nl += p > 0;
     }
+    if (cur) *cur = cu;
     *der = dr;
     *live = nl;
     return s;
 }
 
 static double AN_F(pow1p_sums_f)(const double *d, an_int k, double am1, double th,
-                                 double *der, an_int *live, double *pw, double *tw)
+                                 double *der, an_int *live, double *pw, double *tw, double *cur)
 {
 #if defined(__FMA__)
 #define AN_PFMAF(a, b, c) __builtin_fmaf((a), (b), (c))
@@ -137,9 +141,10 @@ static double AN_F(pow1p_sums_f)(const double *d, an_int k, double am1, double t
     const float qm1 = (float)(1.0 / am1 - 1.0);
     const double c0 = 1.0 - am1 * th;    /* w = c0 + am1 d */
     double s = 0.0;
-    float dr = 0.0f;
+    float dr = 0.0f, cu = 0.0f;
     int nl = 0;
-    _Pragma("omp simd reduction(+:s, dr, nl)")
+    const int want_cu = cur != NULL;
+    _Pragma("omp simd reduction(+:s, dr, cu, nl)")
     for (an_int r = 0; r < k; r++) {
         const double w = AN_PFMA(am1, d[r], c0);
         const int on = w >= 1.1754943508222875e-38;
@@ -177,8 +182,10 @@ static double AN_F(pow1p_sums_f)(const double *d, an_int k, double am1, double t
         if (tw) tw[r] = in ? (double)t : 0.0;
         s += (double)p;
         dr += in ? t : 0.0f;
+        cu += in && want_cu ? t / (float)wl : 0.0f;
         nl += in;
     }
+    if (cur) *cur = (double)cu;
     *der = (double)dr;
     *live = nl;
     return s;

@@ -42,10 +42,11 @@
     /* entmax power sums, candidates d in double, precision of T:          \
      * p_r = [1 + u_r]_+^(1/am1), u_r = am1 (d[r] - th); returns sum p_r,  \
      * sets *der = sum p_r / (1 + u_r), *live = #{p_r > 0}, pw[r] = p_r   \
-     * unless pw is NULL and tw[r] = p_r / (1 + u_r) unless tw is NULL       \
-     * (an_pow1p.h) */                                                       \
+     * unless pw is NULL, tw[r] = p_r / (1 + u_r) unless tw is NULL and     \
+     * *cur = sum p_r / (1 + u_r)^2 unless cur is NULL (an_pow1p.h) */      \
     double (*pow1p_sums)(const double *d, an_int k, double am1, double th,   \
-                         double *der, an_int *live, double *pw, double *tw);  \
+                         double *der, an_int *live, double *pw, double *tw,   \
+                         double *cur);                                        \
     /* sum of x[r] - cut over the x[r] > cut, their number in *cnt: in      \
      * double, or for float within cnt (max x - cut) 2^-20 (float lanes) */ \
     double (*sum_above)(const T *x, an_int k, T cut, an_int *cnt);             \
