@@ -291,13 +291,15 @@ static inline double entmax_phi_step(double th, double s, double der, double am1
 }
 
 /* Halley's step on phi from theta = th, given also cur = sum_i p_i / w_i^2
- * (s'' = (1 - am1) cur):  th + N / (1 - L),  N Newton's step above,
+ * (s'' = (1 - am1) cur) and Newton's step nt = entmax_phi_step(th, ...):
+ *   th + N / (1 - L),  N = nt - th,
  *   L = N (1 - am1) (cur - der^2 / s) / (2 der)  (= f f'' / (2 f'^2) for
  * f = phi - 1; phi convex: L has the sign of N); Newton's step where
  * |L| > 1/2 (far from the root) or L is not finite */
-static inline double entmax_halley_step(double th, double s, double der, double cur, double am1)
+static inline double entmax_halley_step(double th, double nt, double s, double der, double cur,
+                                        double am1)
 {
-    const double nt = entmax_phi_step(th, s, der, am1), N = nt - th;
+    const double N = nt - th;
     const double L = N * (1.0 - am1) * (cur - der * der / s) / (2.0 * der);
     return fabs(L) <= 0.5 ? th + N / (1.0 - L) : nt;
 }
@@ -395,7 +397,8 @@ static double entmax_start(an_pow1p_fn fn, const double *d, an_int k, double am1
     {
         const double s = 8.0 * fn(tmp, nt_, am1, th, &der, &live, NULL, NULL, &cur);
         if (der > 0.0) {
-            const double nt = entmax_halley_step(th, s, 8.0 * der, 8.0 * cur, am1);
+            const double nt = entmax_halley_step(th, entmax_phi_step(th, s, 8.0 * der, am1), s,
+                                                 8.0 * der, 8.0 * cur, am1);
             if (nt > lo && nt < *hi) th = nt;
         }
     }
@@ -410,7 +413,7 @@ static double entmax_start(an_pow1p_fn fn, const double *d, an_int k, double am1
     if (der > 0.0) {
         const double nt = entmax_phi_step(th, s, der, am1);
         if (nt > nlo && nt < *hi) nlo = nt;
-        const double ht = entmax_halley_step(th, s, der, cur, am1);
+        const double ht = entmax_halley_step(th, nt, s, der, cur, am1);
         *est = ht > nlo && ht < *hi ? ht : nlo;
     }
     return nlo;
@@ -486,8 +489,9 @@ static double entmax_refine(an_pow1p_fn fn, const double *d, an_int k, double am
         }
         if (s >= 1.0) lo = th > lo ? th : lo;
         else hi = th < hi ? th : hi;
-        double nt = entmax_halley_step(th, s, der, cur, am1);
-        if (!(nt > lo && nt < hi)) nt = entmax_phi_step(th, s, der, am1);
+        const double newton = entmax_phi_step(th, s, der, am1);
+        double nt = entmax_halley_step(th, newton, s, der, cur, am1);
+        if (!(nt > lo && nt < hi)) nt = newton;
         if (!(nt > lo && nt < hi)) nt = 0.5 * (lo + hi);
         if (!(nt > lo && nt < hi)) break;
         th = nt;
