@@ -460,9 +460,12 @@ static double entmax_root(double *d, an_int *idx, an_int *kp, double am1, int db
  *   p_r(theta + delta) = p_r - delta t_r,
  * delta the root of s's Taylor polynomial of degree 2,
  *   s - delta T + delta^2 U / 2 = 1,  T = sum t_r,  U = (1 - am1) sum t_r / w_r
- * (s's error then about K delta^3, the weights' relative error about
- * delta^2 (1 - am1) / (2 w_r^2)); accepted when delta is below
- * 1e-3 max(1, theta), else a Halley step (Newton's, bisection, as
+ * (s's error then about K delta^3, the weights' about
+ * delta^2 (1 - am1) w_r^(q - 2) / 2, summing to delta^2 U / 2); accepted
+ * when delta is below 1e-3 max(1, theta) and delta^2 U / 2 below 1e-7
+ * (the weights then as accurate as from the exact root: the terms at the
+ * edge of the support, w_r small, are the sensitive ones when q < 2), else
+ * a Halley step (Newton's, bisection, as
  * entmax_newton, inside the bracket that the evaluation narrowed) and
  * again, up to 4 evaluations.  Returns theta* (pw corrected, clamped at 0,
  * *sum their sum), or NaN when no delta was small enough. */
@@ -476,7 +479,8 @@ static double entmax_refine(an_pow1p_fn fn, const double *d, an_int k, double am
         if (!(der > 0.0)) break;
         const double e = s - 1.0, disc = 1.0 - 2.0 * (1.0 - am1) * cur * e / (der * der);
         const double delta = disc > 0.0 ? 2.0 * e / (der * (1.0 + sqrt(disc))) : e / der;
-        if (fabs(delta) <= 1e-3 * (fabs(th) > 1.0 ? fabs(th) : 1.0)) {
+        if (fabs(delta) <= 1e-3 * (fabs(th) > 1.0 ? fabs(th) : 1.0)
+            && delta * delta * (1.0 - am1) * cur <= 2e-7) {
             double sm = 0.0;
             _Pragma("omp simd reduction(+:sm)")
             for (an_int r = 0; r < k; r++) {
