@@ -275,11 +275,27 @@ static inline double entmax_one_minus_pow(double x, double am1)
     return y >= 0.5 ? 1.0 - exp(-y) : -expm1(-y);
 }
 
+/* 1 - k^-am1 for a count k >= 1, remembered per thread for k < 4096 with
+ * the am1 it was computed for (the bounds and entmax_top ask for the same
+ * few counts row after row; the value is the same either way, so the
+ * results do not depend on which rows a thread saw before) */
+#define AN_OMP_CACHE 4096
+static _Thread_local struct { double am1, v; } an_omp_cache[AN_OMP_CACHE];
+static inline double entmax_one_minus_pow_k(an_int k, double am1)
+{
+    if (k >= AN_OMP_CACHE) return entmax_one_minus_pow((double)k, am1);
+    if (an_omp_cache[k].am1 != am1) {
+        an_omp_cache[k].v = entmax_one_minus_pow((double)k, am1);
+        an_omp_cache[k].am1 = am1;
+    }
+    return an_omp_cache[k].v;
+}
+
 /* step 1 above: the bound from a set of cnt candidates of mean d mean */
 static inline double entmax_lb(double mean, an_int cnt, double am1)
 {
     const double k = (double)cnt;
-    return mean + (am1 <= 1.0 ? entmax_one_minus_pow(k, am1) : 1.0 - 1.0 / k) / am1;
+    return mean + (am1 <= 1.0 ? entmax_one_minus_pow_k(cnt, am1) : 1.0 - 1.0 / k) / am1;
 }
 
 /* Newton's step on phi = s^am1 from theta = th, where s = s(th) and
@@ -331,7 +347,7 @@ static double entmax_lower_cand(const double *d, an_int k, double am1, double lo
  * below the root). */
 static inline double entmax_top(an_int nv, double am1)
 {
-    return entmax_one_minus_pow((double)nv, am1) / am1;
+    return entmax_one_minus_pow_k(nv, am1) / am1;
 }
 static inline double entmax_slack(double top, int64_t n_iter, int dbl)
 {
