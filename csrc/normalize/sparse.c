@@ -440,14 +440,13 @@ static double entmax_start(an_pow1p_fn fn, const double *d, an_int k, double am1
  * lower bound of theta*, step 1; hi: an upper bound, e.g. entmax_top of
  * the row); on return the candidates that may have weight at theta* (a
  * subset, in order).  dbl: the row is double (every evaluation in
- * double).  ntol: the float evaluations' Newton steps end below ntol (a
- * caller that refines the root itself, entmax_refine, passes a loose one
- * and gets entmax_start's estimate as it is).  tmp: *kp doubles of
+ * double).  refine: the caller refines the root itself (entmax_refine) and gets
+ * entmax_start's estimate as it is, or lo when there was no start.  tmp: *kp doubles of
  * scratch for entmax_start (float rows, over 128 candidates, q >= 1;
  * double rows' tight steps from it took more evaluations than it saved
  * near alpha = 1), or NULL.  The bracket of theta* in *lo_out, *hi_out. */
 static double entmax_root(double *d, an_int *idx, an_int *kp, double am1, int dbl, double lo,
-                          double hi, double slack, double ntol, double *tmp, int refine,
+                          double hi, double slack, double *tmp, int refine,
                           double *lo_out, double *hi_out)
 {
     if (!(lo < hi)) lo = hi;
@@ -457,9 +456,9 @@ static double entmax_root(double *d, an_int *idx, an_int *kp, double am1, int db
     const int start = !dbl && tmp && am1 <= 1.0 && *kp > 128;
     if (start) lo = entmax_start(fn, d, *kp, am1, lo, &hi, tmp, &est);
     *kp = an_vd->keep_above(d, idx, *kp, lo - 1.0 / am1 - slack);
-    double root = start && refine ? est
+    double root = refine ? est
                   : entmax_newton(fn, d, idx, kp, am1, lo, &lo, &hi, dbl ? 1e-14 : 3e-5,
-                                  dbl ? 1e-14 : ntol, slack);
+                                  dbl ? 1e-14 : 3e-5, slack);
     if (!dbl && am1 > 1.0) {
         lo = lo0; hi = hi0;
         root = entmax_newton(an_vd->pow1p_sums, d, idx, kp, am1, root, &lo, &hi, 1e-12, 1e-12,
@@ -483,12 +482,12 @@ static double entmax_root(double *d, an_int *idx, an_int *kp, double am1, int db
  * edge of the support, w_r small, are the sensitive ones when q < 2), else
  * a Halley step (Newton's, bisection, as
  * entmax_newton, inside the bracket that the evaluation narrowed) and
- * again, up to 4 evaluations.  Returns theta* (pw corrected, clamped at 0,
+ * again, up to 8 evaluations.  Returns theta* (pw corrected, clamped at 0,
  * *sum their sum), or NaN when no delta was small enough. */
 static double entmax_refine(an_pow1p_fn fn, const double *d, an_int k, double am1, double th,
                             double lo, double hi, double *pw, double *tw, double *sum)
 {
-    for (int it = 0; it < 4; it++) {
+    for (int it = 0; it < 8; it++) {
         double der, cur;
         an_int live;
         const double s = fn(d, k, am1, th, &der, &live, pw, tw, &cur);
