@@ -496,14 +496,7 @@ static double entmax_refine(an_pow1p_fn fn, const double *d, an_int k, double am
         const double delta = disc > 0.0 ? 2.0 * e / (der * (1.0 + sqrt(disc))) : e / der;
         if (fabs(delta) <= 1e-3 * (fabs(th) > 1.0 ? fabs(th) : 1.0)
             && delta * delta * (1.0 - am1) * cur <= 2e-7) {
-            double sm = 0.0;
-            _Pragma("omp simd reduction(+:sm)")
-            for (an_int r = 0; r < k; r++) {
-                const double p = pw[r] - delta * tw[r];
-                pw[r] = p > 0.0 ? p : 0.0;
-                sm += pw[r];
-            }
-            *sum = sm;
+            *sum = an_vd->axpy_pos_sum(pw, tw, k, -delta);
             return th + delta;
         }
         if (s >= 1.0) lo = th > lo ? th : lo;
@@ -547,7 +540,8 @@ static double entmax_grid(double root, double top, int64_t n_iter)
  *   sparsemax  [xk - mx - tau]_+
  *   entmax15   [(xk - mx) / 2 - tau]_+^2
  *   bisection  [1 + am1 (xk - mx - theta)]_+^(1 / am1) * inv, the power
- *              of candidate r computed beforehand in pw[r] */
+ *              of candidate r computed beforehand in pw[r] (written by
+ *              sparse_write_ with put_listed, vectorised) */
 enum { AN_W_SPARSEMAX, AN_W_ENTMAX15, AN_W_BISECT };
 typedef struct { int form; double mx, tau, theta, am1, inv; const double *pw; } an_sparse_w;
 /* [u]_+ without a branch (sparse_write_: none on the data): maxsd on x86
@@ -560,14 +554,11 @@ static inline double pos_part(double u)
     return u > 0 ? u : 0.0;
 #endif
 }
-static inline double an_sparse_weight(const an_sparse_w *w, double xk, an_int r)
+static inline double an_sparse_weight(const an_sparse_w *w, double xk)
 {
-    switch (w->form) {
-    case AN_W_SPARSEMAX: return pos_part((xk - w->mx) - w->tau);
-    case AN_W_ENTMAX15:
-        return pos_part(0.5 * (xk - w->mx) - w->tau) * pos_part(0.5 * (xk - w->mx) - w->tau);
-    default: return w->pw[r] * w->inv;
-    }
+    return w->form == AN_W_SPARSEMAX
+           ? pos_part((xk - w->mx) - w->tau)
+           : pos_part(0.5 * (xk - w->mx) - w->tau) * pos_part(0.5 * (xk - w->mx) - w->tau);
 }
 
 #define AN_TEMPLATE "sparse_impl.inc"

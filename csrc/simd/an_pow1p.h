@@ -218,4 +218,58 @@ static an_int AN_F(keep_above_)(double *d, an_int *idx, an_int k, double cut)
     }
     return w;
 }
+/* p[r] = max(p[r] + a t[r], 0), returns sum_r p[r] */
+static double AN_F(axpy_pos_sum_)(double *p, const double *t, an_int k, double a)
+{
+    double sum = 0.0;
+    _Pragma("omp simd reduction(+:sum)")
+    for (an_int r = 0; r < k; r++) {
+        const double v = AN_PFMA(a, t[r], p[r]);
+        p[r] = v > 0.0 ? v : 0.0;
+        sum += p[r];
+    }
+    return sum;
+}
+
+/* x[idx[r]] = (T)(pw[r] inv), idx compacted to the pw[r] inv > 0; AVX-512:
+ * 8 a vector, the weights scattered, the keys compressed (stored whole at
+ * w <= r, over keys already read) */
+#define AN_PUT_LISTED(TS, T)                                                  \
+static an_int AN_F(put_listed_##TS)(const double *pw, double inv, an_int *idx, an_int k, T *x) \
+{                                                                             \
+    an_int w = 0, r = 0;                                                      \
+    AN_PUT_LISTED_VEC(TS)                                                     \
+    for (; r < k; r++) {                                                      \
+        const double p = pw[r] * inv;                                         \
+        const an_int j = idx[r];                                              \
+        x[j] = (T)p;                                                          \
+        idx[w] = j;                                                           \
+        w += p > 0.0;                                                         \
+    }                                                                         \
+    return w;                                                                 \
+}
+#if defined(__AVX512F__)
+#define AN_PUT8_f(x, j, p) _mm512_i64scatter_ps((x), (j), _mm512_cvtpd_ps(p), 4)
+#define AN_PUT8_d(x, j, p) _mm512_i64scatter_pd((x), (j), (p), 8)
+#define AN_PUT_LISTED_VEC(TS)                                                 \
+    const __m512d iv = _mm512_set1_pd(inv), zero = _mm512_setzero_pd();        \
+    for (; r + 8 <= k; r += 8) {                                              \
+        const __m512d p = _mm512_mul_pd(_mm512_loadu_pd(pw + r), iv);        \
+        const __m512i j = _mm512_loadu_si512((const void *)(idx + r));        \
+        const __mmask8 m = _mm512_cmp_pd_mask(p, zero, _CMP_GT_OQ);           \
+        AN_PUT8_##TS(x, j, p);                                                \
+        _mm512_storeu_si512((void *)(idx + w), _mm512_maskz_compress_epi64(m, j)); \
+        w += __builtin_popcount((unsigned)m);                                 \
+    }
+#else
+#define AN_PUT_LISTED_VEC(TS)
+#endif
+AN_PUT_LISTED(f, float)
+AN_PUT_LISTED(d, double)
+#undef AN_PUT_LISTED
+#undef AN_PUT_LISTED_VEC
+#if defined(__AVX512F__)
+#undef AN_PUT8_f
+#undef AN_PUT8_d
+#endif
 #undef AN_PFMA

@@ -53,6 +53,12 @@
     /* keep the d[r] > cut and their idx[r] (in place, in order; idx may be \
      * NULL); returns their number */                                         \
     an_int (*keep_above)(double *d, an_int *idx, an_int k, double cut);       \
+    /* entmax's last steps: p[r] = max(p[r] + a t[r], 0), returns their sum \
+     * (an_pow1p.h) */                                                       \
+    double (*axpy_pos_sum)(double *p, const double *t, an_int k, double a);   \
+    /* entmax's weights out: x[idx[r]] = (T)(pw[r] inv) for r < k, idx kept \
+     * for the pw[r] inv > 0 (in place, in order); returns their number */  \
+    an_int (*put_listed)(const double *pw, double inv, an_int *idx, an_int k, T *x); \
     /* the sparse kernels' candidates: the keys k with x[k] > thr (a float \
      * superset), then those with d = (double)x[k] - mx > lim: cand[j] =  \
      * mul d, cidx[j] = k (increasing); returns their number.  tmp: 2 n     \
