@@ -375,7 +375,7 @@ static double entmax_newton(an_pow1p_fn fn, double *d, an_int *idx, an_int *kp, 
             const double tan = am1 <= 1.0 && der > 0.0 && s > 1.25 ? th + (s - 1.0) / der : th;
             *lo = tan > th && tan < *hi ? tan : th;
             if (live < k - k / 16 || *lo > th)
-                k = an_vd->keep_above(d, idx, k, *lo - 1.0 / am1 - slack);
+                k = an_vd->keep_above(d, d, idx, k, *lo - 1.0 / am1 - slack);
         } else {
             *hi = th;
         }
@@ -397,7 +397,7 @@ static double entmax_newton(an_pow1p_fn fn, double *d, an_int *idx, an_int *kp, 
  * theta*: a lower bound however poor the point it starts from.  The point:
  * a Halley step on 8 s_T from lo, T every 8th candidate (an estimate of
  * theta* for a fraction of the work); the step from there needs only the
- * keys alive there (copied into tmp; the others add exact zeros).  Returns
+ * keys alive there (kept into tmp; the others add exact zeros).  Returns
  * the new lower bound (at least lo; theta*'s upper bound in *hi when the
  * point is above the root) and in *est Halley's step from the point (an
  * estimate of theta* inside the bracket, about 1e-4 from it on Gaussian
@@ -419,8 +419,7 @@ static double entmax_start(an_pow1p_fn fn, const double *d, an_int k, double am1
         }
     }
     if (th == lo) return lo;
-    an_vd->copy(d, tmp, k);
-    const an_int nc = an_vd->keep_above(tmp, NULL, k, th - 1.0 / am1);
+    const an_int nc = an_vd->keep_above(d, tmp, NULL, k, th - 1.0 / am1);
     const double s = fn(tmp, nc, am1, th, &der, &live, NULL, NULL, &cur);
     double nlo = lo;
     if (s >= 1.0) nlo = th;
@@ -455,7 +454,7 @@ static double entmax_root(double *d, an_int *idx, an_int *kp, double am1, int db
     double est = lo;
     const int start = !dbl && tmp && am1 <= 1.0 && *kp > 128;
     if (start) lo = entmax_start(fn, d, *kp, am1, lo, &hi, tmp, &est);
-    *kp = an_vd->keep_above(d, idx, *kp, lo - 1.0 / am1 - slack);
+    *kp = an_vd->keep_above(d, d, idx, *kp, lo - 1.0 / am1 - slack);
     double root = refine ? est
                   : entmax_newton(fn, d, idx, kp, am1, lo, &lo, &hi, dbl ? 1e-14 : 3e-5,
                                   dbl ? 1e-14 : 3e-5, slack);

@@ -192,15 +192,15 @@ static double AN_F(pow1p_sums_f)(const double *d, an_int k, double am1, double t
 #undef AN_PFMAF
 }
 
-static an_int AN_F(keep_above_)(double *d, an_int *idx, an_int k, double cut)
+static an_int AN_F(keep_above_)(const double *s, double *d, an_int *idx, an_int k, double cut)
 {
     an_int w = 0, r = 0;
 #if defined(__AVX512F__)
     /* the compressed block is stored whole at w <= r: it overwrites only
-     * entries already read */
+     * entries already read (d = s) or d[0, k) */
     const __m512d c = _mm512_set1_pd(cut);
     for (; r + 8 <= k; r += 8) {
-        const __m512d x = _mm512_loadu_pd(d + r);
+        const __m512d x = _mm512_loadu_pd(s + r);
         const __mmask8 m = _mm512_cmp_pd_mask(x, c, _CMP_GT_OQ);
         _mm512_storeu_pd(d + w, _mm512_maskz_compress_pd(m, x));
         if (idx) {
@@ -211,7 +211,7 @@ static an_int AN_F(keep_above_)(double *d, an_int *idx, an_int k, double cut)
     }
 #endif
     for (; r < k; r++) {
-        const double x = d[r];
+        const double x = s[r];
         d[w] = x;
         if (idx) idx[w] = idx[r];
         w += x > cut;

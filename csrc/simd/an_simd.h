@@ -50,9 +50,9 @@
     /* sum of x[r] - cut over the x[r] > cut, their number in *cnt: in      \
      * double, or for float within cnt (max x - cut) 2^-20 (float lanes) */ \
     double (*sum_above)(const T *x, an_int k, T cut, an_int *cnt);             \
-    /* keep the d[r] > cut and their idx[r] (in place, in order; idx may be \
-     * NULL); returns their number */                                         \
-    an_int (*keep_above)(double *d, an_int *idx, an_int k, double cut);       \
+    /* keep the s[r] > cut into d (d = s: in place) and their idx[r] (in   \
+     * place; idx may be NULL), in order; returns their number */            \
+    an_int (*keep_above)(const double *s, double *d, an_int *idx, an_int k, double cut); \
     /* entmax's last steps: p[r] = max(p[r] + a t[r], 0), returns their sum \
      * (an_pow1p.h) */                                                       \
     double (*axpy_pos_sum)(double *p, const double *t, an_int k, double a);   \
