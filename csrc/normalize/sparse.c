@@ -441,7 +441,7 @@ static double entmax_start(an_pow1p_fn fn, const double *d, an_int k, double am1
  * subset, in order).  dbl: the row is double (every evaluation in
  * double).  refine: the caller refines the root itself (entmax_refine) and gets
  * entmax_start's estimate as it is, or lo when there was no start.  tmp: *kp doubles of
- * scratch for entmax_start (float rows, over 128 candidates, q >= 1;
+ * scratch for entmax_start (float rows, over 64 candidates, q >= 1;
  * double rows' tight steps from it took more evaluations than it saved
  * near alpha = 1), or NULL.  The bracket of theta* in *lo_out, *hi_out. */
 static double entmax_root(double *d, an_int *idx, an_int *kp, double am1, int dbl, double lo,
@@ -452,7 +452,7 @@ static double entmax_root(double *d, an_int *idx, an_int *kp, double am1, int db
     const double lo0 = lo, hi0 = hi;
     const an_pow1p_fn fn = dbl ? an_vd->pow1p_sums : an_vf->pow1p_sums;
     double est = lo;
-    const int start = !dbl && tmp && am1 <= 1.0 && *kp > 128;
+    const int start = !dbl && tmp && am1 <= 1.0 && *kp > 64;
     if (start) lo = entmax_start(fn, d, *kp, am1, lo, &hi, tmp, &est);
     *kp = an_vd->keep_above(d, d, idx, *kp, lo - 1.0 / am1 - slack);
     double root = refine ? est
