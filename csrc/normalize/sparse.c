@@ -254,10 +254,14 @@ static double entmax15_tau_newton(double *X, an_int *kp)
  *     inside the bracket [lo, hi] that every evaluation narrows (a step that
  *     leaves it bisects instead; for q >= 1, far from the root, lo is the
  *     root of s's tangent, s being convex), the candidates that drop out at
- *     lo leaving as above, until a step is below tol max(1, theta); for
- *     float rows with q >= 1 and many candidates from a start one Newton
- *     step from an estimate of theta* on every 8th candidate (entmax_start:
- *     phi is then convex, so the step ends below theta*);
+ *     lo leaving as above, until a step is below tol max(1, theta); float
+ *     rows with q >= 1 on a fine grid (the default) instead take Halley
+ *     steps on phi (the power sums also give s''): with over 64 candidates
+ *     from an estimate of theta* on every 8th candidate (entmax_start: phi
+ *     is then convex, so Newton's step from there is a lower bound for the
+ *     removals, Halley's the estimate), then in the evaluations of the
+ *     weights themselves, each ending with a step of its own
+ *     (entmax_refine);
  * a float row evaluates the powers in float (an_vf: relative error of s a
  * few 1e-7, theta* to about 1e-6), then, for q < 1 only, where a weight's
  * sensitivity to theta, w^(q-1), is unbounded at the edge of the support,
@@ -279,16 +283,16 @@ static inline double entmax_one_minus_pow(double x, double am1)
  * the am1 it was computed for (the bounds and entmax_top ask for the same
  * few counts row after row; the value is the same either way, so the
  * results do not depend on which rows a thread saw before) */
-#define AN_OMP_CACHE 4096
-static _Thread_local struct { double am1, v; } an_omp_cache[AN_OMP_CACHE];
+#define AN_POW_CACHE 4096
+static _Thread_local struct { double am1, v; } entmax_pow_cache[AN_POW_CACHE];
 static inline double entmax_one_minus_pow_k(an_int k, double am1)
 {
-    if (k >= AN_OMP_CACHE) return entmax_one_minus_pow((double)k, am1);
-    if (an_omp_cache[k].am1 != am1) {
-        an_omp_cache[k].v = entmax_one_minus_pow((double)k, am1);
-        an_omp_cache[k].am1 = am1;
+    if (k >= AN_POW_CACHE) return entmax_one_minus_pow((double)k, am1);
+    if (entmax_pow_cache[k].am1 != am1) {
+        entmax_pow_cache[k].v = entmax_one_minus_pow((double)k, am1);
+        entmax_pow_cache[k].am1 = am1;
     }
-    return an_omp_cache[k].v;
+    return entmax_pow_cache[k].v;
 }
 
 /* step 1 above: the bound from a set of cnt candidates of mean d mean */

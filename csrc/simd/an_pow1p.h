@@ -37,8 +37,11 @@
  *
  * sum_above (simd_ops_impl.inc, simd_avx512_impl.inc) / keep_above, for
  * entmax's bounds: the sum of x - cut and the count of the x > cut of a row;
- * the compaction of the candidates to the d > cut with their keys, in order
- * (AVX-512 compresses 8 at a time).
+ * the compaction of the candidates to the d > cut with their keys, in order,
+ * in place or into another array (AVX-512 compresses 8 at a time).
+ * axpy_pos_sum / put_listed, entmax's last steps: the first-order
+ * correction of the powers, p + a t clamped at 0, and their sum; the
+ * weights p inv written to their keys with the support listed.
  */
 #if defined(__FMA__)
 #define AN_PFMA(a, b, c) __builtin_fma((a), (b), (c))
