@@ -254,10 +254,14 @@ static double entmax15_tau_newton(double *X, an_int *kp)
  *     inside the bracket [lo, hi] that every evaluation narrows (a step that
  *     leaves it bisects instead; for q >= 1, far from the root, lo is the
  *     root of s's tangent, s being convex), the candidates that drop out at
- *     lo leaving as above, until a step is below tol max(1, theta); for
- *     float rows with q >= 1 and many candidates from a start one Newton
- *     step from an estimate of theta* on every 8th candidate (entmax_start:
- *     phi is then convex, so the step ends below theta*);
+ *     lo leaving as above, until a step is below tol max(1, theta); float
+ *     rows with q >= 1 on a fine grid (the default) instead take Halley
+ *     steps on phi (the power sums also give s''): with over 64 candidates
+ *     from an estimate of theta* on every 8th candidate (entmax_start: phi
+ *     is then convex, so Newton's step from there is a lower bound for the
+ *     removals, Halley's the estimate), then in the evaluations of the
+ *     weights themselves, each ending with a step of its own
+ *     (entmax_refine);
  * a float row evaluates the powers in float (an_vf: relative error of s a
  * few 1e-7, theta* to about 1e-6), then, for q < 1 only, where a weight's
  * sensitivity to theta, w^(q-1), is unbounded at the edge of the support,
@@ -265,13 +269,59 @@ static double entmax15_tau_newton(double *X, an_int *kp)
  * above the float error and the halvings' final width, so no candidate
  * with weight at the final theta leaves. */
 typedef double (*an_pow1p_fn)(const double *d, an_int k, double am1, double th,
-                              double *der, an_int *live, double *pw, double *tw);
+                              double *der, an_int *live, double *pw, double *tw, double *cur);
+
+/* 1 - x^-am1 = -expm1(-am1 log x), x >= 1: by exp where that is exact to a
+ * few ulp (am1 log x >= 1/2, 1 - e^-y >= 0.39), a cheaper call than expm1 */
+static inline double entmax_one_minus_pow(double x, double am1)
+{
+    const double y = am1 * log(x);
+    return y >= 0.5 ? 1.0 - exp(-y) : -expm1(-y);
+}
+
+/* 1 - k^-am1 for a count k >= 1, remembered per thread for k < 4096 with
+ * the am1 it was computed for (the bounds and entmax_top ask for the same
+ * few counts row after row; the value is the same either way, so the
+ * results do not depend on which rows a thread saw before) */
+#define AN_POW_CACHE 4096
+static _Thread_local struct { double am1, v; } entmax_pow_cache[AN_POW_CACHE];
+static inline double entmax_one_minus_pow_k(an_int k, double am1)
+{
+    if (k >= AN_POW_CACHE) return entmax_one_minus_pow((double)k, am1);
+    if (entmax_pow_cache[k].am1 != am1) {
+        entmax_pow_cache[k].v = entmax_one_minus_pow((double)k, am1);
+        entmax_pow_cache[k].am1 = am1;
+    }
+    return entmax_pow_cache[k].v;
+}
 
 /* step 1 above: the bound from a set of cnt candidates of mean d mean */
 static inline double entmax_lb(double mean, an_int cnt, double am1)
 {
     const double k = (double)cnt;
-    return mean + (am1 <= 1.0 ? -expm1(-am1 * log(k)) : 1.0 - 1.0 / k) / am1;
+    return mean + (am1 <= 1.0 ? entmax_one_minus_pow_k(cnt, am1) : 1.0 - 1.0 / k) / am1;
+}
+
+/* Newton's step on phi = s^am1 from theta = th, where s = s(th) and
+ * der = -s'(th) > 0:  th + (s - s^(1 - am1)) / (am1 der), the power as
+ * exp(-am1 log s) s (two cheap calls instead of pow) */
+static inline double entmax_phi_step(double th, double s, double der, double am1)
+{
+    return th + s * (1.0 - exp(-am1 * log(s))) / (am1 * der);
+}
+
+/* Halley's step on phi from theta = th, given also cur = sum_i p_i / w_i^2
+ * (s'' = (1 - am1) cur) and Newton's step nt = entmax_phi_step(th, ...):
+ *   th + N / (1 - L),  N = nt - th,
+ *   L = N (1 - am1) (cur - der^2 / s) / (2 der)  (= f f'' / (2 f'^2) for
+ * f = phi - 1; phi convex: L has the sign of N); Newton's step where
+ * |L| > 1/2 (far from the root) or L is not finite */
+static inline double entmax_halley_step(double th, double nt, double s, double der, double cur,
+                                        double am1)
+{
+    const double N = nt - th;
+    const double L = N * (1.0 - am1) * (cur - der * der / s) / (2.0 * der);
+    return fabs(L) <= 0.5 ? th + N / (1.0 - L) : nt;
 }
 
 /* step 1 above among the gathered candidates d[0..k) (z - max z): from the
@@ -301,7 +351,7 @@ static double entmax_lower_cand(const double *d, an_int k, double am1, double lo
  * below the root). */
 static inline double entmax_top(an_int nv, double am1)
 {
-    return -expm1(-am1 * log((double)nv)) / am1;
+    return entmax_one_minus_pow_k(nv, am1) / am1;
 }
 static inline double entmax_slack(double top, int64_t n_iter, int dbl)
 {
@@ -319,7 +369,7 @@ static double entmax_newton(an_pow1p_fn fn, double *d, an_int *idx, an_int *kp, 
     for (int it = 0; it < 100; it++) {
         double der;
         an_int live;
-        const double s = fn(d, k, am1, th, &der, &live, NULL, NULL);
+        const double s = fn(d, k, am1, th, &der, &live, NULL, NULL, NULL);
         if (s == 1.0) break;
         if (s > 1.0) {
             /* q >= 1: s is convex in theta, so the root of its tangent,
@@ -329,11 +379,11 @@ static double entmax_newton(an_pow1p_fn fn, double *d, an_int *idx, an_int *kp, 
             const double tan = am1 <= 1.0 && der > 0.0 && s > 1.25 ? th + (s - 1.0) / der : th;
             *lo = tan > th && tan < *hi ? tan : th;
             if (live < k - k / 16 || *lo > th)
-                k = an_vd->keep_above(d, idx, k, *lo - 1.0 / am1 - slack);
+                k = an_vd->keep_above(d, d, idx, k, *lo - 1.0 / am1 - slack);
         } else {
             *hi = th;
         }
-        double nt = der > 0.0 ? th + (s - pow(s, 1.0 - am1)) / (am1 * der) : 0.5 * (*lo + *hi);
+        double nt = der > 0.0 ? entmax_phi_step(th, s, der, am1) : 0.5 * (*lo + *hi);
         const int newton = nt > *lo && nt < *hi;
         if (!newton) nt = 0.5 * (*lo + *hi);
         if (!(nt > *lo && nt < *hi)) break;           /* bracket exhausted */
@@ -349,35 +399,41 @@ static double entmax_newton(an_pow1p_fn fn, double *d, an_int *idx, an_int *kp, 
  * phi = s^am1 = ||[w]_+||_q is convex in theta (a norm of a convex map), so
  * a Newton step on phi from any theta with live keys ends at or below
  * theta*: a lower bound however poor the point it starts from.  The point:
- * two Newton steps on 8 s_T, T every 8th candidate (an estimate of theta*
- * for a fraction of the work); the step from there needs only the keys
- * alive there (copied into tmp; the others add exact zeros).  Returns the
- * new lower bound (at least lo; theta*'s upper bound in *hi when the point
- * is above the root); the caller keeps the candidates above it. */
+ * a Halley step on 8 s_T from lo, T every 8th candidate (an estimate of
+ * theta* for a fraction of the work); the step from there needs only the
+ * keys alive there (kept into tmp; the others add exact zeros).  Returns
+ * the new lower bound (at least lo; theta*'s upper bound in *hi when the
+ * point is above the root) and in *est Halley's step from the point (an
+ * estimate of theta* inside the bracket, about 1e-4 from it on Gaussian
+ * scores, against 5e-3 for the bound), or the bound; the caller keeps the
+ * candidates above the bound. */
 static double entmax_start(an_pow1p_fn fn, const double *d, an_int k, double am1, double lo,
-                           double *hi, double *tmp)
+                           double *hi, double *tmp, double *est)
 {
-    double der, th = lo;
+    double der, cur, th = lo;
     an_int live, nt_ = 0;
+    *est = lo;
     for (an_int r = 0; r < k; r += 8) tmp[nt_++] = d[r];
-    for (int it = 0; it < 2; it++) {
-        const double s = 8.0 * fn(tmp, nt_, am1, th, &der, &live, NULL, NULL);
-        der *= 8.0;
-        if (!(der > 0.0)) break;
-        const double nt = th + (s - pow(s, 1.0 - am1)) / (am1 * der);
-        if (!(nt > lo && nt < *hi)) break;
-        th = nt;
+    {
+        const double s = 8.0 * fn(tmp, nt_, am1, th, &der, &live, NULL, NULL, &cur);
+        if (der > 0.0) {
+            const double nt = entmax_halley_step(th, entmax_phi_step(th, s, 8.0 * der, am1), s,
+                                                 8.0 * der, 8.0 * cur, am1);
+            if (nt > lo && nt < *hi) th = nt;
+        }
     }
     if (th == lo) return lo;
-    an_vd->copy(d, tmp, k);
-    const an_int nc = an_vd->keep_above(tmp, NULL, k, th - 1.0 / am1);
-    const double s = fn(tmp, nc, am1, th, &der, &live, NULL, NULL);
+    const an_int nc = an_vd->keep_above(d, tmp, NULL, k, th - 1.0 / am1);
+    const double s = fn(tmp, nc, am1, th, &der, &live, NULL, NULL, &cur);
     double nlo = lo;
     if (s >= 1.0) nlo = th;
     else if (th < *hi) *hi = th;
+    *est = nlo;
     if (der > 0.0) {
-        const double nt = th + (s - pow(s, 1.0 - am1)) / (am1 * der);
+        const double nt = entmax_phi_step(th, s, der, am1);
         if (nt > nlo && nt < *hi) nlo = nt;
+        const double ht = entmax_halley_step(th, nt, s, der, cur, am1);
+        *est = ht > nlo && ht < *hi ? ht : nlo;
     }
     return nlo;
 }
@@ -387,28 +443,75 @@ static double entmax_start(an_pow1p_fn fn, const double *d, an_int k, double am1
  * lower bound of theta*, step 1; hi: an upper bound, e.g. entmax_top of
  * the row); on return the candidates that may have weight at theta* (a
  * subset, in order).  dbl: the row is double (every evaluation in
- * double).  ntol: the float evaluations' Newton steps end below ntol (a
- * caller that takes one more Newton step of its own may pass a loose one).
- * tmp: *kp doubles of scratch for entmax_start (float rows, over 128
- * candidates, q >= 1; double rows' tight steps from it took more
- * evaluations than it saved near alpha = 1), or NULL. */
+ * double).  refine: the caller refines the root itself (entmax_refine) and gets
+ * entmax_start's estimate as it is, or lo when there was no start.  tmp: *kp doubles of
+ * scratch for entmax_start (float rows, over 64 candidates, q >= 1;
+ * double rows' tight steps from it took more evaluations than it saved
+ * near alpha = 1), or NULL.  The bracket of theta* in *lo_out, *hi_out. */
 static double entmax_root(double *d, an_int *idx, an_int *kp, double am1, int dbl, double lo,
-                          double hi, double slack, double ntol, double *tmp)
+                          double hi, double slack, double *tmp, int refine,
+                          double *lo_out, double *hi_out)
 {
     if (!(lo < hi)) lo = hi;
     const double lo0 = lo, hi0 = hi;
     const an_pow1p_fn fn = dbl ? an_vd->pow1p_sums : an_vf->pow1p_sums;
-    if (!dbl && tmp && am1 <= 1.0 && *kp > 128)
-        lo = entmax_start(fn, d, *kp, am1, lo, &hi, tmp);
-    *kp = an_vd->keep_above(d, idx, *kp, lo - 1.0 / am1 - slack);
-    double root = entmax_newton(fn, d, idx, kp, am1, lo, &lo, &hi, dbl ? 1e-14 : 3e-5,
-                                dbl ? 1e-14 : ntol, slack);
+    double est = lo;
+    const int start = !dbl && tmp && am1 <= 1.0 && *kp > 64;
+    if (start) lo = entmax_start(fn, d, *kp, am1, lo, &hi, tmp, &est);
+    *kp = an_vd->keep_above(d, d, idx, *kp, lo - 1.0 / am1 - slack);
+    double root = refine ? est
+                  : entmax_newton(fn, d, idx, kp, am1, lo, &lo, &hi, dbl ? 1e-14 : 3e-5,
+                                  dbl ? 1e-14 : 3e-5, slack);
     if (!dbl && am1 > 1.0) {
         lo = lo0; hi = hi0;
         root = entmax_newton(an_vd->pow1p_sums, d, idx, kp, am1, root, &lo, &hi, 1e-12, 1e-12,
                              slack);
     }
+    *lo_out = lo; *hi_out = hi;
     return root;
+}
+
+/* The last steps of a float row with q >= 1 (the caller's corr): from the
+ * estimate th in the bracket [lo, hi] of theta*, the weights' evaluation
+ * (p_r in pw, t_r = p_r / w_r in tw) takes one more step of its own, to
+ * first order in the weights:
+ *   p_r(theta + delta) = p_r - delta t_r,
+ * delta the root of s's Taylor polynomial of degree 2,
+ *   s - delta T + delta^2 U / 2 = 1,  T = sum t_r,  U = (1 - am1) sum t_r / w_r
+ * (s's error then about K delta^3, the weights' about
+ * delta^2 (1 - am1) w_r^(q - 2) / 2, summing to delta^2 U / 2); accepted
+ * when delta is below 1e-3 max(1, theta) and delta^2 U / 2 below 1e-7
+ * (the weights then as accurate as from the exact root: the terms at the
+ * edge of the support, w_r small, are the sensitive ones when q < 2), else
+ * a Halley step (Newton's, bisection, as
+ * entmax_newton, inside the bracket that the evaluation narrowed) and
+ * again, up to 8 evaluations.  Returns theta* (pw corrected, clamped at 0,
+ * *sum their sum), or NaN when no delta was small enough. */
+static double entmax_refine(an_pow1p_fn fn, const double *d, an_int k, double am1, double th,
+                            double lo, double hi, double *pw, double *tw, double *sum)
+{
+    for (int it = 0; it < 8; it++) {
+        double der, cur;
+        an_int live;
+        const double s = fn(d, k, am1, th, &der, &live, pw, tw, &cur);
+        if (!(der > 0.0)) break;
+        const double e = s - 1.0, disc = 1.0 - 2.0 * (1.0 - am1) * cur * e / (der * der);
+        const double delta = disc > 0.0 ? 2.0 * e / (der * (1.0 + sqrt(disc))) : e / der;
+        if (fabs(delta) <= 1e-3 * (fabs(th) > 1.0 ? fabs(th) : 1.0)
+            && delta * delta * (1.0 - am1) * cur <= 2e-7) {
+            *sum = an_vd->axpy_pos_sum(pw, tw, k, -delta);
+            return th + delta;
+        }
+        if (s >= 1.0) lo = th > lo ? th : lo;
+        else hi = th < hi ? th : hi;
+        const double newton = entmax_phi_step(th, s, der, am1);
+        double nt = entmax_halley_step(th, newton, s, der, cur, am1);
+        if (!(nt > lo && nt < hi)) nt = newton;
+        if (!(nt > lo && nt < hi)) nt = 0.5 * (lo + hi);
+        if (!(nt > lo && nt < hi)) break;
+        th = nt;
+    }
+    return NAN;
 }
 
 /* theta after n_iter halvings of [0, top], top = (1 - nv^(-am1)) / am1
@@ -440,7 +543,8 @@ static double entmax_grid(double root, double top, int64_t n_iter)
  *   sparsemax  [xk - mx - tau]_+
  *   entmax15   [(xk - mx) / 2 - tau]_+^2
  *   bisection  [1 + am1 (xk - mx - theta)]_+^(1 / am1) * inv, the power
- *              of candidate r computed beforehand in pw[r] */
+ *              of candidate r computed beforehand in pw[r] (written by
+ *              sparse_write_ with put_listed, vectorised) */
 enum { AN_W_SPARSEMAX, AN_W_ENTMAX15, AN_W_BISECT };
 typedef struct { int form; double mx, tau, theta, am1, inv; const double *pw; } an_sparse_w;
 /* [u]_+ without a branch (sparse_write_: none on the data): maxsd on x86
@@ -453,14 +557,11 @@ static inline double pos_part(double u)
     return u > 0 ? u : 0.0;
 #endif
 }
-static inline double an_sparse_weight(const an_sparse_w *w, double xk, an_int r)
+static inline double an_sparse_weight(const an_sparse_w *w, double xk)
 {
-    switch (w->form) {
-    case AN_W_SPARSEMAX: return pos_part((xk - w->mx) - w->tau);
-    case AN_W_ENTMAX15:
-        return pos_part(0.5 * (xk - w->mx) - w->tau) * pos_part(0.5 * (xk - w->mx) - w->tau);
-    default: return w->pw[r] * w->inv;
-    }
+    return w->form == AN_W_SPARSEMAX
+           ? pos_part((xk - w->mx) - w->tau)
+           : pos_part(0.5 * (xk - w->mx) - w->tau) * pos_part(0.5 * (xk - w->mx) - w->tau);
 }
 
 #define AN_TEMPLATE "sparse_impl.inc"

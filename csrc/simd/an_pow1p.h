@@ -4,8 +4,10 @@
  *
  *   p_r = [1 + u_r]_+^q,  u_r = am1 (d_r - theta),  q = 1 / am1,
  *   returns sum_r p_r, *der = sum_r p_r / (1 + u_r) (= -d/dtheta sum p_r),
- *   *live = #{r : p_r > 0}, p_r in pw[r] unless pw is NULL and
- *   p_r / (1 + u_r) in tw[r] unless tw is NULL.
+ *   *live = #{r : p_r > 0}, p_r in pw[r] unless pw is NULL,
+ *   p_r / (1 + u_r) in tw[r] unless tw is NULL and
+ *   *cur = sum_r p_r / (1 + u_r)^2 (= d^2/dtheta^2 sum p_r / (1 - am1))
+ *   unless cur is NULL.
  * w = 1 + u is formed in double in both versions (so the terms at the edge
  * of the support keep their relative accuracy), u <= 0 (theta >= 0 >= d_r).
  *
@@ -35,8 +37,11 @@
  *
  * sum_above (simd_ops_impl.inc, simd_avx512_impl.inc) / keep_above, for
  * entmax's bounds: the sum of x - cut and the count of the x > cut of a row;
- * the compaction of the candidates to the d > cut with their keys, in order
- * (AVX-512 compresses 8 at a time).
+ * the compaction of the candidates to the d > cut with their keys, in order,
+ * in place or into another array (AVX-512 compresses 8 at a time).
+ * axpy_pos_sum / put_listed, entmax's last steps: the first-order
+ * correction of the powers, p + a t clamped at 0, and their sum; the
+ * weights p inv written to their keys with the support listed.
  */
 #if defined(__FMA__)
 #define AN_PFMA(a, b, c) __builtin_fma((a), (b), (c))
@@ -89,12 +94,12 @@ static inline double AN_F(exp_poly_d_)(double y)
 }
 
 static double AN_F(pow1p_sums_d)(const double *d, an_int k, double am1, double th,
-                                 double *der, an_int *live, double *pw, double *tw)
+                                 double *der, an_int *live, double *pw, double *tw, double *cur)
 {
     const double inv = 1.0 / am1;
-    double s = 0.0, dr = 0.0;
+    double s = 0.0, dr = 0.0, cu = 0.0;
     an_int nl = 0;
-    _Pragma("omp simd reduction(+:s, dr, nl)")
+    _Pragma("omp simd reduction(+:s, dr, cu, nl)")
     for (an_int r = 0; r < k; r++) {
         const double u = am1 * (d[r] - th), w = 1.0 + u;
         const int on = w >= 2.2250738585072014e-308;
@@ -119,15 +124,17 @@ static double AN_F(pow1p_sums_d)(const double *d, an_int k, double am1, double t
         if (tw) tw[r] = p * rw;
         s += p;
         dr += p * rw;
+        cu += p * rw * rw;
         nl += p > 0;
     }
+    if (cur) *cur = cu;
     *der = dr;
     *live = nl;
     return s;
 }
 
 static double AN_F(pow1p_sums_f)(const double *d, an_int k, double am1, double th,
-                                 double *der, an_int *live, double *pw, double *tw)
+                                 double *der, an_int *live, double *pw, double *tw, double *cur)
 {
 #if defined(__FMA__)
 #define AN_PFMAF(a, b, c) __builtin_fmaf((a), (b), (c))
@@ -137,9 +144,10 @@ static double AN_F(pow1p_sums_f)(const double *d, an_int k, double am1, double t
     const float qm1 = (float)(1.0 / am1 - 1.0);
     const double c0 = 1.0 - am1 * th;    /* w = c0 + am1 d */
     double s = 0.0;
-    float dr = 0.0f;
+    float dr = 0.0f, cu = 0.0f;
     int nl = 0;
-    _Pragma("omp simd reduction(+:s, dr, nl)")
+    const int want_cu = cur != NULL;
+    _Pragma("omp simd reduction(+:s, dr, cu, nl)")
     for (an_int r = 0; r < k; r++) {
         const double w = AN_PFMA(am1, d[r], c0);
         const int on = w >= 1.1754943508222875e-38;
@@ -177,23 +185,25 @@ static double AN_F(pow1p_sums_f)(const double *d, an_int k, double am1, double t
         if (tw) tw[r] = in ? (double)t : 0.0;
         s += (double)p;
         dr += in ? t : 0.0f;
+        cu += in && want_cu ? t / (float)wl : 0.0f;
         nl += in;
     }
+    if (cur) *cur = (double)cu;
     *der = (double)dr;
     *live = nl;
     return s;
 #undef AN_PFMAF
 }
 
-static an_int AN_F(keep_above_)(double *d, an_int *idx, an_int k, double cut)
+static an_int AN_F(keep_above_)(const double *s, double *d, an_int *idx, an_int k, double cut)
 {
     an_int w = 0, r = 0;
 #if defined(__AVX512F__)
     /* the compressed block is stored whole at w <= r: it overwrites only
-     * entries already read */
+     * entries already read (d = s) or d[0, k) */
     const __m512d c = _mm512_set1_pd(cut);
     for (; r + 8 <= k; r += 8) {
-        const __m512d x = _mm512_loadu_pd(d + r);
+        const __m512d x = _mm512_loadu_pd(s + r);
         const __mmask8 m = _mm512_cmp_pd_mask(x, c, _CMP_GT_OQ);
         _mm512_storeu_pd(d + w, _mm512_maskz_compress_pd(m, x));
         if (idx) {
@@ -204,11 +214,65 @@ static an_int AN_F(keep_above_)(double *d, an_int *idx, an_int k, double cut)
     }
 #endif
     for (; r < k; r++) {
-        const double x = d[r];
+        const double x = s[r];
         d[w] = x;
         if (idx) idx[w] = idx[r];
         w += x > cut;
     }
     return w;
 }
+/* p[r] = max(p[r] + a t[r], 0), returns sum_r p[r] */
+static double AN_F(axpy_pos_sum_)(double *p, const double *t, an_int k, double a)
+{
+    double sum = 0.0;
+    _Pragma("omp simd reduction(+:sum)")
+    for (an_int r = 0; r < k; r++) {
+        const double v = AN_PFMA(a, t[r], p[r]);
+        p[r] = v > 0.0 ? v : 0.0;
+        sum += p[r];
+    }
+    return sum;
+}
+
+/* x[idx[r]] = (T)(pw[r] inv), idx compacted to the pw[r] inv > 0; AVX-512:
+ * 8 a vector, the weights scattered, the keys compressed (stored whole at
+ * w <= r, over keys already read) */
+#define AN_PUT_LISTED(TS, T)                                                  \
+static an_int AN_F(put_listed_##TS)(const double *pw, double inv, an_int *idx, an_int k, T *x) \
+{                                                                             \
+    an_int w = 0, r = 0;                                                      \
+    AN_PUT_LISTED_VEC(TS)                                                     \
+    for (; r < k; r++) {                                                      \
+        const double p = pw[r] * inv;                                         \
+        const an_int j = idx[r];                                              \
+        x[j] = (T)p;                                                          \
+        idx[w] = j;                                                           \
+        w += p > 0.0;                                                         \
+    }                                                                         \
+    return w;                                                                 \
+}
+#if defined(__AVX512F__)
+#define AN_PUT8_f(x, j, p) _mm512_i64scatter_ps((x), (j), _mm512_cvtpd_ps(p), 4)
+#define AN_PUT8_d(x, j, p) _mm512_i64scatter_pd((x), (j), (p), 8)
+#define AN_PUT_LISTED_VEC(TS)                                                 \
+    const __m512d iv = _mm512_set1_pd(inv), zero = _mm512_setzero_pd();        \
+    for (; r + 8 <= k; r += 8) {                                              \
+        const __m512d p = _mm512_mul_pd(_mm512_loadu_pd(pw + r), iv);        \
+        const __m512i j = _mm512_loadu_si512((const void *)(idx + r));        \
+        const __mmask8 m = _mm512_cmp_pd_mask(p, zero, _CMP_GT_OQ);           \
+        AN_PUT8_##TS(x, j, p);                                                \
+        _mm512_storeu_si512((void *)(idx + w), _mm512_maskz_compress_epi64(m, j)); \
+        w += __builtin_popcount((unsigned)m);                                 \
+    }
+#else
+#define AN_PUT_LISTED_VEC(TS)
+#endif
+AN_PUT_LISTED(f, float)
+AN_PUT_LISTED(d, double)
+#undef AN_PUT_LISTED
+#undef AN_PUT_LISTED_VEC
+#if defined(__AVX512F__)
+#undef AN_PUT8_f
+#undef AN_PUT8_d
+#endif
 #undef AN_PFMA

@@ -49,16 +49,23 @@
     /* entmax power sums, candidates d in double, precision of T:          \
      * p_r = [1 + u_r]_+^(1/am1), u_r = am1 (d[r] - th); returns sum p_r,  \
      * sets *der = sum p_r / (1 + u_r), *live = #{p_r > 0}, pw[r] = p_r   \
-     * unless pw is NULL and tw[r] = p_r / (1 + u_r) unless tw is NULL       \
-     * (an_pow1p.h) */                                                       \
+     * unless pw is NULL, tw[r] = p_r / (1 + u_r) unless tw is NULL and     \
+     * *cur = sum p_r / (1 + u_r)^2 unless cur is NULL (an_pow1p.h) */      \
     double (*pow1p_sums)(const double *d, an_int k, double am1, double th,   \
-                         double *der, an_int *live, double *pw, double *tw);  \
+                         double *der, an_int *live, double *pw, double *tw,   \
+                         double *cur);                                        \
     /* sum of x[r] - cut over the x[r] > cut, their number in *cnt: in      \
      * double, or for float within cnt (max x - cut) 2^-20 (float lanes) */ \
     double (*sum_above)(const T *x, an_int k, T cut, an_int *cnt);             \
-    /* keep the d[r] > cut and their idx[r] (in place, in order; idx may be \
-     * NULL); returns their number */                                         \
-    an_int (*keep_above)(double *d, an_int *idx, an_int k, double cut);       \
+    /* keep the s[r] > cut into d (d = s: in place) and their idx[r] (in   \
+     * place; idx may be NULL), in order; returns their number */            \
+    an_int (*keep_above)(const double *s, double *d, an_int *idx, an_int k, double cut); \
+    /* entmax's last steps: p[r] = max(p[r] + a t[r], 0), returns their sum \
+     * (an_pow1p.h) */                                                       \
+    double (*axpy_pos_sum)(double *p, const double *t, an_int k, double a);   \
+    /* entmax's weights out: x[idx[r]] = (T)(pw[r] inv) for r < k, idx kept \
+     * for the pw[r] inv > 0 (in place, in order); returns their number */  \
+    an_int (*put_listed)(const double *pw, double inv, an_int *idx, an_int k, T *x); \
     /* the sparse kernels' candidates: the keys k with x[k] > thr (a float \
      * superset), then those with d = (double)x[k] - mx > lim: cand[j] =  \
      * mul d, cidx[j] = k (increasing); returns their number.  tmp: 2 n     \
