@@ -93,10 +93,12 @@ static inline void stoch_blocks_of(const double *C, an_int nblk, const double *P
 /* ---- the block search by levels of 8 (AVX-512 path) ----
  * lev[0] is C padded with +inf to a multiple of 8; lev[l + 1][s] =
  * lev[l][8 s + 7] (the last of each group of 8, +inf past the end), up to a
- * top level of at most 32 entries.  The lower bound #{b : C[b] < P} (C is
- * nondecreasing) is then the count of the top entries below P, refined level
- * by level by the count below P inside one group of 8: the same block as the
- * binary search, by 8-wide compares. */
+ * top level of 8 or 16 entries (two vectors).  The lower bound #{b : C[b] <
+ * P} (C is nondecreasing) is then the count of the top entries below P (a
+ * binary search lane-wise in the two vectors), refined level by level by
+ * the count below P inside one group of 8: the same block as the binary
+ * search, by 8-wide compares.  The last entry of every level is C's last or
+ * +inf, so no count reaches the end of its level. */
 #define AN_STOCH_MAXLEV 24
 typedef struct {
     const double *lev[AN_STOCH_MAXLEV];
@@ -110,7 +112,7 @@ static inline an_int stoch_round8(an_int n) { return (n + 7) & ~(an_int)7; }
 static an_int stoch_levels_words(an_int nblk)
 {
     an_int w = 0;
-    for (an_int len = stoch_round8(nblk); len > 32; ) { len = stoch_round8(len / 8); w += len; }
+    for (an_int len = stoch_round8(nblk); len > 16; ) { len = stoch_round8(len / 8); w += len; }
     return w;
 }
 
@@ -122,7 +124,7 @@ static void stoch_levels_build(double *C, an_int nblk, double *up, stoch_levels 
     for (an_int b = nblk; b < len; b++) C[b] = INFINITY;
     L->lev[0] = C; L->len[0] = len; L->nlev = 1;
     const double *cur = C;
-    while (len > 32) {
+    while (len > 16) {
         const an_int n1 = len / 8, len1 = stoch_round8(n1);
         for (an_int s = 0; s < n1; s++) up[s] = cur[8 * s + 7];
         for (an_int s = n1; s < len1; s++) up[s] = INFINITY;
@@ -172,66 +174,149 @@ static void stoch_uniforms_avx512(uint64_t mk, uint64_t ctr0, int nb, double run
     }
 }
 
+/* Q[q] lane u = p_q, key q of the block of 8 at x + j0[u] (zero outside
+ * the mask lm[u]), for eight blocks: the rows loaded and transposed.  Float:
+ * the rows in pairs of a vector of 16, two levels of two-source permutes to
+ * [p_q | p_(q+1)] of all eight rows, each half then converted to double;
+ * double: three levels of two-source permutes. */
+static inline __attribute__((always_inline)) void
+stoch_cols8_(const void *x, const int isf, const an_int *j0, const __mmask8 *lm, __m512d Q[8])
+{
+    if (isf) {
+        const float *xf = (const float *)x;
+        __m512 Z[4], U[4];
+        for (int k = 0; k < 4; k++)
+            Z[k] = _mm512_insertf32x8(
+                _mm512_castps256_ps512(_mm256_maskz_loadu_ps(lm[2 * k], xf + j0[2 * k])),
+                _mm256_maskz_loadu_ps(lm[2 * k + 1], xf + j0[2 * k + 1]), 1);
+        /* U[2h + g] lane 4q + u = key 4g + q of row 4h + u */
+        const __m512i l1 = _mm512_set_epi32(27, 19, 11, 3, 26, 18, 10, 2, 25, 17, 9, 1, 24, 16, 8, 0);
+        const __m512i l1b = _mm512_add_epi32(l1, _mm512_set1_epi32(4));
+        U[0] = _mm512_permutex2var_ps(Z[0], l1, Z[1]);
+        U[1] = _mm512_permutex2var_ps(Z[0], l1b, Z[1]);
+        U[2] = _mm512_permutex2var_ps(Z[2], l1, Z[3]);
+        U[3] = _mm512_permutex2var_ps(Z[2], l1b, Z[3]);
+        /* [key q of rows 0..7 | key q + 1 of rows 0..7], q = 4g + 2e */
+        const __m512i l2 = _mm512_set_epi32(23, 22, 21, 20, 7, 6, 5, 4, 19, 18, 17, 16, 3, 2, 1, 0);
+        const __m512i l2b = _mm512_add_epi32(l2, _mm512_set1_epi32(8));
+        for (int g = 0; g < 2; g++)
+            for (int e = 0; e < 2; e++) {
+                const __m512 V = _mm512_permutex2var_ps(U[g], e ? l2b : l2, U[2 + g]);
+                Q[4 * g + 2 * e] = _mm512_cvtps_pd(_mm512_castps512_ps256(V));
+                Q[4 * g + 2 * e + 1] = _mm512_cvtps_pd(_mm512_extractf32x8_ps(V, 1));
+            }
+    } else {
+        const double *xd = (const double *)x;
+        __m512d R[8], A[8];
+        for (int u = 0; u < 8; u++) R[u] = _mm512_maskz_loadu_pd(lm[u], xd + j0[u]);
+        /* rows 2v, 2v + 1 interleaved: A[2v + g] lane 2q + w = key 4g + q of row 2v + w */
+        const __m512i a1 = _mm512_set_epi64(11, 3, 10, 2, 9, 1, 8, 0);
+        const __m512i a1b = _mm512_add_epi64(a1, _mm512_set1_epi64(4));
+        for (int v = 0; v < 4; v++) {
+            A[2 * v] = _mm512_permutex2var_pd(R[2 * v], a1, R[2 * v + 1]);
+            A[2 * v + 1] = _mm512_permutex2var_pd(R[2 * v], a1b, R[2 * v + 1]);
+        }
+        /* rows 4h .. 4h + 3: B[4h + 2g + e] lane 4q + w = key 4g + 2e + q of row 4h + w */
+        const __m512i b1 = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
+        const __m512i b1b = _mm512_add_epi64(b1, _mm512_set1_epi64(4));
+        __m512d B[8];
+        for (int h = 0; h < 2; h++)
+            for (int g = 0; g < 2; g++) {
+                B[4 * h + 2 * g] = _mm512_permutex2var_pd(A[4 * h + g], b1, A[4 * h + 2 + g]);
+                B[4 * h + 2 * g + 1] = _mm512_permutex2var_pd(A[4 * h + g], b1b, A[4 * h + 2 + g]);
+            }
+        /* key q of rows 0..7 */
+        const __m512i c1 = _mm512_set_epi64(11, 10, 9, 8, 3, 2, 1, 0);
+        const __m512i c1b = _mm512_add_epi64(c1, _mm512_set1_epi64(4));
+        for (int q = 0; q < 8; q++)
+            Q[q] = _mm512_permutex2var_pd(B[q / 2], q & 1 ? c1b : c1, B[4 + q / 2]);
+    }
+}
+
 /* J[u] = the key of the trial at P[u] (u < nb), as the portable
- * stoch_keys_ (stochastic_impl.inc) finds it: the block by the levels (the
- * top level for eight trials at once: a count per lane of the entries below
- * P), then the same in-block prefix sums a_q of the block's probabilities pv
- * (zero past nv), formed lane-wise in the same order:
- *   odd lanes += the lane below   (a_1 = p_0 + p_1, p_2 + p_3, ...)
- *   lanes 2, 3 += a_1;  lanes 4, 5 += a_3;  lane 6 += a_5
- * and t = #{q < 7 : a_q < P - C[b-1]} (C[-1] = 0 is readable).  Key 7 of a
- * block can have probability 0 only past nv or where the row has a zero
- * (zero_any); only there is t = 7 mended.  x is float (isf) or double; P
- * has room for nb rounded up to 8. */
+ * stoch_keys_ (stochastic_impl.inc) finds it.  The block: for eight trials
+ * at once the count of the top level's entries below P, then per trial the
+ * count below P inside one group of 8 on each level down to C; R = P -
+ * C[b-1] (C[-1] = 0 is readable).  The key: eight trials side by side, the
+ * lanes of their blocks' probabilities (stoch_cols8_, zero past nv) summed
+ * in the same order as the portable code,
+ *   a_1 = p_0 + p_1, a_2 = a_1 + p_2, a_3 = a_1 + (p_2 + p_3),
+ *   a_4 = a_3 + p_4, a_5 = a_3 + (p_4 + p_5), a_6 = a_5 + p_6,
+ * and t = #{q < 7 : a_q < R} (a_0 = p_0).  Key 7 of a block can have
+ * probability 0 only past nv or where the row has a zero (zero_any); only
+ * there is t = 7 mended (nearest_positive).  x is float (isf) or double; P
+ * has room for nb rounded up to 8 (the extra lanes are searched, not kept). */
 static inline __attribute__((always_inline)) void
 stoch_keys_avx512_(const void *x, const int isf, an_int nv, const stoch_levels *L, an_int blast,
                    int zero_any, const double *P, int nb, an_int *J)
 {
     const int top = L->nlev - 1;
     const double *Lt = L->lev[top], *C = L->lev[0];
-    const an_int lt = L->len[top];
-    const __m512i i3 = _mm512_set1_epi64(3), one = _mm512_set1_epi64(1);
-    /* three passes over the trials (short chains of dependent work, many
-     * trials in flight): the top level, the block, the key */
+    const __m512i one = _mm512_set1_epi64(1), seven = _mm512_set1_epi64(7);
+    /* top level: #{s : Lt[s] < P} by halving over the 16 entries */
+    const __m512d T0 = _mm512_loadu_pd(Lt),
+                  T1 = L->len[top] > 8 ? _mm512_loadu_pd(Lt + 8) : _mm512_set1_pd(INFINITY);
     int64_t B[AN_STOCH_CHUNK];
-    for (int u = 0; u < nb; u += 8) {   /* top level: #{s : Lt[s] < P} */
+    for (int u = 0; u < nb; u += 8) {
         const __m512d p = _mm512_loadu_pd(P + u);
         __m512i cnt = _mm512_setzero_si512();
-        for (an_int s = 0; s < lt; s++)
-            cnt = _mm512_mask_add_epi64(cnt, _mm512_cmp_pd_mask(p, _mm512_set1_pd(Lt[s]), _CMP_GT_OQ),
-                                        cnt, one);
+        for (int h = 8; h >= 1; h /= 2) {
+            const __m512d v = _mm512_permutex2var_pd(T0, _mm512_add_epi64(cnt, _mm512_set1_epi64(h - 1)), T1);
+            cnt = _mm512_mask_add_epi64(cnt, _mm512_cmp_pd_mask(v, p, _CMP_LT_OQ), cnt, _mm512_set1_epi64(h));
+        }
         _mm512_storeu_si512(B + u, cnt);
     }
+    /* the blocks, and R = P - C[b-1], for all the trials first: the
+     * chains of dependent loads of one trial overlap those of the others */
+    an_int j0[AN_STOCH_CHUNK];
     double Rs[AN_STOCH_CHUNK];
-    for (int u = 0; u < nb; u++) {   /* the blocks, and P - C[b-1] */
+    const int nb8 = (nb + 7) & ~7;
+#define AN_STOCH_DOWN(l) \
+    b = 8 * b + __builtin_popcount(_mm512_cmp_pd_mask(_mm512_loadu_pd(L->lev[l] + 8 * b), p, _CMP_LT_OQ))
+    for (int u = 0; u < nb8; u++) {
         const __m512d p = _mm512_set1_pd(P[u]);
         an_int b = B[u];
-        if (top == 1)
-            b = 8 * b + __builtin_popcount(_mm512_cmp_pd_mask(_mm512_loadu_pd(C + 8 * b), p, _CMP_LT_OQ));
-        else
-            for (int l = top - 1; l >= 0; l--)
-                b = 8 * b + __builtin_popcount(
-                    _mm512_cmp_pd_mask(_mm512_loadu_pd(L->lev[l] + 8 * b), p, _CMP_LT_OQ));
+        if (top == 1) AN_STOCH_DOWN(0);   /* rows of up to 1024 keys */
+        else for (int l = top - 1; l >= 0; l--) AN_STOCH_DOWN(l);
         b = b < blast ? b : blast;
-        B[u] = b;
         Rs[u] = P[u] - C[b - 1];
+        j0[u] = 8 * b;
     }
-    for (int u = 0; u < nb; u++) {
-        const an_int b = B[u];
-        const an_int j0 = 8 * b;
-        const __mmask8 lm = j0 + 8 <= nv ? (__mmask8)0xFF : (__mmask8)((1u << (nv - j0)) - 1);
-        const __m512d pv = isf ? _mm512_cvtps_pd(_mm256_maskz_loadu_ps(lm, (const float *)x + j0))
-                               : _mm512_maskz_loadu_pd(lm, (const double *)x + j0);
-        __m512d a = _mm512_mask_add_pd(pv, 0xAA, pv, _mm512_movedup_pd(pv));
-        a = _mm512_mask_add_pd(a, 0x0C, a, _mm512_permutex_pd(a, 0x55));
-        a = _mm512_mask_add_pd(a, 0x30, a, _mm512_permutexvar_pd(i3, a));
-        a = _mm512_mask_add_pd(a, 0x40, a, _mm512_permutex_pd(a, 0x55));
-        const __m512d R = _mm512_set1_pd(Rs[u]);
-        const int t = __builtin_popcount(_mm512_cmp_pd_mask(a, R, _CMP_LT_OQ) & 0x7F);
-        J[u] = j0 + t;
-        if ((t == 7) & (zero_any | (lm != 0xFF))) {   /* nearest_positive(pv, 7) */
-            const unsigned pos = _mm512_cmp_pd_mask(pv, _mm512_setzero_pd(), _CMP_GT_OQ);
-            if (!(pos >> 7)) J[u] = j0 + (pos ? 31 - __builtin_clz(pos) : 7);
+#undef AN_STOCH_DOWN
+    /* the keys of a block at or past jt are loaded under the mask tm */
+    const an_int jt = nv & ~(an_int)7;
+    const __mmask8 tm = (__mmask8)((1u << (nv & 7)) - 1);
+    for (int u0 = 0; u0 < nb; u0 += 8) {
+        __mmask8 lm[8];
+        for (int u = 0; u < 8; u++) lm[u] = j0[u0 + u] < jt ? (__mmask8)0xFF : tm;
+        __m512d Q[8];
+        stoch_cols8_(x, isf, j0 + u0, lm, Q);
+        const __m512d R = _mm512_loadu_pd(Rs + u0);
+        const __m512d a1 = _mm512_add_pd(Q[0], Q[1]), a3 = _mm512_add_pd(a1, _mm512_add_pd(Q[2], Q[3]));
+        const __m512d a5 = _mm512_add_pd(a3, _mm512_add_pd(Q[4], Q[5]));
+        const __m512d a[7] = { Q[0], a1, _mm512_add_pd(a1, Q[2]), a3, _mm512_add_pd(a3, Q[4]), a5,
+                               _mm512_add_pd(a5, Q[6]) };
+        __m512i t = _mm512_setzero_si512(), t2 = t;   /* two chains of counts */
+        for (int q = 0; q < 7; q += 2)
+            t = _mm512_mask_add_epi64(t, _mm512_cmp_pd_mask(a[q], R, _CMP_LT_OQ), t, one);
+        for (int q = 1; q < 7; q += 2)
+            t2 = _mm512_mask_add_epi64(t2, _mm512_cmp_pd_mask(a[q], R, _CMP_LT_OQ), t2, one);
+        t = _mm512_add_epi64(t, t2);
+        const __mmask8 keep = nb - u0 >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << (nb - u0)) - 1);
+        const __m512i jv = _mm512_loadu_si512(j0 + u0);
+        _mm512_mask_storeu_epi64(J + u0, keep, _mm512_add_epi64(jv, t));
+        /* t = 7 where key 7 has no mass: only past nv or where the row has a zero */
+        __mmask8 mend = _mm512_cmp_epi64_mask(t, seven, _MM_CMPINT_EQ)
+                      & ~_mm512_cmp_pd_mask(Q[7], _mm512_setzero_pd(), _CMP_GT_OQ) & keep;
+        if (!zero_any) mend &= _mm512_cmp_epi64_mask(jv, _mm512_set1_epi64(jt), _MM_CMPINT_NLT);
+        for (; mend; mend &= mend - 1) {
+            const int u = __builtin_ctz(mend);
+            double pv[8];
+            const an_int jb = j0[u0 + u];
+            for (int q = 0; q < 8; q++)
+                pv[q] = jb + q < nv ? (isf ? (double)((const float *)x)[jb + q]
+                                           : ((const double *)x)[jb + q]) : 0.0;
+            J[u0 + u] = jb + nearest_positive(pv, 7);
         }
     }
 }
