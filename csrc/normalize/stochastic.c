@@ -61,12 +61,14 @@ static inline uint64_t stochastic_key(int64_t seed, int64_t stream, an_int row)
 }
 
 /* Rows of up to AN_STOCH_STACK_BLOCKS blocks keep C (and the levels above
- * it) on the stack, longer rows in the workspace.  Workspace (ws_mult = 3,
- * 3 (m + 1) words): nz (m + 1 an_int: each trial writes one past the list)
- * | C (long rows only) | then, up to 2^20 trials, the levels above C (AVX-512
- * path, long rows only) and int32 counts of the m keys; above, counts
- * (m int64) after C[nblk]. */
+ * it) on the stack, longer rows in the workspace.  Workspace (ws_mult =
+ * AN_STOCH_WS_MULT = 3, 3 (m + 1) words): nz (m + 1 an_int: each trial
+ * writes one past the list) | C (long rows only) | then, up to 2^20 trials,
+ * the levels above C (AVX-512 path, long rows only) and the keys of all the
+ * trials (an_int) where they fit, else int32 counts of the m keys; above
+ * 2^20 trials, counts (m int64) after C[nblk]. */
 #define AN_STOCH_STACK_BLOCKS 256   /* a multiple of 8 */
+#define AN_STOCH_WS_MULT 3
 
 /* Uniforms are drawn AN_STOCH_CHUNK at a time (a multiple of 8). */
 #define AN_STOCH_CHUNK 64
@@ -175,20 +177,22 @@ static void stoch_uniforms_avx512(uint64_t mk, uint64_t ctr0, int nb, double run
 }
 
 /* Q[q] lane u = p_q, key q of the block of 8 at x + j0[u] (zero outside
- * the mask lm[u]), for eight blocks: the rows loaded and transposed.  Float:
- * the rows in pairs of a vector of 16, two levels of two-source permutes to
- * [p_q | p_(q+1)] of all eight rows, each half then converted to double;
- * double: three levels of two-source permutes. */
-static inline __attribute__((always_inline)) void
-stoch_cols8_(const void *x, const int isf, const an_int *j0, const __mmask8 *lm, __m512d Q[8])
+ * the mask lm[u]), for eight blocks, q < 7: the rows loaded and transposed;
+ * returns the lanes with p_7 > 0.  Float: the rows in pairs of a vector of
+ * 16 (the second loaded into the upper half from 8 floats before it, under
+ * the mask: no fault there), two levels of two-source permutes to [p_q |
+ * p_(q+1)] of all eight rows, each half then converted to double; double:
+ * three levels of two-source permutes. */
+static inline __attribute__((always_inline)) __mmask8
+stoch_cols8_(const void *x, const int isf, const an_int *j0, const __mmask8 *lm, __m512d Q[7])
 {
     if (isf) {
         const float *xf = (const float *)x;
         __m512 Z[4], U[4];
         for (int k = 0; k < 4; k++)
-            Z[k] = _mm512_insertf32x8(
-                _mm512_castps256_ps512(_mm256_maskz_loadu_ps(lm[2 * k], xf + j0[2 * k])),
-                _mm256_maskz_loadu_ps(lm[2 * k + 1], xf + j0[2 * k + 1]), 1);
+            Z[k] = _mm512_mask_loadu_ps(_mm512_maskz_loadu_ps(lm[2 * k], xf + j0[2 * k]),
+                                        (__mmask16)((unsigned)lm[2 * k + 1] << 8),
+                                        xf + j0[2 * k + 1] - 8);
         /* U[2h + g] lane 4q + u = key 4g + q of row 4h + u */
         const __m512i l1 = _mm512_set_epi32(27, 19, 11, 3, 26, 18, 10, 2, 25, 17, 9, 1, 24, 16, 8, 0);
         const __m512i l1b = _mm512_add_epi32(l1, _mm512_set1_epi32(4));
@@ -199,12 +203,18 @@ stoch_cols8_(const void *x, const int isf, const an_int *j0, const __mmask8 *lm,
         /* [key q of rows 0..7 | key q + 1 of rows 0..7], q = 4g + 2e */
         const __m512i l2 = _mm512_set_epi32(23, 22, 21, 20, 7, 6, 5, 4, 19, 18, 17, 16, 3, 2, 1, 0);
         const __m512i l2b = _mm512_add_epi32(l2, _mm512_set1_epi32(8));
+        __mmask8 pos7 = 0;
         for (int g = 0; g < 2; g++)
             for (int e = 0; e < 2; e++) {
                 const __m512 V = _mm512_permutex2var_ps(U[g], e ? l2b : l2, U[2 + g]);
                 Q[4 * g + 2 * e] = _mm512_cvtps_pd(_mm512_castps512_ps256(V));
-                Q[4 * g + 2 * e + 1] = _mm512_cvtps_pd(_mm512_extractf32x8_ps(V, 1));
+                if (g == 1 && e == 1)
+                    pos7 = (__mmask8)(_mm512_mask_cmp_ps_mask(0xFF00, V, _mm512_setzero_ps(),
+                                                              _CMP_GT_OQ) >> 8);
+                else
+                    Q[4 * g + 2 * e + 1] = _mm512_cvtps_pd(_mm512_extractf32x8_ps(V, 1));
             }
+        return pos7;
     } else {
         const double *xd = (const double *)x;
         __m512d R[8], A[8];
@@ -228,8 +238,10 @@ stoch_cols8_(const void *x, const int isf, const an_int *j0, const __mmask8 *lm,
         /* key q of rows 0..7 */
         const __m512i c1 = _mm512_set_epi64(11, 10, 9, 8, 3, 2, 1, 0);
         const __m512i c1b = _mm512_add_epi64(c1, _mm512_set1_epi64(4));
-        for (int q = 0; q < 8; q++)
+        for (int q = 0; q < 7; q++)
             Q[q] = _mm512_permutex2var_pd(B[q / 2], q & 1 ? c1b : c1, B[4 + q / 2]);
+        return _mm512_cmp_pd_mask(_mm512_permutex2var_pd(B[3], c1b, B[7]), _mm512_setzero_pd(),
+                                  _CMP_GT_OQ);
     }
 }
 
@@ -289,8 +301,8 @@ stoch_keys_avx512_(const void *x, const int isf, an_int nv, const stoch_levels *
     for (int u0 = 0; u0 < nb; u0 += 8) {
         __mmask8 lm[8];
         for (int u = 0; u < 8; u++) lm[u] = j0[u0 + u] < jt ? (__mmask8)0xFF : tm;
-        __m512d Q[8];
-        stoch_cols8_(x, isf, j0 + u0, lm, Q);
+        __m512d Q[7];
+        const __mmask8 pos7 = stoch_cols8_(x, isf, j0 + u0, lm, Q);
         const __m512d R = _mm512_loadu_pd(Rs + u0);
         const __m512d a1 = _mm512_add_pd(Q[0], Q[1]), a3 = _mm512_add_pd(a1, _mm512_add_pd(Q[2], Q[3]));
         const __m512d a5 = _mm512_add_pd(a3, _mm512_add_pd(Q[4], Q[5]));
@@ -307,7 +319,7 @@ stoch_keys_avx512_(const void *x, const int isf, an_int nv, const stoch_levels *
         _mm512_mask_storeu_epi64(J + u0, keep, _mm512_add_epi64(jv, t));
         /* t = 7 where key 7 has no mass: only past nv or where the row has a zero */
         __mmask8 mend = _mm512_cmp_epi64_mask(t, seven, _MM_CMPINT_EQ)
-                      & ~_mm512_cmp_pd_mask(Q[7], _mm512_setzero_pd(), _CMP_GT_OQ) & keep;
+                      & ~pos7 & keep;
         if (!zero_any) mend &= _mm512_cmp_epi64_mask(jv, _mm512_set1_epi64(jt), _MM_CMPINT_NLT);
         for (; mend; mend &= mend - 1) {
             const int u = __builtin_ctz(mend);
@@ -491,6 +503,6 @@ const an_normdesc an_norm_stochastic_softmax = {
                 { "seed", AN_PARAM_INT, 0, 0, AN_DOM_ANY, AN_DOM_SAME },
                 { "stream", AN_PARAM_INT, AN_PF_STREAM, 0, AN_DOM_ANY, AN_DOM_SAME } },
     .nparams = 3,
-    .row_f = stochastic_softmax_row_f, .row_d = stochastic_softmax_row_d, .ws_mult = 3,
+    .row_f = stochastic_softmax_row_f, .row_d = stochastic_softmax_row_d, .ws_mult = AN_STOCH_WS_MULT,
     .lists_support = 1, .lognorm = AN_LOGNORM_UNIT,
     .vjp_f = an_stochastic_softmax_vjp_f, .vjp_d = an_stochastic_softmax_vjp_d, .vjp_ws_mult = 1 };
