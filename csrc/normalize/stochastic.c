@@ -254,13 +254,13 @@ stoch_cols8_(const void *x, const int isf, const an_int *j0, const __mmask8 *lm,
  * in the same order as the portable code,
  *   a_1 = p_0 + p_1, a_2 = a_1 + p_2, a_3 = a_1 + (p_2 + p_3),
  *   a_4 = a_3 + p_4, a_5 = a_3 + (p_4 + p_5), a_6 = a_5 + p_6,
- * and t = #{q < 7 : a_q < R} (a_0 = p_0).  Key 7 of a block can have
- * probability 0 only past nv or where the row has a zero (zero_any); only
- * there is t = 7 mended (nearest_positive).  x is float (isf) or double; P
- * has room for nb rounded up to 8 (the extra lanes are searched, not kept). */
+ * and t = #{q < 7 : a_q < R} (a_0 = p_0); t = 7 where key 7 has no mass
+ * is mended (nearest_positive), as in the portable code.  x is float (isf)
+ * or double; P has room for nb rounded up to 8 (the extra lanes are
+ * searched, not kept). */
 static inline __attribute__((always_inline)) void
 stoch_keys_avx512_(const void *x, const int isf, an_int nv, const stoch_levels *L, an_int blast,
-                   int zero_any, const double *P, int nb, an_int *J)
+                   const double *P, int nb, an_int *J)
 {
     const int top = L->nlev - 1;
     const double *Lt = L->lev[top], *C = L->lev[0];
@@ -317,10 +317,8 @@ stoch_keys_avx512_(const void *x, const int isf, an_int nv, const stoch_levels *
         const __mmask8 keep = nb - u0 >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << (nb - u0)) - 1);
         const __m512i jv = _mm512_loadu_si512(j0 + u0);
         _mm512_mask_storeu_epi64(J + u0, keep, _mm512_add_epi64(jv, t));
-        /* t = 7 where key 7 has no mass: only past nv or where the row has a zero */
-        __mmask8 mend = _mm512_cmp_epi64_mask(t, seven, _MM_CMPINT_EQ)
-                      & ~pos7 & keep;
-        if (!zero_any) mend &= _mm512_cmp_epi64_mask(jv, _mm512_set1_epi64(jt), _MM_CMPINT_NLT);
+        /* t = 7 where key 7 has no mass (past nv, or a zero: rare) */
+        __mmask8 mend = _mm512_cmp_epi64_mask(t, seven, _MM_CMPINT_EQ) & ~pos7 & keep;
         for (; mend; mend &= mend - 1) {
             const int u = __builtin_ctz(mend);
             double pv[8];
@@ -333,14 +331,14 @@ stoch_keys_avx512_(const void *x, const int isf, an_int nv, const stoch_levels *
     }
 }
 static void stoch_keys_avx512_f(const float *x, an_int nv, const stoch_levels *L, an_int blast,
-                                int zero_any, const double *P, int nb, an_int *J)
+                                const double *P, int nb, an_int *J)
 {
-    stoch_keys_avx512_(x, 1, nv, L, blast, zero_any, P, nb, J);
+    stoch_keys_avx512_(x, 1, nv, L, blast, P, nb, J);
 }
 static void stoch_keys_avx512_d(const double *x, an_int nv, const stoch_levels *L, an_int blast,
-                                int zero_any, const double *P, int nb, an_int *J)
+                                const double *P, int nb, an_int *J)
 {
-    stoch_keys_avx512_(x, 0, nv, L, blast, zero_any, P, nb, J);
+    stoch_keys_avx512_(x, 0, nv, L, blast, P, nb, J);
 }
 
 /* C[b] = run0 + (the block sums up to b) for b < n4 (a multiple of 4), as
@@ -348,25 +346,21 @@ static void stoch_keys_avx512_d(const double *x, an_int nv, const stoch_levels *
  * ((y0 + y2) + (y4 + y6)) + ((y1 + y3) + (y5 + y7)) in double, eight
  * blocks side by side (the pairs regrouped across blocks before each level
  * of adds), then within each group of four p1 = s0 + s1, p2 = p1 + s2,
- * p3 = p2 + s3 and C = run + p, run += p3.  Returns run; *zero is set when
- * some x[j] (j < 8 n4) is 0. */
-static double stoch_cdf_avx512(const float *x, an_int n4, double run, double *C, int *zero)
+ * p3 = p2 + s3 and C = run + p, run += p3.  Returns run. */
+static double stoch_cdf_avx512(const float *x, an_int n4, double run, double *C)
 {
     const __m512i lo2 = _mm512_set_epi64(13, 12, 9, 8, 5, 4, 1, 0);
     const __m512i hi2 = _mm512_set_epi64(15, 14, 11, 10, 7, 6, 3, 2);
     const __m512i ev = _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0);
     const __m512i od = _mm512_set_epi64(15, 13, 11, 9, 7, 5, 3, 1);
-    const __m512 fz = _mm512_setzero_ps();
-    __mmask16 z = 0;
+    const __m512i i3 = _mm512_set1_epi64(3), i7 = _mm512_set1_epi64(7);
+    __m512d runv = _mm512_set1_pd(run);
     for (an_int b8 = 0; b8 < n4; b8 += 8) {
         const float *y = x + 8 * b8;
         const int nk = n4 - b8 >= 8 ? 8 : 4;   /* blocks in this step */
         __m512d D[8], Zp[4], G[2];
         for (int k = 0; k < 8; k++)
             D[k] = k < nk ? _mm512_cvtps_pd(_mm256_loadu_ps(y + 8 * k)) : _mm512_setzero_pd();
-        for (int k = 0; k < nk; k += 4)
-            z |= _mm512_cmp_ps_mask(_mm512_loadu_ps(y + 8 * k), fz, _CMP_EQ_OQ)
-               | _mm512_cmp_ps_mask(_mm512_loadu_ps(y + 8 * k + 16), fz, _CMP_EQ_OQ);
         /* blocks k, k+1: y0 + y2, y1 + y3, y4 + y6, y5 + y7 of each */
         for (int k = 0; k < 4; k++)
             Zp[k] = _mm512_add_pd(_mm512_permutex2var_pd(D[2 * k], lo2, D[2 * k + 1]),
@@ -381,15 +375,15 @@ static double stoch_cdf_avx512(const float *x, an_int n4, double run, double *C,
         V = _mm512_mask_add_pd(V, 0x22, V, _mm512_permutex_pd(V, 0x00));
         V = _mm512_mask_add_pd(V, 0x44, V, _mm512_permutex_pd(V, 0x55));
         V = _mm512_mask_add_pd(V, 0x88, V, _mm512_permutex_pd(V, 0xAA));
-        double v[8];
-        _mm512_storeu_pd(v, V);
-        const double run1 = run + v[3];
-        const __m512d Rv = _mm512_mask_blend_pd(0xF0, _mm512_set1_pd(run), _mm512_set1_pd(run1));
-        _mm512_mask_storeu_pd(C + b8, nk == 8 ? 0xFF : 0x0F, _mm512_add_pd(Rv, V));
-        run = nk == 8 ? run1 + v[7] : run1;
+        /* run + p3 of the first group in every lane, then of the second
+         * (in registers: a scalar read back from the stored V would wait
+         * for the store) */
+        const __m512d run1 = _mm512_add_pd(runv, _mm512_permutexvar_pd(i3, V));
+        _mm512_mask_storeu_pd(C + b8, nk == 8 ? 0xFF : 0x0F,
+                              _mm512_add_pd(_mm512_mask_blend_pd(0xF0, runv, run1), V));
+        runv = nk == 8 ? _mm512_add_pd(run1, _mm512_permutexvar_pd(i7, V)) : run1;
     }
-    *zero |= z != 0;
-    return run;
+    return _mm512_cvtsd_f64(runv);
 }
 #pragma GCC pop_options
 #endif
