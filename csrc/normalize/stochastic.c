@@ -176,23 +176,30 @@ static void stoch_uniforms_avx512(uint64_t mk, uint64_t ctr0, int nb, double run
     }
 }
 
-/* Q[q] lane u = p_q, key q of the block of 8 at x + j0[u] (zero outside
- * the mask lm[u]), for eight blocks, q < 7: the rows loaded and transposed;
- * returns the lanes with p_7 > 0.  Float: the rows in pairs of a vector of
- * 16 (the second loaded into the upper half from 8 floats before it, under
- * the mask: no fault there), two levels of two-source permutes to [p_q |
- * p_(q+1)] of all eight rows, each half then converted to double; double:
- * three levels of two-source permutes. */
+/* Q[q] lane u = p_q, key q of the block of 8 at x + j0[u], for eight
+ * blocks, q < 7 (zero past nv: the blocks at or past jt = nv rounded down
+ * to 8 are read under the mask tm, the others whole; full: none is past jt,
+ * nv a multiple of 8): the rows loaded and transposed; returns the lanes
+ * with p_7 > 0.  Float: the rows in pairs of a vector of 16 (the second
+ * loaded into the upper half from 8 floats before it, under a mask: no
+ * fault there), two levels of two-source permutes to [p_q | p_(q+1)] of
+ * all eight rows, each half then converted to double; double: three levels
+ * of two-source permutes. */
 static inline __attribute__((always_inline)) __mmask8
-stoch_cols8_(const void *x, const int isf, const an_int *j0, const __mmask8 *lm, __m512d Q[7])
+stoch_cols8_(const void *x, const int isf, const int full, an_int jt, __mmask8 tm,
+             const an_int *j0, __m512d Q[7])
 {
+    __mmask8 lm[8];
+    for (int u = 0; u < 8; u++) lm[u] = full || j0[u] < jt ? (__mmask8)0xFF : tm;
     if (isf) {
         const float *xf = (const float *)x;
         __m512 Z[4], U[4];
         for (int k = 0; k < 4; k++)
-            Z[k] = _mm512_mask_loadu_ps(_mm512_maskz_loadu_ps(lm[2 * k], xf + j0[2 * k]),
-                                        (__mmask16)((unsigned)lm[2 * k + 1] << 8),
-                                        xf + j0[2 * k + 1] - 8);
+            Z[k] = full ? _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(xf + j0[2 * k])),
+                                             _mm256_loadu_ps(xf + j0[2 * k + 1]), 1)
+                        : _mm512_mask_loadu_ps(_mm512_maskz_loadu_ps(lm[2 * k], xf + j0[2 * k]),
+                                               (__mmask16)((unsigned)lm[2 * k + 1] << 8),
+                                               xf + j0[2 * k + 1] - 8);
         /* U[2h + g] lane 4q + u = key 4g + q of row 4h + u */
         const __m512i l1 = _mm512_set_epi32(27, 19, 11, 3, 26, 18, 10, 2, 25, 17, 9, 1, 24, 16, 8, 0);
         const __m512i l1b = _mm512_add_epi32(l1, _mm512_set1_epi32(4));
@@ -218,7 +225,8 @@ stoch_cols8_(const void *x, const int isf, const an_int *j0, const __mmask8 *lm,
     } else {
         const double *xd = (const double *)x;
         __m512d R[8], A[8];
-        for (int u = 0; u < 8; u++) R[u] = _mm512_maskz_loadu_pd(lm[u], xd + j0[u]);
+        for (int u = 0; u < 8; u++)
+            R[u] = full ? _mm512_loadu_pd(xd + j0[u]) : _mm512_maskz_loadu_pd(lm[u], xd + j0[u]);
         /* rows 2v, 2v + 1 interleaved: A[2v + g] lane 2q + w = key 4g + q of row 2v + w */
         const __m512i a1 = _mm512_set_epi64(11, 3, 10, 2, 9, 1, 8, 0);
         const __m512i a1b = _mm512_add_epi64(a1, _mm512_set1_epi64(4));
@@ -245,6 +253,41 @@ stoch_cols8_(const void *x, const int isf, const an_int *j0, const __mmask8 *lm,
     }
 }
 
+/* J[u0 + u] (u < 8, u0 + u < nb) from the trials' blocks j0 and R = P -
+ * C[b-1] (stoch_keys_avx512_) */
+static inline __attribute__((always_inline)) void
+stoch_keys8_(const void *x, const int isf, const int full, an_int nv, an_int jt, __mmask8 tm,
+             const an_int *j0, const double *Rs, int u0, int nb, an_int *J)
+{
+    const __m512i one = _mm512_set1_epi64(1);
+    __m512d Q[7];
+    const __mmask8 pos7 = stoch_cols8_(x, isf, full, jt, tm, j0 + u0, Q);
+    const __m512d R = _mm512_loadu_pd(Rs + u0);
+    const __m512d a1 = _mm512_add_pd(Q[0], Q[1]), a3 = _mm512_add_pd(a1, _mm512_add_pd(Q[2], Q[3]));
+    const __m512d a5 = _mm512_add_pd(a3, _mm512_add_pd(Q[4], Q[5]));
+    const __m512d a[7] = { Q[0], a1, _mm512_add_pd(a1, Q[2]), a3, _mm512_add_pd(a3, Q[4]), a5,
+                           _mm512_add_pd(a5, Q[6]) };
+    __m512i t = _mm512_setzero_si512(), t2 = t;   /* two chains of counts */
+    for (int q = 0; q < 7; q += 2)
+        t = _mm512_mask_add_epi64(t, _mm512_cmp_pd_mask(a[q], R, _CMP_LT_OQ), t, one);
+    for (int q = 1; q < 7; q += 2)
+        t2 = _mm512_mask_add_epi64(t2, _mm512_cmp_pd_mask(a[q], R, _CMP_LT_OQ), t2, one);
+    t = _mm512_add_epi64(t, t2);
+    const __mmask8 keep = nb - u0 >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << (nb - u0)) - 1);
+    _mm512_mask_storeu_epi64(J + u0, keep, _mm512_add_epi64(_mm512_loadu_si512(j0 + u0), t));
+    /* t = 7 where key 7 has no mass (past nv, or a zero: rare) */
+    __mmask8 mend = _mm512_cmp_epi64_mask(t, _mm512_set1_epi64(7), _MM_CMPINT_EQ) & ~pos7 & keep;
+    for (; mend; mend &= mend - 1) {
+        const int u = __builtin_ctz(mend);
+        double pv[8];
+        const an_int jb = j0[u0 + u];
+        for (int q = 0; q < 8; q++)
+            pv[q] = jb + q < nv ? (isf ? (double)((const float *)x)[jb + q]
+                                       : ((const double *)x)[jb + q]) : 0.0;
+        J[u0 + u] = jb + nearest_positive(pv, 7);
+    }
+}
+
 /* J[u] = the key of the trial at P[u] (u < nb), as the portable
  * stoch_keys_ (stochastic_impl.inc) finds it.  The block: for eight trials
  * at once the count of the top level's entries below P, then per trial the
@@ -264,7 +307,6 @@ stoch_keys_avx512_(const void *x, const int isf, an_int nv, const stoch_levels *
 {
     const int top = L->nlev - 1;
     const double *Lt = L->lev[top], *C = L->lev[0];
-    const __m512i one = _mm512_set1_epi64(1), seven = _mm512_set1_epi64(7);
     /* top level: #{s : Lt[s] < P} by halving over the 16 entries */
     const __m512d T0 = _mm512_loadu_pd(Lt),
                   T1 = L->len[top] > 8 ? _mm512_loadu_pd(Lt + 8) : _mm512_set1_pd(INFINITY);
@@ -295,40 +337,12 @@ stoch_keys_avx512_(const void *x, const int isf, an_int nv, const stoch_levels *
         j0[u] = 8 * b;
     }
 #undef AN_STOCH_DOWN
-    /* the keys of a block at or past jt are loaded under the mask tm */
     const an_int jt = nv & ~(an_int)7;
     const __mmask8 tm = (__mmask8)((1u << (nv & 7)) - 1);
-    for (int u0 = 0; u0 < nb; u0 += 8) {
-        __mmask8 lm[8];
-        for (int u = 0; u < 8; u++) lm[u] = j0[u0 + u] < jt ? (__mmask8)0xFF : tm;
-        __m512d Q[7];
-        const __mmask8 pos7 = stoch_cols8_(x, isf, j0 + u0, lm, Q);
-        const __m512d R = _mm512_loadu_pd(Rs + u0);
-        const __m512d a1 = _mm512_add_pd(Q[0], Q[1]), a3 = _mm512_add_pd(a1, _mm512_add_pd(Q[2], Q[3]));
-        const __m512d a5 = _mm512_add_pd(a3, _mm512_add_pd(Q[4], Q[5]));
-        const __m512d a[7] = { Q[0], a1, _mm512_add_pd(a1, Q[2]), a3, _mm512_add_pd(a3, Q[4]), a5,
-                               _mm512_add_pd(a5, Q[6]) };
-        __m512i t = _mm512_setzero_si512(), t2 = t;   /* two chains of counts */
-        for (int q = 0; q < 7; q += 2)
-            t = _mm512_mask_add_epi64(t, _mm512_cmp_pd_mask(a[q], R, _CMP_LT_OQ), t, one);
-        for (int q = 1; q < 7; q += 2)
-            t2 = _mm512_mask_add_epi64(t2, _mm512_cmp_pd_mask(a[q], R, _CMP_LT_OQ), t2, one);
-        t = _mm512_add_epi64(t, t2);
-        const __mmask8 keep = nb - u0 >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << (nb - u0)) - 1);
-        const __m512i jv = _mm512_loadu_si512(j0 + u0);
-        _mm512_mask_storeu_epi64(J + u0, keep, _mm512_add_epi64(jv, t));
-        /* t = 7 where key 7 has no mass (past nv, or a zero: rare) */
-        __mmask8 mend = _mm512_cmp_epi64_mask(t, seven, _MM_CMPINT_EQ) & ~pos7 & keep;
-        for (; mend; mend &= mend - 1) {
-            const int u = __builtin_ctz(mend);
-            double pv[8];
-            const an_int jb = j0[u0 + u];
-            for (int q = 0; q < 8; q++)
-                pv[q] = jb + q < nv ? (isf ? (double)((const float *)x)[jb + q]
-                                           : ((const double *)x)[jb + q]) : 0.0;
-            J[u0 + u] = jb + nearest_positive(pv, 7);
-        }
-    }
+    if (jt == nv)
+        for (int u0 = 0; u0 < nb; u0 += 8) stoch_keys8_(x, isf, 1, nv, jt, tm, j0, Rs, u0, nb, J);
+    else
+        for (int u0 = 0; u0 < nb; u0 += 8) stoch_keys8_(x, isf, 0, nv, jt, tm, j0, Rs, u0, nb, J);
 }
 static void stoch_keys_avx512_f(const float *x, an_int nv, const stoch_levels *L, an_int blast,
                                 const double *P, int nb, an_int *J)
