@@ -100,12 +100,16 @@ static inline void stoch_blocks_of(const double *C, an_int nblk, const double *P
  * binary search lane-wise in the two vectors), refined level by level by
  * the count below P inside one group of 8: the same block as the binary
  * search, by 8-wide compares.  The last entry of every level is C's last or
- * +inf, so no count reaches the end of its level. */
+ * +inf, so no count reaches the end of its level.  With two levels (rows of
+ * 129 to 1024 keys) C is also kept as eight tables of 16, tab[q][s] =
+ * C[8 s + q] (+inf past the end): the group of 8 below top entry s is then
+ * read lane-wise for eight trials by a permute of two vectors per q. */
 #define AN_STOCH_MAXLEV 24
 typedef struct {
     const double *lev[AN_STOCH_MAXLEV];
     an_int len[AN_STOCH_MAXLEV];
     int nlev;
+    double tab[8][16];
 } stoch_levels;
 
 static inline an_int stoch_round8(an_int n) { return (n + 7) & ~(an_int)7; }
@@ -133,6 +137,9 @@ static void stoch_levels_build(double *C, an_int nblk, double *up, stoch_levels 
         L->lev[L->nlev] = up; L->len[L->nlev++] = len1;
         cur = up; up += len1; len = len1;
     }
+    if (L->nlev == 2)
+        for (an_int s = 0; s < 16; s++)
+            for (int q = 0; q < 8; q++) L->tab[q][s] = 8 * s < L->len[0] ? C[8 * s + q] : INFINITY;
 }
 
 /* nearest key of the block (down first) with pv > 0 */
@@ -253,16 +260,15 @@ stoch_cols8_(const void *x, const int isf, const int full, an_int jt, __mmask8 t
     }
 }
 
-/* J[u0 + u] (u < 8, u0 + u < nb) from the trials' blocks j0 and R = P -
- * C[b-1] (stoch_keys_avx512_) */
+/* J[u0 + u] (u < 8, u0 + u < nb) from the trials' blocks j0[u0 + u] and
+ * R = P - C[b-1] (stoch_keys_avx512_) */
 static inline __attribute__((always_inline)) void
 stoch_keys8_(const void *x, const int isf, const int full, an_int nv, an_int jt, __mmask8 tm,
-             const an_int *j0, const double *Rs, int u0, int nb, an_int *J)
+             const an_int *j0, __m512d R, int u0, int nb, an_int *J)
 {
     const __m512i one = _mm512_set1_epi64(1);
     __m512d Q[7];
     const __mmask8 pos7 = stoch_cols8_(x, isf, full, jt, tm, j0 + u0, Q);
-    const __m512d R = _mm512_loadu_pd(Rs + u0);
     const __m512d a1 = _mm512_add_pd(Q[0], Q[1]), a3 = _mm512_add_pd(a1, _mm512_add_pd(Q[2], Q[3]));
     const __m512d a5 = _mm512_add_pd(a3, _mm512_add_pd(Q[4], Q[5]));
     const __m512d a[7] = { Q[0], a1, _mm512_add_pd(a1, Q[2]), a3, _mm512_add_pd(a3, Q[4]), a5,
@@ -290,11 +296,12 @@ stoch_keys8_(const void *x, const int isf, const int full, an_int nv, an_int jt,
 
 /* J[u] = the key of the trial at P[u] (u < nb), as the portable
  * stoch_keys_ (stochastic_impl.inc) finds it.  The block: for eight trials
- * at once the count of the top level's entries below P, then per trial the
- * count below P inside one group of 8 on each level down to C; R = P -
- * C[b-1] (C[-1] = 0 is readable).  The key: eight trials side by side, the
- * lanes of their blocks' probabilities (stoch_cols8_, zero past nv) summed
- * in the same order as the portable code,
+ * at once the count of the top level's entries below P, then the count
+ * below P inside one group of 8 on each level down to C (two levels: eight
+ * trials at once from the tables, C[b-1] the last entry below P; more: per
+ * trial); R = P - C[b-1] (C[-1] = 0).  The key: eight trials side by side,
+ * the lanes of their blocks' probabilities (stoch_cols8_, zero past nv)
+ * summed in the same order as the portable code,
  *   a_1 = p_0 + p_1, a_2 = a_1 + p_2, a_3 = a_1 + (p_2 + p_3),
  *   a_4 = a_3 + p_4, a_5 = a_3 + (p_4 + p_5), a_6 = a_5 + p_6,
  * and t = #{q < 7 : a_q < R} (a_0 = p_0); t = 7 where key 7 has no mass
@@ -307,9 +314,13 @@ stoch_keys_avx512_(const void *x, const int isf, an_int nv, const stoch_levels *
 {
     const int top = L->nlev - 1;
     const double *Lt = L->lev[top], *C = L->lev[0];
+    const an_int jt = nv & ~(an_int)7;
+    const __mmask8 tm = (__mmask8)((1u << (nv & 7)) - 1);
+    const int full = jt == nv;
     /* top level: #{s : Lt[s] < P} by halving over the 16 entries */
     const __m512d T0 = _mm512_loadu_pd(Lt),
                   T1 = L->len[top] > 8 ? _mm512_loadu_pd(Lt + 8) : _mm512_set1_pd(INFINITY);
+    const __m512i one = _mm512_set1_epi64(1);
     int64_t B[AN_STOCH_CHUNK];
     for (int u = 0; u < nb; u += 8) {
         const __m512d p = _mm512_loadu_pd(P + u);
@@ -320,29 +331,53 @@ stoch_keys_avx512_(const void *x, const int isf, an_int nv, const stoch_levels *
         }
         _mm512_storeu_si512(B + u, cnt);
     }
-    /* the blocks, and R = P - C[b-1], for all the trials first: the
-     * chains of dependent loads of one trial overlap those of the others */
+    /* the blocks (j0 = 8 b) and R = P - C[b-1] of all the trials, then
+     * their keys: each step's chains of dependent work overlap those of the
+     * other trials */
     an_int j0[AN_STOCH_CHUNK];
     double Rs[AN_STOCH_CHUNK];
     const int nb8 = (nb + 7) & ~7;
-#define AN_STOCH_DOWN(l) \
-    b = 8 * b + __builtin_popcount(_mm512_cmp_pd_mask(_mm512_loadu_pd(L->lev[l] + 8 * b), p, _CMP_LT_OQ))
-    for (int u = 0; u < nb8; u++) {
+    if (top == 1) {
+        for (int u0 = 0; u0 < nb; u0 += 8) {
+            const __m512d p = _mm512_loadu_pd(P + u0);
+            const __m512i s = _mm512_loadu_si512(B + u0);
+            /* C[8s - 1] = Lt[s - 1], or C[-1] = 0 */
+            __m512d cb = _mm512_maskz_permutex2var_pd(_mm512_cmp_epi64_mask(s, _mm512_setzero_si512(),
+                                                                            _MM_CMPINT_GT),
+                                                      T0, _mm512_sub_epi64(s, one), T1);
+            __m512i c = _mm512_setzero_si512(), c2 = c;   /* two chains of counts */
+            for (int q = 0; q < 8; q++) {
+                const __m512d v = _mm512_permutex2var_pd(_mm512_loadu_pd(L->tab[q]), s,
+                                                         _mm512_loadu_pd(L->tab[q] + 8));
+                const __mmask8 k = _mm512_cmp_pd_mask(v, p, _CMP_LT_OQ);
+                if (q & 1) c2 = _mm512_mask_add_epi64(c2, k, c2, one);
+                else c = _mm512_mask_add_epi64(c, k, c, one);
+                cb = _mm512_mask_mov_pd(cb, k, v);   /* the entries below P come first */
+            }
+            __m512i b = _mm512_add_epi64(_mm512_slli_epi64(s, 3), _mm512_add_epi64(c, c2));
+            const __mmask8 over = _mm512_cmp_epi64_mask(b, _mm512_set1_epi64(blast), _MM_CMPINT_GT);
+            if (over) {   /* rounding past the top (not seen: C[blast] is the total) */
+                b = _mm512_mask_mov_epi64(b, over, _mm512_set1_epi64(blast));
+                cb = _mm512_mask_mov_pd(cb, over, _mm512_set1_pd(C[blast - 1]));
+            }
+            _mm512_storeu_si512(j0 + u0, _mm512_slli_epi64(b, 3));
+            _mm512_storeu_pd(Rs + u0, _mm512_sub_pd(p, cb));
+        }
+    } else for (int u = 0; u < nb8; u++) {   /* more levels: per trial */
         const __m512d p = _mm512_set1_pd(P[u]);
         an_int b = B[u];
-        if (top == 1) AN_STOCH_DOWN(0);   /* rows of up to 1024 keys */
-        else for (int l = top - 1; l >= 0; l--) AN_STOCH_DOWN(l);
+        for (int l = top - 1; l >= 0; l--)
+            b = 8 * b + __builtin_popcount(
+                _mm512_cmp_pd_mask(_mm512_loadu_pd(L->lev[l] + 8 * b), p, _CMP_LT_OQ));
         b = b < blast ? b : blast;
         Rs[u] = P[u] - C[b - 1];
         j0[u] = 8 * b;
     }
-#undef AN_STOCH_DOWN
-    const an_int jt = nv & ~(an_int)7;
-    const __mmask8 tm = (__mmask8)((1u << (nv & 7)) - 1);
-    if (jt == nv)
-        for (int u0 = 0; u0 < nb; u0 += 8) stoch_keys8_(x, isf, 1, nv, jt, tm, j0, Rs, u0, nb, J);
-    else
-        for (int u0 = 0; u0 < nb; u0 += 8) stoch_keys8_(x, isf, 0, nv, jt, tm, j0, Rs, u0, nb, J);
+    for (int u0 = 0; u0 < nb; u0 += 8) {
+        const __m512d R = _mm512_loadu_pd(Rs + u0);
+        if (full) stoch_keys8_(x, isf, 1, nv, jt, tm, j0, R, u0, nb, J);
+        else stoch_keys8_(x, isf, 0, nv, jt, tm, j0, R, u0, nb, J);
+    }
 }
 static void stoch_keys_avx512_f(const float *x, an_int nv, const stoch_levels *L, an_int blast,
                                 const double *P, int nb, an_int *J)
