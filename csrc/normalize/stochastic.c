@@ -398,8 +398,6 @@ static void stoch_keys_avx512_d(const double *x, an_int nv, const stoch_levels *
  * p3 = p2 + s3 and C = run + p, run += p3.  Returns run. */
 static double stoch_cdf_avx512(const float *x, an_int n4, double run, double *C)
 {
-    const __m512i lo2 = _mm512_set_epi64(13, 12, 9, 8, 5, 4, 1, 0);
-    const __m512i hi2 = _mm512_set_epi64(15, 14, 11, 10, 7, 6, 3, 2);
     const __m512i ev = _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0);
     const __m512i od = _mm512_set_epi64(15, 13, 11, 9, 7, 5, 3, 1);
     const __m512i i3 = _mm512_set1_epi64(3), i7 = _mm512_set1_epi64(7);
@@ -410,14 +408,15 @@ static double stoch_cdf_avx512(const float *x, an_int n4, double run, double *C)
         __m512d D[8], Zp[4], G[2];
         for (int k = 0; k < 8; k++)
             D[k] = k < nk ? _mm512_cvtps_pd(_mm256_loadu_ps(y + 8 * k)) : _mm512_setzero_pd();
-        /* blocks k, k+1: y0 + y2, y1 + y3, y4 + y6, y5 + y7 of each */
+        /* blocks k, k+1: y0 + y2, y1 + y3, y4 + y6, y5 + y7 of each (the
+         * pairs of 128-bit lanes 0, 2 and 1, 3 of each block) */
         for (int k = 0; k < 4; k++)
-            Zp[k] = _mm512_add_pd(_mm512_permutex2var_pd(D[2 * k], lo2, D[2 * k + 1]),
-                                  _mm512_permutex2var_pd(D[2 * k], hi2, D[2 * k + 1]));
+            Zp[k] = _mm512_add_pd(_mm512_shuffle_f64x2(D[2 * k], D[2 * k + 1], 0x88),
+                                  _mm512_shuffle_f64x2(D[2 * k], D[2 * k + 1], 0xDD));
         /* blocks 4g .. 4g+3: e0 = (y0 + y2) + (y4 + y6), e1 = (y1 + y3) + (y5 + y7) */
         for (int g = 0; g < 2; g++)
-            G[g] = _mm512_add_pd(_mm512_permutex2var_pd(Zp[2 * g], lo2, Zp[2 * g + 1]),
-                                 _mm512_permutex2var_pd(Zp[2 * g], hi2, Zp[2 * g + 1]));
+            G[g] = _mm512_add_pd(_mm512_shuffle_f64x2(Zp[2 * g], Zp[2 * g + 1], 0x88),
+                                 _mm512_shuffle_f64x2(Zp[2 * g], Zp[2 * g + 1], 0xDD));
         /* s_k = e0 + e1, then the prefix within each group of four */
         __m512d V = _mm512_add_pd(_mm512_permutex2var_pd(G[0], ev, G[1]),
                                   _mm512_permutex2var_pd(G[0], od, G[1]));
