@@ -266,23 +266,25 @@ static inline __attribute__((always_inline)) void
 stoch_keys8_(const void *x, const int isf, const int full, an_int nv, an_int jt, __mmask8 tm,
              const an_int *j0, __m512d R, int u0, int nb, an_int *J)
 {
-    const __m512i one = _mm512_set1_epi64(1);
     __m512d Q[7];
     const __mmask8 pos7 = stoch_cols8_(x, isf, full, jt, tm, j0 + u0, Q);
     const __m512d a1 = _mm512_add_pd(Q[0], Q[1]), a3 = _mm512_add_pd(a1, _mm512_add_pd(Q[2], Q[3]));
     const __m512d a5 = _mm512_add_pd(a3, _mm512_add_pd(Q[4], Q[5]));
-    const __m512d a[7] = { Q[0], a1, _mm512_add_pd(a1, Q[2]), a3, _mm512_add_pd(a3, Q[4]), a5,
-                           _mm512_add_pd(a5, Q[6]) };
-    __m512i t = _mm512_setzero_si512(), t2 = t;   /* two chains of counts */
-    for (int q = 0; q < 7; q += 2)
-        t = _mm512_mask_add_epi64(t, _mm512_cmp_pd_mask(a[q], R, _CMP_LT_OQ), t, one);
-    for (int q = 1; q < 7; q += 2)
-        t2 = _mm512_mask_add_epi64(t2, _mm512_cmp_pd_mask(a[q], R, _CMP_LT_OQ), t2, one);
-    t = _mm512_add_epi64(t, t2);
+    const __m512d a2 = _mm512_add_pd(a1, Q[2]), a4 = _mm512_add_pd(a3, Q[4]);
+    const __m512d a6 = _mm512_add_pd(a5, Q[6]);
+    /* t by halving (the a_q are nondecreasing): bit 2 a_3 < R, bit 1 a_1 or
+     * a_5 < R, bit 0 one of a_0, a_2, a_4, a_6 < R */
+    const __mmask8 t2 = _mm512_cmp_pd_mask(a3, R, _CMP_LT_OQ);
+    const __mmask8 t1 = _mm512_cmp_pd_mask(_mm512_mask_blend_pd(t2, a1, a5), R, _CMP_LT_OQ);
+    const __m512d lo = _mm512_mask_blend_pd(t1, Q[0], a2), hi = _mm512_mask_blend_pd(t1, a4, a6);
+    const __mmask8 t0 = _mm512_cmp_pd_mask(_mm512_mask_blend_pd(t2, lo, hi), R, _CMP_LT_OQ);
+    __m512i t = _mm512_maskz_mov_epi64(t2, _mm512_set1_epi64(4));
+    t = _mm512_mask_add_epi64(t, t1, t, _mm512_set1_epi64(2));
+    t = _mm512_mask_add_epi64(t, t0, t, _mm512_set1_epi64(1));
     const __mmask8 keep = nb - u0 >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << (nb - u0)) - 1);
     _mm512_mask_storeu_epi64(J + u0, keep, _mm512_add_epi64(_mm512_loadu_si512(j0 + u0), t));
     /* t = 7 where key 7 has no mass (past nv, or a zero: rare) */
-    __mmask8 mend = _mm512_cmp_epi64_mask(t, _mm512_set1_epi64(7), _MM_CMPINT_EQ) & ~pos7 & keep;
+    __mmask8 mend = t2 & t1 & t0 & ~pos7 & keep;
     for (; mend; mend &= mend - 1) {
         const int u = __builtin_ctz(mend);
         double pv[8];
@@ -304,7 +306,8 @@ stoch_keys8_(const void *x, const int isf, const int full, an_int nv, an_int jt,
  * summed in the same order as the portable code,
  *   a_1 = p_0 + p_1, a_2 = a_1 + p_2, a_3 = a_1 + (p_2 + p_3),
  *   a_4 = a_3 + p_4, a_5 = a_3 + (p_4 + p_5), a_6 = a_5 + p_6,
- * and t = #{q < 7 : a_q < R} (a_0 = p_0); t = 7 where key 7 has no mass
+ * and t = #{q < 7 : a_q < R} (a_0 = p_0; the a_q are nondecreasing, so t
+ * is found by halving); t = 7 where key 7 has no mass
  * is mended (nearest_positive), as in the portable code.  x is float (isf)
  * or double; P has room for nb rounded up to 8 (the extra lanes are
  * searched, not kept). */
