@@ -137,9 +137,6 @@ static void stoch_levels_build(double *C, an_int nblk, double *up, stoch_levels 
         L->lev[L->nlev] = up; L->len[L->nlev++] = len1;
         cur = up; up += len1; len = len1;
     }
-    if (L->nlev == 2)
-        for (an_int s = 0; s < 16; s++)
-            for (int q = 0; q < 8; q++) L->tab[q][s] = 8 * s < L->len[0] ? C[8 * s + q] : INFINITY;
 }
 
 /* nearest key of the block (down first) with pv > 0 */
@@ -183,6 +180,47 @@ static void stoch_uniforms_avx512(uint64_t mk, uint64_t ctr0, int nb, double run
     }
 }
 
+/* Q[q] lane u = R[u] lane q: three levels of two-source permutes */
+static inline __attribute__((always_inline)) void stoch_transpose8_pd(const __m512d R[8], __m512d Q[8])
+{
+    /* rows 2v, 2v + 1 interleaved: A[2v + g] lane 2q + w = key 4g + q of row 2v + w */
+    const __m512i a1 = _mm512_set_epi64(11, 3, 10, 2, 9, 1, 8, 0);
+    const __m512i a1b = _mm512_add_epi64(a1, _mm512_set1_epi64(4));
+    __m512d A[8], B[8];
+    for (int v = 0; v < 4; v++) {
+        A[2 * v] = _mm512_permutex2var_pd(R[2 * v], a1, R[2 * v + 1]);
+        A[2 * v + 1] = _mm512_permutex2var_pd(R[2 * v], a1b, R[2 * v + 1]);
+    }
+    /* rows 4h .. 4h + 3: B[4h + 2g + e] lane 4q + w = key 4g + 2e + q of row 4h + w */
+    const __m512i b1 = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
+    const __m512i b1b = _mm512_add_epi64(b1, _mm512_set1_epi64(4));
+    for (int h = 0; h < 2; h++)
+        for (int g = 0; g < 2; g++) {
+            B[4 * h + 2 * g] = _mm512_permutex2var_pd(A[4 * h + g], b1, A[4 * h + 2 + g]);
+            B[4 * h + 2 * g + 1] = _mm512_permutex2var_pd(A[4 * h + g], b1b, A[4 * h + 2 + g]);
+        }
+    /* key q of rows 0..7 */
+    const __m512i c1 = _mm512_set_epi64(11, 10, 9, 8, 3, 2, 1, 0);
+    const __m512i c1b = _mm512_add_epi64(c1, _mm512_set1_epi64(4));
+    for (int q = 0; q < 8; q++)
+        Q[q] = _mm512_permutex2var_pd(B[q / 2], q & 1 ? c1b : c1, B[4 + q / 2]);
+}
+
+/* With two levels: tab[q][s] = C[8 s + q] (+inf past lev[0]), by transposes */
+static void stoch_tables_avx512(stoch_levels *L)
+{
+    if (L->nlev != 2) return;
+    const an_int ng = L->len[0] / 8;   /* groups of 8 in lev[0], at most 16 */
+    for (int h = 0; h < 2; h++) {
+        __m512d R[8], Q[8];
+        for (int u = 0; u < 8; u++)
+            R[u] = 8 * h + u < ng ? _mm512_loadu_pd(L->lev[0] + 8 * (8 * h + u))
+                                  : _mm512_set1_pd(INFINITY);
+        stoch_transpose8_pd(R, Q);
+        for (int q = 0; q < 8; q++) _mm512_storeu_pd(L->tab[q] + 8 * h, Q[q]);
+    }
+}
+
 /* Q[q] lane u = p_q, key q of the block of 8 at x + j0[u], for eight
  * blocks, q < 7 (zero past nv: the blocks at or past jt = nv rounded down
  * to 8 are read under the mask tm, the others whole; full: none is past jt,
@@ -191,7 +229,7 @@ static void stoch_uniforms_avx512(uint64_t mk, uint64_t ctr0, int nb, double run
  * loaded into the upper half from 8 floats before it, under a mask: no
  * fault there), two levels of two-source permutes to [p_q | p_(q+1)] of
  * all eight rows, each half then converted to double; double: three levels
- * of two-source permutes. */
+ * of two-source permutes (stoch_transpose8_pd). */
 static inline __attribute__((always_inline)) __mmask8
 stoch_cols8_(const void *x, const int isf, const int full, an_int jt, __mmask8 tm,
              const an_int *j0, __m512d Q[7])
@@ -231,32 +269,12 @@ stoch_cols8_(const void *x, const int isf, const int full, an_int jt, __mmask8 t
         return pos7;
     } else {
         const double *xd = (const double *)x;
-        __m512d R[8], A[8];
+        __m512d R[8], Q8[8];
         for (int u = 0; u < 8; u++)
             R[u] = full ? _mm512_loadu_pd(xd + j0[u]) : _mm512_maskz_loadu_pd(lm[u], xd + j0[u]);
-        /* rows 2v, 2v + 1 interleaved: A[2v + g] lane 2q + w = key 4g + q of row 2v + w */
-        const __m512i a1 = _mm512_set_epi64(11, 3, 10, 2, 9, 1, 8, 0);
-        const __m512i a1b = _mm512_add_epi64(a1, _mm512_set1_epi64(4));
-        for (int v = 0; v < 4; v++) {
-            A[2 * v] = _mm512_permutex2var_pd(R[2 * v], a1, R[2 * v + 1]);
-            A[2 * v + 1] = _mm512_permutex2var_pd(R[2 * v], a1b, R[2 * v + 1]);
-        }
-        /* rows 4h .. 4h + 3: B[4h + 2g + e] lane 4q + w = key 4g + 2e + q of row 4h + w */
-        const __m512i b1 = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
-        const __m512i b1b = _mm512_add_epi64(b1, _mm512_set1_epi64(4));
-        __m512d B[8];
-        for (int h = 0; h < 2; h++)
-            for (int g = 0; g < 2; g++) {
-                B[4 * h + 2 * g] = _mm512_permutex2var_pd(A[4 * h + g], b1, A[4 * h + 2 + g]);
-                B[4 * h + 2 * g + 1] = _mm512_permutex2var_pd(A[4 * h + g], b1b, A[4 * h + 2 + g]);
-            }
-        /* key q of rows 0..7 */
-        const __m512i c1 = _mm512_set_epi64(11, 10, 9, 8, 3, 2, 1, 0);
-        const __m512i c1b = _mm512_add_epi64(c1, _mm512_set1_epi64(4));
-        for (int q = 0; q < 7; q++)
-            Q[q] = _mm512_permutex2var_pd(B[q / 2], q & 1 ? c1b : c1, B[4 + q / 2]);
-        return _mm512_cmp_pd_mask(_mm512_permutex2var_pd(B[3], c1b, B[7]), _mm512_setzero_pd(),
-                                  _CMP_GT_OQ);
+        stoch_transpose8_pd(R, Q8);
+        for (int q = 0; q < 7; q++) Q[q] = Q8[q];
+        return _mm512_cmp_pd_mask(Q8[7], _mm512_setzero_pd(), _CMP_GT_OQ);
     }
 }
 
