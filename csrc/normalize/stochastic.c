@@ -366,16 +366,25 @@ stoch_keys_avx512_(const void *x, const int isf, an_int nv, const stoch_levels *
             __m512d cb = _mm512_maskz_permutex2var_pd(_mm512_cmp_epi64_mask(s, _mm512_setzero_si512(),
                                                                             _MM_CMPINT_GT),
                                                       T0, _mm512_sub_epi64(s, one), T1);
-            __m512i c = _mm512_setzero_si512(), c2 = c;   /* two chains of counts */
-            for (int q = 0; q < 8; q++) {
-                const __m512d v = _mm512_permutex2var_pd(_mm512_loadu_pd(L->tab[q]), s,
-                                                         _mm512_loadu_pd(L->tab[q] + 8));
-                const __mmask8 k = _mm512_cmp_pd_mask(v, p, _CMP_LT_OQ);
-                if (q & 1) c2 = _mm512_mask_add_epi64(c2, k, c2, one);
-                else c = _mm512_mask_add_epi64(c, k, c, one);
-                cb = _mm512_mask_mov_pd(cb, k, v);   /* the entries below P come first */
-            }
-            __m512i b = _mm512_add_epi64(_mm512_slli_epi64(s, 3), _mm512_add_epi64(c, c2));
+            /* the count below P in the group by halving: C[8s + 3], then
+             * C[8s + 1] or C[8s + 5], then C[8s + c] (c even); the last
+             * entry found below P is C[b-1] */
+#define AN_STOCH_TAB(q) _mm512_permutex2var_pd(_mm512_loadu_pd(L->tab[q]), s, _mm512_loadu_pd(L->tab[q] + 8))
+            __m512d v = AN_STOCH_TAB(3);
+            const __mmask8 k2 = _mm512_cmp_pd_mask(v, p, _CMP_LT_OQ);
+            cb = _mm512_mask_mov_pd(cb, k2, v);
+            v = _mm512_mask_blend_pd(k2, AN_STOCH_TAB(1), AN_STOCH_TAB(5));
+            const __mmask8 k1 = _mm512_cmp_pd_mask(v, p, _CMP_LT_OQ);
+            cb = _mm512_mask_mov_pd(cb, k1, v);
+            v = _mm512_mask_blend_pd(k2, _mm512_mask_blend_pd(k1, AN_STOCH_TAB(0), AN_STOCH_TAB(2)),
+                                     _mm512_mask_blend_pd(k1, AN_STOCH_TAB(4), AN_STOCH_TAB(6)));
+            const __mmask8 k0 = _mm512_cmp_pd_mask(v, p, _CMP_LT_OQ);
+            cb = _mm512_mask_mov_pd(cb, k0, v);
+#undef AN_STOCH_TAB
+            __m512i b = _mm512_mask_add_epi64(_mm512_slli_epi64(s, 3), k2, _mm512_slli_epi64(s, 3),
+                                              _mm512_set1_epi64(4));
+            b = _mm512_mask_add_epi64(b, k1, b, _mm512_set1_epi64(2));
+            b = _mm512_mask_add_epi64(b, k0, b, one);
             const __mmask8 over = _mm512_cmp_epi64_mask(b, _mm512_set1_epi64(blast), _MM_CMPINT_GT);
             if (over) {   /* rounding past the top (not seen: C[blast] is the total) */
                 b = _mm512_mask_mov_epi64(b, over, _mm512_set1_epi64(blast));
