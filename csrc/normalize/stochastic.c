@@ -19,11 +19,15 @@
  * no branch on the data and no sort.  The portable path finds the block by
  * a branch-free binary search over C (16 trials side by side); the AVX-512
  * path draws eight uniforms per vector, sums the blocks eight at a time and
- * counts the entries below the trial in levels of 8 over C (the top level
- * for eight trials at once), the in-block sums lane-wise: the same
- * operations in the same order, so both paths draw the same bits.  Counts
- * go to an int32 array (cleared per row); the keys that received a count are
- * listed (in order of first hit) for the caller in c->nz.
+ * finds the blocks in levels of 8 over C, then the keys, eight trials at a
+ * time in the lanes of vectors (the blocks' probabilities transposed into
+ * lanes): the same operations in the same order, so both paths draw the
+ * same bits.  Row by row the work is a few passes over data in L1: the
+ * exponentials (the one pass over the scores), C, the trials' blocks, their
+ * keys, then the counts.  The keys of all the trials are kept and counted
+ * in x itself once it is cleared (an int32 count array, cleared per row,
+ * where the keys do not fit in the workspace); the keys that received a
+ * count are listed (in order of first hit) for the caller in c->nz.
  *
  * Keys with probability 0 (e.g. -inf scores) never receive a count: inside a
  * block such a key's interval is empty (adding 0 is exact), and the one place
@@ -325,10 +329,10 @@ stoch_keys8_(const void *x, const int isf, const int full, an_int nv, an_int jt,
  *   a_1 = p_0 + p_1, a_2 = a_1 + p_2, a_3 = a_1 + (p_2 + p_3),
  *   a_4 = a_3 + p_4, a_5 = a_3 + (p_4 + p_5), a_6 = a_5 + p_6,
  * and t = #{q < 7 : a_q < R} (a_0 = p_0; the a_q are nondecreasing, so t
- * is found by halving); t = 7 where key 7 has no mass
- * is mended (nearest_positive), as in the portable code.  x is float (isf)
- * or double; P has room for nb rounded up to 8 (the extra lanes are
- * searched, not kept). */
+ * is found by halving); t = 7 where key 7 has no mass is mended
+ * (nearest_positive), as in the portable code.  x is float (isf) or
+ * double; P has room for nb rounded up to 8 (the extra lanes are searched,
+ * not kept). */
 static inline __attribute__((always_inline)) void
 stoch_keys_avx512_(const void *x, const int isf, an_int nv, const stoch_levels *L, an_int blast,
                    const double *P, int nb, an_int *J)
@@ -386,7 +390,7 @@ stoch_keys_avx512_(const void *x, const int isf, an_int nv, const stoch_levels *
             b = _mm512_mask_add_epi64(b, k1, b, _mm512_set1_epi64(2));
             b = _mm512_mask_add_epi64(b, k0, b, one);
             const __mmask8 over = _mm512_cmp_epi64_mask(b, _mm512_set1_epi64(blast), _MM_CMPINT_GT);
-            if (over) {   /* rounding past the top (not seen: C[blast] is the total) */
+            if (over) {   /* the portable code's clamp (C[blast] is the total, >= P) */
                 b = _mm512_mask_mov_epi64(b, over, _mm512_set1_epi64(blast));
                 cb = _mm512_mask_mov_pd(cb, over, _mm512_set1_pd(C[blast - 1]));
             }
