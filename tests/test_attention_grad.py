@@ -166,6 +166,32 @@ def test_unmasked_windows_equal_normalizer_vjp_composed(name, causal, window):
         assert_allclose(g.params[p], ng.params[p], rtol=1e-10, atol=1e-12)
 
 
+
+def _nan_filled_heap():
+    """Leave freed heap blocks of many sizes full of NaN, so that a kernel
+    reading scratch it never wrote (and multiplying it by a zero weight)
+    returns NaN instead of the right answer."""
+    for size in (1 << 10, 1 << 12, 1 << 14, 1 << 16, 1 << 18, 1 << 20, 3 << 18):
+        blocks = [np.full(size, np.nan) for _ in range(4)]
+        del blocks
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_sinkhorn_windows_never_read_stale_scratch(dtype):
+    """Windows whose query blocks start in the middle of a key chunk: the
+    dO V^T tiles begin at the block's first visible column, and the columns
+    before it must count as zero, whatever the scratch held before."""
+    rng = np.random.default_rng(17)
+    q, k, v, go, _ = make(rng, 70, 600, 8, 5, lead=(2,), dtype=dtype)
+    params = dict(OTHERS["sinkhorn"])
+    for window in [(90, 130), (2, 1), (5, 0)] * 4:
+        clean = an.attention_vjp(q, k, v, go, "sinkhorn", window=window, **params)
+        _nan_filled_heap()
+        g = an.attention_vjp(q, k, v, go, "sinkhorn", window=window, **params)
+        for a, b in zip((g.q, g.k, g.v), (clean.q, clean.k, clean.v)):
+            assert np.isfinite(a).all()
+            assert_array_equal(a, b)
+
 def _torch_reference(q, k, v, go, name, params, causal, mask):
     torch = pytest.importorskip("torch")
     Q, K, V = (torch.tensor(x, requires_grad=True) for x in (q, k, v))

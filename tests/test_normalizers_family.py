@@ -258,6 +258,23 @@ def test_nap_statistics(rng):
         assert_allclose(an.nap(h), (y - y.mean()) / y.std(), 1e-12)
 
 
+
+def test_nap_float_rows_one_pass_and_second_pass_variance(rng):
+    """float32 rows take the variance from the first pass unless its
+    cancellation factor exceeds 64 (a first score far from the rest, the
+    pivot): both kinds of row against the float64 reference, and a row whose
+    deviations cancel exactly is still constant."""
+    typical = rng.normal(size=(4, 300)) * 3 + 1
+    outlier = rng.normal(size=(4, 300))
+    outlier[:, 0] = 1e4                       # factor ~ n: the second pass
+    for s in (typical, outlier):
+        s32 = s.astype(np.float32)
+        w = an.nap(s32, eps=1e-6)
+        assert w.dtype == np.float32
+        assert_allclose(w, ref.nap(s32.astype(np.float64), eps=1e-6), rtol=2e-5, atol=2e-5)
+    const = np.full((2, 50), 7.25, np.float32)
+    assert_array_equal(an.nap(const, bias=0.5), 0.5)
+
 def test_huge_and_tiny_parameters(rng):
     s = rng.normal(size=(3, 6))
     assert_array_equal(an.sigmoid(s, bias=1e30), 1.0)
