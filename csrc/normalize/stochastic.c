@@ -184,30 +184,26 @@ static void stoch_uniforms_avx512(uint64_t mk, uint64_t ctr0, int nb, double run
     }
 }
 
-/* Q[q] lane u = R[u] lane q: three levels of two-source permutes */
+/* Q[q] lane u = R[u] lane q: pairs of rows interleaved within 128-bit
+ * lanes, then two levels of 128-bit lane shuffles */
 static inline __attribute__((always_inline)) void stoch_transpose8_pd(const __m512d R[8], __m512d Q[8])
 {
-    /* rows 2v, 2v + 1 interleaved: A[2v + g] lane 2q + w = key 4g + q of row 2v + w */
-    const __m512i a1 = _mm512_set_epi64(11, 3, 10, 2, 9, 1, 8, 0);
-    const __m512i a1b = _mm512_add_epi64(a1, _mm512_set1_epi64(4));
-    __m512d A[8], B[8];
-    for (int v = 0; v < 4; v++) {
-        A[2 * v] = _mm512_permutex2var_pd(R[2 * v], a1, R[2 * v + 1]);
-        A[2 * v + 1] = _mm512_permutex2var_pd(R[2 * v], a1b, R[2 * v + 1]);
+    __m512d t[8], u[8];
+    for (int v = 0; v < 4; v++) {   /* t[2v + h] lane 2i + w = R[2v + w] lane 2i + h */
+        t[2 * v] = _mm512_unpacklo_pd(R[2 * v], R[2 * v + 1]);
+        t[2 * v + 1] = _mm512_unpackhi_pd(R[2 * v], R[2 * v + 1]);
     }
-    /* rows 4h .. 4h + 3: B[4h + 2g + e] lane 4q + w = key 4g + 2e + q of row 4h + w */
-    const __m512i b1 = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
-    const __m512i b1b = _mm512_add_epi64(b1, _mm512_set1_epi64(4));
-    for (int h = 0; h < 2; h++)
-        for (int g = 0; g < 2; g++) {
-            B[4 * h + 2 * g] = _mm512_permutex2var_pd(A[4 * h + g], b1, A[4 * h + 2 + g]);
-            B[4 * h + 2 * g + 1] = _mm512_permutex2var_pd(A[4 * h + g], b1b, A[4 * h + 2 + g]);
+    /* u[4g + 2h + e]: columns h + 2e and h + 2e + 4 of rows 4g .. 4g + 3 */
+    for (int g = 0; g < 2; g++)
+        for (int h = 0; h < 2; h++) {
+            u[4 * g + 2 * h] = _mm512_shuffle_f64x2(t[4 * g + h], t[4 * g + 2 + h], 0x88);
+            u[4 * g + 2 * h + 1] = _mm512_shuffle_f64x2(t[4 * g + h], t[4 * g + 2 + h], 0xDD);
         }
-    /* key q of rows 0..7 */
-    const __m512i c1 = _mm512_set_epi64(11, 10, 9, 8, 3, 2, 1, 0);
-    const __m512i c1b = _mm512_add_epi64(c1, _mm512_set1_epi64(4));
-    for (int q = 0; q < 8; q++)
-        Q[q] = _mm512_permutex2var_pd(B[q / 2], q & 1 ? c1b : c1, B[4 + q / 2]);
+    for (int h = 0; h < 2; h++)
+        for (int e = 0; e < 2; e++) {
+            Q[h + 2 * e] = _mm512_shuffle_f64x2(u[2 * h + e], u[4 + 2 * h + e], 0x88);
+            Q[h + 2 * e + 4] = _mm512_shuffle_f64x2(u[2 * h + e], u[4 + 2 * h + e], 0xDD);
+        }
 }
 
 /* With two levels: tab[q][s] = C[8 s + q] (+inf past lev[0]), by transposes */
