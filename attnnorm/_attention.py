@@ -180,7 +180,8 @@ def attention(q, k, v, normalizer="softmax", *, scale=None, causal=False, window
     in flight), so that its passes read it instead of recomputing the
     scores; larger problems recompute them and keep O(n + m).  softmax,
     softmax_sink and ssmax use an online (flash-attention style) pass with
-    running maxima and sums; the other normalizers, and any query block holding
+    running maxima and sums (rescaled lazily: a row's running maximum M
+    serves while no new score exceeds M + 8); the other normalizers, and any query block holding
     NaN/+inf scores or values, use the generic pass (scores of the block, the
     normalizer's row kernel, weights times values), which is also what
     ``attention_weights`` and ``return_stats=True`` compute.

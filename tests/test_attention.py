@@ -476,6 +476,69 @@ def test_online_path_limits_match_weights(name, empty):
     assert_allclose(out2, w2 @ v, 1e-12, 1e-12)
 
 
+def _lazy_rescaling_problem(dtype):
+    """Seven problems with d = 1, q = 1 and scale 1 (the scores are k
+    exactly), each a pattern for the online softmax's lazy rescaling: the
+    first key chunk's maximum is 2; later scores below the cap (2 + 8),
+    exactly at it, above it in the middle of a block of 16 or at a chunk's
+    start, twice; -inf entries; a NaN after the first chunk (problem 6)."""
+    rng = np.random.default_rng(11)
+    m, npb = 700, 7
+    k = rng.uniform(-3, 1.5, size=(npb, m, 1))
+    k[:, 10] = 2.0
+    k[1, 300] = 7.0                           # below the cap
+    k[2, 333] = 11.0                          # above it, mid-block
+    k[3, 256] = 14.0                          # above it at a chunk's start ...
+    k[3, 600] = 800.0                         # ... and again (e^798 overflows)
+    k[4, 400] = k[4, 401] = 10.0              # exactly at the cap
+    k[5, ::3] = -np.inf
+    k[6, 500] = np.nan
+    q = np.ones((npb, 2, 1))
+    v = rng.normal(size=(npb, m, 3))
+    return q.astype(dtype), k.astype(dtype), v.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", ["softmax", "softmax_sink", "ssmax"])
+def test_online_lazy_rescaling(name, dtype):
+    """The online path takes a row's terms against its running maximum M
+    while no score exceeds M + 8 and takes the maximum anew from the first
+    block that does: against the weights (generic path) and the reference,
+    non-causal and causal (the diagonal panels)."""
+    q, k, v = _lazy_rescaling_problem(dtype)
+    for causal in (False, True):
+        out = an.attention(q, k, v, name, scale=1.0, causal=causal, **params(name))
+        w = an.attention_weights(q, k, name, scale=1.0, causal=causal, **params(name))
+        ref_w = reference_weights(name, q, k, np.float64, scale=1.0, causal=causal)
+        assert np.isnan(out[6]).all() and np.isfinite(out[:6]).all()
+        assert_allclose(out, w.astype(np.float64) @ v, rtol(dtype), atol(dtype))
+        assert_allclose(out[:6], (ref_w @ v.astype(np.float64))[:6], rtol(dtype), atol(dtype))
+
+
+def test_online_lazy_rescaling_portable_and_best_paths(tmp_path):
+    """The same problems on the portable kernels and on the best SIMD path."""
+    for dt in (np.float32, np.float64):
+        q, k, v = _lazy_rescaling_problem(dt)
+        np.savez(tmp_path / f"in_{dt.__name__}.npz", q=q, k=k, v=v)
+    np.savez(tmp_path / "in.npz")
+    code = (
+        "import sys, os, numpy as np, attnnorm as an\n"
+        "res = {'path': an.simd_path()}\n"
+        "for dt in ('float32', 'float64'):\n"
+        "    z = np.load(os.path.join(os.path.dirname(sys.argv[1]), f'in_{dt}.npz'))\n"
+        "    for c in (False, True):\n"
+        "        res[f'{dt}{c}'] = an.attention(z['q'], z['k'], z['v'], scale=1.0, causal=c)\n"
+        "np.savez(sys.argv[2], **res)\n")
+    outs = run_variants(tmp_path, code, (("default", {"ATTNNORM_CPU": "default"}),
+                                         ("best", {"ATTNNORM_CPU": ""})))
+    assert str(outs["default"]["path"]) == "default"
+    for key in outs["best"].files:
+        if key != "path":
+            dt = np.float32 if key.startswith("float32") else np.float64
+            assert_allclose(outs["default"][key], outs["best"][key], rtol(dt), atol(dt),
+                            err_msg=key)
+
+
 @pytest.mark.skipif("sinkhorn" not in an.NORMALIZERS, reason="sinkhorn not built")
 @pytest.mark.parametrize("opts", [{}, {"causal": True}, "mask"])
 def test_sinkhorn_one_large_problem_team_mode(rng, opts):
@@ -617,6 +680,34 @@ def test_sinkhorn_cached_and_recomputed_log_kernel_agree(tmp_path):
 
 
 @pytest.mark.skipif("sinkhorn" not in an.NORMALIZERS, reason="sinkhorn not built")
+def test_kept_scratch_gives_the_same_bits(tmp_path):
+    """A call's scratch of 32 MiB or more is kept for the next call: Sinkhorn
+    with a 40 MB cache budget on a problem too large for it (float64,
+    n = m = 2300: the exp domain keeps E for the first rows), run before and
+    after another problem that leaves its own numbers in that block, and in
+    a process that returns every block (ATTNNORM_KEEP_SCRATCH=0): the same
+    bits every time."""
+    rng = np.random.default_rng(8)
+    q, k, v = qkv(rng, np.float64, lead_q=(1,), lead_kv=(1,), n=2300, m=2300, d=4, e=3)
+    np.savez(tmp_path / "in.npz", q=q, k=k, v=v)
+    code = (
+        "import sys, numpy as np, attnnorm as an\n"
+        "z = np.load(sys.argv[1]); q, k, v = z['q'], z['k'], z['v']\n"
+        "first = an.attention(q, k, v, 'sinkhorn')\n"
+        "other = an.attention(2 * q, k[::-1], v, 'sinkhorn', causal=True, n_iter=3)\n"
+        "again = an.attention(q, k, v, 'sinkhorn')\n"
+        "np.savez(sys.argv[2], first=first, other=other, again=again)\n")
+    budget = {"ATTNNORM_SINKHORN_CACHE_BYTES": "40000000"}
+    outs = run_variants(tmp_path, code, (("kept", budget),
+                                         ("returned", dict(budget, ATTNNORM_KEEP_SCRATCH="0"))))
+    assert np.isfinite(outs["kept"]["first"]).all()
+    assert not np.array_equal(outs["kept"]["first"], outs["kept"]["other"])
+    for tag in ("kept", "returned"):
+        assert_array_equal(outs[tag]["again"], outs["kept"]["first"], err_msg=tag)
+        assert_array_equal(outs[tag]["first"], outs["kept"]["first"], err_msg=tag)
+        assert_array_equal(outs[tag]["other"], outs["kept"]["other"], err_msg=tag)
+
+
 def test_sinkhorn_exp_domain_log_domain_and_partial_cache_agree(tmp_path):
     """Sinkhorn attention takes its steps in the exp domain (E = exp(K) once,
     sums of products, E kept for the rows that fit the cache budget) and

@@ -16,18 +16,13 @@
 #endif
 #include "attention.h"
 #include "an_simd.h"
-#if defined(__SSE__) && (defined(__GNUC__) || defined(__clang__))
-#include <xmmintrin.h>   /* baseline x86-64: the 4 x 4 transpose of packed keys */
-#define AN_ATT_SSE_TRANSPOSE 1
-#else
-#define AN_ATT_SSE_TRANSPOSE 0
-#endif
 
 #define AN_ATT_QB 48     /* query rows per block (a multiple of AN_ATT_RM) */
 #define AN_ATT_KB 256    /* keys per packed chunk (a multiple of every nr) */
 #define AN_ATT_PACK_BYTES ((size_t)32 << 20)   /* packed K/V of a group of problems */
 #define AN_SK_CACHE_BYTES ((size_t)32 << 20)   /* Sinkhorn's cached n x m log kernel */
 #define AN_SK_SOLO_BYTES ((size_t)128 << 20)   /* ... all threads' caches, one problem each */
+#define AN_ATT_LAZY 8.0   /* online softmax: a stale maximum serves up to e^8 per term */
 #define AN_ATT_NACC 4    /* accumulators of the listed (sparse) weights' W . V */
 #define AN_ATT_PREFETCH 6   /* ... and how far ahead their value rows are fetched */
 #define AN_SK_SLABS 32   /* Sinkhorn's column sums: at most this many partial sums */
