@@ -19,11 +19,15 @@
  * no branch on the data and no sort.  The portable path finds the block by
  * a branch-free binary search over C (16 trials side by side); the AVX-512
  * path draws eight uniforms per vector, sums the blocks eight at a time and
- * counts the entries below the trial in levels of 8 over C (the top level
- * for eight trials at once), the in-block sums lane-wise: the same
- * operations in the same order, so both paths draw the same bits.  Counts
- * go to an int32 array (cleared per row); the keys that received a count are
- * listed (in order of first hit) for the caller in c->nz.
+ * finds the blocks in levels of 8 over C, then the keys, eight trials at a
+ * time in the lanes of vectors (the blocks' probabilities transposed into
+ * lanes): the same operations in the same order, so both paths draw the
+ * same bits.  Row by row the work is a few passes over data in L1: the
+ * exponentials (the one pass over the scores), C, the trials' blocks, their
+ * keys, then the counts.  The keys of all the trials are kept and counted
+ * in x itself once it is cleared (an int32 count array, cleared per row,
+ * where the keys do not fit in the workspace); the keys that received a
+ * count are listed (in order of first hit) for the caller in c->nz.
  *
  * Keys with probability 0 (e.g. -inf scores) never receive a count: inside a
  * block such a key's interval is empty (adding 0 is exact), and the one place
@@ -61,12 +65,14 @@ static inline uint64_t stochastic_key(int64_t seed, int64_t stream, an_int row)
 }
 
 /* Rows of up to AN_STOCH_STACK_BLOCKS blocks keep C (and the levels above
- * it) on the stack, longer rows in the workspace.  Workspace (ws_mult = 3,
- * 3 (m + 1) words): nz (m + 1 an_int: each trial writes one past the list)
- * | C (long rows only) | then, up to 2^20 trials, the levels above C (AVX-512
- * path, long rows only) and int32 counts of the m keys; above, counts
- * (m int64) after C[nblk]. */
+ * it) on the stack, longer rows in the workspace.  Workspace (ws_mult =
+ * AN_STOCH_WS_MULT = 3, 3 (m + 1) words): nz (m + 1 an_int: each trial
+ * writes one past the list) | C (long rows only) | then, up to 2^20 trials,
+ * the levels above C (AVX-512 path, long rows only) and the keys of all the
+ * trials (an_int) where they fit, else int32 counts of the m keys; above
+ * 2^20 trials, counts (m int64) after C[nblk]. */
 #define AN_STOCH_STACK_BLOCKS 256   /* a multiple of 8 */
+#define AN_STOCH_WS_MULT 3
 
 /* Uniforms are drawn AN_STOCH_CHUNK at a time (a multiple of 8). */
 #define AN_STOCH_CHUNK 64
@@ -93,15 +99,21 @@ static inline void stoch_blocks_of(const double *C, an_int nblk, const double *P
 /* ---- the block search by levels of 8 (AVX-512 path) ----
  * lev[0] is C padded with +inf to a multiple of 8; lev[l + 1][s] =
  * lev[l][8 s + 7] (the last of each group of 8, +inf past the end), up to a
- * top level of at most 32 entries.  The lower bound #{b : C[b] < P} (C is
- * nondecreasing) is then the count of the top entries below P, refined level
- * by level by the count below P inside one group of 8: the same block as the
- * binary search, by 8-wide compares. */
+ * top level of 8 or 16 entries (two vectors).  The lower bound #{b : C[b] <
+ * P} (C is nondecreasing) is then the count of the top entries below P (a
+ * binary search lane-wise in the two vectors), refined level by level by
+ * the count below P inside one group of 8: the same block as the binary
+ * search, by 8-wide compares.  The last entry of every level is C's last or
+ * +inf, so no count reaches the end of its level.  With two levels (rows of
+ * 129 to 1024 keys) C is also kept as eight tables of 16, tab[q][s] =
+ * C[8 s + q] (+inf past the end): the group of 8 below top entry s is then
+ * read lane-wise for eight trials by a permute of two vectors per q. */
 #define AN_STOCH_MAXLEV 24
 typedef struct {
     const double *lev[AN_STOCH_MAXLEV];
     an_int len[AN_STOCH_MAXLEV];
     int nlev;
+    double tab[8][16];
 } stoch_levels;
 
 static inline an_int stoch_round8(an_int n) { return (n + 7) & ~(an_int)7; }
@@ -110,7 +122,7 @@ static inline an_int stoch_round8(an_int n) { return (n + 7) & ~(an_int)7; }
 static an_int stoch_levels_words(an_int nblk)
 {
     an_int w = 0;
-    for (an_int len = stoch_round8(nblk); len > 32; ) { len = stoch_round8(len / 8); w += len; }
+    for (an_int len = stoch_round8(nblk); len > 16; ) { len = stoch_round8(len / 8); w += len; }
     return w;
 }
 
@@ -122,7 +134,7 @@ static void stoch_levels_build(double *C, an_int nblk, double *up, stoch_levels 
     for (an_int b = nblk; b < len; b++) C[b] = INFINITY;
     L->lev[0] = C; L->len[0] = len; L->nlev = 1;
     const double *cur = C;
-    while (len > 32) {
+    while (len > 16) {
         const an_int n1 = len / 8, len1 = stoch_round8(n1);
         for (an_int s = 0; s < n1; s++) up[s] = cur[8 * s + 7];
         for (an_int s = n1; s < len1; s++) up[s] = INFINITY;
@@ -172,78 +184,240 @@ static void stoch_uniforms_avx512(uint64_t mk, uint64_t ctr0, int nb, double run
     }
 }
 
+/* Q[q] lane u = R[u] lane q: pairs of rows interleaved within 128-bit
+ * lanes, then two levels of 128-bit lane shuffles */
+static inline __attribute__((always_inline)) void stoch_transpose8_pd(const __m512d R[8], __m512d Q[8])
+{
+    __m512d t[8], u[8];
+    for (int v = 0; v < 4; v++) {   /* t[2v + h] lane 2i + w = R[2v + w] lane 2i + h */
+        t[2 * v] = _mm512_unpacklo_pd(R[2 * v], R[2 * v + 1]);
+        t[2 * v + 1] = _mm512_unpackhi_pd(R[2 * v], R[2 * v + 1]);
+    }
+    /* u[4g + 2h + e]: columns h + 2e and h + 2e + 4 of rows 4g .. 4g + 3 */
+    for (int g = 0; g < 2; g++)
+        for (int h = 0; h < 2; h++) {
+            u[4 * g + 2 * h] = _mm512_shuffle_f64x2(t[4 * g + h], t[4 * g + 2 + h], 0x88);
+            u[4 * g + 2 * h + 1] = _mm512_shuffle_f64x2(t[4 * g + h], t[4 * g + 2 + h], 0xDD);
+        }
+    for (int h = 0; h < 2; h++)
+        for (int e = 0; e < 2; e++) {
+            Q[h + 2 * e] = _mm512_shuffle_f64x2(u[2 * h + e], u[4 + 2 * h + e], 0x88);
+            Q[h + 2 * e + 4] = _mm512_shuffle_f64x2(u[2 * h + e], u[4 + 2 * h + e], 0xDD);
+        }
+}
+
+/* With two levels: tab[q][s] = C[8 s + q] (+inf past lev[0]), by transposes */
+static void stoch_tables_avx512(stoch_levels *L)
+{
+    if (L->nlev != 2) return;
+    const an_int ng = L->len[0] / 8;   /* groups of 8 in lev[0], at most 16 */
+    for (int h = 0; h < 2; h++) {
+        __m512d R[8], Q[8];
+        for (int u = 0; u < 8; u++)
+            R[u] = 8 * h + u < ng ? _mm512_loadu_pd(L->lev[0] + 8 * (8 * h + u))
+                                  : _mm512_set1_pd(INFINITY);
+        stoch_transpose8_pd(R, Q);
+        for (int q = 0; q < 8; q++) _mm512_storeu_pd(L->tab[q] + 8 * h, Q[q]);
+    }
+}
+
+/* Q[q] lane u = p_q, key q of the block of 8 at x + j0[u], for eight
+ * blocks, q < 7 (zero past nv: the blocks at or past jt = nv rounded down
+ * to 8 are read under the mask tm, the others whole; full: none is past jt,
+ * nv a multiple of 8): the rows loaded and transposed; returns the lanes
+ * with p_7 > 0.  Float: the rows in pairs of a vector of 16 (the second
+ * loaded into the upper half from 8 floats before it, under a mask: no
+ * fault there), two levels of two-source permutes to [p_q | p_(q+1)] of
+ * all eight rows, each half then converted to double; double: three levels
+ * of two-source permutes (stoch_transpose8_pd). */
+static inline __attribute__((always_inline)) __mmask8
+stoch_cols8_(const void *x, const int isf, const int full, an_int jt, __mmask8 tm,
+             const an_int *j0, __m512d Q[7])
+{
+    __mmask8 lm[8];
+    for (int u = 0; u < 8; u++) lm[u] = full || j0[u] < jt ? (__mmask8)0xFF : tm;
+    if (isf) {
+        const float *xf = (const float *)x;
+        __m512 Z[4], U[4];
+        for (int k = 0; k < 4; k++)
+            Z[k] = full ? _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(xf + j0[2 * k])),
+                                             _mm256_loadu_ps(xf + j0[2 * k + 1]), 1)
+                        : _mm512_mask_loadu_ps(_mm512_maskz_loadu_ps(lm[2 * k], xf + j0[2 * k]),
+                                               (__mmask16)((unsigned)lm[2 * k + 1] << 8),
+                                               xf + j0[2 * k + 1] - 8);
+        /* U[2h + g] lane 4q + u = key 4g + q of row 4h + u */
+        const __m512i l1 = _mm512_set_epi32(27, 19, 11, 3, 26, 18, 10, 2, 25, 17, 9, 1, 24, 16, 8, 0);
+        const __m512i l1b = _mm512_add_epi32(l1, _mm512_set1_epi32(4));
+        U[0] = _mm512_permutex2var_ps(Z[0], l1, Z[1]);
+        U[1] = _mm512_permutex2var_ps(Z[0], l1b, Z[1]);
+        U[2] = _mm512_permutex2var_ps(Z[2], l1, Z[3]);
+        U[3] = _mm512_permutex2var_ps(Z[2], l1b, Z[3]);
+        /* [key q of rows 0..7 | key q + 1 of rows 0..7], q = 4g + 2e */
+        const __m512i l2 = _mm512_set_epi32(23, 22, 21, 20, 7, 6, 5, 4, 19, 18, 17, 16, 3, 2, 1, 0);
+        const __m512i l2b = _mm512_add_epi32(l2, _mm512_set1_epi32(8));
+        __mmask8 pos7 = 0;
+        for (int g = 0; g < 2; g++)
+            for (int e = 0; e < 2; e++) {
+                const __m512 V = _mm512_permutex2var_ps(U[g], e ? l2b : l2, U[2 + g]);
+                Q[4 * g + 2 * e] = _mm512_cvtps_pd(_mm512_castps512_ps256(V));
+                if (g == 1 && e == 1)
+                    pos7 = (__mmask8)(_mm512_mask_cmp_ps_mask(0xFF00, V, _mm512_setzero_ps(),
+                                                              _CMP_GT_OQ) >> 8);
+                else
+                    Q[4 * g + 2 * e + 1] = _mm512_cvtps_pd(_mm512_extractf32x8_ps(V, 1));
+            }
+        return pos7;
+    } else {
+        const double *xd = (const double *)x;
+        __m512d R[8], Q8[8];
+        for (int u = 0; u < 8; u++)
+            R[u] = full ? _mm512_loadu_pd(xd + j0[u]) : _mm512_maskz_loadu_pd(lm[u], xd + j0[u]);
+        stoch_transpose8_pd(R, Q8);
+        for (int q = 0; q < 7; q++) Q[q] = Q8[q];
+        return _mm512_cmp_pd_mask(Q8[7], _mm512_setzero_pd(), _CMP_GT_OQ);
+    }
+}
+
+/* J[u0 + u] (u < 8, u0 + u < nb) from the trials' blocks j0[u0 + u] and
+ * R = P - C[b-1] (stoch_keys_avx512_) */
+static inline __attribute__((always_inline)) void
+stoch_keys8_(const void *x, const int isf, const int full, an_int nv, an_int jt, __mmask8 tm,
+             const an_int *j0, __m512d R, int u0, int nb, an_int *J)
+{
+    __m512d Q[7];
+    const __mmask8 pos7 = stoch_cols8_(x, isf, full, jt, tm, j0 + u0, Q);
+    const __m512d a1 = _mm512_add_pd(Q[0], Q[1]), a3 = _mm512_add_pd(a1, _mm512_add_pd(Q[2], Q[3]));
+    const __m512d a5 = _mm512_add_pd(a3, _mm512_add_pd(Q[4], Q[5]));
+    const __m512d a2 = _mm512_add_pd(a1, Q[2]), a4 = _mm512_add_pd(a3, Q[4]);
+    const __m512d a6 = _mm512_add_pd(a5, Q[6]);
+    /* t by halving (the a_q are nondecreasing): bit 2 a_3 < R, bit 1 a_1 or
+     * a_5 < R, bit 0 one of a_0, a_2, a_4, a_6 < R */
+    const __mmask8 t2 = _mm512_cmp_pd_mask(a3, R, _CMP_LT_OQ);
+    const __mmask8 t1 = _mm512_cmp_pd_mask(_mm512_mask_blend_pd(t2, a1, a5), R, _CMP_LT_OQ);
+    const __m512d lo = _mm512_mask_blend_pd(t1, Q[0], a2), hi = _mm512_mask_blend_pd(t1, a4, a6);
+    const __mmask8 t0 = _mm512_cmp_pd_mask(_mm512_mask_blend_pd(t2, lo, hi), R, _CMP_LT_OQ);
+    __m512i t = _mm512_maskz_mov_epi64(t2, _mm512_set1_epi64(4));
+    t = _mm512_mask_add_epi64(t, t1, t, _mm512_set1_epi64(2));
+    t = _mm512_mask_add_epi64(t, t0, t, _mm512_set1_epi64(1));
+    const __mmask8 keep = nb - u0 >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << (nb - u0)) - 1);
+    _mm512_mask_storeu_epi64(J + u0, keep, _mm512_add_epi64(_mm512_loadu_si512(j0 + u0), t));
+    /* t = 7 where key 7 has no mass (past nv, or a zero: rare) */
+    __mmask8 mend = t2 & t1 & t0 & ~pos7 & keep;
+    for (; mend; mend &= mend - 1) {
+        const int u = __builtin_ctz(mend);
+        double pv[8];
+        const an_int jb = j0[u0 + u];
+        for (int q = 0; q < 8; q++)
+            pv[q] = jb + q < nv ? (isf ? (double)((const float *)x)[jb + q]
+                                       : ((const double *)x)[jb + q]) : 0.0;
+        J[u0 + u] = jb + nearest_positive(pv, 7);
+    }
+}
+
 /* J[u] = the key of the trial at P[u] (u < nb), as the portable
- * stoch_keys_ (stochastic_impl.inc) finds it: the block by the levels (the
- * top level for eight trials at once: a count per lane of the entries below
- * P), then the same in-block prefix sums a_q of the block's probabilities pv
- * (zero past nv), formed lane-wise in the same order:
- *   odd lanes += the lane below   (a_1 = p_0 + p_1, p_2 + p_3, ...)
- *   lanes 2, 3 += a_1;  lanes 4, 5 += a_3;  lane 6 += a_5
- * and t = #{q < 7 : a_q < P - C[b-1]} (C[-1] = 0 is readable).  Key 7 of a
- * block can have probability 0 only past nv or where the row has a zero
- * (zero_any); only there is t = 7 mended.  x is float (isf) or double; P
- * has room for nb rounded up to 8. */
+ * stoch_keys_ (stochastic_impl.inc) finds it.  The block: for eight trials
+ * at once the count of the top level's entries below P, then the count
+ * below P inside one group of 8 on each level down to C (two levels: eight
+ * trials at once from the tables, C[b-1] the last entry below P; more: per
+ * trial); R = P - C[b-1] (C[-1] = 0).  The key: eight trials side by side,
+ * the lanes of their blocks' probabilities (stoch_cols8_, zero past nv)
+ * summed in the same order as the portable code,
+ *   a_1 = p_0 + p_1, a_2 = a_1 + p_2, a_3 = a_1 + (p_2 + p_3),
+ *   a_4 = a_3 + p_4, a_5 = a_3 + (p_4 + p_5), a_6 = a_5 + p_6,
+ * and t = #{q < 7 : a_q < R} (a_0 = p_0; the a_q are nondecreasing, so t
+ * is found by halving); t = 7 where key 7 has no mass is mended
+ * (nearest_positive), as in the portable code.  x is float (isf) or
+ * double; P has room for nb rounded up to 8 (the extra lanes are searched,
+ * not kept). */
 static inline __attribute__((always_inline)) void
 stoch_keys_avx512_(const void *x, const int isf, an_int nv, const stoch_levels *L, an_int blast,
-                   int zero_any, const double *P, int nb, an_int *J)
+                   const double *P, int nb, an_int *J)
 {
     const int top = L->nlev - 1;
     const double *Lt = L->lev[top], *C = L->lev[0];
-    const an_int lt = L->len[top];
-    const __m512i i3 = _mm512_set1_epi64(3), one = _mm512_set1_epi64(1);
-    /* three passes over the trials (short chains of dependent work, many
-     * trials in flight): the top level, the block, the key */
+    const an_int jt = nv & ~(an_int)7;
+    const __mmask8 tm = (__mmask8)((1u << (nv & 7)) - 1);
+    const int full = jt == nv;
+    /* top level: #{s : Lt[s] < P} by halving over the 16 entries */
+    const __m512d T0 = _mm512_loadu_pd(Lt),
+                  T1 = L->len[top] > 8 ? _mm512_loadu_pd(Lt + 8) : _mm512_set1_pd(INFINITY);
+    const __m512i one = _mm512_set1_epi64(1);
     int64_t B[AN_STOCH_CHUNK];
-    for (int u = 0; u < nb; u += 8) {   /* top level: #{s : Lt[s] < P} */
+    for (int u = 0; u < nb; u += 8) {
         const __m512d p = _mm512_loadu_pd(P + u);
         __m512i cnt = _mm512_setzero_si512();
-        for (an_int s = 0; s < lt; s++)
-            cnt = _mm512_mask_add_epi64(cnt, _mm512_cmp_pd_mask(p, _mm512_set1_pd(Lt[s]), _CMP_GT_OQ),
-                                        cnt, one);
+        for (int h = 8; h >= 1; h /= 2) {
+            const __m512d v = _mm512_permutex2var_pd(T0, _mm512_add_epi64(cnt, _mm512_set1_epi64(h - 1)), T1);
+            cnt = _mm512_mask_add_epi64(cnt, _mm512_cmp_pd_mask(v, p, _CMP_LT_OQ), cnt, _mm512_set1_epi64(h));
+        }
         _mm512_storeu_si512(B + u, cnt);
     }
+    /* the blocks (j0 = 8 b) and R = P - C[b-1] of all the trials, then
+     * their keys: each step's chains of dependent work overlap those of the
+     * other trials */
+    an_int j0[AN_STOCH_CHUNK];
     double Rs[AN_STOCH_CHUNK];
-    for (int u = 0; u < nb; u++) {   /* the blocks, and P - C[b-1] */
+    const int nb8 = (nb + 7) & ~7;
+    if (top == 1) {
+        for (int u0 = 0; u0 < nb; u0 += 8) {
+            const __m512d p = _mm512_loadu_pd(P + u0);
+            const __m512i s = _mm512_loadu_si512(B + u0);
+            /* C[8s - 1] = Lt[s - 1], or C[-1] = 0 */
+            __m512d cb = _mm512_maskz_permutex2var_pd(_mm512_cmp_epi64_mask(s, _mm512_setzero_si512(),
+                                                                            _MM_CMPINT_GT),
+                                                      T0, _mm512_sub_epi64(s, one), T1);
+            /* the count below P in the group by halving: C[8s + 3], then
+             * C[8s + 1] or C[8s + 5], then C[8s + c] (c even); the last
+             * entry found below P is C[b-1] */
+#define AN_STOCH_TAB(q) _mm512_permutex2var_pd(_mm512_loadu_pd(L->tab[q]), s, _mm512_loadu_pd(L->tab[q] + 8))
+            __m512d v = AN_STOCH_TAB(3);
+            const __mmask8 k2 = _mm512_cmp_pd_mask(v, p, _CMP_LT_OQ);
+            cb = _mm512_mask_mov_pd(cb, k2, v);
+            v = _mm512_mask_blend_pd(k2, AN_STOCH_TAB(1), AN_STOCH_TAB(5));
+            const __mmask8 k1 = _mm512_cmp_pd_mask(v, p, _CMP_LT_OQ);
+            cb = _mm512_mask_mov_pd(cb, k1, v);
+            v = _mm512_mask_blend_pd(k2, _mm512_mask_blend_pd(k1, AN_STOCH_TAB(0), AN_STOCH_TAB(2)),
+                                     _mm512_mask_blend_pd(k1, AN_STOCH_TAB(4), AN_STOCH_TAB(6)));
+            const __mmask8 k0 = _mm512_cmp_pd_mask(v, p, _CMP_LT_OQ);
+            cb = _mm512_mask_mov_pd(cb, k0, v);
+#undef AN_STOCH_TAB
+            __m512i b = _mm512_mask_add_epi64(_mm512_slli_epi64(s, 3), k2, _mm512_slli_epi64(s, 3),
+                                              _mm512_set1_epi64(4));
+            b = _mm512_mask_add_epi64(b, k1, b, _mm512_set1_epi64(2));
+            b = _mm512_mask_add_epi64(b, k0, b, one);
+            const __mmask8 over = _mm512_cmp_epi64_mask(b, _mm512_set1_epi64(blast), _MM_CMPINT_GT);
+            if (over) {   /* the portable code's clamp (C[blast] is the total, >= P) */
+                b = _mm512_mask_mov_epi64(b, over, _mm512_set1_epi64(blast));
+                cb = _mm512_mask_mov_pd(cb, over, _mm512_set1_pd(C[blast - 1]));
+            }
+            _mm512_storeu_si512(j0 + u0, _mm512_slli_epi64(b, 3));
+            _mm512_storeu_pd(Rs + u0, _mm512_sub_pd(p, cb));
+        }
+    } else for (int u = 0; u < nb8; u++) {   /* more levels: per trial */
         const __m512d p = _mm512_set1_pd(P[u]);
         an_int b = B[u];
-        if (top == 1)
-            b = 8 * b + __builtin_popcount(_mm512_cmp_pd_mask(_mm512_loadu_pd(C + 8 * b), p, _CMP_LT_OQ));
-        else
-            for (int l = top - 1; l >= 0; l--)
-                b = 8 * b + __builtin_popcount(
-                    _mm512_cmp_pd_mask(_mm512_loadu_pd(L->lev[l] + 8 * b), p, _CMP_LT_OQ));
+        for (int l = top - 1; l >= 0; l--)
+            b = 8 * b + __builtin_popcount(
+                _mm512_cmp_pd_mask(_mm512_loadu_pd(L->lev[l] + 8 * b), p, _CMP_LT_OQ));
         b = b < blast ? b : blast;
-        B[u] = b;
         Rs[u] = P[u] - C[b - 1];
+        j0[u] = 8 * b;
     }
-    for (int u = 0; u < nb; u++) {
-        const an_int b = B[u];
-        const an_int j0 = 8 * b;
-        const __mmask8 lm = j0 + 8 <= nv ? (__mmask8)0xFF : (__mmask8)((1u << (nv - j0)) - 1);
-        const __m512d pv = isf ? _mm512_cvtps_pd(_mm256_maskz_loadu_ps(lm, (const float *)x + j0))
-                               : _mm512_maskz_loadu_pd(lm, (const double *)x + j0);
-        __m512d a = _mm512_mask_add_pd(pv, 0xAA, pv, _mm512_movedup_pd(pv));
-        a = _mm512_mask_add_pd(a, 0x0C, a, _mm512_permutex_pd(a, 0x55));
-        a = _mm512_mask_add_pd(a, 0x30, a, _mm512_permutexvar_pd(i3, a));
-        a = _mm512_mask_add_pd(a, 0x40, a, _mm512_permutex_pd(a, 0x55));
-        const __m512d R = _mm512_set1_pd(Rs[u]);
-        const int t = __builtin_popcount(_mm512_cmp_pd_mask(a, R, _CMP_LT_OQ) & 0x7F);
-        J[u] = j0 + t;
-        if ((t == 7) & (zero_any | (lm != 0xFF))) {   /* nearest_positive(pv, 7) */
-            const unsigned pos = _mm512_cmp_pd_mask(pv, _mm512_setzero_pd(), _CMP_GT_OQ);
-            if (!(pos >> 7)) J[u] = j0 + (pos ? 31 - __builtin_clz(pos) : 7);
-        }
+    for (int u0 = 0; u0 < nb; u0 += 8) {
+        const __m512d R = _mm512_loadu_pd(Rs + u0);
+        if (full) stoch_keys8_(x, isf, 1, nv, jt, tm, j0, R, u0, nb, J);
+        else stoch_keys8_(x, isf, 0, nv, jt, tm, j0, R, u0, nb, J);
     }
 }
 static void stoch_keys_avx512_f(const float *x, an_int nv, const stoch_levels *L, an_int blast,
-                                int zero_any, const double *P, int nb, an_int *J)
+                                const double *P, int nb, an_int *J)
 {
-    stoch_keys_avx512_(x, 1, nv, L, blast, zero_any, P, nb, J);
+    stoch_keys_avx512_(x, 1, nv, L, blast, P, nb, J);
 }
 static void stoch_keys_avx512_d(const double *x, an_int nv, const stoch_levels *L, an_int blast,
-                                int zero_any, const double *P, int nb, an_int *J)
+                                const double *P, int nb, an_int *J)
 {
-    stoch_keys_avx512_(x, 0, nv, L, blast, zero_any, P, nb, J);
+    stoch_keys_avx512_(x, 0, nv, L, blast, P, nb, J);
 }
 
 /* C[b] = run0 + (the block sums up to b) for b < n4 (a multiple of 4), as
@@ -251,48 +425,43 @@ static void stoch_keys_avx512_d(const double *x, an_int nv, const stoch_levels *
  * ((y0 + y2) + (y4 + y6)) + ((y1 + y3) + (y5 + y7)) in double, eight
  * blocks side by side (the pairs regrouped across blocks before each level
  * of adds), then within each group of four p1 = s0 + s1, p2 = p1 + s2,
- * p3 = p2 + s3 and C = run + p, run += p3.  Returns run; *zero is set when
- * some x[j] (j < 8 n4) is 0. */
-static double stoch_cdf_avx512(const float *x, an_int n4, double run, double *C, int *zero)
+ * p3 = p2 + s3 and C = run + p, run += p3.  Returns run. */
+static double stoch_cdf_avx512(const float *x, an_int n4, double run, double *C)
 {
-    const __m512i lo2 = _mm512_set_epi64(13, 12, 9, 8, 5, 4, 1, 0);
-    const __m512i hi2 = _mm512_set_epi64(15, 14, 11, 10, 7, 6, 3, 2);
     const __m512i ev = _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0);
     const __m512i od = _mm512_set_epi64(15, 13, 11, 9, 7, 5, 3, 1);
-    const __m512 fz = _mm512_setzero_ps();
-    __mmask16 z = 0;
+    const __m512i i3 = _mm512_set1_epi64(3), i7 = _mm512_set1_epi64(7);
+    __m512d runv = _mm512_set1_pd(run);
     for (an_int b8 = 0; b8 < n4; b8 += 8) {
         const float *y = x + 8 * b8;
         const int nk = n4 - b8 >= 8 ? 8 : 4;   /* blocks in this step */
         __m512d D[8], Zp[4], G[2];
         for (int k = 0; k < 8; k++)
             D[k] = k < nk ? _mm512_cvtps_pd(_mm256_loadu_ps(y + 8 * k)) : _mm512_setzero_pd();
-        for (int k = 0; k < nk; k += 4)
-            z |= _mm512_cmp_ps_mask(_mm512_loadu_ps(y + 8 * k), fz, _CMP_EQ_OQ)
-               | _mm512_cmp_ps_mask(_mm512_loadu_ps(y + 8 * k + 16), fz, _CMP_EQ_OQ);
-        /* blocks k, k+1: y0 + y2, y1 + y3, y4 + y6, y5 + y7 of each */
+        /* blocks k, k+1: y0 + y2, y1 + y3, y4 + y6, y5 + y7 of each (the
+         * pairs of 128-bit lanes 0, 2 and 1, 3 of each block) */
         for (int k = 0; k < 4; k++)
-            Zp[k] = _mm512_add_pd(_mm512_permutex2var_pd(D[2 * k], lo2, D[2 * k + 1]),
-                                  _mm512_permutex2var_pd(D[2 * k], hi2, D[2 * k + 1]));
+            Zp[k] = _mm512_add_pd(_mm512_shuffle_f64x2(D[2 * k], D[2 * k + 1], 0x88),
+                                  _mm512_shuffle_f64x2(D[2 * k], D[2 * k + 1], 0xDD));
         /* blocks 4g .. 4g+3: e0 = (y0 + y2) + (y4 + y6), e1 = (y1 + y3) + (y5 + y7) */
         for (int g = 0; g < 2; g++)
-            G[g] = _mm512_add_pd(_mm512_permutex2var_pd(Zp[2 * g], lo2, Zp[2 * g + 1]),
-                                 _mm512_permutex2var_pd(Zp[2 * g], hi2, Zp[2 * g + 1]));
+            G[g] = _mm512_add_pd(_mm512_shuffle_f64x2(Zp[2 * g], Zp[2 * g + 1], 0x88),
+                                 _mm512_shuffle_f64x2(Zp[2 * g], Zp[2 * g + 1], 0xDD));
         /* s_k = e0 + e1, then the prefix within each group of four */
         __m512d V = _mm512_add_pd(_mm512_permutex2var_pd(G[0], ev, G[1]),
                                   _mm512_permutex2var_pd(G[0], od, G[1]));
         V = _mm512_mask_add_pd(V, 0x22, V, _mm512_permutex_pd(V, 0x00));
         V = _mm512_mask_add_pd(V, 0x44, V, _mm512_permutex_pd(V, 0x55));
         V = _mm512_mask_add_pd(V, 0x88, V, _mm512_permutex_pd(V, 0xAA));
-        double v[8];
-        _mm512_storeu_pd(v, V);
-        const double run1 = run + v[3];
-        const __m512d Rv = _mm512_mask_blend_pd(0xF0, _mm512_set1_pd(run), _mm512_set1_pd(run1));
-        _mm512_mask_storeu_pd(C + b8, nk == 8 ? 0xFF : 0x0F, _mm512_add_pd(Rv, V));
-        run = nk == 8 ? run1 + v[7] : run1;
+        /* run + p3 of the first group in every lane, then of the second
+         * (in registers: a scalar read back from the stored V would wait
+         * for the store) */
+        const __m512d run1 = _mm512_add_pd(runv, _mm512_permutexvar_pd(i3, V));
+        _mm512_mask_storeu_pd(C + b8, nk == 8 ? 0xFF : 0x0F,
+                              _mm512_add_pd(_mm512_mask_blend_pd(0xF0, runv, run1), V));
+        runv = nk == 8 ? _mm512_add_pd(run1, _mm512_permutexvar_pd(i7, V)) : run1;
     }
-    *zero |= z != 0;
-    return run;
+    return _mm512_cvtsd_f64(runv);
 }
 #pragma GCC pop_options
 #endif
@@ -406,6 +575,6 @@ const an_normdesc an_norm_stochastic_softmax = {
                 { "seed", AN_PARAM_INT, 0, 0, AN_DOM_ANY, AN_DOM_SAME },
                 { "stream", AN_PARAM_INT, AN_PF_STREAM, 0, AN_DOM_ANY, AN_DOM_SAME } },
     .nparams = 3,
-    .row_f = stochastic_softmax_row_f, .row_d = stochastic_softmax_row_d, .ws_mult = 3,
+    .row_f = stochastic_softmax_row_f, .row_d = stochastic_softmax_row_d, .ws_mult = AN_STOCH_WS_MULT,
     .lists_support = 1, .lognorm = AN_LOGNORM_UNIT,
     .vjp_f = an_stochastic_softmax_vjp_f, .vjp_d = an_stochastic_softmax_vjp_d, .vjp_ws_mult = 1 };
