@@ -9,6 +9,12 @@
 #include "an_simd.h"
 #include "normalizers_shared.h"
 
+/* softmax rows (an_softmax_exp_): the shift is the maximum of the first
+ * AN_SOFTMAX_LAZY_LEAD scores while no score exceeds it by more than
+ * AN_SOFTMAX_LAZY / mul (terms up to e^60: float sums of 10^12 of them
+ * stay finite) */
+#define AN_SOFTMAX_LAZY 60.0
+#define AN_SOFTMAX_LAZY_LEAD 16
 
 #define AN_TEMPLATE "normalizers_impl.inc"
 #include "an_template.h"

@@ -21,12 +21,12 @@
      * entropy's mean score in one pass (diagnose) */                         \
     double (*exp_shift_sum_dot)(const T *s, T *e, an_int n, T shift, T mul,  \
                                 double *dot);                                 \
-    /* e[i] = exp(s[i] - shift) over the leading blocks of 16 in which     \
-     * every s[i] <= cap (NaN is not): returns their sum, and in *done how  \
-     * many entries they hold (n when every block is; e may be s).  The     \
-     * online softmax's lazy rescaling: a stale maximum serves while no     \
-     * score exceeds it by more than the cap allows */                        \
-    double (*exp_capped)(const T *s, T *e, an_int n, T shift, T cap,         \
+    /* e[i] = exp((s[i] - shift) * mul) over the leading blocks of 16 in    \
+     * which every s[i] <= cap (NaN is not): returns their sum, and in      \
+     * *done how many entries they hold (n when every block is; e may be    \
+     * s).  Softmax with a lazy shift: an estimate of the maximum serves     \
+     * while no score exceeds it by more than the cap allows */               \
+    double (*exp_capped)(const T *s, T *e, an_int n, T shift, T mul, T cap,  \
                          an_int *done);                                       \
     /* x[i] = v, x[i] = s[i]: plain vector stores, never the C library's     \
      * memset / memcpy (AN_NO_MEMCALL, an_common.h) */                        \
