@@ -102,8 +102,10 @@ NORMALIZER_DOCS = {}
 NORMALIZER_DOCS["softmax"] = _normalizer_doc(
     "Softmax with temperature over the keys.",
     """
-Row by row over the visible keys, computed in the stable form with the row
-maximum subtracted.  A temperature below 1 sharpens the weights, as in Focal
+Row by row over the visible keys, computed in the stable form with a shift
+M subtracted: the maximum of the row's first 16 scores while no score
+exceeds it by more than 60 T (every term then at most e^60), else the row
+maximum.  A temperature below 1 sharpens the weights, as in Focal
 Attention [Ram2025].
 """,
     """
