@@ -681,7 +681,7 @@ def test_sinkhorn_cached_and_recomputed_log_kernel_agree(tmp_path):
 
 @pytest.mark.skipif("sinkhorn" not in an.NORMALIZERS, reason="sinkhorn not built")
 def test_kept_scratch_gives_the_same_bits(tmp_path):
-    """A call's scratch of 32 MiB or more is kept for the next call: Sinkhorn
+    """A call's scratch of 4 MiB or more is kept for the next call: Sinkhorn
     with a 40 MB cache budget on a problem too large for it (float64,
     n = m = 2300: the exp domain keeps E for the first rows), run before and
     after another problem that leaves its own numbers in that block, and in

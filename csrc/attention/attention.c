@@ -5,15 +5,9 @@
  * an_gemm.c (shared with diagnose.c); the row normalizers are the ones of normalize.h, so a
  * new normalizer works in attention as soon as it has a row kernel.
  */
-#if defined(__linux__) && !defined(_DEFAULT_SOURCE)
-#define _DEFAULT_SOURCE   /* madvise */
-#endif
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 #include "attention.h"
 #include "an_simd.h"
 
@@ -50,52 +44,6 @@ static int an_att_online_kind(const an_normdesc *d)
 {
     if (getenv("ATTNNORM_ATTENTION_GENERIC")) return AN_ONLINE_NONE;
     return d->online;
-}
-
-/* Scratch of one call (packed keys/values, Sinkhorn's state and caches).
- * From 32 MiB on (Sinkhorn's caches, very long problems): 2 MiB aligned and
- * marked for transparent huge pages where the system has them, and kept for
- * the next call instead of returned to the system (one block per process,
- * handed over by atomic exchange, so concurrent calls never share it): fresh
- * memory costs a page fault per 2 MiB, and with huge pages the kernel may
- * also compact memory to find them, which took 40-200 ms of system time per
- * Sinkhorn call at n = m = 8192.  ATTNNORM_KEEP_SCRATCH=0 returns every
- * block at once.  A large block starts with a 64-byte header holding its
- * length; an_att_free releases what an_att_alloc gave. */
-#define AN_ATT_BIG ((size_t)32 << 20)
-static char *an_att_kept;   /* the kept block (its header), or NULL */
-
-static void *an_att_alloc(size_t bytes)
-{
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    const size_t huge = (size_t)2 << 20;
-    if (bytes >= AN_ATT_BIG) {
-        const size_t len = AN_ROUNDUP(bytes + 64, huge);
-        char *p = __atomic_exchange_n(&an_att_kept, NULL, __ATOMIC_ACQ_REL);
-        if (p && *(size_t *)p >= len && *(size_t *)p <= 2 * len) return p + 64;
-        free(p);   /* too small, or much larger than needed */
-        p = (char *)aligned_alloc(huge, len);
-        if (!p) return NULL;
-        (void)madvise(p, len, MADV_HUGEPAGE);   /* a hint: failure is harmless */
-        *(size_t *)p = len;
-        return p + 64;
-    }
-#endif
-    return malloc(bytes);
-}
-
-static void an_att_free(void *buf, size_t bytes)
-{
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    if (buf && bytes >= AN_ATT_BIG) {
-        char *p = (char *)buf - 64;
-        const char *keep = getenv("ATTNNORM_KEEP_SCRATCH");
-        if (keep && keep[0] == '0') { free(p); return; }
-        free(__atomic_exchange_n(&an_att_kept, p, __ATOMIC_ACQ_REL));
-        return;
-    }
-#endif
-    free(buf);
 }
 
 /* Sinkhorn row states (attention_impl.inc) */

@@ -50,6 +50,14 @@ enum { AN_EMPTY_ZERO = 0, AN_EMPTY_NAN = 1, AN_EMPTY_RAISE = 2 };
 #define AN_OMP_TID(t) ((void)0)
 #endif
 
+/* Scratch of one call (scratch.c): from AN_SCRATCH_KEEP bytes on, one
+ * block is kept for the next call (huge pages where the system has them);
+ * smaller requests are plain malloc.  Release with an_scratch_free and the
+ * same size. */
+#define AN_SCRATCH_KEEP ((size_t)4 << 20)
+void *an_scratch_alloc(size_t bytes);
+void an_scratch_free(void *buf, size_t bytes);
+
 /* Per-thread scratch of one OpenMP region: nthr blocks of `per` bytes (the
  * request rounded up to a multiple of 64, so the blocks start on separate
  * cache lines) in one allocation; inside the region an_thread_block() is the
