@@ -62,20 +62,6 @@ static void sort_desc(double *a, an_int n)
     }
 }
 
-/* ---- sparsemax threshold on sorted candidates X (descending, X[0] = 0) ----
- *   k* = max{k : 1 + k X_(k) > sum_{j<=k} X_(j)},  tau' = (sum_{j<=k*} X_(j) - 1) / k*
- * (Martins & Astudillo 2016). */
-static double sparsemax_tau_sorted(const double *X, an_int k)
-{
-    double cum = 0, tau = X[0] - 1.0;
-    for (an_int r = 0; r < k; r++) {
-        cum += X[r];
-        if (1.0 + (double)(r + 1) * X[r] > cum) tau = (cum - 1.0) / (double)(r + 1);
-        else break;
-    }
-    return tau;
-}
-
 /* ---- 1.5-entmax threshold on sorted candidates X = (z - max z) / 2 ----
  * For the top-k: mean_k, ss_k = sum (X - mean_k)^2, delta_k = (1 - ss_k) / k,
  * tau_k = mean_k - sqrt(max(delta_k, 0)); support = #{k : tau_k <= X_(k)},
@@ -100,8 +86,8 @@ static double entmax15_tau_sorted(const double *X, an_int k)
  * X[0..k): candidates in (-1, 0] (max 0), overwritten.  tau' solves
  * h(tau) = sum_i [X_i - tau]_+^q = 1.  q = 2: Newton steps from below
  * (entmax15_tau_newton), and what follows only if they stall in rounding.
- * Few candidates (k <= 64): sort and use
- * the sort-based formulas above.  Many: find the support without sorting.
+ * q = 2 with few candidates (k <= 64): sort and use the sort-based formula
+ * above.  Otherwise: find the support without sorting.
  *  1. Lower bounds: for any set S of candidates, tau' >= (sum_S X - 1) / |S|
  *     (q = 1) and tau' >= mean_S X - 1 / sqrt(|S|) (q = 2, by Cauchy-Schwarz),
  *     so the candidates <= that bound are out; repeat on the rest while it
@@ -122,9 +108,9 @@ static double exact_tau(double *X, an_int k, int q)
         const double tau = entmax15_tau_newton(X, &k);
         if (tau == tau) return tau;
     }
-    if (k <= 64) {
+    if (k <= 64 && q == 2) {   /* q = 1: Michelot's steps below, exact for any k */
         sort_desc(X, k);
-        return q == 1 ? sparsemax_tau_sorted(X, k) : entmax15_tau_sorted(X, k);
+        return entmax15_tau_sorted(X, k);
     }
     double lo = -1.0, hi = q == 1 ? -1.0 / (double)k : -1.0 / sqrt((double)k);
     /* 1. lower bounds from the candidate set itself */
