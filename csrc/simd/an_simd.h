@@ -116,6 +116,7 @@
     uint64_t (*hits64)(const T *s, an_int r, T thr);
 
 #define AN_LISTED_NACC 4   /* accumulators of listed_sums */
+#define AN_LISTED_AHEAD 6  /* ... and how many entries ahead its portable form fetches */
 
 typedef struct { AN_VECOPS_FIELDS(float) const char *name; } an_vecops_f;
 typedef struct { AN_VECOPS_FIELDS(double) const char *name; } an_vecops_d;
