@@ -381,7 +381,17 @@ static double entmax_newton(an_pow1p_fn fn, double *d, an_int *idx, an_int *kp, 
     return th;
 }
 
-/* A better start for step 2 when q >= 1 and the candidates are many:
+/* A float threshold t with every z of (double)z - mx > cut above it: mx + cut
+ * lowered by 1e-6 of its size (far above the rounding of the sum and of the
+ * conversion; a few more candidates at most, which weigh exactly 0) */
+static inline float entmax_cut_f(double mx, double cut)
+{
+    const double t = mx + cut;
+    return (float)(t - (fabs(t) * 1e-6 + 1e-30));
+}
+
+/* A better start for step 2 when q >= 1 and the candidates are many (float
+ * rows, the candidates z as scores, d = z - mx):
  * phi = s^am1 = ||[w]_+||_q is convex in theta (a norm of a convex map), so
  * a Newton step on phi from any theta with live keys ends at or below
  * theta*: a lower bound however poor the point it starts from.  The point:
@@ -393,15 +403,16 @@ static double entmax_newton(an_pow1p_fn fn, double *d, an_int *idx, an_int *kp, 
  * estimate of theta* inside the bracket, about 1e-4 from it on Gaussian
  * scores, against 5e-3 for the bound), or the bound; the caller keeps the
  * candidates above the bound. */
-static double entmax_start(an_pow1p_fn fn, const double *d, an_int k, double am1, double lo,
-                           double *hi, double *tmp, double *est)
+static double entmax_start(const float *z, an_int k, double mx, double am1, double lo,
+                           double *hi, float *tmp, double *est)
 {
     double der, cur, th = lo;
     an_int live, nt_ = 0;
     *est = lo;
-    for (an_int r = 0; r < k; r += 8) tmp[nt_++] = d[r];
+    for (an_int r = 0; r < k; r += 8) tmp[nt_++] = z[r];
     {
-        const double s = 8.0 * fn(tmp, nt_, am1, th, &der, &live, NULL, NULL, &cur);
+        const double s = 8.0 * an_vf->pow1p_sums_zf(tmp, nt_, am1, th, mx, &der, &live, NULL,
+                                                     NULL, &cur);
         if (der > 0.0) {
             const double nt = entmax_halley_step(th, entmax_phi_step(th, s, 8.0 * der, am1), s,
                                                  8.0 * der, 8.0 * cur, am1);
@@ -409,8 +420,9 @@ static double entmax_start(an_pow1p_fn fn, const double *d, an_int k, double am1
         }
     }
     if (th == lo) return lo;
-    const an_int nc = an_vd->keep_above(d, tmp, NULL, k, th - 1.0 / am1);
-    const double s = fn(tmp, nc, am1, th, &der, &live, NULL, NULL, &cur);
+    const an_int nc = an_vf->keep_above_zf(z, tmp, NULL, NULL, k,
+                                           entmax_cut_f(mx, th - 1.0 / am1));
+    const double s = an_vf->pow1p_sums_zf(tmp, nc, am1, th, mx, &der, &live, NULL, NULL, &cur);
     double nlo = lo;
     if (s >= 1.0) nlo = th;
     else if (th < *hi) *hi = th;
@@ -429,31 +441,21 @@ static double entmax_start(an_pow1p_fn fn, const double *d, an_int k, double am1
  * lower bound of theta*, step 1; hi: an upper bound, e.g. entmax_top of
  * the row); on return the candidates that may have weight at theta* (a
  * subset, in order).  dbl: the row is double (every evaluation in
- * double).  refine: the caller refines the root itself (entmax_refine) and gets
- * entmax_start's estimate as it is, or lo when there was no start.  tmp: *kp doubles of
- * scratch for entmax_start (float rows, over 64 candidates, q >= 1;
- * double rows' tight steps from it took more evaluations than it saved
- * near alpha = 1), or NULL.  The bracket of theta* in *lo_out, *hi_out. */
+ * double). */
 static double entmax_root(double *d, an_int *idx, an_int *kp, double am1, int dbl, double lo,
-                          double hi, double slack, double *tmp, int refine,
-                          double *lo_out, double *hi_out)
+                          double hi, double slack)
 {
     if (!(lo < hi)) lo = hi;
     const double lo0 = lo, hi0 = hi;
     const an_pow1p_fn fn = dbl ? an_vd->pow1p_sums : an_vf->pow1p_sums;
-    double est = lo;
-    const int start = !dbl && tmp && am1 <= 1.0 && *kp > 64;
-    if (start) lo = entmax_start(fn, d, *kp, am1, lo, &hi, tmp, &est);
     *kp = an_vd->keep_above(d, d, idx, *kp, lo - 1.0 / am1 - slack);
-    double root = refine ? est
-                  : entmax_newton(fn, d, idx, kp, am1, lo, &lo, &hi, dbl ? 1e-14 : 3e-5,
-                                  dbl ? 1e-14 : 3e-5, slack);
+    double root = entmax_newton(fn, d, idx, kp, am1, lo, &lo, &hi, dbl ? 1e-14 : 3e-5,
+                                dbl ? 1e-14 : 3e-5, slack);
     if (!dbl && am1 > 1.0) {
         lo = lo0; hi = hi0;
         root = entmax_newton(an_vd->pow1p_sums, d, idx, kp, am1, root, &lo, &hi, 1e-12, 1e-12,
                              slack);
     }
-    *lo_out = lo; *hi_out = hi;
     return root;
 }
 
@@ -473,13 +475,13 @@ static double entmax_root(double *d, an_int *idx, an_int *kp, double am1, int db
  * entmax_newton, inside the bracket that the evaluation narrowed) and
  * again, up to 8 evaluations.  Returns theta* (pw corrected, clamped at 0,
  * *sum their sum), or NaN when no delta was small enough. */
-static double entmax_refine(an_pow1p_fn fn, const double *d, an_int k, double am1, double th,
+static double entmax_refine(const float *z, an_int k, double mx, double am1, double th,
                             double lo, double hi, double *pw, double *tw, double *sum)
 {
     for (int it = 0; it < 8; it++) {
         double der, cur;
         an_int live;
-        const double s = fn(d, k, am1, th, &der, &live, pw, tw, &cur);
+        const double s = an_vf->pow1p_sums_zf(z, k, am1, th, mx, &der, &live, pw, tw, &cur);
         if (!(der > 0.0)) break;
         const double e = s - 1.0, disc = 1.0 - 2.0 * (1.0 - am1) * cur * e / (der * der);
         const double delta = disc > 0.0 ? 2.0 * e / (der * (1.0 + sqrt(disc))) : e / der;
@@ -525,6 +527,42 @@ static double entmax_grid(double root, double top, int64_t n_iter)
     return 0.5 * (a + b);
 }
 
+/* alpha-entmax of a float row with 1 < alpha < 2 (q > 1) whose grid is
+ * finer than float resolves (the caller's corr), the candidates kept as the
+ * scores themselves (float values z and int32 keys, 16 a vector; d = z - mx
+ * formed exactly in the power sums): those above lo - 1/am1 - slack (lo:
+ * step 1's bound), the start (entmax_start), the candidates above its bound
+ * kept, and the last steps in the evaluation of the weights
+ * (entmax_refine), which go out with their keys listed.  Workspace
+ * (ws_mult = 4: 32 (m + 1) bytes): z | key | start's scratch | - in 4 (m + 1)
+ * bytes each, then pw and tw in 8 (m + 1) each (the list of keys out in
+ * tw's place, tw read for the last time before).  Returns 0, having
+ * written nothing, when the last steps did not converge: the caller then
+ * takes the candidates in double (entmax_root). */
+static int entmax_row_zf(const float *s, float *x, an_int nv, an_rowctx *c, double mx,
+                         double am1, double lo, double top, double slack, int64_t n_iter)
+{
+    const size_t m1 = (size_t)c->m + 1;
+    float *z = (float *)c->ws, *tmp = z + 2 * m1;
+    int32_t *key = (int32_t *)(z + m1);
+    double *pw = (double *)c->ws + 2 * m1, *tw = pw + m1;
+    an_int k = an_vf->gather_raw_f(s, nv, entmax_cut_f(mx, lo - 1.0 / am1 - slack), z, key);
+    double hi = top, est = lo, sum;
+    if (!(lo < hi)) lo = hi;
+    if (k > 64) {
+        lo = entmax_start(z, k, mx, am1, lo, &hi, tmp, &est);
+        k = an_vf->keep_above_zf(z, z, key, key, k, entmax_cut_f(mx, lo - 1.0 / am1 - slack));
+    }
+    const double root = entmax_refine(z, k, mx, am1, est, lo, hi, pw, tw, &sum);
+    if (root != root) return 0;
+    if (!c->listed_only) an_vf->fill(x, nv, 0.0f);
+    an_int *nz = (an_int *)tw;
+    c->nnz = an_vf->put_listed_zf(pw, 1.0 / sum, key, k, x, nz);
+    c->nz = nz;
+    c->tau = am1 * (entmax_grid(root, top, n_iter) + mx) - 1.0;
+    return 1;
+}
+
 /* The weight of a candidate of score xk in the support:
  *   sparsemax  [xk - mx - tau]_+
  *   entmax15   [(xk - mx) / 2 - tau]_+^2
@@ -550,6 +588,9 @@ static inline double an_sparse_weight(const an_sparse_w *w, double xk)
            : pos_part(0.5 * (xk - w->mx) - w->tau) * pos_part(0.5 * (xk - w->mx) - w->tau);
 }
 
+#ifndef AN_ZF_ROUNDS
+#define AN_ZF_ROUNDS 1
+#endif
 #define AN_TEMPLATE "sparse_impl.inc"
 #include "an_template.h"
 

@@ -133,8 +133,9 @@ static double AN_F(pow1p_sums_d)(const double *d, an_int k, double am1, double t
     return s;
 }
 
-static double AN_F(pow1p_sums_f)(const double *d, an_int k, double am1, double th,
-                                 double *der, an_int *live, double *pw, double *tw, double *cur)
+static inline __attribute__((always_inline))
+double AN_F(pow1p_f_)(const double *d, const float *z, double mx, an_int k, double am1,
+                      double th, double *der, an_int *live, double *pw, double *tw, double *cur)
 {
 #if defined(__FMA__)
 #define AN_PFMAF(a, b, c) __builtin_fmaf((a), (b), (c))
@@ -149,7 +150,7 @@ static double AN_F(pow1p_sums_f)(const double *d, an_int k, double am1, double t
     const int want_cu = cur != NULL;
     _Pragma("omp simd reduction(+:s, dr, cu, nl)")
     for (an_int r = 0; r < k; r++) {
-        const double w = AN_PFMA(am1, d[r], c0);
+        const double w = AN_PFMA(am1, z ? (double)z[r] - mx : d[r], c0);   /* d, or z - mx */
         const int on = w >= 1.1754943508222875e-38;
         const double wl = on ? w : 1.1754943508222875e-38;
         /* w = 2^e m, m in [sqrt(2)/2, sqrt(2)), by integer arithmetic on
@@ -194,6 +195,13 @@ static double AN_F(pow1p_sums_f)(const double *d, an_int k, double am1, double t
     return s;
 #undef AN_PFMAF
 }
+static double AN_F(pow1p_sums_f)(const double *d, an_int k, double am1, double th,
+                                 double *der, an_int *live, double *pw, double *tw, double *cur)
+{ return AN_F(pow1p_f_)(d, NULL, 0.0, k, am1, th, der, live, pw, tw, cur); }
+static double AN_F(pow1p_sums_z_f)(const float *z, an_int k, double am1, double th, double mx,
+                                   double *der, an_int *live, double *pw, double *tw,
+                                   double *cur)
+{ return AN_F(pow1p_f_)(NULL, z, mx, k, am1, th, der, live, pw, tw, cur); }
 
 static an_int AN_F(keep_above_)(const double *s, double *d, an_int *idx, an_int k, double cut)
 {
@@ -221,6 +229,19 @@ static an_int AN_F(keep_above_)(const double *s, double *d, an_int *idx, an_int 
     }
     return w;
 }
+static an_int AN_F(keep_above_z_f)(const float *z, float *zo, const int32_t *key, int32_t *ko,
+                                   an_int k, float cut)
+{
+    an_int w = 0;
+    for (an_int r = 0; r < k; r++) {
+        const float x = z[r];
+        zo[w] = x;
+        if (ko) ko[w] = key[r];
+        w += x > cut;
+    }
+    return w;
+}
+
 /* p[r] = max(p[r] + a t[r], 0), returns sum_r p[r] */
 static double AN_F(axpy_pos_sum_)(double *p, const double *t, an_int k, double a)
 {
@@ -234,19 +255,21 @@ static double AN_F(axpy_pos_sum_)(double *p, const double *t, an_int k, double a
     return sum;
 }
 
-/* x[idx[r]] = (T)(pw[r] inv), idx compacted to the pw[r] inv > 0; AVX-512:
- * 8 a vector, the weights scattered, the keys compressed (stored whole at
- * w <= r, over keys already read) */
-#define AN_PUT_LISTED(TS, T)                                                  \
-static an_int AN_F(put_listed_##TS)(const double *pw, double inv, an_int *idx, an_int k, T *x) \
+/* x[key[r]] = (T)(pw[r] inv), nz[0, w) the keys with pw[r] inv > 0 (in
+ * order; nz may be key itself, for an_int keys); AVX-512: 8 a vector, the
+ * weights scattered, the keys compressed (stored whole at w <= r: over keys
+ * already read, or inside nz[0, k)) */
+#define AN_PUT_LISTED(name, T, KT, LOADK8, PUT8)                              \
+static an_int AN_F(name)(const double *pw, double inv, const KT *key, an_int k, T *x, \
+                         an_int *nz)                                          \
 {                                                                             \
     an_int w = 0, r = 0;                                                      \
-    AN_PUT_LISTED_VEC(TS)                                                     \
+    AN_PUT_LISTED_VEC(LOADK8, PUT8)                                           \
     for (; r < k; r++) {                                                      \
         const double p = pw[r] * inv;                                         \
-        const an_int j = idx[r];                                              \
+        const an_int j = key[r];                                              \
         x[j] = (T)p;                                                          \
-        idx[w] = j;                                                           \
+        nz[w] = j;                                                            \
         w += p > 0.0;                                                         \
     }                                                                         \
     return w;                                                                 \
@@ -254,25 +277,35 @@ static an_int AN_F(put_listed_##TS)(const double *pw, double inv, an_int *idx, a
 #if defined(__AVX512F__)
 #define AN_PUT8_f(x, j, p) _mm512_i64scatter_ps((x), (j), _mm512_cvtpd_ps(p), 4)
 #define AN_PUT8_d(x, j, p) _mm512_i64scatter_pd((x), (j), (p), 8)
-#define AN_PUT_LISTED_VEC(TS)                                                 \
+#define AN_LOADK8_64(r) _mm512_loadu_si512((const void *)(key + (r)))
+#define AN_LOADK8_32(r) _mm512_cvtepi32_epi64(_mm256_loadu_si256((const __m256i *)(key + (r))))
+#define AN_PUT_LISTED_VEC(LOADK8, PUT8)                                       \
     const __m512d iv = _mm512_set1_pd(inv), zero = _mm512_setzero_pd();        \
     for (; r + 8 <= k; r += 8) {                                              \
         const __m512d p = _mm512_mul_pd(_mm512_loadu_pd(pw + r), iv);        \
-        const __m512i j = _mm512_loadu_si512((const void *)(idx + r));        \
+        const __m512i j = LOADK8(r);                                          \
         const __mmask8 m = _mm512_cmp_pd_mask(p, zero, _CMP_GT_OQ);           \
-        AN_PUT8_##TS(x, j, p);                                                \
-        _mm512_storeu_si512((void *)(idx + w), _mm512_maskz_compress_epi64(m, j)); \
+        PUT8(x, j, p);                                                        \
+        _mm512_storeu_si512((void *)(nz + w), _mm512_maskz_compress_epi64(m, j)); \
         w += __builtin_popcount((unsigned)m);                                 \
     }
 #else
-#define AN_PUT_LISTED_VEC(TS)
+#define AN_PUT_LISTED_VEC(LOADK8, PUT8)
 #endif
-AN_PUT_LISTED(f, float)
-AN_PUT_LISTED(d, double)
+AN_PUT_LISTED(put_listed_ff, float, an_int, AN_LOADK8_64, AN_PUT8_f)
+AN_PUT_LISTED(put_listed_dd, double, an_int, AN_LOADK8_64, AN_PUT8_d)
+AN_PUT_LISTED(put_listed_z_f, float, int32_t, AN_LOADK8_32, AN_PUT8_f)
+/* in place: idx compacted to the keys kept */
+static an_int AN_F(put_listed_f)(const double *pw, double inv, an_int *idx, an_int k, float *x)
+{ return AN_F(put_listed_ff)(pw, inv, idx, k, x, idx); }
+static an_int AN_F(put_listed_d)(const double *pw, double inv, an_int *idx, an_int k, double *x)
+{ return AN_F(put_listed_dd)(pw, inv, idx, k, x, idx); }
 #undef AN_PUT_LISTED
 #undef AN_PUT_LISTED_VEC
 #if defined(__AVX512F__)
 #undef AN_PUT8_f
 #undef AN_PUT8_d
+#undef AN_LOADK8_64
+#undef AN_LOADK8_32
 #endif
 #undef AN_PFMA

@@ -72,6 +72,23 @@
      * int32 of scratch; n < 2^31 */                                         \
     an_int (*gather_above)(const T *x, an_int n, T thr, double mx, double lim, \
                            double mul, double *cand, an_int *cidx, int32_t *tmp); \
+    /* Float rows' entmax candidates kept as the scores themselves, 16 a    \
+     * vector (the same functions in both tables of a target):              \
+     * gather_raw_f: the x[k] > thr into v and their keys k into key (in   \
+     * order; v and key hold n; n < 2^31), returns their number;          \
+     * keep_above_zf: the z[r] > cut into zo and key[r] into ko (ko NULL:  \
+     * no keys; zo = z, ko = key: in place), in order, returns their number; \
+     * pow1p_sums_zf: pow1p_sums of d_r = (double)z[r] - mx (exact);       \
+     * put_listed_zf: x[key[r]] = (float)(pw[r] inv), the keys of the      \
+     * pw[r] inv > 0 into nz (in order), returns their number */           \
+    an_int (*gather_raw_f)(const float *x, an_int n, float thr, float *v, int32_t *key); \
+    an_int (*keep_above_zf)(const float *z, float *zo, const int32_t *key, int32_t *ko, \
+                            an_int k, float cut);                             \
+    double (*pow1p_sums_zf)(const float *z, an_int k, double am1, double th, double mx, \
+                            double *der, an_int *live, double *pw, double *tw, \
+                            double *cur);                                     \
+    an_int (*put_listed_zf)(const double *pw, double inv, const int32_t *key, an_int k, \
+                            float *x, an_int *nz);                            \
     /* The primitives below that write x[0..n) read s[0..n), which may be x \
      * itself (in place) or another row (the normalizer driver reads the    \
      * scores where they are and writes the weights).                       \
