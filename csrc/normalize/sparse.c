@@ -411,8 +411,7 @@ static double entmax_start(const float *z, an_int k, double mx, double am1, doub
     *est = lo;
     for (an_int r = 0; r < k; r += 8) tmp[nt_++] = z[r];
     {
-        const double s = 8.0 * an_vf->pow1p_sums_zf(tmp, nt_, am1, th, mx, &der, &live, NULL,
-                                                     NULL, &cur);
+        const double s = 8.0 * an_vf->pow1p_est_zf(tmp, nt_, am1, th, mx, &der, &live, &cur);
         if (der > 0.0) {
             const double nt = entmax_halley_step(th, entmax_phi_step(th, s, 8.0 * der, am1), s,
                                                  8.0 * der, 8.0 * cur, am1);
@@ -422,7 +421,7 @@ static double entmax_start(const float *z, an_int k, double mx, double am1, doub
     if (th == lo) return lo;
     const an_int nc = an_vf->keep_above_zf(z, tmp, NULL, NULL, k,
                                            entmax_cut_f(mx, th - 1.0 / am1));
-    const double s = an_vf->pow1p_sums_zf(tmp, nc, am1, th, mx, &der, &live, NULL, NULL, &cur);
+    const double s = an_vf->pow1p_est_zf(tmp, nc, am1, th, mx, &der, &live, &cur);
     double nlo = lo;
     if (s >= 1.0) nlo = th;
     else if (th < *hi) *hi = th;

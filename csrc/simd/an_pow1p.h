@@ -229,6 +229,12 @@ static an_int AN_F(keep_above_)(const double *s, double *d, an_int *idx, an_int 
     }
     return w;
 }
+/* pow1p_est_zf, portable: the sums of pow1p_sums_z_f (more accurate than
+ * the contract asks) */
+static double AN_F(pow1p_est_z_f)(const float *z, an_int k, double am1, double th, double mx,
+                                  double *der, an_int *live, double *cur)
+{ return AN_F(pow1p_f_)(NULL, z, mx, k, am1, th, der, live, NULL, NULL, cur); }
+
 static an_int AN_F(keep_above_z_f)(const float *z, float *zo, const int32_t *key, int32_t *ko,
                                    an_int k, float cut)
 {

@@ -79,6 +79,8 @@
      * keep_above_zf: the z[r] > cut into zo and key[r] into ko (ko NULL:  \
      * no keys; zo = z, ko = key: in place), in order, returns their number; \
      * pow1p_sums_zf: pow1p_sums of d_r = (double)z[r] - mx (exact);       \
+     * pow1p_est_zf: its sums (no pw, tw) to a relative 1e-6 or better, at \
+     * most as dear (the start's estimates: float lanes where they pay);    \
      * put_listed_zf: x[key[r]] = (float)(pw[r] inv), the keys of the      \
      * pw[r] inv > 0 into nz (in order), returns their number */           \
     an_int (*gather_raw_f)(const float *x, an_int n, float thr, float *v, int32_t *key); \
@@ -87,6 +89,8 @@
     double (*pow1p_sums_zf)(const float *z, an_int k, double am1, double th, double mx, \
                             double *der, an_int *live, double *pw, double *tw, \
                             double *cur);                                     \
+    double (*pow1p_est_zf)(const float *z, an_int k, double am1, double th, double mx, \
+                           double *der, an_int *live, double *cur);          \
     an_int (*put_listed_zf)(const double *pw, double inv, const int32_t *key, an_int k, \
                             float *x, an_int *nz);                            \
     /* The primitives below that write x[0..n) read s[0..n), which may be x \
