@@ -134,6 +134,40 @@ def test_entmax_bisection_float_rows_as_accurate_as_the_exact_root(alpha):
             assert_array_equal(sup, np.count_nonzero(w, axis=-1))
 
 
+def test_entmax_float_candidates_as_scores_on_every_path(tmp_path):
+    """Float rows with 1 < alpha < 2 keep their candidates as the scores
+    (float values, the start's sums in float lanes, d = z - max z formed in
+    the power sums): on rows shifted far from 0 (where a float z - max z
+    would round, were it not exact), rows of a few candidates and rows with
+    hundreds, every weight within 3e-7 of the float64 reference and the
+    support between the reference's weights above 1e-9 and its nonzeros, on
+    the portable, AVX2 and best paths."""
+    from conftest import run_variants
+    import attnnorm as an
+    rng = np.random.default_rng(5)
+    base = rng.normal(size=(24, 1500))
+    rows = [base[:8] * 0.5, base[8:16] + 1000.0, base[16:] * 2.0 - 3.0e4]
+    s = np.concatenate(rows).astype(np.float32)
+    s[0, 70:] = -np.inf          # a short row: no sampled start
+    np.savez(tmp_path / "in.npz", s=s)
+    code = ("import sys, numpy as np, attnnorm as an\n"
+            "s = np.load(sys.argv[1])['s']\n"
+            "np.savez(sys.argv[2], path=an.simd_path(), **{f'a{a}': an.entmax(s, alpha=a)"
+            " for a in (1.05, 1.3, 1.8)})\n")
+    variants = [("default", {"ATTNNORM_CPU": "default"}), ("best", {})]
+    if an.simd_best() == "avx512":
+        variants.append(("avx2", {"ATTNNORM_CPU": "avx2"}))
+    outs = run_variants(tmp_path, code, variants)
+    for a in (1.05, 1.3, 1.8):
+        want = ref.entmax(s.astype(np.float64), alpha=a)
+        for tag, out in outs.items():
+            w = out[f"a{a}"]
+            assert np.abs(w - want).max() <= 3e-7, (tag, a)
+            nz = np.count_nonzero(w, -1)
+            assert (nz >= np.count_nonzero(want > 1e-9, -1)).all(), (tag, a)
+            assert (nz <= np.count_nonzero(want, -1)).all(), (tag, a)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n_iter", [1, 4, 12, 30, 50, 80])
 def test_entmax_bisection_n_iter_grid(rng, dtype, n_iter):
