@@ -306,7 +306,7 @@ static inline double entmax_halley_step(double th, double nt, double s, double d
                                         double am1)
 {
     const double N = nt - th;
-    const double L = N * (1.0 - am1) * (cur - der * der / s) / (2.0 * der);
+    const double L = N * (1.0 - am1) * (cur * s - der * der) / (2.0 * der * s);
     return fabs(L) <= 0.5 ? th + N / (1.0 - L) : nt;
 }
 
@@ -339,9 +339,15 @@ static inline double entmax_top(an_int nv, double am1)
 {
     return entmax_one_minus_pow_k(nv, am1) / am1;
 }
-static inline double entmax_slack(double top, int64_t n_iter, int dbl)
+static inline double entmax_slack(double top, int64_t n_iter, double cell, int dbl)
 {
-    return (dbl ? 1e-12 : 1e-5) + (n_iter < 1000 ? ldexp(top, -(int)n_iter) : 0.0);
+    return (dbl ? 1e-12 : 1e-5) + (n_iter < 1000 ? top * cell : 0.0);
+}
+/* 2^-n_iter (n_iter capped at 1000): the grid's cell over [0, 1], one
+ * scaling per row (products by it are exact) */
+static inline double entmax_cell(int64_t n_iter)
+{
+    return ldexp(1.0, -(int)(n_iter < 1000 ? n_iter : 1000));
 }
 
 /* step 2 above from theta = th in [*lo, *hi]; returns theta*.  Stops after
@@ -504,16 +510,17 @@ static double entmax_refine(const float *z, an_int k, double mx, double am1, dou
 /* theta after n_iter halvings of [0, top], top = (1 - nv^(-am1)) / am1
  * (entmax_top), each keeping the half that holds the root (s(mid) >= 1 iff
  * mid <= theta*): the midpoint of the cell j = floor(2^n_iter root / top)
- * of the grid of width top 2^-n_iter (j clamped to [0, 2^n_iter)); by
+ * of the grid of width top 2^-n_iter (j clamped to [0, 2^n_iter); cell =
+ * entmax_cell(n_iter)); by
  * halvings beyond 2^-50 (they stop once a and b are adjacent: at most
  * ~2100, whatever n_iter) */
-static double entmax_grid(double root, double top, int64_t n_iter)
+static double entmax_grid(double root, double top, int64_t n_iter, double cell)
 {
     if (n_iter <= 50) {
-        const double cells = ldexp(1.0, (int)n_iter);
+        const double cells = 1.0 / cell;   /* 2^n_iter, exactly (entmax_cell) */
         double j = floor(root / top * cells);
         j = j > 0.0 ? (j < cells ? j : cells - 1.0) : 0.0;   /* NaN root: 0 */
-        return top * ldexp(j + 0.5, -(int)n_iter);
+        return top * ((j + 0.5) * cell);
     }
     double a = 0.0, b = top;
     for (int64_t it = 0; it < n_iter; it++) {
@@ -539,7 +546,8 @@ static double entmax_grid(double root, double top, int64_t n_iter)
  * written nothing, when the last steps did not converge: the caller then
  * takes the candidates in double (entmax_root). */
 static int entmax_row_zf(const float *s, float *x, an_int nv, an_rowctx *c, double mx,
-                         double am1, double lo, double top, double slack, int64_t n_iter)
+                         double am1, double lo, double top, double slack, int64_t n_iter,
+                         double cell)
 {
     const size_t m1 = (size_t)c->m + 1;
     float *z = (float *)c->ws, *tmp = z + 2 * m1;
@@ -558,7 +566,7 @@ static int entmax_row_zf(const float *s, float *x, an_int nv, an_rowctx *c, doub
     an_int *nz = (an_int *)tw;
     c->nnz = an_vf->put_listed_zf(pw, 1.0 / sum, key, k, x, nz);
     c->nz = nz;
-    c->tau = am1 * (entmax_grid(root, top, n_iter) + mx) - 1.0;
+    c->tau = am1 * (entmax_grid(root, top, n_iter, cell) + mx) - 1.0;
     return 1;
 }
 
