@@ -50,6 +50,8 @@ typedef struct {
                              /*   the factor here; in NaN: x must be the weights */
     int listed_only;         /* in: when the kernel lists its nonzeros (nz), the caller */
                              /*   reads x only there: the rest of x may be left as is */
+    const void *nzw;         /* out, optional under listed_only: the listed weights in */
+                             /*   list order (T); the caller then reads them, not x */
 } an_rowctx;
 
 /* The visible scores a row kernel reads: c->src, or x itself.  The driver

@@ -562,9 +562,15 @@ static int entmax_row_zf(const float *s, float *x, an_int nv, an_rowctx *c, doub
     }
     const double root = entmax_refine(z, k, mx, am1, est, lo, hi, pw, tw, &sum);
     if (root != root) return 0;
-    if (!c->listed_only) an_vf->fill(x, nv, 0.0f);
     an_int *nz = (an_int *)tw;
-    c->nnz = an_vf->put_listed_zf(pw, 1.0 / sum, key, k, x, nz);
+    if (c->listed_only) {
+        /* the weights beside the list (z is read no more) */
+        c->nnz = an_vf->list_weights_zf(pw, 1.0 / sum, key, k, z, nz);
+        c->nzw = z;
+    } else {
+        an_vf->fill(x, nv, 0.0f);
+        c->nnz = an_vf->put_listed_zf(pw, 1.0 / sum, key, k, x, nz);
+    }
     c->nz = nz;
     c->tau = am1 * (entmax_grid(root, top, n_iter, cell) + mx) - 1.0;
     return 1;

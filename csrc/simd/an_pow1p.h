@@ -264,8 +264,9 @@ static double AN_F(axpy_pos_sum_)(double *p, const double *t, an_int k, double a
 /* x[key[r]] = (T)(pw[r] inv), nz[0, w) the keys with pw[r] inv > 0 (in
  * order; nz may be key itself, for an_int keys); AVX-512: 8 a vector, the
  * weights scattered, the keys compressed (stored whole at w <= r: over keys
- * already read, or inside nz[0, k)) */
-#define AN_PUT_LISTED(name, T, KT, LOADK8, PUT8)                              \
+ * already read, or inside nz[0, k)).  The compact form (list_weights_zf)
+ * writes the weights kept to x[0, w) instead, beside their keys. */
+#define AN_PUT_LISTED(name, T, KT, LOADK8, PUT8, PUT1)                        \
 static an_int AN_F(name)(const double *pw, double inv, const KT *key, an_int k, T *x, \
                          an_int *nz)                                          \
 {                                                                             \
@@ -274,15 +275,20 @@ static an_int AN_F(name)(const double *pw, double inv, const KT *key, an_int k, 
     for (; r < k; r++) {                                                      \
         const double p = pw[r] * inv;                                         \
         const an_int j = key[r];                                              \
-        x[j] = (T)p;                                                          \
+        PUT1(x, j, w, (T)p);                                                  \
         nz[w] = j;                                                            \
         w += p > 0.0;                                                         \
     }                                                                         \
     return w;                                                                 \
 }
+#define AN_PUT1_SCATTER(x, j, w, p) ((x)[j] = (p))
+#define AN_PUT1_COMPACT(x, j, w, p) ((x)[w] = (p))
 #if defined(__AVX512F__)
-#define AN_PUT8_f(x, j, p) _mm512_i64scatter_ps((x), (j), _mm512_cvtpd_ps(p), 4)
-#define AN_PUT8_d(x, j, p) _mm512_i64scatter_pd((x), (j), (p), 8)
+#define AN_PUT8_f(x, j, p, m, w) _mm512_i64scatter_ps((x), (j), _mm512_cvtpd_ps(p), 4)
+#define AN_PUT8_d(x, j, p, m, w) _mm512_i64scatter_pd((x), (j), (p), 8)
+#define AN_PUT8_fc(x, j, p, m, w)                                             \
+    _mm256_storeu_ps((x) + (w), _mm512_castps512_ps256(_mm512_maskz_compress_ps( \
+        (__mmask16)(m), _mm512_castps256_ps512(_mm512_cvtpd_ps(p)))))
 #define AN_LOADK8_64(r) _mm512_loadu_si512((const void *)(key + (r)))
 #define AN_LOADK8_32(r) _mm512_cvtepi32_epi64(_mm256_loadu_si256((const __m256i *)(key + (r))))
 #define AN_PUT_LISTED_VEC(LOADK8, PUT8)                                       \
@@ -291,16 +297,17 @@ static an_int AN_F(name)(const double *pw, double inv, const KT *key, an_int k, 
         const __m512d p = _mm512_mul_pd(_mm512_loadu_pd(pw + r), iv);        \
         const __m512i j = LOADK8(r);                                          \
         const __mmask8 m = _mm512_cmp_pd_mask(p, zero, _CMP_GT_OQ);           \
-        PUT8(x, j, p);                                                        \
+        PUT8(x, j, p, m, w);                                                  \
         _mm512_storeu_si512((void *)(nz + w), _mm512_maskz_compress_epi64(m, j)); \
         w += __builtin_popcount((unsigned)m);                                 \
     }
 #else
 #define AN_PUT_LISTED_VEC(LOADK8, PUT8)
 #endif
-AN_PUT_LISTED(put_listed_ff, float, an_int, AN_LOADK8_64, AN_PUT8_f)
-AN_PUT_LISTED(put_listed_dd, double, an_int, AN_LOADK8_64, AN_PUT8_d)
-AN_PUT_LISTED(put_listed_z_f, float, int32_t, AN_LOADK8_32, AN_PUT8_f)
+AN_PUT_LISTED(put_listed_ff, float, an_int, AN_LOADK8_64, AN_PUT8_f, AN_PUT1_SCATTER)
+AN_PUT_LISTED(put_listed_dd, double, an_int, AN_LOADK8_64, AN_PUT8_d, AN_PUT1_SCATTER)
+AN_PUT_LISTED(put_listed_z_f, float, int32_t, AN_LOADK8_32, AN_PUT8_f, AN_PUT1_SCATTER)
+AN_PUT_LISTED(list_weights_z_f, float, int32_t, AN_LOADK8_32, AN_PUT8_fc, AN_PUT1_COMPACT)
 /* in place: idx compacted to the keys kept */
 static an_int AN_F(put_listed_f)(const double *pw, double inv, an_int *idx, an_int k, float *x)
 { return AN_F(put_listed_ff)(pw, inv, idx, k, x, idx); }
@@ -308,9 +315,12 @@ static an_int AN_F(put_listed_d)(const double *pw, double inv, an_int *idx, an_i
 { return AN_F(put_listed_dd)(pw, inv, idx, k, x, idx); }
 #undef AN_PUT_LISTED
 #undef AN_PUT_LISTED_VEC
+#undef AN_PUT1_SCATTER
+#undef AN_PUT1_COMPACT
 #if defined(__AVX512F__)
 #undef AN_PUT8_f
 #undef AN_PUT8_d
+#undef AN_PUT8_fc
 #undef AN_LOADK8_64
 #undef AN_LOADK8_32
 #endif

@@ -82,7 +82,9 @@
      * pow1p_est_zf: its sums (no pw, tw) to a relative 1e-6 or better, at \
      * most as dear (the start's estimates: float lanes where they pay);    \
      * put_listed_zf: x[key[r]] = (float)(pw[r] inv), the keys of the      \
-     * pw[r] inv > 0 into nz (in order), returns their number */           \
+     * pw[r] inv > 0 into nz (in order), returns their number;             \
+     * list_weights_zf: the same list, the weights into w[0, count) beside  \
+     * it instead of x (w holds k) */                                        \
     an_int (*gather_raw_f)(const float *x, an_int n, float thr, float *v, int32_t *key); \
     an_int (*keep_above_zf)(const float *z, float *zo, const int32_t *key, int32_t *ko, \
                             an_int k, float cut);                             \
@@ -93,6 +95,8 @@
                            double *der, an_int *live, double *cur);          \
     an_int (*put_listed_zf)(const double *pw, double inv, const int32_t *key, an_int k, \
                             float *x, an_int *nz);                            \
+    an_int (*list_weights_zf)(const double *pw, double inv, const int32_t *key, an_int k, \
+                              float *w, an_int *nz);                          \
     /* The primitives below that write x[0..n) read s[0..n), which may be x \
      * itself (in place) or another row (the normalizer driver reads the    \
      * scores where they are and writes the weights).                       \
@@ -124,15 +128,17 @@
      * (simd_ops_impl.inc) */                                                 \
     an_int (*stickbreaking)(const T *x, an_int n, double tiny, T *w,         \
                             double *a, double *sig, double *rest);           \
-    /* o[c] += sum_t x[nz[t]] V[key_t ep + c], c < e, over the listed       \
-     * weights t < nnz in list order (key_t = idx[nz[t]], or lo + nz[t]    \
-     * without idx): a sparse row of weights times the values.  Lists of    \
+    /* o[c] += sum_t a_t V[key_t ep + c], c < e, over the listed weights   \
+     * t < nnz in list order, a_t = w[t], or x[nz[t]] when w is NULL        \
+     * (key_t = idx[nz[t]], or lo + nz[t] without idx): a sparse row of     \
+     * weights times the values.  Lists of                                   \
      * 4 AN_LISTED_NACC entries or more go round-robin into AN_LISTED_NACC  \
      * accumulators (o, then the rows of ot, ep apart), added into o in     \
      * order at the end: the consecutive updates do not wait on one        \
      * another.  The value rows are fetched ahead (they are scattered). */  \
     void (*listed_sums)(T *o, T *ot, const T *V, an_int ep, an_int e, const T *x, \
-                        const an_int *nz, an_int nnz, const an_int *idx, an_int lo); \
+                        const T *w, const an_int *nz, an_int nnz, const an_int *idx, \
+                        an_int lo);                                           \
     /* bit t set where s[t] >= thr, t < r <= 64 (NaN: never) */             \
     uint64_t (*hits64)(const T *s, an_int r, T thr);
 
