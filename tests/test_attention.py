@@ -42,6 +42,13 @@ def qkv(rng, dtype, lead_q=(2, 3), lead_kv=(2, 1), n=13, m=13, d=8, e=5):
     return q, k, v
 
 
+def qkv_saved(tmp_path, rng, dtype, **shape):
+    """qkv(...) saved as tmp_path/in.npz, the input of run_variants' code."""
+    q, k, v = qkv(rng, dtype, **shape)
+    np.savez(tmp_path / "in.npz", q=q, k=k, v=v)
+    return q, k, v
+
+
 CASES = {
     "none": (13, 13, {}),
     "causal": (13, 13, {"causal": True}),
@@ -143,8 +150,7 @@ def test_portable_simd_and_generic_paths_agree(tmp_path):
     SIMD path, and ATTNNORM_ATTENTION_GENERIC=1 (no online fast path), each in
     a subprocess (the SIMD path is chosen at import)."""
     rng = np.random.default_rng(3)
-    q, k, v = qkv(rng, np.float32, lead_q=(2,), lead_kv=(2,), n=70, m=300, d=24, e=20)
-    np.savez(tmp_path / "in.npz", q=q, k=k, v=v)
+    qkv_saved(tmp_path, rng, np.float32, lead_q=(2,), lead_kv=(2,), n=70, m=300, d=24, e=20)
     code = (
         "import sys, numpy as np, attnnorm as an\n"
         "z = np.load(sys.argv[1]); res = {}\n"
@@ -688,8 +694,7 @@ def test_kept_scratch_gives_the_same_bits(tmp_path):
     a process that returns every block (ATTNNORM_KEEP_SCRATCH=0): the same
     bits every time."""
     rng = np.random.default_rng(8)
-    q, k, v = qkv(rng, np.float64, lead_q=(1,), lead_kv=(1,), n=2300, m=2300, d=4, e=3)
-    np.savez(tmp_path / "in.npz", q=q, k=k, v=v)
+    qkv_saved(tmp_path, rng, np.float64, lead_q=(1,), lead_kv=(1,), n=2300, m=2300, d=4, e=3)
     code = (
         "import sys, numpy as np, attnnorm as an\n"
         "z = np.load(sys.argv[1]); q, k, v = z['q'], z['k'], z['v']\n"

@@ -406,9 +406,10 @@ static inline float entmax_cut_f(double mx, double cut)
  * keys alive there (kept into tmp; the others add exact zeros).  Returns
  * the new lower bound (at least lo; theta*'s upper bound in *hi when the
  * point is above the root) and in *est Halley's step from the point (an
- * estimate of theta* inside the bracket, about 1e-4 from it on Gaussian
- * scores, against 5e-3 for the bound), or the bound; the caller keeps the
- * candidates above the bound. */
+ * estimate of theta* inside the bracket: on Gaussian scores of causal rows
+ * up to 2048 keys, mostly 1e-4 to 1e-2 from it, so that entmax_refine takes
+ * about 1.6 evaluations a row on average), or the bound; the caller keeps
+ * the candidates above the bound. */
 static double entmax_start(const float *z, an_int k, double mx, double am1, double lo,
                            double *hi, float *tmp, double *est)
 {
