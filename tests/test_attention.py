@@ -765,3 +765,29 @@ def test_sinkhorn_exp_domain_log_domain_and_partial_cache_agree(tmp_path):
                 assert_array_equal(outs["exp"][key], outs["log"][key])
             else:                  # the exp domain, with other roundings
                 assert not np.array_equal(outs["exp"][key], outs["log"][key]), key
+
+
+@pytest.mark.parametrize("alpha", [1.05, 1.3, 1.7])
+@pytest.mark.parametrize("causal", [False, True])
+def test_entmax_attention_guess_from_the_previous_row(alpha, causal):
+    """Fused entmax attention (1 < alpha < 2, float) starts each row's
+    threshold search from the previous row's threshold in the block: exact
+    whatever that guess is worth.  Rows like their neighbours and rows
+    scaled by 10^-1, 1, 10 in turn (a poor guess, or one outside the
+    bracket), against the float64 reference on the same scores."""
+    rng = np.random.default_rng(8)
+    n, d = 400, 32
+    q = rng.standard_normal((2, n, d)).astype(np.float32)
+    k = rng.standard_normal((2, n, d)).astype(np.float32)
+    unlike = q * (10.0 ** (np.arange(n) % 3 - 1))[None, :, None].astype(np.float32)
+    for qq in (q, unlike):
+        w = an.attention_weights(qq, k, "entmax", alpha=alpha, causal=causal)
+        s = np.einsum("bnd,bmd->bnm", qq.astype(np.float64), k.astype(np.float64)) / np.sqrt(d)
+        if causal:
+            s = np.where(np.tril(np.ones((n, n), bool)), s, -np.inf)
+        want = ref.entmax(s, alpha=alpha)
+        # the float32 scores differ from these by their rounding: weights within 1e-5
+        assert np.abs(w - want).max() <= 1e-5
+        assert_allclose(w.sum(-1), 1.0, atol=1e-5)
+        o = an.attention(qq, k, k, "entmax", alpha=alpha, causal=causal)
+        assert np.abs(o - np.einsum("bnm,bme->bne", want, k.astype(np.float64))).max() <= 1e-4

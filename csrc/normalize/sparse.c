@@ -401,23 +401,27 @@ static inline float entmax_cut_f(double mx, double cut)
  * phi = s^am1 = ||[w]_+||_q is convex in theta (a norm of a convex map), so
  * a Newton step on phi from any theta with live keys ends at or below
  * theta*: a lower bound however poor the point it starts from.  The point:
- * a Halley step on 8 s_T from lo, T every 8th candidate (an estimate of
- * theta* for a fraction of the work); the step from there needs only the
- * keys alive there (kept into tmp; the others add exact zeros).  Returns
- * the new lower bound (at least lo; theta*'s upper bound in *hi when the
- * point is above the root) and in *est Halley's step from the point (an
- * estimate of theta* inside the bracket: on Gaussian scores of causal rows
- * up to 2048 keys, mostly 1e-4 to 1e-2 from it, so that entmax_refine takes
- * about 1.6 evaluations a row on average), or the bound; the caller keeps
- * the candidates above the bound. */
+ * the caller's guess when it lies in (lo, hi) (fused attention: the
+ * previous row's theta*, entmax_row_zf), else a Halley step on 8 s_T from
+ * lo, T every 8th candidate (an estimate of theta* for a fraction of the
+ * work); the step from there needs only the keys alive there (kept into
+ * tmp; the others add exact zeros).  Returns the new lower bound (at least
+ * lo; theta*'s upper bound in *hi when the point is above the root) and in
+ * *est Halley's step from the point (an estimate of theta* inside the
+ * bracket: on Gaussian scores, 2048 keys, causal, mostly 1e-4 to 1e-2 from
+ * it, so that about 1.6 evaluations of entmax_refine follow on average,
+ * from either point), or the bound; the caller keeps the candidates above
+ * the bound.  Only the speed depends on the point. */
 static double entmax_start(const float *z, an_int k, double mx, double am1, double lo,
-                           double *hi, float *tmp, double *est)
+                           double *hi, float *tmp, double *est, double guess)
 {
     double der, cur, th = lo;
     an_int live, nt_ = 0;
     *est = lo;
-    for (an_int r = 0; r < k; r += 8) tmp[nt_++] = z[r];
-    {
+    if (guess > lo && guess < *hi) {
+        th = guess;
+    } else {
+        for (an_int r = 0; r < k; r += 8) tmp[nt_++] = z[r];
         const double s = 8.0 * an_vf->pow1p_est_zf(tmp, nt_, am1, th, mx, &der, &live, &cur);
         if (der > 0.0) {
             const double nt = entmax_halley_step(th, entmax_phi_step(th, s, 8.0 * der, am1), s,
@@ -557,8 +561,13 @@ static int entmax_row_zf(const float *s, float *x, an_int nv, an_rowctx *c, doub
     an_int k = an_vf->gather_raw_f(s, nv, entmax_cut_f(mx, lo - 1.0 / am1 - slack), z, key);
     double hi = top, est = lo, sum;
     if (!(lo < hi)) lo = hi;
+    /* theta from the caller's guess of tau (c->tau_hint, e.g. the previous
+     * row's: tau = am1 (theta + mx) - 1), the start's point or, for few
+     * candidates, the last steps' first */
+    const double guess = (c->tau_hint + 1.0) / am1 - mx;
+    if (k <= 64 && guess > lo && guess < hi) est = guess;
     if (k > 64) {
-        lo = entmax_start(z, k, mx, am1, lo, &hi, tmp, &est);
+        lo = entmax_start(z, k, mx, am1, lo, &hi, tmp, &est, guess);
         k = an_vf->keep_above_zf(z, z, key, key, k, entmax_cut_f(mx, lo - 1.0 / am1 - slack));
     }
     const double root = entmax_refine(z, k, mx, am1, est, lo, hi, pw, tw, &sum);
