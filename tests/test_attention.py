@@ -770,9 +770,10 @@ def test_sinkhorn_exp_domain_log_domain_and_partial_cache_agree(tmp_path):
 @pytest.mark.parametrize("alpha", [1.05, 1.3, 1.7])
 @pytest.mark.parametrize("causal", [False, True])
 def test_entmax_attention_guess_from_the_previous_row(alpha, causal):
-    """Fused entmax attention (1 < alpha < 2, float) starts each row's
-    threshold search from the previous row's threshold in the block: exact
-    whatever that guess is worth.  Rows like their neighbours and rows
+    """Fused entmax attention (1 < alpha < 2, float) guesses each row's
+    threshold from its lower bound and the previous rows of the block (their
+    distance from bound to threshold, an_rowctx.carry): exact whatever that
+    guess is worth.  Rows like their neighbours and rows
     scaled by 10^-1, 1, 10 in turn (a poor guess, or one outside the
     bracket), against the float64 reference on the same scores."""
     rng = np.random.default_rng(8)

@@ -38,8 +38,9 @@ typedef struct {
     an_int row, n, m;        /* query index i of n, number of keys m */
     const an_normmat *mat;   /* the matrix (parameters, seed) */
     double tau;              /* out: threshold (sparse normalizers) */
-    double tau_hint;         /* in: a guess of tau (NaN: none), e.g. the tau of a row */
-                             /*   like it; only a kernel's speed may depend on it */
+    double carry;            /* in/out: what the kernel left here for the previous row */
+                             /*   of the same caller (NaN: none), out for the next; */
+                             /*   only a kernel's speed may depend on it */
     an_int support;          /* out: support size; if left < 0 the driver counts nonzeros */
     void *ws;                /* workspace: ws_mult * (m + 1) doubles, per thread */
     const an_int *nz;        /* out, optional: the positions k of x with x[k] != 0, */
@@ -264,15 +265,15 @@ enum { AN_ROW_DEFER_SCALE = 1, AN_ROW_LISTED_ONLY = 2 };
  * in place), weights into x[0..nv), c set up for it; a row with no key, or
  * whose kernel finds no mass, is *empty and gets the empty-row policy.
  * flags: AN_ROW_DEFER_SCALE, the caller writes the weights as c->wscale * x;
- * AN_ROW_LISTED_ONLY, it reads only the listed weights (an_rowctx).  tau_hint:
- * c->tau_hint (NaN: none).
+ * AN_ROW_LISTED_ONLY, it reads only the listed weights (an_rowctx).  carry:
+ * c->carry in (NaN: none; the previous row's c->carry out in fused attention).
  * Returns AN_OK or an error code. */
 int an_row_normalize_f(const an_normdesc *d, const an_normmat *M, an_int i, const float *src,
                        float *x, an_int nv, an_int key0, const an_int *keys, void *ws,
-                       unsigned flags, double tau_hint, an_rowctx *c, int *empty);
+                       unsigned flags, double carry, an_rowctx *c, int *empty);
 int an_row_normalize_d(const an_normdesc *d, const an_normmat *M, an_int i, const double *src,
                        double *x, an_int nv, an_int key0, const an_int *keys, void *ws,
-                       unsigned flags, double tau_hint, an_rowctx *c, int *empty);
+                       unsigned flags, double carry, an_rowctx *c, int *empty);
 /* Bring the scores into x for a kernel that works in place (copy c->src,
  * which becomes NULL: x holds them now). */
 void an_row_load_f(float *x, an_int nv, an_rowctx *c);
