@@ -38,12 +38,13 @@ static int an_att_lognorm_form(const an_normdesc *d, const an_normmat *M,
     }
 }
 
-/* The online fast path of the normalizer (ATTNNORM_ATTENTION_GENERIC set:
- * none, so the tests can compare both paths). */
+/* The online fast path of the normalizer: its softmax form, or its map
+ * for the elementwise ones (ATTNNORM_ATTENTION_GENERIC set: none, so the
+ * tests can compare both paths). */
 static int an_att_online_kind(const an_normdesc *d)
 {
     if (getenv("ATTNNORM_ATTENTION_GENERIC")) return AN_ONLINE_NONE;
-    return d->online;
+    return d->online ? d->online : d->map_f ? AN_ONLINE_MAP : AN_ONLINE_NONE;
 }
 
 /* Sinkhorn row states (attention_impl.inc) */

@@ -72,6 +72,13 @@ typedef struct {
 #define AN_ROW_EMPTY (-1)
 typedef int (*an_rowfn_f)(float *x, an_int nv, an_rowctx *c);
 typedef int (*an_rowfn_d)(double *x, an_int nv, an_rowctx *c);
+/* Elementwise maps (an_normdesc.elementwise): the weights of a part
+ * s[0..nx) of a row of len visible keys (n_i) into x (s may be x); fused
+ * attention maps its score tiles with them, chunk by chunk. */
+typedef void (*an_mapfn_f)(const float *s, float *x, an_int nx, an_int len,
+                           const an_normmat *M);
+typedef void (*an_mapfn_d)(const double *s, double *x, an_int nx, an_int len,
+                           const an_normmat *M);
 /* Matrix kernels: whole problem (Sinkhorn). */
 typedef int (*an_matfn_f)(const an_normmat *M);
 typedef int (*an_matfn_d)(const an_normmat *M);
@@ -142,7 +149,7 @@ typedef struct {
 
 /* Online (flash-attention style) rescaling in fused attention. */
 enum { AN_ONLINE_NONE = 0, AN_ONLINE_SOFTMAX, AN_ONLINE_SINK, AN_ONLINE_SSMAX,
-       AN_ONLINE_AFFINE, AN_ONLINE_SOFTPICK };
+       AN_ONLINE_AFFINE, AN_ONLINE_SOFTPICK, AN_ONLINE_MAP };
 /* Log-normaliser statistic log([e^extra] + sum_j exp(mul s_j)) of attention's
  * return_stats: mul = 1/p[0] (INV_P0), mul = 1 and extra = p[0] (SINK_P0),
  * mul = p[0] log n_i (P0_LOGN), mul = 1 (UNIT); NONE: NaN. */
@@ -167,6 +174,7 @@ typedef struct an_normdesc {
     int nparams;
     /* kernels: a row kernel, or a matrix kernel (the whole problem) */
     an_rowfn_f row_f;  an_rowfn_d row_d;
+    an_mapfn_f map_f;  an_mapfn_d map_d;    /* elementwise maps (else NULL) */
     an_matfn_f mat_f;  an_matfn_d mat_d;
     int ws_mult;                            /* workspace doubles per key */
     /* VJP (reverse-mode derivative): a row VJP for a row kernel, a matrix
