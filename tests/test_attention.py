@@ -814,3 +814,17 @@ def test_elementwise_maps_tile_by_tile(name, dtype, opts):
     full = np.ones((90, 700), bool)
     assert_allclose(an.attention(q, k, v, name, mask=full, **opts), out, rtol(dtype),
                     atol(dtype))
+
+
+@pytest.mark.parametrize("dtype,m", [(np.float32, 1024), (np.float64, 512)])
+@pytest.mark.parametrize("name", ["nap", "sparsemax", "entmax", "stickbreaking"])
+def test_score_rows_a_multiple_of_4kib_apart(dtype, m, name):
+    """Rows of m keys of 4 KiB (or a multiple) are stored one column block
+    further apart in the block of scores (against cache-set conflicts): the
+    generic path with such m, causal and not, against the reference."""
+    rng = np.random.default_rng(12)
+    q, k, v = qkv(rng, dtype, lead_q=(2,), lead_kv=(2,), n=60, m=m, d=16, e=8)
+    for causal in (False, True):
+        out = an.attention(q, k, v, name, causal=causal)
+        assert_allclose(out, ref.attention(q, k, v, name, causal=causal), rtol(dtype),
+                        atol(dtype))
