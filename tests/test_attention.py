@@ -432,12 +432,12 @@ def test_softmax_lognorm_identity(rng):
 @pytest.mark.parametrize("opts", [{"window": (100, 40)}, {"causal": True}, "mask",
                                   {"causal": True, "window": (300, None)}])
 def test_several_blocks_and_key_chunks(rng, name, opts):
-    """n and m larger than the query block (48) and the key chunk (256), so
+    """n and m larger than the query block (48) and the key chunk (512), so
     chunk skipping and offsets are exercised; float64 against the reference."""
-    n, m = 60, 560
+    n, m = 60, 1100
     if opts == "mask":
         mk = rng.random((n, m)) > 0.5
-        mk[:, 256:512] = False       # a whole key chunk masked
+        mk[:, 512:1024] = False      # a whole key chunk masked
         mk[50] = False
         mk[:, 0] = True              # ... but every other row sees key 0
         mk[50] = False
@@ -489,16 +489,16 @@ def _lazy_rescaling_problem(dtype):
     exactly at it, above it in the middle of a block of 16 or at a chunk's
     start, twice; -inf entries; a NaN after the first chunk (problem 6)."""
     rng = np.random.default_rng(11)
-    m, npb = 700, 7
+    m, npb = 1200, 7                          # key chunks of 512: [0, 512), [512, 1024), ...
     k = rng.uniform(-3, 1.5, size=(npb, m, 1))
     k[:, 10] = 2.0
-    k[1, 300] = 7.0                           # below the cap
-    k[2, 333] = 11.0                          # above it, mid-block
-    k[3, 256] = 14.0                          # above it at a chunk's start ...
-    k[3, 600] = 800.0                         # ... and again (e^798 overflows)
-    k[4, 400] = k[4, 401] = 10.0              # exactly at the cap
+    k[1, 556] = 7.0                           # below the cap
+    k[2, 589] = 11.0                          # above it, mid-block
+    k[3, 512] = 14.0                          # above it at a chunk's start ...
+    k[3, 856] = 800.0                         # ... and again (e^798 overflows)
+    k[4, 656] = k[4, 657] = 10.0              # exactly at the cap
     k[5, ::3] = -np.inf
-    k[6, 500] = np.nan
+    k[6, 756] = np.nan
     q = np.ones((npb, 2, 1))
     v = rng.normal(size=(npb, m, 3))
     return q.astype(dtype), k.astype(dtype), v.astype(dtype)
@@ -802,7 +802,7 @@ def test_elementwise_maps_tile_by_tile(name, dtype, opts):
     """The elementwise maps run tile by tile in fused attention: each key
     chunk's weights take the row's whole n_i (sigmoid's default bias
     -log n_i, relu's 1 / n_i, polynomial's 1 / sqrt(n_i)), over key chunks
-    of 256 and rows that see part of one; scores shifted so that relu
+    of 512 and rows that see part of one; scores shifted so that relu
     zeroes some; against the float64 reference."""
     rng = np.random.default_rng(11)
     q, k, v = qkv(rng, dtype, lead_q=(2,), lead_kv=(2,), n=90, m=700, d=16, e=12)

@@ -13,7 +13,7 @@
 
 #define AN_ATT_QB 96     /* query rows per block, at most (a multiple of AN_ATT_RM): */
 #define AN_ATT_QB_SMALL 48 /*   96 on the online path when a call has many blocks, else 48 */
-#define AN_ATT_KB 256    /* keys per packed chunk (a multiple of every nr) */
+#define AN_ATT_KB 512    /* keys per packed chunk (a multiple of every nr) */
 #define AN_ATT_PACK_BYTES ((size_t)32 << 20)   /* packed K/V of a group of problems */
 #define AN_SK_CACHE_BYTES ((size_t)32 << 20)   /* Sinkhorn's cached n x m log kernel */
 #define AN_SK_SOLO_BYTES ((size_t)128 << 20)   /* ... all threads' caches, one problem each */
