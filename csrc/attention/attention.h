@@ -5,7 +5,7 @@
  * (n, d), keys k (m, d), values v (m, e), the normalizer's matrix record
  * (mask, causal, window, empty policy, parameters) and the outputs.  The
  * kernels never hold the n x m weights: per thread they keep one query block
- * of scores (AN_ATT_QB x m) plus packed key/value panels (see
+ * of scores (at most AN_ATT_QB x m) plus packed key/value panels (see
  * attention_impl.inc); only Sinkhorn keeps an n x m log kernel, and only when
  * it fits AN_SK_CACHE_BYTES.
  */
