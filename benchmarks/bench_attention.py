@@ -44,7 +44,8 @@ head (half when causal); ``%peak`` is that rate over the FMA peak that
 benchmarks/fma_peak.py measures for the same thread count, dtype and the
 widest vector ISA attnnorm dispatched to (``attnnorm.simd_path()``).  Ratios
 > 1 mean attnnorm is faster.  ``peer/an`` is the median over --repeat pairs of
-the peer and attnnorm timed back to back (same for ``/softmax``, which is
+the peer and attnnorm timed back to back, in alternating order
+(attnnorm._timing.paired_times; same for ``/softmax``, which is
 the normalizer's time over softmax attention's own time, same dtype and mask),
 so that load drifting on a shared machine cancels out of the ratios.  For
 sinkhorn ``/softmax`` is the total time, n_iter = 5.

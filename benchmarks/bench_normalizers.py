@@ -10,7 +10,8 @@ Each timing is the median of its repetitions after one untimed warm-up call
 ones).  attnnorm and PyTorch both write into a preallocated output (``out=``;
 PyTorch through ``out=`` and in-place ops where it has them; the entmax
 package has neither).  Ratios > 1 mean attnnorm is faster; ``torch/an`` is
-the median over --repeat pairs of the two timed back to back, and
+the median over --repeat pairs of the two timed back to back (in alternating
+order: attnnorm._timing.paired_times), and
 ``an/copy`` the median ratio of attnnorm's time to a plain
 ``np.copyto(out, s)`` of the same array timed back to back (the memory-bound
 floor of a pass that reads s and writes out).  The NumPy references are plain
