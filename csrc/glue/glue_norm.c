@@ -283,7 +283,7 @@ PyObject *an_normalizer_info(PyObject *self, PyObject *noargs)
             "tau_support", d->tau_support ? Py_True : Py_False,
             "lists_support", d->lists_support ? Py_True : Py_False,
             "uses_length", d->uses_length ? Py_True : Py_False,
-            "elementwise", d->elementwise ? Py_True : Py_False,
+            "elementwise", d->map_f ? Py_True : Py_False,
             "online", online_names[d->online],
             "lognorm", d->lognorm ? Py_True : Py_False,
             "jacobian", jac_names[d->jac],

@@ -72,7 +72,7 @@ typedef struct {
 #define AN_ROW_EMPTY (-1)
 typedef int (*an_rowfn_f)(float *x, an_int nv, an_rowctx *c);
 typedef int (*an_rowfn_d)(double *x, an_int nv, an_rowctx *c);
-/* Elementwise maps (an_normdesc.elementwise): the weights of a part
+/* Elementwise maps (a_j depends on s_j and n_i only): the weights of a part
  * s[0..nx) of a row of len visible keys (n_i) into x (s may be x); fused
  * attention maps its score tiles with them, chunk by chunk. */
 typedef void (*an_mapfn_f)(const float *s, float *x, an_int nx, an_int len,
@@ -174,7 +174,7 @@ typedef struct an_normdesc {
     int nparams;
     /* kernels: a row kernel, or a matrix kernel (the whole problem) */
     an_rowfn_f row_f;  an_rowfn_d row_d;
-    an_mapfn_f map_f;  an_mapfn_d map_d;    /* elementwise maps (else NULL) */
+    an_mapfn_f map_f;  an_mapfn_d map_d;    /* the normalizer is an elementwise map (else NULL) */
     an_matfn_f mat_f;  an_matfn_d mat_d;
     int ws_mult;                            /* workspace doubles per key */
     /* VJP (reverse-mode derivative): a row VJP for a row kernel, a matrix
@@ -189,7 +189,6 @@ typedef struct an_normdesc {
     int tau_support;     /* the kernel reports a threshold and support size (outputs tau, support) */
     int lists_support;   /* the kernel lists its nonzero weights (c->nz) */
     int uses_length;     /* the weights depend on n_i beyond the scores */
-    int elementwise;     /* a_j depends on s_j (and n_i) only */
     int online;          /* AN_ONLINE_* */
     int lognorm;         /* AN_LOGNORM_* */
     int jac;             /* AN_JAC_* */

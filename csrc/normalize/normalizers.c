@@ -68,7 +68,7 @@ const an_normdesc an_norm_sigmoid = {
                   AN_DOM_SAME } },
     .nparams = 1,
     .row_f = sigmoid_row_f, .row_d = sigmoid_row_d, .map_f = sigmoid_map_f, .map_d = sigmoid_map_d,
-    .uses_length = 1, .elementwise = 1,
+    .uses_length = 1,
     .jac = AN_JAC_DIAG, .jac_diag = sigmoid_jac,
     .vjp_f = an_sigmoid_vjp_f, .vjp_d = an_sigmoid_vjp_d, .vjp_ws_mult = 1 };
 
@@ -83,7 +83,7 @@ const an_normdesc an_norm_relu = {
     .params = { { "power", AN_PARAM_REAL, AN_PF_FINITE, 1.0, AN_DOM_POS, AN_DOM_SAME } },
     .nparams = 1,
     .row_f = relu_row_f, .row_d = relu_row_d, .map_f = relu_map_f, .map_d = relu_map_d,
-    .uses_length = 1, .elementwise = 1,
+    .uses_length = 1,
     .jac = AN_JAC_DIAG, .jac_diag = relu_jac,
     .vjp_f = an_relu_vjp_f, .vjp_d = an_relu_vjp_d };
 
@@ -101,8 +101,7 @@ const an_normdesc an_norm_polynomial = {
                   AN_DOM_SAME } },
     .nparams = 1,
     .row_f = polynomial_row_f, .row_d = polynomial_row_d, .map_f = polynomial_map_f,
-    .map_d = polynomial_map_d, .uses_length = 1,
-    .elementwise = 1, .jac = AN_JAC_DIAG, .jac_diag = polynomial_jac,
+    .map_d = polynomial_map_d, .uses_length = 1, .jac = AN_JAC_DIAG, .jac_diag = polynomial_jac,
     .vjp_f = an_polynomial_vjp_f, .vjp_d = an_polynomial_vjp_d };
 
 const an_normdesc an_norm_softpick = {
