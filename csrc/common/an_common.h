@@ -41,6 +41,18 @@ void an_interrupt_end(void);
 /* Empty-row policy (README "Conventions"). */
 enum { AN_EMPTY_ZERO = 0, AN_EMPTY_NAN = 1, AN_EMPTY_RAISE = 2 };
 
+/* A hint to fetch the line holding p into the caches (nothing where the
+ * compiler has no prefetch builtin), and every line of [p, p + bytes). */
+#if defined(__GNUC__) || defined(__clang__)
+#define AN_PREFETCH(p) __builtin_prefetch((const void *)(p))
+#else
+#define AN_PREFETCH(p) ((void)(p))
+#endif
+static inline void an_prefetch_span(const void *p, ptrdiff_t bytes)
+{
+    for (ptrdiff_t b = 0; b < bytes; b += 64) AN_PREFETCH((const char *)p + b);
+}
+
 /* Strided element access: p is a char*, s a byte stride. */
 #define AN_AT(T, p, s, i) (*(T *)((char *)(p) + (ptrdiff_t)(s) * (ptrdiff_t)(i)))
 

@@ -48,6 +48,9 @@ typedef struct {
     an_int key0;             /* key index of x[k]: keys[k], or key0 + k when keys */
     const an_int *keys;      /*   is NULL (rows without a boolean mask) */
     const void *src;         /* the row's scores (T) when not in x, else NULL: AN_ROWSRC */
+    const void *next;        /* in, under the trait prefetches_next: nv values (T) of */
+                             /*   the next row's scores to prefetch along the first */
+                             /*   pass over src (NULL: none) */
     double wscale;           /* in 1: the caller writes the weights out as wscale * x, */
                              /*   so a kernel may leave its last scaling to it and set */
                              /*   the factor here; in NaN: x must be the weights */
@@ -189,6 +192,9 @@ typedef struct an_normdesc {
     int tau_support;     /* the kernel reports a threshold and support size (outputs tau, support) */
     int lists_support;   /* the kernel lists its nonzero weights (c->nz) */
     int uses_length;     /* the weights depend on n_i beyond the scores */
+    int prefetches_next; /* the row kernel prefetches c->next (an_rowctx) along its first */
+                         /* pass; the driver streaming rows from memory then leaves */
+                         /* the next row to it instead of fetching it all at once first */
     int online;          /* AN_ONLINE_* */
     int lognorm;         /* AN_LOGNORM_* */
     int jac;             /* AN_JAC_* */
@@ -274,13 +280,15 @@ enum { AN_ROW_DEFER_SCALE = 1, AN_ROW_LISTED_ONLY = 2 };
  * flags: AN_ROW_DEFER_SCALE, the caller writes the weights as c->wscale * x;
  * AN_ROW_LISTED_ONLY, it reads only the listed weights (an_rowctx).  carry:
  * c->carry in (NaN: none; the previous row's c->carry out in fused attention).
- * Returns AN_OK or an error code. */
+ * next: c->next (NULL: none).  Returns AN_OK or an error code. */
 int an_row_normalize_f(const an_normdesc *d, const an_normmat *M, an_int i, const float *src,
-                       float *x, an_int nv, an_int key0, const an_int *keys, void *ws,
-                       unsigned flags, double carry, an_rowctx *c, int *empty);
+                       const float *next, float *x, an_int nv, an_int key0,
+                       const an_int *keys, void *ws, unsigned flags, double carry,
+                       an_rowctx *c, int *empty);
 int an_row_normalize_d(const an_normdesc *d, const an_normmat *M, an_int i, const double *src,
-                       double *x, an_int nv, an_int key0, const an_int *keys, void *ws,
-                       unsigned flags, double carry, an_rowctx *c, int *empty);
+                       const double *next, double *x, an_int nv, an_int key0,
+                       const an_int *keys, void *ws, unsigned flags, double carry,
+                       an_rowctx *c, int *empty);
 /* Bring the scores into x for a kernel that works in place (copy c->src,
  * which becomes NULL: x holds them now). */
 void an_row_load_f(float *x, an_int nv, an_rowctx *c);

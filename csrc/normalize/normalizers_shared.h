@@ -8,7 +8,9 @@ int an_softmax_to_f(const float *s, float *x, an_int nv, double mul);
 int an_softmax_to_d(const double *s, double *x, an_int nv, double mul);
 /* the same up to its last step: x = exp(mul (s - M)) for a shift M <= max s,
  * the softmax being *wscale * x (1 for the NaN, +inf and empty rows, which
- * are final) */
-int an_softmax_exp_f(const float *s, float *x, an_int nv, double mul, double *wscale);
-int an_softmax_exp_d(const double *s, double *x, an_int nv, double mul, double *wscale);
+ * are final); the nv values' bytes at ahead (or NULL) prefetched meanwhile */
+int an_softmax_exp_f(const float *s, float *x, an_int nv, double mul, const void *ahead,
+                     double *wscale);
+int an_softmax_exp_d(const double *s, double *x, an_int nv, double mul, const void *ahead,
+                     double *wscale);
 #endif

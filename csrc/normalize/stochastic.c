@@ -576,5 +576,5 @@ const an_normdesc an_norm_stochastic_softmax = {
                 { "stream", AN_PARAM_INT, AN_PF_STREAM, 0, AN_DOM_ANY, AN_DOM_SAME } },
     .nparams = 3,
     .row_f = stochastic_softmax_row_f, .row_d = stochastic_softmax_row_d, .ws_mult = AN_STOCH_WS_MULT,
-    .lists_support = 1, .lognorm = AN_LOGNORM_UNIT,
+    .lists_support = 1, .prefetches_next = 1, .lognorm = AN_LOGNORM_UNIT,
     .vjp_f = an_stochastic_softmax_vjp_f, .vjp_d = an_stochastic_softmax_vjp_d, .vjp_ws_mult = 1 };

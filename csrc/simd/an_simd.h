@@ -25,9 +25,12 @@
      * which every s[i] <= cap (NaN is not): returns their sum, and in      \
      * *done how many entries they hold (n when every block is; e may be    \
      * s).  Softmax with a lazy shift: an estimate of the maximum serves     \
-     * while no score exceeds it by more than the cap allows */               \
+     * while no score exceeds it by more than the cap allows.  ahead: NULL,  \
+     * or bytes to prefetch along the pass, the line at ahead + b with the   \
+     * line at s + b (b < *done * sizeof(T)): the next row of a caller that  \
+     * streams rows from memory, fetched while this one is computed */       \
     double (*exp_capped)(const T *s, T *e, an_int n, T shift, T mul, T cap,  \
-                         an_int *done);                                       \
+                         const void *ahead, an_int *done);                    \
     /* x[i] = v, x[i] = s[i]: plain vector stores, never the C library's     \
      * memset / memcpy (AN_NO_MEMCALL, an_common.h) */                        \
     void (*fill)(T *x, an_int n, T v);                                        \
