@@ -7,6 +7,7 @@ arrays are handed to the gufunc untouched, so array-likes that implement
 ``__array_ufunc__`` (dask) can dispatch.
 """
 import functools
+import math
 import numbers
 import operator
 
@@ -145,6 +146,36 @@ def scale_param(scale, d, dtype):
     return sc
 
 
+_F32_MAX = float(np.finfo(np.float32).max)
+_F32_TINY = float(np.finfo(np.float32).smallest_subnormal)
+
+
+def _real_scalar(name, value, dtype, positive, nonneg, allow_inf, minimum, exclusive_min):
+    """real_param for a Python float or int, with the same checks and result
+    in plain float arithmetic (NumPy's per-call cost on a 0-d array is most of
+    a small call's time); None for an int beyond the float range, which takes
+    the general path."""
+    try:
+        v = float(value)
+    except OverflowError:
+        return None
+    for cond, what in ((v != v, "a number, not NaN"),
+                       (not allow_inf and math.isinf(v), "finite"),
+                       (positive and v <= 0, "> 0"),
+                       (nonneg and v < 0, ">= 0"),
+                       (minimum is not None and v < minimum, f">= {minimum}"),
+                       (exclusive_min is not None and v <= exclusive_min, f"> {exclusive_min}")):
+        if cond:
+            raise ValueError(f"{name} must be {what}; got {value!r}")
+    if dtype is not None and np.dtype(dtype) == np.float32:
+        if math.isfinite(v):
+            v = min(max(v, -_F32_MAX), _F32_MAX)
+        if v != 0 and abs(v) < _F32_TINY:
+            v = math.copysign(_F32_TINY, v)
+        return np.array(v, dtype=np.float32)
+    return np.array(v, dtype=dtype if dtype is not None else np.float64)
+
+
 def real_param(name, value, *, dtype=None, positive=False, nonneg=False,
                allow_inf=True, minimum=None, exclusive_min=None):
     """Validate a real parameter (scalar or broadcastable array).
@@ -155,6 +186,11 @@ def real_param(name, value, *, dtype=None, positive=False, nonneg=False,
     finite values beyond float32's range become its largest finite value
     (not inf: 1e300 * 0 must stay 0) and nonzero values below its smallest
     subnormal keep their sign (not 0: a positive eps stays positive)."""
+    if type(value) is float or type(value) is int:
+        got = _real_scalar(name, value, dtype, positive, nonneg, allow_inf, minimum,
+                           exclusive_min)
+        if got is not None:
+            return got
     if isinstance(value, (str, bytes)) or value is None:
         raise ValueError(f"{name} must be a real number or array of them; got {value!r}")
     try:

@@ -225,3 +225,35 @@ def test_per_head_parameter_that_does_not_broadcast_is_named(name):
     assert an.NORMALIZERS[name](rng.normal(size=(2, 3, 4, 5)), **{param: good}).shape == (2, 3, 4, 5)
     with pytest.raises(ValueError, match=r"scale has shape \(7,\)"):
         an.attention(q, k, k, name, scale=np.ones(7))
+
+
+_SCALARS = [0, 3, -2, 10 ** 400, 0.0, -0.0, 1.0, -1.5, 1e300, -1e300, 1e-300, -1e-300,
+            3.4e38, 1e-45, INF, -INF, NAN]
+_CHECKS = [{}, {"positive": True}, {"nonneg": True}, {"allow_inf": False},
+           {"minimum": 1.0}, {"exclusive_min": -1.0}]
+
+
+@pytest.mark.parametrize("dtype", [None, np.float32, np.float64])
+@pytest.mark.parametrize("checks", _CHECKS)
+def test_real_param_python_scalars_take_the_same_path(dtype, checks):
+    """A Python float or int parameter is checked and rounded in plain float
+    arithmetic (not through NumPy): the same result bits and dtype, or the
+    same error, as the same value passed as a 0-d array."""
+    from attnnorm._common import real_param
+
+    def run(v):
+        try:
+            return real_param("p", v, dtype=dtype, **checks)
+        except ValueError as e:
+            return str(e).split("; got")[0]
+
+    for v in _SCALARS:
+        fast = run(v)
+        general = run(np.asarray(v) if not isinstance(v, int) or abs(v) < 2 ** 63
+                      else v)
+        if isinstance(general, str):
+            assert fast == general, (v, checks)
+            continue
+        assert isinstance(fast, np.ndarray) and fast.ndim == 0, (v, fast)
+        assert fast.dtype == general.dtype, (v, fast.dtype, general.dtype)
+        assert fast.tobytes() == general.tobytes(), (v, fast, general)
