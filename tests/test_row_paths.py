@@ -154,7 +154,7 @@ def test_outputs_beyond_the_caches_give_the_same_bits(name, kw):
     s[[1, 1500, 2047], [700, 5, 1020]] = 60.0
     assert s.nbytes >= 16 << 20
     f = getattr(an, name)
-    for extra in ({}, {"window": (300, 0)}):
+    for extra in ({}, {"window": (300, 0)}, {"causal": True}, {"window": (40, 700)}):
         big = f(s, **kw, **extra)
         strided = np.empty((4112, 2042), np.float32)[:, ::2]
         f(s, out=strided, **kw, **extra)
