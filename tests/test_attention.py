@@ -713,6 +713,35 @@ def test_kept_scratch_gives_the_same_bits(tmp_path):
         assert_array_equal(outs[tag]["other"], outs["kept"]["other"], err_msg=tag)
 
 
+@pytest.mark.skipif("sinkhorn" not in an.NORMALIZERS, reason="sinkhorn not built")
+def test_kept_scratch_blocks_under_concurrent_calls_of_two_sizes():
+    """Up to two scratch blocks of 4 MiB or more are kept from call to call
+    (csrc/common/scratch.c), each handed to one call at a time: Sinkhorn
+    attention on problems of two sizes (their caches 4 and 9 MiB, so one
+    block cannot serve both) called in turn from four Python threads at once
+    gives every time the bits of the same call made alone."""
+    import threading
+    rng = np.random.default_rng(3)
+    probs = [tuple(rng.standard_normal((1, n, 8)).astype(np.float32) for _ in range(3))
+             for n in (1024, 1536)]
+    want = [an.attention(q, k, v, "sinkhorn", n_iter=2) for q, k, v in probs]
+    bad = []
+
+    def work(t):
+        for it in range(6):
+            j = (t + it) % 2
+            got = an.attention(*probs[j], "sinkhorn", n_iter=2)
+            if not np.array_equal(got, want[j]):
+                bad.append((t, it, j))
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not bad
+
+
 def test_sinkhorn_exp_domain_log_domain_and_partial_cache_agree(tmp_path):
     """Sinkhorn attention takes its steps in the exp domain (E = exp(K) once,
     sums of products, E kept for the rows that fit the cache budget) and
