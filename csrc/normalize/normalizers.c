@@ -82,7 +82,7 @@ const an_normdesc an_norm_relu = {
     .name = "relu",
     .params = { { "power", AN_PARAM_REAL, AN_PF_FINITE, 1.0, AN_DOM_POS, AN_DOM_SAME } },
     .nparams = 1,
-    .row_f = relu_row_f, .row_d = relu_row_d, .map_f = relu_map_f, .map_d = relu_map_d,
+    .row_f = relu_row_f, .row_d = relu_row_d, .prefetches_next = 1, .map_f = relu_map_f, .map_d = relu_map_d,
     .uses_length = 1,
     .jac = AN_JAC_DIAG, .jac_diag = relu_jac,
     .vjp_f = an_relu_vjp_f, .vjp_d = an_relu_vjp_d };
@@ -100,7 +100,7 @@ const an_normdesc an_norm_polynomial = {
                     "a positive integer (s^p is then defined for negative scores)" },
                   AN_DOM_SAME } },
     .nparams = 1,
-    .row_f = polynomial_row_f, .row_d = polynomial_row_d, .map_f = polynomial_map_f,
+    .row_f = polynomial_row_f, .row_d = polynomial_row_d, .prefetches_next = 1, .map_f = polynomial_map_f,
     .map_d = polynomial_map_d, .uses_length = 1, .jac = AN_JAC_DIAG, .jac_diag = polynomial_jac,
     .vjp_f = an_polynomial_vjp_f, .vjp_d = an_polynomial_vjp_d };
 
