@@ -21,8 +21,9 @@
      * entropy's mean score in one pass (diagnose) */                         \
     double (*exp_shift_sum_dot)(const T *s, T *e, an_int n, T shift, T mul,  \
                                 double *dot);                                 \
-    /* e[i] = exp((s[i] - shift) * mul) over the leading blocks of 16 in    \
-     * which every s[i] <= cap (NaN is not): returns their sum, and in      \
+    /* e[i] = exp((s[i] - shift) * mul) over the leading blocks of 16 (one   \
+     * vector on AVX-512: 8 doubles) in which every s[i] <= cap (NaN is     \
+     * not): returns their sum, and in                                      \
      * *done how many entries they hold (n when every block is; e may be    \
      * s).  Softmax with a lazy shift: an estimate of the maximum serves     \
      * while no score exceeds it by more than the cap allows.  ahead: NULL,  \
