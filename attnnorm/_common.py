@@ -150,7 +150,24 @@ _F32_MAX = float(np.finfo(np.float32).max)
 _F32_TINY = float(np.finfo(np.float32).smallest_subnormal)
 
 
-def _real_scalar(name, value, dtype, positive, nonneg, allow_inf, minimum, exclusive_min):
+def _real_checks(positive, nonneg, allow_inf, minimum, exclusive_min):
+    """real_param's checks in order, as (what the value must be, test of the
+    offending values); each test takes a float or an array alike."""
+    checks = [("a number, not NaN", lambda a: a != a)]
+    if not allow_inf:
+        checks.append(("finite", lambda a: abs(a) == math.inf))
+    if positive:
+        checks.append(("> 0", lambda a: a <= 0))
+    if nonneg:
+        checks.append((">= 0", lambda a: a < 0))
+    if minimum is not None:
+        checks.append((f">= {minimum}", lambda a: a < minimum))
+    if exclusive_min is not None:
+        checks.append((f"> {exclusive_min}", lambda a: a <= exclusive_min))
+    return checks
+
+
+def _real_scalar(name, value, dtype, checks):
     """real_param for a Python float or int, with the same checks and result
     in plain float arithmetic (NumPy's per-call cost on a 0-d array is most of
     a small call's time); None for an int beyond the float range, which takes
@@ -159,13 +176,8 @@ def _real_scalar(name, value, dtype, positive, nonneg, allow_inf, minimum, exclu
         v = float(value)
     except OverflowError:
         return None
-    for cond, what in ((v != v, "a number, not NaN"),
-                       (not allow_inf and math.isinf(v), "finite"),
-                       (positive and v <= 0, "> 0"),
-                       (nonneg and v < 0, ">= 0"),
-                       (minimum is not None and v < minimum, f">= {minimum}"),
-                       (exclusive_min is not None and v <= exclusive_min, f"> {exclusive_min}")):
-        if cond:
+    for what, test in checks:
+        if test(v):
             raise ValueError(f"{name} must be {what}; got {value!r}")
     if dtype is not None and np.dtype(dtype) == np.float32:
         if math.isfinite(v):
@@ -186,9 +198,9 @@ def real_param(name, value, *, dtype=None, positive=False, nonneg=False,
     finite values beyond float32's range become its largest finite value
     (not inf: 1e300 * 0 must stay 0) and nonzero values below its smallest
     subnormal keep their sign (not 0: a positive eps stays positive)."""
+    checks = _real_checks(positive, nonneg, allow_inf, minimum, exclusive_min)
     if type(value) is float or type(value) is int:
-        got = _real_scalar(name, value, dtype, positive, nonneg, allow_inf, minimum,
-                           exclusive_min)
+        got = _real_scalar(name, value, dtype, checks)
         if got is not None:
             return got
     if isinstance(value, (str, bytes)) or value is None:
@@ -208,17 +220,8 @@ def real_param(name, value, *, dtype=None, positive=False, nonneg=False,
                 raise ValueError(f"{name} must be {what}; got {value!r}")
             raise ValueError(f"{name} must be {what}; got {shown} (offending: {a[cond].ravel()[:3]})")
 
-    bad(np.isnan(a), "a number, not NaN")
-    if not allow_inf:
-        bad(np.isinf(a), "finite")
-    if positive:
-        bad(a <= 0, "> 0")
-    if nonneg:
-        bad(a < 0, ">= 0")
-    if minimum is not None:
-        bad(a < minimum, f">= {minimum}")
-    if exclusive_min is not None:
-        bad(a <= exclusive_min, f"> {exclusive_min}")
+    for what, test in checks:
+        bad(test(a), what)
     if dtype is not None and np.dtype(dtype) == np.float32:
         fi = np.finfo(np.float32)
         with np.errstate(invalid="ignore"):
