@@ -571,7 +571,6 @@ def test_sinkhorn_one_large_problem_team_mode(rng, opts):
     assert_allclose(w2, ref.attention_weights(q, k, "sinkhorn", n_iter=4, **opts), 1e-9, 1e-11)
 
 
-
 @pytest.mark.parametrize("name", NAMES)
 def test_stats_equal_the_diagnostics_module(rng, name):
     """entropy, support size and margin of return_stats equal attnnorm's
